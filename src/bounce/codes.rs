@@ -1,0 +1,199 @@
+//! SMTP reply codes (RFC 5321 §4.2) and enhanced status codes (RFC 3463, RFC 5248 registry):
+//! finding them in free text, and what a code says on its own when the text says nothing.
+
+use super::category::Reason;
+
+/// RFC 3463 §2: `class "." subject "." detail`, class 2/4/5, subject 1-3 digits, detail 1-3.
+/// Returns the first well-formed code in `text` (not part of a longer dotted number).
+pub fn find_status(text: &str) -> Option<&str> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i + 4 < b.len() {
+        if matches!(b[i], b'2' | b'4' | b'5')
+            && b[i + 1] == b'.'
+            && (i == 0 || !is_code_char(b[i - 1]))
+            && let Some(end) = status_end(b, i)
+        {
+            return text.get(i..end);
+        }
+        i += 1;
+    }
+    None
+}
+
+fn is_code_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'/' || c == b'@'
+}
+
+/// End offset of a status code starting at `i` (`b[i]` is the class digit, `b[i+1]` a dot).
+fn status_end(b: &[u8], i: usize) -> Option<usize> {
+    let subject = digits(b, i + 2, 3)?;
+    if b.get(subject) != Some(&b'.') {
+        return None;
+    }
+    let detail = digits(b, subject + 1, 3)?;
+    match b.get(detail) {
+        Some(c) if c.is_ascii_alphanumeric() || *c == b'@' => None,
+        Some(b'.') if b.get(detail + 1).is_some_and(u8::is_ascii_digit) => None,
+        _ => Some(detail),
+    }
+}
+
+/// Skips 1..=max digits from `start`; returns the offset after them.
+fn digits(b: &[u8], start: usize, max: usize) -> Option<usize> {
+    let mut end = start;
+    while end < b.len() && b[end].is_ascii_digit() {
+        end += 1;
+    }
+    (end > start && end - start <= max).then_some(end)
+}
+
+/// The SMTP reply code of a server reply quoted in `text`: a 2xx/4xx/5xx number standing as a
+/// word and followed by a space, a dash (multi-line replies) or the end. A code right before
+/// an enhanced status code wins over a bare number met earlier.
+pub fn find_reply_code(text: &str) -> Option<u16> {
+    let b = text.as_bytes();
+    let mut first = None;
+    let mut i = 0;
+    while i + 3 <= b.len() {
+        if let Some(code) = reply_code_at(b, i) {
+            let rest = text.get(i + 4..).unwrap_or("");
+            if find_status(rest).is_some_and(|s| rest.trim_start().starts_with(s)) {
+                return Some(code);
+            }
+            first.get_or_insert(code);
+            i += 3;
+        }
+        i += 1;
+    }
+    first
+}
+
+fn reply_code_at(b: &[u8], i: usize) -> Option<u16> {
+    let d = &b[i..i + 3];
+    if !matches!(d[0], b'2' | b'4' | b'5') || !d[1].is_ascii_digit() || !d[2].is_ascii_digit() {
+        return None;
+    }
+    if d[1] > b'5' {
+        return None;
+    }
+    let before_ok = i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'(' | b'[' | b':' | b'"' | b'\'' | b'<' | b'#' | b';');
+    let after_ok = match b.get(i + 3) {
+        None => true,
+        Some(c) => matches!(c, b' ' | b'-' | b'\t' | b'\r' | b'\n' | b']' | b')' | b',' | b':'),
+    };
+    // "550-5.7.1" or "550 5.7.1" or "550 text"; not "550-1234" (phone numbers, ids).
+    let dash_digit = b.get(i + 3) == Some(&b'-')
+        && b.get(i + 4).is_some_and(u8::is_ascii_digit)
+        && b.get(i + 5) != Some(&b'.');
+    (before_ok && after_ok && !dash_digit).then(|| {
+        u16::from(d[0] - b'0') * 100 + u16::from(d[1] - b'0') * 10 + u16::from(d[2] - b'0')
+    })
+}
+
+/// What an enhanced status code means on its own (RFC 3463 / RFC 5248 and the codes the big
+/// providers document). `None` when the code is generic (X.0.0, X.7.1, ...): then only the
+/// text can tell.
+pub fn reason_from_status(status: &str) -> Option<Reason> {
+    let mut it = status.splitn(3, '.');
+    let class = it.next()?;
+    let subject: u16 = it.next()?.parse().ok()?;
+    let detail: u16 = it.next()?.parse().ok()?;
+    if class == "2" {
+        return None;
+    }
+    let transient = class == "4";
+    Some(match (subject, detail) {
+        (1, 1) | (1, 3) | (1, 10) | (1, 351) => Reason::UserUnknown,
+        (1, 2) => Reason::HostUnknown,
+        (1, 6) => Reason::HasMoved,
+        (1, 7) | (1, 8) => Reason::Rejected,
+        (1, 9) | (4, 3) | (3, 5) | (3, 0) | (2, 4) | (3, 3) => Reason::SystemError,
+        (2, 1) => Reason::Suspend,
+        (2, 2) => Reason::MailboxFull,
+        (2, 3) => Reason::ExceedLimit,
+        (2, 121) | (2, 122) => Reason::Speeding,
+        (3, 1) => Reason::SystemFull,
+        (3, 2) => Reason::NotAccept,
+        (3, 4) => Reason::MesgTooBig,
+        (4, 1) if transient => Reason::NetworkError,
+        (4, 4) if transient => Reason::NetworkError,
+        (4, 4) => Reason::HostUnknown,
+        (4, 0) | (4, 2) | (4, 6) | (4, 310) | (4, 312) => Reason::NetworkError,
+        (4, 7) | (4, 316) | (4, 317) => Reason::Expired,
+        (5, _) => Reason::SyntaxError,
+        (6, _) => Reason::ContentError,
+        (7, 13) => Reason::Suspend,
+        (7, 20..=24) | (7, 26) | (7, 509) | (7, 510) => Reason::AuthFailure,
+        (7, 25) => Reason::RequirePtr,
+        (7, 27) => Reason::Rejected,
+        (7, 8) | (7, 0) if transient => return None,
+        (7, 4) | (7, 8) | (7, 11) | (7, 57) => Reason::SecurityError,
+        (7, 10) | (7, 30) => Reason::FailedStartTls,
+        (7, 7) => Reason::SecurityError,
+        (7, 9) | (7, 28) => Reason::PolicyViolation,
+        (7, 650..=699) => Reason::BadReputation,
+        (7, 600..=649) | (7, 708) | (7, 750) | (7, 511) => Reason::Blocked,
+        (7, 705) => Reason::TooManyConn,
+        _ => return None,
+    })
+}
+
+/// What a bare reply code says: only the few codes with one meaning.
+pub fn reason_from_reply(code: u16) -> Option<Reason> {
+    Some(match code {
+        421 => Reason::Blocked,
+        452 => Reason::TooManyConn,
+        552 => Reason::MailboxFull,
+        553 => Reason::Rejected,
+        500..=504 => Reason::SyntaxError,
+        530 | 535 | 538 => Reason::SecurityError,
+        551 => Reason::UserUnknown,
+        556 | 521 => Reason::NotAccept,
+        _ => return None,
+    })
+}
+
+/// Whether an enhanced code is one of sisimai's internal pseudo codes (`X.0.9NN`); such codes
+/// never appear in mail and are not reported.
+pub fn is_pseudo_status(status: &str) -> bool {
+    let mut it = status.split('.');
+    let _class = it.next();
+    it.next() == Some("0") && it.next().is_some_and(|d| d.len() == 3 && d.starts_with('9'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_found_only_as_a_whole_code() {
+        assert_eq!(find_status("550 5.1.1 <a@b>: User unknown"), Some("5.1.1"));
+        assert_eq!(find_status("smtp; 550-5.7.26 Unauthenticated"), Some("5.7.26"));
+        assert_eq!(find_status("host 192.5.1.1 said"), None);
+        assert_eq!(find_status("version 5.5.1960.3"), None);
+        assert_eq!(find_status("(#5.1.1)"), Some("5.1.1"));
+        assert_eq!(find_status("5.4.316 Message expired"), Some("5.4.316"));
+    }
+
+    #[test]
+    fn reply_code_prefers_the_one_before_a_status() {
+        assert_eq!(find_reply_code("smtp; 550 5.1.1 user unknown"), Some(550));
+        assert_eq!(find_reply_code("said: 550\n    5.2.2 <x>... full"), Some(550));
+        assert_eq!(find_reply_code("host [192.0.2.1]: 554 bad"), Some(554));
+        assert_eq!(find_reply_code("ResponseCode 421, , Host"), Some(421));
+        assert_eq!(find_reply_code("id 1234 5678"), None);
+        assert_eq!(find_reply_code("call 555-1234"), None);
+    }
+
+    #[test]
+    fn specific_codes_have_reasons_and_generic_ones_do_not() {
+        assert_eq!(reason_from_status("5.1.1"), Some(Reason::UserUnknown));
+        assert_eq!(reason_from_status("5.7.26"), Some(Reason::AuthFailure));
+        assert_eq!(reason_from_status("4.4.7"), Some(Reason::Expired));
+        assert_eq!(reason_from_status("5.0.0"), None);
+        assert_eq!(reason_from_status("5.7.1"), None);
+        assert!(is_pseudo_status("5.0.911"));
+        assert!(!is_pseudo_status("5.0.0"));
+    }
+}

@@ -1,0 +1,228 @@
+//! MIME walk (mail-parser): splits a bounce into the pieces the parsers read — the
+//! human-readable notice (cut before the returned message), the `message/delivery-status`
+//! fields (RFC 3464), the `message/feedback-report` (RFC 5965) and what is known of the
+//! original message.
+
+use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
+
+/// The pieces of a bounce.
+#[derive(Debug, Default)]
+pub(crate) struct Document {
+    pub subject: String,
+    /// Lower-cased address of the From header.
+    pub from: String,
+    /// Lower-cased addresses of the To header (the original sender, for a bounce).
+    pub to: Vec<String>,
+    /// `type/subtype` of the top level, lower case.
+    pub content_type: String,
+    pub report_type: String,
+    /// Top-level headers, names lower-cased, values unfolded.
+    pub headers: Vec<(String, String)>,
+    /// Human-readable text of the notice, without the returned message.
+    pub notice: String,
+    pub dsn: Option<String>,
+    pub feedback: Option<String>,
+    pub original: Original,
+}
+
+/// What the returned message (or its headers) tells.
+#[derive(Debug, Default)]
+pub(crate) struct Original {
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+}
+
+impl Document {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Builds the document from a parsed message.
+pub(crate) fn build(msg: &Message<'_>) -> Document {
+    let mut doc = Document {
+        subject: msg.subject().unwrap_or("").to_owned(),
+        from: first_address(msg.from()),
+        to: all_addresses(msg.to()),
+        headers: msg
+            .headers_raw()
+            .take(200)
+            .map(|(n, v)| (n.to_ascii_lowercase(), unfold(v)))
+            .collect(),
+        ..Document::default()
+    };
+    if let Some(ct) = msg.content_type() {
+        doc.content_type = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""))
+            .to_ascii_lowercase();
+        doc.report_type = ct.attribute("report-type").unwrap_or("").to_ascii_lowercase();
+    }
+    let mut texts = Vec::new();
+    let mut html = Vec::new();
+    for part in msg.parts.iter().take(64) {
+        visit(part, &mut doc, &mut texts, &mut html);
+    }
+    if texts.is_empty() {
+        texts = html.iter().map(|h| strip_html(h)).collect();
+    }
+    let joined = texts.join("\n");
+    let (notice, rest) = cut_original(&joined);
+    if doc.original.message_id.is_none()
+        && let Some(rest) = rest
+    {
+        doc.original = original_from_text(rest);
+    }
+    doc.notice = notice.to_owned();
+    doc
+}
+
+fn visit(part: &MessagePart<'_>, doc: &mut Document, texts: &mut Vec<String>, html: &mut Vec<String>) {
+    let (ctype, sub) = part
+        .content_type()
+        .map(|ct| (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase()))
+        .unwrap_or_else(|| ("text".into(), "plain".into()));
+    match (&part.body, ctype.as_str(), sub.as_str()) {
+        (PartType::Message(inner), _, _) => {
+            if doc.original.message_id.is_none() {
+                doc.original = original_from_message(inner);
+            }
+        }
+        (_, "message" | "text", "delivery-status" | "global-delivery-status") => {
+            doc.dsn.get_or_insert_with(|| lossy(part.contents()));
+        }
+        (_, "message", "feedback-report") => {
+            doc.feedback.get_or_insert_with(|| lossy(part.contents()));
+        }
+        (_, "text", "rfc822-headers") | (_, "message", "rfc822-headers") => {
+            doc.original = original_from_text(&lossy(part.contents()));
+        }
+        (PartType::Text(t), _, _) => texts.push(t.to_string()),
+        (PartType::Html(t), _, _) => html.push(t.to_string()),
+        _ => {}
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(256 * 1024)]).into_owned()
+}
+
+fn first_address(a: Option<&mail_parser::Address<'_>>) -> String {
+    a.and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+fn all_addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<String> {
+    a.map(|a| {
+        a.iter()
+            .filter_map(|x| x.address())
+            .take(50)
+            .map(str::to_ascii_lowercase)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn original_from_message(m: &Message<'_>) -> Original {
+    Original {
+        message_id: m.message_id().map(str::to_owned),
+        from: Some(first_address(m.from())).filter(|s| !s.is_empty()),
+        to: all_addresses(m.to()),
+    }
+}
+
+/// The original headers quoted as text (text/rfc822-headers or after a "copy of the message"
+/// line): parsed as a header block.
+fn original_from_text(text: &str) -> Original {
+    let start = text.find(|c: char| !c.is_whitespace()).unwrap_or(0);
+    let text = &text[start..];
+    mail_parser::MessageParser::new()
+        .parse_headers(text.as_bytes())
+        .map(|m| original_from_message(&m))
+        .unwrap_or_default()
+}
+
+/// Lines that introduce the returned message in single-part notices (Exim, qmail, Yahoo,
+/// Sendmail, DragonFly, appliances). Everything from there on is the original, not the notice.
+const ORIGINAL_MARKERS: &[&str] = &[
+    "------ this is a copy of the message",
+    "------ this is a copy of your message",
+    "a copy of the original message",
+    "--- below this line is a copy of the message",
+    "original message follows",
+    "----- original message",
+    "------ original message",
+    "-------original message",
+    "--- original message",
+    "message headers follow",
+    "included is a copy of the message header",
+    "unsent message follows",
+    "content-type: message/rfc822",
+    "original message headers",
+    "the header of the original message",
+    "below is a copy of the original message",
+    "the original message headers",
+    "--- the original message",
+    "------ failed message",
+    "----- message header follows",
+    "------------------ original message",
+    "original message header",
+    "(以下、元のメール)",
+    "--- original mail follows",
+];
+
+/// Splits text into (notice, returned original).
+pub(crate) fn cut_original(text: &str) -> (&str, Option<&str>) {
+    let mut offset = 0;
+    let mut prev_blank = false;
+    for line in text.split_inclusive('\n') {
+        let l = line.trim().to_ascii_lowercase();
+        let header_start = prev_blank
+            && offset > 0
+            && (l.starts_with("received: ") || l.starts_with("return-path: "));
+        if header_start || ORIGINAL_MARKERS.iter().any(|m| l.contains(m)) {
+            return (&text[..offset], Some(&text[offset + line.len()..]));
+        }
+        prev_blank = l.is_empty();
+        offset += line.len();
+    }
+    (text, None)
+}
+
+/// Replaces markup with spaces, decodes the few entities bounce notices use.
+fn strip_html(h: &str) -> String {
+    let mut out = String::with_capacity(h.len());
+    let mut in_tag = false;
+    for c in h.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&nbsp;", " ")
+}
+
+/// Joins folded header lines (RFC 5322 §2.2.3).
+pub(crate) fn unfold(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, line) in v.split('\n').enumerate() {
+        let line = line.trim_end_matches('\r');
+        if i > 0 {
+            out.push(' ');
+            out.push_str(line.trim_start());
+        } else {
+            out.push_str(line.trim());
+        }
+    }
+    out.trim().to_owned()
+}

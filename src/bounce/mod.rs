@@ -1,0 +1,102 @@
+//! ⑥ Bounce processing: a DSN or non-delivery notice (raw bytes, as received at
+//! `bounce+TOKEN@`) → `BounceReport` (per-recipient category, status, reply code, provider).
+//!
+//! Data path: `document` (MIME walk with mail-parser) → `rfc3464` (delivery-status fields)
+//! or `heuristics` (non-standard notices of Exim, qmail, Sendmail, Exchange, ...) → `classify`
+//! (code and phrase tables, shared with outbound delivery through `classify_reply`).
+//! `arf` and `rfc3834` tell complaints and auto-replies apart: they are no bounces.
+//!
+//! Invariants: `parse` never panics and does bounded work on any input (input, parts,
+//! recipients and texts are capped); categories are exactly the SPEC names.
+
+mod arf;
+mod category;
+mod classify;
+mod codes;
+mod document;
+mod heuristics;
+mod parse;
+mod phrases;
+mod provider;
+mod rfc3464;
+mod rfc3834;
+
+pub use category::{Category, DeliveryKind, Reason};
+pub use classify::{Classification, classify_reply};
+pub use codes::{find_reply_code, find_status};
+pub use parse::parse;
+
+/// Which phrase-table row decides `text` (for rule debugging and the corpus scorer).
+#[doc(hidden)]
+pub fn explain(text: &str) -> Option<(Reason, &'static str)> {
+    phrases::explain(&classify::normalize(text))
+}
+pub use provider::{Provider, detect_provider};
+
+use serde::Serialize;
+
+/// What kind of automatic message a report is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportKind {
+    /// A non-delivery report (failed or delayed recipients).
+    Bounce,
+    /// An RFC 5965 feedback (abuse) report.
+    Complaint,
+    /// An RFC 3834 auto-reply (vacation, out of office).
+    AutoReply,
+    /// A success DSN (`Action: delivered`, relayed, expanded).
+    DeliveryNotice,
+    /// Ordinary mail.
+    NotBounce,
+}
+
+/// The parsed and classified report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BounceReport {
+    pub is_bounce: bool,
+    pub kind: ReportKind,
+    /// Failed (and, for delivery notices, delivered) recipients in report order.
+    pub recipients: Vec<RecipientResult>,
+    /// Provider of the first failed recipient.
+    pub provider: Provider,
+    /// RFC 3464 Reporting-MTA.
+    pub reporting_mta: Option<String>,
+    /// RFC 3461 ENVID echoed as Original-Envelope-Id.
+    pub envid: Option<String>,
+    /// Message-ID of the returned original message, when the report includes it.
+    pub original_message_id: Option<String>,
+    /// RFC 5965 Feedback-Type of a complaint.
+    pub feedback_type: Option<String>,
+}
+
+/// One recipient of a report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecipientResult {
+    pub address: String,
+    /// RFC 3461 ORCPT (Original-Recipient), when given.
+    pub original_recipient: Option<String>,
+    /// RFC 3464 Action: failed, delayed, delivered, relayed, expanded.
+    pub action: Option<String>,
+    /// Enhanced status code (RFC 3463), e.g. "5.1.1".
+    pub status: Option<String>,
+    /// SMTP reply code, e.g. 550.
+    pub reply_code: Option<u16>,
+    /// `None` for recipients that did not fail.
+    pub category: Option<Category>,
+    pub reason: Option<Reason>,
+    pub hard: bool,
+    pub kind: Option<DeliveryKind>,
+    /// The receiver's words (Diagnostic-Code or the notice's lines about this recipient).
+    pub diagnostic: String,
+    pub remote_mta: Option<String>,
+    pub last_attempt: Option<String>,
+    pub provider: Provider,
+}
+
+impl BounceReport {
+    /// The first failed recipient (the one the top-level CLI fields describe).
+    pub fn first_failed(&self) -> Option<&RecipientResult> {
+        self.recipients.iter().find(|r| r.category.is_some())
+    }
+}

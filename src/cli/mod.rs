@@ -1,0 +1,66 @@
+//! The command line (SPEC "Command line"): one file per subcommand.
+
+mod check_config;
+pub mod classify;
+mod hash_password;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "mxgate", version, about = "Mail server for an ERP's alias domain")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the SMTP listeners, the delivery workers and the admin HTTP server.
+    Serve(ConfigArg),
+    /// Validate a config file; lists every problem with file:line, exit 1 on any.
+    CheckConfig(ConfigArg),
+    /// Read a password (stdin or prompt) and print its argon2 hash for the config.
+    HashPassword,
+    /// Parse bounce messages (DSNs) offline and classify them.
+    Classify(classify::ClassifyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ConfigArg {
+    /// Config file. Default: conf/mxgate.toml (the embedded default when that is absent).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+pub const DEFAULT_CONFIG_PATH: &str = "conf/mxgate.toml";
+
+impl ConfigArg {
+    /// Loads the named file, or the default path, or the embedded default.
+    pub fn load(&self) -> Result<crate::config::Config, crate::config::ConfigError> {
+        use crate::config::Config;
+        match &self.config {
+            Some(path) => Config::load(path),
+            None => {
+                let path = std::path::Path::new(DEFAULT_CONFIG_PATH);
+                if path.exists() {
+                    Config::load(path)
+                } else {
+                    Config::from_toml(crate::config::DEFAULT_TOML, std::path::Path::new("<embedded default>"))
+                }
+            }
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(c) => serve::run(&c),
+        Command::CheckConfig(c) => Ok(check_config::run(&c)),
+        Command::HashPassword => hash_password::run(),
+        Command::Classify(args) => classify::run(&args).map(|()| ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,162 @@
+//! Configuration: one struct per SPEC section, loaded from TOML in two phases.
+//!
+//! 1. Deserialize (`deny_unknown_fields` everywhere, value types parse their strings) —
+//!    a syntax or type error is one [`Problem`] with its line.
+//! 2. [`Config::validate`] — every semantic problem (unknown route names, duplicate ports,
+//!    aliases outside the alias domains, ...) with the line of the offending key.
+//!
+//! `check-config` prints all problems; `serve` refuses to start on any. After load the
+//! config is immutable and shared as `Arc<Config>`.
+
+mod relay;
+mod routing;
+mod server;
+mod types;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use relay::{
+    QueueConfig, RelayConfig, Security, SmarthostConfig, SubmissionConfig, SubmissionUser,
+    WarmingConfig, WarmingStep,
+};
+pub use routing::{
+    AliasConfig, DomainConfig, ForwardRoute, HttpRoute, MaildirRoute, OdooRoute, RejectRoute,
+    RouteConfig, Routes,
+};
+pub use server::{
+    AdminConfig, DnsConfig, ListenerConfig, ListenersConfig, ServerConfig, SmtpConfig, TlsConfig,
+};
+pub use types::{ByteSize, HumanDuration, Secret};
+
+/// The embedded default, identical to `conf/mxgate.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../../conf/mxgate.toml");
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub listeners: ListenersConfig,
+    pub smtp: SmtpConfig,
+    pub admin: AdminConfig,
+    pub tls: TlsConfig,
+    pub dns: DnsConfig,
+    pub domains: Vec<DomainConfig>,
+    pub aliases: Vec<AliasConfig>,
+    pub routes: Routes,
+    pub submission: SubmissionConfig,
+    pub relay: RelayConfig,
+    pub warming: WarmingConfig,
+    pub queue: QueueConfig,
+}
+
+/// One thing wrong with a config file, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `aliases[2].route`.
+    pub path: String,
+    /// 1-based line in the file, when the key is present in it.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Loading failed: every problem found, in file order.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match p.line {
+                Some(line) => write!(f, "{}:{line}: {}: {}", self.file.display(), p.path, p.message)?,
+                None => write!(f, "{}: {}: {}", self.file.display(), p.path, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            problems: vec![Problem {
+                path: String::new(),
+                line: None,
+                message: format!("cannot read config: {e}"),
+            }],
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses and validates TOML text; `file` is only used in messages.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let err = |problems| ConfigError {
+            file: file.to_path_buf(),
+            problems,
+        };
+        let config: Config = toml::from_str(text).map_err(|e| err(vec![syntax_problem(text, &e)]))?;
+        let mut problems = config.validate();
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        for p in &mut problems {
+            p.line = validate::line_of(text, &p.path);
+        }
+        Err(err(problems))
+    }
+
+    /// The route a name refers to (validated to exist at load).
+    pub fn route(&self, name: &str) -> Option<&RouteConfig> {
+        self.routes.get(name)
+    }
+}
+
+fn syntax_problem(text: &str, e: &toml::de::Error) -> Problem {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    Problem {
+        path: String::new(),
+        line,
+        message: e.message().trim().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_loads_and_validates() {
+        let c = Config::from_toml(DEFAULT_TOML, Path::new("conf/mxgate.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.server.hostname, "mx.example.test");
+        assert!(c.listeners.inbound.is_some());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let e = Config::from_toml("[server]\nhostname = \"a\"\nbogus = 1\n", Path::new("x.toml"))
+            .expect_err("unknown key");
+        assert_eq!(e.problems[0].line, Some(3), "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_an_error() {
+        let e = Config::from_toml("[smtp]\nidle_timeout = \"soon\"\n", Path::new("x.toml"))
+            .expect_err("bad value");
+        assert!(e.to_string().contains("invalid duration"), "{e}");
+    }
+}

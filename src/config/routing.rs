@@ -1,0 +1,127 @@
+//! `[[domains]]`, `[[aliases]]`, `[routes.NAME]`: the inbound alias table (SPEC "Inbound routing").
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::types::{HumanDuration, Secret};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    pub name: String,
+    /// Route for local parts that match nothing else; none = 550 5.1.1.
+    #[serde(default)]
+    pub catchall: Option<String>,
+    #[serde(default = "default_bounce_alias")]
+    pub bounce_alias: String,
+    #[serde(default = "default_reply_alias")]
+    pub reply_alias: String,
+    /// Route that receives `reply+TOKEN@` mail (the ERP's thread replies).
+    #[serde(default)]
+    pub reply_route: Option<String>,
+    #[serde(default = "yes")]
+    pub dmarc_enforce: bool,
+}
+
+fn default_bounce_alias() -> String {
+    "bounce".into()
+}
+fn default_reply_alias() -> String {
+    "reply".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasConfig {
+    /// `local@domain`; the domain must be one of `[[domains]]`.
+    pub address: String,
+    pub route: String,
+}
+
+pub type Routes = BTreeMap<String, RouteConfig>;
+
+/// A route: where mail for an alias goes. A closed set, matched in `delivery`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RouteConfig {
+    /// POST the raw message to the ERP.
+    Http(HttpRoute),
+    /// XML-RPC `message_process`, as Odoo's mailgate does (delivered by the relay issue).
+    Odoo(OdooRoute),
+    /// Re-send to these addresses with SRS (delivered by the relay issue).
+    Forward(ForwardRoute),
+    /// Write into a Maildir (`tmp/` then `new/`).
+    Maildir(MaildirRoute),
+    /// Accept and drop.
+    Discard,
+    /// Refuse at RCPT.
+    Reject(RejectRoute),
+}
+
+impl RouteConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RouteConfig::Http(_) => "http",
+            RouteConfig::Odoo(_) => "odoo",
+            RouteConfig::Forward(_) => "forward",
+            RouteConfig::Maildir(_) => "maildir",
+            RouteConfig::Discard => "discard",
+            RouteConfig::Reject(_) => "reject",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRoute {
+    pub url: String,
+    /// Whole-request deadline; past it the attempt counts as failed and is retried.
+    #[serde(default = "default_http_timeout")]
+    pub timeout: HumanDuration,
+    /// Sent as `Authorization: Bearer ...` when set.
+    #[serde(default)]
+    pub token: Secret,
+}
+
+fn default_http_timeout() -> HumanDuration {
+    HumanDuration::secs(30)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OdooRoute {
+    pub url: String,
+    pub database: String,
+    pub uid: u32,
+    pub password: Secret,
+    /// Model for new threads (`crm.lead`, `helpdesk.ticket`); empty lets Odoo decide by alias.
+    #[serde(default)]
+    pub model: String,
+    #[serde(default = "default_http_timeout")]
+    pub timeout: HumanDuration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRoute {
+    pub to: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaildirRoute {
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRoute {
+    /// Text after `550 5.7.1`; default "Recipient rejected".
+    #[serde(default)]
+    pub message: Option<String>,
+}

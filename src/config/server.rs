@@ -1,0 +1,146 @@
+//! `[server]`, `[listeners.*]`, `[smtp]` (session limits), `[admin]`, `[tls]`, `[dns]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::types::{ByteSize, HumanDuration, Secret};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// EHLO name, authserv-id and the `by` of our Received header.
+    pub hostname: String,
+    /// RocksDB and generated files; relative paths are relative to the working directory.
+    pub data_dir: PathBuf,
+    /// Deadline for sessions and deliveries to finish after SIGTERM.
+    pub shutdown_timeout: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            hostname: "mx.example.test".into(),
+            data_dir: "data".into(),
+            shutdown_timeout: HumanDuration::secs(30),
+        }
+    }
+}
+
+/// The three SMTP listeners SPEC names. Each is optional: a missing table means the
+/// listener is not started.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenersConfig {
+    pub inbound: Option<ListenerConfig>,
+    pub submission: Option<ListenerConfig>,
+    pub submissions: Option<ListenerConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub bind: SocketAddr,
+}
+
+/// Limits every SMTP session obeys, with Postfix's names in mind
+/// (`smtpd_recipient_limit`, `message_size_limit`, `hopcount_limit`, ...).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Largest message accepted, advertised in EHLO SIZE (RFC 1870); beyond it: 552 5.3.4.
+    pub max_message_bytes: ByteSize,
+    /// RFC 5321 §4.5.3.1.4 says 512 octets for a command line; we allow some slack for
+    /// long ESMTP parameters (Postfix: line_length_limit = 2048).
+    pub max_line_bytes: usize,
+    /// Recipients per transaction; RFC 5321 §4.5.3.1.8 requires at least 100.
+    pub max_recipients: usize,
+    /// Simultaneous sessions over all listeners.
+    pub max_connections: usize,
+    /// Simultaneous sessions from one client IP.
+    pub max_connections_per_ip: usize,
+    /// Time a client may stay silent between commands (RFC 5321 §4.5.3.2.7: 5 minutes).
+    pub idle_timeout: HumanDuration,
+    /// Time allowed for the whole DATA/BDAT transfer (RFC 5321 §4.5.3.2.6: 10 minutes for
+    /// the final dot; we bound the whole transfer so slow-drip clients cannot hold a slot).
+    pub data_timeout: HumanDuration,
+    /// More Received headers than this: 554 5.4.6 mail loop (Postfix hopcount_limit = 50).
+    pub max_hops: usize,
+    /// Errors (bad commands, refused recipients) before the session is closed with 421.
+    pub max_errors: usize,
+    /// Failed AUTH attempts per client IP before further attempts are refused.
+    pub max_auth_failures: usize,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            max_message_bytes: ByteSize(25 * 1024 * 1024),
+            max_line_bytes: 2048,
+            max_recipients: 100,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            idle_timeout: HumanDuration::secs(300),
+            data_timeout: HumanDuration::secs(600),
+            max_hops: 50,
+            max_errors: 20,
+            max_auth_failures: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub bind: SocketAddr,
+    /// Bearer token for `/api`; empty = none (only sensible on loopback).
+    pub token: Secret,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8025)),
+            token: Secret::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; created self-signed for `server.hostname` when missing.
+    pub cert: PathBuf,
+    /// PEM private key, created with the certificate.
+    pub key: PathBuf,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: "certs/mxgate.crt".into(),
+            key: "certs/mxgate.key".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// `ip:port` of the resolvers to ask; empty = the system resolver (/etc/resolv.conf).
+    pub nameservers: Vec<SocketAddr>,
+    pub timeout: HumanDuration,
+    /// Entries kept in the resolver cache.
+    pub cache_size: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout: HumanDuration::secs(5),
+            cache_size: 4096,
+        }
+    }
+}

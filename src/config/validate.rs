@@ -1,0 +1,245 @@
+//! Phase two of loading: semantic checks over the whole config, every problem reported.
+
+use std::collections::{BTreeSet, HashSet};
+
+use toml::de::{DeTable, DeValue};
+
+use super::{Config, Problem, RouteConfig};
+use crate::envelope::Address;
+
+impl Config {
+    /// Every semantic problem, in section order. Empty = the config is usable.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Problems(Vec::new());
+        self.validate_server(&mut p);
+        self.validate_routing(&mut p);
+        self.validate_routes(&mut p);
+        self.validate_relay(&mut p);
+        p.0
+    }
+
+    fn validate_server(&self, p: &mut Problems) {
+        if Address::parse(&format!("postmaster@{}", self.server.hostname)).is_none() {
+            p.add("server.hostname", "must be a fully qualified host name");
+        }
+        let mut binds = HashSet::new();
+        let listeners = [
+            ("listeners.inbound.bind", &self.listeners.inbound),
+            ("listeners.submission.bind", &self.listeners.submission),
+            ("listeners.submissions.bind", &self.listeners.submissions),
+        ];
+        for (path, l) in listeners {
+            if let Some(l) = l
+                && l.bind.port() != 0
+                && !binds.insert(l.bind)
+            {
+                p.add(path, format!("{} is already used by another listener", l.bind));
+            }
+        }
+        if self.admin.bind.port() != 0 && binds.contains(&self.admin.bind) {
+            p.add("admin.bind", format!("{} is already used by a listener", self.admin.bind));
+        }
+        let s = &self.smtp;
+        if s.max_line_bytes < 512 {
+            p.add("smtp.max_line_bytes", "must be at least 512 (RFC 5321 §4.5.3.1.4)");
+        }
+        if s.max_recipients == 0 {
+            p.add("smtp.max_recipients", "must be at least 1");
+        }
+        if s.max_message_bytes.0 < 1024 {
+            p.add("smtp.max_message_bytes", "must be at least 1KiB");
+        }
+        if s.max_connections == 0 || s.max_connections_per_ip == 0 {
+            p.add("smtp.max_connections", "connection limits must be at least 1");
+        }
+    }
+
+    fn validate_routing(&self, p: &mut Problems) {
+        let mut names = HashSet::new();
+        for (i, d) in self.domains.iter().enumerate() {
+            let at = |k: &str| format!("domains[{i}].{k}");
+            if Address::parse(&format!("x@{}", d.name)).is_none() || d.name.starts_with('[') {
+                p.add(at("name"), format!("{:?} is not a domain name", d.name));
+            }
+            if !names.insert(d.name.to_ascii_lowercase()) {
+                p.add(at("name"), format!("domain {:?} is listed twice", d.name));
+            }
+            for (key, route) in [("catchall", &d.catchall), ("reply_route", &d.reply_route)] {
+                if let Some(r) = route {
+                    self.check_route_name(p, &at(key), r);
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        for (i, a) in self.aliases.iter().enumerate() {
+            let at = |k: &str| format!("aliases[{i}].{k}");
+            match Address::parse(&a.address) {
+                None => p.add(at("address"), format!("{:?} is not an address", a.address)),
+                Some(addr) if !names.contains(&addr.domain) => p.add(
+                    at("address"),
+                    format!("domain {:?} is not one of [[domains]]", addr.domain),
+                ),
+                Some(addr) => {
+                    if !seen.insert(addr.to_ascii_lowercase()) {
+                        p.add(at("address"), format!("alias {:?} is listed twice", a.address));
+                    }
+                }
+            }
+            self.check_route_name(p, &at("route"), &a.route);
+        }
+    }
+
+    fn check_route_name(&self, p: &mut Problems, path: &str, name: &str) {
+        if !self.routes.contains_key(name) {
+            let known: BTreeSet<&str> = self.routes.keys().map(String::as_str).collect();
+            p.add(path, format!("no route named {name:?} (known: {known:?})"));
+        }
+    }
+
+    fn validate_routes(&self, p: &mut Problems) {
+        for (name, r) in &self.routes {
+            let at = |k: &str| format!("routes.{name}.{k}");
+            match r {
+                RouteConfig::Http(h) => check_url(p, &at("url"), &h.url),
+                RouteConfig::Odoo(o) => check_url(p, &at("url"), &o.url),
+                RouteConfig::Maildir(m) if m.path.as_os_str().is_empty() => {
+                    p.add(at("path"), "must not be empty")
+                }
+                RouteConfig::Forward(f) => {
+                    for (i, to) in f.to.iter().enumerate() {
+                        if Address::parse(to).is_none() {
+                            p.add(format!("routes.{name}.to[{i}]"), format!("{to:?} is not an address"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn validate_relay(&self, p: &mut Problems) {
+        for (i, u) in self.submission.users.iter().enumerate() {
+            if argon2::PasswordHash::new(&u.password_hash).is_err() {
+                p.add(
+                    format!("submission.users[{i}].password_hash"),
+                    "not a PHC hash string; make one with `mxgate hash-password`",
+                );
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, h) in self.relay.smarthosts.iter().enumerate() {
+            if !names.insert(h.name.as_str()) {
+                p.add(format!("relay.smarthosts[{i}].name"), format!("{:?} is listed twice", h.name));
+            }
+        }
+        for (i, w) in self.warming.schedule.iter().enumerate() {
+            if parse_day_range(&w.days).is_none() {
+                p.add(format!("warming.schedule[{i}].days"), format!("{:?}: expected \"1-3\", \"7\" or \"21+\"", w.days));
+            }
+        }
+        let q = &self.queue;
+        if q.retry_initial > q.retry_max {
+            p.add("queue.retry_initial", "must not exceed queue.retry_max");
+        }
+        if q.concurrency == 0 {
+            p.add("queue.concurrency", "must be at least 1");
+        }
+    }
+}
+
+/// `"1-3"` → (1, Some(3)); `"21+"` → (21, None); `"7"` → (7, Some(7)).
+pub fn parse_day_range(s: &str) -> Option<(u32, Option<u32>)> {
+    let s = s.trim();
+    if let Some(from) = s.strip_suffix('+') {
+        return Some((from.trim().parse().ok()?, None));
+    }
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b): (u32, u32) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            (a <= b).then_some((a, Some(b)))
+        }
+        None => s.parse().ok().map(|d| (d, Some(d))),
+    }
+}
+
+fn check_url(p: &mut Problems, path: &str, url: &str) {
+    match url.parse::<hyper::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
+        _ => p.add(path, format!("{url:?} is not an http:// or https:// URL")),
+    }
+}
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            line: None,
+            message: message.into(),
+        });
+    }
+}
+
+/// Line (1-based) of the key at `path` (`aliases[2].route`) in the TOML text, if present.
+pub fn line_of(text: &str, path: &str) -> Option<usize> {
+    let root = DeTable::parse(text).ok()?;
+    let mut span = root.span();
+    let mut table: Option<&DeTable> = Some(root.get_ref());
+    let mut value: Option<&DeValue> = None;
+    for seg in path.split('.') {
+        let (key, idx) = match seg.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        let t = table.or_else(|| value.and_then(|v| v.as_table()))?;
+        let (k, v) = t.get_key_value(key)?;
+        span = k.span();
+        let mut cur = v;
+        if let Some(i) = idx {
+            cur = cur.get_ref().as_array()?.get(i)?;
+            span = cur.span();
+        }
+        table = None;
+        value = Some(cur.get_ref());
+    }
+    Some(text[..span.start.min(text.len())].matches('\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn every_problem_is_listed_with_its_line() {
+        let toml = r#"
+[[domains]]
+name = "example.test"
+
+[[aliases]]
+address = "sales@other.test"
+route = "crm"
+
+[[aliases]]
+address = "info@example.test"
+route = "nowhere"
+
+[routes.crm]
+kind = "http"
+url = "ftp://x"
+"#;
+        let e = Config::from_toml(toml, Path::new("t.toml")).expect_err("invalid");
+        let lines: Vec<_> = e.problems.iter().map(|p| (p.path.as_str(), p.line)).collect();
+        assert!(lines.contains(&("aliases[0].address", Some(6))), "{e}");
+        assert!(lines.contains(&("aliases[1].route", Some(11))), "{e}");
+        assert!(lines.contains(&("routes.crm.url", Some(15))), "{e}");
+    }
+
+    #[test]
+    fn day_ranges_parse() {
+        assert_eq!(parse_day_range("1-3"), Some((1, Some(3))));
+        assert_eq!(parse_day_range("21+"), Some((21, None)));
+        assert_eq!(parse_day_range("3-1"), None);
+    }
+}

@@ -1,0 +1,124 @@
+//! Delivery results as data, and the one place that maps failures to them ([`classify`]).
+//!
+//! The rule for ERP routes: anything that says "not now" (connection refused, timeout, HTTP
+//! 408/429/5xx, a full disk) is `Deferred` — the queue retries with backoff, nothing is
+//! lost while the ERP is down. An HTTP 4xx is the ERP refusing this message: `Bounced`, with
+//! the status line as reply. The message stays in the store, so an operator can fix the ERP
+//! side and `mxgate queue retry` it.
+
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+
+/// What one delivery attempt for one recipient came to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Delivered; `reply` is what the other side said (`HTTP 200 OK`, an SMTP reply line).
+    Sent { reply: String },
+    /// Transient failure: retried with backoff until expiry.
+    Deferred {
+        reason: String,
+        /// Retry at this time (ms since epoch) instead of backoff — for throttles that know
+        /// when their window opens (warming caps).
+        retry_at: Option<u64>,
+    },
+    /// Permanent failure.
+    Bounced {
+        /// SPEC bounce category, when known (remote MTA bounces); `None` for an ERP refusal.
+        category: Option<String>,
+        reply: String,
+    },
+}
+
+impl Outcome {
+    /// A transient failure retried on the normal backoff.
+    pub fn deferred(reason: impl Into<String>) -> Outcome {
+        Outcome::Deferred {
+            reason: reason.into(),
+            retry_at: None,
+        }
+    }
+
+    /// `result` label of `mxgate_delivery_attempts_total`.
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Deferred { .. } => "deferred",
+            Outcome::Bounced { .. } => "failed",
+        }
+    }
+}
+
+/// The outcome of a failed attempt.
+pub fn classify(err: &Error) -> Outcome {
+    match err {
+        Error::Status { status, reply } => classify_http(*status, reply),
+        Error::Rejected(reply) => Outcome::Bounced {
+            category: None,
+            reply: reply.clone(),
+        },
+        // Connect refused/reset, timeouts, IO (disk full, permissions), a route the config no
+        // longer has or that is not implemented yet: all fixable without the sender's help.
+        Error::Http(_)
+        | Error::Timeout(_)
+        | Error::Io(_)
+        | Error::BadUrl { .. }
+        | Error::UnknownRoute(_)
+        | Error::NotAvailable(_)
+        | Error::Store(_) => Outcome::deferred(err.to_string()),
+    }
+}
+
+/// A non-2xx HTTP answer from the ERP. `reply` is the status line (plus a body excerpt).
+pub fn classify_http(status: u16, reply: &str) -> Outcome {
+    match status {
+        // Request Timeout, Too Many Requests, server errors: the ERP is down or busy.
+        408 | 429 | 500..=599 => Outcome::deferred(reply),
+        400..=499 => Outcome::Bounced {
+            category: None,
+            reply: reply.to_string(),
+        },
+        // 1xx/3xx (redirects are not followed): a misconfigured URL; keep retrying.
+        _ => Outcome::deferred(reply),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erp_down_or_busy_statuses_are_deferred() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(classify_http(s, "x").as_label(), "deferred", "{s}");
+        }
+    }
+
+    #[test]
+    fn other_client_errors_bounce_with_the_status_line() {
+        for s in [400, 401, 403, 404, 410, 413, 422] {
+            let o = classify_http(s, "HTTP 404 Not Found");
+            assert_eq!(
+                o,
+                Outcome::Bounced {
+                    category: None,
+                    reply: "HTTP 404 Not Found".into()
+                },
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn redirects_are_deferred_not_followed() {
+        assert_eq!(classify_http(302, "HTTP 302 Found").as_label(), "deferred");
+    }
+
+    #[test]
+    fn transport_errors_are_deferred() {
+        let e = Error::Timeout(std::time::Duration::from_secs(2));
+        assert!(matches!(classify(&e), Outcome::Deferred { reason, .. } if reason.contains("timed out")));
+        let e = Error::Io(std::io::Error::other("disk full"));
+        assert_eq!(classify(&e).as_label(), "deferred");
+    }
+}

@@ -1,0 +1,184 @@
+//! The delivery scheduler: due recipients from the queue's `d/` index in, attempts out, each
+//! outcome recorded back into the queue.
+//!
+//! Loop: seek the index from its earliest key, dispatch what is due (up to
+//! `queue.concurrency` in flight), then sleep until the next due time, a queue change
+//! (enqueue, retry), an attempt finishing, or shutdown. An in-memory in-flight set keeps a
+//! recipient from being dispatched twice at once; its `d/` key is only removed when the
+//! outcome is recorded, so after a crash the attempt simply happens again.
+//!
+//! Shutdown: no new attempts; those in flight get `¾ × server.shutdown_timeout` to finish
+//! and record; any still running then are abandoned (and retried after restart).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::{Id, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::attempt::{self, Context};
+use super::Outcome;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::queue::{Due, DueScan, Queue, RcptKey, StoreError};
+
+/// Longest sleep between looks at the index, even when nothing is due sooner: bounds the
+/// effect of a wall-clock jump (and of a test stepping the [`Clock`]) on the schedule.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+/// Pause after the queue failed to record an outcome, so a broken store is not hammered.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+pub struct Worker {
+    queue: Queue,
+    ctx: Arc<Context>,
+    metrics: Metrics,
+    clock: Clock,
+    concurrency: usize,
+    drain: Duration,
+}
+
+impl Worker {
+    pub fn new(queue: Queue, config: Arc<Config>, metrics: Metrics, clock: Clock) -> Worker {
+        let concurrency = config.queue.concurrency.max(1);
+        let drain = config.server.shutdown_timeout.get() * 3 / 4;
+        Worker {
+            queue,
+            ctx: Arc::new(Context::new(config)),
+            metrics,
+            clock,
+            concurrency,
+            drain,
+        }
+    }
+
+    /// Delivers until `shutdown` is cancelled, then lets in-flight attempts finish.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tasks = JoinSet::new();
+        let mut in_flight: HashMap<Id, RcptKey> = HashMap::new();
+        loop {
+            let free = self.concurrency.saturating_sub(tasks.len());
+            // With no free slot, only a finishing attempt (or shutdown) matters: no timer.
+            let mut wait = None;
+            if free > 0 {
+                let scan = self.scan(&in_flight, free).await;
+                for due in scan.ready {
+                    let handle = tasks.spawn(self.attempt(due));
+                    in_flight.insert(handle.id(), (due.id, due.rcpt));
+                }
+                wait = Some(self.until(scan.next_due_ms));
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(done) = tasks.join_next_with_id() => {
+                    let id = match &done {
+                        Ok((id, ())) => *id,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "delivery attempt task failed");
+                            e.id()
+                        }
+                    };
+                    in_flight.remove(&id);
+                }
+                _ = self.queue.changed() => {}
+                _ = tokio::time::sleep(wait.unwrap_or(MAX_IDLE)), if wait.is_some() => {}
+            }
+        }
+        self.finish(tasks).await;
+    }
+
+    /// Due recipients not in flight, at most `max`. A store failure is logged and treated as
+    /// "nothing due" (the loop looks again after [`MAX_IDLE`]).
+    async fn scan(&self, in_flight: &HashMap<Id, RcptKey>, max: usize) -> DueScan {
+        let queue = self.queue.clone();
+        let skip: HashSet<RcptKey> = in_flight.values().copied().collect();
+        let now = self.clock.now_ms();
+        let scanned = tokio::task::spawn_blocking(move || queue.due(now, &skip, max)).await;
+        match scanned {
+            Ok(Ok(scan)) => scan,
+            Ok(Err(StoreError::Closed)) => DueScan::default(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the delivery schedule");
+                DueScan::default()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery schedule scan task failed");
+                DueScan::default()
+            }
+        }
+    }
+
+    fn until(&self, next_due_ms: Option<u64>) -> Duration {
+        next_due_ms.map_or(MAX_IDLE, |due| {
+            Duration::from_millis(due.saturating_sub(self.clock.now_ms())).min(MAX_IDLE)
+        })
+    }
+
+    /// One recipient's attempt, as a task of its own.
+    fn attempt(&self, due: Due) -> impl Future<Output = ()> + Send + 'static {
+        let queue = self.queue.clone();
+        let ctx = self.ctx.clone();
+        let metrics = self.metrics.clone();
+        let span = tracing::info_span!("delivery", queue_id = %due.id, rcpt = due.rcpt);
+        async move { attempt_one(queue, ctx, metrics, due).await }.instrument(span)
+    }
+
+    async fn finish(self, mut tasks: JoinSet<()>) {
+        if tasks.is_empty() {
+            return;
+        }
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.drain, all).await.is_err() {
+            tracing::warn!(
+                left = tasks.len(),
+                "delivery attempts still running at the shutdown deadline: abandoned, retried after restart"
+            );
+            tasks.shutdown().await;
+        }
+    }
+}
+
+async fn attempt_one(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due) {
+    let q = queue.clone();
+    let loaded = tokio::task::spawn_blocking(move || (q.get(due.id), q.body(due.id))).await;
+    let (msg, body) = loaded.unwrap_or((None, None));
+    let rcpt = msg
+        .as_ref()
+        .and_then(|m| m.recipients.get(usize::from(due.rcpt)))
+        .filter(|r| r.state.is_pending() && r.next_attempt_ms == due.due_ms);
+    let (Some(msg), Some(rcpt)) = (msg.as_ref(), rcpt) else {
+        // The index entry is stale (retried, cancelled or deleted meanwhile).
+        if let Err(e) = queue.forget_due(due).await {
+            tracing::warn!(error = %e, "cannot drop a stale schedule entry");
+        }
+        return;
+    };
+    let kind = ctx.kind_label(rcpt);
+    let start = Instant::now();
+    let outcome = match body {
+        Some(body) => attempt::run(&ctx, msg, rcpt, body).await,
+        // Meta without body: a damaged store. Deferred, so it is visible and expires.
+        None => Outcome::deferred("queue: message body is missing"),
+    };
+    metrics.delivery_attempt(outcome.as_label(), kind, start.elapsed().as_secs_f64());
+    log(&outcome, &rcpt.address, kind);
+    match queue.record(due.id, due.rcpt, &outcome).await {
+        Ok(_) => {}
+        Err(StoreError::Closed) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record a delivery outcome; the attempt will be repeated");
+            tokio::time::sleep(STORE_ERROR_PAUSE).await;
+        }
+    }
+}
+
+fn log(outcome: &Outcome, rcpt: &str, kind: &str) {
+    match outcome {
+        Outcome::Sent { reply } => tracing::info!(rcpt, route_kind = kind, reply, "delivered"),
+        Outcome::Deferred { reason, .. } => tracing::info!(rcpt, route_kind = kind, reason, "deferred"),
+        Outcome::Bounced { reply, .. } => tracing::info!(rcpt, route_kind = kind, reply, "bounced"),
+    }
+}

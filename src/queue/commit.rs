@@ -1,0 +1,195 @@
+//! Group commit: every write to the queue goes through one dedicated thread, which takes
+//! all requests waiting in its channel, writes each request's batch unsynced, then makes them
+//! durable together with ONE WAL fsync (`flush_wal(true)`), and only then answers the
+//! waiters. Fifty sessions finishing DATA at once cost one fsync, not fifty.
+//!
+//! Why a thread and not RocksDB's own write grouping: the group is formed from whatever is
+//! queued when the previous fsync ends, so the batch size adapts to load with no timer, and
+//! the single writer also serialises read-modify-write changes (a job reads the message meta
+//! and builds its batch on this thread), so two outcomes for recipients of the same message
+//! never overwrite each other.
+//!
+//! A request whose waiter has gone (the enqueue deadline passed) before its turn is skipped,
+//! so a peer that got `451` does not also get the message stored. Past that point a late
+//! waiter can still lose the race: the message is then stored and delivered although the peer
+//! was told to retry — a duplicate, never a loss (at-least-once).
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use rocksdb::{DB, WriteBatch, WriteOptions};
+use tokio::sync::oneshot;
+
+use super::{RcptState, StoreError};
+use crate::metrics::Metrics;
+
+/// Most requests sharing one fsync; bounds the latency of the first waiter in a group.
+const MAX_GROUP: usize = 1024;
+
+/// A recipient entering `to` (from `from`, or new): applied to the in-memory state counts
+/// once the change is durable.
+pub type Move = (Option<RcptState>, RcptState);
+
+/// One atomic state change: a batch and the count moves it implies.
+#[derive(Default)]
+pub struct Change {
+    pub batch: WriteBatch,
+    pub moves: Vec<Move>,
+}
+
+/// Builds a change on the committer thread, reading current state from the DB if needed.
+pub type Job = Box<dyn FnOnce(&DB) -> Result<Change, StoreError> + Send>;
+
+/// What the committer thread and the [`Queue`](super::Queue) handles share.
+pub struct Shared {
+    /// `None` once closed: close takes the write lock, so it waits for readers in progress.
+    pub db: RwLock<Option<DB>>,
+    pub counts: Mutex<HashMap<RcptState, u64>>,
+}
+
+impl Shared {
+    /// Runs `f` on the open DB, or fails with `Closed`.
+    pub fn with_db<T>(&self, f: impl FnOnce(&DB) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_ref() {
+            Some(db) => f(db),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    fn apply(&self, moves: &[Move]) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        for (from, to) in moves {
+            if let Some(from) = from {
+                let n = counts.entry(*from).or_insert(0);
+                *n = n.saturating_sub(1);
+            }
+            *counts.entry(*to).or_insert(0) += 1;
+        }
+    }
+}
+
+type Done = oneshot::Sender<Result<(), StoreError>>;
+
+enum Msg {
+    Commit(Job, Done),
+    Close,
+}
+
+/// Handle to the committer thread.
+pub struct Committer {
+    tx: mpsc::Sender<Msg>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Committer {
+    pub fn spawn(shared: Arc<Shared>, metrics: Metrics) -> Result<Committer, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("mxgate-commit".into())
+            .spawn(move || run(&shared, &rx, &metrics))
+            .map_err(StoreError::Thread)?;
+        Ok(Committer {
+            tx,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `job`; the receiver resolves once its change is durable (or failed). Dropping
+    /// the receiver before the job's turn withdraws it.
+    pub fn submit(&self, job: Job) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, rx) = oneshot::channel();
+        // A send error means the thread has stopped: `done` is dropped with the message and
+        // the receiver reports that as `Closed`.
+        let _ = self.tx.send(Msg::Commit(job, done));
+        rx
+    }
+
+    /// Commits everything already submitted, then stops the thread and waits for it.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Msg::Close);
+        let handle = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::warn!("queue committer thread panicked");
+        }
+    }
+}
+
+fn run(shared: &Shared, rx: &mpsc::Receiver<Msg>, metrics: &Metrics) {
+    let mut group = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut closing = false;
+        match first {
+            Msg::Commit(job, done) => group.push((job, done)),
+            Msg::Close => closing = true,
+        }
+        while !closing && group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(Msg::Commit(job, done)) => group.push((job, done)),
+                Ok(Msg::Close) => closing = true,
+                Err(_) => break,
+            }
+        }
+        if !group.is_empty() {
+            commit_group(shared, std::mem::take(&mut group), metrics);
+        }
+        if closing {
+            return;
+        }
+    }
+}
+
+fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
+    let guard = shared.db.read().unwrap_or_else(PoisonError::into_inner);
+    let Some(db) = guard.as_ref() else {
+        for (_, done) in group {
+            let _ = done.send(Err(StoreError::Closed));
+        }
+        return;
+    };
+    let mut unsynced = WriteOptions::default();
+    unsynced.set_sync(false);
+    let mut written = Vec::with_capacity(group.len());
+    for (job, done) in group {
+        if done.is_closed() {
+            continue; // the waiter gave up: do not store what it was told failed
+        }
+        let result = job(db).and_then(|change| {
+            db.write_opt(change.batch, &unsynced)?;
+            Ok(change.moves)
+        });
+        match result {
+            Ok(moves) => written.push((moves, done)),
+            Err(e) => {
+                let _ = done.send(Err(e));
+            }
+        }
+    }
+    if written.is_empty() {
+        return;
+    }
+    // The one fsync of this group: every batch above becomes durable together.
+    let synced = db.flush_wal(true);
+    metrics.store_commit(written.len());
+    // Counts mirror what the DB holds, and a failed sync leaves the writes in it.
+    for (moves, _) in &written {
+        shared.apply(moves);
+    }
+    match synced {
+        Ok(()) => {
+            for (_, done) in written {
+                let _ = done.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "queue WAL sync failed");
+            for (_, done) in written {
+                let _ = done.send(Err(StoreError::Rocks(e.clone())));
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! RocksDB access for the queue: opening, reads, and building the [`Change`] of each state
+//! transition. Every function here is blocking; [`Queue`](super::Queue) calls them on the
+//! committer thread (writes) or from `spawn_blocking`/short synchronous reads.
+//!
+//! Index maintenance lives in one place, [`update`]: it diffs each recipient before and after
+//! a transition and moves its `d/` and `s/` keys accordingly, in the same batch as the meta.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch};
+
+use super::commit::Change;
+use super::keys::{self, RcptKey};
+use super::{QueuedMessage, RcptState, Recipient, StoreError};
+use crate::envelope::QueueId;
+use crate::routing::Destination;
+
+pub fn open_db(dir: &Path) -> Result<DB, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    // Small machines: two background jobs are enough for a queue's write rate.
+    opts.set_max_background_jobs(2);
+    Ok(DB::open(&opts, dir)?)
+}
+
+/// Iterates the keys (and values) starting with `prefix`, from `start` (≥ prefix).
+fn scan<'a>(
+    db: &'a DB,
+    prefix: &[u8],
+    start: &[u8],
+) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>> + 'a {
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_upper_bound(keys::prefix_end(prefix));
+    db.iterator_opt(IteratorMode::From(start, Direction::Forward), ro)
+}
+
+fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
+    let (kind, rest) = key.split_at(key.len().min(2));
+    StoreError::Corrupt {
+        key: format!("{}{}", String::from_utf8_lossy(kind), hex(rest)),
+        reason: reason.to_string(),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+pub fn read_meta(db: &DB, id: QueueId) -> Result<Option<QueuedMessage>, StoreError> {
+    let key = keys::meta(id);
+    match db.get_pinned(key)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| corrupt(&key, e)),
+    }
+}
+
+pub fn read_body(db: &DB, id: QueueId) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(db.get(keys::body(id))?)
+}
+
+/// Recipients per state, from the `s/` index (once, at open; then kept by the committer).
+pub fn load_counts(db: &DB) -> Result<HashMap<RcptState, u64>, StoreError> {
+    let mut counts = HashMap::new();
+    for item in scan(db, keys::STATE, keys::STATE) {
+        let (k, _) = item?;
+        let (st, _, _) = keys::parse_state(&k).ok_or_else(|| corrupt(&k, "bad state key"))?;
+        *counts.entry(st).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// Messages in arrival order; with `state`, those having at least one recipient in it.
+pub fn list(db: &DB, state: Option<RcptState>, limit: usize) -> Result<Vec<QueuedMessage>, StoreError> {
+    let mut out = Vec::new();
+    let Some(st) = state else {
+        for item in scan(db, keys::META, keys::META).take(limit) {
+            let (k, v) = item?;
+            out.push(serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?);
+        }
+        return Ok(out);
+    };
+    let prefix = keys::state_prefix(st);
+    let mut last = None;
+    for item in scan(db, &prefix, &prefix) {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, _) = item?;
+        let (_, id, _) = keys::parse_state(&k).ok_or_else(|| corrupt(&k, "bad state key"))?;
+        if last == Some(id) {
+            continue;
+        }
+        last = Some(id);
+        if let Some(m) = read_meta(db, id)? {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// Ids of messages with a recipient `deferred`, `bounced` or `expired` (admin "retry failed").
+pub fn retryable_ids(db: &DB) -> Result<Vec<QueueId>, StoreError> {
+    let mut ids = std::collections::BTreeSet::new();
+    for st in [RcptState::Deferred, RcptState::Bounced, RcptState::Expired] {
+        let prefix = keys::state_prefix(st);
+        for item in scan(db, &prefix, &prefix) {
+            let (k, _) = item?;
+            let (_, id, _) = keys::parse_state(&k).ok_or_else(|| corrupt(&k, "bad state key"))?;
+            ids.insert(id);
+        }
+    }
+    Ok(ids.into_iter().collect())
+}
+
+/// Messages holding a DSN (`bounce+TOKEN` recipient) the bounce stage has not processed.
+pub fn pending_bounces(db: &DB) -> Result<Vec<QueueId>, StoreError> {
+    scan(db, keys::BOUNCE, keys::BOUNCE)
+        .map(|item| {
+            let (k, _) = item?;
+            keys::parse_id(&k).ok_or_else(|| corrupt(&k, "bad bounce key"))
+        })
+        .collect()
+}
+
+/// A recipient whose attempt is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub due_ms: u64,
+    pub id: QueueId,
+    pub rcpt: u16,
+}
+
+/// What the scheduler gets from one look at the `d/` index.
+#[derive(Debug, Default)]
+pub struct DueScan {
+    /// Due now, not in flight, at most the `max` asked for, earliest first.
+    pub ready: Vec<Due>,
+    /// Due time of the first entry not returned (None: index exhausted).
+    pub next_due_ms: Option<u64>,
+}
+
+/// Reads the schedule index from its earliest key: a seek, then only due entries (plus the
+/// in-flight ones to skip, at most the concurrency) are visited.
+pub fn due(db: &DB, now_ms: u64, in_flight: &HashSet<RcptKey>, max: usize) -> Result<DueScan, StoreError> {
+    let mut out = DueScan::default();
+    for item in scan(db, keys::DUE, keys::DUE) {
+        let (k, _) = item?;
+        let (due_ms, id, rcpt) = keys::parse_due(&k).ok_or_else(|| corrupt(&k, "bad due key"))?;
+        if due_ms > now_ms || out.ready.len() >= max {
+            out.next_due_ms = Some(due_ms);
+            break;
+        }
+        if !in_flight.contains(&(id, rcpt)) {
+            out.ready.push(Due { due_ms, id, rcpt });
+        }
+    }
+    Ok(out)
+}
+
+/// Index keys of a recipient in its current state.
+fn put_indexes(batch: &mut WriteBatch, id: QueueId, i: u16, r: &Recipient) {
+    batch.put(keys::state(r.state, id, i), []);
+    if r.state.is_pending() {
+        batch.put(keys::due(r.next_attempt_ms, id, i), []);
+    }
+}
+
+fn delete_indexes(batch: &mut WriteBatch, id: QueueId, i: u16, r: &Recipient) {
+    batch.delete(keys::state(r.state, id, i));
+    if r.state.is_pending() {
+        batch.delete(keys::due(r.next_attempt_ms, id, i));
+    }
+}
+
+fn rcpt_index(i: usize) -> u16 {
+    // Enqueue refuses more than u16::MAX recipients, so stored indexes always fit.
+    u16::try_from(i).unwrap_or(u16::MAX)
+}
+
+/// The batch that stores a new message: meta, body, every recipient's indexes, and the
+/// `B/` marker if it holds a DSN.
+pub fn enqueue(msg: &QueuedMessage, body: &[u8]) -> Result<Change, StoreError> {
+    let mut change = Change::default();
+    for (i, r) in msg.recipients.iter().enumerate() {
+        put_indexes(&mut change.batch, msg.id, rcpt_index(i), r);
+        change.moves.push((None, r.state));
+    }
+    if msg.recipients.iter().any(|r| matches!(r.dest, Destination::Bounce { .. })) {
+        change.batch.put(keys::bounce(msg.id), []);
+    }
+    change.batch.put(keys::meta(msg.id), serde_json::to_vec(msg)?);
+    change.batch.put(keys::body(msg.id), body);
+    Ok(change)
+}
+
+/// Read-modify-write of one message (run on the committer thread, which serialises writes):
+/// `mutate` changes recipients in place; index keys follow each recipient's change.
+pub fn update<T>(
+    db: &DB,
+    id: QueueId,
+    mutate: impl FnOnce(&mut QueuedMessage) -> T,
+) -> Result<(Change, T), StoreError> {
+    let mut msg = read_meta(db, id)?.ok_or(StoreError::NotFound(id))?;
+    let before = msg.recipients.clone();
+    let result = mutate(&mut msg);
+    let mut change = Change::default();
+    for (i, (old, new)) in before.iter().zip(&msg.recipients).enumerate() {
+        let moved = old.state != new.state;
+        if !moved && (!new.state.is_pending() || old.next_attempt_ms == new.next_attempt_ms) {
+            continue;
+        }
+        delete_indexes(&mut change.batch, id, rcpt_index(i), old);
+        put_indexes(&mut change.batch, id, rcpt_index(i), new);
+        if moved {
+            change.moves.push((Some(old.state), new.state));
+        }
+    }
+    change.batch.put(keys::meta(id), serde_json::to_vec(&msg)?);
+    Ok((change, result))
+}
+
+/// Removes a `d/` entry that no longer matches a pending recipient (a message deleted under
+/// it, or a stale time); without this the scheduler would pick it up forever.
+pub fn forget_due(db: &DB, due: Due) -> Result<Change, StoreError> {
+    let mut change = Change::default();
+    let current = read_meta(db, due.id)?
+        .and_then(|m| m.recipients.get(usize::from(due.rcpt)).cloned())
+        .filter(|r| r.state.is_pending() && r.next_attempt_ms == due.due_ms);
+    if current.is_none() {
+        change.batch.delete(keys::due(due.due_ms, due.id, due.rcpt));
+    }
+    Ok(change)
+}
+
+/// The bounce stage is done with a DSN message.
+pub fn bounce_processed(id: QueueId) -> Change {
+    let mut change = Change::default();
+    change.batch.delete(keys::bounce(id));
+    change
+}

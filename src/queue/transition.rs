@@ -1,0 +1,215 @@
+//! Recipient state transitions, as pure functions on a [`Recipient`]. The store diffs the
+//! recipient before and after to update its indexes, so these only decide the new state.
+//!
+//! ```text
+//!            enqueue
+//!               │
+//!               ▼        Deferred (before expiry)
+//!  ┌──────► queued ───────────────► deferred ──┐ (again)
+//!  │            │ │                     │  ▲───┘
+//!  │ retry      │ └──── Sent/Bounced ───┼──────► sent | bounced
+//!  │            │                       │ Deferred past expiry
+//!  │            │ cancel                └──────► expired
+//!  │            ▼                      cancel ─► cancelled
+//!  └── deferred | bounced | expired
+//! ```
+
+use crate::config::QueueConfig;
+use crate::delivery::Outcome;
+
+use super::schedule::{self, Next};
+use super::{RcptState, Recipient};
+
+/// `last_reply` of a `bounce+TOKEN` recipient: nothing is delivered, the bounce stage reads
+/// it from the store (see [`Queue::pending_bounces`](super::Queue::pending_bounces)).
+pub const STORED_FOR_BOUNCE: &str = "stored for bounce processing";
+
+/// When the attempt happened and what the retry policy says.
+pub struct Attempt<'a> {
+    pub cfg: &'a QueueConfig,
+    pub received_ms: u64,
+    pub now_ms: u64,
+    /// In `[-1, 1]`, see [`schedule::backoff`].
+    pub jitter: f64,
+}
+
+/// Records one attempt's outcome. Returns false (and changes nothing) when the recipient is
+/// no longer pending — it was cancelled or already finished while the attempt ran.
+pub fn record(r: &mut Recipient, outcome: &Outcome, at: &Attempt<'_>) -> bool {
+    if !r.state.is_pending() {
+        return false;
+    }
+    r.attempts = r.attempts.saturating_add(1);
+    r.updated_ms = at.now_ms;
+    match outcome {
+        Outcome::Sent { reply } => {
+            r.state = RcptState::Sent;
+            r.last_reply = Some(reply.clone());
+        }
+        Outcome::Bounced { category, reply } => {
+            r.state = RcptState::Bounced;
+            r.category = category.clone();
+            r.last_reply = Some(reply.clone());
+        }
+        Outcome::Deferred { reason, retry_at } => {
+            r.last_reply = Some(reason.clone());
+            let next = schedule::after_failure(at.cfg, at.received_ms, at.now_ms, r.attempts, at.jitter);
+            match (next, retry_at) {
+                (Next::Expire, _) => r.state = RcptState::Expired,
+                // A throttle that knows when its window opens (warming) overrides backoff,
+                // but never postpones past expiry.
+                (Next::RetryAt(_), Some(t)) => {
+                    r.state = RcptState::Deferred;
+                    r.next_attempt_ms = (*t).min(schedule::expires_at(at.cfg, at.received_ms));
+                }
+                (Next::RetryAt(t), None) => {
+                    r.state = RcptState::Deferred;
+                    r.next_attempt_ms = t;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Admin retry: `deferred`, `bounced` or `expired` → `queued`, due now. Attempts are kept.
+/// An expired recipient gets one more attempt: if it fails it expires again, as its message
+/// is still past `expire_after`.
+pub fn retry(r: &mut Recipient, now_ms: u64) -> bool {
+    if !matches!(r.state, RcptState::Deferred | RcptState::Bounced | RcptState::Expired) {
+        return false;
+    }
+    r.state = RcptState::Queued;
+    r.next_attempt_ms = now_ms;
+    r.category = None;
+    r.updated_ms = now_ms;
+    true
+}
+
+/// Admin cancel: a pending recipient → `cancelled`.
+pub fn cancel(r: &mut Recipient, now_ms: u64) -> bool {
+    if !r.state.is_pending() {
+        return false;
+    }
+    r.state = RcptState::Cancelled;
+    r.updated_ms = now_ms;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HumanDuration;
+    use crate::routing::Destination;
+
+    fn rcpt(state: RcptState) -> Recipient {
+        Recipient {
+            address: "sales@example.test".into(),
+            dest: Destination::Bounce { token: String::new() },
+            state,
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_reply: None,
+            category: None,
+            updated_ms: 0,
+        }
+    }
+
+    fn cfg() -> QueueConfig {
+        QueueConfig {
+            retry_initial: HumanDuration::secs(60),
+            retry_max: HumanDuration::secs(3600),
+            expire_after: HumanDuration::secs(86_400),
+            concurrency: 1,
+        }
+    }
+
+    fn at(cfg: &QueueConfig, now_ms: u64) -> Attempt<'_> {
+        Attempt {
+            cfg,
+            received_ms: 0,
+            now_ms,
+            jitter: 0.0,
+        }
+    }
+
+    #[test]
+    fn deferral_schedules_the_backoff_and_counts_the_attempt() {
+        let c = cfg();
+        let mut r = rcpt(RcptState::Queued);
+        assert!(record(&mut r, &Outcome::deferred("HTTP 503"), &at(&c, 1_000)));
+        assert_eq!((r.state, r.attempts, r.next_attempt_ms), (RcptState::Deferred, 1, 61_000));
+        assert_eq!(r.last_reply.as_deref(), Some("HTTP 503"));
+        assert!(record(&mut r, &Outcome::deferred("HTTP 503"), &at(&c, 61_000)));
+        assert_eq!((r.attempts, r.next_attempt_ms), (2, 181_000));
+    }
+
+    #[test]
+    fn deferral_past_expiry_expires() {
+        let c = cfg();
+        let mut r = rcpt(RcptState::Deferred);
+        assert!(record(&mut r, &Outcome::deferred("down"), &at(&c, 86_400_000)));
+        assert_eq!(r.state, RcptState::Expired);
+    }
+
+    #[test]
+    fn throttle_retry_time_wins_over_backoff() {
+        let c = cfg();
+        let mut r = rcpt(RcptState::Queued);
+        let o = Outcome::Deferred {
+            reason: "warming cap".into(),
+            retry_at: Some(5_000),
+        };
+        assert!(record(&mut r, &o, &at(&c, 1_000)));
+        assert_eq!(r.next_attempt_ms, 5_000);
+    }
+
+    #[test]
+    fn bounce_keeps_category_and_reply() {
+        let c = cfg();
+        let mut r = rcpt(RcptState::Queued);
+        let o = Outcome::Bounced {
+            category: Some("Rejection".into()),
+            reply: "HTTP 404 Not Found".into(),
+        };
+        assert!(record(&mut r, &o, &at(&c, 1)));
+        assert_eq!(r.state, RcptState::Bounced);
+        assert_eq!(r.category.as_deref(), Some("Rejection"));
+    }
+
+    #[test]
+    fn outcome_for_a_cancelled_recipient_is_ignored() {
+        let c = cfg();
+        let mut r = rcpt(RcptState::Cancelled);
+        let sent = Outcome::Sent { reply: "HTTP 200 OK".into() };
+        assert!(!record(&mut r, &sent, &at(&c, 1)));
+        assert_eq!((r.state, r.attempts), (RcptState::Cancelled, 0));
+    }
+
+    #[test]
+    fn retry_requeues_only_failed_or_waiting_recipients() {
+        for (st, ok) in [
+            (RcptState::Queued, false),
+            (RcptState::Deferred, true),
+            (RcptState::Sent, false),
+            (RcptState::Bounced, true),
+            (RcptState::Expired, true),
+            (RcptState::Cancelled, false),
+        ] {
+            let mut r = rcpt(st);
+            assert_eq!(retry(&mut r, 9), ok, "{st:?}");
+            if ok {
+                assert_eq!((r.state, r.next_attempt_ms), (RcptState::Queued, 9));
+            }
+        }
+    }
+
+    #[test]
+    fn cancel_applies_to_pending_recipients_only() {
+        let mut q = rcpt(RcptState::Deferred);
+        assert!(cancel(&mut q, 1));
+        assert_eq!(q.state, RcptState::Cancelled);
+        let mut s = rcpt(RcptState::Sent);
+        assert!(!cancel(&mut s, 1));
+    }
+}

@@ -1,0 +1,7 @@
+//! Stage ③ — routing: an accepted RCPT address → a [`Destination`] (a configured route, or
+//! bounce processing), per SPEC "Inbound routing". Pure: no IO, built once from config.
+
+mod resolve;
+pub mod token;
+
+pub use resolve::{Destination, Error, Router};

@@ -1,0 +1,255 @@
+//! RCPT address → [`Destination`], exactly as SPEC "Inbound routing" orders it:
+//! exact alias → `reply+TOKEN` → `bounce+TOKEN` → `alias+detail` → catchall → 550 5.1.1.
+//! Domains that are not alias domains are relaying: 550 5.7.1, whatever the local part.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, RouteConfig};
+use crate::envelope::Address;
+use crate::session::reply::{self, Reply};
+
+/// Where one accepted recipient goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Destination {
+    /// A configured route (`http`, `maildir`, ...).
+    Route {
+        route: String,
+        /// The alias address that matched (`sales@example.test`), or the catchall address.
+        alias: String,
+        /// `reply+TOKEN`: the ERP's thread token, passed on as `X-Mxgate-Thread`.
+        thread: Option<String>,
+        /// `alias+detail`: the detail part.
+        detail: Option<String>,
+    },
+    /// `bounce+TOKEN@`: a DSN for the bounce stage; TOKEN may be empty or forged.
+    Bounce { token: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("domain is not an alias domain")]
+    RelayDenied,
+    #[error("no alias and no catchall for this address")]
+    UnknownUser,
+    #[error("route refuses mail: {0}")]
+    Rejected(String),
+}
+
+impl Error {
+    pub fn reply(&self) -> Reply {
+        match self {
+            Error::RelayDenied => reply::RELAY_DENIED,
+            Error::UnknownUser => reply::UNKNOWN_USER,
+            Error::Rejected(msg) => reply::RECIPIENT_REJECTED.with_text(msg.clone()),
+        }
+    }
+}
+
+struct DomainRules {
+    catchall: Option<String>,
+    bounce_alias: String,
+    reply_alias: String,
+    reply_route: Option<String>,
+}
+
+/// The alias table, built once from config.
+pub struct Router {
+    domains: HashMap<String, DomainRules>,
+    /// `local@domain` (local part lower-cased) → route name.
+    aliases: HashMap<String, String>,
+    reject_messages: HashMap<String, String>,
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Router {
+        let domains = config
+            .domains
+            .iter()
+            .map(|d| {
+                let rules = DomainRules {
+                    catchall: d.catchall.clone(),
+                    bounce_alias: d.bounce_alias.to_lowercase(),
+                    reply_alias: d.reply_alias.to_lowercase(),
+                    reply_route: d.reply_route.clone(),
+                };
+                (d.name.to_ascii_lowercase(), rules)
+            })
+            .collect();
+        let aliases = config
+            .aliases
+            .iter()
+            .filter_map(|a| Some((Address::parse(&a.address)?.to_ascii_lowercase(), a.route.clone())))
+            .collect();
+        let reject_messages = config
+            .routes
+            .iter()
+            .filter_map(|(name, r)| match r {
+                RouteConfig::Reject(rj) => Some((
+                    name.clone(),
+                    rj.message.clone().unwrap_or_else(|| reply::RECIPIENT_REJECTED.text.to_string()),
+                )),
+                _ => None,
+            })
+            .collect();
+        Router {
+            domains,
+            aliases,
+            reject_messages,
+        }
+    }
+
+    pub fn is_alias_domain(&self, domain: &str) -> bool {
+        self.domains.contains_key(&domain.to_ascii_lowercase())
+    }
+
+    /// Resolves one RCPT address.
+    pub fn resolve(&self, rcpt: &Address) -> Result<Destination, Error> {
+        let rules = self.domains.get(&rcpt.domain).ok_or(Error::RelayDenied)?;
+        let local = rcpt.local.to_lowercase();
+        let dest = self.match_local(rcpt, &local, rules)?;
+        match &dest {
+            Destination::Route { route, .. } => match self.reject_messages.get(route) {
+                Some(msg) => Err(Error::Rejected(msg.clone())),
+                None => Ok(dest),
+            },
+            Destination::Bounce { .. } => Ok(dest),
+        }
+    }
+
+    fn match_local(&self, rcpt: &Address, local: &str, rules: &DomainRules) -> Result<Destination, Error> {
+        let full = format!("{local}@{}", rcpt.domain);
+        if let Some(route) = self.aliases.get(&full) {
+            return Ok(route_to(route, full, None, None));
+        }
+        // Tokens keep their original case: ERPs and our HMAC tokens may be case-sensitive.
+        let (base, tag) = match rcpt.local.split_once('+') {
+            Some((b, t)) => (b.to_lowercase(), Some(t.to_string())),
+            None => (local.to_string(), None),
+        };
+        if let (Some(token), Some(route)) = (&tag, &rules.reply_route)
+            && base == rules.reply_alias
+        {
+            let alias = format!("{base}@{}", rcpt.domain);
+            return Ok(route_to(route, alias, Some(token.clone()), None));
+        }
+        if base == rules.bounce_alias {
+            return Ok(Destination::Bounce {
+                token: tag.unwrap_or_default(),
+            });
+        }
+        if let Some(detail) = tag {
+            let alias = format!("{base}@{}", rcpt.domain);
+            if let Some(route) = self.aliases.get(&alias) {
+                return Ok(route_to(route, alias, None, Some(detail)));
+            }
+        }
+        match &rules.catchall {
+            Some(route) => Ok(route_to(route, full, None, None)),
+            None => Err(Error::UnknownUser),
+        }
+    }
+}
+
+fn route_to(route: &str, alias: String, thread: Option<String>, detail: Option<String>) -> Destination {
+    Destination::Route {
+        route: route.to_string(),
+        alias,
+        thread,
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn router(catchall: bool) -> Router {
+        let toml = format!(
+            r#"
+[[domains]]
+name = "example.test"
+{}
+reply_route = "threads"
+[[aliases]]
+address = "Sales@example.test"
+route = "crm"
+[[aliases]]
+address = "old@example.test"
+route = "closed"
+[routes.crm]
+kind = "http"
+url = "http://127.0.0.1:1/"
+[routes.threads]
+kind = "http"
+url = "http://127.0.0.1:1/"
+[routes.inbox]
+kind = "discard"
+[routes.closed]
+kind = "reject"
+message = "Gone"
+"#,
+            if catchall { "catchall = \"inbox\"" } else { "" }
+        );
+        Router::new(&Config::from_toml(&toml, Path::new("t")).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn addr(s: &str) -> Address {
+        Address::parse(s).expect("valid test address")
+    }
+
+    fn route_of(d: Destination) -> (String, Option<String>, Option<String>) {
+        match d {
+            Destination::Route { route, thread, detail, .. } => (route, thread, detail),
+            other => panic!("expected a route, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exact_alias_matches_case_insensitively() {
+        let r = router(false);
+        assert_eq!(route_of(r.resolve(&addr("SALES@Example.Test")).expect("ok")).0, "crm");
+    }
+
+    #[test]
+    fn reply_token_goes_to_thread_route_with_token_kept() {
+        let (route, thread, _) = route_of(router(false).resolve(&addr("reply+AbC123@example.test")).expect("ok"));
+        assert_eq!((route.as_str(), thread.as_deref()), ("threads", Some("AbC123")));
+    }
+
+    #[test]
+    fn bounce_token_goes_to_bounce_processing() {
+        let d = router(false).resolve(&addr("bounce+TOK@example.test")).expect("ok");
+        assert_eq!(d, Destination::Bounce { token: "TOK".into() });
+    }
+
+    #[test]
+    fn alias_detail_goes_to_alias_with_detail() {
+        let (route, _, detail) = route_of(router(false).resolve(&addr("sales+q3@example.test")).expect("ok"));
+        assert_eq!((route.as_str(), detail.as_deref()), ("crm", Some("q3")));
+    }
+
+    #[test]
+    fn unknown_local_part_uses_catchall_or_is_unknown_user() {
+        assert_eq!(route_of(router(true).resolve(&addr("who@example.test")).expect("ok")).0, "inbox");
+        assert_eq!(router(false).resolve(&addr("who@example.test")), Err(Error::UnknownUser));
+    }
+
+    #[test]
+    fn other_domains_are_relay_denied() {
+        let r = router(true);
+        for a in ["sales@other.test", "sales@example.test.evil.test", "sales@sub.example.test"] {
+            assert_eq!(r.resolve(&addr(a)), Err(Error::RelayDenied), "{a}");
+        }
+    }
+
+    #[test]
+    fn reject_route_refuses_with_its_message() {
+        assert_eq!(
+            router(true).resolve(&addr("old@example.test")),
+            Err(Error::Rejected("Gone".into()))
+        );
+    }
+}

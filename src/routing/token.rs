@@ -1,0 +1,138 @@
+//! VERP tokens: `bounce+TOKEN@<bounce domain>` where TOKEN names (queue id, recipient index)
+//! and carries an HMAC-SHA256 tag, so a forged bounce cannot mark someone else's recipient.
+//!
+//! Lower-case base32 (RFC 4648 alphabet, no padding): some MTAs lower-case the local part of
+//! the return path, and base32 survives that where base64 does not.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::envelope::QueueId;
+
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+const TAG_LEN: usize = 8;
+
+/// The server's token key (32 random bytes kept in the data dir).
+#[derive(Clone)]
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    pub fn new(bytes: [u8; 32]) -> TokenKey {
+        TokenKey(bytes)
+    }
+
+    /// Loads `path`, or creates it with fresh random bytes (mode 0600).
+    pub fn load_or_create(path: &std::path::Path) -> std::io::Result<TokenKey> {
+        if let Ok(bytes) = std::fs::read(path)
+            && let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice())
+        {
+            return Ok(TokenKey(arr));
+        }
+        let key: [u8; 32] = rand::random();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, key)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(TokenKey(key))
+    }
+
+    fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(payload);
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&full[..TAG_LEN]);
+        tag
+    }
+
+    /// Token for recipient `rcpt` of message `id`.
+    pub fn issue(&self, id: QueueId, rcpt: u16) -> String {
+        let mut buf = Vec::with_capacity(18);
+        buf.extend_from_slice(&id.to_bytes());
+        buf.extend_from_slice(&rcpt.to_be_bytes());
+        let tag = self.tag(&buf);
+        buf.extend_from_slice(&tag);
+        encode(&buf)
+    }
+
+    /// The (message, recipient) a token names, if its tag is ours.
+    pub fn verify(&self, token: &str) -> Option<(QueueId, u16)> {
+        let buf = decode(&token.to_ascii_lowercase())?;
+        if buf.len() != 10 + TAG_LEN {
+            return None;
+        }
+        let (payload, tag) = buf.split_at(10);
+        // Constant-time comparison through the Mac API.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(payload);
+        mac.verify_truncated_left(tag).ok()?;
+        let id = QueueId::from_bytes(&payload[..8])?;
+        let rcpt = u16::from_be_bytes([payload[8], payload[9]]);
+        Some((id, rcpt))
+    }
+}
+
+fn encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len() * 8 / 5 + 1);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &b in data {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+fn decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 5 / 8);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
+        acc = (acc << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+        acc &= (1 << bits) - 1;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_token_verifies_even_lower_or_upper_cased() {
+        let key = TokenKey::new([7; 32]);
+        let id = QueueId::generate();
+        let t = key.issue(id, 3);
+        assert!(t.len() <= 40, "fits a local part: {t}");
+        assert_eq!(key.verify(&t), Some((id, 3)));
+        assert_eq!(key.verify(&t.to_uppercase()), Some((id, 3)));
+    }
+
+    #[test]
+    fn forged_or_foreign_tokens_do_not_verify() {
+        let key = TokenKey::new([7; 32]);
+        let t = key.issue(QueueId(42), 0);
+        assert_eq!(TokenKey::new([8; 32]).verify(&t), None);
+        let mut forged = t.clone().into_bytes();
+        forged[3] = if forged[3] == b'a' { b'b' } else { b'a' };
+        assert_eq!(key.verify(&String::from_utf8(forged).expect("ascii")), None);
+        assert_eq!(key.verify("not-base32!"), None);
+        assert_eq!(key.verify(""), None);
+    }
+}

@@ -1,0 +1,202 @@
+//! Every SMTP reply mxgate sends, as named constants. No other file holds a reply literal
+//! (a unit test greps `src/` for that), so the catalogue can be checked against SPEC.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// One SMTP reply: code, RFC 3463 enhanced status, text; `close` ends the session after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub status: &'static str,
+    pub text: Cow<'static, str>,
+    pub close: bool,
+}
+
+impl Reply {
+    pub const fn new(code: u16, status: &'static str, text: &'static str) -> Reply {
+        Reply {
+            code,
+            status,
+            text: Cow::Borrowed(text),
+            close: false,
+        }
+    }
+    /// A 421: the server closes the connection after sending it (RFC 5321 §3.8).
+    pub const fn closing(code: u16, status: &'static str, text: &'static str) -> Reply {
+        Reply {
+            code,
+            status,
+            text: Cow::Borrowed(text),
+            close: true,
+        }
+    }
+    /// Same code and status, other text (e.g. with the queue id or the route's message).
+    pub fn with_text(&self, text: impl Into<Cow<'static, str>>) -> Reply {
+        Reply {
+            text: text.into(),
+            ..self.clone()
+        }
+    }
+    pub fn is_positive(&self) -> bool {
+        self.code < 400
+    }
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+
+    /// Wire form. Multi-line text (`\n`-separated) uses `code-` continuation lines.
+    pub fn to_wire(&self) -> String {
+        let mut out = String::new();
+        let lines: Vec<&str> = self.text.split('\n').collect();
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+            if self.status.is_empty() {
+                let _ = write!(out, "{}{sep}{line}\r\n", self.code);
+            } else {
+                let _ = write!(out, "{}{sep}{} {line}\r\n", self.code, self.status);
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.status.is_empty() {
+            write!(f, "{} {}", self.code, self.text)
+        } else {
+            write!(f, "{} {} {}", self.code, self.status, self.text)
+        }
+    }
+}
+
+// --- connection ---
+/// Banner text is completed with the hostname by the session.
+pub const GREETING: Reply = Reply::new(220, "", "ESMTP mxgate");
+pub const CLOSING: Reply = Reply::closing(221, "2.0.0", "Bye");
+pub const TOO_MANY_CONNECTIONS: Reply =
+    Reply::closing(421, "4.7.0", "Too many connections, try again later");
+pub const TOO_MANY_CONNECTIONS_FROM_IP: Reply =
+    Reply::closing(421, "4.7.0", "Too many connections from your address, try again later");
+pub const SHUTTING_DOWN: Reply =
+    Reply::closing(421, "4.3.2", "Service shutting down, try again later");
+pub const IDLE_TIMEOUT: Reply = Reply::closing(421, "4.4.2", "Idle timeout, closing connection");
+pub const TOO_MANY_ERRORS: Reply = Reply::closing(421, "4.7.0", "Too many errors, closing connection");
+
+// --- generic command handling ---
+pub const OK: Reply = Reply::new(250, "2.0.0", "OK");
+pub const SENDER_OK: Reply = Reply::new(250, "2.1.0", "Sender OK");
+pub const RECIPIENT_OK: Reply = Reply::new(250, "2.1.5", "Recipient OK");
+pub const RESET_OK: Reply = Reply::new(250, "2.0.0", "Reset OK");
+pub const VRFY_CANNOT_VERIFY: Reply =
+    Reply::new(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+pub const HELP: Reply = Reply::new(214, "2.0.0", "See RFC 5321; mxgate speaks ESMTP");
+pub const SYNTAX_ERROR: Reply = Reply::new(500, "5.5.2", "Syntax error, command unrecognized");
+pub const LINE_TOO_LONG: Reply = Reply::new(500, "5.5.2", "Line too long");
+pub const PARAM_SYNTAX: Reply = Reply::new(501, "5.5.4", "Syntax error in parameters or arguments");
+pub const BAD_ADDRESS_SYNTAX: Reply = Reply::new(501, "5.1.3", "Bad address syntax");
+pub const BAD_SENDER_SYNTAX: Reply = Reply::new(501, "5.1.7", "Bad sender address syntax");
+pub const NOT_IMPLEMENTED: Reply = Reply::new(502, "5.5.1", "Command not implemented");
+pub const PARAM_NOT_IMPLEMENTED: Reply =
+    Reply::new(555, "5.5.4", "MAIL FROM/RCPT TO parameters not recognized or not implemented");
+pub const BAD_SEQUENCE: Reply = Reply::new(503, "5.5.1", "Bad sequence of commands");
+pub const NEED_EHLO: Reply = Reply::new(503, "5.5.1", "Send HELO/EHLO first");
+pub const NEED_MAIL: Reply = Reply::new(503, "5.5.1", "Need MAIL command first");
+pub const NEED_RCPT: Reply = Reply::new(503, "5.5.1", "Need RCPT command first");
+pub const NESTED_MAIL: Reply = Reply::new(503, "5.5.1", "Sender already specified");
+pub const BAD_HELO: Reply = Reply::new(501, "5.5.4", "HELO/EHLO requires a domain or address literal");
+
+// --- STARTTLS ---
+pub const READY_TO_START_TLS: Reply = Reply::new(220, "2.0.0", "Ready to start TLS");
+pub const TLS_ALREADY_ACTIVE: Reply = Reply::new(503, "5.5.1", "TLS already active");
+pub const TLS_NOT_AVAILABLE: Reply = Reply::new(454, "4.7.0", "TLS not available due to temporary reason");
+
+// --- AUTH (submission) ---
+pub const AUTH_OK: Reply = Reply::new(235, "2.7.0", "Authentication successful");
+pub const MUST_STARTTLS: Reply = Reply::new(530, "5.7.0", "Must issue a STARTTLS command first");
+pub const AUTH_REQUIRED: Reply = Reply::new(530, "5.7.0", "Authentication required");
+pub const AUTH_INVALID: Reply = Reply::new(535, "5.7.8", "Authentication credentials invalid");
+pub const AUTH_ALREADY: Reply = Reply::new(503, "5.5.1", "Already authenticated");
+pub const AUTH_MECHANISM: Reply = Reply::new(504, "5.5.4", "Unrecognized authentication type");
+pub const AUTH_CANCELLED: Reply = Reply::new(501, "5.0.0", "Authentication cancelled");
+pub const AUTH_TOO_MANY_FAILURES: Reply =
+    Reply::closing(421, "4.7.0", "Too many authentication failures, try again later");
+pub const AUTH_NOT_ON_LISTENER: Reply = Reply::new(502, "5.5.1", "AUTH not available on this port");
+
+// --- MAIL / RCPT ---
+pub const SENDER_NOT_ALLOWED: Reply = Reply::new(550, "5.1.0", "From address not allowed");
+pub const MESSAGE_TOO_BIG_DECLARED: Reply =
+    Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size");
+pub const RELAY_DENIED: Reply = Reply::new(550, "5.7.1", "Relaying denied");
+pub const UNKNOWN_USER: Reply = Reply::new(550, "5.1.1", "User unknown");
+pub const RECIPIENT_REJECTED: Reply = Reply::new(550, "5.7.1", "Recipient rejected");
+pub const RECIPIENT_SUPPRESSED: Reply = Reply::new(550, "5.7.1", "Recipient suppressed");
+pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Too many recipients");
+pub const SMTPUTF8_REQUIRED: Reply =
+    Reply::new(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter");
+
+// --- DATA / BDAT ---
+pub const START_DATA: Reply = Reply::new(354, "", "Start mail input; end with <CRLF>.<CRLF>");
+/// Text is completed with the queue id by the session.
+pub const QUEUED: Reply = Reply::new(250, "2.0.0", "OK queued as");
+pub const BDAT_CHUNK_OK: Reply = Reply::new(250, "2.0.0", "Chunk accepted");
+pub const MESSAGE_TOO_BIG: Reply =
+    Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size");
+pub const BARE_LF: Reply = Reply::new(
+    550,
+    "5.6.11",
+    "Bare LF or bare CR in message data; lines must end with CRLF (RFC 5321 §2.3.8)",
+);
+pub const MAIL_LOOP: Reply = Reply::new(554, "5.4.6", "Too many hops, mail loop detected");
+pub const NO_VALID_RECIPIENTS: Reply = Reply::new(554, "5.5.1", "No valid recipients");
+pub const DATA_AFTER_BDAT: Reply = Reply::new(503, "5.5.1", "DATA not allowed after BDAT");
+pub const DATA_TIMEOUT: Reply = Reply::closing(421, "4.4.2", "Timeout while receiving message data");
+pub const STORE_UNAVAILABLE: Reply =
+    Reply::new(451, "4.4.2", "Queue temporarily unavailable, try again later");
+pub const LOCAL_ERROR: Reply = Reply::new(451, "4.3.0", "Local error in processing, try again later");
+pub const BAD_MESSAGE_HEADER: Reply = Reply::new(554, "5.6.0", "Message header is malformed");
+
+// --- authentication verdicts (inbound) ---
+pub const DMARC_REJECT: Reply = Reply::new(550, "5.7.1", "Rejected by DMARC policy");
+pub const SPF_FAIL: Reply = Reply::new(550, "5.7.23", "SPF validation failed");
+pub const AUTH_TEMPFAIL: Reply = Reply::new(451, "4.7.5", "Temporary failure verifying sender");
+
+// --- submission policy ---
+pub const WARMING_CAP: Reply = Reply::new(451, "4.7.1", "Warming tier rate limit");
+pub const DOMAIN_SUSPENDED: Reply =
+    Reply::new(550, "5.7.1", "Sending domain suspended for bounce rate");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_fixed_replies_read_exactly_so() {
+        assert_eq!(RELAY_DENIED.to_string(), "550 5.7.1 Relaying denied");
+        assert_eq!(MUST_STARTTLS.to_string(), "530 5.7.0 Must issue a STARTTLS command first");
+        assert_eq!(AUTH_INVALID.to_string(), "535 5.7.8 Authentication credentials invalid");
+        assert_eq!(SENDER_NOT_ALLOWED.to_string(), "550 5.1.0 From address not allowed");
+        assert_eq!(RECIPIENT_SUPPRESSED.to_string(), "550 5.7.1 Recipient suppressed");
+        assert_eq!(WARMING_CAP.to_string(), "451 4.7.1 Warming tier rate limit");
+        assert_eq!(MESSAGE_TOO_BIG.code, 552);
+        assert_eq!(MESSAGE_TOO_BIG.status, "5.3.4");
+        assert_eq!(MAIL_LOOP.status, "5.4.6");
+        assert_eq!(UNKNOWN_USER.to_string(), "550 5.1.1 User unknown");
+    }
+
+    #[test]
+    fn multiline_replies_use_continuation() {
+        let r = OK.with_text("a\nb");
+        assert_eq!(r.to_wire(), "250-2.0.0 a\r\n250 2.0.0 b\r\n");
+        assert_eq!(START_DATA.to_wire(), "354 Start mail input; end with <CRLF>.<CRLF>\r\n");
+    }
+
+    #[test]
+    fn status_code_class_matches_reply_class() {
+        // A unit test in reply_literals.rs (tests/) greps src/ for stray literals.
+        for r in [&RELAY_DENIED, &TOO_MANY_RECIPIENTS, &QUEUED, &AUTH_OK, &SHUTTING_DOWN] {
+            assert_eq!(r.status.as_bytes()[0], r.code.to_string().as_bytes()[0]);
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! A real HTTP server standing in for the ERP: records every POST (headers and body) and
+//! answers with a status the test controls. It can be created before it listens, so a
+//! test can start mxgate while the ERP is "down" and bring it up later on the same port.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+
+/// One request the ERP received.
+#[derive(Clone, Debug)]
+pub struct Push {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Push {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Shared {
+    pushes: Arc<Mutex<Vec<Push>>>,
+    status: Arc<AtomicU16>,
+}
+
+pub struct Erp {
+    pub addr: SocketAddr,
+    shared: Shared,
+    stop: Option<CancellationToken>,
+}
+
+impl Erp {
+    /// Listening now, answering 200.
+    pub async fn start() -> Erp {
+        let mut erp = Erp::reserve();
+        erp.up().await;
+        erp
+    }
+
+    /// Picks a free port but does not listen yet: connections are refused ("ERP down").
+    pub fn reserve() -> Erp {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        drop(l);
+        let shared = Shared::default();
+        shared.status.store(200, Ordering::SeqCst);
+        Erp { addr, shared, stop: None }
+    }
+
+    /// Starts listening on the reserved port.
+    pub async fn up(&mut self) {
+        let sock = TcpSocket::new_v4().expect("socket");
+        sock.set_reuseaddr(true).expect("reuseaddr");
+        sock.bind(self.addr).expect("rebind the reserved ERP port");
+        let listener: TcpListener = sock.listen(128).expect("listen");
+        let stop = CancellationToken::new();
+        let app = Router::new().fallback(record).with_state(self.shared.clone());
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(s.cancelled_owned()).await;
+        });
+        self.stop = Some(stop);
+    }
+
+    /// The status every request gets from now on (e.g. 503 = ERP failing).
+    pub fn answer(&self, status: u16) {
+        self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pushes(&self) -> Vec<Push> {
+        self.shared.pushes.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Erp {
+    fn drop(&mut self) {
+        if let Some(s) = &self.stop {
+            s.cancel();
+        }
+    }
+}
+
+async fn record(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let status = StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+    let headers = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    if status.is_success() {
+        shared.pushes.lock().expect("lock").push(Push {
+            path: uri.path().to_string(),
+            headers,
+            body: body.to_vec(),
+        });
+    }
+    status
+}
+
+/// Minimal HTTP/1.1 GET over a raw socket (admin endpoints); returns (status, body).
+pub async fn http_get(url: &str) -> (u16, String) {
+    http_request("GET", url, "").await
+}
+
+pub async fn http_request(method: &str, url: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect admin");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}

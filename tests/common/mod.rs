@@ -1,0 +1,208 @@
+//! Shared integration-test harness: a real [`Server`] on ephemeral loopback ports with a
+//! temp data dir, a real HTTP receiver standing in for the ERP, and a raw SMTP client.
+#![allow(dead_code)]
+
+pub mod erp;
+pub mod process;
+pub mod smtp;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use mxgate::config::Config;
+use mxgate::server::{Running, Server};
+use tempfile::TempDir;
+
+pub use erp::Erp;
+pub use smtp::{SmtpClient, SmtpReply};
+
+/// Which listener a client connects to.
+#[derive(Clone, Copy, Debug)]
+pub enum Listener {
+    Inbound,
+    Submission,
+    Submissions,
+}
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub dir: TempDir,
+    pub erp: Erp,
+    pub config: Config,
+}
+
+/// Base config: alias domain `example.test`, aliases sales@ and support@ to the ERP over
+/// HTTP, `reply+` to the same ERP route, maildir catchall off, every port ephemeral, fast
+/// retries so tests do not wait. `extra` is appended (new tables only).
+pub fn base_toml(dir: &Path, erp_url: &str, extra: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+[server]
+hostname = "mx.example.test"
+data_dir = "{d}/data"
+shutdown_timeout = "5s"
+[listeners.inbound]
+bind = "127.0.0.1:0"
+[listeners.submission]
+bind = "127.0.0.1:0"
+[listeners.submissions]
+bind = "127.0.0.1:0"
+[admin]
+bind = "127.0.0.1:0"
+[tls]
+cert = "{d}/certs/mx.crt"
+key = "{d}/certs/mx.key"
+[queue]
+retry_initial = "100ms"
+retry_max = "500ms"
+expire_after = "1h"
+concurrency = 8
+[[domains]]
+name = "example.test"
+reply_route = "threads"
+[[aliases]]
+address = "sales@example.test"
+route = "crm"
+[[aliases]]
+address = "support@example.test"
+route = "crm"
+[[aliases]]
+address = "old@example.test"
+route = "closed"
+[[aliases]]
+address = "files@example.test"
+route = "files"
+[[aliases]]
+address = "null@example.test"
+route = "void"
+[routes.crm]
+kind = "http"
+url = "{erp_url}/mxgate/inbound"
+timeout = "2s"
+[routes.threads]
+kind = "http"
+url = "{erp_url}/mxgate/threads"
+timeout = "2s"
+[routes.closed]
+kind = "reject"
+message = "This address no longer accepts mail"
+[routes.files]
+kind = "maildir"
+path = "{d}/maildir"
+[routes.void]
+kind = "discard"
+{extra}
+"#
+    )
+}
+
+impl TestServer {
+    /// Starts a server with the base config plus `extra` TOML.
+    pub async fn start(extra: &str) -> TestServer {
+        let erp = Erp::start().await;
+        Self::start_with_erp(erp, extra).await
+    }
+
+    /// Starts a server whose ERP is `erp` (possibly not listening yet).
+    pub async fn start_with_erp(erp: Erp, extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = base_toml(dir.path(), &erp.url(), extra);
+        let config = Config::from_toml(&toml, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let running = Server::start(config.clone()).await.unwrap_or_else(|e| panic!("start: {e}"));
+        TestServer {
+            running: Some(running),
+            dir,
+            erp,
+            config,
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("server running")
+    }
+
+    pub fn addr(&self, l: Listener) -> SocketAddr {
+        let r = self.running();
+        match l {
+            Listener::Inbound => r.inbound,
+            Listener::Submission => r.submission,
+            Listener::Submissions => r.submissions,
+        }
+        .expect("listener configured")
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.running().admin)
+    }
+
+    /// A connected client that has read the greeting (plain TCP; implicit TLS for 465).
+    pub async fn smtp(&self, l: Listener) -> SmtpClient {
+        let addr = self.addr(l);
+        let mut c = match l {
+            Listener::Submissions => SmtpClient::connect_tls(addr).await,
+            _ => SmtpClient::connect(addr).await,
+        };
+        c.read_reply().await.expect_code(220);
+        c
+    }
+
+    /// Restarts on the same data dir (graceful stop first).
+    pub async fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        let running = Server::start(self.config.clone()).await.unwrap_or_else(|e| panic!("restart: {e}"));
+        self.running = Some(running);
+    }
+
+    /// Graceful shutdown, asserted to drain in time.
+    pub async fn shutdown(mut self) {
+        if let Some(r) = self.running.take() {
+            assert!(r.shutdown().await, "server did not drain before its deadline");
+        }
+    }
+
+    /// GET on the admin port; returns (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        erp::http_get(&format!("{}{path}", self.admin_url())).await
+    }
+
+    /// Sends one message through the inbound listener and returns the final reply.
+    pub async fn send_inbound(&self, from: &str, to: &[&str], body: &str) -> SmtpReply {
+        let mut c = self.smtp(Listener::Inbound).await;
+        c.cmd("EHLO client.test").await.expect_code(250);
+        c.cmd(&format!("MAIL FROM:<{from}>")).await.expect_code(250);
+        for t in to {
+            c.cmd(&format!("RCPT TO:<{t}>")).await.expect_code(250);
+        }
+        c.cmd("DATA").await.expect_code(354);
+        c.send_data(body).await
+    }
+}
+
+/// Polls `f` every 20 ms until it returns Some, or panics after `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A small RFC 5322 message with CRLF line ends.
+pub fn message(subject: &str, body: &str) -> String {
+    format!(
+        "From: Alice <alice@client.test>\r\nTo: sales@example.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@client.test>\r\n\r\n{body}\r\n"
+    )
+}
