@@ -136,8 +136,23 @@ pub struct Envelope {
 /// Queue identifier: time-ordered so that RocksDB keys (big-endian) sort by arrival.
 /// High 52 bits are microseconds since the epoch, low 12 bits a process-wide counter, so two
 /// messages in the same microsecond still get distinct ids.
+/// Serialized as its 16-hex-digit string: JSON numbers lose precision past 2^53.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct QueueId(pub u64);
+
+impl From<QueueId> for String {
+    fn from(id: QueueId) -> String {
+        id.to_string()
+    }
+}
+
+impl TryFrom<String> for QueueId {
+    type Error = String;
+    fn try_from(s: String) -> Result<QueueId, String> {
+        s.parse().map_err(|_| format!("{s:?} is not a queue id"))
+    }
+}
 
 static QUEUE_ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 

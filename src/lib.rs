@@ -32,6 +32,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod metrics;
 pub mod server;
 pub mod tls;

@@ -53,7 +53,10 @@ impl Score {
             } else {
                 self.false_neg += 1;
             }
-            self.misses.push(format!("{file}: is_bounce want {want_bounce} got {}", report.is_bounce));
+            self.misses.push(format!(
+                "{file}: is_bounce want {want_bounce} got {}",
+                report.is_bounce
+            ));
         }
         if !want_bounce {
             return;
@@ -68,17 +71,23 @@ impl Score {
             if got_status == want_status {
                 self.status_ok += 1;
             } else {
-                self.misses.push(format!("{file}: status want {want_status} got {got_status:?}"));
+                self.misses.push(format!(
+                    "{file}: status want {want_status} got {got_status:?}"
+                ));
             }
         }
-        let got_reply = first.and_then(|r| r.reply_code).map(|c| c.to_string()).unwrap_or_default();
+        let got_reply = first
+            .and_then(|r| r.reply_code)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
         let want_reply = want_rcpt["reply_code"].as_str().unwrap_or("");
         if !want_reply.is_empty() {
             self.reply_total += 1;
             if got_reply == want_reply {
                 self.reply_ok += 1;
             } else {
-                self.misses.push(format!("{file}: reply want {want_reply} got {got_reply:?}"));
+                self.misses
+                    .push(format!("{file}: reply want {want_reply} got {got_reply:?}"));
             }
         }
         if let (Some(h), Some(r)) = (want_rcpt["hardbounce"].as_bool(), first) {
@@ -87,18 +96,28 @@ impl Score {
         }
     }
 
-    fn score_category(&mut self, file: &str, label: &Value, first: Option<&bounce::RecipientResult>) {
+    fn score_category(
+        &mut self,
+        file: &str,
+        label: &Value,
+        first: Option<&bounce::RecipientResult>,
+    ) {
         let want = label["category"].as_str().unwrap_or("");
         if bounce::Category::from_name(want).is_none() {
             return;
         }
-        let got = first.and_then(|r| r.category).map_or("(none)", |c| c.as_str());
+        let got = first
+            .and_then(|r| r.category)
+            .map_or("(none)", |c| c.as_str());
         let also: Vec<&str> = label["also_accept"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         self.cat_total += 1;
-        *self.confusion.entry((want.to_owned(), got.to_owned())).or_default() += 1;
+        *self
+            .confusion
+            .entry((want.to_owned(), got.to_owned()))
+            .or_default() += 1;
         if got == want || also.contains(&got) {
             self.cat_ok += 1;
         } else {
@@ -113,12 +132,38 @@ impl Score {
     }
 
     fn print(&self) {
-        let pct = |a: usize, b: usize| if b == 0 { 100.0 } else { 100.0 * a as f64 / b as f64 };
+        let pct = |a: usize, b: usize| {
+            if b == 0 {
+                100.0
+            } else {
+                100.0 * a as f64 / b as f64
+            }
+        };
         println!("bounce corpus: {} emails", self.emails);
-        println!("  category accuracy : {}/{} = {:.2}%", self.cat_ok, self.cat_total, pct(self.cat_ok, self.cat_total));
-        println!("  status accuracy   : {}/{} = {:.2}%", self.status_ok, self.status_total, pct(self.status_ok, self.status_total));
-        println!("  reply-code accuracy: {}/{} = {:.2}%", self.reply_ok, self.reply_total, pct(self.reply_ok, self.reply_total));
-        println!("  hard/soft accuracy : {}/{} = {:.2}%", self.hard_ok, self.hard_total, pct(self.hard_ok, self.hard_total));
+        println!(
+            "  category accuracy : {}/{} = {:.2}%",
+            self.cat_ok,
+            self.cat_total,
+            pct(self.cat_ok, self.cat_total)
+        );
+        println!(
+            "  status accuracy   : {}/{} = {:.2}%",
+            self.status_ok,
+            self.status_total,
+            pct(self.status_ok, self.status_total)
+        );
+        println!(
+            "  reply-code accuracy: {}/{} = {:.2}%",
+            self.reply_ok,
+            self.reply_total,
+            pct(self.reply_ok, self.reply_total)
+        );
+        println!(
+            "  hard/soft accuracy : {}/{} = {:.2}%",
+            self.hard_ok,
+            self.hard_total,
+            pct(self.hard_ok, self.hard_total)
+        );
         println!(
             "  is_bounce: {} false positives, {} false negatives ({:.2}% errors)",
             self.false_pos,
@@ -131,7 +176,15 @@ impl Score {
                 println!("    {want:>16} -> {got:<16} {n}");
             }
         }
-        println!("  diagonal: {}", self.confusion.iter().filter(|((w, g), _)| w == g).map(|((w, _), n)| format!("{w}={n}")).collect::<Vec<_>>().join(", "));
+        println!(
+            "  diagonal: {}",
+            self.confusion
+                .iter()
+                .filter(|((w, g), _)| w == g)
+                .map(|((w, _), n)| format!("{w}={n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         println!("  misses:");
         for m in &self.misses {
             println!("    {m}");
@@ -143,7 +196,10 @@ impl Score {
 fn shared_corpus_meets_the_accuracy_goals() {
     let dir = corpus_dir();
     let Ok(labels) = std::fs::read_to_string(dir.join("labels.jsonl")) else {
-        println!("bounce corpus not found at {} (set MXGATE_BOUNCE_CORPUS); skipping", dir.display());
+        println!(
+            "bounce corpus not found at {} (set MXGATE_BOUNCE_CORPUS); skipping",
+            dir.display()
+        );
         return;
     };
     let mut score = Score::default();
@@ -158,6 +214,14 @@ fn shared_corpus_meets_the_accuracy_goals() {
     let status = score.status_ok as f64 / score.status_total.max(1) as f64;
     let errors = (score.false_pos + score.false_neg) as f64 / score.emails.max(1) as f64;
     assert!(cat >= 0.95, "category accuracy {:.2}% < 95%", cat * 100.0);
-    assert!(status >= 0.98, "status accuracy {:.2}% < 98%", status * 100.0);
-    assert!(errors <= 0.01, "is_bounce errors {:.2}% > 1%", errors * 100.0);
+    assert!(
+        status >= 0.98,
+        "status accuracy {:.2}% < 98%",
+        status * 100.0
+    );
+    assert!(
+        errors <= 0.01,
+        "is_bounce errors {:.2}% > 1%",
+        errors * 100.0
+    );
 }

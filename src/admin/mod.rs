@@ -1,13 +1,20 @@
-//! Admin HTTP (SPEC "Admin HTTP"): `/healthz`, `/metrics`, and (later issues) `/api/...`
-//! and `/dashboard`. axum on its own listener, loopback by default.
+//! Admin HTTP (SPEC "Admin HTTP"): `/healthz`, `/metrics`, `/api/queue...`; later
+//! `/api/suppressions`, `/api/bounces/...` and `/dashboard`. axum on its own listener,
+//! loopback by default; `/api` requires `Authorization: Bearer <admin.token>` when a token
+//! is configured.
 
 mod health;
 mod metrics;
+mod queue;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -23,10 +30,39 @@ pub struct State {
 }
 
 pub fn router(state: State) -> Router {
+    let api = Router::new()
+        .route("/api/queue", get(queue::list))
+        .route("/api/queue/retry-failed", post(queue::retry_failed))
+        .route("/api/queue/{id}", get(queue::show))
+        .route("/api/queue/{id}/retry", post(queue::retry))
+        .route("/api/queue/{id}/cancel", post(queue::cancel))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
+        .merge(api)
         .with_state(state)
+}
+
+/// Bearer-token check for `/api`; constant-time comparison of the token bytes.
+async fn require_token(axum::extract::State(s): axum::extract::State<State>, req: Request, next: Next) -> Response {
+    let expected = s.config.admin.token.expose();
+    if expected.is_empty() {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == expected.len()
+        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if same {
+        next.run(req).await
+    } else {
+        (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "missing or wrong bearer token\n").into_response()
+    }
 }
 
 /// Serves until `shutdown` is cancelled.

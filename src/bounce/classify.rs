@@ -25,7 +25,9 @@ pub struct Classification {
 /// `classify_reply(Some(550), Some("5.1.1"), "<x@y>: Recipient address rejected: User unknown")`.
 /// `status` may be `None`; then one is looked for in `text`.
 pub fn classify_reply(reply_code: Option<u16>, status: Option<&str>, text: &str) -> Classification {
-    let status = status.filter(|s| !s.is_empty()).or_else(|| codes::find_status(text));
+    let status = status
+        .filter(|s| !s.is_empty())
+        .or_else(|| codes::find_status(text));
     let reply_code = reply_code.or_else(|| codes::find_reply_code(text));
     let (reason, _) = reason_from_texts(reply_code, status, &[text]);
     let transient = match (status, reply_code) {
@@ -46,7 +48,12 @@ pub fn classify_reply(reply_code: Option<u16>, status: Option<&str>, text: &str)
 
 impl Classification {
     pub(crate) fn from_reason(reason: Reason, kind: DeliveryKind) -> Classification {
-        Classification { category: reason.category(), reason, hard: reason.is_hard(), kind }
+        Classification {
+            category: reason.category(),
+            reason,
+            hard: reason.is_hard(),
+            kind,
+        }
     }
 }
 
@@ -54,14 +61,27 @@ impl Classification {
 /// specific first: a decisive status code, the phrase tables, the status code table, generic
 /// wordings, the bare reply code. The flag is true when only weak evidence (generic wording
 /// or the reply code alone) decided.
-pub(crate) fn reason_from_texts(reply_code: Option<u16>, status: Option<&str>, texts: &[&str]) -> (Reason, bool) {
+pub(crate) fn reason_from_texts(
+    reply_code: Option<u16>,
+    status: Option<&str>,
+    texts: &[&str],
+) -> (Reason, bool) {
     if let Some(r) = status.and_then(decisive_status) {
         return (r, false);
     }
-    let texts: Vec<String> = texts.iter().filter(|t| !t.trim().is_empty()).map(|t| normalize(t)).collect();
-    if let Some(r) = texts.iter().find_map(|t| phrases::match_reason(t)) {
-        return (r, false);
+    // Normalised lazily: the broad texts (the whole notice) are rarely needed.
+    let texts = texts
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| normalize(t));
+    let mut seen = Vec::new();
+    for t in texts {
+        if let Some(r) = phrases::match_reason(&t) {
+            return (r, false);
+        }
+        seen.push(t);
     }
+    let texts = seen;
     if let Some(r) = status.and_then(codes::reason_from_status) {
         return (r, false);
     }
@@ -80,6 +100,14 @@ fn decisive_status(status: &str) -> Option<Reason> {
             Some(Reason::AuthFailure)
         }
         "7.25" => Some(Reason::RequirePtr),
+        // Microsoft: 4.7.650-4.7.699 are reputation throttles, whatever the wording.
+        r if r
+            .strip_prefix("7.")
+            .and_then(|d| d.parse::<u16>().ok())
+            .is_some_and(|d| (650..700).contains(&d)) =>
+        {
+            Some(Reason::BadReputation)
+        }
         "7.13" => Some(Reason::Suspend),
         _ => None,
     }
@@ -87,8 +115,14 @@ fn decisive_status(status: &str) -> Option<Reason> {
 
 /// Wordings of a refusal at connection time (banner, HELO/EHLO).
 const CONNECT_STAGE: &[&str] = &[
-    "after initial connection", "in reply to helo", "in reply to ehlo", "after helo",
-    "after ehlo", "smtp greeting", "in reply to the greeting", "while connected",
+    "after initial connection",
+    "in reply to helo",
+    "in reply to ehlo",
+    "after helo",
+    "after ehlo",
+    "smtp greeting",
+    "in reply to the greeting",
+    "while connected",
 ];
 
 /// A failure reported "in reply to MAIL FROM" is about the sender, whatever the words say
@@ -98,8 +132,13 @@ pub(crate) fn sender_stage(reason: Reason, weak: bool, text: &str) -> Reason {
     let address_like = weak
         || matches!(
             reason,
-            Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved | Reason::NotAccept
-                | Reason::Undefined | Reason::Suspend | Reason::Filtered
+            Reason::UserUnknown
+                | Reason::HostUnknown
+                | Reason::HasMoved
+                | Reason::NotAccept
+                | Reason::Undefined
+                | Reason::Suspend
+                | Reason::Filtered
         );
     let lower = text.to_ascii_lowercase();
     if (reason == Reason::Undefined || weak) && CONNECT_STAGE.iter().any(|p| lower.contains(p)) {
@@ -109,18 +148,32 @@ pub(crate) fn sender_stage(reason: Reason, weak: bool, text: &str) -> Reason {
     if !address_like {
         return reason;
     }
-    let after_mail = ["after mail from", "in reply to mail from", ">>> mail from", "reply to mail from"]
-        .iter()
-        .any(|p| lower.contains(p));
+    let after_mail = [
+        "after mail from",
+        "in reply to mail from",
+        ">>> mail from",
+        "reply to mail from",
+    ]
+    .iter()
+    .any(|p| lower.contains(p));
     if after_mail {
         return Reason::Rejected;
     }
     // The address passed RCPT and was refused only after the message was seen: a filter at
     // the recipient refused this message (sisimai's "filtered").
-    let after_data = ["in reply to end of data", "after end of data", "in reply to data", "after data"]
-        .iter()
-        .any(|p| lower.contains(p));
-    if after_data && reason == Reason::UserUnknown { Reason::Filtered } else { reason }
+    let after_data = [
+        "in reply to end of data",
+        "after end of data",
+        "in reply to data",
+        "after data",
+    ]
+    .iter()
+    .any(|p| lower.contains(p));
+    if after_data && reason == Reason::UserUnknown {
+        Reason::Filtered
+    } else {
+        reason
+    }
 }
 
 /// Drops the `550-5.7.1 ` prefixes of multi-line replies (RFC 5321 §4.2.1) so the phrases
@@ -149,7 +202,10 @@ fn normalize_lines(text: &str) -> String {
     const MAX: usize = 16 * 1024;
     let mut out = String::with_capacity(text.len().min(MAX));
     let mut space = false;
-    for c in text.lines().flat_map(|l| strip_reply_prefix(l).chars().chain(std::iter::once('\n'))) {
+    for c in text
+        .lines()
+        .flat_map(|l| strip_reply_prefix(l).chars().chain(std::iter::once('\n')))
+    {
         if out.len() >= MAX {
             break;
         }
@@ -161,7 +217,11 @@ fn normalize_lines(text: &str) -> String {
             out.push(' ');
         }
         space = false;
-        out.extend(c.to_lowercase());
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
     }
     out
 }
@@ -170,7 +230,8 @@ fn normalize_lines(text: &str) -> String {
 /// the reply's `550 5.7.1` prefix that re-wrapping MTAs (Postfix) leave mid-line.
 pub(crate) fn normalize(text: &str) -> String {
     let out = normalize_lines(text);
-    let (Some(code), Some(status)) = (codes::find_reply_code(text), codes::find_status(text)) else {
+    let (Some(code), Some(status)) = (codes::find_reply_code(text), codes::find_status(text))
+    else {
         return out;
     };
     let spaced = format!("{code} {status} ");
@@ -205,14 +266,54 @@ mod tests {
     #[test]
     fn replies_land_in_their_categories() {
         let cases: &[(Option<u16>, Option<&str>, &str, Category)] = &[
-            (Some(552), Some("5.2.2"), "Mailbox full", Category::MailboxFull),
-            (Some(550), None, "5.7.26 Unauthenticated email from x is not accepted due to domain's DMARC policy", Category::Dmarc),
-            (Some(554), None, "Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", Category::Blocked),
-            (Some(421), Some("4.7.0"), "Try again slower", Category::RateLimit),
-            (Some(550), Some("5.2.1"), "The email account that you tried to reach is disabled", Category::Mailbox),
-            (Some(553), Some("5.1.8"), "Sender address rejected: Domain not found", Category::Rejection),
-            (None, Some("4.4.7"), "retry timeout exceeded", Category::RecipientError),
-            (Some(552), Some("5.3.4"), "Message size exceeds fixed limit", Category::Rejection),
+            (
+                Some(552),
+                Some("5.2.2"),
+                "Mailbox full",
+                Category::MailboxFull,
+            ),
+            (
+                Some(550),
+                None,
+                "5.7.26 Unauthenticated email from x is not accepted due to domain's DMARC policy",
+                Category::Dmarc,
+            ),
+            (
+                Some(554),
+                None,
+                "Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+                Category::Blocked,
+            ),
+            (
+                Some(421),
+                Some("4.7.0"),
+                "Try again slower",
+                Category::RateLimit,
+            ),
+            (
+                Some(550),
+                Some("5.2.1"),
+                "The email account that you tried to reach is disabled",
+                Category::Mailbox,
+            ),
+            (
+                Some(553),
+                Some("5.1.8"),
+                "Sender address rejected: Domain not found",
+                Category::Rejection,
+            ),
+            (
+                None,
+                Some("4.4.7"),
+                "retry timeout exceeded",
+                Category::RecipientError,
+            ),
+            (
+                Some(552),
+                Some("5.3.4"),
+                "Message size exceeds fixed limit",
+                Category::Rejection,
+            ),
         ];
         for (code, status, text, want) in cases {
             assert_eq!(cat(*code, *status, text), *want, "{text}");
@@ -228,7 +329,10 @@ mod tests {
 
     #[test]
     fn normalize_folds_lines_and_case() {
-        assert_eq!(normalize("said: 550\n    5.2.2  Mailbox\tFULL "), "said: 550 5.2.2 mailbox full");
+        assert_eq!(
+            normalize("said: 550\n    5.2.2  Mailbox\tFULL "),
+            "said: mailbox full"
+        );
         assert_eq!(
             normalize("smtp; 550-5.7.1 [192.0.2.1] Messages with\n multiple 550 5.7.1 addresses"),
             "smtp; [192.0.2.1] messages with multiple addresses"

@@ -57,8 +57,13 @@ pub fn find_reply_code(text: &str) -> Option<u16> {
     let mut i = 0;
     while i + 3 <= b.len() {
         if let Some(code) = reply_code_at(b, i) {
-            let rest = text.get(i + 4..).unwrap_or("");
-            if find_status(rest).is_some_and(|s| rest.trim_start().starts_with(s)) {
+            let rest = text.get(i + 4..).unwrap_or("").trim_start();
+            let rb = rest.as_bytes();
+            let status_follows = rb.len() > 4
+                && matches!(rb[0], b'2' | b'4' | b'5')
+                && rb[1] == b'.'
+                && status_end(rb, 0).is_some();
+            if status_follows {
                 return Some(code);
             }
             first.get_or_insert(code);
@@ -77,10 +82,17 @@ fn reply_code_at(b: &[u8], i: usize) -> Option<u16> {
     if d[1] > b'5' {
         return None;
     }
-    let before_ok = i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'(' | b'[' | b':' | b'"' | b'\'' | b'<' | b'#' | b';');
+    let before_ok = i == 0
+        || matches!(
+            b[i - 1],
+            b' ' | b'\t' | b'\n' | b'(' | b'[' | b':' | b'"' | b'\'' | b'<' | b'#' | b';'
+        );
     let after_ok = match b.get(i + 3) {
         None => true,
-        Some(c) => matches!(c, b' ' | b'-' | b'\t' | b'\r' | b'\n' | b']' | b')' | b',' | b':'),
+        Some(c) => matches!(
+            c,
+            b' ' | b'-' | b'\t' | b'\r' | b'\n' | b']' | b')' | b',' | b':'
+        ),
     };
     // "550-5.7.1" or "550 5.7.1" or "550 text"; not "550-1234" (phone numbers, ids).
     let dash_digit = b.get(i + 3) == Some(&b'-')
@@ -154,14 +166,6 @@ pub fn reason_from_reply(code: u16) -> Option<Reason> {
     })
 }
 
-/// Whether an enhanced code is one of sisimai's internal pseudo codes (`X.0.9NN`); such codes
-/// never appear in mail and are not reported.
-pub fn is_pseudo_status(status: &str) -> bool {
-    let mut it = status.split('.');
-    let _class = it.next();
-    it.next() == Some("0") && it.next().is_some_and(|d| d.len() == 3 && d.starts_with('9'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,7 +173,10 @@ mod tests {
     #[test]
     fn status_is_found_only_as_a_whole_code() {
         assert_eq!(find_status("550 5.1.1 <a@b>: User unknown"), Some("5.1.1"));
-        assert_eq!(find_status("smtp; 550-5.7.26 Unauthenticated"), Some("5.7.26"));
+        assert_eq!(
+            find_status("smtp; 550-5.7.26 Unauthenticated"),
+            Some("5.7.26")
+        );
         assert_eq!(find_status("host 192.5.1.1 said"), None);
         assert_eq!(find_status("version 5.5.1960.3"), None);
         assert_eq!(find_status("(#5.1.1)"), Some("5.1.1"));
@@ -179,7 +186,10 @@ mod tests {
     #[test]
     fn reply_code_prefers_the_one_before_a_status() {
         assert_eq!(find_reply_code("smtp; 550 5.1.1 user unknown"), Some(550));
-        assert_eq!(find_reply_code("said: 550\n    5.2.2 <x>... full"), Some(550));
+        assert_eq!(
+            find_reply_code("said: 550\n    5.2.2 <x>... full"),
+            Some(550)
+        );
         assert_eq!(find_reply_code("host [192.0.2.1]: 554 bad"), Some(554));
         assert_eq!(find_reply_code("ResponseCode 421, , Host"), Some(421));
         assert_eq!(find_reply_code("id 1234 5678"), None);
@@ -193,7 +203,5 @@ mod tests {
         assert_eq!(reason_from_status("4.4.7"), Some(Reason::Expired));
         assert_eq!(reason_from_status("5.0.0"), None);
         assert_eq!(reason_from_status("5.7.1"), None);
-        assert!(is_pseudo_status("5.0.911"));
-        assert!(!is_pseudo_status("5.0.0"));
     }
 }

@@ -3,6 +3,9 @@
 //! fields (RFC 3464), the `message/feedback-report` (RFC 5965) and what is known of the
 //! original message.
 
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, MatchKind};
 use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
 /// The pieces of a bounce.
@@ -35,13 +38,41 @@ pub(crate) struct Original {
 
 impl Document {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
+
+/// The top-level headers the parsers look at (kept unfolded, names lower-cased).
+const KEPT_HEADERS: &[&str] = &[
+    "from",
+    "auto-submitted",
+    "x-failed-recipients",
+    "x-failed-recipient",
+    "precedence",
+    "x-autoreply",
+    "x-autorespond",
+    "x-autoresponse",
+    "x-postfix-sender",
+    "x-original-envelope-id",
+];
+
+/// Only the headers the bounce parser reads are parsed structurally (MIME, addresses,
+/// subject, ids); the rest, notably Received (the costliest), are kept raw.
+pub(crate) static PARSER: LazyLock<mail_parser::MessageParser> = LazyLock::new(|| {
+    mail_parser::MessageParser::new()
+        .with_minimal_headers()
+        .with_message_ids()
+});
 
 /// Builds the document from a parsed message.
 pub(crate) fn build(msg: &Message<'_>) -> Document {
@@ -52,14 +83,18 @@ pub(crate) fn build(msg: &Message<'_>) -> Document {
         headers: msg
             .headers_raw()
             .take(200)
+            .filter(|(n, _)| KEPT_HEADERS.iter().any(|k| k.eq_ignore_ascii_case(n)))
             .map(|(n, v)| (n.to_ascii_lowercase(), unfold(v)))
             .collect(),
         ..Document::default()
     };
     if let Some(ct) = msg.content_type() {
-        doc.content_type = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""))
+        doc.content_type =
+            format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase();
+        doc.report_type = ct
+            .attribute("report-type")
+            .unwrap_or("")
             .to_ascii_lowercase();
-        doc.report_type = ct.attribute("report-type").unwrap_or("").to_ascii_lowercase();
     }
     let mut texts = Vec::new();
     let mut html = Vec::new();
@@ -80,17 +115,26 @@ pub(crate) fn build(msg: &Message<'_>) -> Document {
     doc
 }
 
-fn visit(part: &MessagePart<'_>, doc: &mut Document, texts: &mut Vec<String>, html: &mut Vec<String>) {
+fn visit(
+    part: &MessagePart<'_>,
+    doc: &mut Document,
+    texts: &mut Vec<String>,
+    html: &mut Vec<String>,
+) {
     let (ctype, sub) = part
         .content_type()
-        .map(|ct| (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase()))
+        .map(|ct| {
+            (
+                ct.ctype().to_ascii_lowercase(),
+                ct.subtype().unwrap_or("").to_ascii_lowercase(),
+            )
+        })
         .unwrap_or_else(|| ("text".into(), "plain".into()));
     match (&part.body, ctype.as_str(), sub.as_str()) {
-        (PartType::Message(inner), _, _) => {
-            if doc.original.message_id.is_none() {
-                doc.original = original_from_message(inner);
-            }
+        (PartType::Message(inner), _, _) if doc.original.message_id.is_none() => {
+            doc.original = original_from_message(inner);
         }
+        (PartType::Message(_), _, _) => {}
         (_, "message" | "text", "delivery-status" | "global-delivery-status") => {
             doc.dsn.get_or_insert_with(|| lossy(part.contents()));
         }
@@ -141,7 +185,7 @@ fn original_from_message(m: &Message<'_>) -> Original {
 fn original_from_text(text: &str) -> Original {
     let start = text.find(|c: char| !c.is_whitespace()).unwrap_or(0);
     let text = &text[start..];
-    mail_parser::MessageParser::new()
+    PARSER
         .parse_headers(text.as_bytes())
         .map(|m| original_from_message(&m))
         .unwrap_or_default()
@@ -176,22 +220,37 @@ const ORIGINAL_MARKERS: &[&str] = &[
     "--- original mail follows",
 ];
 
-/// Splits text into (notice, returned original).
+static MARKERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(ORIGINAL_MARKERS)
+        .expect("marker table is valid")
+});
+
+/// Splits text into (notice, returned original): at the line of the first marker, or where
+/// a header block (`Received:` / `Return-Path:` after a blank line) starts.
 pub(crate) fn cut_original(text: &str) -> (&str, Option<&str>) {
-    let mut offset = 0;
-    let mut prev_blank = false;
-    for line in text.split_inclusive('\n') {
-        let l = line.trim().to_ascii_lowercase();
-        let header_start = prev_blank
-            && offset > 0
-            && (l.starts_with("received: ") || l.starts_with("return-path: "));
-        if header_start || ORIGINAL_MARKERS.iter().any(|m| l.contains(m)) {
-            return (&text[..offset], Some(&text[offset + line.len()..]));
-        }
-        prev_blank = l.is_empty();
-        offset += line.len();
+    let lower = text.to_ascii_lowercase();
+    let marker = MARKERS.find(&lower).map(|m| m.start());
+    let header = [
+        "\n\nreceived: ",
+        "\n\nreturn-path: ",
+        "\n\r\nreceived: ",
+        "\n\r\nreturn-path: ",
+    ]
+    .iter()
+    .filter_map(|h| lower.find(h).map(|i| i + h.find('r').unwrap_or(0)))
+    .min();
+    let Some(at) = [marker, header].into_iter().flatten().min() else {
+        return (text, None);
+    };
+    let start = lower[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = lower[at..].find('\n').map_or(text.len(), |i| at + i + 1);
+    if marker == Some(at) {
+        (&text[..start], Some(&text[end..]))
+    } else {
+        (&text[..start], Some(&text[start..]))
     }
-    (text, None)
 }
 
 /// Replaces markup with spaces, decodes the few entities bounce notices use.
@@ -209,7 +268,10 @@ fn strip_html(h: &str) -> String {
             _ => {}
         }
     }
-    out.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&nbsp;", " ")
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+        .replace("&nbsp;", " ")
 }
 
 /// Joins folded header lines (RFC 5322 §2.2.3).
@@ -225,4 +287,21 @@ pub(crate) fn unfold(v: &str) -> String {
         }
     }
     out.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_are_cut_before_the_returned_message() {
+        let t = "failed:\n  a@b.test\n\n------ This is a copy of the message, including all the headers. ------\nFrom: x@y\n";
+        let (notice, rest) = cut_original(t);
+        assert_eq!(notice, "failed:\n  a@b.test\n\n");
+        assert_eq!(rest, Some("From: x@y\n"));
+        let (notice, rest) = cut_original("reason\n\nReceived: from x\nFrom: y\n");
+        assert_eq!(notice, "reason\n\n");
+        assert_eq!(rest, Some("Received: from x\nFrom: y\n"));
+        assert_eq!(cut_original("no original here").1, None);
+    }
 }

@@ -2,13 +2,12 @@
 //! kind, the recipients (RFC 3464 fields first, notice text second), their codes and
 //! classification.
 
-use mail_parser::MessageParser;
-
 use super::category::DeliveryKind;
 use super::classify::{Classification, reason_from_texts, sender_stage};
 use super::document::{self, Document};
+use super::heuristics::ses::SesNotice;
 use super::heuristics::{self, TextRecipient};
-use super::rfc3464::{self, DsnRecipient};
+use super::rfc3464::{self, DsnMessage, DsnRecipient};
 use super::{BounceReport, Provider, RecipientResult, ReportKind, arf, codes, provider, rfc3834};
 
 /// Larger inputs are cut: bounces are small, and the notice is at the start.
@@ -20,7 +19,7 @@ const MAX_DIAGNOSTIC: usize = 1000;
 /// Never panics; anything unreadable is `NotBounce`.
 pub fn parse(raw: &[u8]) -> BounceReport {
     let raw = &raw[..raw.len().min(MAX_INPUT)];
-    let Some(msg) = MessageParser::new().parse(raw) else {
+    let Some(msg) = document::PARSER.parse(raw) else {
         return empty(ReportKind::NotBounce);
     };
     let doc = document::build(&msg);
@@ -43,20 +42,26 @@ fn empty(kind: ReportKind) -> BounceReport {
 fn assemble(doc: &Document) -> BounceReport {
     let mut report = empty(ReportKind::NotBounce);
     report.original_message_id = doc.original.message_id.clone();
-    if let Some(fb) = doc.feedback.as_deref().filter(|_| doc.dsn.is_none()) {
-        report.kind = ReportKind::Complaint;
-        report.feedback_type = arf::feedback_type(fb);
+    let Some(dsn) = delivery_fields(doc, &mut report) else {
         return report;
-    }
-    let dsn_text = doc.dsn.as_deref().or_else(|| quoted_dsn(&doc.notice));
-    let dsn = dsn_text.map(rfc3464::parse).unwrap_or_default();
+    };
     report.reporting_mta = dsn.reporting_mta.clone();
-    report.envid = dsn.envid.clone().or_else(|| doc.header("x-original-envelope-id").map(str::to_owned));
+    report.envid = dsn
+        .envid
+        .clone()
+        .or_else(|| doc.header("x-original-envelope-id").map(str::to_owned));
     let text = heuristics::scan(doc);
-    let failed_dsn = dsn.recipients.iter().any(|r| !is_success(r.action.as_deref()));
+    let failed_dsn = dsn
+        .recipients
+        .iter()
+        .any(|r| !is_success(r.action.as_deref()));
     if !dsn.recipients.is_empty() && !failed_dsn {
         report.kind = ReportKind::DeliveryNotice;
-        report.recipients = dsn.recipients.iter().map(|r| from_dsn(r, &text, doc)).collect();
+        report.recipients = dsn
+            .recipients
+            .iter()
+            .map(|r| from_dsn(r, &text, doc, false))
+            .collect();
         return report;
     }
     if !failed_dsn && !rfc3834::looks_like_bounce(doc) {
@@ -67,22 +72,95 @@ fn assemble(doc: &Document) -> BounceReport {
     }
     report.kind = ReportKind::Bounce;
     report.is_bounce = true;
-    report.recipients = if failed_dsn {
-        dsn.recipients.iter().map(|r| from_dsn(r, &text, doc)).collect()
-    } else if !text.is_empty() {
-        text.iter().map(|t| from_text(t, doc)).collect()
-    } else {
-        let address = doc.original.to.first().cloned().unwrap_or_default();
-        vec![from_text(&TextRecipient { address, diagnostic: String::new() }, doc)]
-    };
-    report.provider = report.first_failed().map_or(Provider::Other, |r| r.provider);
+    report.recipients = failed_recipients(&dsn, failed_dsn, &text, doc);
+    report.provider = report
+        .first_failed()
+        .map_or(Provider::Other, |r| r.provider);
     report
+}
+
+/// The RFC 3464 fields (from the delivery-status part, an SES notification or fields quoted
+/// in the notice). Complaints (ARF, SES) are completed in `report` and give `None`.
+fn delivery_fields(doc: &Document, report: &mut BounceReport) -> Option<DsnMessage> {
+    let ses = heuristics::ses::parse(&doc.notice);
+    if let Some(fb) = doc.feedback.as_deref().filter(|_| doc.dsn.is_none()) {
+        report.kind = ReportKind::Complaint;
+        report.feedback_type = arf::feedback_type(fb);
+        report
+            .recipients
+            .extend(arf::complainant(fb).map(complainant));
+        return None;
+    }
+    match ses {
+        Some(SesNotice::Complaint(feedback_type, who)) => {
+            report.kind = ReportKind::Complaint;
+            report.feedback_type = feedback_type;
+            report.recipients = who.into_iter().map(complainant).collect();
+            None
+        }
+        Some(SesNotice::Bounce(m) | SesNotice::Delivery(m)) => Some(m),
+        None => {
+            let dsn_text = doc.dsn.as_deref().or_else(|| quoted_dsn(&doc.notice));
+            Some(dsn_text.map(rfc3464::parse).unwrap_or_default())
+        }
+    }
+}
+
+/// Failed recipients: the DSN's when it lists failures, else those found in the notice,
+/// else the returned message's first To with the whole notice as its diagnostic.
+fn failed_recipients(
+    dsn: &DsnMessage,
+    failed_dsn: bool,
+    text: &[TextRecipient],
+    doc: &Document,
+) -> Vec<RecipientResult> {
+    if failed_dsn {
+        let single = dsn.recipients.len() == 1;
+        return dsn
+            .recipients
+            .iter()
+            .map(|r| from_dsn(r, text, doc, single))
+            .collect();
+    }
+    if !text.is_empty() {
+        return text
+            .iter()
+            .map(|t| from_text(t, doc, text.len() == 1))
+            .collect();
+    }
+    let address = doc.original.to.first().cloned().unwrap_or_default();
+    let only = TextRecipient {
+        address,
+        diagnostic: String::new(),
+    };
+    vec![from_text(&only, doc, true)]
+}
+
+/// The recipient who complained (RFC 5965 Original-Rcpt-To): no failure, so no category.
+fn complainant(address: String) -> RecipientResult {
+    RecipientResult {
+        provider: provider::detect_provider(Some(&address), &[], ""),
+        address,
+        original_recipient: None,
+        action: None,
+        status: None,
+        reply_code: None,
+        category: None,
+        reason: None,
+        hard: false,
+        kind: None,
+        diagnostic: String::new(),
+        remote_mta: None,
+        last_attempt: None,
+    }
 }
 
 /// Notices that quote the RFC 3464 fields in their text instead of a separate part.
 fn quoted_dsn(notice: &str) -> Option<&str> {
     let lower = notice.to_ascii_lowercase();
-    let at = lower.find("final-recipient:").or_else(|| lower.find("original-recipient:"))?;
+    let at = lower
+        .find("final-recipient:")
+        .or_else(|| lower.find("original-recipient:"))?;
     let start = lower[..at].rfind("\n\n").map_or(0, |i| i + 1);
     notice.get(start..)
 }
@@ -95,7 +173,12 @@ fn is_success(action: Option<&str>) -> bool {
         || a.starts_with("deliverable"))
 }
 
-fn from_dsn(r: &DsnRecipient, text: &[TextRecipient], doc: &Document) -> RecipientResult {
+fn from_dsn(
+    r: &DsnRecipient,
+    text: &[TextRecipient],
+    doc: &Document,
+    single: bool,
+) -> RecipientResult {
     let address = r.address().unwrap_or("").to_ascii_lowercase();
     let block = text
         .iter()
@@ -103,7 +186,7 @@ fn from_dsn(r: &DsnRecipient, text: &[TextRecipient], doc: &Document) -> Recipie
         .or_else(|| (text.len() == 1).then(|| &text[0]))
         .map_or("", |t| t.diagnostic.as_str());
     let diag = r.diagnostic.as_deref().unwrap_or("");
-    let mut out = evaluate(&address, r.status.as_deref(), diag, block, doc);
+    let mut out = evaluate(&address, r.status.as_deref(), [diag, block], doc, single);
     out.original_recipient = r.original_recipient.clone();
     out.action = r.action.clone();
     out.remote_mta = r.remote_mta.clone();
@@ -114,7 +197,11 @@ fn from_dsn(r: &DsnRecipient, text: &[TextRecipient], doc: &Document) -> Recipie
         out.kind = None;
         out.hard = false;
     } else if let Some(a) = &r.action {
-        let kind = if a.starts_with("delayed") { DeliveryKind::Transient } else { DeliveryKind::Permanent };
+        let kind = if a.starts_with("delayed") {
+            DeliveryKind::Transient
+        } else {
+            DeliveryKind::Permanent
+        };
         out.kind = Some(kind);
     }
     let hosts: Vec<&str> = out.remote_mta.as_deref().into_iter().collect();
@@ -122,21 +209,38 @@ fn from_dsn(r: &DsnRecipient, text: &[TextRecipient], doc: &Document) -> Recipie
     out
 }
 
-fn from_text(t: &TextRecipient, doc: &Document) -> RecipientResult {
-    evaluate(&t.address, None, "", &t.diagnostic, doc)
+fn from_text(t: &TextRecipient, doc: &Document, single: bool) -> RecipientResult {
+    evaluate(&t.address, None, ["", &t.diagnostic], doc, single)
 }
 
 /// Codes and classification for one recipient: the DSN diagnostic first, then the notice's
-/// block about the recipient, then the whole notice.
-fn evaluate(address: &str, status: Option<&str>, diag: &str, block: &str, doc: &Document) -> RecipientResult {
+/// block about the recipient, then the whole notice (for codes only when the notice is about
+/// this one recipient: `single`).
+fn evaluate(
+    address: &str,
+    status: Option<&str>,
+    [diag, block]: [&str; 2],
+    doc: &Document,
+    single: bool,
+) -> RecipientResult {
     let sources = [diag, block, doc.notice.as_str()];
-    let own = if diag.trim().is_empty() && block.trim().is_empty() { 3 } else { 2 };
+    let own = if single || (diag.trim().is_empty() && block.trim().is_empty()) {
+        3
+    } else {
+        2
+    };
     let status = pick_status(status, &sources[..own]);
     let reply_code = sources.iter().find_map(|s| codes::find_reply_code(s));
     let (reason, weak) = reason_from_texts(reply_code, status.as_deref(), &sources);
     let reason = sender_stage(reason, weak, &format!("{diag}\n{block}"));
-    let transient = status.as_deref().map_or(reply_code.is_some_and(|c| c < 500), |s| s.starts_with('4'));
-    let kind = if transient { DeliveryKind::Transient } else { DeliveryKind::Permanent };
+    let transient = status
+        .as_deref()
+        .map_or(reply_code.is_some_and(|c| c < 500), |s| s.starts_with('4'));
+    let kind = if transient {
+        DeliveryKind::Transient
+    } else {
+        DeliveryKind::Permanent
+    };
     let c = Classification::from_reason(reason, kind);
     let shown = if diag.trim().is_empty() { block } else { diag };
     RecipientResult {
@@ -160,7 +264,9 @@ fn evaluate(address: &str, status: Option<&str>, diag: &str, block: &str, doc: &
 fn pick_status(status: Option<&str>, sources: &[&str]) -> Option<String> {
     let from_text = sources.iter().find_map(|s| codes::find_status(s));
     match (status, from_text) {
-        (Some(s), Some(t)) if s.ends_with(".0.0") && t.as_bytes().first() == s.as_bytes().first() => {
+        (Some(s), Some(t))
+            if s.ends_with(".0.0") && t.as_bytes().first() == s.as_bytes().first() =>
+        {
             Some(t.to_owned())
         }
         (Some(s), _) => Some(s.to_owned()),

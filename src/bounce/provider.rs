@@ -90,12 +90,15 @@ impl Provider {
 
     /// The provider operating a host (MX, Remote-MTA), e.g. `gmail-smtp-in.l.google.com`.
     pub fn from_host(host: &str) -> Option<Provider> {
-        let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
-        HOST_SUFFIXES
-            .iter()
-            .find(|(suffixes, _)| suffixes.iter().any(|s| h == *s || is_subdomain(&h, s)))
-            .map(|(_, p)| *p)
+        from_lower_host(&host.trim().trim_end_matches('.').to_ascii_lowercase())
     }
+}
+
+fn from_lower_host(h: &str) -> Option<Provider> {
+    HOST_SUFFIXES
+        .iter()
+        .find(|(suffixes, _)| suffixes.iter().any(|s| h == *s || is_subdomain(h, s)))
+        .map(|(_, p)| *p)
 }
 
 fn is_subdomain(host: &str, suffix: &str) -> bool {
@@ -108,15 +111,37 @@ fn is_subdomain(host: &str, suffix: &str) -> bool {
 const MAILBOX_DOMAINS: &[(&[&str], Provider)] = &[
     (&["gmail.com", "googlemail.com"], Provider::Gmail),
     (
-        &["outlook.com", "hotmail.com", "live.com", "msn.com", "hotmail.co.uk", "hotmail.fr", "outlook.jp", "live.jp"],
+        &[
+            "outlook.com",
+            "hotmail.com",
+            "live.com",
+            "msn.com",
+            "hotmail.co.uk",
+            "hotmail.fr",
+            "outlook.jp",
+            "live.jp",
+        ],
         Provider::Microsoft,
     ),
-    (&["yahoo.com", "yahoo.co.jp", "yahoo.co.uk", "yahoo.fr", "ymail.com", "rocketmail.com"], Provider::Yahoo),
+    (
+        &[
+            "yahoo.com",
+            "yahoo.co.jp",
+            "yahoo.co.uk",
+            "yahoo.fr",
+            "ymail.com",
+            "rocketmail.com",
+        ],
+        Provider::Yahoo,
+    ),
     (&["aol.com", "aim.com", "aol.co.uk"], Provider::Aol),
     (&["icloud.com", "me.com", "mac.com"], Provider::Icloud),
     (&["zoho.com", "zohomail.com"], Provider::Zoho),
     (&["yandex.ru", "yandex.com", "ya.ru"], Provider::Yandex),
-    (&["mail.ru", "bk.ru", "inbox.ru", "list.ru"], Provider::MailRu),
+    (
+        &["mail.ru", "bk.ru", "inbox.ru", "list.ru"],
+        Provider::MailRu,
+    ),
     (&["gmx.de", "gmx.net", "gmx.com", "web.de"], Provider::Gmx),
     (&["protonmail.com", "proton.me", "pm.me"], Provider::Proton),
     (&["fastmail.com", "fastmail.fm"], Provider::Fastmail),
@@ -125,19 +150,48 @@ const MAILBOX_DOMAINS: &[(&[&str], Provider)] = &[
 /// Hosts the providers run their MX / outbound on. Google hosts mean Gmail or Workspace
 /// depending on the recipient's domain (decided in `detect_provider`).
 const HOST_SUFFIXES: &[(&[&str], Provider)] = &[
-    (&["google.com", "googlemail.com", "gmail.com"], Provider::GoogleWorkspace),
     (
-        &["outlook.com", "hotmail.com", "live.com", "office365.com", "microsoft.com", "msn.com", "exchangelabs.com"],
+        &["google.com", "googlemail.com", "gmail.com"],
+        Provider::GoogleWorkspace,
+    ),
+    (
+        &[
+            "outlook.com",
+            "hotmail.com",
+            "live.com",
+            "office365.com",
+            "microsoft.com",
+            "msn.com",
+            "exchangelabs.com",
+        ],
         Provider::Microsoft,
     ),
-    (&["yahoodns.net", "yahoo.com", "yahoo.co.jp", "yahoo.net", "yahooinc.com"], Provider::Yahoo),
+    (
+        &[
+            "yahoodns.net",
+            "yahoo.com",
+            "yahoo.co.jp",
+            "yahoo.net",
+            "yahooinc.com",
+        ],
+        Provider::Yahoo,
+    ),
     (&["aol.com", "mx.aol.com", "aol.net"], Provider::Aol),
-    (&["icloud.com", "me.com", "mac.com", "apple.com"], Provider::Icloud),
-    (&["zoho.com", "zohomail.com", "zoho.eu", "zoho.in"], Provider::Zoho),
+    (
+        &["icloud.com", "me.com", "mac.com", "apple.com"],
+        Provider::Icloud,
+    ),
+    (
+        &["zoho.com", "zohomail.com", "zoho.eu", "zoho.in"],
+        Provider::Zoho,
+    ),
     (&["yandex.ru", "yandex.net", "yandex.com"], Provider::Yandex),
     (&["mail.ru"], Provider::MailRu),
     (&["gmx.net", "gmx.de", "gmx.com", "web.de"], Provider::Gmx),
-    (&["protonmail.ch", "protonmail.com", "proton.me"], Provider::Proton),
+    (
+        &["protonmail.ch", "protonmail.com", "proton.me"],
+        Provider::Proton,
+    ),
     (&["messagingengine.com", "fastmail.com"], Provider::Fastmail),
 ];
 
@@ -164,9 +218,9 @@ fn from_text(text: &str) -> Option<Provider> {
     }
     lower
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
-        .filter(|t| t.contains('.') && !t.contains('@'))
+        .filter(|t| t.len() > 5 && t.contains('.'))
         .take(400)
-        .find_map(|t| Provider::from_host(t.trim_matches('.')))
+        .find_map(|t| from_lower_host(t.trim_matches('.')))
 }
 
 #[cfg(test)]
@@ -175,8 +229,14 @@ mod tests {
 
     #[test]
     fn recipient_domain_decides_first() {
-        assert_eq!(detect_provider(Some("a@gmail.com"), &["x.example"], ""), Provider::Gmail);
-        assert_eq!(detect_provider(Some("a@hotmail.com"), &[], ""), Provider::Microsoft);
+        assert_eq!(
+            detect_provider(Some("a@gmail.com"), &["x.example"], ""),
+            Provider::Gmail
+        );
+        assert_eq!(
+            detect_provider(Some("a@hotmail.com"), &[], ""),
+            Provider::Microsoft
+        );
     }
 
     #[test]
@@ -189,8 +249,14 @@ mod tests {
 
     #[test]
     fn lookalike_hosts_are_other() {
-        assert_eq!(detect_provider(Some("a@x.example"), &["notoutlook.com"], ""), Provider::Other);
-        assert_eq!(Provider::from_host("mx1.mail.icloud.com"), Some(Provider::Icloud));
+        assert_eq!(
+            detect_provider(Some("a@x.example"), &["notoutlook.com"], ""),
+            Provider::Other
+        );
+        assert_eq!(
+            Provider::from_host("mx1.mail.icloud.com"),
+            Some(Provider::Icloud)
+        );
         assert_eq!(Provider::Other.as_label(), "other");
     }
 }

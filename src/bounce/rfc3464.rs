@@ -30,12 +30,14 @@ pub(crate) struct DsnRecipient {
 
 impl DsnRecipient {
     pub fn address(&self) -> Option<&str> {
-        self.final_recipient.as_deref().or(self.original_recipient.as_deref())
+        self.final_recipient
+            .as_deref()
+            .or(self.original_recipient.as_deref())
     }
 }
 
 /// At most this many recipients are read from one report (bounded work on hostile input).
-const MAX_RECIPIENTS: usize = 500;
+const MAX_RECIPIENTS: usize = 100;
 
 /// Parses the fields. Unknown fields are ignored; missing ones stay `None`.
 pub(crate) fn parse(text: &str) -> DsnMessage {
@@ -83,7 +85,13 @@ pub(crate) fn parse(text: &str) -> DsnMessage {
 
 fn flush(msg: &mut DsnMessage, cur: &mut DsnRecipient) {
     let r = std::mem::take(cur);
-    if r.address().is_some() || r.status.is_some() || r.diagnostic.is_some() {
+    // A recipient listed twice (hostile or buggy reports) is reported once.
+    let repeated = r.address().is_some()
+        && msg
+            .recipients
+            .iter()
+            .any(|x| x.address() == r.address() && x.action == r.action);
+    if !repeated && (r.address().is_some() || r.status.is_some() || r.diagnostic.is_some()) {
         msg.recipients.push(r);
     }
 }
@@ -149,14 +157,19 @@ mod tests {
         assert_eq!(m.recipients.len(), 2);
         let a = &m.recipients[0];
         assert_eq!(a.address(), Some("a@example.test"));
-        assert_eq!(a.diagnostic.as_deref(), Some("550 5.1.1 <a@example.test>...\nUser unknown"));
+        assert_eq!(
+            a.diagnostic.as_deref(),
+            Some("550 5.1.1 <a@example.test>...\nUser unknown")
+        );
         assert_eq!(m.recipients[1].status.as_deref(), Some("4.2.2"));
         assert_eq!(m.recipients[1].action.as_deref(), Some("delayed"));
     }
 
     #[test]
     fn original_recipient_before_final_stays_in_one_block() {
-        let m = parse("Original-Recipient: rfc822;x@y\nFinal-Recipient: RFC822; <x@y>\nAction: failed\n");
+        let m = parse(
+            "Original-Recipient: rfc822;x@y\nFinal-Recipient: RFC822; <x@y>\nAction: failed\n",
+        );
         assert_eq!(m.recipients.len(), 1);
         assert_eq!(m.recipients[0].final_recipient.as_deref(), Some("x@y"));
     }

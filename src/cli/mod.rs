@@ -1,8 +1,10 @@
 //! The command line (SPEC "Command line"): one file per subcommand.
 
+mod admin_client;
 mod check_config;
 pub mod classify;
 mod hash_password;
+mod queue;
 mod serve;
 
 use std::path::PathBuf;
@@ -27,6 +29,8 @@ pub enum Command {
     HashPassword,
     /// Parse bounce messages (DSNs) offline and classify them.
     Classify(classify::ClassifyArgs),
+    /// Inspect and act on the running server's queue (list, show, retry, cancel).
+    Queue(queue::QueueArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -62,5 +66,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(c) => Ok(check_config::run(&c)),
         Command::HashPassword => hash_password::run(),
         Command::Classify(args) => classify::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Queue(args) => queue::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -8,6 +8,7 @@
 //! `check-config` prints all problems; `serve` refuses to start on any. After load the
 //! config is immutable and shared as `Arc<Config>`.
 
+mod auth;
 mod relay;
 mod routing;
 mod server;
@@ -19,6 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use auth::{
+    AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, default_key_path,
+};
 pub use relay::{
     QueueConfig, RelayConfig, Security, SmarthostConfig, SubmissionConfig, SubmissionUser,
     WarmingConfig, WarmingStep,
@@ -51,6 +55,10 @@ pub struct Config {
     pub relay: RelayConfig,
     pub warming: WarmingConfig,
     pub queue: QueueConfig,
+    /// Inbound SPF/DKIM/DMARC/ARC/iprev switches (issue 3).
+    pub auth: AuthConfig,
+    /// Outbound DKIM signing keys (issue 3).
+    pub dkim: DkimConfig,
 }
 
 /// One thing wrong with a config file, with where it is.

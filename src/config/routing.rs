@@ -23,6 +23,15 @@ pub struct DomainConfig {
     pub reply_route: Option<String>,
     #[serde(default = "yes")]
     pub dmarc_enforce: bool,
+    /// Refuse mail whose MAIL FROM SPF result is `fail` (the sender published `-all` and
+    /// this client is not listed) with 550 5.7.23. Off by default: forwarders break SPF,
+    /// and DMARC already covers domains that ask for enforcement.
+    #[serde(default)]
+    pub spf_reject: bool,
+    /// What a DNS temperror does when it decides the outcome (DMARC with enforcement,
+    /// SPF with `spf_reject`): `tempfail` (451 4.7.5, default) or `accept`.
+    #[serde(default)]
+    pub auth_temperror: super::auth::TempErrorAction,
 }
 
 fn default_bounce_alias() -> String {

@@ -29,7 +29,7 @@ use std::time::Duration;
 pub enum Error {
     #[error("HTTP request failed: {}", chain(.0))]
     Http(#[source] hyper_util::client::legacy::Error),
-    #[error("no answer within {0:?}")]
+    #[error("timed out: no answer within {0:?}")]
     Timeout(Duration),
     /// A non-2xx answer; `reply` is the status line plus an excerpt of the body.
     #[error("{reply}")]

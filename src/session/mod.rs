@@ -1,19 +1,50 @@
-//! Stage ① — SMTP in. (Being written: see the session helper.)
+//! Stage ① — SMTP in: inbound (MX), submission and submissions listeners.
+//!
+//! Input: an accepted TCP connection ([`listener`]). Output: [`NewMessage`]s handed to
+//! [`Queue::enqueue`](crate::queue::Queue::enqueue) — and a reply for every command.
+//!
+//! One [`Session`] per connection runs read → parse ([`command`]) → dispatch (one file
+//! per verb: [`ehlo`], [`mail`], [`rcpt`], [`data`], [`sasl`]) → write, over plain TCP or
+//! TLS. Invariants:
+//! - 250 after DATA/BDAT LAST only once `enqueue` returned, i.e. the message is fsync'd;
+//! - only `<CRLF>.<CRLF>` ends DATA ([`body`]); bare LF/CR is refused;
+//! - input pipelined behind STARTTLS is discarded, and the session starts over (new EHLO);
+//! - RCPT outside the alias domains is `550 5.7.1`, relaying tricks are never interpreted;
+//! - peer input never panics the server; misbehaviour is logged at info/debug.
+//!
+//! [`NewMessage`]: crate::queue::NewMessage
 
 pub mod body;
 pub mod command;
+mod data;
+mod ehlo;
+mod io;
 pub mod listener;
+mod mail;
+mod rcpt;
 pub mod reply;
+mod sasl;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
 
 use crate::config::Config;
+use crate::envelope::{Address, ListenerKind, Peer};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
-use crate::routing::Router;
+use crate::routing::{Destination, Router};
+
+use command::{Command, MailFrom};
+use io::{Conn, Input};
+use listener::Shared;
+use reply::Reply;
 
 /// What every session of one server shares. Built once in `server.rs`.
 pub struct SessionContext {
@@ -25,4 +56,318 @@ pub struct SessionContext {
     pub tls: Option<TlsAcceptor>,
     /// Cancelled on SIGTERM: listeners stop accepting, sessions answer 421 at the next command.
     pub shutdown: CancellationToken,
+}
+
+/// Where the session is in the SMTP dialogue (RFC 5321 §4.1.4 ordering).
+#[derive(Debug)]
+enum State {
+    /// New connection, or TLS just started: EHLO/HELO first.
+    Connected,
+    /// Greeted, no transaction.
+    Greeted,
+    /// MAIL accepted: recipients and then DATA or BDAT.
+    Mail(Box<Transaction>),
+}
+
+#[derive(Debug)]
+struct Transaction {
+    mail: MailFrom,
+    recipients: Vec<(Address, Destination)>,
+    /// Content of the BDAT chunks so far; `Some` also means DATA is no longer allowed.
+    chunks: Option<body::Body>,
+}
+
+/// What the loop does after a command.
+enum Step {
+    Reply(Reply),
+    StartTls,
+}
+
+/// Why [`Session::run`] returned.
+enum Next {
+    Close,
+    StartTls,
+}
+
+/// One SMTP connection's protocol state (the stream lives in [`Conn`], so the same session
+/// continues over TLS after STARTTLS).
+pub(crate) struct Session {
+    ctx: Arc<SessionContext>,
+    shared: Arc<Shared>,
+    kind: ListenerKind,
+    peer: Peer,
+    state: State,
+    /// EHLO (not HELO) was used: `with ESMTP` in Received.
+    esmtp: bool,
+    /// Failed commands so far; `smtp.max_errors` of them close the session.
+    errors: usize,
+    /// An AUTH exchange waiting for the client's next line.
+    sasl: Option<sasl::Exchange>,
+}
+
+impl Session {
+    pub(crate) fn new(ctx: Arc<SessionContext>, shared: Arc<Shared>, kind: ListenerKind, peer: Peer) -> Session {
+        Session {
+            ctx,
+            shared,
+            kind,
+            peer,
+            state: State::Connected,
+            esmtp: false,
+            errors: 0,
+            sasl: None,
+        }
+    }
+
+    /// Runs the whole connection: greeting, commands, STARTTLS or implicit TLS, close.
+    pub(crate) async fn handle(mut self, tcp: TcpStream) {
+        let result = if self.kind == ListenerKind::Submissions {
+            self.serve_implicit_tls(tcp).await
+        } else {
+            self.serve_plain(tcp).await
+        };
+        match result {
+            Ok(()) => debug!("session closed"),
+            Err(e) => debug!(error = %e, "session ended"),
+        }
+    }
+
+    async fn serve_plain(&mut self, tcp: TcpStream) -> std::io::Result<()> {
+        let mut conn = self.conn(tcp);
+        conn.queue_reply(&self.greeting());
+        match self.run(&mut conn).await? {
+            Next::Close => conn.close().await,
+            Next::StartTls => {
+                let dropped = conn.buffered().len();
+                if dropped > 0 {
+                    info!(bytes = dropped, "discarding input pipelined behind STARTTLS");
+                }
+                let tls = self.handshake(conn.into_inner()).await?;
+                self.tls_started();
+                let mut conn = self.conn(tls);
+                // A second STARTTLS is refused in-session, so this ends with Close.
+                let _ = self.run(&mut conn).await?;
+                conn.close().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn serve_implicit_tls(&mut self, tcp: TcpStream) -> std::io::Result<()> {
+        let tls = self.handshake(tcp).await?;
+        self.peer.tls = true;
+        let mut conn = self.conn(tls);
+        conn.queue_reply(&self.greeting());
+        let _ = self.run(&mut conn).await?;
+        conn.close().await;
+        Ok(())
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+        let acceptor = self.ctx.tls.clone().ok_or_else(|| std::io::Error::other("TLS is not configured"))?;
+        let timeout = self.ctx.config.smtp.idle_timeout.get();
+        match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Ok(tls),
+            Ok(Err(e)) => {
+                info!(error = %e, "TLS handshake failed");
+                Err(e)
+            }
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
+        }
+    }
+
+    /// RFC 3207 §4.2: after the handshake the client must start over with EHLO.
+    fn tls_started(&mut self) {
+        self.peer.tls = true;
+        self.peer.helo = None;
+        self.state = State::Connected;
+        self.esmtp = false;
+        self.sasl = None;
+    }
+
+    fn conn<S: AsyncRead + AsyncWrite + Unpin>(&self, io: S) -> Conn<S> {
+        let smtp = &self.ctx.config.smtp;
+        Conn::new(io, smtp.max_line_bytes, smtp.idle_timeout.get())
+    }
+
+    fn greeting(&self) -> Reply {
+        let host = &self.ctx.config.server.hostname;
+        reply::GREETING.with_text(format!("{host} {}", reply::GREETING.text))
+    }
+
+    /// The command loop, until the session closes or STARTTLS is accepted.
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> std::io::Result<Next> {
+        loop {
+            let line = match self.read_command(conn).await {
+                Ok(Input::Line(line)) => line,
+                Ok(Input::TooLong) => {
+                    info!("command line too long");
+                    if self.respond(conn, reply::LINE_TOO_LONG) {
+                        return Ok(Next::Close);
+                    }
+                    continue;
+                }
+                Ok(Input::Eof) => return Ok(Next::Close),
+                Ok(Input::Shutdown) => {
+                    conn.queue_reply(&reply::SHUTTING_DOWN);
+                    return Ok(Next::Close);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    info!("idle timeout");
+                    conn.queue_reply(&reply::IDLE_TIMEOUT);
+                    return Ok(Next::Close);
+                }
+                Err(e) => return Err(e),
+            };
+            if self.ctx.shutdown.is_cancelled() {
+                conn.queue_reply(&reply::SHUTTING_DOWN);
+                return Ok(Next::Close);
+            }
+            match self.dispatch(&line, conn).await? {
+                Step::Reply(r) => {
+                    if self.respond(conn, r) {
+                        return Ok(Next::Close);
+                    }
+                }
+                Step::StartTls => {
+                    conn.queue_reply(&reply::READY_TO_START_TLS);
+                    conn.flush().await?;
+                    return Ok(Next::StartTls);
+                }
+            }
+        }
+    }
+
+    /// The next command line: from the buffer if pipelined, else read within the idle
+    /// timeout. Waiting ends early on shutdown.
+    async fn read_command<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> std::io::Result<Input> {
+        let deadline = Instant::now() + self.ctx.config.smtp.idle_timeout.get();
+        loop {
+            if let Some(input) = conn.take_line() {
+                return Ok(input);
+            }
+            conn.flush().await?;
+            if self.ctx.shutdown.is_cancelled() {
+                return Ok(Input::Shutdown);
+            }
+            tokio::select! {
+                n = conn.read_more(deadline) => {
+                    if n? == 0 {
+                        return Ok(Input::Eof);
+                    }
+                }
+                () = self.ctx.shutdown.cancelled() => return Ok(Input::Shutdown),
+            }
+        }
+    }
+
+    /// Queues `reply`; true when the session must close after it.
+    fn respond<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>, reply: Reply) -> bool {
+        conn.queue_reply(&reply);
+        if reply.close {
+            return true;
+        }
+        // Recipient-limit 452s are the client batching, not misbehaving (Postfix does not
+        // count them either).
+        if reply.code >= 400 && reply != reply::TOO_MANY_RECIPIENTS {
+            self.errors += 1;
+            let max = self.ctx.config.smtp.max_errors;
+            if max > 0 && self.errors >= max {
+                info!(errors = self.errors, "too many errors");
+                conn.queue_reply(&reply::TOO_MANY_ERRORS);
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        line: &[u8],
+        conn: &mut Conn<S>,
+    ) -> std::io::Result<Step> {
+        if let Some(exchange) = self.sasl.take() {
+            return Ok(Step::Reply(sasl::step(self, exchange, line).await));
+        }
+        let cmd = match command::parse(line) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                debug!(error = %e, "bad command");
+                if e == command::CommandError::RelayAttempt {
+                    info!("relaying attempt refused");
+                    self.ctx.metrics.inbound_recipient("rejected", "relay_denied");
+                }
+                return Ok(Step::Reply(e.reply()));
+            }
+        };
+        debug!(command = verb(&cmd), "command");
+        let reply = match cmd {
+            Command::Ehlo(name) => ehlo::ehlo(self, name, true),
+            Command::Helo(name) => ehlo::ehlo(self, name, false),
+            Command::Mail(m) => mail::mail(self, m),
+            Command::Rcpt(r) => rcpt::rcpt(self, r),
+            Command::Data => data::data(self, conn).await?,
+            Command::Bdat { size, last } => data::bdat(self, conn, size, last).await?,
+            Command::Rset => {
+                self.reset();
+                reply::RESET_OK
+            }
+            Command::Noop => reply::OK,
+            Command::Quit => reply::CLOSING,
+            Command::Vrfy => reply::VRFY_CANNOT_VERIFY,
+            Command::Help => reply::HELP,
+            Command::StartTls => return Ok(self.starttls()),
+            Command::Auth { mechanism, initial } => sasl::auth(self, &mechanism, initial).await,
+        };
+        Ok(Step::Reply(reply))
+    }
+
+    fn starttls(&mut self) -> Step {
+        let reply = if self.peer.tls {
+            reply::TLS_ALREADY_ACTIVE
+        } else if self.ctx.tls.is_none() {
+            reply::TLS_NOT_AVAILABLE
+        } else if matches!(self.state, State::Connected) {
+            reply::NEED_EHLO
+        } else {
+            return Step::StartTls;
+        };
+        Step::Reply(reply)
+    }
+
+    /// RSET (RFC 5321 §4.1.1.5): drop the transaction, keep the greeting.
+    fn reset(&mut self) {
+        if !matches!(self.state, State::Connected) {
+            self.state = State::Greeted;
+        }
+    }
+
+    /// `relay.trusted_networks` (Postfix mynetworks) may submit without AUTH.
+    fn peer_is_trusted(&self) -> bool {
+        let ip = self.peer.addr.ip();
+        self.ctx.config.relay.trusted_networks.iter().any(|n| n.contains(&ip))
+    }
+
+    fn data_timeout(&self) -> Duration {
+        self.ctx.config.smtp.data_timeout.get()
+    }
+}
+
+/// Verb name for debug logs (never arguments: AUTH lines carry credentials).
+fn verb(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Ehlo(_) => "EHLO",
+        Command::Helo(_) => "HELO",
+        Command::Mail(_) => "MAIL",
+        Command::Rcpt(_) => "RCPT",
+        Command::Data => "DATA",
+        Command::Bdat { .. } => "BDAT",
+        Command::Rset => "RSET",
+        Command::Noop => "NOOP",
+        Command::Quit => "QUIT",
+        Command::Vrfy => "VRFY",
+        Command::Help => "HELP",
+        Command::StartTls => "STARTTLS",
+        Command::Auth { .. } => "AUTH",
+    }
 }

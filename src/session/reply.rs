@@ -83,6 +83,9 @@ pub const SHUTTING_DOWN: Reply =
     Reply::closing(421, "4.3.2", "Service shutting down, try again later");
 pub const IDLE_TIMEOUT: Reply = Reply::closing(421, "4.4.2", "Idle timeout, closing connection");
 pub const TOO_MANY_ERRORS: Reply = Reply::closing(421, "4.7.0", "Too many errors, closing connection");
+/// EHLO/HELO answer; the session puts the hostname first and the EHLO keywords after it
+/// (RFC 2034 §3: EHLO lines carry no enhanced status code).
+pub const HELLO: Reply = Reply::new(250, "", "Hello");
 
 // --- generic command handling ---
 pub const OK: Reply = Reply::new(250, "2.0.0", "OK");
@@ -122,6 +125,10 @@ pub const AUTH_MECHANISM: Reply = Reply::new(504, "5.5.4", "Unrecognized authent
 pub const AUTH_CANCELLED: Reply = Reply::new(501, "5.0.0", "Authentication cancelled");
 pub const AUTH_TOO_MANY_FAILURES: Reply =
     Reply::closing(421, "4.7.0", "Too many authentication failures, try again later");
+/// RFC 4954 §4 server challenges: empty for PLAIN, base64 prompts for LOGIN.
+pub const AUTH_CONTINUE: Reply = Reply::new(334, "", "");
+pub const AUTH_LOGIN_USERNAME: Reply = Reply::new(334, "", "VXNlcm5hbWU6");
+pub const AUTH_LOGIN_PASSWORD: Reply = Reply::new(334, "", "UGFzc3dvcmQ6");
 pub const AUTH_NOT_ON_LISTENER: Reply = Reply::new(502, "5.5.1", "AUTH not available on this port");
 
 // --- MAIL / RCPT ---
@@ -133,6 +140,9 @@ pub const UNKNOWN_USER: Reply = Reply::new(550, "5.1.1", "User unknown");
 pub const RECIPIENT_REJECTED: Reply = Reply::new(550, "5.7.1", "Recipient rejected");
 pub const RECIPIENT_SUPPRESSED: Reply = Reply::new(550, "5.7.1", "Recipient suppressed");
 pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Too many recipients");
+/// Authenticated submission to a domain we do not serve: outbound relay is a later issue.
+pub const OUTBOUND_RELAY_UNAVAILABLE: Reply =
+    Reply::new(451, "4.3.0", "Outbound relay not available yet");
 pub const SMTPUTF8_REQUIRED: Reply =
     Reply::new(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter");
 
@@ -150,6 +160,8 @@ pub const BARE_LF: Reply = Reply::new(
 );
 pub const MAIL_LOOP: Reply = Reply::new(554, "5.4.6", "Too many hops, mail loop detected");
 pub const NO_VALID_RECIPIENTS: Reply = Reply::new(554, "5.5.1", "No valid recipients");
+/// RFC 3030 §3: BODY=BINARYMIME content can only be sent with BDAT.
+pub const BINARYMIME_NEEDS_BDAT: Reply = Reply::new(503, "5.5.1", "BODY=BINARYMIME requires BDAT");
 pub const DATA_AFTER_BDAT: Reply = Reply::new(503, "5.5.1", "DATA not allowed after BDAT");
 pub const DATA_TIMEOUT: Reply = Reply::closing(421, "4.4.2", "Timeout while receiving message data");
 pub const STORE_UNAVAILABLE: Reply =

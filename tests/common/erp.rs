@@ -117,12 +117,17 @@ pub async fn http_get(url: &str) -> (u16, String) {
 }
 
 pub async fn http_request(method: &str, url: &str, body: &str) -> (u16, String) {
+    http_request_with(method, url, body, &[]).await
+}
+
+pub async fn http_request_with(method: &str, url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut s = tokio::net::TcpStream::connect(host).await.expect("connect admin");
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");

@@ -107,9 +107,15 @@ impl TestServer {
 
     /// Starts a server whose ERP is `erp` (possibly not listening yet).
     pub async fn start_with_erp(erp: Erp, extra: &str) -> TestServer {
+        Self::start_configured(erp, extra, |_| {}).await
+    }
+
+    /// As `start_with_erp`, with a last change to the loaded config.
+    pub async fn start_configured(erp: Erp, extra: &str, change: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let toml = base_toml(dir.path(), &erp.url(), extra);
-        let config = Config::from_toml(&toml, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let mut config = Config::from_toml(&toml, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
+        change(&mut config);
         let running = Server::start(config.clone()).await.unwrap_or_else(|e| panic!("start: {e}"));
         TestServer {
             running: Some(running),

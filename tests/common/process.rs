@@ -23,8 +23,11 @@ pub fn spawn_server(config: &std::path::Path) -> Proc {
         .expect("spawn mxgate");
     let stderr = child.stderr.take().expect("stderr piped");
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log2 = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log2.lock().expect("lock").push_str(&format!("{line}\n"));
             if line.contains("listening") && line.contains("listener=inbound") {
                 let addr = line
                     .split("addr=")
@@ -40,7 +43,7 @@ pub fn spawn_server(config: &std::path::Path) -> Proc {
         .ok()
         .flatten()
         .and_then(|a| a.parse().ok())
-        .expect("server logged its inbound address");
+        .unwrap_or_else(|| panic!("server did not log its inbound address; its log:\n{}", log.lock().expect("lock")));
     Proc { child, inbound }
 }
 

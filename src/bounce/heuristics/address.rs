@@ -64,7 +64,10 @@ fn address_around(text: &str, at: usize) -> Option<Found> {
     if tld.len() < 2 || tld.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    Some(Found { at: start, address: text.get(start..end)?.to_ascii_lowercase() })
+    Some(Found {
+        at: start,
+        address: text.get(start..end)?.to_ascii_lowercase(),
+    })
 }
 
 #[cfg(test)]
@@ -73,7 +76,10 @@ mod tests {
 
     #[test]
     fn finds_bare_bracketed_and_quoted_addresses() {
-        let f = find_all("<a.b@example.com>: said x@y.org. and 'q@z.co.jp' not user@localhost", 10);
+        let f = find_all(
+            "<a.b@example.com>: said x@y.org. and 'q@z.co.jp' not user@localhost",
+            10,
+        );
         let a: Vec<_> = f.iter().map(|f| f.address.as_str()).collect();
         assert_eq!(a, ["a.b@example.com", "x@y.org", "q@z.co.jp"]);
     }

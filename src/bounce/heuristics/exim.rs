@@ -12,6 +12,10 @@ pub(super) fn strip(block: &str) -> String {
         "the following address(es) failed",
         "reporting-mta:",
     ];
+    let lower = block.to_ascii_lowercase();
+    if !BOILERPLATE.iter().any(|b| lower.contains(b)) {
+        return block.to_owned();
+    }
     block
         .lines()
         .filter(|l| {

@@ -10,8 +10,7 @@ mod exchange;
 mod exim;
 mod qmail;
 mod sendmail;
-
-pub(crate) use address::find_all as find_addresses;
+pub(crate) mod ses;
 
 use super::document::Document;
 
@@ -35,8 +34,9 @@ pub(crate) fn scan(doc: &Document) -> Vec<TextRecipient> {
     let mut found: Vec<address::Found> = Vec::new();
     for f in address::find_all(notice, MAX_RECIPIENTS * 4) {
         let sender_context = is_sender_context(notice, f.at);
-        let own_role = is_role(&f.address) && f.address.ends_with(own_domain) && !own_domain.is_empty();
-        if excluded.iter().any(|e| *e == f.address) || sender_context || is_daemon(&f.address) || own_role {
+        let own_role =
+            is_role(&f.address) && f.address.ends_with(own_domain) && !own_domain.is_empty();
+        if excluded.contains(&f.address) || sender_context || is_daemon(&f.address) || own_role {
             continue;
         }
         if !found.iter().any(|x| x.address == f.address) {
@@ -66,7 +66,10 @@ pub(crate) fn scan(doc: &Document) -> Vec<TextRecipient> {
     }
     if out.is_empty() {
         for a in failed {
-            out.push(TextRecipient { address: a, diagnostic: String::new() });
+            out.push(TextRecipient {
+                address: a,
+                diagnostic: String::new(),
+            });
         }
     }
     out
@@ -82,7 +85,9 @@ fn refine(block: &str, address: &str) -> String {
 }
 
 fn line_start(text: &str, at: usize) -> usize {
-    text.get(..at).and_then(|t| t.rfind('\n')).map_or(0, |i| i + 1)
+    text.get(..at)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1)
 }
 
 /// The original sender (the bounce's To, the original From) and the report's own From.
@@ -104,9 +109,21 @@ fn is_sender_context(text: &str, at: usize) -> bool {
     let from = at.saturating_sub(24);
     let before = text.get(from..at).or_else(|| text.get(..at)).unwrap_or("");
     let before = before.to_ascii_lowercase();
-    ["mail from:", "mail from: ", "envelope-from", "sender:", "from:<", "from: <", "smtp.mailfrom="]
-        .iter()
-        .any(|p| before.trim_end_matches(['<', ' ', '"']).ends_with(p.trim_end_matches(['<', ' '])))
+    [
+        "mail from:",
+        "mail from: ",
+        "envelope-from",
+        "sender:",
+        "from:<",
+        "from: <",
+        "smtp.mailfrom=",
+    ]
+    .iter()
+    .any(|p| {
+        before
+            .trim_end_matches(['<', ' ', '"'])
+            .ends_with(p.trim_end_matches(['<', ' ']))
+    })
 }
 
 fn is_daemon(address: &str) -> bool {
@@ -117,7 +134,10 @@ fn is_daemon(address: &str) -> bool {
 /// The reporting system's own contact addresses ("please contact <postmaster@...>").
 fn is_role(address: &str) -> bool {
     let local = address.split('@').next().unwrap_or("");
-    matches!(local, "postmaster" | "mailer-daemon" | "abuse" | "hostmaster" | "root")
+    matches!(
+        local,
+        "postmaster" | "mailer-daemon" | "abuse" | "hostmaster" | "root"
+    )
 }
 
 /// RFC-less but common: Exim's `X-Failed-Recipients`, some others' `X-Failed-Recipient`.

@@ -6,12 +6,17 @@
 /// The `<<<` reply lines that answer the command naming `address` (or, failing that, the
 /// `(reason: ...)` line sendmail writes under the address).
 pub(super) fn transcript_reply(block: &str, address: &str) -> Option<String> {
+    if !block.contains(">>>") && !block.contains("eason: ") {
+        return None;
+    }
     let lower = block.to_ascii_lowercase();
     let mut lines = lower.lines().zip(block.lines()).peekable();
     let mut reply = String::new();
     while let Some((l, _)) = lines.next() {
         let l = l.trim_start();
-        if !(l.starts_with(">>> ") && l.contains(address)) && !(l.starts_with(">>> data") && !reply.is_empty()) {
+        let about_recipient = l.starts_with(">>> ") && l.contains(address);
+        let data_after_it = l.starts_with(">>> data") && !reply.is_empty();
+        if !about_recipient && !data_after_it {
             continue;
         }
         while let Some((next, orig)) = lines.peek() {

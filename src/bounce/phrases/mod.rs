@@ -4,10 +4,13 @@
 //! order, so a more specific reason comes before a broader one ("sender address rejected:
 //! domain not found" is the sender's problem, not an unknown recipient host).
 
-
 mod address;
 mod policy;
 mod system;
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
 use super::category::Reason;
 
@@ -25,16 +28,63 @@ pub fn match_reason(lower: &str) -> Option<Reason> {
     explain(lower).map(|(r, _)| r)
 }
 
+/// All phrases of all rows in one Aho-Corasick automaton: one pass over the text finds every
+/// phrase, the row with the lowest index (highest priority) wins. Built once; immutable.
+struct Matcher {
+    automaton: AhoCorasick,
+    /// Per pattern id: (row index, reason, phrase).
+    patterns: Vec<(usize, Reason, &'static str)>,
+    /// Phrases with a `*` wildcard, checked one by one: (row index, reason, phrase).
+    wildcards: Vec<(usize, Reason, &'static str)>,
+    /// Rows below this index belong to the strong group.
+    strong_rows: usize,
+}
+
+static MATCHER: LazyLock<Matcher> = LazyLock::new(|| {
+    let mut patterns = Vec::new();
+    let mut wildcards = Vec::new();
+    let rows = GROUPS.iter().flat_map(|g| g.iter()).enumerate();
+    for (row, (reason, phrases)) in rows {
+        for p in phrases.iter() {
+            let list = if p.contains('*') {
+                &mut wildcards
+            } else {
+                &mut patterns
+            };
+            list.push((row, *reason, *p));
+        }
+    }
+    let automaton = AhoCorasick::builder()
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(patterns.iter().map(|(_, _, p)| *p))
+        .expect("phrase tables are valid Aho-Corasick patterns");
+    Matcher {
+        automaton,
+        patterns,
+        wildcards,
+        strong_rows: GROUPS[0].len(),
+    }
+});
+
 /// The first matching reason and the phrase that matched it.
 pub fn explain(lower: &str) -> Option<(Reason, &'static str)> {
-    let strong = GROUPS[0].iter().find_map(|(reason, phrases)| {
-        phrases.iter().find(|p| contains_phrase(lower, p)).map(|p| (*reason, *p))
-    });
-    strong.or_else(|| domain_does_not_exist(lower)).or_else(|| {
-        GROUPS[1..].iter().flat_map(|g| g.iter()).find_map(|(reason, phrases)| {
-            phrases.iter().find(|p| contains_phrase(lower, p)).map(|p| (*reason, *p))
-        })
-    })
+    let m = &*MATCHER;
+    let mut best: Option<(usize, Reason, &'static str)> = None;
+    for hit in m.automaton.find_overlapping_iter(lower) {
+        let cand = m.patterns[hit.pattern().as_usize()];
+        if best.is_none_or(|b| cand.0 < b.0) {
+            best = Some(cand);
+        }
+    }
+    for w in &m.wildcards {
+        if best.is_none_or(|b| w.0 < b.0) && contains_phrase(lower, w.2) {
+            best = Some(*w);
+        }
+    }
+    match best {
+        Some((row, reason, phrase)) if row < m.strong_rows => Some((reason, phrase)),
+        other => domain_does_not_exist(lower).or(other.map(|(_, r, p)| (r, p))),
+    }
 }
 
 /// "`example.com` does not exist": the subject is a host name, so the domain is unknown
@@ -42,10 +92,16 @@ pub fn explain(lower: &str) -> Option<(Reason, &'static str)> {
 fn domain_does_not_exist(lower: &str) -> Option<(Reason, &'static str)> {
     const TAIL: &str = " does not exist";
     let at = lower.find(TAIL)?;
-    let word = lower[..at].rsplit(' ').next()?.trim_matches(|c: char| matches!(c, '<' | '>' | '"' | '\'' | '(' | ')' | '[' | ']'));
+    let word = lower[..at]
+        .rsplit(' ')
+        .next()?
+        .trim_matches(|c: char| matches!(c, '<' | '>' | '"' | '\'' | '(' | ')' | '[' | ']'));
     let host_like = word.contains('.')
         && !word.contains('@')
-        && word.rsplit('.').next().is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic()));
+        && word
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic()));
     host_like.then_some((Reason::HostUnknown, "<domain> does not exist"))
 }
 
@@ -69,7 +125,9 @@ fn contains_phrase(hay: &str, phrase: &str) -> bool {
     while let Some(i) = hay.get(from..).and_then(|h| h.find(head)) {
         let after = from + i + head.len();
         let window_end = (after + MAX_GAP + tail.len()).min(hay.len());
-        let window = hay.get(after..window_end).unwrap_or_else(|| hay.get(after..).unwrap_or(""));
+        let window = hay
+            .get(after..window_end)
+            .unwrap_or_else(|| hay.get(after..).unwrap_or(""));
         if contains_phrase(window, tail) {
             return true;
         }
@@ -84,20 +142,41 @@ mod tests {
 
     #[test]
     fn wildcards_bridge_short_gaps_only() {
-        assert!(contains_phrase("host mx.example.test not found", "host * not found"));
-        assert!(!contains_phrase(&format!("host {} not found", "x".repeat(200)), "host * not found"));
+        assert!(contains_phrase(
+            "host mx.example.test not found",
+            "host * not found"
+        ));
+        assert!(!contains_phrase(
+            &format!("host {} not found", "x".repeat(200)),
+            "host * not found"
+        ));
     }
 
     #[test]
     fn a_domain_that_does_not_exist_is_an_unknown_host() {
-        assert_eq!(match_reason("553 neko.example.com does not exist"), Some(Reason::HostUnknown));
-        assert_eq!(match_reason("553 <a@neko.example.com> does not exist"), Some(Reason::UserUnknown));
+        assert_eq!(
+            match_reason("553 neko.example.com does not exist"),
+            Some(Reason::HostUnknown)
+        );
+        assert_eq!(
+            match_reason("553 <a@neko.example.com> does not exist"),
+            Some(Reason::UserUnknown)
+        );
     }
 
     #[test]
     fn specific_reasons_win_over_broad_ones() {
-        assert_eq!(match_reason("procmail: no such user"), Some(Reason::MailerError));
-        assert_eq!(match_reason("sender address rejected: domain not found"), Some(Reason::Rejected));
-        assert_eq!(match_reason("message expired, connection refused"), Some(Reason::Expired));
+        assert_eq!(
+            match_reason("procmail: no such user"),
+            Some(Reason::MailerError)
+        );
+        assert_eq!(
+            match_reason("sender address rejected: domain not found"),
+            Some(Reason::Rejected)
+        );
+        assert_eq!(
+            match_reason("message expired, connection refused"),
+            Some(Reason::Expired)
+        );
     }
 }

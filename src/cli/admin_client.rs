@@ -1,0 +1,78 @@
+//! A tiny HTTP client for the running server's admin API, used by `queue` (and later
+//! `suppress`): the address and bearer token come from the config (`[admin]`), or
+//! `--admin URL` / `MXGATE_ADMIN_TOKEN`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::ConfigArg;
+
+#[derive(clap::Args, Debug)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Admin base URL (default: from the config's `[admin] bind`).
+    #[arg(long)]
+    pub admin: Option<String>,
+}
+
+pub struct AdminClient {
+    base: String,
+    token: String,
+}
+
+impl AdminClient {
+    pub fn new(args: &AdminArgs) -> anyhow::Result<AdminClient> {
+        let config = args.config.load()?;
+        let base = match &args.admin {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let mut addr = config.admin.bind;
+                // A wildcard bind is reached on loopback.
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr.ip() {
+                        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    });
+                }
+                format!("http://{addr}")
+            }
+        };
+        let token = std::env::var("MXGATE_ADMIN_TOKEN").unwrap_or_else(|_| config.admin.token.expose().to_string());
+        Ok(AdminClient { base, token })
+    }
+
+    /// Sends the request; returns the JSON body of a 2xx answer, or the API's error message.
+    pub fn call(&self, method: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (status, body) = rt.block_on(async {
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            let mut req = Request::builder().method(method).uri(&url);
+            if !self.token.is_empty() {
+                req = req.header("authorization", format!("Bearer {}", self.token));
+            }
+            let req = req.body(Full::new(Bytes::new())).context("building the request")?;
+            let fut = client.request(req);
+            let resp = tokio::time::timeout(std::time::Duration::from_secs(30), fut)
+                .await
+                .with_context(|| format!("{url}: no answer within 30s"))?
+                .with_context(|| format!("cannot reach the admin API at {url} (is `mxgate serve` running?)"))?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.context("reading the answer")?.to_bytes();
+            anyhow::Ok((status, body))
+        })?;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).trim().to_string()));
+        if !(200..300).contains(&status) {
+            let msg = json.get("error").and_then(|e| e.as_str()).map(str::to_string).unwrap_or_else(|| json.to_string());
+            bail!("{method} {path}: HTTP {status}: {msg}");
+        }
+        Ok(json)
+    }
+}

@@ -1,0 +1,234 @@
+//! DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030), and the end of a transaction: hop count,
+//! Received header, [`Queue::enqueue`](crate::queue::Queue::enqueue), final reply.
+//!
+//! Invariant: the 250 is written only after `enqueue` returned Ok (the message is fsync'd).
+//! `enqueue` runs under [`ENQUEUE_DEADLINE`], well inside the client's 10-minute DATA
+//! timeout (RFC 5321 §4.5.3.2.6): past it the client gets `451 4.4.2`, never a late 250.
+//! (A store that finishes after the deadline may still deliver the message; a duplicate
+//! on the client's retry is the price of never losing one.)
+
+use std::io;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::body::{Body, BodyError, Chunk, DataDecoder};
+use super::command::BodyType;
+use super::io::Conn;
+use super::reply::{self, Reply};
+use super::{Session, State, Transaction};
+use crate::queue::NewMessage;
+
+/// How long the store may take before the client is told to retry (KumoMTA uses 60 s too).
+const ENQUEUE_DEADLINE: Duration = Duration::from_secs(60);
+
+pub(super) async fn data<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut Session,
+    conn: &mut Conn<S>,
+) -> io::Result<Reply> {
+    match &s.state {
+        State::Connected => return Ok(reply::NEED_EHLO),
+        State::Greeted => return Ok(reply::NEED_MAIL),
+        State::Mail(t) if t.chunks.is_some() => return Ok(reply::DATA_AFTER_BDAT),
+        State::Mail(t) if t.mail.body == BodyType::BinaryMime => return Ok(reply::BINARYMIME_NEEDS_BDAT),
+        State::Mail(t) if t.recipients.is_empty() => return Ok(reply::NO_VALID_RECIPIENTS),
+        State::Mail(_) => {}
+    }
+    conn.queue_reply(&reply::START_DATA);
+    let mut decoder = DataDecoder::new(s.ctx.config.smtp.max_message_bytes.0);
+    let deadline = Instant::now() + s.data_timeout();
+    loop {
+        let available = conn.buffered().len();
+        if let Some(n) = decoder.feed(conn.buffered()) {
+            conn.consume(n);
+            break;
+        }
+        conn.consume(available);
+        match conn.fill(deadline).await {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(timed_out(s, decoder.size())),
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(txn) = take_transaction(s) else {
+        return Ok(reply::BAD_SEQUENCE);
+    };
+    Ok(finish(s, txn, decoder.finish()).await)
+}
+
+/// BDAT: the chunk is always read (even when refused) so its bytes are never taken for
+/// commands; only then is the command's reply decided.
+pub(super) async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut Session,
+    conn: &mut Conn<S>,
+    size: u64,
+    last: bool,
+) -> io::Result<Reply> {
+    let max = s.ctx.config.smtp.max_message_bytes.0;
+    let deadline = Instant::now() + s.data_timeout();
+    let refusal = match &mut s.state {
+        State::Connected => Some(reply::NEED_EHLO),
+        State::Greeted => Some(reply::NEED_MAIL),
+        State::Mail(t) if t.recipients.is_empty() => Some(reply::NEED_RCPT),
+        State::Mail(t) => {
+            let binary = t.mail.body == BodyType::BinaryMime;
+            t.chunks.get_or_insert_with(|| Body::new(max, binary));
+            None
+        }
+    };
+    let mut body = match &mut s.state {
+        State::Mail(t) if refusal.is_none() => t.chunks.as_mut(),
+        _ => None,
+    };
+    let mut chunk = Chunk::new(size);
+    loop {
+        let available = conn.buffered().len();
+        if let Some(n) = chunk.feed(conn.buffered(), body.as_deref_mut()) {
+            conn.consume(n);
+            break;
+        }
+        conn.consume(available);
+        match conn.fill(deadline).await {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(timed_out(s, size)),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(r) = refusal {
+        return Ok(r);
+    }
+    if !last {
+        return Ok(reply::BDAT_CHUNK_OK);
+    }
+    let Some(mut txn) = take_transaction(s) else {
+        return Ok(reply::BAD_SEQUENCE);
+    };
+    let body = txn.chunks.take().map_or(Ok(Vec::new()), Body::finish);
+    Ok(finish(s, txn, body).await)
+}
+
+fn take_transaction(s: &mut Session) -> Option<Box<Transaction>> {
+    match std::mem::replace(&mut s.state, State::Greeted) {
+        State::Mail(txn) => Some(txn),
+        other => {
+            s.state = other;
+            None
+        }
+    }
+}
+
+fn timed_out(s: &Session, bytes: u64) -> Reply {
+    info!(bytes, "timeout while receiving message data");
+    s.ctx.metrics.inbound_message("tempfail", "data_timeout");
+    reply::DATA_TIMEOUT
+}
+
+/// The transaction is over (state is back to Greeted): check, store, answer.
+async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, BodyError>) -> Reply {
+    let metrics = &s.ctx.metrics;
+    let content = match body {
+        Ok(content) => content,
+        Err(e) => {
+            info!(error = %e, "message refused");
+            metrics.inbound_message("rejected", e.as_label());
+            return e.reply();
+        }
+    };
+    let hops = received_count(&content);
+    if hops > s.ctx.config.smtp.max_hops {
+        info!(hops, "mail loop: too many Received headers");
+        metrics.inbound_message("rejected", "mail_loop");
+        return reply::MAIL_LOOP;
+    }
+    let mut message = received_header(s, &txn).into_bytes();
+    message.extend_from_slice(&content);
+    let msg = NewMessage {
+        listener: s.kind,
+        peer_ip: s.peer.addr.ip(),
+        helo: s.peer.helo.clone().unwrap_or_default(),
+        mail_from: txn.mail.from,
+        recipients: txn.recipients,
+        body: message,
+    };
+    match tokio::time::timeout(ENQUEUE_DEADLINE, s.ctx.queue.enqueue(msg)).await {
+        Ok(Ok(id)) => {
+            info!(queue_id = %id, bytes = content.len(), "message queued");
+            metrics.inbound_message("accepted", "ok");
+            reply::QUEUED.with_text(format!("{} {id}", reply::QUEUED.text))
+        }
+        Ok(Err(e)) => {
+            warn!(error = %error_chain(&e), "enqueue failed");
+            metrics.inbound_message("tempfail", "store");
+            e.reply()
+        }
+        Err(_) => {
+            warn!(deadline = ?ENQUEUE_DEADLINE, "enqueue timed out");
+            metrics.inbound_message("tempfail", "store_timeout");
+            reply::STORE_UNAVAILABLE
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// Received headers in the message's header section (up to the first empty line). Like
+/// Postfix `hopcount_limit`, more than `smtp.max_hops` of them is a loop.
+fn received_count(message: &[u8]) -> usize {
+    message
+        .split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty() && *line != b"\r")
+        .filter(|line| line.get(..9).is_some_and(|h| h.eq_ignore_ascii_case(b"received:")))
+        .count()
+}
+
+/// RFC 5321 §4.4 trace header. No rDNS lookup is made, so TCP-info is the address literal
+/// alone. Protocol per RFC 3848 (ESMTPS = TLS, ESMTPA = authenticated). `for` only with a
+/// single recipient, so one recipient does not learn the others (as Postfix).
+fn received_header(s: &Session, txn: &Transaction) -> String {
+    let helo = s.peer.helo.as_deref().unwrap_or("unknown");
+    let ip = match s.peer.addr.ip() {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("IPv6:{ip}"),
+    };
+    let host = &s.ctx.config.server.hostname;
+    let proto = match (s.esmtp, s.peer.tls, s.peer.user.is_some()) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, true, true) => "ESMTPSA",
+    };
+    let for_rcpt = match txn.recipients.as_slice() {
+        [(rcpt, _)] => format!("\r\n\tfor <{rcpt}>"),
+        _ => String::new(),
+    };
+    let date = httpdate::fmt_http_date(SystemTime::now()).replace(" GMT", " +0000");
+    format!("Received: from {helo} ([{ip}])\r\n\tby {host} (mxgate) with {proto}{for_rcpt};\r\n\t{date}\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_headers_are_counted_in_the_header_section_only() {
+        let msg = b"Received: a\r\nreceived: b\r\n\tcontinued\r\nSubject: x\r\nRECEIVED:c\r\n\r\nReceived: body\r\n";
+        assert_eq!(received_count(msg), 3);
+        assert_eq!(received_count(b""), 0);
+        assert_eq!(received_count(b"\r\nReceived: x\r\n"), 0);
+    }
+}

@@ -1,0 +1,58 @@
+//! RCPT TO (RFC 5321 §4.1.1.3): each recipient is routed now, so the client learns at once
+//! which addresses we take. Outside the alias domains it is relaying: `550 5.7.1` (an
+//! authenticated submission client gets `451 4.3.0` until outbound relay exists).
+
+use tracing::info;
+
+use super::command::RcptTo;
+use super::reply::{self, Reply};
+use super::{Session, State};
+use crate::envelope::ListenerKind;
+use crate::routing;
+
+pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
+    let may_relay = s.kind != ListenerKind::Inbound && (s.peer.user.is_some() || s.peer_is_trusted());
+    let metrics = &s.ctx.metrics;
+    let txn = match &mut s.state {
+        State::Connected => return reply::NEED_EHLO,
+        State::Greeted => return reply::NEED_MAIL,
+        State::Mail(txn) if txn.chunks.is_some() => return reply::BAD_SEQUENCE,
+        State::Mail(txn) => txn,
+    };
+    if txn.recipients.len() >= s.ctx.config.smtp.max_recipients {
+        metrics.inbound_recipient("rejected", "too_many");
+        return reply::TOO_MANY_RECIPIENTS;
+    }
+    if !txn.mail.smtputf8 && !r.to.to_string().is_ascii() {
+        metrics.inbound_recipient("rejected", "smtputf8");
+        return reply::SMTPUTF8_REQUIRED;
+    }
+    match s.ctx.router.resolve(&r.to) {
+        Ok(dest) => {
+            metrics.inbound_recipient("accepted", "ok");
+            let key = r.to.to_ascii_lowercase();
+            // A repeated RCPT is acknowledged but delivered once.
+            if !txn.recipients.iter().any(|(a, _)| a.to_ascii_lowercase() == key) {
+                txn.recipients.push((r.to, dest));
+            }
+            reply::RECIPIENT_OK
+        }
+        Err(routing::Error::RelayDenied) if may_relay => {
+            metrics.inbound_recipient("rejected", "relay_unavailable");
+            reply::OUTBOUND_RELAY_UNAVAILABLE
+        }
+        Err(e) => {
+            info!(rcpt = %r.to, error = %e, "recipient refused");
+            metrics.inbound_recipient("rejected", label(&e));
+            e.reply()
+        }
+    }
+}
+
+fn label(e: &routing::Error) -> &'static str {
+    match e {
+        routing::Error::RelayDenied => "relay_denied",
+        routing::Error::UnknownUser => "unknown_user",
+        routing::Error::Rejected(_) => "route_rejected",
+    }
+}
