@@ -11,7 +11,8 @@ use mxgate::session::body::DataDecoder;
 
 /// A dot-stuffed message of about `size` bytes with 76-column lines, plus CRLF.CRLF.
 fn message(size: usize) -> Vec<u8> {
-    let mut m = b"From: alice@client.test\r\nTo: sales@example.test\r\nSubject: bench\r\n\r\n".to_vec();
+    let mut m =
+        b"From: alice@client.test\r\nTo: sales@example.test\r\nSubject: bench\r\n\r\n".to_vec();
     let line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tem\r\n";
     let mut n = 0;
     while m.len() < size {

@@ -27,7 +27,8 @@ impl Clock {
 
     /// Moves this clock (and every clone of it) forward; for tests.
     pub fn advance(&self, by: std::time::Duration) {
-        self.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+        self.offset_ms
+            .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
     }
 }
 

@@ -70,7 +70,10 @@ impl Dns {
                     NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
                 })
                 .collect();
-            (ResolverConfig::from_name_servers(servers), ResolverOpts::default())
+            (
+                ResolverConfig::from_name_servers(servers),
+                ResolverOpts::default(),
+            )
         };
         opts.timeout = cfg.timeout.get();
         // One retry: SPF may need ten lookups, each bounded by `timeout`; more attempts
@@ -108,7 +111,13 @@ impl Dns {
     pub async fn txt(&self, name: &str) -> Result<Vec<String>, LookupError> {
         use mail_auth::hickory_resolver::proto::rr::RData;
         let fqdn = fqdn(name);
-        match self.inner.authenticator.resolver().txt_lookup(fqdn.as_str()).await {
+        match self
+            .inner
+            .authenticator
+            .resolver()
+            .txt_lookup(fqdn.as_str())
+            .await
+        {
             Ok(lookup) => Ok(lookup
                 .answers()
                 .iter()
@@ -130,7 +139,13 @@ impl Dns {
     /// MX hosts of `domain`, lowest preference first, lower-cased, without the final dot.
     pub async fn mx(&self, domain: &str) -> Result<Vec<(u16, String)>, LookupError> {
         use mail_auth::hickory_resolver::proto::rr::RData;
-        match self.inner.authenticator.resolver().mx_lookup(fqdn(domain).as_str()).await {
+        match self
+            .inner
+            .authenticator
+            .resolver()
+            .mx_lookup(fqdn(domain).as_str())
+            .await
+        {
             Ok(lookup) => {
                 let mut v: Vec<(u16, String)> = lookup
                     .answers()
@@ -150,7 +165,13 @@ impl Dns {
 
     /// A and AAAA addresses of `host`; empty when it has none.
     pub async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, LookupError> {
-        match self.inner.authenticator.resolver().lookup_ip(fqdn(host).as_str()).await {
+        match self
+            .inner
+            .authenticator
+            .resolver()
+            .lookup_ip(fqdn(host).as_str())
+            .await
+        {
             Ok(lookup) => Ok(lookup.iter().collect()),
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
             Err(e) => Err(LookupError(e.to_string())),

@@ -72,9 +72,9 @@ fn is_domain(d: &str) -> bool {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && !c.is_control()))
+            && label.chars().all(|c| {
+                c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && !c.is_control())
+            })
     })
 }
 

@@ -20,13 +20,13 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-pub mod envelope;
-pub mod session;
 pub mod auth;
-pub mod routing;
-pub mod queue;
-pub mod delivery;
 pub mod bounce;
+pub mod delivery;
+pub mod envelope;
+pub mod queue;
+pub mod routing;
+pub mod session;
 
 pub mod admin;
 pub mod cli;

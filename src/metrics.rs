@@ -25,15 +25,33 @@ pub const STORE_COMMITS: &str = "mxgate_store_commits_total";
 pub const STORE_COMMIT_BATCH: &str = "mxgate_store_commit_batch_size";
 
 const DESCRIPTIONS: &[(&str, &str)] = &[
-    (INBOUND_MESSAGES, "Messages offered on an SMTP listener, by result (accepted|rejected|tempfail) and reason"),
-    (INBOUND_RECIPIENTS, "RCPT commands by result (accepted|rejected) and reason"),
+    (
+        INBOUND_MESSAGES,
+        "Messages offered on an SMTP listener, by result (accepted|rejected|tempfail) and reason",
+    ),
+    (
+        INBOUND_RECIPIENTS,
+        "RCPT commands by result (accepted|rejected) and reason",
+    ),
     (SMTP_SESSIONS, "SMTP sessions opened, by listener"),
     (SMTP_CONNECTIONS, "SMTP sessions open now, by listener"),
-    (AUTH_RESULTS, "Inbound SPF/DKIM/DMARC/ARC/iprev results by method and result"),
-    (DELIVERY_ATTEMPTS, "Delivery attempts by result (sent|deferred|failed) and provider/route kind"),
-    (DELIVERY_DURATION, "Time from a delivery attempt's start to its outcome"),
+    (
+        AUTH_RESULTS,
+        "Inbound SPF/DKIM/DMARC/ARC/iprev results by method and result",
+    ),
+    (
+        DELIVERY_ATTEMPTS,
+        "Delivery attempts by result (sent|deferred|failed) and provider/route kind",
+    ),
+    (
+        DELIVERY_DURATION,
+        "Time from a delivery attempt's start to its outcome",
+    ),
     (MESSAGES_DELIVERED, "Recipients delivered"),
-    (BOUNCES, "Bounces (DSNs received and synchronous 5xx) by category and kind"),
+    (
+        BOUNCES,
+        "Bounces (DSNs received and synchronous 5xx) by category and kind",
+    ),
     (ESP_BLOCKS, "Blocks enforced by mailbox providers"),
     (QUEUE_MESSAGES, "Recipients in the queue by state"),
     (STORE_COMMITS, "Group commits (one WAL fsync each)"),
@@ -56,7 +74,9 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let recorder = PrometheusBuilder::new()
-            .set_buckets(&[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+            .set_buckets(&[
+                0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ])
             .expect("bucket list is non-empty")
             .build_recorder();
         for (name, help) in DESCRIPTIONS {
@@ -76,23 +96,37 @@ impl Metrics {
 
     fn counter(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
         let key = key(name, labels);
-        self.recorder.register_counter(&key, &metadata()).increment(n);
+        self.recorder
+            .register_counter(&key, &metadata())
+            .increment(n);
     }
 
     fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)], v: f64) {
-        self.recorder.register_gauge(&key(name, labels), &metadata()).set(v);
+        self.recorder
+            .register_gauge(&key(name, labels), &metadata())
+            .set(v);
     }
 
     fn gauge_add(&self, name: &'static str, labels: &[(&'static str, &str)], v: f64) {
-        self.recorder.register_gauge(&key(name, labels), &metadata()).increment(v);
+        self.recorder
+            .register_gauge(&key(name, labels), &metadata())
+            .increment(v);
     }
 
     pub fn inbound_message(&self, result: &'static str, reason: &'static str) {
-        self.counter(INBOUND_MESSAGES, &[("result", result), ("reason", reason)], 1);
+        self.counter(
+            INBOUND_MESSAGES,
+            &[("result", result), ("reason", reason)],
+            1,
+        );
     }
 
     pub fn inbound_recipient(&self, result: &'static str, reason: &'static str) {
-        self.counter(INBOUND_RECIPIENTS, &[("result", result), ("reason", reason)], 1);
+        self.counter(
+            INBOUND_RECIPIENTS,
+            &[("result", result), ("reason", reason)],
+            1,
+        );
     }
 
     pub fn session_opened(&self, listener: &'static str) {
@@ -111,13 +145,23 @@ impl Metrics {
     /// One delivery attempt's outcome; `provider` is the provider label or the route kind
     /// (`http`, `maildir`) for ERP deliveries.
     pub fn delivery_attempt(&self, result: &'static str, provider: &str, seconds: f64) {
-        self.counter(DELIVERY_ATTEMPTS, &[("result", result), ("provider", provider)], 1);
+        self.counter(
+            DELIVERY_ATTEMPTS,
+            &[("result", result), ("provider", provider)],
+            1,
+        );
         self.recorder
             .register_histogram(&Key::from_name(DELIVERY_DURATION), &metadata())
             .record(seconds);
     }
 
-    pub fn delivered(&self, sending_domain: &str, provider: &str, email_type: &str, sending_ip: &str) {
+    pub fn delivered(
+        &self,
+        sending_domain: &str,
+        provider: &str,
+        email_type: &str,
+        sending_ip: &str,
+    ) {
         self.counter(
             MESSAGES_DELIVERED,
             &[
@@ -194,7 +238,10 @@ mod tests {
         let a = Metrics::new();
         let b = Metrics::new();
         a.inbound_message("accepted", "ok");
-        assert!(a.render().contains("mxgate_inbound_messages_total{result=\"accepted\",reason=\"ok\"} 1"));
+        assert!(
+            a.render()
+                .contains("mxgate_inbound_messages_total{result=\"accepted\",reason=\"ok\"} 1")
+        );
         assert!(!b.render().contains("mxgate_inbound_messages_total{"));
     }
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::bounce::intake::Intake;
 use crate::clock::Clock;
 use crate::config::{Config, ListenerConfig};
 use crate::delivery::Worker;
@@ -22,18 +23,31 @@ use crate::envelope::ListenerKind;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::routing::Router;
+use crate::routing::token::TokenKey;
 use crate::session::{self, SessionContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::Error),
     #[error("queue store: {0}")]
     Queue(#[from] crate::queue::StoreError),
+    #[error("cannot read or create the VERP token key {path}: {source}")]
+    TokenKey {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr} ({name}): {source}")]
-    Bind { name: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        name: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A started server: its bound addresses and the means to stop it.
@@ -45,6 +59,8 @@ pub struct Running {
     pub queue: Queue,
     pub metrics: Metrics,
     pub clock: Clock,
+    /// Signs and checks `bounce+TOKEN` VERP tokens.
+    pub token_key: TokenKey,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     grace: Duration,
@@ -68,7 +84,18 @@ impl Server {
         })?;
         let tls = crate::tls::acceptor(&config.tls, &config.server.hostname)?;
         let metrics = Metrics::new();
-        let queue = Queue::open(&data_dir.join("queue"), config.queue.clone(), clock.clone(), metrics.clone())?;
+        let key_path = data_dir.join("verp.key");
+        let token_key =
+            TokenKey::load_or_create(&key_path).map_err(|source| StartError::TokenKey {
+                path: key_path.display().to_string(),
+                source,
+            })?;
+        let queue = Queue::open(
+            &data_dir.join("queue"),
+            config.queue.clone(),
+            clock.clone(),
+            metrics.clone(),
+        )?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let ctx = Arc::new(SessionContext {
@@ -82,11 +109,20 @@ impl Server {
 
         let l = &config.listeners;
         let inbound = spawn_listener(ListenerKind::Inbound, &l.inbound, &ctx, &tracker).await?;
-        let submission = spawn_listener(ListenerKind::Submission, &l.submission, &ctx, &tracker).await?;
-        let submissions = spawn_listener(ListenerKind::Submissions, &l.submissions, &ctx, &tracker).await?;
+        let submission =
+            spawn_listener(ListenerKind::Submission, &l.submission, &ctx, &tracker).await?;
+        let submissions =
+            spawn_listener(ListenerKind::Submissions, &l.submissions, &ctx, &tracker).await?;
 
-        let worker = Worker::new(queue.clone(), config.clone(), metrics.clone(), clock.clone());
+        let worker = Worker::new(
+            queue.clone(),
+            config.clone(),
+            metrics.clone(),
+            clock.clone(),
+        );
         tracker.spawn(worker.run(shutdown.clone()));
+        let intake = Intake::new(queue.clone(), token_key.clone(), metrics.clone());
+        tracker.spawn(intake.run(shutdown.clone()));
 
         let admin = bind("admin", config.admin.bind).await?;
         let admin_addr = local_addr(&admin, config.admin.bind);
@@ -106,6 +142,7 @@ impl Server {
             queue,
             metrics,
             clock,
+            token_key,
             shutdown,
             tracker,
             grace: config.server.shutdown_timeout.get(),
@@ -122,7 +159,12 @@ async fn spawn_listener(
     let Some(cfg) = cfg else { return Ok(None) };
     let tcp = bind(kind.as_str(), cfg.bind).await?;
     let addr = local_addr(&tcp, cfg.bind);
-    tracker.spawn(session::listener::serve(kind, tcp, ctx.clone(), tracker.clone()));
+    tracker.spawn(session::listener::serve(
+        kind,
+        tcp,
+        ctx.clone(),
+        tracker.clone(),
+    ));
     Ok(Some(addr))
 }
 
@@ -152,7 +194,9 @@ impl Running {
         tracing::info!("shutting down");
         self.shutdown.cancel();
         self.tracker.close();
-        let drained = tokio::time::timeout(self.grace, self.tracker.wait()).await.is_ok();
+        let drained = tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_ok();
         if !drained {
             tracing::warn!(grace = ?self.grace, "tasks still running at the shutdown deadline");
         }

@@ -15,11 +15,21 @@ use crate::config::TlsConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: no usable PEM {what} in file ({detail})")]
-    Pem { path: String, what: &'static str, detail: String },
+    Pem {
+        path: String,
+        what: &'static str,
+        detail: String,
+    },
     #[error("generating a self-signed certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("certificate and key do not form a TLS configuration: {0}")]
@@ -76,12 +86,12 @@ fn create_self_signed(cert: &Path, key: &Path, hostname: &str) -> Result<(), Err
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-            Error::Write {
+        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| Error::Write {
                 path: key.display().to_string(),
                 source,
-            }
-        })?;
+            },
+        )?;
     }
     Ok(())
 }

@@ -152,10 +152,13 @@ fn truncated_fixtures_never_panic() {
     }
 }
 
+/// (reply code, enhanced status, text) → (category, hard, kind).
+type ReplyCase<'a> = (Option<u16>, Option<&'a str>, &'a str, Category, bool, DeliveryKind);
+
 #[test]
 #[rustfmt::skip]
 fn classify_reply_files_our_own_delivery_replies() {
-    let cases: &[(Option<u16>, Option<&str>, &str, Category, bool, DeliveryKind)] = &[
+    let cases: &[ReplyCase] = &[
         (Some(550), Some("5.1.1"), "<x@y>: Recipient address rejected: User unknown", Category::InvalidAddress, true, DeliveryKind::Permanent),
         (Some(550), None, "5.1.1 The email account that you tried to reach does not exist. - gsmtp", Category::InvalidAddress, true, DeliveryKind::Permanent),
         (Some(452), Some("4.2.2"), "The email account that you tried to reach is over quota.", Category::MailboxFull, false, DeliveryKind::Transient),

@@ -14,7 +14,9 @@ use common::{Erp, SmtpClient, eventually};
 /// One SMTP transaction per message on a persistent connection; returns the ids that got 250.
 async fn sender(addr: SocketAddr, worker: usize, accepted: Arc<Mutex<HashSet<String>>>) {
     let mut c = SmtpClient::connect(addr).await;
-    let Some(r) = c.try_read_reply().await else { return };
+    let Some(r) = c.try_read_reply().await else {
+        return;
+    };
     if r.code != 220 {
         return;
     }
@@ -24,7 +26,10 @@ async fn sender(addr: SocketAddr, worker: usize, accepted: Arc<Mutex<HashSet<Str
     for i in 0.. {
         let id = format!("w{worker}-m{i}");
         let body = common::message(&id, "durable please");
-        let steps = [format!("MAIL FROM:<load{worker}@client.test>"), "RCPT TO:<sales@example.test>".into()];
+        let steps = [
+            format!("MAIL FROM:<load{worker}@client.test>"),
+            "RCPT TO:<sales@example.test>".into(),
+        ];
         for s in &steps {
             if c.try_cmd(s).await.map(|r| r.code) != Some(250) {
                 return;
@@ -47,7 +52,8 @@ async fn every_message_that_got_250_survives_sigkill() {
     let erp = Erp::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("mxgate.toml");
-    std::fs::write(&config_path, common::base_toml(dir.path(), &erp.url(), "")).expect("write config");
+    std::fs::write(&config_path, common::base_toml(dir.path(), &erp.url(), ""))
+        .expect("write config");
 
     let mut proc = spawn_server(&config_path);
     let accepted = Arc::new(Mutex::new(HashSet::new()));
@@ -55,7 +61,10 @@ async fn every_message_that_got_250_survives_sigkill() {
         .map(|w| tokio::spawn(sender(proc.inbound, w, accepted.clone())))
         .collect();
     // Kill mid-load: once a good number of messages have been acknowledged.
-    eventually(60, "200 messages accepted", || async { (accepted.lock().expect("lock").len() >= 200).then_some(()) }).await;
+    eventually(60, "200 messages accepted", || async {
+        (accepted.lock().expect("lock").len() >= 200).then_some(())
+    })
+    .await;
     proc.child.kill().expect("SIGKILL mxgate");
     proc.child.wait().expect("reap");
     for s in senders {
@@ -71,7 +80,11 @@ async fn every_message_that_got_250_survives_sigkill() {
             .iter()
             .filter_map(|p| subject(&p.body))
             .collect();
-        let missing: Vec<_> = acked.iter().filter(|id| !got.contains(*id)).cloned().collect();
+        let missing: Vec<_> = acked
+            .iter()
+            .filter(|id| !got.contains(*id))
+            .cloned()
+            .collect();
         missing.is_empty().then_some(missing)
     })
     .await;

@@ -64,7 +64,9 @@ impl Erp {
         sock.set_reuseaddr(true).expect("reuseaddr");
         sock.bind(self.addr()).expect("bind the reserved port");
         let listener: TcpListener = sock.listen(64).expect("listen");
-        let app = axum::Router::new().fallback(receive).with_state(self.clone());
+        let app = axum::Router::new()
+            .fallback(receive)
+            .with_state(self.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
 
@@ -81,7 +83,12 @@ impl Erp {
     }
 }
 
-async fn receive(State(erp): State<Erp>, uri: Uri, headers: HeaderMap, body: Bytes) -> (StatusCode, &'static str) {
+async fn receive(
+    State(erp): State<Erp>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
     erp.started.fetch_add(1, Ordering::SeqCst);
     let now = erp.active.fetch_add(1, Ordering::SeqCst) + 1;
     erp.max_active.fetch_max(now, Ordering::SeqCst);
@@ -90,7 +97,12 @@ async fn receive(State(erp): State<Erp>, uri: Uri, headers: HeaderMap, body: Byt
     erp.active.fetch_sub(1, Ordering::SeqCst);
     let headers = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     erp.pushes.lock().expect("lock").push(Push {
         path: uri.path().to_string(),
@@ -152,16 +164,31 @@ password = "x"
 
 impl Mx {
     async fn start(erp: &Erp) -> Mx {
-        Mx::start_with(tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir"), erp, 4, Clock::system())
+        Mx::start_with(
+            tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir"),
+            erp,
+            4,
+            Clock::system(),
+        )
     }
 
     fn start_with(dir: TempDir, erp: &Erp, concurrency: usize, clock: Clock) -> Mx {
         let config = config(dir.path(), &erp.url(), concurrency);
         let metrics = Metrics::new();
-        let queue = Queue::open(&dir.path().join("data/queue"), config.queue.clone(), clock.clone(), metrics.clone())
-            .expect("open queue");
+        let queue = Queue::open(
+            &dir.path().join("data/queue"),
+            config.queue.clone(),
+            clock.clone(),
+            metrics.clone(),
+        )
+        .expect("open queue");
         let stop = CancellationToken::new();
-        let w = Worker::new(queue.clone(), Arc::new(config.clone()), metrics.clone(), clock.clone());
+        let w = Worker::new(
+            queue.clone(),
+            Arc::new(config.clone()),
+            metrics.clone(),
+            clock.clone(),
+        );
         let worker = tokio::spawn(w.run(stop.clone()));
         Mx {
             dir,
@@ -202,7 +229,13 @@ impl Mx {
 
     /// Waits until the recipient satisfies `done`.
     async fn until(&self, id: QueueId, what: &str, done: impl Fn(&Recipient) -> bool) -> Recipient {
-        eventually(10, what, || self.queue.get(id).map(|m: QueuedMessage| m.recipients[0].clone()).filter(&done)).await
+        eventually(10, what, || {
+            self.queue
+                .get(id)
+                .map(|m: QueuedMessage| m.recipients[0].clone())
+                .filter(&done)
+        })
+        .await
     }
 }
 
@@ -212,7 +245,10 @@ async fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) 
         if let Some(v) = f() {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs}s waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -242,7 +278,10 @@ async fn http_route_posts_the_raw_message_with_every_metadata_header() {
     };
     let id = mx.send("sales+q3@example.test", dest, MSG).await;
     let r = mx.until(id, "sent", |r| r.state == RcptState::Sent).await;
-    assert_eq!((r.attempts, r.last_reply.as_deref()), (1, Some("HTTP 200 OK")));
+    assert_eq!(
+        (r.attempts, r.last_reply.as_deref()),
+        (1, Some("HTTP 200 OK"))
+    );
     let pushes = erp.pushes();
     assert_eq!(pushes.len(), 1);
     let p = &pushes[0];
@@ -259,7 +298,10 @@ async fn http_route_posts_the_raw_message_with_every_metadata_header() {
     assert_eq!(h("x-mxgate-queue-id"), Some(id.to_string().as_str()));
     assert_eq!(h("authorization"), Some("Bearer s3cret"));
     let text = mx.metrics.render();
-    assert!(text.contains(r#"mxgate_delivery_attempts_total{result="sent",provider="http"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"mxgate_delivery_attempts_total{result="sent",provider="http"} 1"#),
+        "{text}"
+    );
     mx.stop().await;
 }
 
@@ -267,12 +309,21 @@ async fn http_route_posts_the_raw_message_with_every_metadata_header() {
 async fn erp_refusing_connections_at_first_gets_the_message_once_it_is_up() {
     let erp = Erp::reserve();
     let mx = Mx::start(&erp).await;
-    let id = mx.send("sales@example.test", to("crm", "sales@example.test"), MSG).await;
+    let id = mx
+        .send("sales@example.test", to("crm", "sales@example.test"), MSG)
+        .await;
     let r = mx.until(id, "a refused attempt", |r| r.attempts >= 1).await;
     assert_eq!(r.state, RcptState::Deferred);
-    assert!(r.last_reply.as_deref().unwrap_or("").contains("refused"), "{r:?}");
+    assert!(
+        r.last_reply.as_deref().unwrap_or("").contains("refused"),
+        "{r:?}"
+    );
     erp.up().await;
-    let r = mx.until(id, "sent after the ERP came up", |r| r.state == RcptState::Sent).await;
+    let r = mx
+        .until(id, "sent after the ERP came up", |r| {
+            r.state == RcptState::Sent
+        })
+        .await;
     assert!(r.attempts > 1, "attempts = {}", r.attempts);
     assert_eq!(erp.pushes().len(), 1);
     mx.stop().await;
@@ -283,10 +334,18 @@ async fn erp_answering_503_at_first_gets_the_message_on_a_retry() {
     let erp = Erp::start().await;
     erp.status.store(503, Ordering::SeqCst);
     let mx = Mx::start(&erp).await;
-    let id = mx.send("sales@example.test", to("crm", "sales@example.test"), MSG).await;
+    let id = mx
+        .send("sales@example.test", to("crm", "sales@example.test"), MSG)
+        .await;
     let r = mx.until(id, "a 503", |r| r.attempts >= 2).await;
     assert_eq!(r.state, RcptState::Deferred);
-    assert!(r.last_reply.as_deref().unwrap_or("").starts_with("HTTP 503"), "{r:?}");
+    assert!(
+        r.last_reply
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("HTTP 503"),
+        "{r:?}"
+    );
     erp.status.store(200, Ordering::SeqCst);
     let r = mx.until(id, "sent", |r| r.state == RcptState::Sent).await;
     assert!(r.attempts >= 3);
@@ -298,10 +357,17 @@ async fn erp_404_bounces_with_the_status_line_and_is_not_retried() {
     let erp = Erp::start().await;
     erp.status.store(404, Ordering::SeqCst);
     let mx = Mx::start(&erp).await;
-    let id = mx.send("sales@example.test", to("crm", "sales@example.test"), MSG).await;
-    let r = mx.until(id, "bounced", |r| r.state == RcptState::Bounced).await;
+    let id = mx
+        .send("sales@example.test", to("crm", "sales@example.test"), MSG)
+        .await;
+    let r = mx
+        .until(id, "bounced", |r| r.state == RcptState::Bounced)
+        .await;
     assert_eq!(r.attempts, 1);
-    assert_eq!(r.last_reply.as_deref(), Some("HTTP 404 Not Found: no such alias"));
+    assert_eq!(
+        r.last_reply.as_deref(),
+        Some("HTTP 404 Not Found: no such alias")
+    );
     assert_eq!(mx.queue.counts().get(&RcptState::Bounced), Some(&1));
     mx.stop().await;
 }
@@ -311,10 +377,17 @@ async fn erp_slower_than_the_route_timeout_is_deferred() {
     let erp = Erp::start().await;
     erp.delay_ms.store(1_000, Ordering::SeqCst);
     let mx = Mx::start(&erp).await;
-    let id = mx.send("sales@example.test", to("slow", "sales@example.test"), MSG).await;
-    let r = mx.until(id, "a timed-out attempt", |r| r.attempts >= 1).await;
+    let id = mx
+        .send("sales@example.test", to("slow", "sales@example.test"), MSG)
+        .await;
+    let r = mx
+        .until(id, "a timed-out attempt", |r| r.attempts >= 1)
+        .await;
     assert_eq!(r.state, RcptState::Deferred);
-    assert!(r.last_reply.as_deref().unwrap_or("").contains("timed out"), "{r:?}");
+    assert!(
+        r.last_reply.as_deref().unwrap_or("").contains("timed out"),
+        "{r:?}"
+    );
     mx.stop().await;
 }
 
@@ -322,14 +395,33 @@ async fn erp_slower_than_the_route_timeout_is_deferred() {
 async fn maildir_route_writes_the_exact_bytes_into_new() {
     let erp = Erp::start().await;
     let mx = Mx::start(&erp).await;
-    let id = mx.send("files@example.test", to("files", "files@example.test"), MSG).await;
+    let id = mx
+        .send("files@example.test", to("files", "files@example.test"), MSG)
+        .await;
     let r = mx.until(id, "sent", |r| r.state == RcptState::Sent).await;
-    assert!(r.last_reply.as_deref().unwrap_or("").starts_with("maildir new/"), "{r:?}");
+    assert!(
+        r.last_reply
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("maildir new/"),
+        "{r:?}"
+    );
     let new = mx.dir.path().join("maildir/new");
-    let files: Vec<_> = std::fs::read_dir(&new).expect("new/").filter_map(Result::ok).collect();
+    let files: Vec<_> = std::fs::read_dir(&new)
+        .expect("new/")
+        .filter_map(Result::ok)
+        .collect();
     assert_eq!(files.len(), 1);
-    assert_eq!(std::fs::read(files[0].path()).expect("read"), MSG.as_bytes());
-    assert_eq!(std::fs::read_dir(mx.dir.path().join("maildir/tmp")).expect("tmp/").count(), 0);
+    assert_eq!(
+        std::fs::read(files[0].path()).expect("read"),
+        MSG.as_bytes()
+    );
+    assert_eq!(
+        std::fs::read_dir(mx.dir.path().join("maildir/tmp"))
+            .expect("tmp/")
+            .count(),
+        0
+    );
     mx.stop().await;
 }
 
@@ -337,7 +429,9 @@ async fn maildir_route_writes_the_exact_bytes_into_new() {
 async fn discard_route_is_sent_without_delivering_anything() {
     let erp = Erp::start().await;
     let mx = Mx::start(&erp).await;
-    let id = mx.send("null@example.test", to("void", "null@example.test"), MSG).await;
+    let id = mx
+        .send("null@example.test", to("void", "null@example.test"), MSG)
+        .await;
     let r = mx.until(id, "sent", |r| r.state == RcptState::Sent).await;
     assert_eq!(r.last_reply.as_deref(), Some("discarded"));
     assert!(erp.pushes().is_empty());
@@ -348,10 +442,18 @@ async fn discard_route_is_sent_without_delivering_anything() {
 async fn odoo_route_waits_in_the_queue_with_a_clear_reason() {
     let erp = Erp::start().await;
     let mx = Mx::start(&erp).await;
-    let id = mx.send("crm@example.test", to("odoo", "crm@example.test"), MSG).await;
+    let id = mx
+        .send("crm@example.test", to("odoo", "crm@example.test"), MSG)
+        .await;
     let r = mx.until(id, "deferred", |r| r.attempts >= 1).await;
     assert_eq!(r.state, RcptState::Deferred);
-    assert!(r.last_reply.as_deref().unwrap_or("").contains("odoo routes are not available yet"), "{r:?}");
+    assert!(
+        r.last_reply
+            .as_deref()
+            .unwrap_or("")
+            .contains("odoo routes are not available yet"),
+        "{r:?}"
+    );
     mx.stop().await;
 }
 
@@ -359,12 +461,22 @@ async fn odoo_route_waits_in_the_queue_with_a_clear_reason() {
 async fn recipient_still_failing_after_expire_after_expires() {
     let erp = Erp::reserve();
     let mx = Mx::start(&erp).await;
-    let id = mx.send("sales@example.test", to("crm", "sales@example.test"), MSG).await;
+    let id = mx
+        .send("sales@example.test", to("crm", "sales@example.test"), MSG)
+        .await;
     mx.until(id, "a failed attempt", |r| r.attempts >= 1).await;
     mx.clock.advance(Duration::from_secs(2 * 3600));
-    let r = mx.until(id, "expired", |r| r.state == RcptState::Expired).await;
+    let r = mx
+        .until(id, "expired", |r| r.state == RcptState::Expired)
+        .await;
     assert!(r.last_reply.is_some());
-    assert!(mx.queue.due(mx.clock.now_ms(), &Default::default(), 10).expect("due").ready.is_empty());
+    assert!(
+        mx.queue
+            .due(mx.clock.now_ms(), &Default::default(), 10)
+            .expect("due")
+            .ready
+            .is_empty()
+    );
     mx.stop().await;
 }
 
@@ -373,15 +485,22 @@ async fn restart_with_a_pending_recipient_resumes_and_delivers() {
     let erp = Erp::start().await;
     erp.status.store(503, Ordering::SeqCst);
     let mx = Mx::start(&erp).await;
-    let id = mx.send("sales@example.test", to("crm", "sales@example.test"), MSG).await;
+    let id = mx
+        .send("sales@example.test", to("crm", "sales@example.test"), MSG)
+        .await;
     mx.until(id, "a 503", |r| r.attempts >= 1).await;
     let (dir, clock) = mx.stop().await;
     erp.status.store(200, Ordering::SeqCst);
     let mx = Mx::start_with(dir, &erp, 4, clock);
     assert!(mx.rcpt(id).state.is_pending());
-    let r = mx.until(id, "sent after restart", |r| r.state == RcptState::Sent).await;
+    let r = mx
+        .until(id, "sent after restart", |r| r.state == RcptState::Sent)
+        .await;
     assert!(r.attempts >= 2);
-    assert_eq!(erp.pushes().last().map(|p| p.body.clone()), Some(MSG.as_bytes().to_vec()));
+    assert_eq!(
+        erp.pushes().last().map(|p| p.body.clone()),
+        Some(MSG.as_bytes().to_vec())
+    );
     mx.stop().await;
 }
 
@@ -390,11 +509,17 @@ async fn a_recipient_in_flight_is_never_dispatched_twice() {
     let erp = Erp::start().await;
     erp.delay_ms.store(400, Ordering::SeqCst);
     let mx = Mx::start(&erp).await;
-    let id = mx.send("sales@example.test", to("crm", "sales@example.test"), MSG).await;
-    eventually(10, "the ERP busy with it", || (erp.started.load(Ordering::SeqCst) == 1).then_some(())).await;
+    let id = mx
+        .send("sales@example.test", to("crm", "sales@example.test"), MSG)
+        .await;
+    eventually(10, "the ERP busy with it", || {
+        (erp.started.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
     // Each enqueue wakes the scheduler and makes it scan the index while `id` is in flight.
     for _ in 0..5 {
-        mx.send("null@example.test", to("void", "null@example.test"), MSG).await;
+        mx.send("null@example.test", to("void", "null@example.test"), MSG)
+            .await;
     }
     mx.until(id, "sent", |r| r.state == RcptState::Sent).await;
     assert_eq!(erp.started.load(Ordering::SeqCst), 1);
@@ -409,13 +534,20 @@ async fn no_more_than_the_configured_concurrency_is_in_flight() {
     let mx = Mx::start_with(dir, &erp, 2, Clock::system());
     let mut ids = Vec::new();
     for _ in 0..6 {
-        ids.push(mx.send("sales@example.test", to("crm", "sales@example.test"), MSG).await);
+        ids.push(
+            mx.send("sales@example.test", to("crm", "sales@example.test"), MSG)
+                .await,
+        );
     }
     for id in ids {
         mx.until(id, "sent", |r| r.state == RcptState::Sent).await;
     }
     assert_eq!(erp.pushes().len(), 6);
-    assert!(erp.max_active.load(Ordering::SeqCst) <= 2, "max in flight {}", erp.max_active.load(Ordering::SeqCst));
+    assert!(
+        erp.max_active.load(Ordering::SeqCst) <= 2,
+        "max in flight {}",
+        erp.max_active.load(Ordering::SeqCst)
+    );
     mx.stop().await;
 }
 
@@ -424,8 +556,13 @@ async fn shutdown_lets_the_attempt_in_flight_finish_and_record() {
     let erp = Erp::start().await;
     erp.delay_ms.store(300, Ordering::SeqCst);
     let mx = Mx::start(&erp).await;
-    let id = mx.send("sales@example.test", to("crm", "sales@example.test"), MSG).await;
-    eventually(10, "the ERP busy with it", || (erp.started.load(Ordering::SeqCst) == 1).then_some(())).await;
+    let id = mx
+        .send("sales@example.test", to("crm", "sales@example.test"), MSG)
+        .await;
+    eventually(10, "the ERP busy with it", || {
+        (erp.started.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
     let queue = mx.queue.clone();
     mx.stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), mx.worker)
@@ -433,6 +570,10 @@ async fn shutdown_lets_the_attempt_in_flight_finish_and_record() {
         .expect("worker drains")
         .expect("worker task");
     let r = queue.get(id).expect("message").recipients[0].clone();
-    assert_eq!(r.state, RcptState::Sent, "recorded before the worker returned");
+    assert_eq!(
+        r.state,
+        RcptState::Sent,
+        "recorded before the worker returned"
+    );
     queue.close();
 }

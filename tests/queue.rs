@@ -75,15 +75,21 @@ async fn enqueued_message_reads_back_with_its_body_and_queued_recipients() {
     let dir = tempdir();
     let (clock, metrics) = (Clock::system(), Metrics::new());
     let q = open(dir.path(), &clock, &metrics);
-    let id = q.enqueue(sales("Subject: hi\r\n\r\nhello\r\n")).await.expect("enqueue");
+    let id = q
+        .enqueue(sales("Subject: hi\r\n\r\nhello\r\n"))
+        .await
+        .expect("enqueue");
     let m = q.get(id).expect("stored");
     assert_eq!(m.id, id);
     assert_eq!(m.mail_from, "alice@client.test");
-    assert_eq!(m.size, 23);
+    assert_eq!(m.size, 22);
     assert_eq!(m.recipients.len(), 1);
     assert_eq!(m.recipients[0].address, "sales@example.test");
     assert_eq!(m.recipients[0].state, RcptState::Queued);
-    assert_eq!(q.body(id).as_deref(), Some(&b"Subject: hi\r\n\r\nhello\r\n"[..]));
+    assert_eq!(
+        q.body(id).as_deref(),
+        Some(&b"Subject: hi\r\n\r\nhello\r\n"[..])
+    );
     assert_eq!(due_now(&q, &clock), [(id, 0)]);
     assert_eq!(count(&q, RcptState::Queued), 1);
     q.close();
@@ -99,7 +105,11 @@ async fn message_survives_dropping_the_queue_without_close() {
     let q = open(dir.path(), &clock, &metrics);
     assert_eq!(q.body(id).as_deref(), Some(&b"durable\r\n"[..]));
     assert_eq!(due_now(&q, &clock), [(id, 0)], "pending again after reopen");
-    assert_eq!(count(&q, RcptState::Queued), 1, "counts rebuilt from the index");
+    assert_eq!(
+        count(&q, RcptState::Queued),
+        1,
+        "counts rebuilt from the index"
+    );
 }
 
 const CRASH_CHILD: &str = "MXGATE_QUEUE_TEST_CRASH_DIR";
@@ -113,7 +123,12 @@ fn acknowledged_messages_survive_a_process_abort() {
     }
     let dir = tempdir();
     let out = std::process::Command::new(std::env::current_exe().expect("test exe"))
-        .args(["--exact", "acknowledged_messages_survive_a_process_abort", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "acknowledged_messages_survive_a_process_abort",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CRASH_CHILD, dir.path())
         .output()
         .expect("run child");
@@ -121,13 +136,16 @@ fn acknowledged_messages_survive_a_process_abort() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let acked: Vec<QueueId> = stdout
         .lines()
-        .filter_map(|l| l.strip_prefix("ACK "))
+        // libtest prints its "test ... " prefix on the first line, so search, not strip.
+        .filter_map(|l| l.find("ACK ").map(|at| &l[at + 4..]))
         .map(|s| s.trim().parse().expect("id"))
         .collect();
     assert_eq!(acked.len(), 40, "child output: {stdout}");
     let q = open(dir.path(), &Clock::system(), &Metrics::new());
     for id in acked {
-        let body = q.body(id).unwrap_or_else(|| panic!("{id} acknowledged but lost"));
+        let body = q
+            .body(id)
+            .unwrap_or_else(|| panic!("{id} acknowledged but lost"));
         assert!(body.starts_with(b"crash "));
     }
 }
@@ -144,7 +162,10 @@ fn crash_child(dir: &Path) -> ! {
             .map(|i| {
                 let q = q.clone();
                 tokio::spawn(async move {
-                    let id = q.enqueue(sales(&format!("crash {i}\r\n"))).await.expect("enqueue");
+                    let id = q
+                        .enqueue(sales(&format!("crash {i}\r\n")))
+                        .await
+                        .expect("enqueue");
                     println!("ACK {id}");
                 })
             })
@@ -159,7 +180,13 @@ fn crash_child(dir: &Path) -> ! {
 fn metric(metrics: &Metrics, name: &str) -> u64 {
     let text = metrics.render();
     text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("{name} not in:\n{text}")) as u64
 }
 
@@ -174,7 +201,9 @@ async fn concurrent_enqueues_share_fsyncs() {
             let (q, start) = (q.clone(), start.clone());
             tokio::spawn(async move {
                 start.wait().await;
-                q.enqueue(sales(&format!("m{i}\r\n"))).await.expect("enqueue")
+                q.enqueue(sales(&format!("m{i}\r\n")))
+                    .await
+                    .expect("enqueue")
             })
         })
         .collect();
@@ -185,7 +214,10 @@ async fn concurrent_enqueues_share_fsyncs() {
     assert_eq!(ids.len(), 50);
     assert_eq!(count(&q, RcptState::Queued), 50);
     let commits = metric(&metrics, "mxgate_store_commits_total");
-    assert!(commits < 50, "{commits} fsyncs for 50 messages: no group commit");
+    assert!(
+        commits < 50,
+        "{commits} fsyncs for 50 messages: no group commit"
+    );
     q.close();
 }
 
@@ -195,10 +227,38 @@ async fn enqueue_past_its_deadline_fails_with_451_never_a_late_ok() {
     let opts = QueueOptions {
         commit_deadline: Duration::ZERO,
     };
-    let q = Queue::open_with(&dir.path().join("queue"), cfg(), Clock::system(), Metrics::new(), opts).expect("open");
-    let err = q.enqueue(sales("late\r\n")).await.expect_err("deadline passed");
-    assert!(err.to_string().contains("did not commit"), "{err}");
-    assert_eq!(err.reply().code, 451);
+    let q = Queue::open_with(
+        &dir.path().join("queue"),
+        cfg(),
+        Clock::system(),
+        Metrics::new(),
+        opts,
+    )
+    .expect("open");
+    // A zero deadline still races a fast disk (the timer fires on the runtime's next turn),
+    // so send a crowd at once: those queued behind the first fsync miss it. Every Ok must be
+    // stored; every miss must be a 451.
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let q = q.clone();
+            tokio::spawn(async move { q.enqueue(sales(&format!("late {i}\r\n"))).await })
+        })
+        .collect();
+    let mut missed = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(id) => assert!(q.body(id).is_some(), "Ok for {id} but not stored"),
+            Err(err) => {
+                assert!(err.to_string().contains("did not commit"), "{err}");
+                assert_eq!(err.reply().code, 451);
+                missed += 1;
+            }
+        }
+    }
+    assert!(
+        missed > 0,
+        "200 concurrent enqueues all beat a zero deadline"
+    );
     q.close();
 }
 
@@ -221,15 +281,24 @@ async fn deferral_leaves_the_schedule_until_its_backoff_is_due() {
     let clock = Clock::system();
     let q = open(dir.path(), &clock, &Metrics::new());
     let id = q.enqueue(sales("x\r\n")).await.expect("enqueue");
-    let st = q.record(id, 0, &Outcome::deferred("HTTP 503 Service Unavailable")).await.expect("record");
+    let st = q
+        .record(id, 0, &Outcome::deferred("HTTP 503 Service Unavailable"))
+        .await
+        .expect("record");
     assert_eq!(st, Some(RcptState::Deferred));
     let r = q.get(id).expect("msg").recipients[0].clone();
     assert_eq!(r.attempts, 1);
-    assert_eq!(r.last_reply.as_deref(), Some("HTTP 503 Service Unavailable"));
+    assert_eq!(
+        r.last_reply.as_deref(),
+        Some("HTTP 503 Service Unavailable")
+    );
     assert!(due_now(&q, &clock).is_empty(), "not due before the backoff");
     clock.advance(Duration::from_secs(73)); // 60 s + 20% jitter, plus margin
     assert_eq!(due_now(&q, &clock), [(id, 0)]);
-    assert_eq!((count(&q, RcptState::Queued), count(&q, RcptState::Deferred)), (0, 1));
+    assert_eq!(
+        (count(&q, RcptState::Queued), count(&q, RcptState::Deferred)),
+        (0, 1)
+    );
     assert_eq!(q.list(Some(RcptState::Deferred), 10).len(), 1);
     assert!(q.list(Some(RcptState::Queued), 10).is_empty());
     q.close();
@@ -242,7 +311,10 @@ async fn deferral_after_expire_after_expires_the_recipient() {
     let q = open(dir.path(), &clock, &Metrics::new());
     let id = q.enqueue(sales("x\r\n")).await.expect("enqueue");
     clock.advance(Duration::from_secs(86_400 + 1));
-    let st = q.record(id, 0, &Outcome::deferred("connection refused")).await.expect("record");
+    let st = q
+        .record(id, 0, &Outcome::deferred("connection refused"))
+        .await
+        .expect("record");
     assert_eq!(st, Some(RcptState::Expired));
     assert!(due_now(&q, &clock).is_empty());
     assert_eq!(count(&q, RcptState::Expired), 1);
@@ -257,11 +329,19 @@ async fn cancel_stops_delivery_and_a_late_outcome_is_ignored() {
     let id = q.enqueue(sales("x\r\n")).await.expect("enqueue");
     assert_eq!(q.cancel(id).await.expect("cancel"), 1);
     assert!(due_now(&q, &clock).is_empty());
-    let late = Outcome::Sent { reply: "HTTP 200 OK".into() };
+    let late = Outcome::Sent {
+        reply: "HTTP 200 OK".into(),
+    };
     assert_eq!(q.record(id, 0, &late).await.expect("record"), None);
-    assert_eq!(q.get(id).expect("msg").recipients[0].state, RcptState::Cancelled);
+    assert_eq!(
+        q.get(id).expect("msg").recipients[0].state,
+        RcptState::Cancelled
+    );
     assert_eq!(q.cancel(id).await.expect("cancel again"), 0);
-    assert!(matches!(q.cancel(QueueId(1)).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        q.cancel(QueueId(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
     q.close();
 }
 
@@ -277,7 +357,9 @@ async fn retry_requeues_bounced_and_retry_failed_requeues_everything_failed() {
         reply: "HTTP 404 Not Found".into(),
     };
     q.record(a, 0, &bounced).await.expect("record");
-    q.record(b, 0, &Outcome::deferred("down")).await.expect("record");
+    q.record(b, 0, &Outcome::deferred("down"))
+        .await
+        .expect("record");
     assert!(due_now(&q, &clock).is_empty());
     assert_eq!(q.retry(a).await.expect("retry"), 1);
     assert_eq!(due_now(&q, &clock), [(a, 0)]);
@@ -286,7 +368,11 @@ async fn retry_requeues_bounced_and_retry_failed_requeues_everything_failed() {
     let mut due = due_now(&q, &clock);
     due.sort();
     assert_eq!(due, [(a, 0), (b, 0)]);
-    assert_eq!(q.get(a).expect("a").recipients[0].attempts, 2, "history kept");
+    assert_eq!(
+        q.get(a).expect("a").recipients[0].attempts,
+        2,
+        "history kept"
+    );
     q.close();
 }
 
@@ -295,14 +381,19 @@ async fn bounce_recipients_are_stored_for_the_bounce_stage_not_scheduled() {
     let dir = tempdir();
     let clock = Clock::system();
     let q = open(dir.path(), &clock, &Metrics::new());
-    let dsn = Destination::Bounce { token: "abc".into() };
+    let dsn = Destination::Bounce {
+        token: "abc".into(),
+    };
     let id = q
         .enqueue(message("dsn\r\n", &[("bounce+abc@example.test", dsn)]))
         .await
         .expect("enqueue");
     let r = q.get(id).expect("msg").recipients[0].clone();
     assert_eq!(r.state, RcptState::Sent);
-    assert_eq!(r.last_reply.as_deref(), Some("stored for bounce processing"));
+    assert_eq!(
+        r.last_reply.as_deref(),
+        Some("stored for bounce processing")
+    );
     assert!(due_now(&q, &clock).is_empty());
     assert_eq!(q.pending_bounces(), [id]);
     q.bounce_processed(id).await.expect("processed");
@@ -319,15 +410,26 @@ async fn each_recipient_has_its_own_state() {
         ("sales@example.test", route("sales@example.test")),
         ("support@example.test", route("support@example.test")),
     ];
-    let id = q.enqueue(message("two\r\n", &rcpts)).await.expect("enqueue");
+    let id = q
+        .enqueue(message("two\r\n", &rcpts))
+        .await
+        .expect("enqueue");
     assert_eq!(due_now(&q, &clock), [(id, 0), (id, 1)]);
-    let sent = Outcome::Sent { reply: "HTTP 200 OK".into() };
+    let sent = Outcome::Sent {
+        reply: "HTTP 200 OK".into(),
+    };
     // Recorded concurrently: the single writer keeps both updates of the same message.
     let deferred = Outcome::deferred("503");
     let (r0, r1) = tokio::join!(q.record(id, 0, &sent), q.record(id, 1, &deferred));
-    assert_eq!((r0.expect("r0"), r1.expect("r1")), (Some(RcptState::Sent), Some(RcptState::Deferred)));
+    assert_eq!(
+        (r0.expect("r0"), r1.expect("r1")),
+        (Some(RcptState::Sent), Some(RcptState::Deferred))
+    );
     let m = q.get(id).expect("msg");
-    assert_eq!((m.recipients[0].state, m.recipients[1].state), (RcptState::Sent, RcptState::Deferred));
+    assert_eq!(
+        (m.recipients[0].state, m.recipients[1].state),
+        (RcptState::Sent, RcptState::Deferred)
+    );
     assert_eq!(q.list(None, 10).len(), 1);
     assert_eq!(q.list(Some(RcptState::Sent), 10).len(), 1);
     q.close();
@@ -340,10 +442,15 @@ async fn restart_resumes_the_schedule_with_states_and_counts() {
     let q = open(dir.path(), &clock, &metrics);
     let a = q.enqueue(sales("a\r\n")).await.expect("enqueue");
     let b = q.enqueue(sales("b\r\n")).await.expect("enqueue");
-    q.record(a, 0, &Outcome::Sent { reply: "ok".into() }).await.expect("record");
+    q.record(a, 0, &Outcome::Sent { reply: "ok".into() })
+        .await
+        .expect("record");
     q.close();
     let q = open(dir.path(), &clock, &metrics);
     assert_eq!(due_now(&q, &clock), [(b, 0)]);
-    assert_eq!((count(&q, RcptState::Sent), count(&q, RcptState::Queued)), (1, 1));
+    assert_eq!(
+        (count(&q, RcptState::Sent), count(&q, RcptState::Queued)),
+        (1, 1)
+    );
     q.close();
 }

@@ -5,7 +5,10 @@
 use std::path::Path;
 
 fn rs_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).expect("read src").filter_map(Result::ok) {
+    for e in std::fs::read_dir(dir)
+        .expect("read src")
+        .filter_map(Result::ok)
+    {
         let p = e.path();
         if p.is_dir() {
             rs_files(&p, out);
@@ -38,7 +41,11 @@ fn no_reply_literals_outside_the_catalogue() {
     rs_files(&src, &mut files);
     let mut offenders = Vec::new();
     for f in files {
-        let rel = f.strip_prefix(&src).expect("under src").to_string_lossy().replace('\\', "/");
+        let rel = f
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
         if rel == "session/reply.rs" || rel.starts_with("bounce/") {
             continue;
         }
@@ -51,7 +58,11 @@ fn no_reply_literals_outside_the_catalogue() {
             }
         }
     }
-    assert!(offenders.is_empty(), "reply literals outside session/reply.rs:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "reply literals outside session/reply.rs:\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]

@@ -12,10 +12,15 @@ async fn shutdown_lets_a_transfer_finish_and_tells_idle_sessions_421() {
 
     let mut busy = srv.smtp(Listener::Inbound).await;
     busy.cmd("EHLO busy.test").await.expect_code(250);
-    busy.cmd("MAIL FROM:<alice@client.test>").await.expect_code(250);
-    busy.cmd("RCPT TO:<sales@example.test>").await.expect_code(250);
+    busy.cmd("MAIL FROM:<alice@client.test>")
+        .await
+        .expect_code(250);
+    busy.cmd("RCPT TO:<sales@example.test>")
+        .await
+        .expect_code(250);
     busy.cmd("DATA").await.expect_code(354);
-    busy.send_raw(b"Subject: in flight\r\n\r\nfirst half\r\n").await;
+    busy.send_raw(b"Subject: in flight\r\n\r\nfirst half\r\n")
+        .await;
 
     srv.running().trigger_shutdown();
     // The idle session is told right away.
@@ -26,12 +31,17 @@ async fn shutdown_lets_a_transfer_finish_and_tells_idle_sessions_421() {
     let r = busy.send_data("second half\r\n").await;
     r.expect_code(250);
     // ...and the next command is refused.
-    busy.cmd("MAIL FROM:<alice@client.test>").await.expect(421, "4.3.2");
+    busy.cmd("MAIL FROM:<alice@client.test>")
+        .await
+        .expect(421, "4.3.2");
 
     // No new connections once shut down.
     let addr = srv.addr(Listener::Inbound);
     srv.shutdown().await;
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener closed"
+    );
 }
 
 #[tokio::test]

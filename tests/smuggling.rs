@@ -9,13 +9,18 @@ use mxgate::session::reply;
 
 #[track_caller]
 fn expect_reply(r: &common::SmtpReply, want: &reply::Reply) {
-    r.expect(want.code, format!("{} {}", want.status, want.text).trim_start());
+    r.expect(
+        want.code,
+        format!("{} {}", want.status, want.text).trim_start(),
+    );
 }
 
 async fn in_transaction(srv: &TestServer) -> SmtpClient {
     let mut c = srv.smtp(Listener::Inbound).await;
     c.cmd("EHLO client.test").await.expect_code(250);
-    c.cmd("MAIL FROM:<alice@client.test>").await.expect_code(250);
+    c.cmd("MAIL FROM:<alice@client.test>")
+        .await
+        .expect_code(250);
     c
 }
 
@@ -51,8 +56,15 @@ async fn rcpt_outside_alias_domains_is_relay_denied_whatever_the_disguise() {
 async fn case_and_trailing_dot_variants_of_our_domain_are_ours() {
     let srv = TestServer::start("").await;
     let mut c = in_transaction(&srv).await;
-    for rcpt in ["<SALES@EXAMPLE.TEST>", "<sales@example.test.>", "<Sales@Example.Test>"] {
-        expect_reply(&c.cmd(&format!("RCPT TO:{rcpt}")).await, &reply::RECIPIENT_OK);
+    for rcpt in [
+        "<SALES@EXAMPLE.TEST>",
+        "<sales@example.test.>",
+        "<Sales@Example.Test>",
+    ] {
+        expect_reply(
+            &c.cmd(&format!("RCPT TO:{rcpt}")).await,
+            &reply::RECIPIENT_OK,
+        );
     }
     srv.shutdown().await;
 }
@@ -65,7 +77,9 @@ async fn relay_attempts_are_counted_as_rejected_recipients() {
     c.cmd("RCPT TO:<a@elsewhere.test>").await.expect_code(550);
     let metrics = srv.running().metrics.render();
     assert!(
-        metrics.contains("mxgate_inbound_recipients_total{result=\"rejected\",reason=\"relay_denied\"} 2"),
+        metrics.contains(
+            "mxgate_inbound_recipients_total{result=\"rejected\",reason=\"relay_denied\"} 2"
+        ),
         "{metrics}"
     );
     srv.shutdown().await;
@@ -89,19 +103,34 @@ async fn smuggle(srv: &TestServer, vector: &[u8]) {
     // The next reply is VRFY's: no reply was produced for any smuggled command.
     expect_reply(&c.cmd("VRFY x").await, &reply::VRFY_CANNOT_VERIFY);
     // And no transaction is open: the smuggled MAIL did not run.
-    expect_reply(&c.cmd("RCPT TO:<sales@example.test>").await, &reply::NEED_MAIL);
+    expect_reply(
+        &c.cmd("RCPT TO:<sales@example.test>").await,
+        &reply::NEED_MAIL,
+    );
 }
 
 #[tokio::test]
 async fn smuggling_vectors_never_end_data_nor_yield_a_second_message() {
     let srv = TestServer::start("").await;
-    for vector in [&b"\n.\n"[..], b"\r.\r", b"\r\n.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\r"] {
+    for vector in [
+        &b"\n.\n"[..],
+        b"\r.\r",
+        b"\r\n.\n",
+        b"\n.\r\n",
+        b"\r.\r\n",
+        b"\r\n.\r",
+    ] {
         smuggle(&srv, vector).await;
     }
     let metrics = srv.running().metrics.render();
-    assert!(!metrics.contains("mxgate_inbound_messages_total{result=\"accepted\""), "nothing accepted: {metrics}");
     assert!(
-        metrics.contains("mxgate_inbound_messages_total{result=\"rejected\",reason=\"bare_newline\"} 6"),
+        !metrics.contains("mxgate_inbound_messages_total{result=\"accepted\""),
+        "nothing accepted: {metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "mxgate_inbound_messages_total{result=\"rejected\",reason=\"bare_newline\"} 6"
+        ),
         "{metrics}"
     );
     assert!(srv.erp.pushes().is_empty());
@@ -112,9 +141,13 @@ async fn smuggling_vectors_never_end_data_nor_yield_a_second_message() {
 async fn a_proper_message_after_a_refused_one_still_goes_through() {
     let srv = TestServer::start("").await;
     smuggle(&srv, b"\n.\n").await;
-    srv.send_inbound("alice@client.test", &["sales@example.test"], &message("clean", "fine"))
-        .await
-        .expect_code(250);
+    srv.send_inbound(
+        "alice@client.test",
+        &["sales@example.test"],
+        &message("clean", "fine"),
+    )
+    .await
+    .expect_code(250);
     let pushes = eventually(10, "ERP push", || async {
         let p = srv.erp.pushes();
         (!p.is_empty()).then_some(p)
@@ -148,7 +181,11 @@ fn fuzz_corpora_replay_through_the_session_parsers() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let read = |name: &str| -> Vec<Vec<u8>> {
         std::fs::read_dir(root.join(name))
-            .map(|d| d.flatten().filter_map(|e| std::fs::read(e.path()).ok()).collect())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let commands = read("session_command");

@@ -9,7 +9,9 @@ use crate::queue::RcptState;
 
 pub async fn metrics(State(state): State<super::State>) -> impl IntoResponse {
     let queue = state.queue.clone();
-    let counts = tokio::task::spawn_blocking(move || queue.counts()).await.ok();
+    let counts = tokio::task::spawn_blocking(move || queue.counts())
+        .await
+        .ok();
     if let Some(counts) = counts {
         for st in RcptState::ALL {
             let n = counts.get(&st).copied().unwrap_or(0);
@@ -17,7 +19,10 @@ pub async fn metrics(State(state): State<super::State>) -> impl IntoResponse {
         }
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }

@@ -45,7 +45,11 @@ pub fn router(state: State) -> Router {
 }
 
 /// Bearer-token check for `/api`; constant-time comparison of the token bytes.
-async fn require_token(axum::extract::State(s): axum::extract::State<State>, req: Request, next: Next) -> Response {
+async fn require_token(
+    axum::extract::State(s): axum::extract::State<State>,
+    req: Request,
+    next: Next,
+) -> Response {
     let expected = s.config.admin.token.expose();
     if expected.is_empty() {
         return next.run(req).await;
@@ -57,11 +61,20 @@ async fn require_token(axum::extract::State(s): axum::extract::State<State>, req
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     let same = given.len() == expected.len()
-        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
     if same {
         next.run(req).await
     } else {
-        (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "missing or wrong bearer token\n").into_response()
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token\n",
+        )
+            .into_response()
     }
 }
 

@@ -24,7 +24,11 @@ pub async fn list(State(s): State<super::State>, Query(q): Query<ListQuery>) -> 
         None => None,
         Some(name) => match RcptState::parse(name) {
             Some(st) => Some(st),
-            None => return bad_request(format!("unknown state {name:?}; one of queued, deferred, sent, bounced, expired, cancelled")),
+            None => {
+                return bad_request(format!(
+                    "unknown state {name:?}; one of queued, deferred, sent, bounced, expired, cancelled"
+                ));
+            }
         },
     };
     let limit = q.limit.unwrap_or(1000).min(10_000);
@@ -37,7 +41,9 @@ pub async fn list(State(s): State<super::State>, Query(q): Query<ListQuery>) -> 
 
 /// `GET /api/queue/{id}`
 pub async fn show(State(s): State<super::State>, Path(id): Path<String>) -> Response {
-    let Some(id) = parse_id(&id) else { return bad_id(&id) };
+    let Some(id) = parse_id(&id) else {
+        return bad_id(&id);
+    };
     let queue = s.queue.clone();
     match tokio::task::spawn_blocking(move || queue.get(id)).await {
         Ok(Some(msg)) => Json(msg).into_response(),
@@ -48,13 +54,17 @@ pub async fn show(State(s): State<super::State>, Path(id): Path<String>) -> Resp
 
 /// `POST /api/queue/{id}/retry`
 pub async fn retry(State(s): State<super::State>, Path(id): Path<String>) -> Response {
-    let Some(id) = parse_id(&id) else { return bad_id(&id) };
+    let Some(id) = parse_id(&id) else {
+        return bad_id(&id);
+    };
     respond(s.queue.retry(id).await, "retried", id)
 }
 
 /// `POST /api/queue/{id}/cancel`
 pub async fn cancel(State(s): State<super::State>, Path(id): Path<String>) -> Response {
-    let Some(id) = parse_id(&id) else { return bad_id(&id) };
+    let Some(id) = parse_id(&id) else {
+        return bad_id(&id);
+    };
     respond(s.queue.cancel(id).await, "cancelled", id)
 }
 
@@ -87,10 +97,18 @@ fn bad_id(s: &str) -> Response {
 }
 
 fn not_found(id: QueueId) -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no message {id} in the queue") }))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": format!("no message {id} in the queue") })),
+    )
+        .into_response()
 }
 
 fn store_error(e: &StoreError) -> Response {
     tracing::warn!(error = %e, "admin queue operation failed");
-    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "queue store unavailable" }))).into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": "queue store unavailable" })),
+    )
+        .into_response()
 }

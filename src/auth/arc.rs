@@ -9,7 +9,10 @@ use super::verdict::ArcCheck;
 use crate::dns::Dns;
 
 pub(super) async fn check(dns: &Dns, msg: &AuthenticatedMessage<'_>) -> ArcCheck {
-    let out = dns.authenticator().verify_arc(params(dns.caches(), msg)).await;
+    let out = dns
+        .authenticator()
+        .verify_arc(params(dns.caches(), msg))
+        .await;
     let (result, reason) = result(out.result());
     ArcCheck {
         result,

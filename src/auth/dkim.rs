@@ -8,8 +8,13 @@ use super::{params, reason};
 use crate::dns::Dns;
 
 /// One mail-auth output per signature (DMARC needs them) — empty for an unsigned message.
-pub(super) async fn verify<'x>(dns: &'x Dns, msg: &'x AuthenticatedMessage<'x>) -> Vec<DkimOutput<'x>> {
-    dns.authenticator().verify_dkim(params(dns.caches(), msg)).await
+pub(super) async fn verify<'x>(
+    dns: &'x Dns,
+    msg: &'x AuthenticatedMessage<'x>,
+) -> Vec<DkimOutput<'x>> {
+    dns.authenticator()
+        .verify_dkim(params(dns.caches(), msg))
+        .await
 }
 
 /// The owned per-signature checks; `[dkim=none]` when there is no signature at all.

@@ -17,7 +17,10 @@ pub(super) async fn check(
     spf: &SpfOutput,
 ) -> DmarcCheck {
     let p = DmarcParameters::new(msg, dkim, mail_from_domain, spf);
-    let out = dns.authenticator().verify_dmarc(params(dns.caches(), p)).await;
+    let out = dns
+        .authenticator()
+        .verify_dmarc(params(dns.caches(), p))
+        .await;
     let (result, why) = match out.result() {
         DmarcResult::Pass => (AuthResult::Pass, None),
         DmarcResult::Fail(e) => (AuthResult::Fail, Some(reason(&e))),

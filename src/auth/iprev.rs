@@ -9,7 +9,10 @@ use super::{params, reason};
 use crate::dns::Dns;
 
 pub(super) async fn check(dns: &Dns, ip: IpAddr) -> IprevCheck {
-    let out = dns.authenticator().verify_iprev(params(dns.caches(), ip)).await;
+    let out = dns
+        .authenticator()
+        .verify_iprev(params(dns.caches(), ip))
+        .await;
     let (result, why) = match &out.result {
         IprevResult::Pass => (AuthResult::Pass, None),
         IprevResult::Fail(e) => (AuthResult::Fail, Some(reason(e))),
@@ -25,5 +28,9 @@ pub(super) async fn check(dns: &Dns, ip: IpAddr) -> IprevCheck {
             .map(|h| crate::dns::host_name(h)),
         _ => None,
     };
-    IprevCheck { result, ptr, reason: why }
+    IprevCheck {
+        result,
+        ptr,
+        reason: why,
+    }
 }

@@ -94,17 +94,37 @@ impl Verifier {
         verdict
     }
 
-    async fn run(&self, ip: IpAddr, helo: &str, mail_from: &ReversePath, raw: &[u8]) -> AuthVerdict {
+    async fn run(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &ReversePath,
+        raw: &[u8],
+    ) -> AuthVerdict {
         let m = &self.methods;
         let sender = mail_from.to_string();
-        let msg = if m.dkim || m.arc || m.dmarc { AuthenticatedMessage::parse(raw) } else { None };
+        let msg = if m.dkim || m.arc || m.dmarc {
+            AuthenticatedMessage::parse(raw)
+        } else {
+            None
+        };
         let dns = &self.dns;
         let host = self.hostname.as_str();
         let need_spf = m.spf || m.dmarc;
         let (spf_helo, spf_mail, dkim_out, arc, iprev) = tokio::join!(
-            async { if m.spf { Some(spf::check_helo(dns, ip, helo, host).await) } else { None } },
             async {
-                if need_spf { Some(spf::check_mail_from(dns, ip, helo, host, &sender).await) } else { None }
+                if m.spf {
+                    Some(spf::check_helo(dns, ip, helo, host).await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if need_spf {
+                    Some(spf::check_mail_from(dns, ip, helo, host, &sender).await)
+                } else {
+                    None
+                }
             },
             async {
                 match &msg {
@@ -115,17 +135,30 @@ impl Verifier {
             async {
                 match &msg {
                     Some(msg) if m.arc => Some(arc::check(dns, msg).await),
-                    None if m.arc => Some(ArcCheck { result: AuthResult::None, sets: 0, reason: None }),
+                    None if m.arc => Some(ArcCheck {
+                        result: AuthResult::None,
+                        sets: 0,
+                        reason: None,
+                    }),
                     _ => None,
                 }
             },
-            async { if m.iprev { Some(iprev::check(dns, ip).await) } else { None } },
+            async {
+                if m.iprev {
+                    Some(iprev::check(dns, ip).await)
+                } else {
+                    None
+                }
+            },
         );
         let dmarc = match (&msg, m.dmarc) {
             (Some(msg), true) => {
                 let (spf_check, spf_out) = match &spf_mail {
                     Some((c, o)) => (c.domain.clone(), o.clone()),
-                    None => (String::new(), SpfOutput::new(String::new()).with_result(SpfResult::None)),
+                    None => (
+                        String::new(),
+                        SpfOutput::new(String::new()).with_result(SpfResult::None),
+                    ),
                 };
                 Some(dmarc::check(dns, msg, &dkim_out, &spf_check, &spf_out).await)
             }
@@ -143,7 +176,11 @@ impl Verifier {
             peer_ip: ip,
             spf_helo,
             spf_mail_from: spf_mail.filter(|_| m.spf).map(|(c, _)| c),
-            dkim: if m.dkim { dkim::checks(&dkim_out) } else { Vec::new() },
+            dkim: if m.dkim {
+                dkim::checks(&dkim_out)
+            } else {
+                Vec::new()
+            },
             dmarc,
             arc,
             iprev,
@@ -155,13 +192,24 @@ impl Verifier {
         let m = &self.methods;
         let t = AuthResult::TempError;
         let why = || Some("timed out".to_string());
-        let spf = |identity, subject: String| SpfCheck { identity, result: t, subject, domain: String::new() };
+        let spf = |identity, subject: String| SpfCheck {
+            identity,
+            result: t,
+            subject,
+            domain: String::new(),
+        };
         AuthVerdict {
             peer_ip: ip,
             spf_helo: m.spf.then(|| spf(SpfIdentity::Helo, helo.to_string())),
-            spf_mail_from: m.spf.then(|| spf(SpfIdentity::MailFrom, mail_from.to_string())),
+            spf_mail_from: m
+                .spf
+                .then(|| spf(SpfIdentity::MailFrom, mail_from.to_string())),
             dkim: if m.dkim {
-                vec![DkimCheck { result: t, reason: why(), ..dkim::none() }]
+                vec![DkimCheck {
+                    result: t,
+                    reason: why(),
+                    ..dkim::none()
+                }]
             } else {
                 Vec::new()
             },
@@ -173,8 +221,16 @@ impl Verifier {
                 dkim_aligned: false,
                 reason: why(),
             }),
-            arc: m.arc.then(|| ArcCheck { result: t, sets: 0, reason: why() }),
-            iprev: m.iprev.then(|| IprevCheck { result: t, ptr: None, reason: why() }),
+            arc: m.arc.then(|| ArcCheck {
+                result: t,
+                sets: 0,
+                reason: why(),
+            }),
+            iprev: m.iprev.then(|| IprevCheck {
+                result: t,
+                ptr: None,
+                reason: why(),
+            }),
         }
     }
 }
@@ -205,5 +261,8 @@ fn params<P>(c: &Caches, params: P) -> CachedParams<'_, P> {
 fn reason(e: &mail_auth::Error) -> String {
     let s = e.to_string();
     let s = s.strip_prefix("DNS resolution error: ").unwrap_or(&s);
-    s.chars().filter(|c| !matches!(c, '(' | ')' | '\r' | '\n')).take(120).collect()
+    s.chars()
+        .filter(|c| !matches!(c, '(' | ')' | '\r' | '\n'))
+        .take(120)
+        .collect()
 }

@@ -33,7 +33,11 @@ impl Policy {
 
     /// The stricter of two policies (for a message to several alias domains).
     pub fn stricter(self, other: Policy) -> Policy {
-        if other.severity() > self.severity() { other } else { self }
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
     }
 }
 

@@ -26,13 +26,22 @@ impl AuthVerdict {
                 SpfIdentity::MailFrom => "smtp.mailfrom",
                 SpfIdentity::Helo => "smtp.helo",
             };
-            results.push(format!("spf={} {ptype}={}", spf.result, pvalue(&spf.subject)));
+            results.push(format!(
+                "spf={} {ptype}={}",
+                spf.result,
+                pvalue(&spf.subject)
+            ));
         }
         for d in &self.dkim {
             let mut r = format!("dkim={}", d.result);
             comment(&mut r, d.reason.as_deref());
             if !d.domain.is_empty() {
-                let _ = write!(r, " header.d={} header.s={}", pvalue(&d.domain), pvalue(&d.selector));
+                let _ = write!(
+                    r,
+                    " header.d={} header.s={}",
+                    pvalue(&d.domain),
+                    pvalue(&d.selector)
+                );
                 if !d.b_prefix.is_empty() {
                     let _ = write!(r, " header.b={}", pvalue(&d.b_prefix));
                 }
@@ -93,7 +102,8 @@ fn sanitize(s: &str) -> String {
 fn pvalue(s: &str) -> String {
     let bare = !s.is_empty()
         && s.matches('@').count() <= 1
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.@".contains(c));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.@".contains(c));
     if bare {
         return s.to_string();
     }
@@ -210,7 +220,15 @@ mod tests {
 
     #[test]
     fn stripping_never_panics_on_odd_input() {
-        for raw in [&b""[..], b"\r\n", b":", b"Authentication-Results:", b"a\n b\n\n", b"x: (((", b"\n\n\n"] {
+        for raw in [
+            &b""[..],
+            b"\r\n",
+            b":",
+            b"Authentication-Results:",
+            b"a\n b\n\n",
+            b"x: (((",
+            b"\n\n\n",
+        ] {
             let _ = strip_forged_results(raw, "mx.example.test");
         }
         let raw = b"Authentication-Results: mx.example.test";

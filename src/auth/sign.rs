@@ -92,7 +92,10 @@ impl Signer {
     /// Signs `raw` with every key of `domain` (or its closest configured parent). `Ok(None)`
     /// when no key covers it; the returned fields are CRLF-terminated, to be prepended.
     pub fn sign(&self, domain: &str, raw: &[u8]) -> Result<Option<String>, SignError> {
-        let Some(signers) = self.signing_domain(domain).and_then(|d| self.by_domain.get(d)) else {
+        let Some(signers) = self
+            .signing_domain(domain)
+            .and_then(|d| self.by_domain.get(d))
+        else {
             return Ok(None);
         };
         let mut out = String::new();
@@ -105,7 +108,8 @@ impl Signer {
 
     /// Signs for the domain of the message's `From:` (what DMARC aligns against).
     pub fn sign_message(&self, raw: &[u8]) -> Result<Option<String>, SignError> {
-        let Some(from) = AuthenticatedMessage::parse(raw).and_then(|m| m.from.into_iter().next()) else {
+        let Some(from) = AuthenticatedMessage::parse(raw).and_then(|m| m.from.into_iter().next())
+        else {
             return Ok(None);
         };
         match from.rsplit_once('@') {
@@ -133,8 +137,14 @@ mod tests {
         assert_eq!(s.signing_domain("other.test"), None);
         let msg = b"From: a@news.example.test\r\nTo: b@x.test\r\nSubject: hi\r\n\r\nbody\r\n";
         let header = s.sign_message(msg).expect("sign").expect("has key");
-        assert!(header.starts_with("DKIM-Signature: v=1; a=ed25519-sha256;"), "{header}");
-        assert!(header.contains("d=example.test") && header.contains("s=s1"), "{header}");
+        assert!(
+            header.starts_with("DKIM-Signature: v=1; a=ed25519-sha256;"),
+            "{header}"
+        );
+        assert!(
+            header.contains("d=example.test") && header.contains("s=s1"),
+            "{header}"
+        );
         assert!(header.ends_with("\r\n"));
         assert_eq!(s.sign("other.test", msg).expect("no error"), None);
     }

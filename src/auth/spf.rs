@@ -21,7 +21,10 @@ pub(super) async fn check_helo(dns: &Dns, ip: IpAddr, helo: &str, hostname: &str
     }
     let out = dns
         .authenticator()
-        .verify_spf(params(dns.caches(), SpfParameters::verify_ehlo(ip, helo, hostname)))
+        .verify_spf(params(
+            dns.caches(),
+            SpfParameters::verify_ehlo(ip, helo, hostname),
+        ))
         .await;
     SpfCheck {
         identity: SpfIdentity::Helo,

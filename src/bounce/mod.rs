@@ -15,6 +15,7 @@ mod classify;
 mod codes;
 mod document;
 mod heuristics;
+pub mod intake;
 mod parse;
 mod phrases;
 mod provider;

@@ -44,33 +44,51 @@ impl AdminClient {
                 format!("http://{addr}")
             }
         };
-        let token = std::env::var("MXGATE_ADMIN_TOKEN").unwrap_or_else(|_| config.admin.token.expose().to_string());
+        let token = std::env::var("MXGATE_ADMIN_TOKEN")
+            .unwrap_or_else(|_| config.admin.token.expose().to_string());
         Ok(AdminClient { base, token })
     }
 
     /// Sends the request; returns the JSON body of a 2xx answer, or the API's error message.
     pub fn call(&self, method: &str, path: &str) -> anyhow::Result<serde_json::Value> {
         let url = format!("{}{path}", self.base);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let (status, body) = rt.block_on(async {
             let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
             let mut req = Request::builder().method(method).uri(&url);
             if !self.token.is_empty() {
                 req = req.header("authorization", format!("Bearer {}", self.token));
             }
-            let req = req.body(Full::new(Bytes::new())).context("building the request")?;
+            let req = req
+                .body(Full::new(Bytes::new()))
+                .context("building the request")?;
             let fut = client.request(req);
             let resp = tokio::time::timeout(std::time::Duration::from_secs(30), fut)
                 .await
                 .with_context(|| format!("{url}: no answer within 30s"))?
-                .with_context(|| format!("cannot reach the admin API at {url} (is `mxgate serve` running?)"))?;
+                .with_context(|| {
+                    format!("cannot reach the admin API at {url} (is `mxgate serve` running?)")
+                })?;
             let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await.context("reading the answer")?.to_bytes();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .context("reading the answer")?
+                .to_bytes();
             anyhow::Ok((status, body))
         })?;
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).trim().to_string()));
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&body).trim().to_string())
+        });
         if !(200..300).contains(&status) {
-            let msg = json.get("error").and_then(|e| e.as_str()).map(str::to_string).unwrap_or_else(|| json.to_string());
+            let msg = json
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| json.to_string());
             bail!("{method} {path}: HTTP {status}: {msg}");
         }
         Ok(json)

@@ -13,7 +13,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
         rpassword::prompt_password("Password: ").context("reading the password")?
     } else {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
         line.trim_end_matches(['\r', '\n']).to_string()
     };
     if password.is_empty() {

@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "mxgate", version, about = "Mail server for an ERP's alias domain")]
+#[command(
+    name = "mxgate",
+    version,
+    about = "Mail server for an ERP's alias domain"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -53,7 +57,10 @@ impl ConfigArg {
                 if path.exists() {
                     Config::load(path)
                 } else {
-                    Config::from_toml(crate::config::DEFAULT_TOML, std::path::Path::new("<embedded default>"))
+                    Config::from_toml(
+                        crate::config::DEFAULT_TOML,
+                        std::path::Path::new("<embedded default>"),
+                    )
                 }
             }
         }

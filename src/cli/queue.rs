@@ -55,11 +55,17 @@ pub fn run(args: &QueueArgs) -> anyhow::Result<()> {
             let v = client.call("GET", &format!("/api/queue/{id}"))?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        QueueAction::Retry { id: Some(id), failed: false } => {
+        QueueAction::Retry {
+            id: Some(id),
+            failed: false,
+        } => {
             let v = client.call("POST", &format!("/api/queue/{id}/retry"))?;
             println!("{id}: {} recipient(s) requeued", v["retried"]);
         }
-        QueueAction::Retry { id: None, failed: true } => {
+        QueueAction::Retry {
+            id: None,
+            failed: true,
+        } => {
             let v = client.call("POST", "/api/queue/retry-failed")?;
             println!("{} recipient(s) requeued", v["retried"]);
         }
@@ -76,7 +82,10 @@ pub fn run(args: &QueueArgs) -> anyhow::Result<()> {
 fn print_table(v: &Value) {
     let empty = Vec::new();
     let msgs = v["messages"].as_array().unwrap_or(&empty);
-    println!("{:<16}  {:<9}  {:>3}  {:<32}  LAST REPLY", "ID", "STATE", "TRY", "RECIPIENT");
+    println!(
+        "{:<16}  {:<9}  {:>3}  {:<32}  LAST REPLY",
+        "ID", "STATE", "TRY", "RECIPIENT"
+    );
     for m in msgs {
         let id = m["id"].as_str().unwrap_or("?");
         for r in m["recipients"].as_array().unwrap_or(&empty) {

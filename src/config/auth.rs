@@ -136,6 +136,9 @@ mod tests {
             algorithm: DkimAlgorithm::Ed25519,
             key_file: None,
         };
-        assert_eq!(k.key_path(Path::new("data")), Path::new("data/dkim/example.test.s1.key"));
+        assert_eq!(
+            k.key_path(Path::new("data")),
+            Path::new("data/dkim/example.test.s1.key")
+        );
     }
 }

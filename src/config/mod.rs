@@ -85,7 +85,13 @@ impl fmt::Display for ConfigError {
                 writeln!(f)?;
             }
             match p.line {
-                Some(line) => write!(f, "{}:{line}: {}: {}", self.file.display(), p.path, p.message)?,
+                Some(line) => write!(
+                    f,
+                    "{}:{line}: {}: {}",
+                    self.file.display(),
+                    p.path,
+                    p.message
+                )?,
                 None => write!(f, "{}: {}: {}", self.file.display(), p.path, p.message)?,
             }
         }
@@ -113,7 +119,8 @@ impl Config {
             file: file.to_path_buf(),
             problems,
         };
-        let config: Config = toml::from_str(text).map_err(|e| err(vec![syntax_problem(text, &e)]))?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| err(vec![syntax_problem(text, &e)]))?;
         let mut problems = config.validate();
         if problems.is_empty() {
             return Ok(config);
@@ -155,8 +162,11 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_with_its_line() {
-        let e = Config::from_toml("[server]\nhostname = \"a\"\nbogus = 1\n", Path::new("x.toml"))
-            .expect_err("unknown key");
+        let e = Config::from_toml(
+            "[server]\nhostname = \"a\"\nbogus = 1\n",
+            Path::new("x.toml"),
+        )
+        .expect_err("unknown key");
         assert_eq!(e.problems[0].line, Some(3), "{e}");
         assert!(e.to_string().contains("bogus"), "{e}");
     }

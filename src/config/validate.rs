@@ -33,15 +33,24 @@ impl Config {
                 && l.bind.port() != 0
                 && !binds.insert(l.bind)
             {
-                p.add(path, format!("{} is already used by another listener", l.bind));
+                p.add(
+                    path,
+                    format!("{} is already used by another listener", l.bind),
+                );
             }
         }
         if self.admin.bind.port() != 0 && binds.contains(&self.admin.bind) {
-            p.add("admin.bind", format!("{} is already used by a listener", self.admin.bind));
+            p.add(
+                "admin.bind",
+                format!("{} is already used by a listener", self.admin.bind),
+            );
         }
         let s = &self.smtp;
         if s.max_line_bytes < 512 {
-            p.add("smtp.max_line_bytes", "must be at least 512 (RFC 5321 §4.5.3.1.4)");
+            p.add(
+                "smtp.max_line_bytes",
+                "must be at least 512 (RFC 5321 §4.5.3.1.4)",
+            );
         }
         if s.max_recipients == 0 {
             p.add("smtp.max_recipients", "must be at least 1");
@@ -50,7 +59,10 @@ impl Config {
             p.add("smtp.max_message_bytes", "must be at least 1KiB");
         }
         if s.max_connections == 0 || s.max_connections_per_ip == 0 {
-            p.add("smtp.max_connections", "connection limits must be at least 1");
+            p.add(
+                "smtp.max_connections",
+                "connection limits must be at least 1",
+            );
         }
     }
 
@@ -81,7 +93,10 @@ impl Config {
                 ),
                 Some(addr) => {
                     if !seen.insert(addr.to_ascii_lowercase()) {
-                        p.add(at("address"), format!("alias {:?} is listed twice", a.address));
+                        p.add(
+                            at("address"),
+                            format!("alias {:?} is listed twice", a.address),
+                        );
                     }
                 }
             }
@@ -108,7 +123,10 @@ impl Config {
                 RouteConfig::Forward(f) => {
                     for (i, to) in f.to.iter().enumerate() {
                         if Address::parse(to).is_none() {
-                            p.add(format!("routes.{name}.to[{i}]"), format!("{to:?} is not an address"));
+                            p.add(
+                                format!("routes.{name}.to[{i}]"),
+                                format!("{to:?} is not an address"),
+                            );
                         }
                     }
                 }
@@ -129,12 +147,18 @@ impl Config {
         let mut names = HashSet::new();
         for (i, h) in self.relay.smarthosts.iter().enumerate() {
             if !names.insert(h.name.as_str()) {
-                p.add(format!("relay.smarthosts[{i}].name"), format!("{:?} is listed twice", h.name));
+                p.add(
+                    format!("relay.smarthosts[{i}].name"),
+                    format!("{:?} is listed twice", h.name),
+                );
             }
         }
         for (i, w) in self.warming.schedule.iter().enumerate() {
             if parse_day_range(&w.days).is_none() {
-                p.add(format!("warming.schedule[{i}].days"), format!("{:?}: expected \"1-3\", \"7\" or \"21+\"", w.days));
+                p.add(
+                    format!("warming.schedule[{i}].days"),
+                    format!("{:?}: expected \"1-3\", \"7\" or \"21+\"", w.days),
+                );
             }
         }
         let q = &self.queue;
@@ -230,7 +254,11 @@ kind = "http"
 url = "ftp://x"
 "#;
         let e = Config::from_toml(toml, Path::new("t.toml")).expect_err("invalid");
-        let lines: Vec<_> = e.problems.iter().map(|p| (p.path.as_str(), p.line)).collect();
+        let lines: Vec<_> = e
+            .problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.line))
+            .collect();
         assert!(lines.contains(&("aliases[0].address", Some(6))), "{e}");
         assert!(lines.contains(&("aliases[1].route", Some(11))), "{e}");
         assert!(lines.contains(&("routes.crm.url", Some(15))), "{e}");

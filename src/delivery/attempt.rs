@@ -34,14 +34,25 @@ impl Context {
     pub fn kind_label(&self, rcpt: &Recipient) -> &'static str {
         match &rcpt.dest {
             Destination::Bounce { .. } => "bounce",
-            Destination::Route { route, .. } => self.config.route(route).map_or("unknown", RouteConfig::kind),
+            Destination::Route { route, .. } => self
+                .config
+                .route(route)
+                .map_or("unknown", RouteConfig::kind),
         }
     }
 
     fn warn_once(&self, kind: &'static str, route: &str) {
-        let first = self.warned.lock().unwrap_or_else(PoisonError::into_inner).insert(kind);
+        let first = self
+            .warned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind);
         if first {
-            tracing::warn!(route, kind, "route kind not available yet: its mail stays queued (deferred) until it is");
+            tracing::warn!(
+                route,
+                kind,
+                "route kind not available yet: its mail stays queued (deferred) until it is"
+            );
         }
     }
 }
@@ -54,7 +65,12 @@ pub async fn run(ctx: &Context, msg: &QueuedMessage, rcpt: &Recipient, body: Vec
     }
 }
 
-async fn deliver(ctx: &Context, msg: &QueuedMessage, rcpt: &Recipient, body: Vec<u8>) -> Result<String, Error> {
+async fn deliver(
+    ctx: &Context,
+    msg: &QueuedMessage,
+    rcpt: &Recipient,
+    body: Vec<u8>,
+) -> Result<String, Error> {
     let (route, alias, thread, detail) = match &rcpt.dest {
         Destination::Route {
             route,
@@ -81,11 +97,15 @@ async fn deliver(ctx: &Context, msg: &QueuedMessage, rcpt: &Recipient, body: Vec
             };
             http::post(&ctx.http, h, &meta, body).await
         }
-        RouteConfig::Maildir(m) => deliver_maildir(m.path.clone(), ctx.config.server.hostname.clone(), body).await,
+        RouteConfig::Maildir(m) => {
+            deliver_maildir(m.path.clone(), ctx.config.server.hostname.clone(), body).await
+        }
         RouteConfig::Discard => Ok("discarded".to_string()),
         // Refused at RCPT; only reachable if the config changed while the message waited.
         RouteConfig::Reject(r) => Err(Error::Rejected(
-            r.message.clone().unwrap_or_else(|| "route rejects mail".to_string()),
+            r.message
+                .clone()
+                .unwrap_or_else(|| "route rejects mail".to_string()),
         )),
         RouteConfig::Odoo(_) | RouteConfig::Forward(_) => {
             ctx.warn_once(cfg.kind(), route);
@@ -98,6 +118,9 @@ async fn deliver_maildir(dir: PathBuf, hostname: String, body: Vec<u8>) -> Resul
     let path = tokio::task::spawn_blocking(move || maildir::deliver(&dir, &hostname, &body))
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(format!("maildir new/{name}"))
 }

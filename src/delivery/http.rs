@@ -55,7 +55,12 @@ pub struct Metadata<'a> {
 }
 
 /// POSTs `body` to the route; returns the reply line (`HTTP 200 OK`) on a 2xx.
-pub async fn post(client: &Client, route: &HttpRoute, meta: &Metadata<'_>, body: Vec<u8>) -> Result<String, Error> {
+pub async fn post(
+    client: &Client,
+    route: &HttpRoute,
+    meta: &Metadata<'_>,
+    body: Vec<u8>,
+) -> Result<String, Error> {
     let req = request(route, meta, body)?;
     let timeout = route.timeout.get();
     tokio::time::timeout(timeout, send(client, req))
@@ -66,24 +71,39 @@ pub async fn post(client: &Client, route: &HttpRoute, meta: &Metadata<'_>, body:
 async fn send(client: &Client, req: Request<Full<Bytes>>) -> Result<String, Error> {
     let resp = client.request(req).await.map_err(Error::Http)?;
     let status = resp.status();
-    let line = format!("HTTP {} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let line = format!(
+        "HTTP {} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
     let line = line.trim_end().to_string();
     // Read the answer so the connection can be reused; its text explains a refusal.
-    let text = match Limited::new(resp.into_body(), MAX_RESPONSE_BYTES).collect().await {
+    let text = match Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+    {
         Ok(b) => excerpt(&b.to_bytes()),
         Err(_) => String::new(),
     };
     if status.is_success() {
         return Ok(line);
     }
-    let reply = if text.is_empty() { line } else { format!("{line}: {text}") };
+    let reply = if text.is_empty() {
+        line
+    } else {
+        format!("{line}: {text}")
+    };
     Err(Error::Status {
         status: status.as_u16(),
         reply,
     })
 }
 
-fn request(route: &HttpRoute, meta: &Metadata<'_>, body: Vec<u8>) -> Result<Request<Full<Bytes>>, Error> {
+fn request(
+    route: &HttpRoute,
+    meta: &Metadata<'_>,
+    body: Vec<u8>,
+) -> Result<Request<Full<Bytes>>, Error> {
     let bad = |reason: &str| Error::BadUrl {
         url: route.url.clone(),
         reason: reason.to_string(),
@@ -114,7 +134,10 @@ fn request(route: &HttpRoute, meta: &Metadata<'_>, body: Vec<u8>) -> Result<Requ
     set("x-mxgate-envelope-to", meta.envelope_to);
     set("x-mxgate-queue-id", &meta.queue_id);
     if !route.token.is_empty() {
-        h.insert(AUTHORIZATION, header_value(&format!("Bearer {}", route.token.expose())));
+        h.insert(
+            AUTHORIZATION,
+            header_value(&format!("Bearer {}", route.token.expose())),
+        );
     }
     Ok(req)
 }
@@ -166,7 +189,8 @@ mod tests {
 
     #[test]
     fn request_carries_metadata_and_omits_absent_thread() {
-        let req = request(&route("http://127.0.0.1:1/in"), &meta(), b"x".to_vec()).expect("request");
+        let req =
+            request(&route("http://127.0.0.1:1/in"), &meta(), b"x".to_vec()).expect("request");
         let h = req.headers();
         assert_eq!(h["content-type"], "message/rfc822");
         assert_eq!(h["x-mxgate-detail"], "q3");
@@ -185,7 +209,10 @@ mod tests {
 
     #[test]
     fn utf8_addresses_and_control_bytes_make_valid_headers() {
-        assert_eq!(header_value("josé@example.test").as_bytes(), "josé@example.test".as_bytes());
+        assert_eq!(
+            header_value("josé@example.test").as_bytes(),
+            "josé@example.test".as_bytes()
+        );
         assert_eq!(header_value("a\r\nb"), "ab");
     }
 

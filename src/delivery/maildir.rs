@@ -37,7 +37,9 @@ fn write_synced(path: &Path, body: &[u8]) -> io::Result<()> {
 /// `<secs>.M<usec>P<pid>R<random>.<host>,S=<size>`: the modern unique-name form; the random
 /// part makes two deliveries in the same microsecond by the same process distinct.
 fn unique_name(hostname: &str, size: usize) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let host = hostname.replace('/', "\\057").replace(':', "\\072");
     format!(
         "{}.M{}P{}R{:016x}.{host},S={size}",

@@ -117,7 +117,9 @@ mod tests {
     #[test]
     fn transport_errors_are_deferred() {
         let e = Error::Timeout(std::time::Duration::from_secs(2));
-        assert!(matches!(classify(&e), Outcome::Deferred { reason, .. } if reason.contains("timed out")));
+        assert!(
+            matches!(classify(&e), Outcome::Deferred { reason, .. } if reason.contains("timed out"))
+        );
         let e = Error::Io(std::io::Error::other("disk full"));
         assert_eq!(classify(&e).as_label(), "deferred");
     }

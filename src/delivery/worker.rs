@@ -18,8 +18,8 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::attempt::{self, Context};
 use super::Outcome;
+use super::attempt::{self, Context};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -178,7 +178,9 @@ async fn attempt_one(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due
 fn log(outcome: &Outcome, rcpt: &str, kind: &str) {
     match outcome {
         Outcome::Sent { reply } => tracing::info!(rcpt, route_kind = kind, reply, "delivered"),
-        Outcome::Deferred { reason, .. } => tracing::info!(rcpt, route_kind = kind, reason, "deferred"),
+        Outcome::Deferred { reason, .. } => {
+            tracing::info!(rcpt, route_kind = kind, reason, "deferred")
+        }
         Outcome::Bounced { reply, .. } => tracing::info!(rcpt, route_kind = kind, reply, "bounced"),
     }
 }

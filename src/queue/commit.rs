@@ -51,7 +51,10 @@ pub struct Shared {
 
 impl Shared {
     /// Runs `f` on the open DB, or fails with `Closed`.
-    pub fn with_db<T>(&self, f: impl FnOnce(&DB) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn with_db<T>(
+        &self,
+        f: impl FnOnce(&DB) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
         match guard.as_ref() {
             Some(db) => f(db),
@@ -110,7 +113,11 @@ impl Committer {
     /// Commits everything already submitted, then stops the thread and waits for it.
     pub fn stop(&self) {
         let _ = self.tx.send(Msg::Close);
-        let handle = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(handle) = handle
             && handle.join().is_err()
         {

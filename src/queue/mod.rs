@@ -53,7 +53,10 @@ use commit::{Change, Committer, Shared};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create queue directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("RocksDB: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt queue record {key}: {reason}")]
@@ -127,7 +130,12 @@ impl Drop for Inner {
 
 impl Queue {
     /// Opens (or creates) the store in `dir`; pending recipients are resumed from its index.
-    pub fn open(dir: &Path, cfg: QueueConfig, clock: Clock, metrics: Metrics) -> Result<Queue, StoreError> {
+    pub fn open(
+        dir: &Path,
+        cfg: QueueConfig,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> Result<Queue, StoreError> {
         Queue::open_with(dir, cfg, clock, metrics, QueueOptions::default())
     }
 
@@ -153,7 +161,9 @@ impl Queue {
             opts,
             changed: Notify::new(),
         };
-        Ok(Queue { inner: Arc::new(inner) })
+        Ok(Queue {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Stores the message durably (fsync'd WAL, group commit); only then may the session say 250.
@@ -215,27 +225,42 @@ impl Queue {
 
     /// Up to `limit` messages in arrival order; with `state`, those with a recipient in it.
     pub fn list(&self, state: Option<RcptState>, limit: usize) -> Vec<QueuedMessage> {
-        self.read("list", |db| store::list(db, state, limit)).unwrap_or_default()
+        self.read("list", |db| store::list(db, state, limit))
+            .unwrap_or_default()
     }
 
     /// Recipients per state (kept in memory, exact: updated when each change is durable).
     pub fn counts(&self) -> HashMap<RcptState, u64> {
-        self.inner.shared.counts.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner
+            .shared
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Messages holding an unprocessed DSN (`bounce+TOKEN` recipients), oldest first.
     pub fn pending_bounces(&self) -> Vec<QueueId> {
-        self.read("pending bounces", store::pending_bounces).unwrap_or_default()
+        self.read("pending bounces", store::pending_bounces)
+            .unwrap_or_default()
     }
 
     /// The bounce stage has processed this DSN: drop it from [`Queue::pending_bounces`].
     pub async fn bounce_processed(&self, id: QueueId) -> Result<(), StoreError> {
-        self.commit(move |_| Ok((store::bounce_processed(id), ()))).await
+        self.commit(move |_| Ok((store::bounce_processed(id), ())))
+            .await
     }
 
     /// Blocking: due recipients not in `in_flight`, earliest first, at most `max`.
-    pub fn due(&self, now_ms: u64, in_flight: &HashSet<RcptKey>, max: usize) -> Result<DueScan, StoreError> {
-        self.inner.shared.with_db(|db| store::due(db, now_ms, in_flight, max))
+    pub fn due(
+        &self,
+        now_ms: u64,
+        in_flight: &HashSet<RcptKey>,
+        max: usize,
+    ) -> Result<DueScan, StoreError> {
+        self.inner
+            .shared
+            .with_db(|db| store::due(db, now_ms, in_flight, max))
     }
 
     /// Resolves when a recipient may have become due now (enqueue, retry). A wake-up sent
@@ -248,7 +273,12 @@ impl Queue {
     /// last reply, and the next state (sent, bounced, deferred with backoff, or expired).
     /// Returns the new state, or `None` when the recipient was no longer pending (cancelled
     /// meanwhile): then nothing changes.
-    pub async fn record(&self, id: QueueId, rcpt: u16, outcome: &Outcome) -> Result<Option<RcptState>, StoreError> {
+    pub async fn record(
+        &self,
+        id: QueueId,
+        rcpt: u16,
+        outcome: &Outcome,
+    ) -> Result<Option<RcptState>, StoreError> {
         let outcome = outcome.clone();
         let cfg = self.inner.cfg.clone();
         let now_ms = self.inner.clock.now_ms();
@@ -273,7 +303,9 @@ impl Queue {
     pub async fn retry(&self, id: QueueId) -> Result<usize, StoreError> {
         let now_ms = self.inner.clock.now_ms();
         let n = self
-            .commit(move |db| store::update(db, id, |m| apply_all(m, |r| transition::retry(r, now_ms))))
+            .commit(move |db| {
+                store::update(db, id, |m| apply_all(m, |r| transition::retry(r, now_ms)))
+            })
             .await?;
         if n > 0 {
             self.inner.changed.notify_one();
@@ -285,9 +317,10 @@ impl Queue {
     /// Returns the number of recipients requeued.
     pub async fn retry_failed(&self) -> Result<usize, StoreError> {
         let me = self.clone();
-        let ids = tokio::task::spawn_blocking(move || me.inner.shared.with_db(store::retryable_ids))
-            .await
-            .map_err(|_| StoreError::Closed)??;
+        let ids =
+            tokio::task::spawn_blocking(move || me.inner.shared.with_db(store::retryable_ids))
+                .await
+                .map_err(|_| StoreError::Closed)??;
         let mut total = 0;
         // In chunks: each chunk's retries are submitted together and share fsyncs.
         for chunk in ids.chunks(256) {
@@ -306,20 +339,50 @@ impl Queue {
     /// Cancels the message's pending recipients. Returns how many; `NotFound` for an unknown id.
     pub async fn cancel(&self, id: QueueId) -> Result<usize, StoreError> {
         let now_ms = self.inner.clock.now_ms();
-        self.commit(move |db| store::update(db, id, |m| apply_all(m, |r| transition::cancel(r, now_ms))))
-            .await
+        self.commit(move |db| {
+            store::update(db, id, |m| apply_all(m, |r| transition::cancel(r, now_ms)))
+        })
+        .await
+    }
+
+    /// A DSN arrived for recipient `rcpt` of `id` (VERP token): the recipient becomes
+    /// `bounced` with the category and the remote words, even if it was `sent` (the remote
+    /// MTA accepted it, then failed later). Returns the new state, or `None` when the
+    /// recipient is already final in another way (cancelled, expired, bounced).
+    pub async fn bounce_reported(
+        &self,
+        id: QueueId,
+        rcpt: u16,
+        category: Option<String>,
+        reply: String,
+    ) -> Result<Option<RcptState>, StoreError> {
+        let now_ms = self.inner.clock.now_ms();
+        self.commit(move |db| {
+            store::update(db, id, |m| {
+                let r = m.recipients.get_mut(usize::from(rcpt))?;
+                transition::bounce_reported(r, category, reply, now_ms).then_some(r.state)
+            })
+        })
+        .await
     }
 
     /// Drops a `d/` entry that matches no pending recipient (see [`store::forget_due`]).
     pub async fn forget_due(&self, due: Due) -> Result<(), StoreError> {
-        self.commit(move |db| Ok((store::forget_due(db, due)?, ()))).await
+        self.commit(move |db| Ok((store::forget_due(db, due)?, ())))
+            .await
     }
 
     /// Commits what is queued, stops the committer, flushes memtables and closes RocksDB.
     /// Every later call fails with `Closed` (reads return nothing). Idempotent.
     pub fn close(&self) {
         self.inner.committer.stop();
-        let db = self.inner.shared.db.write().unwrap_or_else(PoisonError::into_inner).take();
+        let db = self
+            .inner
+            .shared
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(db) = db {
             // Not needed for durability (the WAL is synced); it makes the next open faster.
             if let Err(e) = db.flush() {
@@ -344,7 +407,11 @@ fn new_meta(id: QueueId, now_ms: u64, msg: &NewMessage) -> QueuedMessage {
             Recipient {
                 address: addr.to_string(),
                 dest: dest.clone(),
-                state: if bounce { RcptState::Sent } else { RcptState::Queued },
+                state: if bounce {
+                    RcptState::Sent
+                } else {
+                    RcptState::Queued
+                },
                 attempts: 0,
                 next_attempt_ms: now_ms,
                 last_reply: bounce.then(|| transition::STORED_FOR_BOUNCE.to_string()),

@@ -40,7 +40,13 @@ pub fn expires_at(cfg: &QueueConfig, received_ms: u64) -> u64 {
 /// After failed attempt number `attempts` at `now_ms`: when to retry, or expire. A retry that
 /// would land after the expiry instant is moved to it, so the last attempt happens right at
 /// expiry rather than never.
-pub fn after_failure(cfg: &QueueConfig, received_ms: u64, now_ms: u64, attempts: u32, jitter: f64) -> Next {
+pub fn after_failure(
+    cfg: &QueueConfig,
+    received_ms: u64,
+    now_ms: u64,
+    attempts: u32,
+    jitter: f64,
+) -> Next {
     let expiry = expires_at(cfg, received_ms);
     if now_ms >= expiry {
         return Next::Expire;
@@ -73,7 +79,10 @@ mod tests {
     }
 
     fn assert_close(d: Duration, secs: f64) {
-        assert!((d.as_secs_f64() - secs).abs() < 0.001, "{d:?} is not {secs}s");
+        assert!(
+            (d.as_secs_f64() - secs).abs() < 0.001,
+            "{d:?} is not {secs}s"
+        );
     }
 
     #[test]
@@ -87,7 +96,11 @@ mod tests {
     fn backoff_is_capped_even_after_very_many_attempts() {
         let c = cfg(60, 3600, 86_400);
         for n in [30, 31, 32, 33, 63, 64, 1000, u32::MAX] {
-            assert_eq!(backoff(&c, n, 0.0), Duration::from_secs(3600), "attempt {n}");
+            assert_eq!(
+                backoff(&c, n, 0.0),
+                Duration::from_secs(3600),
+                "attempt {n}"
+            );
         }
     }
 

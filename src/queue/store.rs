@@ -28,12 +28,15 @@ pub fn open_db(dir: &Path) -> Result<DB, StoreError> {
     Ok(DB::open(&opts, dir)?)
 }
 
+/// One raw RocksDB entry as the iterator yields it.
+type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
+
 /// Iterates the keys (and values) starting with `prefix`, from `start` (≥ prefix).
 fn scan<'a>(
     db: &'a DB,
     prefix: &[u8],
     start: &[u8],
-) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>> + 'a {
+) -> impl Iterator<Item = Entry> + 'a {
     let mut ro = ReadOptions::default();
     ro.set_iterate_upper_bound(keys::prefix_end(prefix));
     db.iterator_opt(IteratorMode::From(start, Direction::Forward), ro)
@@ -55,7 +58,9 @@ pub fn read_meta(db: &DB, id: QueueId) -> Result<Option<QueuedMessage>, StoreErr
     let key = keys::meta(id);
     match db.get_pinned(key)? {
         None => Ok(None),
-        Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| corrupt(&key, e)),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| corrupt(&key, e)),
     }
 }
 
@@ -75,7 +80,11 @@ pub fn load_counts(db: &DB) -> Result<HashMap<RcptState, u64>, StoreError> {
 }
 
 /// Messages in arrival order; with `state`, those having at least one recipient in it.
-pub fn list(db: &DB, state: Option<RcptState>, limit: usize) -> Result<Vec<QueuedMessage>, StoreError> {
+pub fn list(
+    db: &DB,
+    state: Option<RcptState>,
+    limit: usize,
+) -> Result<Vec<QueuedMessage>, StoreError> {
     let mut out = Vec::new();
     let Some(st) = state else {
         for item in scan(db, keys::META, keys::META).take(limit) {
@@ -146,7 +155,12 @@ pub struct DueScan {
 
 /// Reads the schedule index from its earliest key: a seek, then only due entries (plus the
 /// in-flight ones to skip, at most the concurrency) are visited.
-pub fn due(db: &DB, now_ms: u64, in_flight: &HashSet<RcptKey>, max: usize) -> Result<DueScan, StoreError> {
+pub fn due(
+    db: &DB,
+    now_ms: u64,
+    in_flight: &HashSet<RcptKey>,
+    max: usize,
+) -> Result<DueScan, StoreError> {
     let mut out = DueScan::default();
     for item in scan(db, keys::DUE, keys::DUE) {
         let (k, _) = item?;
@@ -190,10 +204,16 @@ pub fn enqueue(msg: &QueuedMessage, body: &[u8]) -> Result<Change, StoreError> {
         put_indexes(&mut change.batch, msg.id, rcpt_index(i), r);
         change.moves.push((None, r.state));
     }
-    if msg.recipients.iter().any(|r| matches!(r.dest, Destination::Bounce { .. })) {
+    if msg
+        .recipients
+        .iter()
+        .any(|r| matches!(r.dest, Destination::Bounce { .. }))
+    {
         change.batch.put(keys::bounce(msg.id), []);
     }
-    change.batch.put(keys::meta(msg.id), serde_json::to_vec(msg)?);
+    change
+        .batch
+        .put(keys::meta(msg.id), serde_json::to_vec(msg)?);
     change.batch.put(keys::body(msg.id), body);
     Ok(change)
 }

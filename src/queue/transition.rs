@@ -53,7 +53,8 @@ pub fn record(r: &mut Recipient, outcome: &Outcome, at: &Attempt<'_>) -> bool {
         }
         Outcome::Deferred { reason, retry_at } => {
             r.last_reply = Some(reason.clone());
-            let next = schedule::after_failure(at.cfg, at.received_ms, at.now_ms, r.attempts, at.jitter);
+            let next =
+                schedule::after_failure(at.cfg, at.received_ms, at.now_ms, r.attempts, at.jitter);
             match (next, retry_at) {
                 (Next::Expire, _) => r.state = RcptState::Expired,
                 // A throttle that knows when its window opens (warming) overrides backoff,
@@ -76,7 +77,10 @@ pub fn record(r: &mut Recipient, outcome: &Outcome, at: &Attempt<'_>) -> bool {
 /// An expired recipient gets one more attempt: if it fails it expires again, as its message
 /// is still past `expire_after`.
 pub fn retry(r: &mut Recipient, now_ms: u64) -> bool {
-    if !matches!(r.state, RcptState::Deferred | RcptState::Bounced | RcptState::Expired) {
+    if !matches!(
+        r.state,
+        RcptState::Deferred | RcptState::Bounced | RcptState::Expired
+    ) {
         return false;
     }
     r.state = RcptState::Queued;
@@ -96,6 +100,23 @@ pub fn cancel(r: &mut Recipient, now_ms: u64) -> bool {
     true
 }
 
+/// An asynchronous bounce (DSN) for this recipient: `sent` or still pending → `bounced`.
+pub fn bounce_reported(
+    r: &mut Recipient,
+    category: Option<String>,
+    reply: String,
+    now_ms: u64,
+) -> bool {
+    if !(r.state.is_pending() || r.state == RcptState::Sent) {
+        return false;
+    }
+    r.state = RcptState::Bounced;
+    r.category = category;
+    r.last_reply = Some(reply);
+    r.updated_ms = now_ms;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,7 +126,9 @@ mod tests {
     fn rcpt(state: RcptState) -> Recipient {
         Recipient {
             address: "sales@example.test".into(),
-            dest: Destination::Bounce { token: String::new() },
+            dest: Destination::Bounce {
+                token: String::new(),
+            },
             state,
             attempts: 0,
             next_attempt_ms: 0,
@@ -137,10 +160,21 @@ mod tests {
     fn deferral_schedules_the_backoff_and_counts_the_attempt() {
         let c = cfg();
         let mut r = rcpt(RcptState::Queued);
-        assert!(record(&mut r, &Outcome::deferred("HTTP 503"), &at(&c, 1_000)));
-        assert_eq!((r.state, r.attempts, r.next_attempt_ms), (RcptState::Deferred, 1, 61_000));
+        assert!(record(
+            &mut r,
+            &Outcome::deferred("HTTP 503"),
+            &at(&c, 1_000)
+        ));
+        assert_eq!(
+            (r.state, r.attempts, r.next_attempt_ms),
+            (RcptState::Deferred, 1, 61_000)
+        );
         assert_eq!(r.last_reply.as_deref(), Some("HTTP 503"));
-        assert!(record(&mut r, &Outcome::deferred("HTTP 503"), &at(&c, 61_000)));
+        assert!(record(
+            &mut r,
+            &Outcome::deferred("HTTP 503"),
+            &at(&c, 61_000)
+        ));
         assert_eq!((r.attempts, r.next_attempt_ms), (2, 181_000));
     }
 
@@ -148,7 +182,11 @@ mod tests {
     fn deferral_past_expiry_expires() {
         let c = cfg();
         let mut r = rcpt(RcptState::Deferred);
-        assert!(record(&mut r, &Outcome::deferred("down"), &at(&c, 86_400_000)));
+        assert!(record(
+            &mut r,
+            &Outcome::deferred("down"),
+            &at(&c, 86_400_000)
+        ));
         assert_eq!(r.state, RcptState::Expired);
     }
 
@@ -181,7 +219,9 @@ mod tests {
     fn outcome_for_a_cancelled_recipient_is_ignored() {
         let c = cfg();
         let mut r = rcpt(RcptState::Cancelled);
-        let sent = Outcome::Sent { reply: "HTTP 200 OK".into() };
+        let sent = Outcome::Sent {
+            reply: "HTTP 200 OK".into(),
+        };
         assert!(!record(&mut r, &sent, &at(&c, 1)));
         assert_eq!((r.state, r.attempts), (RcptState::Cancelled, 0));
     }

@@ -80,7 +80,12 @@ impl Router {
         let aliases = config
             .aliases
             .iter()
-            .filter_map(|a| Some((Address::parse(&a.address)?.to_ascii_lowercase(), a.route.clone())))
+            .filter_map(|a| {
+                Some((
+                    Address::parse(&a.address)?.to_ascii_lowercase(),
+                    a.route.clone(),
+                ))
+            })
             .collect();
         let reject_messages = config
             .routes
@@ -88,7 +93,9 @@ impl Router {
             .filter_map(|(name, r)| match r {
                 RouteConfig::Reject(rj) => Some((
                     name.clone(),
-                    rj.message.clone().unwrap_or_else(|| reply::RECIPIENT_REJECTED.text.to_string()),
+                    rj.message
+                        .clone()
+                        .unwrap_or_else(|| reply::RECIPIENT_REJECTED.text.to_string()),
                 )),
                 _ => None,
             })
@@ -118,7 +125,12 @@ impl Router {
         }
     }
 
-    fn match_local(&self, rcpt: &Address, local: &str, rules: &DomainRules) -> Result<Destination, Error> {
+    fn match_local(
+        &self,
+        rcpt: &Address,
+        local: &str,
+        rules: &DomainRules,
+    ) -> Result<Destination, Error> {
         let full = format!("{local}@{}", rcpt.domain);
         if let Some(route) = self.aliases.get(&full) {
             return Ok(route_to(route, full, None, None));
@@ -152,7 +164,12 @@ impl Router {
     }
 }
 
-fn route_to(route: &str, alias: String, thread: Option<String>, detail: Option<String>) -> Destination {
+fn route_to(
+    route: &str,
+    alias: String,
+    thread: Option<String>,
+    detail: Option<String>,
+) -> Destination {
     Destination::Route {
         route: route.to_string(),
         alias,
@@ -202,7 +219,12 @@ message = "Gone"
 
     fn route_of(d: Destination) -> (String, Option<String>, Option<String>) {
         match d {
-            Destination::Route { route, thread, detail, .. } => (route, thread, detail),
+            Destination::Route {
+                route,
+                thread,
+                detail,
+                ..
+            } => (route, thread, detail),
             other => panic!("expected a route, got {other:?}"),
         }
     }
@@ -210,37 +232,68 @@ message = "Gone"
     #[test]
     fn exact_alias_matches_case_insensitively() {
         let r = router(false);
-        assert_eq!(route_of(r.resolve(&addr("SALES@Example.Test")).expect("ok")).0, "crm");
+        assert_eq!(
+            route_of(r.resolve(&addr("SALES@Example.Test")).expect("ok")).0,
+            "crm"
+        );
     }
 
     #[test]
     fn reply_token_goes_to_thread_route_with_token_kept() {
-        let (route, thread, _) = route_of(router(false).resolve(&addr("reply+AbC123@example.test")).expect("ok"));
-        assert_eq!((route.as_str(), thread.as_deref()), ("threads", Some("AbC123")));
+        let (route, thread, _) = route_of(
+            router(false)
+                .resolve(&addr("reply+AbC123@example.test"))
+                .expect("ok"),
+        );
+        assert_eq!(
+            (route.as_str(), thread.as_deref()),
+            ("threads", Some("AbC123"))
+        );
     }
 
     #[test]
     fn bounce_token_goes_to_bounce_processing() {
-        let d = router(false).resolve(&addr("bounce+TOK@example.test")).expect("ok");
-        assert_eq!(d, Destination::Bounce { token: "TOK".into() });
+        let d = router(false)
+            .resolve(&addr("bounce+TOK@example.test"))
+            .expect("ok");
+        assert_eq!(
+            d,
+            Destination::Bounce {
+                token: "TOK".into()
+            }
+        );
     }
 
     #[test]
     fn alias_detail_goes_to_alias_with_detail() {
-        let (route, _, detail) = route_of(router(false).resolve(&addr("sales+q3@example.test")).expect("ok"));
+        let (route, _, detail) = route_of(
+            router(false)
+                .resolve(&addr("sales+q3@example.test"))
+                .expect("ok"),
+        );
         assert_eq!((route.as_str(), detail.as_deref()), ("crm", Some("q3")));
     }
 
     #[test]
     fn unknown_local_part_uses_catchall_or_is_unknown_user() {
-        assert_eq!(route_of(router(true).resolve(&addr("who@example.test")).expect("ok")).0, "inbox");
-        assert_eq!(router(false).resolve(&addr("who@example.test")), Err(Error::UnknownUser));
+        assert_eq!(
+            route_of(router(true).resolve(&addr("who@example.test")).expect("ok")).0,
+            "inbox"
+        );
+        assert_eq!(
+            router(false).resolve(&addr("who@example.test")),
+            Err(Error::UnknownUser)
+        );
     }
 
     #[test]
     fn other_domains_are_relay_denied() {
         let r = router(true);
-        for a in ["sales@other.test", "sales@example.test.evil.test", "sales@sub.example.test"] {
+        for a in [
+            "sales@other.test",
+            "sales@example.test.evil.test",
+            "sales@sub.example.test",
+        ] {
             assert_eq!(r.resolve(&addr(a)), Err(Error::RelayDenied), "{a}");
         }
     }

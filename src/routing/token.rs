@@ -42,7 +42,8 @@ impl TokenKey {
     }
 
     fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(payload);
         let full = mac.finalize().into_bytes();
         let mut tag = [0u8; TAG_LEN];
@@ -68,7 +69,8 @@ impl TokenKey {
         }
         let (payload, tag) = buf.split_at(10);
         // Constant-time comparison through the Mac API.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(payload);
         mac.verify_truncated_left(tag).ok()?;
         let id = QueueId::from_bytes(&payload[..8])?;

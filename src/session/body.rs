@@ -161,14 +161,15 @@ impl DataDecoder {
     pub fn feed(&mut self, input: &[u8]) -> Option<usize> {
         let mut i = 0;
         while self.state != State::Done {
-            let Some(&b) = input.get(i) else {
-                return None;
-            };
+            let &b = input.get(i)?;
             match self.state {
                 State::Mid => {
                     // Fast path: copy the run up to the next CR or LF in one go.
                     let rest = &input[i..];
-                    let run = rest.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(rest.len());
+                    let run = rest
+                        .iter()
+                        .position(|&c| c == b'\r' || c == b'\n')
+                        .unwrap_or(rest.len());
                     self.body.push(&rest[..run]);
                     i += run;
                     match input.get(i) {

@@ -27,7 +27,11 @@ fn decode(max: u64, input: &[u8]) -> Decoded {
     assert_eq!(decode_pieces(max, &bytes), whole, "byte by byte: {input:?}");
     for i in 0..=input.len() {
         let (a, b) = input.split_at(i);
-        assert_eq!(decode_pieces(max, &[a, b]), whole, "split at {i}: {input:?}");
+        assert_eq!(
+            decode_pieces(max, &[a, b]),
+            whole,
+            "split at {i}: {input:?}"
+        );
     }
     whole
 }
@@ -54,10 +58,20 @@ fn dot_stuffing_is_removed_from_line_starts_only() {
 #[test]
 fn smuggling_terminators_never_end_data() {
     // Each vector is followed by a would-be second message; none may end DATA.
-    for vector in [&b"\n.\n"[..], b"\r.\r", b"\r\n.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\r", b"\n.\r"] {
+    for vector in [
+        &b"\n.\n"[..],
+        b"\r.\r",
+        b"\r\n.\n",
+        b"\n.\r\n",
+        b"\r.\r\n",
+        b"\r\n.\r",
+        b"\n.\r",
+    ] {
         let mut input = b"Subject: one\r\n\r\nbody".to_vec();
         input.extend_from_slice(vector);
-        input.extend_from_slice(b"MAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n");
+        input.extend_from_slice(
+            b"MAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n",
+        );
         let (msg, end) = decode(10_000, &input);
         assert_eq!(end, None, "{vector:?} ended DATA");
         assert_eq!(msg, Err(BodyError::BareNewline), "{vector:?}");
@@ -71,7 +85,13 @@ fn smuggling_terminators_never_end_data() {
 
 #[test]
 fn bare_lf_and_bare_cr_are_refused_after_the_terminator() {
-    for input in [&b"a\nb\r\n.\r\n"[..], b"a\rb\r\n.\r\n", b"a\r\r\n.\r\n", b"\nx\r\n.\r\n", b".\rx\r\n.\r\n"] {
+    for input in [
+        &b"a\nb\r\n.\r\n"[..],
+        b"a\rb\r\n.\r\n",
+        b"a\r\r\n.\r\n",
+        b"\nx\r\n.\r\n",
+        b".\rx\r\n.\r\n",
+    ] {
         let (msg, end) = decode(1000, input);
         assert_eq!(end, Some(input.len()), "{input:?}");
         assert_eq!(msg, Err(BodyError::BareNewline), "{input:?}");
@@ -129,20 +149,38 @@ fn bdat_takes_exact_byte_counts_and_keeps_dots() {
 
 #[test]
 fn bdat_crlf_split_across_chunks_is_not_bare() {
-    assert_eq!(bdat(1000, false, &[(b"a\r", 2), (b"\nb\r\n", 4)]), Ok(b"a\r\nb\r\n".to_vec()));
-    assert_eq!(bdat(1000, false, &[(b"a\r", 2), (b"b\r\n", 3)]), Err(BodyError::BareNewline));
-    assert_eq!(bdat(1000, false, &[(b"a\r", 2)]), Err(BodyError::BareNewline));
+    assert_eq!(
+        bdat(1000, false, &[(b"a\r", 2), (b"\nb\r\n", 4)]),
+        Ok(b"a\r\nb\r\n".to_vec())
+    );
+    assert_eq!(
+        bdat(1000, false, &[(b"a\r", 2), (b"b\r\n", 3)]),
+        Err(BodyError::BareNewline)
+    );
+    assert_eq!(
+        bdat(1000, false, &[(b"a\r", 2)]),
+        Err(BodyError::BareNewline)
+    );
 }
 
 #[test]
 fn binarymime_allows_any_octet() {
-    assert_eq!(bdat(1000, true, &[(b"\x00\n\r\xff", 4)]), Ok(b"\x00\n\r\xff".to_vec()));
+    assert_eq!(
+        bdat(1000, true, &[(b"\x00\n\r\xff", 4)]),
+        Ok(b"\x00\n\r\xff".to_vec())
+    );
 }
 
 #[test]
 fn bdat_size_cap_counts_every_chunk() {
-    assert_eq!(bdat(5, false, &[(b"abc", 3), (b"\r\n", 2)]), Ok(b"abc\r\n".to_vec()));
-    assert_eq!(bdat(5, false, &[(b"abc", 3), (b"\r\n\r\n", 4)]), Err(BodyError::TooBig));
+    assert_eq!(
+        bdat(5, false, &[(b"abc", 3), (b"\r\n", 2)]),
+        Ok(b"abc\r\n".to_vec())
+    );
+    assert_eq!(
+        bdat(5, false, &[(b"abc", 3), (b"\r\n\r\n", 4)]),
+        Err(BodyError::TooBig)
+    );
 }
 
 #[test]

@@ -138,7 +138,13 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         Some(i) => (&line[..i], line[i + 1..].trim_matches([' ', '\t'])),
         None => (line, ""),
     };
-    let no_args = |cmd: Command| if args.is_empty() { Ok(cmd) } else { Err(CommandError::Syntax) };
+    let no_args = |cmd: Command| {
+        if args.is_empty() {
+            Ok(cmd)
+        } else {
+            Err(CommandError::Syntax)
+        }
+    };
     match verb.to_ascii_uppercase().as_str() {
         "EHLO" => helo_arg(args).map(Command::Ehlo),
         "HELO" => helo_arg(args).map(Command::Helo),
@@ -192,7 +198,10 @@ fn parse_bdat(args: &str) -> Result<Command, CommandError> {
 
 fn parse_auth(args: &str) -> Result<Command, CommandError> {
     let mut words = args.split([' ', '\t']).filter(|w| !w.is_empty());
-    let mechanism = words.next().ok_or(CommandError::Syntax)?.to_ascii_uppercase();
+    let mechanism = words
+        .next()
+        .ok_or(CommandError::Syntax)?
+        .to_ascii_uppercase();
     let initial = words.next().map(str::to_string);
     if words.next().is_some() {
         return Err(CommandError::Syntax);
@@ -288,7 +297,9 @@ fn mail_param(mail: &mut MailFrom, key: &str, value: Option<&str>) -> Result<(),
         }
     }
     match (key, value) {
-        ("SIZE", Some(v)) if !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) => {
+        ("SIZE", Some(v))
+            if !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) =>
+        {
             // Beyond u64: certainly too big; saturate so the size check refuses it.
             once(&mut mail.size, v.parse().unwrap_or(u64::MAX))
         }
@@ -335,7 +346,10 @@ fn parse_rcpt(args: &str) -> Result<RcptTo, CommandError> {
             ("NOTIFY" | "ORCPT", _) => return Err(CommandError::Syntax),
             _ => return Err(CommandError::UnknownParameter),
         };
-        if slot.replace(value.unwrap_or_default().to_string()).is_some() {
+        if slot
+            .replace(value.unwrap_or_default().to_string())
+            .is_some()
+        {
             return Err(CommandError::Syntax);
         }
     }
@@ -379,8 +393,8 @@ fn esmtp_params(params: &str) -> Result<Vec<(String, Option<&str>)>, CommandErro
                 Some((k, v)) => (k, Some(v)),
                 None => (p, None),
             };
-            let key_ok = !key.is_empty()
-                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let key_ok =
+                !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
             if !key_ok {
                 return Err(CommandError::Syntax);
             }

@@ -20,11 +20,25 @@ fn rcpt(line: &str) -> Result<Address, CommandError> {
 
 #[test]
 fn verbs_are_case_insensitive_and_line_ends_are_optional() {
-    for line in ["quit", "QUIT\r\n", "Quit\n", "rSeT", "noop hello", "DATA\r\n", "StartTLS"] {
+    for line in [
+        "quit",
+        "QUIT\r\n",
+        "Quit\n",
+        "rSeT",
+        "noop hello",
+        "DATA\r\n",
+        "StartTLS",
+    ] {
         assert!(parse(line.as_bytes()).is_ok(), "{line:?}");
     }
-    assert_eq!(parse(b"ehlo Client.Test\r\n"), Ok(Command::Ehlo("Client.Test".into())));
-    assert_eq!(parse(b"HELO [192.0.2.1]"), Ok(Command::Helo("[192.0.2.1]".into())));
+    assert_eq!(
+        parse(b"ehlo Client.Test\r\n"),
+        Ok(Command::Ehlo("Client.Test".into()))
+    );
+    assert_eq!(
+        parse(b"HELO [192.0.2.1]"),
+        Ok(Command::Helo("[192.0.2.1]".into()))
+    );
     assert_eq!(parse(b"VRFY postmaster"), Ok(Command::Vrfy));
     assert_eq!(parse(b"HELP"), Ok(Command::Help));
 }
@@ -62,16 +76,26 @@ fn null_sender_is_accepted() {
 
 #[test]
 fn mail_parameters_parse() {
-    let m = mail("MAIL FROM:<a@b.test> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x+2B1 AUTH=<>");
+    let m =
+        mail("MAIL FROM:<a@b.test> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x+2B1 AUTH=<>");
     assert_eq!(m.size, Some(1000));
     assert_eq!(m.body, BodyType::EightBitMime);
     assert!(m.smtputf8);
     assert_eq!(m.ret.as_deref(), Some("HDRS"));
     assert_eq!(m.envid.as_deref(), Some("x+2B1"));
-    assert_eq!(mail("MAIL FROM:<a@b.test> body=binarymime").body, BodyType::BinaryMime);
-    assert_eq!(mail("MAIL FROM:<a@b.test> BODY=7BIT").body, BodyType::SevenBit);
+    assert_eq!(
+        mail("MAIL FROM:<a@b.test> body=binarymime").body,
+        BodyType::BinaryMime
+    );
+    assert_eq!(
+        mail("MAIL FROM:<a@b.test> BODY=7BIT").body,
+        BodyType::SevenBit
+    );
     assert_eq!(mail("MAIL FROM: <a@b.test>").from.to_string(), "a@b.test");
-    assert_eq!(mail("MAIL FROM:<a@b.test> SIZE=99999999999999999999").size, Some(u64::MAX));
+    assert_eq!(
+        mail("MAIL FROM:<a@b.test> SIZE=99999999999999999999").size,
+        Some(u64::MAX)
+    );
 }
 
 #[test]
@@ -81,8 +105,14 @@ fn bad_mail_parameters_are_syntax_or_unknown() {
         ("MAIL FROM:<a@b.test> SIZE=1 SIZE=2", CommandError::Syntax),
         ("MAIL FROM:<a@b.test> BODY=9BIT", CommandError::Syntax),
         ("MAIL FROM:<a@b.test> SMTPUTF8=yes", CommandError::Syntax),
-        ("MAIL FROM:<a@b.test> XFOO=1", CommandError::UnknownParameter),
-        ("MAIL FROM:<a@b.test> NOTIFY=NEVER", CommandError::UnknownParameter),
+        (
+            "MAIL FROM:<a@b.test> XFOO=1",
+            CommandError::UnknownParameter,
+        ),
+        (
+            "MAIL FROM:<a@b.test> NOTIFY=NEVER",
+            CommandError::UnknownParameter,
+        ),
         ("MAIL FROM:<a@b.test> =1", CommandError::Syntax),
         ("MAIL FROM:<a@b.test>SIZE=1", CommandError::BadSender),
         ("MAIL FROM:a@b.test", CommandError::BadSender),
@@ -95,19 +125,31 @@ fn bad_mail_parameters_are_syntax_or_unknown() {
     for (line, want) in cases {
         assert_eq!(parse(line.as_bytes()), Err(want), "{line}");
     }
-    assert_eq!(CommandError::UnknownParameter.reply(), reply::PARAM_NOT_IMPLEMENTED);
+    assert_eq!(
+        CommandError::UnknownParameter.reply(),
+        reply::PARAM_NOT_IMPLEMENTED
+    );
 }
 
 #[test]
 fn sender_source_route_is_ignored() {
-    assert_eq!(mail("MAIL FROM:<@relay.test,@r2.test:a@b.test>").from.to_string(), "a@b.test");
+    assert_eq!(
+        mail("MAIL FROM:<@relay.test,@r2.test:a@b.test>")
+            .from
+            .to_string(),
+        "a@b.test"
+    );
 }
 
 #[test]
 fn rcpt_domains_are_normalised() {
     let a = rcpt("RCPT TO:<Sales@EXAMPLE.Test.>").expect("valid");
-    assert_eq!((a.local.as_str(), a.domain.as_str()), ("Sales", "example.test"));
-    let a = rcpt("rcpt to:<sales@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;sales@example.test");
+    assert_eq!(
+        (a.local.as_str(), a.domain.as_str()),
+        ("Sales", "example.test")
+    );
+    let a =
+        rcpt("rcpt to:<sales@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;sales@example.test");
     assert!(a.is_ok());
 }
 
@@ -137,8 +179,14 @@ fn bad_rcpt_syntax_is_refused() {
         ("RCPT TO:<postmaster>", CommandError::BadAddress),
         ("RCPT TO:<a..b@example.test>", CommandError::BadAddress),
         ("RCPT TO:user@example.test", CommandError::BadAddress),
-        ("RCPT TO:<a@example.test> NOTIFY=SOMETIMES", CommandError::Syntax),
-        ("RCPT TO:<a@example.test> SIZE=1", CommandError::UnknownParameter),
+        (
+            "RCPT TO:<a@example.test> NOTIFY=SOMETIMES",
+            CommandError::Syntax,
+        ),
+        (
+            "RCPT TO:<a@example.test> SIZE=1",
+            CommandError::UnknownParameter,
+        ),
         ("RCPT FROM:<a@example.test>", CommandError::Syntax),
     ] {
         assert_eq!(rcpt(line), Err(want), "{line}");
@@ -153,10 +201,35 @@ fn non_ascii_addresses_parse_for_the_smtputf8_check() {
 
 #[test]
 fn bdat_sizes_and_last() {
-    assert_eq!(parse(b"BDAT 0 LAST"), Ok(Command::Bdat { size: 0, last: true }));
-    assert_eq!(parse(b"bdat 1024 last\r\n"), Ok(Command::Bdat { size: 1024, last: true }));
-    assert_eq!(parse(b"BDAT 7"), Ok(Command::Bdat { size: 7, last: false }));
-    for bad in ["BDAT", "BDAT -1", "BDAT x", "BDAT 1 FIRST", "BDAT 1 LAST x", "BDAT 99999999999999999999"] {
+    assert_eq!(
+        parse(b"BDAT 0 LAST"),
+        Ok(Command::Bdat {
+            size: 0,
+            last: true
+        })
+    );
+    assert_eq!(
+        parse(b"bdat 1024 last\r\n"),
+        Ok(Command::Bdat {
+            size: 1024,
+            last: true
+        })
+    );
+    assert_eq!(
+        parse(b"BDAT 7"),
+        Ok(Command::Bdat {
+            size: 7,
+            last: false
+        })
+    );
+    for bad in [
+        "BDAT",
+        "BDAT -1",
+        "BDAT x",
+        "BDAT 1 FIRST",
+        "BDAT 1 LAST x",
+        "BDAT 99999999999999999999",
+    ] {
         assert_eq!(parse(bad.as_bytes()), Err(CommandError::Syntax), "{bad}");
     }
 }
@@ -210,7 +283,12 @@ fn lines_split_the_same_whole_bytewise_and_at_every_offset() {
     let whole = split_lines(16, &[input]);
     assert_eq!(
         whole,
-        vec![Ok(b"EHLO a\r\n".to_vec()), Err(()), Ok(b"QUIT\n".to_vec()), Ok(b"RSET\r\n".to_vec())]
+        vec![
+            Ok(b"EHLO a\r\n".to_vec()),
+            Err(()),
+            Ok(b"QUIT\n".to_vec()),
+            Ok(b"RSET\r\n".to_vec())
+        ]
     );
     let bytewise: Vec<&[u8]> = input.chunks(1).collect();
     assert_eq!(split_lines(16, &bytewise), whole);
@@ -222,7 +300,10 @@ fn lines_split_the_same_whole_bytewise_and_at_every_offset() {
 
 #[test]
 fn a_line_of_exactly_max_bytes_is_accepted() {
-    assert_eq!(split_lines(6, &[b"NOOP\r\n"]), vec![Ok(b"NOOP\r\n".to_vec())]);
+    assert_eq!(
+        split_lines(6, &[b"NOOP\r\n"]),
+        vec![Ok(b"NOOP\r\n".to_vec())]
+    );
     assert_eq!(split_lines(5, &[b"NOOP\r\n"]), vec![Err(())]);
 }
 

@@ -33,7 +33,9 @@ pub(super) async fn data<S: AsyncRead + AsyncWrite + Unpin>(
         State::Connected => return Ok(reply::NEED_EHLO),
         State::Greeted => return Ok(reply::NEED_MAIL),
         State::Mail(t) if t.chunks.is_some() => return Ok(reply::DATA_AFTER_BDAT),
-        State::Mail(t) if t.mail.body == BodyType::BinaryMime => return Ok(reply::BINARYMIME_NEEDS_BDAT),
+        State::Mail(t) if t.mail.body == BodyType::BinaryMime => {
+            return Ok(reply::BINARYMIME_NEEDS_BDAT);
+        }
         State::Mail(t) if t.recipients.is_empty() => return Ok(reply::NO_VALID_RECIPIENTS),
         State::Mail(_) => {}
     }
@@ -50,7 +52,9 @@ pub(super) async fn data<S: AsyncRead + AsyncWrite + Unpin>(
         match conn.fill(deadline).await {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(timed_out(s, decoder.size())),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Ok(timed_out(s, decoder.size()));
+            }
             Err(e) => return Err(e),
         }
     }
@@ -191,7 +195,10 @@ fn received_count(message: &[u8]) -> usize {
     message
         .split(|&b| b == b'\n')
         .take_while(|line| !line.is_empty() && *line != b"\r")
-        .filter(|line| line.get(..9).is_some_and(|h| h.eq_ignore_ascii_case(b"received:")))
+        .filter(|line| {
+            line.get(..9)
+                .is_some_and(|h| h.eq_ignore_ascii_case(b"received:"))
+        })
         .count()
 }
 
@@ -217,7 +224,9 @@ fn received_header(s: &Session, txn: &Transaction) -> String {
         _ => String::new(),
     };
     let date = httpdate::fmt_http_date(SystemTime::now()).replace(" GMT", " +0000");
-    format!("Received: from {helo} ([{ip}])\r\n\tby {host} (mxgate) with {proto}{for_rcpt};\r\n\t{date}\r\n")
+    format!(
+        "Received: from {helo} ([{ip}])\r\n\tby {host} (mxgate) with {proto}{for_rcpt};\r\n\t{date}\r\n"
+    )
 }
 
 #[cfg(test)]

@@ -28,7 +28,12 @@ const AUTH_FAILURE_ENTRIES: usize = 10_000;
 
 /// Accepts connections until `ctx.shutdown` is cancelled; every session is spawned on
 /// `tracker` so the server can wait for them to drain.
-pub async fn serve(kind: ListenerKind, tcp: TcpListener, ctx: Arc<SessionContext>, tracker: TaskTracker) {
+pub async fn serve(
+    kind: ListenerKind,
+    tcp: TcpListener,
+    ctx: Arc<SessionContext>,
+    tracker: TaskTracker,
+) {
     match tcp.local_addr() {
         Ok(addr) => info!(listener = %kind.as_str(), addr = %addr, "listening"),
         Err(e) => warn!(listener = %kind.as_str(), error = %e, "listening on an unknown address"),
@@ -50,7 +55,11 @@ pub async fn serve(kind: ListenerKind, tcp: TcpListener, ctx: Arc<SessionContext
         };
         let _ = stream.set_nodelay(true);
         let smtp = &ctx.config.smtp;
-        let slot = match shared.clone().acquire(addr.ip(), smtp.max_connections, smtp.max_connections_per_ip) {
+        let slot = match shared.clone().acquire(
+            addr.ip(),
+            smtp.max_connections,
+            smtp.max_connections_per_ip,
+        ) {
             Ok(slot) => slot,
             Err(refusal) => {
                 info!(listener = %kind.as_str(), peer = %addr, "connection refused: {}", refusal.text);
@@ -118,9 +127,17 @@ pub struct Slot {
 
 impl Shared {
     /// Takes a connection slot, or the 421 to send.
-    pub fn acquire(self: Arc<Self>, ip: IpAddr, max_total: usize, max_per_ip: usize) -> Result<Slot, Reply> {
+    pub fn acquire(
+        self: Arc<Self>,
+        ip: IpAddr,
+        max_total: usize,
+        max_per_ip: usize,
+    ) -> Result<Slot, Reply> {
         {
-            let mut c = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut c = self
+                .connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if c.total >= max_total {
                 return Err(reply::TOO_MANY_CONNECTIONS);
             }
@@ -135,7 +152,10 @@ impl Shared {
 
     /// Records a failed AUTH; returns the failures counted for `ip`.
     pub fn auth_failed(&self, ip: IpAddr) -> usize {
-        let mut map = self.auth_failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .auth_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if map.len() >= AUTH_FAILURE_ENTRIES {
             map.retain(|_, (_, last)| now.duration_since(*last) < AUTH_FAILURE_WINDOW);
@@ -151,7 +171,10 @@ impl Shared {
 
     /// True when `ip` has used up its `max` failures within the window.
     pub fn auth_blocked(&self, ip: IpAddr, max: usize) -> bool {
-        let map = self.auth_failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = self
+            .auth_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         map.get(&ip)
             .is_some_and(|(n, last)| *n >= max && last.elapsed() < AUTH_FAILURE_WINDOW)
     }
@@ -159,7 +182,11 @@ impl Shared {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut c = self.shared.connections.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut c = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         c.total = c.total.saturating_sub(1);
         if let Some(n) = c.per_ip.get_mut(&self.ip) {
             *n -= 1;
@@ -181,9 +208,15 @@ mod tests {
         let b: IpAddr = [192, 0, 2, 2].into();
         let s1 = shared.clone().acquire(a, 3, 2).expect("first");
         let _s2 = shared.clone().acquire(a, 3, 2).expect("second");
-        assert_eq!(shared.clone().acquire(a, 3, 2).err(), Some(reply::TOO_MANY_CONNECTIONS_FROM_IP));
+        assert_eq!(
+            shared.clone().acquire(a, 3, 2).err(),
+            Some(reply::TOO_MANY_CONNECTIONS_FROM_IP)
+        );
         let _s3 = shared.clone().acquire(b, 3, 2).expect("other ip");
-        assert_eq!(shared.clone().acquire(b, 3, 2).err(), Some(reply::TOO_MANY_CONNECTIONS));
+        assert_eq!(
+            shared.clone().acquire(b, 3, 2).err(),
+            Some(reply::TOO_MANY_CONNECTIONS)
+        );
         drop(s1);
         assert!(shared.clone().acquire(a, 3, 2).is_ok());
     }

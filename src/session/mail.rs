@@ -29,7 +29,9 @@ pub(super) fn mail(s: &mut Session, m: MailFrom) -> Reply {
     if !m.smtputf8 && !m.from.to_string().is_ascii() {
         return reply::SMTPUTF8_REQUIRED;
     }
-    if m.size.is_some_and(|size| size > s.ctx.config.smtp.max_message_bytes.0) {
+    if m.size
+        .is_some_and(|size| size > s.ctx.config.smtp.max_message_bytes.0)
+    {
         info!(size = m.size, "declared size over the limit");
         s.ctx.metrics.inbound_message("rejected", "too_big");
         return reply::MESSAGE_TOO_BIG_DECLARED;

@@ -106,7 +106,12 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(ctx: Arc<SessionContext>, shared: Arc<Shared>, kind: ListenerKind, peer: Peer) -> Session {
+    pub(crate) fn new(
+        ctx: Arc<SessionContext>,
+        shared: Arc<Shared>,
+        kind: ListenerKind,
+        peer: Peer,
+    ) -> Session {
         Session {
             ctx,
             shared,
@@ -140,7 +145,10 @@ impl Session {
             Next::StartTls => {
                 let dropped = conn.buffered().len();
                 if dropped > 0 {
-                    info!(bytes = dropped, "discarding input pipelined behind STARTTLS");
+                    info!(
+                        bytes = dropped,
+                        "discarding input pipelined behind STARTTLS"
+                    );
                 }
                 let tls = self.handshake(conn.into_inner()).await?;
                 self.tls_started();
@@ -163,8 +171,15 @@ impl Session {
         Ok(())
     }
 
-    async fn handshake(&self, tcp: TcpStream) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-        let acceptor = self.ctx.tls.clone().ok_or_else(|| std::io::Error::other("TLS is not configured"))?;
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+        let acceptor = self
+            .ctx
+            .tls
+            .clone()
+            .ok_or_else(|| std::io::Error::other("TLS is not configured"))?;
         let timeout = self.ctx.config.smtp.idle_timeout.get();
         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => Ok(tls),
@@ -172,7 +187,10 @@ impl Session {
                 info!(error = %e, "TLS handshake failed");
                 Err(e)
             }
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            )),
         }
     }
 
@@ -196,7 +214,10 @@ impl Session {
     }
 
     /// The command loop, until the session closes or STARTTLS is accepted.
-    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> std::io::Result<Next> {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+    ) -> std::io::Result<Next> {
         loop {
             let line = match self.read_command(conn).await {
                 Ok(Input::Line(line)) => line,
@@ -240,7 +261,10 @@ impl Session {
 
     /// The next command line: from the buffer if pipelined, else read within the idle
     /// timeout. Waiting ends early on shutdown.
-    async fn read_command<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> std::io::Result<Input> {
+    async fn read_command<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+    ) -> std::io::Result<Input> {
         let deadline = Instant::now() + self.ctx.config.smtp.idle_timeout.get();
         loop {
             if let Some(input) = conn.take_line() {
@@ -262,7 +286,11 @@ impl Session {
     }
 
     /// Queues `reply`; true when the session must close after it.
-    fn respond<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>, reply: Reply) -> bool {
+    fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        reply: Reply,
+    ) -> bool {
         conn.queue_reply(&reply);
         if reply.close {
             return true;
@@ -295,7 +323,9 @@ impl Session {
                 debug!(error = %e, "bad command");
                 if e == command::CommandError::RelayAttempt {
                     info!("relaying attempt refused");
-                    self.ctx.metrics.inbound_recipient("rejected", "relay_denied");
+                    self.ctx
+                        .metrics
+                        .inbound_recipient("rejected", "relay_denied");
                 }
                 return Ok(Step::Reply(e.reply()));
             }
@@ -345,7 +375,12 @@ impl Session {
     /// `relay.trusted_networks` (Postfix mynetworks) may submit without AUTH.
     fn peer_is_trusted(&self) -> bool {
         let ip = self.peer.addr.ip();
-        self.ctx.config.relay.trusted_networks.iter().any(|n| n.contains(&ip))
+        self.ctx
+            .config
+            .relay
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(&ip))
     }
 
     fn data_timeout(&self) -> Duration {

@@ -11,7 +11,8 @@ use crate::envelope::ListenerKind;
 use crate::routing;
 
 pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
-    let may_relay = s.kind != ListenerKind::Inbound && (s.peer.user.is_some() || s.peer_is_trusted());
+    let may_relay =
+        s.kind != ListenerKind::Inbound && (s.peer.user.is_some() || s.peer_is_trusted());
     let metrics = &s.ctx.metrics;
     let txn = match &mut s.state {
         State::Connected => return reply::NEED_EHLO,
@@ -32,7 +33,11 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
             metrics.inbound_recipient("accepted", "ok");
             let key = r.to.to_ascii_lowercase();
             // A repeated RCPT is acknowledged but delivered once.
-            if !txn.recipients.iter().any(|(a, _)| a.to_ascii_lowercase() == key) {
+            if !txn
+                .recipients
+                .iter()
+                .any(|(a, _)| a.to_ascii_lowercase() == key)
+            {
                 txn.recipients.push((r.to, dest));
             }
             reply::RECIPIENT_OK

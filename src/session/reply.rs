@@ -77,12 +77,16 @@ pub const GREETING: Reply = Reply::new(220, "", "ESMTP mxgate");
 pub const CLOSING: Reply = Reply::closing(221, "2.0.0", "Bye");
 pub const TOO_MANY_CONNECTIONS: Reply =
     Reply::closing(421, "4.7.0", "Too many connections, try again later");
-pub const TOO_MANY_CONNECTIONS_FROM_IP: Reply =
-    Reply::closing(421, "4.7.0", "Too many connections from your address, try again later");
+pub const TOO_MANY_CONNECTIONS_FROM_IP: Reply = Reply::closing(
+    421,
+    "4.7.0",
+    "Too many connections from your address, try again later",
+);
 pub const SHUTTING_DOWN: Reply =
     Reply::closing(421, "4.3.2", "Service shutting down, try again later");
 pub const IDLE_TIMEOUT: Reply = Reply::closing(421, "4.4.2", "Idle timeout, closing connection");
-pub const TOO_MANY_ERRORS: Reply = Reply::closing(421, "4.7.0", "Too many errors, closing connection");
+pub const TOO_MANY_ERRORS: Reply =
+    Reply::closing(421, "4.7.0", "Too many errors, closing connection");
 /// EHLO/HELO answer; the session puts the hostname first and the EHLO keywords after it
 /// (RFC 2034 §3: EHLO lines carry no enhanced status code).
 pub const HELLO: Reply = Reply::new(250, "", "Hello");
@@ -92,8 +96,11 @@ pub const OK: Reply = Reply::new(250, "2.0.0", "OK");
 pub const SENDER_OK: Reply = Reply::new(250, "2.1.0", "Sender OK");
 pub const RECIPIENT_OK: Reply = Reply::new(250, "2.1.5", "Recipient OK");
 pub const RESET_OK: Reply = Reply::new(250, "2.0.0", "Reset OK");
-pub const VRFY_CANNOT_VERIFY: Reply =
-    Reply::new(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+pub const VRFY_CANNOT_VERIFY: Reply = Reply::new(
+    252,
+    "2.5.0",
+    "Cannot VRFY user, but will accept message and attempt delivery",
+);
 pub const HELP: Reply = Reply::new(214, "2.0.0", "See RFC 5321; mxgate speaks ESMTP");
 pub const SYNTAX_ERROR: Reply = Reply::new(500, "5.5.2", "Syntax error, command unrecognized");
 pub const LINE_TOO_LONG: Reply = Reply::new(500, "5.5.2", "Line too long");
@@ -101,19 +108,27 @@ pub const PARAM_SYNTAX: Reply = Reply::new(501, "5.5.4", "Syntax error in parame
 pub const BAD_ADDRESS_SYNTAX: Reply = Reply::new(501, "5.1.3", "Bad address syntax");
 pub const BAD_SENDER_SYNTAX: Reply = Reply::new(501, "5.1.7", "Bad sender address syntax");
 pub const NOT_IMPLEMENTED: Reply = Reply::new(502, "5.5.1", "Command not implemented");
-pub const PARAM_NOT_IMPLEMENTED: Reply =
-    Reply::new(555, "5.5.4", "MAIL FROM/RCPT TO parameters not recognized or not implemented");
+pub const PARAM_NOT_IMPLEMENTED: Reply = Reply::new(
+    555,
+    "5.5.4",
+    "MAIL FROM/RCPT TO parameters not recognized or not implemented",
+);
 pub const BAD_SEQUENCE: Reply = Reply::new(503, "5.5.1", "Bad sequence of commands");
 pub const NEED_EHLO: Reply = Reply::new(503, "5.5.1", "Send HELO/EHLO first");
 pub const NEED_MAIL: Reply = Reply::new(503, "5.5.1", "Need MAIL command first");
 pub const NEED_RCPT: Reply = Reply::new(503, "5.5.1", "Need RCPT command first");
 pub const NESTED_MAIL: Reply = Reply::new(503, "5.5.1", "Sender already specified");
-pub const BAD_HELO: Reply = Reply::new(501, "5.5.4", "HELO/EHLO requires a domain or address literal");
+pub const BAD_HELO: Reply = Reply::new(
+    501,
+    "5.5.4",
+    "HELO/EHLO requires a domain or address literal",
+);
 
 // --- STARTTLS ---
 pub const READY_TO_START_TLS: Reply = Reply::new(220, "2.0.0", "Ready to start TLS");
 pub const TLS_ALREADY_ACTIVE: Reply = Reply::new(503, "5.5.1", "TLS already active");
-pub const TLS_NOT_AVAILABLE: Reply = Reply::new(454, "4.7.0", "TLS not available due to temporary reason");
+pub const TLS_NOT_AVAILABLE: Reply =
+    Reply::new(454, "4.7.0", "TLS not available due to temporary reason");
 
 // --- AUTH (submission) ---
 pub const AUTH_OK: Reply = Reply::new(235, "2.7.0", "Authentication successful");
@@ -123,8 +138,11 @@ pub const AUTH_INVALID: Reply = Reply::new(535, "5.7.8", "Authentication credent
 pub const AUTH_ALREADY: Reply = Reply::new(503, "5.5.1", "Already authenticated");
 pub const AUTH_MECHANISM: Reply = Reply::new(504, "5.5.4", "Unrecognized authentication type");
 pub const AUTH_CANCELLED: Reply = Reply::new(501, "5.0.0", "Authentication cancelled");
-pub const AUTH_TOO_MANY_FAILURES: Reply =
-    Reply::closing(421, "4.7.0", "Too many authentication failures, try again later");
+pub const AUTH_TOO_MANY_FAILURES: Reply = Reply::closing(
+    421,
+    "4.7.0",
+    "Too many authentication failures, try again later",
+);
 /// RFC 4954 §4 server challenges: empty for PLAIN, base64 prompts for LOGIN.
 pub const AUTH_CONTINUE: Reply = Reply::new(334, "", "");
 pub const AUTH_LOGIN_USERNAME: Reply = Reply::new(334, "", "VXNlcm5hbWU6");
@@ -133,8 +151,11 @@ pub const AUTH_NOT_ON_LISTENER: Reply = Reply::new(502, "5.5.1", "AUTH not avail
 
 // --- MAIL / RCPT ---
 pub const SENDER_NOT_ALLOWED: Reply = Reply::new(550, "5.1.0", "From address not allowed");
-pub const MESSAGE_TOO_BIG_DECLARED: Reply =
-    Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size");
+pub const MESSAGE_TOO_BIG_DECLARED: Reply = Reply::new(
+    552,
+    "5.3.4",
+    "Message size exceeds fixed maximum message size",
+);
 pub const RELAY_DENIED: Reply = Reply::new(550, "5.7.1", "Relaying denied");
 pub const UNKNOWN_USER: Reply = Reply::new(550, "5.1.1", "User unknown");
 pub const RECIPIENT_REJECTED: Reply = Reply::new(550, "5.7.1", "Recipient rejected");
@@ -143,16 +164,22 @@ pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Too many recipi
 /// Authenticated submission to a domain we do not serve: outbound relay is a later issue.
 pub const OUTBOUND_RELAY_UNAVAILABLE: Reply =
     Reply::new(451, "4.3.0", "Outbound relay not available yet");
-pub const SMTPUTF8_REQUIRED: Reply =
-    Reply::new(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter");
+pub const SMTPUTF8_REQUIRED: Reply = Reply::new(
+    553,
+    "5.6.7",
+    "Non-ASCII address requires the SMTPUTF8 parameter",
+);
 
 // --- DATA / BDAT ---
 pub const START_DATA: Reply = Reply::new(354, "", "Start mail input; end with <CRLF>.<CRLF>");
 /// Text is completed with the queue id by the session.
 pub const QUEUED: Reply = Reply::new(250, "2.0.0", "OK queued as");
 pub const BDAT_CHUNK_OK: Reply = Reply::new(250, "2.0.0", "Chunk accepted");
-pub const MESSAGE_TOO_BIG: Reply =
-    Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size");
+pub const MESSAGE_TOO_BIG: Reply = Reply::new(
+    552,
+    "5.3.4",
+    "Message size exceeds fixed maximum message size",
+);
 pub const BARE_LF: Reply = Reply::new(
     550,
     "5.6.11",
@@ -163,10 +190,15 @@ pub const NO_VALID_RECIPIENTS: Reply = Reply::new(554, "5.5.1", "No valid recipi
 /// RFC 3030 §3: BODY=BINARYMIME content can only be sent with BDAT.
 pub const BINARYMIME_NEEDS_BDAT: Reply = Reply::new(503, "5.5.1", "BODY=BINARYMIME requires BDAT");
 pub const DATA_AFTER_BDAT: Reply = Reply::new(503, "5.5.1", "DATA not allowed after BDAT");
-pub const DATA_TIMEOUT: Reply = Reply::closing(421, "4.4.2", "Timeout while receiving message data");
-pub const STORE_UNAVAILABLE: Reply =
-    Reply::new(451, "4.4.2", "Queue temporarily unavailable, try again later");
-pub const LOCAL_ERROR: Reply = Reply::new(451, "4.3.0", "Local error in processing, try again later");
+pub const DATA_TIMEOUT: Reply =
+    Reply::closing(421, "4.4.2", "Timeout while receiving message data");
+pub const STORE_UNAVAILABLE: Reply = Reply::new(
+    451,
+    "4.4.2",
+    "Queue temporarily unavailable, try again later",
+);
+pub const LOCAL_ERROR: Reply =
+    Reply::new(451, "4.3.0", "Local error in processing, try again later");
 pub const BAD_MESSAGE_HEADER: Reply = Reply::new(554, "5.6.0", "Message header is malformed");
 
 // --- authentication verdicts (inbound) ---
@@ -186,10 +218,22 @@ mod tests {
     #[test]
     fn spec_fixed_replies_read_exactly_so() {
         assert_eq!(RELAY_DENIED.to_string(), "550 5.7.1 Relaying denied");
-        assert_eq!(MUST_STARTTLS.to_string(), "530 5.7.0 Must issue a STARTTLS command first");
-        assert_eq!(AUTH_INVALID.to_string(), "535 5.7.8 Authentication credentials invalid");
-        assert_eq!(SENDER_NOT_ALLOWED.to_string(), "550 5.1.0 From address not allowed");
-        assert_eq!(RECIPIENT_SUPPRESSED.to_string(), "550 5.7.1 Recipient suppressed");
+        assert_eq!(
+            MUST_STARTTLS.to_string(),
+            "530 5.7.0 Must issue a STARTTLS command first"
+        );
+        assert_eq!(
+            AUTH_INVALID.to_string(),
+            "535 5.7.8 Authentication credentials invalid"
+        );
+        assert_eq!(
+            SENDER_NOT_ALLOWED.to_string(),
+            "550 5.1.0 From address not allowed"
+        );
+        assert_eq!(
+            RECIPIENT_SUPPRESSED.to_string(),
+            "550 5.7.1 Recipient suppressed"
+        );
         assert_eq!(WARMING_CAP.to_string(), "451 4.7.1 Warming tier rate limit");
         assert_eq!(MESSAGE_TOO_BIG.code, 552);
         assert_eq!(MESSAGE_TOO_BIG.status, "5.3.4");
@@ -201,13 +245,22 @@ mod tests {
     fn multiline_replies_use_continuation() {
         let r = OK.with_text("a\nb");
         assert_eq!(r.to_wire(), "250-2.0.0 a\r\n250 2.0.0 b\r\n");
-        assert_eq!(START_DATA.to_wire(), "354 Start mail input; end with <CRLF>.<CRLF>\r\n");
+        assert_eq!(
+            START_DATA.to_wire(),
+            "354 Start mail input; end with <CRLF>.<CRLF>\r\n"
+        );
     }
 
     #[test]
     fn status_code_class_matches_reply_class() {
         // A unit test in reply_literals.rs (tests/) greps src/ for stray literals.
-        for r in [&RELAY_DENIED, &TOO_MANY_RECIPIENTS, &QUEUED, &AUTH_OK, &SHUTTING_DOWN] {
+        for r in [
+            &RELAY_DENIED,
+            &TOO_MANY_RECIPIENTS,
+            &QUEUED,
+            &AUTH_OK,
+            &SHUTTING_DOWN,
+        ] {
             assert_eq!(r.status.as_bytes()[0], r.code.to_string().as_bytes()[0]);
         }
     }

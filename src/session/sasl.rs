@@ -9,8 +9,8 @@
 //! An unknown user name costs the same argon2 work as a known one, so response time does
 //! not reveal which names exist.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tracing::info;
@@ -25,7 +25,9 @@ pub(super) enum Exchange {
     /// `AUTH PLAIN` without initial response: the response comes next.
     Plain,
     LoginUsername,
-    LoginPassword { username: String },
+    LoginPassword {
+        username: String,
+    },
 }
 
 pub(super) async fn auth(s: &mut Session, mechanism: &str, initial: Option<String>) -> Reply {
@@ -44,7 +46,9 @@ pub(super) async fn auth(s: &mut Session, mechanism: &str, initial: Option<Strin
         State::Mail(_) => return reply::BAD_SEQUENCE,
         State::Greeted => {}
     }
-    if s.shared.auth_blocked(s.peer.addr.ip(), s.ctx.config.smtp.max_auth_failures) {
+    if s.shared
+        .auth_blocked(s.peer.addr.ip(), s.ctx.config.smtp.max_auth_failures)
+    {
         info!("AUTH refused: too many failures from this address");
         return reply::AUTH_TOO_MANY_FAILURES;
     }
@@ -96,7 +100,8 @@ async fn plain(s: &mut Session, b64: &[u8]) -> Reply {
         return reply::PARAM_SYNTAX;
     };
     let mut parts = text.split('\0');
-    let (Some(authzid), Some(authcid), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(authzid), Some(authcid), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return reply::PARAM_SYNTAX;
     };

@@ -24,7 +24,9 @@ pub struct Push {
 
 impl Push {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -55,7 +57,11 @@ impl Erp {
         drop(l);
         let shared = Shared::default();
         shared.status.store(200, Ordering::SeqCst);
-        Erp { addr, shared, stop: None }
+        Erp {
+            addr,
+            shared,
+            stop: None,
+        }
     }
 
     /// Starts listening on the reserved port.
@@ -65,10 +71,14 @@ impl Erp {
         sock.bind(self.addr).expect("rebind the reserved ERP port");
         let listener: TcpListener = sock.listen(128).expect("listen");
         let stop = CancellationToken::new();
-        let app = Router::new().fallback(record).with_state(self.shared.clone());
+        let app = Router::new()
+            .fallback(record)
+            .with_state(self.shared.clone());
         let s = stop.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(s.cancelled_owned()).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(s.cancelled_owned())
+                .await;
         });
         self.stop = Some(stop);
     }
@@ -95,11 +105,22 @@ impl Drop for Erp {
     }
 }
 
-async fn record(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let status = StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+async fn record(
+    State(shared): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let status =
+        StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
     let headers = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     if status.is_success() {
         shared.pushes.lock().expect("lock").push(Push {
@@ -120,12 +141,25 @@ pub async fn http_request(method: &str, url: &str, body: &str) -> (u16, String) 
     http_request_with(method, url, body, &[]).await
 }
 
-pub async fn http_request_with(method: &str, url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+pub async fn http_request_with(
+    method: &str,
+    url: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect admin");
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("connect admin");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
@@ -134,7 +168,14 @@ pub async fn http_request_with(method: &str, url: &str, body: &str, headers: &[(
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.expect("read");
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }

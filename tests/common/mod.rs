@@ -111,12 +111,19 @@ impl TestServer {
     }
 
     /// As `start_with_erp`, with a last change to the loaded config.
-    pub async fn start_configured(erp: Erp, extra: &str, change: impl FnOnce(&mut Config)) -> TestServer {
+    pub async fn start_configured(
+        erp: Erp,
+        extra: &str,
+        change: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let toml = base_toml(dir.path(), &erp.url(), extra);
-        let mut config = Config::from_toml(&toml, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let mut config =
+            Config::from_toml(&toml, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
         change(&mut config);
-        let running = Server::start(config.clone()).await.unwrap_or_else(|e| panic!("start: {e}"));
+        let running = Server::start(config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
         TestServer {
             running: Some(running),
             dir,
@@ -159,14 +166,19 @@ impl TestServer {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
         }
-        let running = Server::start(self.config.clone()).await.unwrap_or_else(|e| panic!("restart: {e}"));
+        let running = Server::start(self.config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("restart: {e}"));
         self.running = Some(running);
     }
 
     /// Graceful shutdown, asserted to drain in time.
     pub async fn shutdown(mut self) {
         if let Some(r) = self.running.take() {
-            assert!(r.shutdown().await, "server did not drain before its deadline");
+            assert!(
+                r.shutdown().await,
+                "server did not drain before its deadline"
+            );
         }
     }
 

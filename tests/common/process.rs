@@ -43,7 +43,12 @@ pub fn spawn_server(config: &std::path::Path) -> Proc {
         .ok()
         .flatten()
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("server did not log its inbound address; its log:\n{}", log.lock().expect("lock")));
+        .unwrap_or_else(|| {
+            panic!(
+                "server did not log its inbound address; its log:\n{}",
+                log.lock().expect("lock")
+            )
+        });
     Proc { child, inbound }
 }
 

@@ -33,7 +33,10 @@ impl SmtpReply {
     #[track_caller]
     pub fn expect(&self, code: u16, prefix: &str) -> &Self {
         self.expect_code(code);
-        assert!(self.lines[0].starts_with(prefix), "expected {code} {prefix}, got {self}");
+        assert!(
+            self.lines[0].starts_with(prefix),
+            "expected {code} {prefix}, got {self}"
+        );
         self
     }
 
@@ -42,7 +45,9 @@ impl SmtpReply {
     }
 
     pub fn has_line(&self, s: &str) -> bool {
-        self.lines.iter().any(|l| l.eq_ignore_ascii_case(s) || l.to_ascii_uppercase().starts_with(&s.to_ascii_uppercase()))
+        self.lines.iter().any(|l| {
+            l.eq_ignore_ascii_case(s) || l.to_ascii_uppercase().starts_with(&s.to_ascii_uppercase())
+        })
     }
 }
 
@@ -60,22 +65,40 @@ pub struct SmtpClient {
 impl SmtpClient {
     pub async fn connect(addr: SocketAddr) -> SmtpClient {
         let tcp = TcpStream::connect(addr).await.expect("connect");
-        SmtpClient { io: Box::pin(tcp), buf: Vec::new() }
+        SmtpClient {
+            io: Box::pin(tcp),
+            buf: Vec::new(),
+        }
     }
 
     /// Implicit TLS (port 465 style).
     pub async fn connect_tls(addr: SocketAddr) -> SmtpClient {
         let tcp = TcpStream::connect(addr).await.expect("connect");
-        let tls = tls_connector().connect(server_name(), tcp).await.expect("TLS handshake");
-        SmtpClient { io: Box::pin(tls), buf: Vec::new() }
+        let tls = tls_connector()
+            .connect(server_name(), tcp)
+            .await
+            .expect("TLS handshake");
+        SmtpClient {
+            io: Box::pin(tls),
+            buf: Vec::new(),
+        }
     }
 
     /// After a 220 to STARTTLS: handshake on the same connection. Bytes already buffered
     /// from the server are a protocol violation and make the test fail.
     pub async fn upgrade_tls(self) -> SmtpClient {
-        assert!(self.buf.is_empty(), "server sent data after 220 Ready to start TLS");
-        let tls = tls_connector().connect(server_name(), self.io).await.expect("TLS handshake");
-        SmtpClient { io: Box::pin(tls), buf: Vec::new() }
+        assert!(
+            self.buf.is_empty(),
+            "server sent data after 220 Ready to start TLS"
+        );
+        let tls = tls_connector()
+            .connect(server_name(), self.io)
+            .await
+            .expect("TLS handshake");
+        SmtpClient {
+            io: Box::pin(tls),
+            buf: Vec::new(),
+        }
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
@@ -91,7 +114,10 @@ impl SmtpClient {
 
     /// As `cmd`, but `None` when the connection broke (for load and crash tests).
     pub async fn try_cmd(&mut self, line: &str) -> Option<SmtpReply> {
-        self.io.write_all(format!("{line}\r\n").as_bytes()).await.ok()?;
+        self.io
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .ok()?;
         self.try_read_reply().await
     }
 
@@ -127,10 +153,11 @@ pub fn stuff(body: &str) -> String {
 }
 
 impl SmtpClient {
-
     /// Reads one (possibly multi-line) reply; panics after 10 s or on EOF.
     pub async fn read_reply(&mut self) -> SmtpReply {
-        self.try_read_reply().await.expect("connection closed before a reply")
+        self.try_read_reply()
+            .await
+            .expect("connection closed before a reply")
     }
 
     /// As read_reply, but `None` when the server closed the connection.
@@ -138,7 +165,10 @@ impl SmtpClient {
         let mut lines = Vec::new();
         loop {
             let line = self.read_line().await?;
-            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad reply line {line:?}"));
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or_else(|| panic!("bad reply line {line:?}"));
             let sep = line.as_bytes().get(3).copied().unwrap_or(b' ');
             lines.push(line.get(4..).unwrap_or("").to_string());
             if sep != b'-' {
@@ -169,7 +199,10 @@ impl SmtpClient {
     /// True when the server has closed the connection (EOF or reset) within 5 s.
     pub async fn is_closed(&mut self) -> bool {
         let mut chunk = [0u8; 1];
-        matches!(tokio::time::timeout(Duration::from_secs(5), self.io.read(&mut chunk)).await, Ok(Ok(0)) | Ok(Err(_)))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.io.read(&mut chunk)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
     }
 }
 

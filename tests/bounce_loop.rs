@@ -1,0 +1,140 @@
+//! Closing the loop: a DSN sent to `bounce+TOKEN@` is parsed and classified, the recipient
+//! TOKEN names becomes `bounced` with its category, and `mxgate_bounces_total` counts it.
+//! A DSN with a forged token is still classified and counted, and changes nothing.
+
+mod common;
+
+use common::{Listener, TestServer, eventually, message};
+use mxgate::queue::RcptState;
+
+fn dsn(rcpt: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.remote.test\r\n\
+To: bounce@example.test\r\n\
+Subject: Undelivered Mail Returned to Sender\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\
+\r\n\
+--b1\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+I'm sorry to have to inform you that your message could not be delivered.\r\n\
+--b1\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mx.remote.test\r\n\
+\r\n\
+Final-Recipient: rfc822; {rcpt}\r\n\
+Action: failed\r\n\
+Status: 5.1.1\r\n\
+Remote-MTA: dns; mx.remote.test\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown\r\n\
+--b1--\r\n"
+    )
+}
+
+async fn send_dsn(srv: &TestServer, token: &str, body: &str) {
+    let mut c = srv.smtp(Listener::Inbound).await;
+    c.cmd("EHLO mx.remote.test").await.expect_code(250);
+    c.cmd("MAIL FROM:<>").await.expect_code(250);
+    c.cmd(&format!("RCPT TO:<bounce+{token}@example.test>"))
+        .await
+        .expect_code(250);
+    c.cmd("DATA").await.expect_code(354);
+    c.send_data(body).await.expect_code(250);
+}
+
+#[tokio::test]
+async fn a_dsn_with_our_token_bounces_the_recipient_it_names() {
+    let srv = TestServer::start("").await;
+    srv.send_inbound(
+        "alice@client.test",
+        &["sales@example.test"],
+        &message("orig", "x"),
+    )
+    .await
+    .expect_code(250);
+    let q = srv.running().queue.clone();
+    let id = eventually(10, "original sent", || {
+        let q = q.clone();
+        async move {
+            let m = q.list(Some(RcptState::Sent), 10).into_iter().next()?;
+            Some(m.id)
+        }
+    })
+    .await;
+
+    let token = srv.running().token_key.issue(id, 0);
+    send_dsn(&srv, &token, &dsn("sales@example.test")).await;
+
+    let r = eventually(10, "recipient bounced", || {
+        let q = q.clone();
+        async move {
+            let r = q.get(id)?.recipients.into_iter().next()?;
+            (r.state == RcptState::Bounced).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(r.category.as_deref(), Some("Invalid address"));
+    assert!(
+        r.last_reply.as_deref().unwrap_or("").contains("5.1.1"),
+        "{:?}",
+        r.last_reply
+    );
+    let (_, metrics) = srv.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("mxgate_bounces_total{category=\"Invalid address\""),
+        "{metrics}"
+    );
+    eventually(10, "DSN processed", || {
+        let q = q.clone();
+        async move { q.pending_bounces().is_empty().then_some(()) }
+    })
+    .await;
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dsn_with_a_forged_token_is_counted_and_changes_nothing() {
+    let srv = TestServer::start("").await;
+    srv.send_inbound(
+        "alice@client.test",
+        &["sales@example.test"],
+        &message("orig", "x"),
+    )
+    .await
+    .expect_code(250);
+    let q = srv.running().queue.clone();
+    eventually(10, "original sent", || {
+        let q = q.clone();
+        async move {
+            q.list(Some(RcptState::Sent), 10)
+                .into_iter()
+                .next()
+                .map(|_| ())
+        }
+    })
+    .await;
+    send_dsn(
+        &srv,
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        &dsn("sales@example.test"),
+    )
+    .await;
+    let metrics = eventually(10, "bounce counted", || async {
+        let (_, m) = srv.admin_get("/metrics").await;
+        m.contains("mxgate_bounces_total{").then_some(m)
+    })
+    .await;
+    assert!(
+        metrics.contains("category=\"Invalid address\""),
+        "{metrics}"
+    );
+    let counts = q.counts();
+    assert_eq!(
+        counts.get(&RcptState::Bounced).copied().unwrap_or(0),
+        0,
+        "{counts:?}"
+    );
+    srv.shutdown().await;
+}
