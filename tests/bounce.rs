@@ -153,7 +153,14 @@ fn truncated_fixtures_never_panic() {
 }
 
 /// (reply code, enhanced status, text) → (category, hard, kind).
-type ReplyCase<'a> = (Option<u16>, Option<&'a str>, &'a str, Category, bool, DeliveryKind);
+type ReplyCase<'a> = (
+    Option<u16>,
+    Option<&'a str>,
+    &'a str,
+    Category,
+    bool,
+    DeliveryKind,
+);
 
 #[test]
 #[rustfmt::skip]

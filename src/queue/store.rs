@@ -32,11 +32,7 @@ pub fn open_db(dir: &Path) -> Result<DB, StoreError> {
 type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
 
 /// Iterates the keys (and values) starting with `prefix`, from `start` (≥ prefix).
-fn scan<'a>(
-    db: &'a DB,
-    prefix: &[u8],
-    start: &[u8],
-) -> impl Iterator<Item = Entry> + 'a {
+fn scan<'a>(db: &'a DB, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Entry> + 'a {
     let mut ro = ReadOptions::default();
     ro.set_iterate_upper_bound(keys::prefix_end(prefix));
     db.iterator_opt(IteratorMode::From(start, Direction::Forward), ro)
