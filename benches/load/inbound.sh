@@ -6,6 +6,7 @@
 # Postfix transport `discard:`), so the figure is acceptance throughput.
 #
 # Usage: benches/load/inbound.sh [MESSAGES] [SESSIONS] [SIZE_BYTES]   (defaults 20000 20 4096)
+#        MXGATE_BIN=/path/to/mxgate skips `cargo build --release`.
 # Needs root (or sudo) once to install postfix; runs everything on 127.0.0.1 and stops
 # every process it started.
 set -euo pipefail
@@ -23,15 +24,19 @@ if ! command -v smtp-source >/dev/null 2>&1 && ! [ -x /usr/sbin/smtp-source ]; t
 fi
 SMTP_SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 
-./.ci/deps
-cargo build --release --quiet
-BIN="$CARGO_TARGET_DIR/release/mxgate"
+# MXGATE_BIN=path skips the build (measure a binary you already have).
+if [ -z "${MXGATE_BIN:-}" ]; then
+  ./.ci/deps
+  cargo build --release --quiet
+fi
+BIN="${MXGATE_BIN:-$CARGO_TARGET_DIR/release/mxgate}"
 WORK=$(mktemp -d /tmp/mxgate-bench.XXXXXX)
+chmod 755 "$WORK" # Postfix daemons run as the postfix user
 MX_PID=""
 cleanup() {
   [ -n "$MX_PID" ] && kill "$MX_PID" 2>/dev/null && wait "$MX_PID" 2>/dev/null || true
   postfix -c "$WORK/pf/etc" stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -78,6 +83,7 @@ transport_maps = inline:{ example.test=discard: }
 mynetworks = 127.0.0.0/8
 smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
 maillog_file = $PF/maillog
+maillog_file_prefixes = /var, /dev/stdout, /tmp
 default_process_limit = 200
 smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
@@ -105,4 +111,9 @@ echo "messages=$MSGS sessions=$SESSIONS size=$SIZE"
 echo "mxgate:  $MX_RATE msg/s"
 echo "postfix: $PF_RATE msg/s"
 awk -v a="$MX_RATE" -v b="$PF_RATE" 'BEGIN { printf "ratio mxgate/postfix: %.2f\n", a / b }'
-grep -E "mxgate_store_commits_total|mxgate_inbound_messages_total" <(curl -s "http://$(grep -o 'listener=admin addr=[0-9.:]*' "$WORK/mxgate.log" | head -1 | cut -d= -f3)/metrics" 2>/dev/null) || true
+ADMIN=$(grep -o 'listener="admin" addr=[0-9.:]*' "$WORK/mxgate.log" | head -1 | sed 's/.*addr=//')
+METRICS=$(curl -s "http://$ADMIN/metrics")
+ACCEPTED=$(awk '/^mxgate_inbound_messages_total\{.*result="accepted"/ { s += $2 } END { print s + 0 }' <<<"$METRICS")
+COMMITS=$(awk '/^mxgate_store_commits_total / { print $2 }' <<<"$METRICS")
+PF_SENT=$(grep -c "status=sent" "$PF/maillog" || true)
+echo "mxgate accepted $ACCEPTED messages in $COMMITS WAL fsyncs; postfix delivered $PF_SENT so far (both incl. 200 warm-up)"
