@@ -14,6 +14,9 @@
 //!
 //! DSNs coming back: [`session`] → [`routing`] (`bounce+TOKEN`) → [`queue`] → [`bounce`].
 //!
+//! Outcomes feed [`stats`] (hourly counters in RocksDB behind `/api/bounces/...` and
+//! `/dashboard`, via [`stats::observe::Observer`]) and [`events`] (the ERP's webhook).
+//!
 //! Around the path: [`server`] wires the stages together (the only place that does),
 //! [`config`] loads and validates `mxgate.toml`, [`metrics`] names every metric, [`admin`]
 //! serves `/metrics`, `/healthz` and the API, [`cli`] is the command line.
@@ -33,6 +36,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dns;
+pub mod events;
 pub mod metrics;
 pub mod server;
+pub mod stats;
 pub mod tls;

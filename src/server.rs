@@ -42,6 +42,14 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("DNS: {0}")]
+    Dns(#[from] crate::dns::Error),
+    #[error("DKIM signing key: {0}")]
+    DkimKey(#[from] crate::auth::keys::KeyError),
+    #[error("{0}")]
+    Suppressions(#[from] crate::bounce::suppress::SuppressError),
+    #[error("statistics store: {0}")]
+    Stats(#[from] crate::stats::StatsError),
     #[error("cannot listen on {addr} ({name}): {source}")]
     Bind {
         name: &'static str,
@@ -57,7 +65,13 @@ pub struct Running {
     pub submissions: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub queue: Queue,
+    /// Addresses not mailed any more (hard bounces, complaints, unsubscribes, operators).
+    pub suppressions: crate::bounce::SuppressionList,
     pub metrics: Metrics,
+    /// Hourly delivery/bounce statistics (dashboard, `/api/bounces/...`).
+    pub stats: crate::stats::Stats,
+    /// The ERP events outbox (`[events]`).
+    pub events: crate::events::Events,
     pub clock: Clock,
     /// Signs and checks `bounce+TOKEN` VERP tokens.
     pub token_key: TokenKey,
@@ -96,14 +110,44 @@ impl Server {
             clock.clone(),
             metrics.clone(),
         )?;
+        let suppressions =
+            crate::bounce::SuppressionList::open(&data_dir.join("suppressions"), clock.clone())?;
+        // One resolver (and parsed-record cache) for the whole server.
+        let dns = crate::dns::Dns::from_config(&config.dns)?;
+        let verifier = Arc::new(crate::auth::Verifier::new(
+            &config,
+            dns.clone(),
+            metrics.clone(),
+        ));
+        let signer = Arc::new(crate::auth::sign::Signer::from_config(&config)?);
+        let router = Arc::new(Router::new(&config).with_srs(
+            token_key.clone(),
+            config.bounce_domain(),
+            clock.clone(),
+        ));
+        let stats = crate::stats::Stats::open(&data_dir, clock.clone())?;
+        let events =
+            crate::events::Events::new(&config.events, stats.store().clone(), clock.clone())?;
+        let observer = crate::stats::observe::Observer::new(
+            &config,
+            stats.clone(),
+            events.clone(),
+            metrics.clone(),
+            clock.clone(),
+            queue.clone(),
+        )
+        .with_suppressions(suppressions.clone());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let ctx = Arc::new(SessionContext {
             config: config.clone(),
-            router: Arc::new(Router::new(&config)),
+            router: router.clone(),
             queue: queue.clone(),
             metrics: metrics.clone(),
             tls: Some(tls),
+            suppressions: suppressions.clone(),
+            signer,
+            verifier,
             shutdown: shutdown.clone(),
         });
 
@@ -119,9 +163,25 @@ impl Server {
             config.clone(),
             metrics.clone(),
             clock.clone(),
-        );
+        )
+        .with_relay(crate::delivery::relay::Relay::new(
+            config.clone(),
+            Some(dns),
+            token_key.clone(),
+            router,
+            queue.clone(),
+            clock.clone(),
+        ))
+        .with_observer(observer.clone());
         tracker.spawn(worker.run(shutdown.clone()));
-        let intake = Intake::new(queue.clone(), token_key.clone(), metrics.clone());
+        tracker.spawn(events.clone().run(shutdown.clone()));
+        let intake = Intake::new(
+            queue.clone(),
+            token_key.clone(),
+            metrics.clone(),
+            suppressions.clone(),
+        )
+        .with_observer(observer);
         tracker.spawn(intake.run(shutdown.clone()));
 
         let admin = bind("admin", config.admin.bind).await?;
@@ -131,6 +191,8 @@ impl Server {
             config: config.clone(),
             queue: queue.clone(),
             metrics: metrics.clone(),
+            suppressions: suppressions.clone(),
+            stats: stats.clone(),
         };
         tracker.spawn(crate::admin::serve(admin, state, shutdown.clone()));
 
@@ -140,7 +202,10 @@ impl Server {
             submissions,
             admin: admin_addr,
             queue,
+            suppressions,
             metrics,
+            stats,
+            events,
             clock,
             token_key,
             shutdown,
@@ -201,6 +266,8 @@ impl Running {
             tracing::warn!(grace = ?self.grace, "tasks still running at the shutdown deadline");
         }
         self.queue.close();
+        self.stats.close();
+        self.suppressions.close();
         tracing::info!(drained, "stopped");
         drained
     }

@@ -52,8 +52,13 @@ async fn every_message_that_got_250_survives_sigkill() {
     let erp = Erp::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("mxgate.toml");
-    std::fs::write(&config_path, common::base_toml(dir.path(), &erp.url(), ""))
-        .expect("write config");
+    // Our own DNS server: the verdicts must not depend on the machine's resolver.
+    let dns = common::dns::DnsServer::start().await;
+    std::fs::write(
+        &config_path,
+        common::base_toml(dir.path(), &erp.url(), &dns.config_toml()),
+    )
+    .expect("write config");
 
     let mut proc = spawn_server(&config_path);
     let accepted = Arc::new(Mutex::new(HashSet::new()));

@@ -439,7 +439,8 @@ async fn discard_route_is_sent_without_delivering_anything() {
 }
 
 #[tokio::test]
-async fn odoo_route_waits_in_the_queue_with_a_clear_reason() {
+async fn odoo_route_at_a_server_that_is_not_odoo_waits_in_the_queue_with_a_clear_reason() {
+    // The full XML-RPC exchange is tested against a real XML-RPC server in tests/odoo.rs.
     let erp = Erp::start().await;
     let mx = Mx::start(&erp).await;
     let id = mx
@@ -451,7 +452,7 @@ async fn odoo_route_waits_in_the_queue_with_a_clear_reason() {
         r.last_reply
             .as_deref()
             .unwrap_or("")
-            .contains("odoo routes are not available yet"),
+            .contains("not an XML-RPC answer"),
         "{r:?}"
     );
     mx.stop().await;

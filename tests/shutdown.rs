@@ -49,7 +49,9 @@ async fn sigterm_stops_the_binary_cleanly() {
     let erp = common::Erp::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("mxgate.toml");
-    std::fs::write(&config, common::base_toml(dir.path(), &erp.url(), "")).expect("write config");
+    let dns = common::dns::DnsServer::start().await;
+    let toml = common::base_toml(dir.path(), &erp.url(), &dns.config_toml());
+    std::fs::write(&config, toml).expect("write config");
     let mut proc = common::process::spawn_server(&config);
     let mut c = common::SmtpClient::connect(proc.inbound).await;
     c.read_reply().await.expect_code(220);

@@ -3,9 +3,12 @@
 //! loopback by default; `/api` requires `Authorization: Bearer <admin.token>` when a token
 //! is configured.
 
+mod bounces;
+mod dashboard;
 mod health;
 mod metrics;
 mod queue;
+mod suppressions;
 
 use std::sync::Arc;
 
@@ -27,6 +30,8 @@ pub struct State {
     pub config: Arc<Config>,
     pub queue: Queue,
     pub metrics: crate::metrics::Metrics,
+    pub suppressions: crate::bounce::SuppressionList,
+    pub stats: crate::stats::Stats,
 }
 
 pub fn router(state: State) -> Router {
@@ -36,10 +41,20 @@ pub fn router(state: State) -> Router {
         .route("/api/queue/{id}", get(queue::show))
         .route("/api/queue/{id}/retry", post(queue::retry))
         .route("/api/queue/{id}/cancel", post(queue::cancel))
+        .route(
+            "/api/suppressions",
+            get(suppressions::list)
+                .post(suppressions::add)
+                .delete(suppressions::remove),
+        )
+        .route("/api/suppressions/{address}", get(suppressions::show))
+        .route("/api/bounces/summary", get(bounces::summary))
+        .route("/api/bounces/classification", get(bounces::classification))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
+        .route("/dashboard", get(dashboard::page))
         .merge(api)
         .with_state(state)
 }

@@ -1,6 +1,7 @@
 //! DKIM (RFC 6376): verify every DKIM-Signature of the message.
 
 use base64::Engine;
+use mail_auth::dkim::DkimError;
 use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult};
 
 use super::verdict::{AuthResult, DkimCheck};
@@ -59,6 +60,11 @@ pub(super) fn none() -> DkimCheck {
 pub(super) fn result(r: &DkimResult) -> (AuthResult, Option<String>) {
     match r {
         DkimResult::Pass => (AuthResult::Pass, None),
+        // RFC 6376 §3.7: a body hash mismatch is PERMFAIL — RFC 8601 `fail` (mail-auth
+        // says neutral). The message was changed after signing.
+        DkimResult::Neutral(e @ mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch)) => {
+            (AuthResult::Fail, Some(reason(e)))
+        }
         DkimResult::Neutral(e) => (AuthResult::Neutral, Some(reason(e))),
         DkimResult::Fail(e) => (AuthResult::Fail, Some(reason(e))),
         DkimResult::PermError(e) => (AuthResult::PermError, Some(reason(e))),

@@ -10,17 +10,19 @@
 //! `temperror`, which is at worst a 451, never a permanent refusal; every verdict is
 //! counted in `mxgate_auth_results_total{method,result}`.
 //!
-//! In the session, after DATA:
+//! In the session, after DATA ([`crate::session`]'s `verify.rs`):
 //! ```text
 //! let verdict = ctx.verifier.verify(peer_ip, helo, &mail_from, &raw).await;
 //! match verdict.policy_for(recipient_domains) {
-//!     Policy::Reject(r) | Policy::TempFail(r) => reply r,
+//!     Policy::Reject { reply, .. } | Policy::TempFail(reply) => reply,
 //!     Policy::Accept | Policy::Quarantine => {
 //!         let raw = auth::strip_forged_results(&raw, hostname);
-//!         prepend verdict.header(hostname), enqueue, X-Mxgate-Auth = verdict.erp_header()
+//!         prepend "X-Mxgate-Auth: " + verdict.erp_header(q) and verdict.header(hostname, q)
 //!     }
 //! }
 //! ```
+//! The ERP push reads `X-Mxgate-Auth` back from the top of the stored message
+//! ([`erp_header_of`]): the queue keeps the message, not the verdict.
 
 mod arc;
 mod dkim;
@@ -35,7 +37,7 @@ mod verdict;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use mail_auth::{AuthenticatedMessage, MX, Parameters, RecordSet, SpfOutput, SpfResult, Txt};
+use mail_auth::{AuthenticatedMessage, MX, Parameters, RecordSet, Txt};
 
 use crate::config::{AuthConfig, Config};
 use crate::dns::{Caches, Dns, TtlCache};
@@ -43,7 +45,7 @@ use crate::envelope::ReversePath;
 use crate::metrics::Metrics;
 
 pub use policy::Policy;
-pub use results_header::strip_forged_results;
+pub use results_header::{ERP_FIELD, erp_header_of, strip_forged_results};
 pub use verdict::{
     ArcCheck, AuthResult, AuthVerdict, DkimCheck, DmarcCheck, DmarcPolicy, IprevCheck, SpfCheck,
     SpfIdentity,
@@ -152,24 +154,8 @@ impl Verifier {
             },
         );
         let dmarc = match (&msg, m.dmarc) {
-            (Some(msg), true) => {
-                let (spf_check, spf_out) = match &spf_mail {
-                    Some((c, o)) => (c.domain.clone(), o.clone()),
-                    None => (
-                        String::new(),
-                        SpfOutput::new(String::new()).with_result(SpfResult::None),
-                    ),
-                };
-                Some(dmarc::check(dns, msg, &dkim_out, &spf_check, &spf_out).await)
-            }
-            (None, true) => Some(DmarcCheck {
-                result: AuthResult::None,
-                header_from: String::new(),
-                policy: DmarcPolicy::None,
-                spf_aligned: false,
-                dkim_aligned: false,
-                reason: None,
-            }),
+            (Some(msg), true) => Some(dmarc::check(dns, msg, &dkim_out, spf_mail.as_ref()).await),
+            (None, true) => Some(dmarc::none()),
             _ => None,
         };
         AuthVerdict {
@@ -217,6 +203,7 @@ impl Verifier {
                 result: t,
                 header_from: String::new(),
                 policy: DmarcPolicy::None,
+                policy_known: false,
                 spf_aligned: false,
                 dkim_aligned: false,
                 reason: why(),
@@ -233,6 +220,16 @@ impl Verifier {
             }),
         }
     }
+}
+
+/// SPF (RFC 7208) of `domain` for mail from `ip` with MAIL FROM `postmaster@domain`: does
+/// the published record cover that address? (`mxgate dns-check`.)
+pub async fn spf_covers(dns: &Dns, ip: IpAddr, domain: &str, hostname: &str) -> AuthResult {
+    let sender = format!("postmaster@{domain}");
+    spf::check_mail_from(dns, ip, hostname, hostname, &sender)
+        .await
+        .0
+        .result
 }
 
 type CachedParams<'x, P> = Parameters<

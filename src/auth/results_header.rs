@@ -19,7 +19,10 @@ impl AuthVerdict {
     ///     dkim=pass header.d=client.test header.s=s1 header.b=AbCdEfGh;
     ///     dmarc=pass (p=reject) header.from=client.test
     /// ```
-    pub fn header(&self, authserv_id: &str) -> String {
+    ///
+    /// `quarantined` adds `dis=quarantine` to the DMARC comment (as Gmail writes it): the
+    /// message was delivered although its DMARC check failed.
+    pub fn header(&self, authserv_id: &str, quarantined: bool) -> String {
         let mut results: Vec<String> = Vec::new();
         for spf in [&self.spf_mail_from, &self.spf_helo].into_iter().flatten() {
             let ptype = match spf.identity {
@@ -50,7 +53,11 @@ impl AuthVerdict {
         }
         if let Some(d) = &self.dmarc {
             let mut r = format!("dmarc={}", d.result);
-            if d.result != AuthResult::None || d.policy != DmarcPolicy::None {
+            if quarantined {
+                let _ = write!(r, " (p={} dis=quarantine)", d.policy.as_str());
+            } else if d.policy_known
+                && (d.result != AuthResult::None || d.policy != DmarcPolicy::None)
+            {
                 let _ = write!(r, " (p={})", d.policy.as_str());
             }
             if !d.header_from.is_empty() {
@@ -123,8 +130,12 @@ fn pvalue(s: &str) -> String {
     q
 }
 
+/// The header field that carries our verdict to the ERP, on top of every inbound message.
+pub const ERP_FIELD: &str = "X-Mxgate-Auth";
+
 /// RFC 8601 §5: removes every `Authentication-Results` field in the header section that
-/// claims `authserv_id` (case-insensitively) — results from outside saying they are ours.
+/// claims `authserv_id` (case-insensitively) — results from outside saying they are ours —
+/// and every `X-Mxgate-Auth` field (only mxgate writes that one, on top of the message).
 /// Other fields, other authserv-ids and the body are returned byte for byte.
 pub fn strip_forged_results(raw: &[u8], authserv_id: &str) -> Vec<u8> {
     let header_end = header_end(raw);
@@ -133,7 +144,7 @@ pub fn strip_forged_results(raw: &[u8], authserv_id: &str) -> Vec<u8> {
     while pos < header_end {
         let end = field_end(raw, pos, header_end);
         let field = &raw[pos..end];
-        if !claims(field, authserv_id) {
+        if !claims(field, authserv_id) && !is_field(field, ERP_FIELD) {
             out.extend_from_slice(field);
         }
         pos = end;
@@ -171,6 +182,29 @@ fn field_end(raw: &[u8], start: usize, limit: usize) -> usize {
             return pos;
         }
     }
+}
+
+/// The value of `X-Mxgate-Auth` when it is the message's first header field — where the
+/// inbound session puts it, above its own Received (anything from outside sits below that,
+/// and is removed anyway). Unfolded, trimmed. Used for the ERP push header.
+pub fn erp_header_of(raw: &[u8]) -> Option<String> {
+    let end = field_end(raw, 0, header_end(raw));
+    let field = &raw[..end];
+    if !is_field(field, ERP_FIELD) {
+        return None;
+    }
+    let colon = field.iter().position(|&b| b == b':')?;
+    let value = String::from_utf8_lossy(&field[colon + 1..]);
+    let value: String = value.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!value.is_empty()).then_some(value)
+}
+
+fn is_field(field: &[u8], name: &str) -> bool {
+    field.iter().position(|&b| b == b':').is_some_and(|colon| {
+        String::from_utf8_lossy(&field[..colon])
+            .trim()
+            .eq_ignore_ascii_case(name)
+    })
 }
 
 fn claims(field: &[u8], authserv_id: &str) -> bool {
@@ -216,6 +250,22 @@ mod tests {
             s,
             "Received: from x\r\nAuthentication-Results: other.test; spf=fail\r\nSubject: hi\r\n\r\nAuthentication-Results: mx.example.test; body stays\r\n"
         );
+    }
+
+    #[test]
+    fn erp_field_is_read_from_the_top_only_and_foreign_ones_are_stripped() {
+        let raw = b"X-Mxgate-Auth: spf=pass\r\n dkim=none\r\nReceived: x\r\nX-Mxgate-Auth: forged\r\n\r\nbody";
+        assert_eq!(erp_header_of(raw).as_deref(), Some("spf=pass dkim=none"));
+        assert_eq!(
+            erp_header_of(b"Received: x\r\nX-Mxgate-Auth: forged\r\n\r\n"),
+            None
+        );
+        assert_eq!(erp_header_of(b""), None);
+        let out = strip_forged_results(
+            b"x-mxgate-auth: dmarc=pass\r\nSubject: s\r\n\r\nb",
+            "mx.test",
+        );
+        assert_eq!(out, b"Subject: s\r\n\r\nb");
     }
 
     #[test]

@@ -122,6 +122,7 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::AuthResult;
     use crate::config::DkimAlgorithm;
 
     #[test]
@@ -147,5 +148,71 @@ mod tests {
         );
         assert!(header.ends_with("\r\n"));
         assert_eq!(s.sign("other.test", msg).expect("no error"), None);
+    }
+
+    /// A verifier whose DNS answers only from its cache, holding `records` (name → TXT).
+    fn cached_verifier(records: &[(&str, &str)]) -> crate::auth::Verifier {
+        use mail_auth::ResolverCache;
+        use mail_auth::common::parse::TxtRecordParser;
+        let mut config = Config::default();
+        config.auth = crate::config::AuthConfig {
+            dkim: true,
+            ..crate::config::AuthConfig::none()
+        };
+        // Nothing listens on the discard port: a cache miss would be a temperror.
+        config.dns.nameservers = vec!["127.0.0.1:9".parse().expect("addr")];
+        let dns = crate::dns::Dns::from_config(&config.dns).expect("resolver");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        for (name, txt) in records {
+            let key =
+                mail_auth::common::verify::DomainKey::parse(txt.as_bytes()).expect("key record");
+            dns.caches()
+                .txt
+                .insert(format!("{name}.").into(), key.into(), until);
+        }
+        crate::auth::Verifier::new(&config, dns, crate::metrics::Metrics::new())
+    }
+
+    async fn dkim_of(v: &crate::auth::Verifier, raw: &[u8]) -> Vec<crate::auth::DkimCheck> {
+        let from = crate::envelope::ReversePath::Null;
+        let ip = std::net::IpAddr::from([192, 0, 2, 1]);
+        v.verify(ip, "client.test", &from, raw).await.dkim
+    }
+
+    #[tokio::test]
+    async fn both_algorithms_sign_what_the_verifier_accepts_and_tampering_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (alg, sel) in [(DkimAlgorithm::Rsa, "r1"), (DkimAlgorithm::Ed25519, "e1")] {
+            let key = keys::generate_to(&dir.path().join(sel), alg).expect("keygen");
+            let record = key.dns_record();
+            let mut s = Signer::default();
+            s.add("example.test", sel, key.signing);
+            let msg = b"From: ERP <erp@example.test>\r\nTo: c@client.test\r\nSubject: Invoice\r\nDate: Mon, 23 Nov 2026 08:00:00 +0000\r\n\r\nTotal: 10 EUR\r\n";
+            let header = s.sign_message(msg).expect("sign").expect("key");
+            let signed = [header.as_bytes(), msg].concat();
+            let v = cached_verifier(&[(&format!("{sel}._domainkey.example.test"), &record)]);
+
+            let checks = dkim_of(&v, &signed).await;
+            assert_eq!(checks.len(), 1, "{checks:?}");
+            assert_eq!(checks[0].result, AuthResult::Pass, "{alg:?}: {checks:?}");
+            assert_eq!(
+                (checks[0].domain.as_str(), checks[0].selector.as_str()),
+                ("example.test", sel)
+            );
+
+            let body_changed = String::from_utf8_lossy(&signed).replace("10 EUR", "99 EUR");
+            let checks = dkim_of(&v, body_changed.as_bytes()).await;
+            assert_eq!(checks[0].result, AuthResult::Fail, "{alg:?}: {checks:?}");
+            assert!(
+                checks[0]
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("body hash"))
+            );
+
+            let subject_changed = String::from_utf8_lossy(&signed).replace("Invoice", "Invoyce");
+            let checks = dkim_of(&v, subject_changed.as_bytes()).await;
+            assert_eq!(checks[0].result, AuthResult::Fail, "{alg:?}: {checks:?}");
+        }
     }
 }

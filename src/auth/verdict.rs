@@ -90,6 +90,8 @@ pub struct DmarcCheck {
     /// RFC 5322 From domain (the Author Domain).
     pub header_from: String,
     pub policy: DmarcPolicy,
+    /// A policy record was found (false: none published, or the lookup failed).
+    pub policy_known: bool,
     /// An aligned SPF pass (RFC 7489 §3.1.2).
     pub spf_aligned: bool,
     /// An aligned DKIM pass (RFC 7489 §3.1.1).
@@ -161,8 +163,10 @@ impl AuthVerdict {
 
     /// Short summary for the ERP push header `X-Mxgate-Auth`, e.g.
     /// `spf=pass dkim=pass dmarc=pass arc=none iprev=pass`; a failing DMARC check with a
-    /// policy adds `dmarc.policy=quarantine|reject`. Switched-off methods are left out.
-    pub fn erp_header(&self) -> String {
+    /// policy adds `dmarc.policy=quarantine|reject`, a quarantined message (delivered,
+    /// tagged) `disposition=quarantine`. Switched-off methods are left out; with every
+    /// method off it is `none`.
+    pub fn erp_header(&self, quarantined: bool) -> String {
         let mut parts = Vec::with_capacity(6);
         if let Some(s) = self.spf() {
             parts.push(format!("spf={}", s.result));
@@ -181,6 +185,12 @@ impl AuthVerdict {
         }
         if let Some(i) = &self.iprev {
             parts.push(format!("iprev={}", i.result));
+        }
+        if quarantined {
+            parts.push("disposition=quarantine".to_string());
+        }
+        if parts.is_empty() {
+            return "none".to_string();
         }
         parts.join(" ")
     }

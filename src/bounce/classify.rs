@@ -88,8 +88,16 @@ pub(crate) fn reason_from_texts(
     let weak = texts
         .iter()
         .find_map(|t| phrases::match_fallback(t))
-        .or_else(|| reply_code.and_then(codes::reason_from_reply));
+        .or_else(|| reply_code.and_then(codes::reason_from_reply))
+        .or_else(|| status.and_then(policy_status));
     (weak.unwrap_or(Reason::Undefined), true)
+}
+
+/// RFC 3463 X.7.0 / X.7.1 ("delivery not authorized, message refused") with words that
+/// name no cause: the receiver's policy refused the mail.
+fn policy_status(status: &str) -> Option<Reason> {
+    let (_, rest) = status.split_once('.')?;
+    matches!(rest, "7.0" | "7.1").then_some(Reason::PolicyViolation)
 }
 
 /// Codes whose meaning no wording can change.
@@ -317,6 +325,44 @@ mod tests {
         ];
         for (code, status, text, want) in cases {
             assert_eq!(cat(*code, *status, text), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn provider_replies_without_precise_codes_are_read_from_their_words() {
+        let cases: &[(u16, &str, Category)] = &[
+            (
+                421,
+                "4.7.0 [192.0.2.1] This message does not have authentication information or fails to pass authentication checks (SPF or DKIM).",
+                Category::Dmarc,
+            ),
+            (
+                554,
+                "Email rejected due to security policies",
+                Category::Blocked,
+            ),
+            (
+                550,
+                "Anti-Spoofing policy - Inbound not allowed",
+                Category::Blocked,
+            ),
+            (
+                421,
+                "4.7.0 IP not in whitelist for RCPT domain",
+                Category::Blocked,
+            ),
+            (550, "Ip frequency limited", Category::RateLimit),
+            (550, "Envelope blocked - User Entry", Category::Rejection),
+            (554, "5.7.1 - ERROR: Mail refused", Category::Blocked),
+            (
+                550,
+                "Requested action not taken: no valid recipients",
+                Category::InvalidAddress,
+            ),
+            (552, "Postfach voll", Category::MailboxFull),
+        ];
+        for (code, text, want) in cases {
+            assert_eq!(cat(Some(*code), None, text), *want, "{text}");
         }
     }
 

@@ -21,6 +21,37 @@ pub fn find_status(text: &str) -> Option<&str> {
     None
 }
 
+/// The first failure code (class 4 or 5) in `text`, else the first code: in a session
+/// transcript the `250 2.1.5 Ok` lines before the refusal are not what failed.
+pub fn find_failure_status(text: &str) -> Option<&str> {
+    let first = find_status(text)?;
+    if !first.starts_with('2') {
+        return Some(first);
+    }
+    let mut rest = text;
+    while let Some(s) = find_status(rest) {
+        if !s.starts_with('2') {
+            return Some(s);
+        }
+        // `s` borrows from `rest`: continue right after it.
+        let at = s.as_ptr() as usize - rest.as_ptr() as usize + s.len();
+        rest = &rest[at..];
+    }
+    Some(first)
+}
+
+/// As [`find_reply_code`], but a 4xx/5xx reply wins over 2xx/3xx ones met earlier.
+pub fn find_failure_reply_code(text: &str) -> Option<u16> {
+    let first = find_reply_code(text)?;
+    if first >= 400 {
+        return Some(first);
+    }
+    text.lines()
+        .filter_map(find_reply_code)
+        .find(|c| *c >= 400)
+        .or(Some(first))
+}
+
 fn is_code_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'/' || c == b'@'
 }
@@ -194,6 +225,16 @@ mod tests {
         assert_eq!(find_reply_code("ResponseCode 421, , Host"), Some(421));
         assert_eq!(find_reply_code("id 1234 5678"), None);
         assert_eq!(find_reply_code("call 555-1234"), None);
+    }
+
+    #[test]
+    fn failures_win_over_the_successes_of_a_transcript() {
+        let t = " Out: 250 2.1.5 Ok\n In: DATA\n Out: 354 End data\n Out: 451 4.3.0 Error: queue file write error\n";
+        assert_eq!(find_failure_status(t), Some("4.3.0"));
+        assert_eq!(find_failure_reply_code(t), Some(451));
+        assert_eq!(find_failure_status("Status: 2.0.0"), Some("2.0.0"));
+        assert_eq!(find_failure_reply_code("250 ok"), Some(250));
+        assert_eq!(find_failure_status("no code"), None);
     }
 
     #[test]

@@ -230,7 +230,9 @@ fn evaluate(
         2
     };
     let status = pick_status(status, &sources[..own]);
-    let reply_code = sources.iter().find_map(|s| codes::find_reply_code(s));
+    let reply_code = sources
+        .iter()
+        .find_map(|s| codes::find_failure_reply_code(s));
     let (reason, weak) = reason_from_texts(reply_code, status.as_deref(), &sources);
     let reason = sender_stage(reason, weak, &format!("{diag}\n{block}"));
     let transient = status
@@ -262,7 +264,7 @@ fn evaluate(
 
 /// The DSN Status unless it is generic (X.0.0) and the text names a precise code.
 fn pick_status(status: Option<&str>, sources: &[&str]) -> Option<String> {
-    let from_text = sources.iter().find_map(|s| codes::find_status(s));
+    let from_text = sources.iter().find_map(|s| codes::find_failure_status(s));
     match (status, from_text) {
         (Some(s), Some(t))
             if s.ends_with(".0.0") && t.as_bytes().first() == s.as_bytes().first() =>

@@ -34,6 +34,8 @@ const BOUNCE_SUBJECTS: &[&str] = &[
     "delivery problem",
     "could not be delivered",
     "returned to sender",
+    "returning to sender",
+    "mail failed",
     "delivery failure",
     "mail system error",
     "delivery notification",
@@ -52,6 +54,13 @@ const BOUNCE_SUBJECTS: &[&str] = &[
     "エラー",
     "不達",
     "配信",
+    // Localised Exchange / Outlook NDR subjects.
+    "unzustellbar",
+    "non remis",
+    "non recapitabile",
+    "onbestelbaar",
+    "no se puede entregar",
+    "não entregue",
 ];
 
 /// From display names of delivery systems.
@@ -79,33 +88,68 @@ const BOUNCE_BODY: &[&str] = &[
     "not be delivered to",
     "delivery to the following recipient",
     "rejected by a remote mail server",
+    "failed addresses",
+    "failed recipient",
+    "no valid recipients",
     "送信できませんでした",
     "届きませんでした",
     "配送できません",
     "配信できません",
 ];
 
-/// Whether the message presents itself as a non-delivery notice.
+/// Whether the message presents itself as a non-delivery notice: a notice sender (daemon
+/// address or name) with some sign of a failure, or a bounce subject, an
+/// `X-Failed-Recipients` header, or a returned message under non-delivery words. A mail from
+/// `postmaster@` or `nobody@` that names no failure code or cause (a welcome note, cron
+/// output) is none.
 pub(crate) fn looks_like_bounce(doc: &Document) -> bool {
     let local = doc.from.split('@').next().unwrap_or("");
     let subject = doc.subject.to_lowercase();
-    DAEMONS.contains(&local)
-        || doc.header("x-failed-recipients").is_some()
-        || BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s))
+    let head = || -> String {
+        doc.notice
+            .chars()
+            .take(4000)
+            .collect::<String>()
+            .to_lowercase()
+    };
+    let bounce_subject =
+        !is_reply_subject(&subject) && BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s));
+    if bounce_subject || doc.header("x-failed-recipients").is_some() {
+        return true;
+    }
+    let notice_sender = DAEMONS.contains(&local)
         || doc.header("from").is_some_and(|f| {
             BOUNCE_NAMES
                 .iter()
                 .any(|n| f.to_ascii_lowercase().contains(n))
-        })
-        || (returned_message(doc) && {
-            let head: String = doc
-                .notice
-                .chars()
-                .take(4000)
-                .collect::<String>()
-                .to_lowercase();
-            BOUNCE_BODY.iter().any(|p| head.contains(p))
-        })
+        });
+    if !notice_sender && !returned_message(doc) {
+        return false;
+    }
+    let head = head();
+    if BOUNCE_BODY.iter().any(|p| head.contains(p)) {
+        return true;
+    }
+    // A daemon's notice without the usual words still quotes the refusal's code.
+    notice_sender
+        && (returned_message(doc)
+            || names_a_failure_code(&head)
+            || super::phrases::match_reason(&super::classify::normalize(&head)).is_some())
+}
+
+/// A 4xx/5xx reply code or enhanced status code anywhere in the text.
+fn names_a_failure_code(text: &str) -> bool {
+    let status = super::codes::find_failure_status(text).is_some_and(|s| !s.starts_with('2'));
+    let reply = super::codes::find_failure_reply_code(text).is_some_and(|c| c >= 400);
+    status || reply
+}
+
+/// `Re: undelivered invoice?` is a person writing about a bounce, not a notice: notices put
+/// their own words first (`Undeliverable: Re: ...`).
+fn is_reply_subject(subject: &str) -> bool {
+    const PREFIXES: &[&str] = &["re:", "fw:", "fwd:", "aw:", "wg:", "sv:", "tr:", "rv:"];
+    let s = subject.trim_start();
+    PREFIXES.iter().any(|p| s.starts_with(p))
 }
 
 fn returned_message(doc: &Document) -> bool {

@@ -51,6 +51,25 @@ impl AdminClient {
 
     /// Sends the request; returns the JSON body of a 2xx answer, or the API's error message.
     pub fn call(&self, method: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(method, path, None)
+    }
+
+    /// As [`call`](Self::call), with a JSON request body.
+    pub fn call_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(method, path, Some(body.to_string()))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<serde_json::Value> {
         let url = format!("{}{path}", self.base);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -61,8 +80,11 @@ impl AdminClient {
             if !self.token.is_empty() {
                 req = req.header("authorization", format!("Bearer {}", self.token));
             }
+            if body.is_some() {
+                req = req.header("content-type", "application/json");
+            }
             let req = req
-                .body(Full::new(Bytes::new()))
+                .body(Full::new(body.map(Bytes::from).unwrap_or_default()))
                 .context("building the request")?;
             let fut = client.request(req);
             let resp = tokio::time::timeout(std::time::Duration::from_secs(30), fut)

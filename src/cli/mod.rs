@@ -3,9 +3,13 @@
 mod admin_client;
 mod check_config;
 pub mod classify;
+pub mod dkim;
+pub mod dns_check;
 mod hash_password;
 mod queue;
 mod serve;
+mod suppress;
+mod test_relay;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +39,14 @@ pub enum Command {
     Classify(classify::ClassifyArgs),
     /// Inspect and act on the running server's queue (list, show, retry, cancel).
     Queue(queue::QueueArgs),
+    /// Outbound DKIM keys: `dkim keygen DOMAIN --selector S [--algo rsa|ed25519]`.
+    Dkim(dkim::DkimArgs),
+    /// Check DOMAIN's MX, SPF, DKIM and DMARC records against this server's config.
+    DnsCheck(dns_check::DnsCheckArgs),
+    /// List, add or remove suppressed recipients on the running server.
+    Suppress(suppress::SuppressArgs),
+    /// "Test Connection" for smart host NAME: connect, TLS, AUTH, QUIT; prints the result.
+    TestRelay(test_relay::TestRelayArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,5 +86,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::HashPassword => hash_password::run(),
         Command::Classify(args) => classify::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Queue(args) => queue::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Dkim(args) => dkim::run(&args),
+        Command::DnsCheck(args) => dns_check::run(&args),
+        Command::Suppress(args) => suppress::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::TestRelay(args) => test_relay::run(&args),
     }
 }

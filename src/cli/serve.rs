@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::server::Server;
 
@@ -15,17 +16,21 @@ pub fn run(arg: &super::ConfigArg) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        // Before the listeners open: a SIGTERM that arrives once clients can connect must
+        // be a graceful shutdown, never the default action that kills the process.
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let running = Server::start(config).await?;
         tracing::info!("mxgate started");
-        wait_for_signal(&running).await?;
+        wait_for_signal(&running, &mut term).await?;
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_signal(running: &crate::server::Running) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+async fn wait_for_signal(
+    running: &crate::server::Running,
+    term: &mut Signal,
+) -> anyhow::Result<()> {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         r = tokio::signal::ctrl_c() => { r.context("waiting for SIGINT")?; tracing::info!("SIGINT received") }

@@ -9,6 +9,7 @@
 //! config is immutable and shared as `Arc<Config>`.
 
 mod auth;
+mod events;
 mod relay;
 mod routing;
 mod server;
@@ -23,9 +24,10 @@ use serde::Deserialize;
 pub use auth::{
     AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, default_key_path,
 };
+pub use events::EventsConfig;
 pub use relay::{
-    QueueConfig, RelayConfig, Security, SmarthostConfig, SubmissionConfig, SubmissionUser,
-    WarmingConfig, WarmingStep,
+    FromAlignment, QueueConfig, RelayConfig, Security, SmarthostConfig, SubmissionConfig,
+    SubmissionUser, WarmingConfig, WarmingStep,
 };
 pub use routing::{
     AliasConfig, DomainConfig, ForwardRoute, HttpRoute, MaildirRoute, OdooRoute, RejectRoute,
@@ -59,6 +61,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Outbound DKIM signing keys (issue 3).
     pub dkim: DkimConfig,
+    /// Delivery events webhook to the ERP (`[events]`).
+    pub events: EventsConfig,
 }
 
 /// One thing wrong with a config file, with where it is.
@@ -129,6 +133,18 @@ impl Config {
             p.line = validate::line_of(text, &p.path);
         }
         Err(err(problems))
+    }
+
+    /// Domain of VERP and SRS envelope senders: `relay.bounce_domain`, else the first alias
+    /// domain, else `server.hostname`.
+    pub fn bounce_domain(&self) -> &str {
+        let d = self.relay.bounce_domain.trim();
+        if !d.is_empty() {
+            return d;
+        }
+        self.domains
+            .first()
+            .map_or(self.server.hostname.as_str(), |d| d.name.as_str())
     }
 
     /// The route a name refers to (validated to exist at load).

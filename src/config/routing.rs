@@ -104,9 +104,17 @@ fn default_http_timeout() -> HumanDuration {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OdooRoute {
+    /// Base URL of the Odoo server (`http://127.0.0.1:8069`); mxgate calls
+    /// `/xmlrpc/2/object` (and `/xmlrpc/2/common` to log in) under it.
     pub url: String,
     pub database: String,
-    pub uid: u32,
+    /// User id for `execute_kw`; give it, or `user` to look it up (`authenticate`) once.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Login whose uid is found by `/xmlrpc/2/common` `authenticate` (when `uid` is unset).
+    #[serde(default)]
+    pub user: String,
+    /// Password or API key of that user.
     pub password: Secret,
     /// Model for new threads (`crm.lead`, `helpdesk.ticket`); empty lets Odoo decide by alias.
     #[serde(default)]

@@ -15,6 +15,14 @@ impl Config {
         self.validate_routing(&mut p);
         self.validate_routes(&mut p);
         self.validate_relay(&mut p);
+        if self.events.url.starts_with("https:") {
+            p.add(
+                "events.url",
+                "https is not supported yet: use an http:// URL",
+            );
+        } else if !self.events.url.is_empty() {
+            check_url(&mut p, "events.url", &self.events.url);
+        }
         p.0
     }
 
@@ -116,7 +124,15 @@ impl Config {
             let at = |k: &str| format!("routes.{name}.{k}");
             match r {
                 RouteConfig::Http(h) => check_url(p, &at("url"), &h.url),
-                RouteConfig::Odoo(o) => check_url(p, &at("url"), &o.url),
+                RouteConfig::Odoo(o) => {
+                    check_url(p, &at("url"), &o.url);
+                    if o.uid.is_none() && o.user.trim().is_empty() {
+                        p.add(at("uid"), "an odoo route needs `uid` or `user` (login)");
+                    }
+                    if o.database.trim().is_empty() {
+                        p.add(at("database"), "an odoo route needs the database name");
+                    }
+                }
                 RouteConfig::Maildir(m) if m.path.as_os_str().is_empty() => {
                     p.add(at("path"), "must not be empty")
                 }
@@ -152,6 +168,14 @@ impl Config {
                     format!("{:?} is listed twice", h.name),
                 );
             }
+        }
+        for (i, h) in self.relay.smarthosts.iter().enumerate() {
+            if h.host.trim().is_empty() {
+                p.add(format!("relay.smarthosts[{i}].host"), "must not be empty");
+            }
+        }
+        if self.relay.destination_concurrency == 0 {
+            p.add("relay.destination_concurrency", "must be at least 1");
         }
         for (i, w) in self.warming.schedule.iter().enumerate() {
             if parse_day_range(&w.days).is_none() {

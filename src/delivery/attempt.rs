@@ -2,12 +2,12 @@
 //! message, the recipient and the raw body; output: an [`Outcome`] (never an error — every
 //! failure is classified).
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use super::outcome::classify;
-use super::{Error, Outcome, http, maildir};
+use super::relay::Relay;
+use super::{Error, Outcome, http, maildir, odoo};
 use crate::config::{Config, RouteConfig};
 use crate::queue::transition::STORED_FOR_BOUNCE;
 use crate::queue::{QueuedMessage, Recipient};
@@ -17,8 +17,12 @@ use crate::routing::Destination;
 pub struct Context {
     pub config: Arc<Config>,
     pub http: http::Client,
-    /// Route kinds already warned about as not available yet: one warning, not one per retry.
-    warned: Mutex<HashSet<&'static str>>,
+    /// uids of `odoo` routes configured with a login.
+    pub odoo: odoo::Logins,
+    /// Outbound relay (relayed recipients, `forward` routes, DSNs); `None` = defer them.
+    pub relay: Option<Arc<Relay>>,
+    /// Metrics, statistics and ERP events of each recorded outcome; `None` = metrics only.
+    pub observer: Option<crate::stats::observe::Observer>,
 }
 
 impl Context {
@@ -26,33 +30,27 @@ impl Context {
         Context {
             config,
             http: http::client(),
-            warned: Mutex::new(HashSet::new()),
+            odoo: odoo::Logins::default(),
+            relay: None,
+            observer: None,
         }
     }
 
-    /// `provider` label of the delivery metrics: the route kind.
+    /// `provider` label of the delivery metrics: the recipient's provider for relayed mail,
+    /// else the route kind (`http`, `odoo`, `maildir`, ...).
     pub fn kind_label(&self, rcpt: &Recipient) -> &'static str {
         match &rcpt.dest {
             Destination::Bounce { .. } => "bounce",
+            // Relayed mail: the mailbox provider (gmail, microsoft, ..., other), as SPEC's
+            // `mxgate_delivery_attempts_total{result,provider}` means it; bounded set.
+            Destination::Relay => {
+                crate::bounce::detect_provider(Some(&rcpt.address), &[], "").as_label()
+            }
+            Destination::SrsReturn { .. } => "relay",
             Destination::Route { route, .. } => self
                 .config
                 .route(route)
                 .map_or("unknown", RouteConfig::kind),
-        }
-    }
-
-    fn warn_once(&self, kind: &'static str, route: &str) {
-        let first = self
-            .warned
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(kind);
-        if first {
-            tracing::warn!(
-                route,
-                kind,
-                "route kind not available yet: its mail stays queued (deferred) until it is"
-            );
         }
     }
 }
@@ -80,6 +78,22 @@ async fn deliver(
         } => (route, alias, thread, detail),
         // Stored for the bounce stage at enqueue; never delivered anywhere.
         Destination::Bounce { .. } => return Ok(STORED_FOR_BOUNCE.to_string()),
+        Destination::Relay => {
+            let relay = ctx.relay.as_ref().ok_or(Error::NoRelay)?;
+            // Recipients are unique per message (RCPT de-duplicates), so the address
+            // finds the index the VERP token names.
+            let idx = msg
+                .recipients
+                .iter()
+                .position(|r| r.address == rcpt.address)
+                .and_then(|i| u16::try_from(i).ok())
+                .unwrap_or(0);
+            return relay.deliver(msg, idx, &rcpt.address, &body).await;
+        }
+        Destination::SrsReturn { to } => {
+            let relay = ctx.relay.as_ref().ok_or(Error::NoRelay)?;
+            return relay.deliver(msg, 0, to, &body).await;
+        }
     };
     let Some(cfg) = ctx.config.route(route) else {
         return Err(Error::UnknownRoute(route.clone()));
@@ -107,10 +121,11 @@ async fn deliver(
                 .clone()
                 .unwrap_or_else(|| "route rejects mail".to_string()),
         )),
-        RouteConfig::Odoo(_) | RouteConfig::Forward(_) => {
-            ctx.warn_once(cfg.kind(), route);
-            Err(Error::NotAvailable(cfg.kind()))
+        RouteConfig::Forward(f) => {
+            let relay = ctx.relay.as_ref().ok_or(Error::NoRelay)?;
+            relay.forward(msg, &f.to, &body).await
         }
+        RouteConfig::Odoo(o) => odoo::deliver(&ctx.http, &ctx.odoo, route, o, &body).await,
     }
 }
 

@@ -114,6 +114,7 @@ fn request(
         Some("https") => return Err(bad("https routes are not supported yet (use http://)")),
         _ => return Err(bad("the URL must start with http://")),
     }
+    let auth = crate::auth::erp_header_of(&body);
     let mut req = Request::post(uri)
         .body(Full::new(Bytes::from(body)))
         .map_err(|_| bad("cannot build a request for this URL"))?;
@@ -133,6 +134,9 @@ fn request(
     set("x-mxgate-envelope-from", meta.envelope_from);
     set("x-mxgate-envelope-to", meta.envelope_to);
     set("x-mxgate-queue-id", &meta.queue_id);
+    if let Some(a) = auth {
+        set("x-mxgate-auth", &a); // the inbound verdict, from the top of the message
+    }
     if !route.token.is_empty() {
         h.insert(
             AUTHORIZATION,

@@ -5,8 +5,10 @@
 //!   `queue.concurrency` attempts at once, never the same recipient twice concurrently.
 //! - [`attempt`]: one recipient, one attempt: the route kind decides the transport
 //!   (the only `match` on route kinds in delivery).
-//! - [`http`] (POST to the ERP), [`maildir`]; `discard` is sent at once; `odoo` and
-//!   `forward` arrive with the relay issue and defer meanwhile.
+//! - [`http`] (POST to the ERP), [`odoo`] (XML-RPC `message_process`), [`maildir`]; `discard` is sent at once; `forward` queues
+//!   an SRS copy ([`relay`], [`crate::routing::srs`]).
+//! - [`relay`]: relayed recipients — [`plan`] (smart hosts by priority and `from_filter`,
+//!   or MX), [`smtp`] (mail-send sessions, pooled), [`dsn`] back to the sender on failure.
 //! - [`outcome`]: `Outcome` and [`outcome::classify`], the only error → outcome mapping.
 //!
 //! Delivery is at-least-once: an attempt's `d/` key stays until its outcome is recorded, so
@@ -14,9 +16,15 @@
 //! de-duplicate).
 
 pub mod attempt;
+pub mod dsn;
 pub mod http;
 pub mod maildir;
+pub mod odoo;
 pub mod outcome;
+pub mod plan;
+pub mod relay;
+pub mod smtp;
+pub mod tls_client;
 pub mod worker;
 
 pub use outcome::Outcome;
@@ -47,6 +55,23 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("queue: {0}")]
     Store(#[from] crate::queue::StoreError),
+    /// A 5xx to MAIL, RCPT or DATA from a smart host or MX: the remote refuses.
+    #[error("{0}")]
+    SmtpRejected(String),
+    /// The recipient domain takes no mail (null MX, no MX and no address).
+    #[error("{0}")]
+    Unroutable(String),
+    /// Every hop failed temporarily, DNS did not answer, or no route is configured.
+    #[error("{0}")]
+    RelayLater(String),
+    /// Relaying is not wired (a worker started without [`relay::Relay`]).
+    #[error("outbound relay is not configured in this process")]
+    NoRelay,
+    #[error("the forwarded copy could not be queued")]
+    ForwardQueue,
+    /// An XML-RPC fault or unreadable answer from an `odoo` route (Odoo's words).
+    #[error("{0}")]
+    Fault(String),
 }
 
 /// `client error (Connect): tcp connect error: Connection refused` — hyper's top-level

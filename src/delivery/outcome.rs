@@ -57,6 +57,19 @@ pub fn classify(err: &Error) -> Outcome {
             category: None,
             reply: reply.clone(),
         },
+        // A remote MTA's refusal: categorised like the bounces that come back by mail.
+        Error::SmtpRejected(reply) | Error::Unroutable(reply) => Outcome::Bounced {
+            category: Some(
+                crate::bounce::classify_reply(None, None, reply)
+                    .category
+                    .as_str()
+                    .to_string(),
+            ),
+            reply: reply.clone(),
+        },
+        Error::RelayLater(_) | Error::NoRelay | Error::ForwardQueue => {
+            Outcome::deferred(err.to_string())
+        }
         // Connect refused/reset, timeouts, IO (disk full, permissions), a route the config no
         // longer has or that is not implemented yet: all fixable without the sender's help.
         Error::Http(_)
@@ -65,6 +78,7 @@ pub fn classify(err: &Error) -> Outcome {
         | Error::BadUrl { .. }
         | Error::UnknownRoute(_)
         | Error::NotAvailable(_)
+        | Error::Fault(_)
         | Error::Store(_) => Outcome::deferred(err.to_string()),
     }
 }

@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use super::Outcome;
 use super::attempt::{self, Context};
+use super::relay::Relay;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -52,6 +53,22 @@ impl Worker {
             concurrency,
             drain,
         }
+    }
+
+    /// Relays `Destination::Relay` recipients and `forward` routes, and sends DSNs.
+    pub fn with_relay(mut self, relay: Relay) -> Worker {
+        Arc::get_mut(&mut self.ctx)
+            .expect("the context is not shared before the worker runs")
+            .relay = Some(Arc::new(relay));
+        self
+    }
+
+    /// Feeds every recorded outcome to `observer` (statistics, ERP events, delivery metrics).
+    pub fn with_observer(mut self, observer: crate::stats::observe::Observer) -> Worker {
+        Arc::get_mut(&mut self.ctx)
+            .expect("the context is not shared before the worker runs")
+            .observer = Some(observer);
+        self
     }
 
     /// Delivers until `shutdown` is cancelled, then lets in-flight attempts finish.
@@ -158,6 +175,10 @@ async fn attempt_one(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due
     };
     let kind = ctx.kind_label(rcpt);
     let start = Instant::now();
+    let info = match (&ctx.observer, &body) {
+        (Some(_), Some(b)) => crate::stats::observe::MessageInfo::from_message(b),
+        _ => Default::default(),
+    };
     let outcome = match body {
         Some(body) => attempt::run(&ctx, msg, rcpt, body).await,
         // Meta without body: a damaged store. Deferred, so it is visible and expires.
@@ -166,12 +187,31 @@ async fn attempt_one(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due
     metrics.delivery_attempt(outcome.as_label(), kind, start.elapsed().as_secs_f64());
     log(&outcome, &rcpt.address, kind);
     match queue.record(due.id, due.rcpt, &outcome).await {
-        Ok(_) => {}
+        Ok(Some(state)) => {
+            if let Some(o) = &ctx.observer {
+                o.attempt(msg, rcpt, &info, &outcome, state);
+            }
+            if let Some(relay) = &ctx.relay
+                && let Some(kind) = relay.dsn_kind(msg, due.rcpt, rcpt, state).await
+            {
+                let mut failed = rcpt.clone();
+                failed.last_reply = Some(outcome_reply(&outcome));
+                relay.send_dsn(msg, &failed, kind).await;
+            }
+        }
+        Ok(None) => {}
         Err(StoreError::Closed) => {}
         Err(e) => {
             tracing::warn!(error = %e, "cannot record a delivery outcome; the attempt will be repeated");
             tokio::time::sleep(STORE_ERROR_PAUSE).await;
         }
+    }
+}
+
+fn outcome_reply(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Sent { reply } | Outcome::Bounced { reply, .. } => reply.clone(),
+        Outcome::Deferred { reason, .. } => reason.clone(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! bounce processing), per SPEC "Inbound routing". Pure: no IO, built once from config.
 
 mod resolve;
+pub mod srs;
 pub mod token;
 
 pub use resolve::{Destination, Error, Router};

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::config::{Config, RouteConfig};
 use crate::envelope::Address;
+use crate::routing::token::TokenKey;
 use crate::session::reply::{self, Reply};
 
 /// Where one accepted recipient goes.
@@ -25,6 +27,12 @@ pub enum Destination {
     },
     /// `bounce+TOKEN@`: a DSN for the bounce stage; TOKEN may be empty or forged.
     Bounce { token: String },
+    /// Outbound relay to a remote domain (authenticated submission, a trusted network, a
+    /// forwarded copy or a DSN we send): smart hosts or MX, see `delivery::plan`.
+    Relay,
+    /// `SRS0=...@<bounce domain>` of ours (a bounce of a forwarded copy): relayed on to the
+    /// original sender `to` that the SRS address encodes.
+    SrsReturn { to: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +43,8 @@ pub enum Error {
     UnknownUser,
     #[error("route refuses mail: {0}")]
     Rejected(String),
+    #[error("forward route has no addresses to forward to")]
+    NoForwardTargets,
 }
 
 impl Error {
@@ -43,6 +53,7 @@ impl Error {
             Error::RelayDenied => reply::RELAY_DENIED,
             Error::UnknownUser => reply::UNKNOWN_USER,
             Error::Rejected(msg) => reply::RECIPIENT_REJECTED.with_text(msg.clone()),
+            Error::NoForwardTargets => reply::FORWARD_NO_TARGETS,
         }
     }
 }
@@ -60,6 +71,16 @@ pub struct Router {
     /// `local@domain` (local part lower-cased) → route name.
     aliases: HashMap<String, String>,
     reject_messages: HashMap<String, String>,
+    /// `forward` routes whose `to` list is empty: refused at RCPT.
+    empty_forwards: std::collections::HashSet<String>,
+    /// Reverses our SRS addresses (see [`Router::with_srs`]).
+    srs: Option<Srs>,
+}
+
+struct Srs {
+    key: TokenKey,
+    domain: String,
+    clock: Clock,
 }
 
 impl Router {
@@ -100,11 +121,30 @@ impl Router {
                 _ => None,
             })
             .collect();
+        let empty_forwards = config
+            .routes
+            .iter()
+            .filter(|(_, r)| matches!(r, RouteConfig::Forward(f) if f.to.iter().all(|t| t.trim().is_empty())))
+            .map(|(name, _)| name.clone())
+            .collect();
         Router {
             domains,
             aliases,
             reject_messages,
+            empty_forwards,
+            srs: None,
         }
+    }
+
+    /// Recognise `SRS0=...@<bounce domain>` addresses made with `key` (forwarded copies):
+    /// mail to them goes back to the original sender; forged or expired ones are unknown.
+    pub fn with_srs(mut self, key: TokenKey, bounce_domain: &str, clock: Clock) -> Router {
+        self.srs = Some(Srs {
+            key,
+            domain: bounce_domain.to_ascii_lowercase(),
+            clock,
+        });
+        self
     }
 
     pub fn is_alias_domain(&self, domain: &str) -> bool {
@@ -113,15 +153,41 @@ impl Router {
 
     /// Resolves one RCPT address.
     pub fn resolve(&self, rcpt: &Address) -> Result<Destination, Error> {
+        if let Some(srs) = &self.srs
+            && rcpt.domain == srs.domain
+            && rcpt
+                .local
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("srs0="))
+        {
+            let today = srs.clock.now_ms() / 86_400_000;
+            return super::srs::reverse(&srs.key, &rcpt.local, today)
+                .map(|to| Destination::SrsReturn { to })
+                .ok_or(Error::UnknownUser);
+        }
         let rules = self.domains.get(&rcpt.domain).ok_or(Error::RelayDenied)?;
         let local = rcpt.local.to_lowercase();
         let dest = self.match_local(rcpt, &local, rules)?;
         match &dest {
+            Destination::Route { route, .. } if self.empty_forwards.contains(route) => {
+                Err(Error::NoForwardTargets)
+            }
             Destination::Route { route, .. } => match self.reject_messages.get(route) {
                 Some(msg) => Err(Error::Rejected(msg.clone())),
                 None => Ok(dest),
             },
-            Destination::Bounce { .. } => Ok(dest),
+            Destination::Bounce { .. } | Destination::Relay | Destination::SrsReturn { .. } => {
+                Ok(dest)
+            }
+        }
+    }
+
+    /// For mail mxgate sends itself (DSNs, forwarded copies): alias domains resolve as
+    /// inbound mail does; every other domain is relayed.
+    pub fn resolve_or_relay(&self, rcpt: &Address) -> Result<Destination, Error> {
+        match self.resolve(rcpt) {
+            Err(Error::RelayDenied) => Ok(Destination::Relay),
+            other => other,
         }
     }
 

@@ -19,7 +19,8 @@ use super::body::{Body, BodyError, Chunk, DataDecoder};
 use super::command::BodyType;
 use super::io::Conn;
 use super::reply::{self, Reply};
-use super::{Session, State, Transaction};
+use super::{Session, State, Transaction, prep, verify};
+use crate::envelope::ListenerKind;
 use crate::queue::NewMessage;
 
 /// How long the store may take before the client is told to retry (KumoMTA uses 60 s too).
@@ -149,7 +150,25 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
         metrics.inbound_message("rejected", "mail_loop");
         return reply::MAIL_LOOP;
     }
-    let mut message = received_header(s, &txn).into_bytes();
+    let content = if s.kind == ListenerKind::Inbound {
+        content
+    } else {
+        match prepare_submission(s, &txn, &content) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                info!(error = %e, "submitted message refused");
+                metrics.inbound_message("rejected", "submission_prep");
+                return e.reply();
+            }
+        }
+    };
+    // Inbound: sender authentication (X-Mxgate-Auth, Authentication-Results on top).
+    let (auth_fields, content) = match verify::authenticate(s, &txn, content).await {
+        Ok(v) => (v.fields, v.content),
+        Err(refused) => return refused,
+    };
+    let mut message = auth_fields.into_bytes();
+    message.extend_from_slice(received_header(s, &txn).as_bytes());
     message.extend_from_slice(&content);
     let msg = NewMessage {
         listener: s.kind,
@@ -176,6 +195,35 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
             reply::STORE_UNAVAILABLE
         }
     }
+}
+
+/// Message-ID/Date, header From alignment and DKIM for submitted mail ([`prep`]).
+fn prepare_submission(
+    s: &Session,
+    txn: &Transaction,
+    content: &[u8],
+) -> Result<Vec<u8>, prep::PrepError> {
+    let cfg = &s.ctx.config;
+    let domains = s.peer.user.as_ref().and_then(|name| {
+        cfg.submission
+            .users
+            .iter()
+            .find(|u| &u.name == name)
+            .map(|u| u.domains.as_slice())
+    });
+    let envelope_from = txn.mail.from.to_string();
+    let who = prep::Submitter {
+        domains,
+        envelope_from: &envelope_from,
+    };
+    prep::prepare(
+        content,
+        &cfg.server.hostname,
+        cfg.submission.from_alignment,
+        &s.ctx.signer,
+        &who,
+        SystemTime::now(),
+    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -21,9 +21,11 @@ mod ehlo;
 mod io;
 pub mod listener;
 mod mail;
+pub mod prep;
 mod rcpt;
 pub mod reply;
 mod sasl;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,12 @@ pub struct SessionContext {
     pub metrics: Metrics,
     /// STARTTLS / implicit TLS; `None` only in tests that run without a certificate.
     pub tls: Option<TlsAcceptor>,
+    /// Suppressed recipients are refused on submission ([`rcpt`]).
+    pub suppressions: crate::bounce::SuppressionList,
+    /// DKIM keys for submitted mail ([`prep`]).
+    pub signer: Arc<crate::auth::sign::Signer>,
+    /// Inbound SPF/DKIM/DMARC/ARC/iprev (`session/verify.rs`); one resolver and cache per server.
+    pub verifier: Arc<crate::auth::Verifier>,
     /// Cancelled on SIGTERM: listeners stop accepting, sessions answer 421 at the next command.
     pub shutdown: CancellationToken,
 }

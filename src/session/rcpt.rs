@@ -1,6 +1,7 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): each recipient is routed now, so the client learns at once
-//! which addresses we take. Outside the alias domains it is relaying: `550 5.7.1` (an
-//! authenticated submission client gets `451 4.3.0` until outbound relay exists).
+//! which addresses we take. Outside the alias domains it is relaying: `550 5.7.1`, unless
+//! the client is an authenticated submission user or in `relay.trusted_networks` — then the
+//! recipient goes to the outbound relay ([`Destination::Relay`]).
 
 use tracing::info;
 
@@ -8,7 +9,7 @@ use super::command::RcptTo;
 use super::reply::{self, Reply};
 use super::{Session, State};
 use crate::envelope::ListenerKind;
-use crate::routing;
+use crate::routing::{self, Destination};
 
 pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
     let may_relay =
@@ -28,7 +29,15 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
         metrics.inbound_recipient("rejected", "smtputf8");
         return reply::SMTPUTF8_REQUIRED;
     }
-    match s.ctx.router.resolve(&r.to) {
+    let resolved = match s.ctx.router.resolve(&r.to) {
+        Err(routing::Error::RelayDenied) if may_relay => Ok(Destination::Relay),
+        other => other,
+    };
+    match resolved {
+        Ok(Destination::Relay) if s.ctx.suppressions.is_suppressed(&r.to.to_string()) => {
+            metrics.inbound_recipient("rejected", "suppressed");
+            reply::RECIPIENT_SUPPRESSED
+        }
         Ok(dest) => {
             metrics.inbound_recipient("accepted", "ok");
             let key = r.to.to_ascii_lowercase();
@@ -41,10 +50,6 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
                 txn.recipients.push((r.to, dest));
             }
             reply::RECIPIENT_OK
-        }
-        Err(routing::Error::RelayDenied) if may_relay => {
-            metrics.inbound_recipient("rejected", "relay_unavailable");
-            reply::OUTBOUND_RELAY_UNAVAILABLE
         }
         Err(e) => {
             info!(rcpt = %r.to, error = %e, "recipient refused");
@@ -59,5 +64,6 @@ fn label(e: &routing::Error) -> &'static str {
         routing::Error::RelayDenied => "relay_denied",
         routing::Error::UnknownUser => "unknown_user",
         routing::Error::Rejected(_) => "route_rejected",
+        routing::Error::NoForwardTargets => "no_forward_targets",
     }
 }

@@ -161,9 +161,10 @@ pub const UNKNOWN_USER: Reply = Reply::new(550, "5.1.1", "User unknown");
 pub const RECIPIENT_REJECTED: Reply = Reply::new(550, "5.7.1", "Recipient rejected");
 pub const RECIPIENT_SUPPRESSED: Reply = Reply::new(550, "5.7.1", "Recipient suppressed");
 pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Too many recipients");
-/// Authenticated submission to a domain we do not serve: outbound relay is a later issue.
-pub const OUTBOUND_RELAY_UNAVAILABLE: Reply =
-    Reply::new(451, "4.3.0", "Outbound relay not available yet");
+/// A `forward` route with an empty `to` list: nowhere to send the mail.
+pub const FORWARD_NO_TARGETS: Reply = Reply::new(550, "5.1.1", "Mailbox has no forwarding address");
+/// `[submission] from_alignment = "reject"`: header From outside the user's domains.
+pub const HEADER_FROM_NOT_ALLOWED: Reply = Reply::new(550, "5.7.1", "Header From not allowed");
 pub const SMTPUTF8_REQUIRED: Reply = Reply::new(
     553,
     "5.6.7",
@@ -205,6 +206,23 @@ pub const BAD_MESSAGE_HEADER: Reply = Reply::new(554, "5.6.0", "Message header i
 pub const DMARC_REJECT: Reply = Reply::new(550, "5.7.1", "Rejected by DMARC policy");
 pub const SPF_FAIL: Reply = Reply::new(550, "5.7.23", "SPF validation failed");
 pub const AUTH_TEMPFAIL: Reply = Reply::new(451, "4.7.5", "Temporary failure verifying sender");
+
+// --- outbound relay: what mxgate itself records as a recipient's final reply ---
+/// RFC 7505 §4.2: the recipient domain publishes a null MX.
+pub const NULL_MX: Reply = Reply::new(
+    556,
+    "5.1.10",
+    "Recipient domain does not accept mail (null MX)",
+);
+/// The recipient domain has no MX and no A/AAAA record.
+pub const NO_SUCH_DOMAIN: Reply = Reply::new(550, "5.1.2", "Recipient domain has no mail server");
+/// No smart host takes this sender and `relay.direct_mx` is off.
+pub const NO_RELAY_ROUTE: Reply = Reply::new(451, "4.4.0", "No relay route for this sender");
+/// Expired in the queue (RFC 3463 4.4.7), the status of the DSN sent then.
+pub const DELIVERY_EXPIRED: Reply =
+    Reply::new(451, "4.4.7", "Delivery time expired, message returned");
+/// A forwarded copy could not be queued.
+pub const FORWARD_QUEUE_FAILED: Reply = Reply::new(451, "4.3.0", "Forwarded copy not queued");
 
 // --- submission policy ---
 pub const WARMING_CAP: Reply = Reply::new(451, "4.7.1", "Warming tier rate limit");

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, MX, PTR, TXT};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, AAAA, MX, PTR, SOA, TXT};
+use hickory_proto::rr::{Name, RData, Record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,11 @@ impl DnsServer {
             queries: Arc::default(),
             stop: CancellationToken::new(),
         };
-        let ctx = Ctx { zone: s.zone.clone(), queries: s.queries.clone(), answer };
+        let ctx = Ctx {
+            zone: s.zone.clone(),
+            queries: s.queries.clone(),
+            answer,
+        };
         tokio::spawn(serve_udp(udp, ctx.clone(), s.stop.clone()));
         tokio::spawn(serve_tcp(tcp, ctx, s.stop.clone()));
         s
@@ -64,7 +68,10 @@ impl DnsServer {
 
     /// `[dns]` TOML pointing the server's resolver here.
     pub fn config_toml(&self) -> String {
-        format!("[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\ncache_size = 512\n", self.addr)
+        format!(
+            "[dns]\nnameservers = [\"{}\"]\ntimeout = \"300ms\"\ncache_size = 512\n",
+            self.addr
+        )
     }
 
     /// Queries received so far (UDP and TCP).
@@ -74,7 +81,12 @@ impl DnsServer {
 
     fn add(&self, name: &str, rdata: RData) {
         let key = key(name);
-        self.zone.write().expect("zone lock").entry(key).or_default().push(rdata);
+        self.zone
+            .write()
+            .expect("zone lock")
+            .entry(key)
+            .or_default()
+            .push(rdata);
     }
 
     /// A TXT record; long text is split into 255-octet character-strings (RFC 7208 §3.3).
@@ -171,9 +183,28 @@ impl Ctx {
             }
         }
         drop(zone);
+        // RFC 2308: a negative answer carries the zone's SOA, whose minimum is how long
+        // resolvers may cache it (as real authoritative servers do).
+        if resp.answers.is_empty()
+            && let Some(q) = req.queries.first()
+        {
+            let apex = q.name.trim_to(1); // the TLD: an ancestor of every name asked
+            let soa = SOA::new(
+                name_of("ns.test"),
+                name_of("hostmaster.test"),
+                1,
+                3600,
+                600,
+                86400,
+                300,
+            );
+            resp.add_authority(Record::from_rdata(apex, 300, RData::SOA(soa)));
+        }
         let bytes = resp.to_vec().ok()?;
         let limit = max_len.unwrap_or(usize::MAX).min(
-            req.edns.as_ref().map_or(512, |e| usize::from(e.max_payload().max(512))),
+            req.edns
+                .as_ref()
+                .map_or(512, |e| usize::from(e.max_payload().max(512))),
         );
         if max_len.is_some() && bytes.len() > limit {
             return resp.truncate().to_vec().ok();
@@ -219,9 +250,15 @@ async fn serve_tcp_conn(mut stream: TcpStream, ctx: Ctx, stop: CancellationToken
         if stream.read_exact(&mut q).await.is_err() {
             return;
         }
-        let Some(resp) = ctx.respond(&q, None) else { continue };
-        let Ok(n) = u16::try_from(resp.len()) else { return };
-        if stream.write_all(&n.to_be_bytes()).await.is_err() || stream.write_all(&resp).await.is_err() {
+        let Some(resp) = ctx.respond(&q, None) else {
+            continue;
+        };
+        let Ok(n) = u16::try_from(resp.len()) else {
+            return;
+        };
+        if stream.write_all(&n.to_be_bytes()).await.is_err()
+            || stream.write_all(&resp).await.is_err()
+        {
             return;
         }
     }

@@ -2,9 +2,12 @@
 //! temp data dir, a real HTTP receiver standing in for the ERP, and a raw SMTP client.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod erp;
 pub mod process;
+pub mod sink;
 pub mod smtp;
+pub mod submit;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,6 +33,9 @@ pub struct TestServer {
     pub dir: TempDir,
     pub erp: Erp,
     pub config: Config,
+    /// The authoritative DNS server the server's resolver asks (unless the test's TOML
+    /// names other `[dns] nameservers`); records can be added while the server runs.
+    pub dns: dns::DnsServer,
 }
 
 /// Base config: alias domain `example.test`, aliases sales@ and support@ to the ERP over
@@ -120,6 +126,12 @@ impl TestServer {
         let toml = base_toml(dir.path(), &erp.url(), extra);
         let mut config =
             Config::from_toml(&toml, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
+        // Sender authentication asks DNS for every inbound message: never the machine's
+        // resolver, an in-process one whose (initially empty) zone the test controls.
+        let dns = dns::DnsServer::start().await;
+        if config.dns.nameservers.is_empty() {
+            config.dns.nameservers = vec![dns.addr];
+        }
         change(&mut config);
         let running = Server::start(config.clone())
             .await
@@ -129,6 +141,7 @@ impl TestServer {
             dir,
             erp,
             config,
+            dns,
         }
     }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct Proc {
     pub child: Child,
     pub inbound: SocketAddr,
+    /// The submission listener's address (every test config has one).
+    pub submission: SocketAddr,
 }
 
 /// Starts `mxgate serve --config FILE` and reads the inbound address from its
@@ -28,28 +30,37 @@ pub fn spawn_server(config: &std::path::Path) -> Proc {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             log2.lock().expect("lock").push_str(&format!("{line}\n"));
-            if line.contains("listening") && line.contains("listener=inbound") {
-                let addr = line
-                    .split("addr=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-                    .map(str::to_string);
-                let _ = tx.send(addr);
+            for name in ["inbound", "submission"] {
+                if line.contains("listening") && line.contains(&format!("listener={name} ")) {
+                    let addr = line
+                        .split("addr=")
+                        .nth(1)
+                        .and_then(|s| s.split_whitespace().next())
+                        .and_then(|s| s.parse::<SocketAddr>().ok());
+                    let _ = tx.send((name, addr));
+                }
             }
         }
     });
-    let inbound = rx
-        .recv_timeout(Duration::from_secs(60))
-        .ok()
-        .flatten()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "server did not log its inbound address; its log:\n{}",
+    let (mut inbound, mut submission) = (None, None);
+    while inbound.is_none() || submission.is_none() {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(("inbound", a)) => inbound = a,
+            Ok((_, a)) => submission = a,
+            Err(_) => panic!(
+                "server did not log its inbound and submission addresses; its log:\n{}",
                 log.lock().expect("lock")
-            )
-        });
-    Proc { child, inbound }
+            ),
+        }
+    }
+    let (Some(inbound), Some(submission)) = (inbound, submission) else {
+        unreachable!("loop ends when both are set")
+    };
+    Proc {
+        child,
+        inbound,
+        submission,
+    }
 }
 
 impl Proc {

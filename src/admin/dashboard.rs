@@ -1,0 +1,21 @@
+//! `GET /dashboard`: the Bounce Classification page — one self-contained HTML file
+//! (`dashboard.html`, inline CSS and plain JavaScript, no CDN: the machines are offline)
+//! that reads `/api/bounces/summary` and `/api/bounces/classification`. When the API wants
+//! a bearer token the page asks for it and keeps it in the browser's session storage.
+//!
+//! The page itself carries no data, so it is served without the token.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+const PAGE: &str = include_str!("dashboard.html");
+
+pub async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+}

@@ -1,0 +1,38 @@
+//! `[events]`: the optional webhook that tells the ERP what became of its mail (not named by
+//! SPEC; issue 4 item 7). Empty `url` = no events are kept or sent.
+
+use serde::Deserialize;
+
+use super::types::{HumanDuration, Secret};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// `http://` URL that receives one JSON event per POST; empty = off.
+    pub url: String,
+    /// Sent as `Authorization: Bearer ...` when set.
+    pub token: Secret,
+    /// Deadline of one POST; past it the event is retried.
+    pub timeout: HumanDuration,
+    /// Longest pause between retries while the receiver fails (backoff starts at 1 s).
+    pub retry_max: HumanDuration,
+    /// Events kept in the durable outbox while the receiver is down; past it the oldest
+    /// are dropped (with a warning), so a dead receiver cannot fill the disk.
+    pub max_pending: u64,
+    /// Also report deliveries to inbound routes (to the ERP itself); by default only relayed
+    /// (outbound) recipients produce events.
+    pub inbound: bool,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            url: String::new(),
+            token: Secret::default(),
+            timeout: HumanDuration::secs(10),
+            retry_max: HumanDuration::secs(300),
+            max_pending: 1_000_000,
+            inbound: false,
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Where a relayed recipient goes: the ordered [`Hop`]s one attempt tries (SPEC "Queue and
+//! delivery").
+//!
+//! - Smart hosts whose `from_filter` takes the sender, lowest `priority` first (ties in
+//!   config order). When one matches, only smart hosts are used.
+//! - Otherwise, with `relay.direct_mx`: the recipient domain's MX hosts by preference
+//!   (RFC 5321 §5.1), the domain itself when it has no MX (implicit MX), permanent failure
+//!   for a null MX (RFC 7505) or a domain with neither. DNS failures are temporary.
+//! - Otherwise there is no route: deferred, so fixing the config releases the mail.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::smtp::{Hop, TlsMode};
+use crate::config::{Config, Security, SmarthostConfig};
+use crate::dns::Dns;
+use crate::session::reply;
+
+/// Why no hop could be planned.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// Permanent: null MX, or no MX and no address. The text is the recorded reply.
+    #[error("{0}")]
+    Unroutable(String),
+    /// Temporary: DNS did not answer, or no route is configured for this sender.
+    #[error("{0}")]
+    Later(String),
+}
+
+/// The hops for recipient domain `domain` of a message from `sender` (`local@domain`).
+pub async fn plan(
+    config: &Config,
+    dns: Option<&Dns>,
+    sender: &str,
+    domain: &str,
+) -> Result<Vec<Hop>, PlanError> {
+    let hosts = smarthosts(config, sender);
+    if !hosts.is_empty() {
+        let mut hops = Vec::with_capacity(hosts.len());
+        for h in hosts {
+            hops.push(smarthost_hop(h).await);
+        }
+        return Ok(hops);
+    }
+    if !config.relay.direct_mx {
+        return Err(PlanError::Later(format!(
+            "{} (sender {sender:?}; relay.direct_mx is off)",
+            reply::NO_RELAY_ROUTE
+        )));
+    }
+    let Some(dns) = dns else {
+        return Err(PlanError::Later("DNS resolver not available".into()));
+    };
+    mx_hops(dns, domain, config.relay.mx_port).await
+}
+
+/// Smart hosts that take `sender`, in the order they are tried.
+pub fn smarthosts<'a>(config: &'a Config, sender: &str) -> Vec<&'a SmarthostConfig> {
+    let mut hosts: Vec<&SmarthostConfig> = config
+        .relay
+        .smarthosts
+        .iter()
+        .filter(|h| h.takes_from(sender))
+        .collect();
+    // Stable: equal priorities keep their config order.
+    hosts.sort_by_key(|h| h.priority);
+    hosts
+}
+
+/// The hop for one smart host. Its name is resolved by the system resolver (as Postfix's
+/// relayhost); a name that does not resolve gives a hop without addresses, which fails as
+/// a connection error and moves on to the next host.
+pub async fn smarthost_hop(h: &SmarthostConfig) -> Hop {
+    let addrs = match h.host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, h.port)],
+        Err(_) => tokio::net::lookup_host((h.host.as_str(), h.port))
+            .await
+            .map(|a| a.collect())
+            .unwrap_or_default(),
+    };
+    let credentials =
+        (!h.username.is_empty()).then(|| (h.username.clone(), h.password.expose().to_string()));
+    Hop {
+        label: format!("smarthost {}", h.name),
+        host: h.host.clone(),
+        addrs,
+        tls: match h.security {
+            Security::Tls => TlsMode::Implicit,
+            Security::Starttls => TlsMode::StartTls,
+            Security::None => TlsMode::None,
+        },
+        tls_verify: h.tls_verify,
+        credentials,
+        dest: format!("smarthost:{}", h.name),
+    }
+}
+
+async fn mx_hops(dns: &Dns, domain: &str, port: u16) -> Result<Vec<Hop>, PlanError> {
+    let later = |e: crate::dns::LookupError| PlanError::Later(format!("{domain}: {e}"));
+    let mx = dns.mx(domain).await.map_err(later)?;
+    // RFC 7505 §3: a single MX with the root as exchange ("." → "").
+    if mx.len() == 1 && mx[0].1.is_empty() {
+        return Err(PlanError::Unroutable(reply::NULL_MX.to_string()));
+    }
+    let names: Vec<String> = if mx.is_empty() {
+        // RFC 5321 §5.1: no MX, the domain itself is the implicit MX.
+        vec![domain.to_string()]
+    } else {
+        mx.into_iter()
+            .map(|(_, host)| host)
+            .filter(|h| !h.is_empty())
+            .collect()
+    };
+    let mut hops = Vec::new();
+    let mut failures = Vec::new();
+    for name in names {
+        match dns.ips(&name).await {
+            Ok(ips) if !ips.is_empty() => hops.push(Hop {
+                label: format!("mx {name}"),
+                host: name.clone(),
+                addrs: ips
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect(),
+                tls: TlsMode::Opportunistic,
+                tls_verify: false,
+                credentials: None,
+                dest: format!("mx:{}", domain.to_ascii_lowercase()),
+            }),
+            Ok(_) => failures.push(format!("{name}: no address")),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    if !hops.is_empty() {
+        return Ok(hops);
+    }
+    let all_missing = failures.iter().all(|f| f.ends_with("no address"));
+    if all_missing {
+        Err(PlanError::Unroutable(format!(
+            "{} ({domain})",
+            reply::NO_SUCH_DOMAIN
+        )))
+    } else {
+        Err(PlanError::Later(failures.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(extra: &str) -> Config {
+        Config::from_toml(extra, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn smarthosts_are_filtered_by_sender_and_ordered_by_priority() {
+        let c = config(
+            r#"
+[[relay.smarthosts]]
+name = "backup"
+host = "127.0.0.1"
+priority = 20
+[[relay.smarthosts]]
+name = "news"
+host = "127.0.0.1"
+priority = 1
+from_filter = "news@example.test"
+[[relay.smarthosts]]
+name = "primary"
+host = "127.0.0.1"
+priority = 10
+[[relay.smarthosts]]
+name = "other"
+host = "127.0.0.1"
+priority = 5
+from_filter = "@other.test"
+"#,
+        );
+        let names =
+            |s: &str| -> Vec<String> { smarthosts(&c, s).iter().map(|h| h.name.clone()).collect() };
+        assert_eq!(names("odoo@example.test"), ["primary", "backup"]);
+        assert_eq!(names("News@Example.test"), ["news", "primary", "backup"]);
+        assert_eq!(names("a@other.test"), ["other", "primary", "backup"]);
+    }
+
+    #[tokio::test]
+    async fn no_smarthost_and_no_direct_mx_is_a_temporary_failure() {
+        let c = config("");
+        let e = plan(&c, None, "a@example.test", "elsewhere.test")
+            .await
+            .expect_err("no route");
+        assert!(matches!(e, PlanError::Later(_)), "{e:?}");
+    }
+}

@@ -1,0 +1,323 @@
+//! The outbound relay: one attempt for a [`Destination::Relay`] recipient, the `forward`
+//! route, and the DSN sent when a relayed recipient finally fails.
+//!
+//! Attempt: [`plan`] gives the hops; each is tried in turn through the [`smtp::Pool`].
+//! Connection, TLS or AUTH trouble and 4xx replies move on to the next hop; a 5xx to MAIL,
+//! RCPT or DATA bounces the recipient at once; when every hop failed the recipient is
+//! deferred (the queue's backoff decides when to try again) with every hop's error kept.
+//!
+//! Envelope sender: mail submitted by the ERP leaves as `bounce+TOKEN@<bounce domain>`
+//! (VERP, [`TokenKey`]): the token names message and recipient, so an asynchronous bounce
+//! closes the loop in [`bounce::intake`](crate::bounce::intake). Forwarded copies carry
+//! their SRS sender and DSNs the null sender, both unchanged.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::smtp::{Envelope, Pool};
+use super::{Error, dsn, plan};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::dns::Dns;
+use crate::envelope::{Address, ListenerKind, ReversePath};
+use crate::queue::{NewMessage, Queue, QueuedMessage, RcptState, Recipient};
+use crate::routing::srs;
+use crate::routing::token::TokenKey;
+use crate::routing::{Destination, Router};
+
+/// What the relay needs; built once in `server.rs`.
+pub struct Relay {
+    config: Arc<Config>,
+    dns: Option<Dns>,
+    key: TokenKey,
+    router: Arc<Router>,
+    queue: Queue,
+    clock: Clock,
+    pool: Pool,
+}
+
+impl Relay {
+    pub fn new(
+        config: Arc<Config>,
+        dns: Option<Dns>,
+        key: TokenKey,
+        router: Arc<Router>,
+        queue: Queue,
+        clock: Clock,
+    ) -> Relay {
+        let pool = Pool::new(&config.relay, &config.server.hostname);
+        Relay {
+            config,
+            dns,
+            key,
+            router,
+            queue,
+            clock,
+            pool,
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The envelope sender recipient `idx` of `msg` leaves with.
+    pub fn envelope_sender(&self, msg: &QueuedMessage, idx: u16) -> String {
+        if msg.listener == ListenerKind::Inbound || msg.mail_from.is_empty() {
+            return msg.mail_from.clone();
+        }
+        format!(
+            "bounce+{}@{}",
+            self.key.issue(msg.id, idx),
+            self.config.bounce_domain()
+        )
+    }
+
+    /// One attempt for relayed recipient `idx` of `msg`, to address `to` (the recipient's,
+    /// or the original sender an SRS address encodes); the remote's final reply on success.
+    pub async fn deliver(
+        &self,
+        msg: &QueuedMessage,
+        idx: u16,
+        to: &str,
+        body: &[u8],
+    ) -> Result<String, Error> {
+        let domain = to
+            .rsplit_once('@')
+            .map_or("", |(_, d)| d)
+            .to_ascii_lowercase();
+        // from_filter matches the ERP's own sender; the null sender counts as postmaster.
+        let filter_sender = if msg.mail_from.is_empty() {
+            format!("postmaster@{}", self.config.bounce_domain())
+        } else {
+            msg.mail_from.clone()
+        };
+        let hops = plan::plan(&self.config, self.dns.as_ref(), &filter_sender, &domain)
+            .await
+            .map_err(|e| match e {
+                plan::PlanError::Unroutable(reply) => Error::Unroutable(reply),
+                plan::PlanError::Later(reason) => Error::RelayLater(reason),
+            })?;
+        let from = self.envelope_sender(msg, idx);
+        let env = Envelope {
+            from: &from,
+            to,
+            body,
+        };
+        let mut failures = Vec::new();
+        for hop in &hops {
+            match self.pool.send(hop, &env).await {
+                Ok(reply) => return Ok(format!("{reply} [{}]", hop.label)),
+                Err(e) if e.is_permanent() => {
+                    return Err(Error::SmtpRejected(format!("{e} [{}]", hop.label)));
+                }
+                Err(e) => {
+                    tracing::info!(smarthost = %hop.label, error = %e, "relay hop failed, trying the next");
+                    failures.push(format!("{e} [{}]", hop.label));
+                }
+            }
+        }
+        Err(Error::RelayLater(failures.join("; ")))
+    }
+
+    /// The `forward` route: queue one copy for all of `to`, with an SRS envelope sender.
+    pub async fn forward(
+        &self,
+        msg: &QueuedMessage,
+        to: &[String],
+        body: &[u8],
+    ) -> Result<String, Error> {
+        let hops = received_count(body);
+        if hops > self.config.smtp.max_hops {
+            return Err(Error::Rejected(format!(
+                "forwarding loop: {hops} Received headers"
+            )));
+        }
+        let today = self.clock.now_ms() / 86_400_000;
+        let sender = srs::forward(
+            &self.key,
+            &msg.mail_from,
+            self.config.bounce_domain(),
+            today,
+        );
+        let mut recipients = Vec::new();
+        for t in to {
+            let Some(addr) = Address::parse(t.trim()) else {
+                continue;
+            };
+            match self.router.resolve_or_relay(&addr) {
+                Ok(dest) => recipients.push((addr, dest)),
+                Err(e) => tracing::info!(target = %t, error = %e, "forward target refused"),
+            }
+        }
+        if recipients.is_empty() {
+            return Err(Error::Rejected("no forward target accepts mail".into()));
+        }
+        let trace = format!(
+            "Received: by {} (mxgate) with forward id {};\r\n\t{}\r\n",
+            self.config.server.hostname,
+            msg.id,
+            dsn::rfc5322_date(SystemTime::now())
+        );
+        let mut copy = trace.into_bytes();
+        copy.extend_from_slice(body);
+        let new = NewMessage {
+            listener: ListenerKind::Inbound,
+            peer_ip: msg.peer_ip,
+            helo: msg.helo.clone(),
+            mail_from: reverse_path(&sender),
+            recipients,
+            body: copy,
+        };
+        let id = self.queue.enqueue(new).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot queue a forwarded copy");
+            Error::ForwardQueue
+        })?;
+        Ok(format!("forwarded as {id}"))
+    }
+
+    /// Which DSN, if any, recipient `idx` (`rcpt` as loaded before the attempt) gets now
+    /// that its attempt left it in `state`: relayed mail with a sender to tell, on a
+    /// bounce, on expiry, or once on the deferral that crosses `relay.delay_warning`.
+    pub async fn dsn_kind(
+        &self,
+        msg: &QueuedMessage,
+        idx: u16,
+        rcpt: &Recipient,
+        state: RcptState,
+    ) -> Option<dsn::Kind> {
+        if rcpt.dest != Destination::Relay || msg.mail_from.is_empty() {
+            return None;
+        }
+        match state {
+            RcptState::Bounced => Some(dsn::Kind::Failed),
+            RcptState::Expired => Some(dsn::Kind::Expired),
+            RcptState::Deferred => {
+                let warn = self.config.relay.delay_warning?.get().as_millis() as u64;
+                // Both instants as the queue recorded them (the clock may have moved since):
+                // the deferral before this attempt and this one.
+                let q = self.queue.clone();
+                let id = msg.id;
+                let recorded = tokio::task::spawn_blocking(move || q.get(id))
+                    .await
+                    .ok()
+                    .flatten()?
+                    .recipients
+                    .get(usize::from(idx))?
+                    .updated_ms;
+                let before = rcpt.updated_ms.saturating_sub(msg.received_ms);
+                let now = recorded.saturating_sub(msg.received_ms);
+                (before < warn && now >= warn).then_some(dsn::Kind::Delayed)
+            }
+            _ => None,
+        }
+    }
+
+    /// Queues a DSN of `kind` about `rcpt` to the original sender of `msg`.
+    pub async fn send_dsn(&self, msg: &QueuedMessage, rcpt: &Recipient, kind: dsn::Kind) {
+        let to = self.original_sender(&msg.mail_from);
+        let Some(addr) = Address::parse(&to) else {
+            tracing::info!(sender = %to, "no DSN: the sender is not a deliverable address");
+            return;
+        };
+        let dest = match self.router.resolve_or_relay(&addr) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::info!(sender = %to, error = %e, "no DSN: the sender's address takes no mail");
+                return;
+            }
+        };
+        let q = self.queue.clone();
+        let id = msg.id;
+        let original = tokio::task::spawn_blocking(move || q.body(id))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let reply = rcpt.last_reply.clone().unwrap_or_default();
+        let failure = dsn::Failure {
+            recipient: &rcpt.address,
+            reply: &reply,
+            kind,
+        };
+        let body = dsn::build(
+            &self.config.server.hostname,
+            msg,
+            &to,
+            &[failure],
+            &original,
+            UNIX_EPOCH + Duration::from_millis(self.clock.now_ms()),
+        );
+        let new = NewMessage {
+            listener: ListenerKind::Inbound,
+            peer_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            helo: self.config.server.hostname.clone(),
+            mail_from: ReversePath::Null,
+            recipients: vec![(addr, dest)],
+            body,
+        };
+        match self.queue.enqueue(new).await {
+            Ok(dsn_id) => {
+                tracing::info!(queue_id = %msg.id, dsn = %dsn_id, to = %to, "DSN queued")
+            }
+            Err(e) => tracing::warn!(queue_id = %msg.id, error = %e, "cannot queue a DSN"),
+        }
+    }
+
+    /// The sender a DSN goes to: an SRS address of ours is turned back into the original.
+    fn original_sender(&self, mail_from: &str) -> String {
+        if let Some((local, domain)) = mail_from.rsplit_once('@')
+            && domain.eq_ignore_ascii_case(self.config.bounce_domain())
+        {
+            let today = self.clock.now_ms() / 86_400_000;
+            if let Some(orig) = srs::reverse(&self.key, local, today) {
+                return orig;
+            }
+        }
+        mail_from.to_string()
+    }
+}
+
+/// `local@domain` as a reverse path; SRS local parts may exceed what [`Address::parse`]
+/// accepts (64 octets), so they are built directly.
+fn reverse_path(sender: &str) -> ReversePath {
+    if sender.is_empty() {
+        return ReversePath::Null;
+    }
+    if let Some(a) = Address::parse(sender) {
+        return ReversePath::Address(a);
+    }
+    match sender.rsplit_once('@') {
+        Some((local, domain)) => ReversePath::Address(Address {
+            local: local.to_string(),
+            domain: domain.to_ascii_lowercase(),
+        }),
+        None => ReversePath::Null,
+    }
+}
+
+/// Received fields in the header section (loop detection for forwarding).
+fn received_count(message: &[u8]) -> usize {
+    message
+        .split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty() && *line != b"\r")
+        .filter(|line| {
+            line.get(..9)
+                .is_some_and(|h| h.eq_ignore_ascii_case(b"received:"))
+        })
+        .count()
+}
+
+/// Used by `mxgate test-relay` without a running server.
+pub async fn probe_smarthost(config: &Config, name: &str) -> Result<String, String> {
+    let Some(h) = config.relay.smarthosts.iter().find(|h| h.name == name) else {
+        return Err(format!("no smart host named {name:?} in relay.smarthosts"));
+    };
+    let hop = plan::smarthost_hop(h).await;
+    if hop.addrs.is_empty() {
+        return Err(format!("{}: host {:?} does not resolve", hop.label, h.host));
+    }
+    let pool = Pool::new(&config.relay, &config.server.hostname);
+    pool.probe(&hop).await.map_err(|e| e.to_string())
+}

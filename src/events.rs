@@ -1,0 +1,284 @@
+//! Delivery events to the ERP (`[events] url`): one JSON object per POST —
+//! `delivered`, `deferred`, `bounced`, `expired` — with queue id, Message-ID, sender,
+//! recipient, the remote reply and the bounce category.
+//!
+//! Durable outbox, not fire-and-forget: [`Events::emit`] writes the event into the
+//! statistics RocksDB (`o/<id>`) and returns at once; one sender task POSTs the outbox in
+//! order, deletes an event on a 2xx and retries with backoff (1 s doubling to
+//! `events.retry_max`) otherwise. Delivery of mail never waits for the ERP's webhook, a
+//! webhook that is down loses nothing (not even across a restart), and the ERP sees events
+//! in the order they happened. A 4xx other than 408/429 means the receiver refuses that
+//! event: it is dropped with a warning rather than blocking the ones behind it. `id` is
+//! increasing and unique, so a receiver can ignore an event delivered twice (a crash between
+//! the POST and the delete repeats it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::EventsConfig;
+use crate::delivery::http;
+use crate::stats::store::{self, StatsError, Store};
+
+/// What happened to one recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Delivered,
+    Deferred,
+    Bounced,
+    Expired,
+}
+
+/// One event, as POSTed (JSON).
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    /// Increasing, unique: the receiver's de-duplication key (also `X-Mxgate-Event-Id`).
+    pub id: u64,
+    pub event: Kind,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    pub queue_id: String,
+    /// The message's `Message-ID` header, without angle brackets; empty when it has none.
+    pub message_id: String,
+    /// Envelope sender (empty for the null sender).
+    pub sender: String,
+    pub recipient: String,
+    /// The remote side's last words (SMTP reply line, DSN diagnostic, HTTP status).
+    pub reply: String,
+    /// SPEC bounce category for `bounced`/`expired`, when known.
+    pub category: Option<String>,
+    /// Enhanced status code (`5.1.1`) when known.
+    pub status: Option<String>,
+    pub attempts: u32,
+    /// `outbound` (relayed) or `inbound` (handed to an ERP route, with `events.inbound`).
+    pub direction: &'static str,
+}
+
+/// Handle to the outbox; cheap to clone. Disabled (every call a no-op) without a URL.
+#[derive(Clone)]
+pub struct Events {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    store: Store,
+    cfg: EventsConfig,
+    clock: Clock,
+    last_id: AtomicU64,
+    pending: AtomicU64,
+    wake: Notify,
+}
+
+impl Events {
+    /// Events that are dropped as they are emitted (no `[events] url`).
+    pub fn disabled() -> Events {
+        Events { inner: None }
+    }
+
+    pub fn new(cfg: &EventsConfig, store: Store, clock: Clock) -> Result<Events, StatsError> {
+        if cfg.url.is_empty() {
+            return Ok(Events::disabled());
+        }
+        let last = store
+            .last_key(store::OUTBOX)?
+            .and_then(|k| parse_id(&k))
+            .unwrap_or(0);
+        let pending = store.count(store::OUTBOX)?;
+        Ok(Events {
+            inner: Some(Arc::new(Inner {
+                store,
+                cfg: cfg.clone(),
+                clock,
+                last_id: AtomicU64::new(last),
+                pending: AtomicU64::new(pending),
+                wake: Notify::new(),
+            })),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Whether relayed-only events also cover deliveries to inbound routes.
+    pub fn inbound(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.cfg.inbound)
+    }
+
+    /// Puts `ev` in the outbox (its `id` and `timestamp` are set here) and wakes the sender.
+    /// Never waits for the network.
+    pub fn emit(&self, mut ev: Event) {
+        let Some(inner) = &self.inner else { return };
+        let now_ms = inner.clock.now_ms();
+        // Time-based ids keep increasing across restarts even when the outbox was empty.
+        let base = now_ms.saturating_mul(1000);
+        let next = |prev: u64| (prev + 1).max(base);
+        let prev = inner
+            .last_id
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| Some(next(p)))
+            .unwrap_or_else(|p| p);
+        let id = next(prev);
+        ev.id = id;
+        ev.timestamp =
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(now_ms))
+                .to_string();
+        let json = match serde_json::to_vec(&ev) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode an event");
+                return;
+            }
+        };
+        if let Err(e) = inner.store.put(&outbox_key(id), &json) {
+            if !matches!(e, StatsError::Closed) {
+                tracing::warn!(error = %e, "cannot store an event; it is lost");
+            }
+            return;
+        }
+        let pending = inner.pending.fetch_add(1, Ordering::SeqCst) + 1;
+        if pending > inner.cfg.max_pending {
+            inner.drop_oldest();
+        }
+        inner.wake.notify_one();
+    }
+
+    /// Sends the outbox until `shutdown`. Returns at once when events are off.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Some(inner) = self.inner else { return };
+        let client = http::client();
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let store = inner.store.clone();
+            let next = tokio::task::spawn_blocking(move || store.first(store::OUTBOX, 1)).await;
+            let next = match next {
+                Ok(Ok(mut v)) => v.pop(),
+                Ok(Err(StatsError::Closed)) => return,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the events outbox");
+                    None
+                }
+                Err(_) => None,
+            };
+            let Some((key, json)) = next else {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = inner.wake.notified() => continue,
+                }
+            };
+            let id = parse_id(&key).unwrap_or(0);
+            match tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = inner.post(&client, id, json) => r,
+            } {
+                Sent::Done => {
+                    inner.remove(&key);
+                    backoff = Duration::from_secs(1);
+                }
+                Sent::Refused(why) => {
+                    tracing::warn!(event_id = id, reason = %why, "events receiver refused an event; dropped");
+                    inner.remove(&key);
+                }
+                Sent::Later(why) => {
+                    tracing::info!(event_id = id, reason = %why, retry_in = ?backoff, "events receiver unavailable");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff =
+                        (backoff * 2).min(inner.cfg.retry_max.get().max(Duration::from_secs(1)));
+                }
+            }
+        }
+    }
+}
+
+enum Sent {
+    Done,
+    Refused(String),
+    Later(String),
+}
+
+impl Inner {
+    async fn post(&self, client: &http::Client, id: u64, json: Vec<u8>) -> Sent {
+        let mut req = match Request::post(self.cfg.url.as_str()).body(Full::new(Bytes::from(json)))
+        {
+            Ok(r) => r,
+            Err(e) => return Sent::Later(format!("bad events.url: {e}")),
+        };
+        let h = req.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            HeaderName::from_static("x-mxgate-event-id"),
+            HeaderValue::from(id),
+        );
+        if !self.cfg.token.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", self.cfg.token.expose()))
+        {
+            h.insert(AUTHORIZATION, v);
+        }
+        let timeout = self.cfg.timeout.get();
+        let answer = tokio::time::timeout(timeout, async {
+            let resp = client.request(req).await?;
+            let status = resp.status();
+            // Drain the body so the connection is reused.
+            let _ = resp.into_body().collect().await;
+            Ok::<_, hyper_util::client::legacy::Error>(status)
+        })
+        .await;
+        match answer {
+            Err(_) => Sent::Later(format!("no answer within {timeout:?}")),
+            Ok(Err(e)) => Sent::Later(format!("{e}")),
+            Ok(Ok(s)) if s.is_success() => Sent::Done,
+            Ok(Ok(s)) if s.is_client_error() && s.as_u16() != 408 && s.as_u16() != 429 => {
+                Sent::Refused(format!("HTTP {}", s.as_u16()))
+            }
+            Ok(Ok(s)) => Sent::Later(format!("HTTP {}", s.as_u16())),
+        }
+    }
+
+    fn remove(&self, key: &[u8]) {
+        match self.store.delete(key) {
+            Ok(()) => {
+                let _ = self
+                    .pending
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove a sent event; it may be sent again")
+            }
+        }
+    }
+
+    fn drop_oldest(&self) {
+        if let Ok(first) = self.store.first(store::OUTBOX, 1)
+            && let Some((k, _)) = first.first()
+        {
+            tracing::warn!(
+                max_pending = self.cfg.max_pending,
+                "events outbox full: oldest event dropped"
+            );
+            self.remove(k);
+        }
+    }
+}
+
+fn outbox_key(id: u64) -> Vec<u8> {
+    let mut k = store::OUTBOX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn parse_id(k: &[u8]) -> Option<u64> {
+    let rest = k.strip_prefix(store::OUTBOX)?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
+}

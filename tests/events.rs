@@ -1,0 +1,280 @@
+//! The ERP events webhook (`[events]`) against a real HTTP receiver: what each outcome
+//! reports, and that events wait in the durable outbox while the receiver is down — across
+//! a restart — instead of being lost or holding up delivery.
+
+mod common;
+mod traffic;
+
+use common::{Erp, TestServer, eventually, message};
+use mxgate::config::HumanDuration;
+use serde_json::Value;
+
+fn events_toml(receiver: &Erp, inbound: bool) -> String {
+    format!(
+        "[events]\nurl = \"{}/events\"\ntoken = \"evt0k\"\ninbound = {inbound}\nretry_max = \"1s\"\n",
+        receiver.url()
+    )
+}
+
+fn events(receiver: &Erp) -> Vec<Value> {
+    receiver
+        .pushes()
+        .iter()
+        .filter(|p| p.path == "/events")
+        .map(|p| serde_json::from_slice(&p.body).expect("event is JSON"))
+        .collect()
+}
+
+async fn wait_events(receiver: &Erp, n: usize) -> Vec<Value> {
+    eventually(20, &format!("{n} event(s)"), || async {
+        let e = events(receiver);
+        (e.len() >= n).then_some(e)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn inbound_route_outcomes_are_reported_deferred_delivered_and_bounced() {
+    let receiver = Erp::start().await;
+    let srv = TestServer::start(&events_toml(&receiver, true)).await;
+    srv.erp.answer(503);
+    srv.send_inbound(
+        "alice@client.test",
+        &["sales@example.test"],
+        &message("ev-1", "x"),
+    )
+    .await
+    .expect_code(250);
+    let first = wait_events(&receiver, 1).await;
+    assert_eq!(first[0]["event"], "deferred");
+    assert_eq!(first[0]["recipient"], "sales@example.test");
+    assert_eq!(first[0]["message_id"], "ev-1@client.test");
+    assert_eq!(first[0]["sender"], "alice@client.test");
+    assert_eq!(first[0]["direction"], "inbound");
+    assert!(first[0]["reply"].as_str().unwrap_or("").contains("503"));
+    srv.erp.answer(200);
+    let all = eventually(20, "delivered event", || async {
+        let e = events(&receiver);
+        e.iter().any(|v| v["event"] == "delivered").then_some(e)
+    })
+    .await;
+    let delivered = all
+        .iter()
+        .find(|v| v["event"] == "delivered")
+        .expect("delivered");
+    assert_eq!(delivered["reply"], "HTTP 200 OK");
+    assert_eq!(delivered["queue_id"], first[0]["queue_id"]);
+    // Ids increase in the order the events happened.
+    let ids: Vec<u64> = all.iter().map(|v| v["id"].as_u64().expect("id")).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let push = receiver.pushes().into_iter().next().expect("push");
+    assert_eq!(push.header("authorization"), Some("Bearer evt0k"));
+    assert_eq!(push.header("content-type"), Some("application/json"));
+    assert_eq!(
+        push.header("x-mxgate-event-id"),
+        Some(ids[0].to_string().as_str())
+    );
+
+    srv.erp.answer(404);
+    srv.send_inbound(
+        "alice@client.test",
+        &["support@example.test"],
+        &message("ev-2", "y"),
+    )
+    .await
+    .expect_code(250);
+    let all = eventually(20, "bounced event", || async {
+        let e = events(&receiver);
+        e.iter().any(|v| v["event"] == "bounced").then_some(e)
+    })
+    .await;
+    let bounced = all
+        .iter()
+        .find(|v| v["event"] == "bounced")
+        .expect("bounced");
+    assert_eq!(bounced["recipient"], "support@example.test");
+    assert!(bounced["reply"].as_str().unwrap_or("").contains("404"));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn giving_up_after_expiry_is_reported_as_expired() {
+    let receiver = Erp::start().await;
+    let erp_down = Erp::reserve();
+    let srv = TestServer::start_configured(erp_down, &events_toml(&receiver, true), |c| {
+        c.queue.expire_after = HumanDuration::secs(1);
+    })
+    .await;
+    srv.send_inbound(
+        "alice@client.test",
+        &["sales@example.test"],
+        &message("ev-exp", "x"),
+    )
+    .await
+    .expect_code(250);
+    let all = eventually(20, "expired event", || async {
+        let e = events(&receiver);
+        e.iter().any(|v| v["event"] == "expired").then_some(e)
+    })
+    .await;
+    let expired = all
+        .iter()
+        .find(|v| v["event"] == "expired")
+        .expect("expired");
+    assert_eq!(expired["message_id"], "ev-exp@client.test");
+    assert!(expired["attempts"].as_u64().unwrap_or(0) >= 1);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn relayed_mail_reports_delivered_and_bounced_with_category_and_remote_reply() {
+    let receiver = Erp::start().await;
+    let sink = traffic::sink().await;
+    let srv = TestServer::start(&traffic::relay_toml(&sink, &events_toml(&receiver, false))).await;
+    traffic::record(
+        &srv,
+        &sink,
+        &[
+            traffic::send("shop@example.test", "ann@gmail.com", None),
+            traffic::send(
+                "shop@example.test",
+                "nobody@gmail.com",
+                Some("550 5.1.1 The email account that you tried to reach does not exist. gsmtp"),
+            ),
+        ],
+    )
+    .await;
+    let all = wait_events(&receiver, 2).await;
+    let delivered = all
+        .iter()
+        .find(|v| v["event"] == "delivered")
+        .expect("delivered");
+    assert_eq!(delivered["recipient"], "ann@gmail.com");
+    assert_eq!(delivered["sender"], "shop@example.test");
+    assert_eq!(delivered["direction"], "outbound");
+    assert!(delivered["reply"].as_str().unwrap_or("").starts_with("250"));
+    let bounced = all
+        .iter()
+        .find(|v| v["event"] == "bounced")
+        .expect("bounced");
+    assert_eq!(bounced["recipient"], "nobody@gmail.com");
+    assert_eq!(bounced["category"], "Invalid address");
+    assert_eq!(bounced["status"], "5.1.1");
+    assert!(
+        bounced["reply"]
+            .as_str()
+            .unwrap_or("")
+            .contains("does not exist")
+    );
+    assert!(
+        all.iter().all(|v| v["direction"] == "outbound"),
+        "without events.inbound only relayed mail is reported: {all:?}"
+    );
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_wait_in_the_outbox_while_the_receiver_is_down_even_across_a_restart() {
+    let mut receiver = Erp::reserve();
+    let mut srv = TestServer::start(&events_toml(&receiver, true)).await;
+    srv.send_inbound(
+        "alice@client.test",
+        &["sales@example.test"],
+        &message("ev-out", "x"),
+    )
+    .await
+    .expect_code(250);
+    // Delivery is not held up by the dead webhook.
+    eventually(20, "delivered to the ERP", || async {
+        (!srv.erp.pushes().is_empty()).then_some(())
+    })
+    .await;
+    srv.restart().await;
+    receiver.up().await;
+    let all = wait_events(&receiver, 1).await;
+    assert_eq!(all[0]["event"], "delivered");
+    assert_eq!(all[0]["message_id"], "ev-out@client.test");
+    srv.shutdown().await;
+}
+
+/// An RFC 3464 report from the recipient's MX about `rcpt`: 550 5.1.1 user unknown.
+fn dsn(rcpt: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.yahoo.test\r\nTo: bounce@example.test\r\nSubject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.yahoo.test\r\n\r\nFinal-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown\r\n--b1--\r\n"
+    )
+}
+
+#[tokio::test]
+async fn a_dsn_after_the_smart_host_accepted_reports_bounced_and_counts_in_the_statistics() {
+    let receiver = Erp::start().await;
+    let sink = traffic::sink().await;
+    let srv = TestServer::start(&traffic::relay_toml(&sink, &events_toml(&receiver, false))).await;
+    traffic::record(
+        &srv,
+        &sink,
+        &[traffic::send("news@shop.test", "late@yahoo.com", None)],
+    )
+    .await;
+    let verp = sink.received()[0].mail_from.clone();
+    let token = verp
+        .strip_prefix("bounce+")
+        .and_then(|l| l.split('@').next())
+        .expect("VERP envelope sender");
+    let mut c = srv.smtp(common::Listener::Inbound).await;
+    c.cmd("EHLO mx.yahoo.test").await.expect_code(250);
+    c.cmd("MAIL FROM:<>").await.expect_code(250);
+    c.cmd(&format!("RCPT TO:<bounce+{token}@example.test>"))
+        .await
+        .expect_code(250);
+    c.cmd("DATA").await.expect_code(354);
+    c.send_data(&dsn("late@yahoo.com")).await.expect_code(250);
+
+    let all = eventually(20, "bounced event from the DSN", || async {
+        let e = events(&receiver);
+        e.iter().any(|v| v["event"] == "bounced").then_some(e)
+    })
+    .await;
+    assert_eq!(
+        all[0]["event"], "delivered",
+        "the smart host's 250 came first"
+    );
+    let b = all
+        .iter()
+        .find(|v| v["event"] == "bounced")
+        .expect("bounced");
+    assert_eq!(b["recipient"], "late@yahoo.com");
+    assert_eq!(b["sender"], "news@shop.test");
+    assert_eq!(b["category"], "Invalid address");
+    assert_eq!(b["status"], "5.1.1");
+    assert_eq!(b["message_id"], all[0]["message_id"]);
+
+    let (status, body) = srv
+        .admin_get("/api/bounces/classification?sending_domain=shop.test")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["rows"][0]["provider"], "yahoo");
+    assert_eq!(v["rows"][0]["category"], "Invalid address");
+    assert_eq!(v["rows"][0]["reply_code"], "550");
+    assert_eq!(v["rows"][0]["count"], 1);
+    srv.shutdown().await;
+}
+
+#[test]
+fn a_bad_events_url_is_a_config_problem() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (url, says) in [
+        ("erp.test/events", "not an http"),
+        ("https://erp.test/events", "https is not supported"),
+    ] {
+        let toml = common::base_toml(
+            dir.path(),
+            "http://127.0.0.1:1",
+            &format!("[events]\nurl = \"{url}\"\n"),
+        );
+        let err = mxgate::config::Config::from_toml(&toml, std::path::Path::new("ev.toml"))
+            .expect_err(url);
+        let text = err.to_string();
+        assert!(text.contains("events.url") && text.contains(says), "{text}");
+    }
+}

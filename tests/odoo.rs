@@ -1,0 +1,248 @@
+//! `odoo` routes against a real XML-RPC server: `tests/py/fake_odoo.py` runs Python's own
+//! `xmlrpc.server` with Odoo's two endpoints, so mxgate's calls are parsed as Odoo parses
+//! them, and logs every call it receives for the test to read.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{TestServer, eventually, message};
+use mxgate::queue::RcptState;
+use serde_json::Value;
+
+/// The fake Odoo, a child process of this test; stopped (stdin closed, killed) on drop.
+struct FakeOdoo {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl FakeOdoo {
+    fn start(dir: &Path, faults: u32) -> FakeOdoo {
+        let log = dir.join("odoo-calls.jsonl");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/fake_odoo.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(&log)
+            .arg(faults.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs tests/py/fake_odoo.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port line");
+        let port = line.trim().parse().expect("fake odoo prints its port");
+        FakeOdoo { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn calls(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+}
+
+impl Drop for FakeOdoo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn route_toml(odoo: &FakeOdoo, auth: &str, model: &str) -> String {
+    format!(
+        r#"
+[[aliases]]
+address = "leads@example.test"
+route = "odoo"
+[routes.odoo]
+kind = "odoo"
+url = "{}"
+database = "prod"
+{auth}
+password = "s3cret"
+model = "{model}"
+timeout = "5s"
+"#,
+        odoo.url()
+    )
+}
+
+async fn final_state(srv: &TestServer) -> Option<(RcptState, String)> {
+    let msgs = srv.running().queue.list(None, 10);
+    let r = msgs.first()?.recipients.first()?.clone();
+    (!r.state.is_pending() || r.attempts > 0)
+        .then(|| (r.state, r.last_reply.clone().unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn odoo_route_calls_message_process_with_db_uid_password_model_and_the_raw_message() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let odoo = FakeOdoo::start(dir.path(), 0);
+    let srv = TestServer::start(&route_toml(&odoo, "uid = 2", "crm.lead")).await;
+    let body = message("odoo-lead", "Please call me back about the quote.");
+    srv.send_inbound("alice@client.test", &["leads@example.test"], &body)
+        .await
+        .expect_code(250);
+
+    let calls = eventually(10, "execute_kw reaches Odoo", || async {
+        let c = odoo.calls();
+        (!c.is_empty()).then_some(c)
+    })
+    .await;
+    let args = &calls[0]["args"];
+    assert_eq!(calls[0]["method"], "execute_kw");
+    assert_eq!(args[0], "prod");
+    assert_eq!(args[1], 2);
+    assert_eq!(args[2], "s3cret");
+    assert_eq!(args[3], "mail.thread");
+    assert_eq!(args[4], "message_process");
+    assert_eq!(args[5][0], "crm.lead");
+    let raw = args[5][1]["binary"]
+        .as_str()
+        .expect("raw message as Binary");
+    assert!(raw.contains("Subject: odoo-lead\r\n"), "{raw}");
+    assert!(raw.contains("Please call me back about the quote."));
+    assert!(raw.contains("Authentication-Results:") || raw.contains("Received:"));
+
+    let (state, reply) = eventually(10, "recipient sent", || final_state(&srv)).await;
+    assert_eq!(state, RcptState::Sent);
+    assert_eq!(reply, "XML-RPC message_process: 42");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn odoo_login_is_resolved_once_with_authenticate_and_an_empty_model_is_false() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let odoo = FakeOdoo::start(dir.path(), 0);
+    let srv = TestServer::start(&route_toml(&odoo, "user = \"admin\"", "")).await;
+    for i in 0..2 {
+        srv.send_inbound(
+            "alice@client.test",
+            &["leads@example.test"],
+            &message(&format!("login-{i}"), "hello"),
+        )
+        .await
+        .expect_code(250);
+    }
+    let calls = eventually(10, "two messages processed", || async {
+        let c = odoo.calls();
+        (c.iter().filter(|c| c["method"] == "execute_kw").count() == 2).then_some(c)
+    })
+    .await;
+    let logins: Vec<_> = calls
+        .iter()
+        .filter(|c| c["method"] == "authenticate")
+        .collect();
+    assert_eq!(logins.len(), 1, "one login for the route: {calls:?}");
+    assert_eq!(logins[0]["args"][0], "prod");
+    assert_eq!(logins[0]["args"][1], "admin");
+    for c in calls.iter().filter(|c| c["method"] == "execute_kw") {
+        assert_eq!(c["args"][1], 7, "uid from authenticate");
+        assert_eq!(c["args"][5][0], false, "empty model is sent as False");
+    }
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn odoo_fault_defers_with_odoos_words_and_the_retry_delivers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let odoo = FakeOdoo::start(dir.path(), 2);
+    let srv = TestServer::start(&route_toml(&odoo, "uid = 2", "")).await;
+    srv.send_inbound(
+        "alice@client.test",
+        &["leads@example.test"],
+        &message("odoo-fault", "retry me"),
+    )
+    .await
+    .expect_code(250);
+
+    let deferred = eventually(10, "first attempt deferred", || async {
+        let msgs = srv.running().queue.list(None, 10);
+        let r = msgs.first()?.recipients.first()?.clone();
+        (r.attempts >= 1).then_some(r)
+    })
+    .await;
+    assert!(
+        deferred
+            .last_reply
+            .as_deref()
+            .unwrap_or("")
+            .contains("No possible route found"),
+        "{deferred:?}"
+    );
+    let (state, _) = eventually(20, "delivered after the faults", || async {
+        final_state(&srv)
+            .await
+            .filter(|(s, _)| *s == RcptState::Sent)
+    })
+    .await;
+    assert_eq!(state, RcptState::Sent);
+    let n = odoo
+        .calls()
+        .iter()
+        .filter(|c| c["method"] == "execute_kw")
+        .count();
+    assert_eq!(n, 3, "two faults, then success");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn odoo_down_defers_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let extra = format!(
+        r#"
+[[aliases]]
+address = "leads@example.test"
+route = "odoo"
+[routes.odoo]
+kind = "odoo"
+url = "http://127.0.0.1:{port}"
+database = "prod"
+uid = 2
+password = "x"
+"#
+    );
+    let srv = TestServer::start(&extra).await;
+    srv.send_inbound(
+        "alice@client.test",
+        &["leads@example.test"],
+        &message("odoo-down", "x"),
+    )
+    .await
+    .expect_code(250);
+    let r = eventually(10, "deferred while Odoo is down", || async {
+        let msgs = srv.running().queue.list(None, 10);
+        let r = msgs.first()?.recipients.first()?.clone();
+        (r.state == RcptState::Deferred).then_some(r)
+    })
+    .await;
+    assert!(r.last_reply.unwrap_or_default().contains("onnect"));
+    drop(dir);
+    srv.shutdown().await;
+}
+
+#[test]
+fn an_odoo_route_without_uid_or_user_is_a_config_problem_with_its_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let extra = "[routes.odoo]\nkind = \"odoo\"\nurl = \"http://127.0.0.1:8069\"\ndatabase = \"prod\"\npassword = \"x\"\n";
+    let toml = common::base_toml(dir.path(), "http://127.0.0.1:1", extra);
+    let err = mxgate::config::Config::from_toml(&toml, Path::new("odoo.toml"))
+        .expect_err("uid or user is required");
+    let text = err.to_string();
+    assert!(text.contains("routes.odoo.uid"), "{text}");
+    assert!(text.contains("`uid` or `user`"), "{text}");
+}

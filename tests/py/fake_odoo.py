@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""A stand-in for Odoo's XML-RPC endpoints, built on Python's own xmlrpc.server (a real
+XML-RPC implementation, so mxgate's requests are parsed the way Odoo parses them).
+
+  /xmlrpc/2/common  authenticate(db, login, password, ctx) -> uid 7 for login "admin"
+  /xmlrpc/2/object  execute_kw(db, uid, password, model, method, args[, kw])
+
+Usage: fake_odoo.py CALLS_LOG FAULTS
+Every call is appended to CALLS_LOG as one JSON line (binary arguments as text). The first
+FAULTS execute_kw calls answer an XML-RPC fault, as Odoo does when it cannot route a mail.
+Prints the listening port on stdout, then serves until killed or stdin closes.
+"""
+import json
+import sys
+import threading
+import xmlrpc.client
+from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer, SimpleXMLRPCDispatcher
+
+log_path = sys.argv[1]
+faults = [int(sys.argv[2])]
+lock = threading.Lock()
+
+
+def plain(v):
+    if isinstance(v, xmlrpc.client.Binary):
+        return {"binary": v.data.decode("utf-8", "replace")}
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    return v
+
+
+def record(service, method, args):
+    with lock, open(log_path, "a") as f:
+        f.write(json.dumps({"service": service, "method": method, "args": plain(list(args))}) + "\n")
+
+
+def authenticate(db, login, password, ctx):
+    record("common", "authenticate", (db, login, password, ctx))
+    return 7 if login == "admin" and password == "s3cret" else False
+
+
+def execute_kw(db, uid, password, model, method, args, kw=None):
+    record("object", "execute_kw", (db, uid, password, model, method, args))
+    with lock:
+        if faults[0] > 0:
+            faults[0] -= 1
+            raise xmlrpc.client.Fault(1, "ValueError: No possible route found for incoming message")
+    return 42
+
+
+class Handler(SimpleXMLRPCRequestHandler):
+    rpc_paths = ("/xmlrpc/2/common", "/xmlrpc/2/object")
+
+    def log_message(self, *a):
+        pass
+
+
+class Server(SimpleXMLRPCServer):
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), requestHandler=Handler, allow_none=True, logRequests=False)
+        self.common = SimpleXMLRPCDispatcher(allow_none=True)
+        self.common.register_function(authenticate)
+        self.object = SimpleXMLRPCDispatcher(allow_none=True)
+        self.object.register_function(execute_kw)
+
+    def _dispatch(self, method, params):
+        raise RuntimeError("unused")
+
+
+class PathHandler(Handler):
+    def do_POST(self):
+        d = self.server.common if self.path.endswith("/common") else self.server.object
+        self.server._marshaled_dispatch = d._marshaled_dispatch
+        return super().do_POST()
+
+
+server = Server()
+server.RequestHandlerClass = PathHandler
+print(server.server_address[1], flush=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+sys.stdin.read()
