@@ -7,6 +7,9 @@
 #
 # Usage: benches/load/inbound.sh [MESSAGES] [SESSIONS] [SIZE_BYTES]   (defaults 20000 20 4096)
 #        MXGATE_BIN=/path/to/mxgate skips `cargo build --release`.
+#        AUTH=off (default): mxgate's SPF/DKIM/DMARC checks off, like a default Postfix.
+#        AUTH=on: checks on, the sender's SPF/DMARC records served by a private dnsmasq on
+#        127.0.0.1:$DNS_PORT (installed when missing), so DNS answers come from cache.
 # Needs root (or sudo) once to install postfix; runs everything on 127.0.0.1 and stops
 # every process it started.
 set -euo pipefail
@@ -14,6 +17,8 @@ cd "$(dirname "$0")/../.."
 MSGS=${1:-20000}
 SESSIONS=${2:-20}
 SIZE=${3:-4096}
+AUTH=${AUTH:-off}
+DNS_PORT=${DNS_PORT:-2653}
 MX_PORT=${MX_PORT:-2625}
 PF_PORT=${PF_PORT:-2626}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mxgate-target}"
@@ -33,12 +38,40 @@ BIN="${MXGATE_BIN:-$CARGO_TARGET_DIR/release/mxgate}"
 WORK=$(mktemp -d /tmp/mxgate-bench.XXXXXX)
 chmod 755 "$WORK" # Postfix daemons run as the postfix user
 MX_PID=""
+DNS_PID=""
 cleanup() {
   [ -n "$MX_PID" ] && kill "$MX_PID" 2>/dev/null && wait "$MX_PID" 2>/dev/null || true
+  [ -n "$DNS_PID" ] && kill "$DNS_PID" 2>/dev/null || true
   postfix -c "$WORK/pf/etc" stop >/dev/null 2>&1 || true
   if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+
+# --- sender authentication: off, or on against a private DNS server ---
+if [ "$AUTH" = on ]; then
+  if ! command -v dnsmasq >/dev/null 2>&1 && ! [ -x /usr/sbin/dnsmasq ]; then
+    echo "installing dnsmasq (DNS for the checks-on run)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base >/dev/null
+  fi
+  DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
+  "$DNSMASQ" --keep-in-foreground --no-resolv --no-hosts --port="$DNS_PORT" \
+    --listen-address=127.0.0.1 --bind-interfaces --pid-file="$WORK/dnsmasq.pid" \
+    --txt-record=client.test,"v=spf1 ip4:127.0.0.0/8 -all" \
+    --txt-record=_dmarc.client.test,"v=DMARC1; p=reject" \
+    --address=/client.test/127.0.0.1 --ptr-record=1.0.0.127.in-addr.arpa,client.test \
+    --local=/test/ --local=/in-addr.arpa/ --local-ttl=300 \
+    2>"$WORK/dnsmasq.log" &
+  DNS_PID=$!
+  AUTH_TOML="[dns]
+nameservers = [\"127.0.0.1:$DNS_PORT\"]"
+else
+  AUTH_TOML="[auth]
+spf = false
+dkim = false
+dmarc = false
+arc = false
+iprev = false"
+fi
 
 # --- mxgate ---
 cat > "$WORK/mxgate.toml" <<TOML
@@ -61,6 +94,7 @@ address = "sales@example.test"
 route = "sink"
 [routes.sink]
 kind = "discard"
+$AUTH_TOML
 TOML
 MXGATE_LOG="warn,mxgate::server=info" "$BIN" serve --config "$WORK/mxgate.toml" 2>"$WORK/mxgate.log" &
 MX_PID=$!
@@ -107,7 +141,7 @@ run() { # name port → messages/s
 
 MX_RATE=$(run mxgate "$MX_PORT")
 PF_RATE=$(run postfix "$PF_PORT")
-echo "messages=$MSGS sessions=$SESSIONS size=$SIZE"
+echo "messages=$MSGS sessions=$SESSIONS size=$SIZE mxgate_auth_checks=$AUTH"
 echo "mxgate:  $MX_RATE msg/s"
 echo "postfix: $PF_RATE msg/s"
 awk -v a="$MX_RATE" -v b="$PF_RATE" 'BEGIN { printf "ratio mxgate/postfix: %.2f\n", a / b }'
