@@ -37,6 +37,9 @@ pub enum Kind {
     Deferred,
     Bounced,
     Expired,
+    /// A sending domain was suspended for its bounce rate (`sender` = the domain,
+    /// `reply` = the reason; issue 6 item 7).
+    Suspended,
 }
 
 /// One event, as POSTed (JSON).

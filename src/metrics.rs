@@ -20,9 +20,22 @@ pub const DELIVERY_DURATION: &str = "mxgate_delivery_duration_seconds";
 pub const MESSAGES_DELIVERED: &str = "mxgate_messages_delivered_total";
 pub const BOUNCES: &str = "mxgate_bounces_total";
 pub const ESP_BLOCKS: &str = "mxgate_esp_blocks_total";
+pub const DOMAIN_SUSPENDED: &str = "mxgate_sending_domain_suspended";
 pub const QUEUE_MESSAGES: &str = "mxgate_queue_messages";
 pub const STORE_COMMITS: &str = "mxgate_store_commits_total";
 pub const STORE_COMMIT_BATCH: &str = "mxgate_store_commit_batch_size";
+/// Warming (issue 6): per sending domain, and per sending domain × provider.
+pub const WARMING_DAY: &str = "mxgate_warming_day";
+pub const WARMING_DAILY_CAP: &str = "mxgate_warming_daily_cap";
+pub const WARMING_DAILY_SENT: &str = "mxgate_warming_daily_sent";
+pub const WARMING_IP_DAY: &str = "mxgate_warming_ip_day";
+pub const WARMING_IP_DAILY_CAP: &str = "mxgate_warming_ip_daily_cap";
+pub const WARMING_IP_DAILY_SENT: &str = "mxgate_warming_ip_daily_sent";
+pub const WARMING_DEFERRALS: &str = "mxgate_warming_deferrals_total";
+pub const PROVIDER_HOURLY_CAP: &str = "mxgate_provider_hourly_cap";
+pub const PROVIDER_HOURLY_SENT: &str = "mxgate_provider_hourly_sent";
+pub const PROVIDER_THROTTLE_LEVEL: &str = "mxgate_provider_throttle_level";
+pub const PROVIDER_THROTTLE_EVENTS: &str = "mxgate_provider_throttle_events_total";
 
 const DESCRIPTIONS: &[(&str, &str)] = &[
     (
@@ -53,9 +66,48 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "Bounces (DSNs received and synchronous 5xx) by category and kind",
     ),
     (ESP_BLOCKS, "Blocks enforced by mailbox providers"),
+    (
+        DOMAIN_SUSPENDED,
+        "1 while a sending domain is suspended for its bounce rate, else 0",
+    ),
     (QUEUE_MESSAGES, "Recipients in the queue by state"),
     (STORE_COMMITS, "Group commits (one WAL fsync each)"),
     (STORE_COMMIT_BATCH, "Writes sharing one WAL fsync"),
+    (
+        WARMING_DAY,
+        "Day in warming of a sending domain (1 = first day)",
+    ),
+    (
+        WARMING_DAILY_CAP,
+        "Messages a sending domain may send today (inf = full quota)",
+    ),
+    (WARMING_DAILY_SENT, "Messages a sending domain sent today"),
+    (WARMING_IP_DAY, "Day in warming of a source IP"),
+    (
+        WARMING_IP_DAILY_CAP,
+        "Messages a source IP may send today (inf = full quota)",
+    ),
+    (WARMING_IP_DAILY_SENT, "Messages a source IP sent today"),
+    (
+        WARMING_DEFERRALS,
+        "Recipients held for the next window, by reason (warming cap|provider rate)",
+    ),
+    (
+        PROVIDER_HOURLY_CAP,
+        "Messages per hour a sending domain may send to a provider now (after throttling)",
+    ),
+    (
+        PROVIDER_HOURLY_SENT,
+        "Messages a sending domain sent to a provider this hour",
+    ),
+    (
+        PROVIDER_THROTTLE_LEVEL,
+        "Adaptive throttle: the provider's hourly cap is divided by 2^level (0 = none)",
+    ),
+    (
+        PROVIDER_THROTTLE_EVENTS,
+        "Rate-limit replies (421 / 4.7.x) that slowed a provider down",
+    ),
 ];
 
 /// A server's metrics handle: cheap to clone, records into that server's registry only.
@@ -194,8 +246,73 @@ impl Metrics {
         self.counter(ESP_BLOCKS, &[("provider", provider)], 1);
     }
 
+    pub fn domain_suspended(&self, sending_domain: &str, suspended: bool) {
+        self.gauge(
+            DOMAIN_SUSPENDED,
+            &[("sending_domain", sending_domain)],
+            if suspended { 1.0 } else { 0.0 },
+        );
+    }
+
     pub fn queue_gauge(&self, state: &'static str, n: u64) {
         self.gauge(QUEUE_MESSAGES, &[("state", state)], n as f64);
+    }
+
+    /// Warming state of a sending domain (issue 6 §8): day in warming, daily cap (`inf` =
+    /// full quota) and messages taken today.
+    pub fn warming_day(&self, domain: &str, day: u64, cap: Option<u64>, sent: u64) {
+        let l = [("sending_domain", domain)];
+        self.gauge(WARMING_DAY, &l, day as f64);
+        self.gauge(
+            WARMING_DAILY_CAP,
+            &l,
+            cap.map_or(f64::INFINITY, |c| c as f64),
+        );
+        self.gauge(WARMING_DAILY_SENT, &l, sent as f64);
+    }
+
+    /// Warming state of a source IP: day in warming, daily cap, messages sent today.
+    pub fn warming_ip(&self, ip: &str, day: u64, cap: Option<u64>, sent: u64) {
+        let l = [("sending_ip", ip)];
+        self.gauge(WARMING_IP_DAY, &l, day as f64);
+        self.gauge(
+            WARMING_IP_DAILY_CAP,
+            &l,
+            cap.map_or(f64::INFINITY, |c| c as f64),
+        );
+        self.gauge(WARMING_IP_DAILY_SENT, &l, sent as f64);
+    }
+
+    /// A recipient held back by a cap; `reason` = `warming cap` | `provider rate`.
+    pub fn warming_deferral(&self, domain: &str, reason: &'static str) {
+        self.counter(
+            WARMING_DEFERRALS,
+            &[("sending_domain", domain), ("reason", reason)],
+            1,
+        );
+    }
+
+    /// A provider's hourly cap in effect (after throttling), this hour's use, throttle level.
+    pub fn provider_rate(&self, domain: &str, provider: &str, cap: u64, used: u64, level: u32) {
+        let l = [("sending_domain", domain), ("provider", provider)];
+        self.gauge(PROVIDER_HOURLY_CAP, &l, cap as f64);
+        self.gauge(PROVIDER_HOURLY_SENT, &l, used as f64);
+        self.provider_throttle_level(domain, provider, level);
+    }
+
+    /// Throttle level: the hourly cap is divided by 2^level (0 = not throttled).
+    pub fn provider_throttle_level(&self, domain: &str, provider: &str, level: u32) {
+        let l = [("sending_domain", domain), ("provider", provider)];
+        self.gauge(PROVIDER_THROTTLE_LEVEL, &l, f64::from(level));
+    }
+
+    /// A rate-limit reply (421 / 4.7.x) that slowed a provider down.
+    pub fn throttle_event(&self, domain: &str, provider: &str) {
+        self.counter(
+            PROVIDER_THROTTLE_EVENTS,
+            &[("sending_domain", domain), ("provider", provider)],
+            1,
+        );
     }
 
     pub fn store_commit(&self, batch: usize) {

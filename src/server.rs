@@ -50,6 +50,8 @@ pub enum StartError {
     Suppressions(#[from] crate::bounce::suppress::SuppressError),
     #[error("statistics store: {0}")]
     Stats(#[from] crate::stats::StatsError),
+    #[error("{0}")]
+    Warming(#[from] crate::delivery::warming::WarmingError),
     #[error("cannot listen on {addr} ({name}): {source}")]
     Bind {
         name: &'static str,
@@ -67,12 +69,16 @@ pub struct Running {
     pub queue: Queue,
     /// Addresses not mailed any more (hard bounces, complaints, unsubscribes, operators).
     pub suppressions: crate::bounce::SuppressionList,
+    /// Sending domains suspended for their bounce rate.
+    pub suspensions: crate::bounce::suspend::Suspensions,
     pub metrics: Metrics,
     /// Hourly delivery/bounce statistics (dashboard, `/api/bounces/...`).
     pub stats: crate::stats::Stats,
     /// The ERP events outbox (`[events]`).
     pub events: crate::events::Events,
     pub clock: Clock,
+    /// Warming caps and provider rates (`None` = `[warming] enabled` is off).
+    pub warming: Option<crate::delivery::warming::Warming>,
     /// Signs and checks `bounce+TOKEN` VERP tokens.
     pub token_key: TokenKey,
     shutdown: CancellationToken,
@@ -126,6 +132,12 @@ impl Server {
             clock.clone(),
         ));
         let stats = crate::stats::Stats::open(&data_dir, clock.clone())?;
+        let warming = crate::delivery::warming::Warming::open(
+            &data_dir.join("warming"),
+            &config,
+            clock.clone(),
+            metrics.clone(),
+        )?;
         let events =
             crate::events::Events::new(&config.events, stats.store().clone(), clock.clone())?;
         let observer = crate::stats::observe::Observer::new(
@@ -137,6 +149,14 @@ impl Server {
             queue.clone(),
         )
         .with_suppressions(suppressions.clone());
+        let suspensions = crate::bounce::suspend::Suspensions::open(
+            config.suspension.clone(),
+            stats.store().clone(),
+            clock.clone(),
+            metrics.clone(),
+            events.clone(),
+        )?;
+        let observer = observer.with_suspensions(suspensions.clone());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let ctx = Arc::new(SessionContext {
@@ -146,6 +166,9 @@ impl Server {
             metrics: metrics.clone(),
             tls: Some(tls),
             suppressions: suppressions.clone(),
+            suspensions: suspensions.clone(),
+            token_key: token_key.clone(),
+            warming: warming.clone(),
             signer,
             verifier,
             shutdown: shutdown.clone(),
@@ -172,7 +195,8 @@ impl Server {
             queue.clone(),
             clock.clone(),
         ))
-        .with_observer(observer.clone());
+        .with_observer(observer.clone())
+        .with_warming(warming.clone());
         tracker.spawn(worker.run(shutdown.clone()));
         tracker.spawn(events.clone().run(shutdown.clone()));
         let intake = Intake::new(
@@ -193,6 +217,8 @@ impl Server {
             metrics: metrics.clone(),
             suppressions: suppressions.clone(),
             stats: stats.clone(),
+            suspensions: suspensions.clone(),
+            token_key: token_key.clone(),
         };
         tracker.spawn(crate::admin::serve(admin, state, shutdown.clone()));
 
@@ -203,10 +229,12 @@ impl Server {
             admin: admin_addr,
             queue,
             suppressions,
+            suspensions,
             metrics,
             stats,
             events,
             clock,
+            warming,
             token_key,
             shutdown,
             tracker,
@@ -268,6 +296,9 @@ impl Running {
         self.queue.close();
         self.stats.close();
         self.suppressions.close();
+        if let Some(w) = &self.warming {
+            w.close();
+        }
         tracing::info!(drained, "stopped");
         drained
     }

@@ -77,8 +77,8 @@ async fn a_real_scrape_has_the_spec_metrics_and_passes_promtool_check_metrics() 
     let (status, scrape) = srv.admin_get("/metrics").await;
     assert_eq!(status, 200);
     for want in [
-        r#"mxgate_messages_delivered_total{sending_domain="example.test",provider="gmail",email_type="transactional",sending_ip=""} 2"#,
-        r#"mxgate_messages_delivered_total{sending_domain="shop.test",provider="yahoo",email_type="transactional",sending_ip=""} 1"#,
+        r#"mxgate_messages_delivered_total{sending_domain="example.test",provider="gmail",email_type="transactional",sending_ip="127.0.0.1"} 2"#,
+        r#"mxgate_messages_delivered_total{sending_domain="shop.test",provider="yahoo",email_type="transactional",sending_ip="127.0.0.1"} 1"#,
         r#"mxgate_bounces_total{category="Invalid address",provider="gmail",sending_domain="example.test",email_type="transactional",sending_ip="",kind="permanent"} 2"#,
         r#"mxgate_bounces_total{category="Mailbox Full",provider="yahoo",sending_domain="shop.test""#,
         r#"mxgate_esp_blocks_total{provider="microsoft"} 1"#,

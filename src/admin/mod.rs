@@ -9,6 +9,8 @@ mod health;
 mod metrics;
 mod queue;
 mod suppressions;
+mod suspensions;
+mod unsubscribe;
 
 use std::sync::Arc;
 
@@ -32,6 +34,8 @@ pub struct State {
     pub metrics: crate::metrics::Metrics,
     pub suppressions: crate::bounce::SuppressionList,
     pub stats: crate::stats::Stats,
+    pub suspensions: crate::bounce::suspend::Suspensions,
+    pub token_key: crate::routing::token::TokenKey,
 }
 
 pub fn router(state: State) -> Router {
@@ -48,6 +52,10 @@ pub fn router(state: State) -> Router {
                 .delete(suppressions::remove),
         )
         .route("/api/suppressions/{address}", get(suppressions::show))
+        .route(
+            "/api/suspensions",
+            get(suspensions::list).delete(suspensions::lift),
+        )
         .route("/api/bounces/summary", get(bounces::summary))
         .route("/api/bounces/classification", get(bounces::classification))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -55,6 +63,7 @@ pub fn router(state: State) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/dashboard", get(dashboard::page))
+        .route("/unsubscribe/{token}", post(unsubscribe::one_click))
         .merge(api)
         .with_state(state)
 }

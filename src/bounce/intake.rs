@@ -231,17 +231,17 @@ impl Intake {
         }
     }
 
-    /// The original message's stream (`transactional` unless it is list mail), when known.
+    /// The original message's stored stream (`transactional` | `mass`), when known.
     async fn email_type(&self, origin: Option<&Origin>) -> &'static str {
         let Some(id) = origin.map(|o| o.id) else {
             return "transactional";
         };
         let queue = self.queue.clone();
-        tokio::task::spawn_blocking(move || queue.body(id))
+        tokio::task::spawn_blocking(move || queue.get(id))
             .await
             .ok()
             .flatten()
-            .map_or("transactional", |b| crate::stats::observe::email_type(&b))
+            .map_or("transactional", |m| m.stream.as_str())
     }
 
     fn count(&self, report: &BounceReport, sending_domain: &str, email_type: &'static str) {

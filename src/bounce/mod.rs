@@ -22,6 +22,7 @@ mod provider;
 mod rfc3464;
 mod rfc3834;
 pub mod suppress;
+pub mod suspend;
 
 pub use category::{Category, DeliveryKind, Reason};
 pub use classify::{Classification, classify_reply};

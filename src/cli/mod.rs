@@ -9,6 +9,7 @@ mod hash_password;
 mod queue;
 mod serve;
 mod suppress;
+mod suspend;
 mod test_relay;
 
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ pub enum Command {
     DnsCheck(dns_check::DnsCheckArgs),
     /// List, add or remove suppressed recipients on the running server.
     Suppress(suppress::SuppressArgs),
+    /// List or lift sending domains suspended for their bounce rate on the running server.
+    Suspend(suspend::SuspendArgs),
     /// "Test Connection" for smart host NAME: connect, TLS, AUTH, QUIT; prints the result.
     TestRelay(test_relay::TestRelayArgs),
 }
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dkim(args) => dkim::run(&args),
         Command::DnsCheck(args) => dns_check::run(&args),
         Command::Suppress(args) => suppress::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Suspend(args) => suspend::run(&args).map(|()| ExitCode::SUCCESS),
         Command::TestRelay(args) => test_relay::run(&args),
     }
 }

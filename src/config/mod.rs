@@ -13,8 +13,11 @@ mod events;
 mod relay;
 mod routing;
 mod server;
+mod streams;
+mod suspension;
 mod types;
 mod validate;
+pub use validate::parse_day_range;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,8 +29,8 @@ pub use auth::{
 };
 pub use events::EventsConfig;
 pub use relay::{
-    FromAlignment, QueueConfig, RelayConfig, Security, SmarthostConfig, SubmissionConfig,
-    SubmissionUser, WarmingConfig, WarmingStep,
+    FromAlignment, ProviderRate, QueueConfig, RelayConfig, Security, SmarthostConfig,
+    SubmissionConfig, SubmissionUser, WarmingConfig, WarmingStep,
 };
 pub use routing::{
     AliasConfig, DomainConfig, ForwardRoute, HttpRoute, MaildirRoute, OdooRoute, RejectRoute,
@@ -36,6 +39,8 @@ pub use routing::{
 pub use server::{
     AdminConfig, DnsConfig, ListenerConfig, ListenersConfig, ServerConfig, SmtpConfig, TlsConfig,
 };
+pub use streams::StreamsConfig;
+pub use suspension::SuspensionConfig;
 pub use types::{ByteSize, HumanDuration, Secret};
 
 /// The embedded default, identical to `conf/mxgate.toml`.
@@ -63,6 +68,10 @@ pub struct Config {
     pub dkim: DkimConfig,
     /// Delivery events webhook to the ERP (`[events]`).
     pub events: EventsConfig,
+    /// Automatic suspension of sending domains by bounce rate (`[suspension]`, issue 6).
+    pub suspension: SuspensionConfig,
+    /// Email types (transactional / mass) of submitted mail (`[streams]`, issue 6).
+    pub streams: StreamsConfig,
 }
 
 /// One thing wrong with a config file, with where it is.

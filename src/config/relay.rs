@@ -146,10 +146,96 @@ pub enum Security {
     None,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+/// `[warming]`: daily caps per sending domain by day-in-warming, hourly caps per mailbox
+/// provider, adaptive throttling on rate-limit replies (issue 6). Off unless `enabled`.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WarmingConfig {
+    pub enabled: bool,
+    /// Answer `451 4.7.1 Warming tier rate limit` at submission once a sending domain's
+    /// daily cap is spent (instead of accepting and holding the mail in the queue).
+    pub tempfail: bool,
+    /// Empty = the default schedule ([`WarmingConfig::steps`]).
     pub schedule: Vec<WarmingStep>,
+    /// Warming start per sending domain, `"example.test" = "2026-11-01"` (UTC day 1);
+    /// domains without one start on their first relayed message.
+    pub start: std::collections::BTreeMap<String, String>,
+    /// After a provider's rate-limit reply halved its hourly cap, each quiet period without
+    /// another one doubles it back, up to the configured cap.
+    pub throttle_quiet: HumanDuration,
+    /// Hourly caps per provider label (`gmail`, `yahoo`, `microsoft`, `aol`, `icloud`,
+    /// `google_workspace`, ...); entries override [`default_provider_rates`].
+    pub providers: std::collections::BTreeMap<String, ProviderRate>,
+}
+
+impl Default for WarmingConfig {
+    fn default() -> Self {
+        WarmingConfig {
+            enabled: false,
+            tempfail: false,
+            schedule: Vec::new(),
+            start: Default::default(),
+            throttle_quiet: HumanDuration::secs(1800),
+            providers: Default::default(),
+        }
+    }
+}
+
+impl WarmingConfig {
+    /// The schedule in effect: the configured one, else SPEC's default
+    /// (1-3: 1,000, 4-6: 5,000, 7-10: 10,000, 11-14: 25,000, 15-20: 50,000, 21+: full quota).
+    pub fn steps(&self) -> Vec<WarmingStep> {
+        if !self.schedule.is_empty() {
+            return self.schedule.clone();
+        }
+        [
+            ("1-3", Some(1_000)),
+            ("4-6", Some(5_000)),
+            ("7-10", Some(10_000)),
+            ("11-14", Some(25_000)),
+            ("15-20", Some(50_000)),
+            ("21+", None),
+        ]
+        .into_iter()
+        .map(|(days, daily_cap)| WarmingStep {
+            days: days.to_string(),
+            daily_cap,
+        })
+        .collect()
+    }
+
+    /// Hourly caps per provider label: defaults overridden by `[warming.providers.*]`.
+    pub fn provider_rates(&self) -> std::collections::BTreeMap<String, ProviderRate> {
+        let mut rates = default_provider_rates();
+        for (k, v) in &self.providers {
+            rates.insert(k.to_ascii_lowercase(), v.clone());
+        }
+        rates
+    }
+}
+
+/// Issue 6 defaults: (new sender, warmed sender) messages per hour.
+pub fn default_provider_rates() -> std::collections::BTreeMap<String, ProviderRate> {
+    [
+        ("gmail", 500, 5_000),
+        ("google_workspace", 500, 5_000),
+        ("yahoo", 1_000, 10_000),
+        ("microsoft", 500, 3_000),
+        ("aol", 500, 5_000),
+        ("icloud", 500, 2_000),
+    ]
+    .into_iter()
+    .map(|(p, new_hourly, warmed_hourly)| {
+        (
+            p.to_string(),
+            ProviderRate {
+                new_hourly,
+                warmed_hourly,
+                connections: None,
+            },
+        )
+    })
+    .collect()
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -157,7 +243,23 @@ pub struct WarmingConfig {
 pub struct WarmingStep {
     /// `"1-3"`, `"21+"` or a single day `"7"`.
     pub days: String,
-    pub daily_cap: u64,
+    /// Messages per UTC day; absent = the full quota (no cap).
+    #[serde(default)]
+    pub daily_cap: Option<u64>,
+}
+
+/// `[warming.providers.NAME]`: messages per hour to that provider per sending domain.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderRate {
+    /// While the sending domain is in warming (its schedule still caps the day).
+    pub new_hourly: u64,
+    /// Once the schedule no longer caps the day (full quota).
+    pub warmed_hourly: u64,
+    /// SMTP transactions in flight at once to this provider, from all sending domains;
+    /// absent = only `relay.destination_concurrency` applies.
+    #[serde(default)]
+    pub connections: Option<usize>,
 }
 
 /// Retry policy for every queued recipient (ERP routes now, relay later).

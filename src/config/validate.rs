@@ -23,6 +23,14 @@ impl Config {
         } else if !self.events.url.is_empty() {
             check_url(&mut p, "events.url", &self.events.url);
         }
+        for (key, message) in self
+            .suspension
+            .problems()
+            .into_iter()
+            .chain(self.streams.problems())
+        {
+            p.add(key, message);
+        }
         p.0
     }
 
@@ -182,6 +190,37 @@ impl Config {
                 p.add(
                     format!("warming.schedule[{i}].days"),
                     format!("{:?}: expected \"1-3\", \"7\" or \"21+\"", w.days),
+                );
+            }
+        }
+        for (domain, date) in &self.warming.start {
+            if crate::delivery::warming::parse_date(date).is_none() {
+                p.add(
+                    format!("warming.start.{domain}"),
+                    format!("{date:?}: expected a date \"YYYY-MM-DD\""),
+                );
+            }
+        }
+        for (name, rate) in &self.warming.providers {
+            let known = crate::bounce::Provider::ALL
+                .iter()
+                .any(|pr| pr.as_label() == name.to_ascii_lowercase());
+            if !known {
+                p.add(
+                    format!("warming.providers.{name}"),
+                    "unknown provider (gmail, google_workspace, microsoft, yahoo, aol, icloud, ...)",
+                );
+            }
+            if rate.connections == Some(0) {
+                p.add(
+                    format!("warming.providers.{name}.connections"),
+                    "must be at least 1",
+                );
+            }
+            if rate.new_hourly == 0 || rate.warmed_hourly == 0 {
+                p.add(
+                    format!("warming.providers.{name}"),
+                    "hourly caps must be at least 1",
                 );
             }
         }

@@ -2,6 +2,7 @@
 //! message, the recipient and the raw body; output: an [`Outcome`] (never an error — every
 //! failure is classified).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ pub struct Context {
     pub relay: Option<Arc<Relay>>,
     /// Metrics, statistics and ERP events of each recorded outcome; `None` = metrics only.
     pub observer: Option<crate::stats::observe::Observer>,
+    /// Warming tiers and provider rates of relayed mail; `None` = `[warming]` is off.
+    pub warming: Option<super::warming::Warming>,
 }
 
 impl Context {
@@ -33,6 +36,7 @@ impl Context {
             odoo: odoo::Logins::default(),
             relay: None,
             observer: None,
+            warming: None,
         }
     }
 
@@ -57,9 +61,33 @@ impl Context {
 
 /// Runs one attempt and classifies its result.
 pub async fn run(ctx: &Context, msg: &QueuedMessage, rcpt: &Recipient, body: Vec<u8>) -> Outcome {
-    match deliver(ctx, msg, rcpt, body).await {
-        Ok(reply) => Outcome::Sent { reply },
-        Err(e) => classify(&e),
+    run_from(ctx, msg, rcpt, body).await.0
+}
+
+/// As [`run`], with the local IP a relayed message left from (`sending_ip`), when it did.
+pub async fn run_from(
+    ctx: &Context,
+    msg: &QueuedMessage,
+    rcpt: &Recipient,
+    body: Vec<u8>,
+) -> (Outcome, Option<IpAddr>) {
+    let result = match (&rcpt.dest, &ctx.relay) {
+        (Destination::Relay, Some(relay)) => {
+            // Recipients are unique per message (RCPT de-duplicates), so the address
+            // finds the index the VERP token names.
+            let idx = msg
+                .recipients
+                .iter()
+                .position(|r| r.address == rcpt.address)
+                .and_then(|i| u16::try_from(i).ok())
+                .unwrap_or(0);
+            relay.deliver_from(msg, idx, &rcpt.address, &body).await
+        }
+        _ => deliver(ctx, msg, rcpt, body).await.map(|r| (r, None)),
+    };
+    match result {
+        Ok((reply, ip)) => (Outcome::Sent { reply }, ip),
+        Err(e) => (classify(&e), None),
     }
 }
 

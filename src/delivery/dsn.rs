@@ -172,6 +172,7 @@ mod tests {
             mail_from: "odoo@example.test".into(),
             size: 10,
             recipients: Vec::new(),
+            stream: Default::default(),
         };
         let f = Failure {
             recipient: "nobody@remote.test",

@@ -62,6 +62,24 @@ impl Relay {
         &self.pool
     }
 
+    /// The mailbox provider of recipient `to`: by its domain (gmail.com), else by the
+    /// domain's MX hosts (a company domain on Google Workspace or Microsoft 365). DNS
+    /// trouble gives `Other`; the attempt's own lookup reports it.
+    pub async fn provider(&self, to: &str) -> crate::bounce::Provider {
+        let p = crate::bounce::detect_provider(Some(to), &[], "");
+        let (Some(dns), crate::bounce::Provider::Other) = (&self.dns, p) else {
+            return p;
+        };
+        let domain = to.rsplit_once('@').map_or("", |(_, d)| d);
+        match dns.mx(domain).await {
+            Ok(mx) => {
+                let hosts: Vec<&str> = mx.iter().map(|(_, h)| h.as_str()).collect();
+                crate::bounce::detect_provider(Some(to), &hosts, "")
+            }
+            Err(_) => p,
+        }
+    }
+
     /// The envelope sender recipient `idx` of `msg` leaves with.
     pub fn envelope_sender(&self, msg: &QueuedMessage, idx: u16) -> String {
         if msg.listener == ListenerKind::Inbound || msg.mail_from.is_empty() {
@@ -83,6 +101,19 @@ impl Relay {
         to: &str,
         body: &[u8],
     ) -> Result<String, Error> {
+        self.deliver_from(msg, idx, to, body)
+            .await
+            .map(|(reply, _)| reply)
+    }
+
+    /// As [`Relay::deliver`], with the local (sending) IP address the message left from.
+    pub async fn deliver_from(
+        &self,
+        msg: &QueuedMessage,
+        idx: u16,
+        to: &str,
+        body: &[u8],
+    ) -> Result<(String, Option<IpAddr>), Error> {
         let domain = to
             .rsplit_once('@')
             .map_or("", |(_, d)| d)
@@ -107,8 +138,8 @@ impl Relay {
         };
         let mut failures = Vec::new();
         for hop in &hops {
-            match self.pool.send(hop, &env).await {
-                Ok(reply) => return Ok(format!("{reply} [{}]", hop.label)),
+            match self.pool.send_from(hop, &env).await {
+                Ok((reply, ip)) => return Ok((format!("{reply} [{}]", hop.label), ip)),
                 Err(e) if e.is_permanent() => {
                     return Err(Error::SmtpRejected(format!("{e} [{}]", hop.label)));
                 }

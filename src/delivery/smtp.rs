@@ -17,7 +17,7 @@
 //!   connection. Per-destination concurrency is bounded by a semaphore per [`Hop::dest`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,8 @@ struct Conn {
     /// The last transaction failed midway: RSET before the next MAIL (after a completed
     /// one, RFC 5321 §4.1.4 lets the next MAIL follow directly — one round trip saved).
     needs_rset: bool,
+    /// Our end of the connection: the `sending_ip` of what it carries.
+    local_ip: Option<IpAddr>,
 }
 
 /// Connections and per-destination limits shared by all relay attempts.
@@ -187,6 +189,15 @@ impl Pool {
 
     /// One transaction to `hop`. Returns the final reply (`250 2.0.0 Ok: queued as X`).
     pub async fn send(&self, hop: &Hop, env: &Envelope<'_>) -> Result<String, SmtpError> {
+        self.send_from(hop, env).await.map(|(reply, _)| reply)
+    }
+
+    /// As [`Pool::send`], with the local (sending) IP address of the connection used.
+    pub async fn send_from(
+        &self,
+        hop: &Hop,
+        env: &Envelope<'_>,
+    ) -> Result<(String, Option<IpAddr>), SmtpError> {
         let _permit = self.permit(&hop.dest).await;
         let key = hop.pool_key();
         // An idle session the server may have closed meanwhile: if it fails before any
@@ -211,8 +222,11 @@ impl Pool {
         mut conn: Conn,
         hop: &Hop,
         env: &Envelope<'_>,
-    ) -> Result<String, SmtpError> {
-        let result = transaction(&mut conn, hop, env).await;
+    ) -> Result<(String, Option<IpAddr>), SmtpError> {
+        let local_ip = conn.local_ip;
+        let result = transaction(&mut conn, hop, env)
+            .await
+            .map(|reply| (reply, local_ip));
         match &result {
             Ok(_) => {
                 conn.needs_rset = false;
@@ -281,6 +295,7 @@ impl Pool {
             }
         };
         let _ = tcp.set_nodelay(true);
+        let local_ip = tcp.local_addr().ok().map(|a| a.ip());
         let plain = SmtpClient {
             stream: tcp,
             timeout: self.command_timeout,
@@ -329,6 +344,7 @@ impl Pool {
             client,
             pipelining: ehlo.has_capability(EXT_PIPELINING),
             needs_rset: false,
+            local_ip,
         })
     }
 }

@@ -38,6 +38,9 @@ pub struct Worker {
     metrics: Metrics,
     clock: Clock,
     concurrency: usize,
+    /// Slots `mass` mail may hold (`streams.mass_share_percent`): the rest stay free for
+    /// transactional mail, which mass mail therefore never delays (issue 6 item 5).
+    mass_slots: usize,
     drain: Duration,
 }
 
@@ -45,12 +48,14 @@ impl Worker {
     pub fn new(queue: Queue, config: Arc<Config>, metrics: Metrics, clock: Clock) -> Worker {
         let concurrency = config.queue.concurrency.max(1);
         let drain = config.server.shutdown_timeout.get() * 3 / 4;
+        let mass_slots = config.streams.mass_slots(concurrency);
         Worker {
             queue,
             ctx: Arc::new(Context::new(config)),
             metrics,
             clock,
             concurrency,
+            mass_slots,
             drain,
         }
     }
@@ -71,19 +76,32 @@ impl Worker {
         self
     }
 
+    /// Holds relayed recipients to the warming caps and provider rates.
+    pub fn with_warming(mut self, warming: Option<super::warming::Warming>) -> Worker {
+        Arc::get_mut(&mut self.ctx)
+            .expect("the context is not shared before the worker runs")
+            .warming = warming;
+        self
+    }
+
     /// Delivers until `shutdown` is cancelled, then lets in-flight attempts finish.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut tasks = JoinSet::new();
         let mut in_flight: HashMap<Id, RcptKey> = HashMap::new();
+        let mut mass: HashSet<Id> = HashSet::new();
         loop {
             let free = self.concurrency.saturating_sub(tasks.len());
             // With no free slot, only a finishing attempt (or shutdown) matters: no timer.
             let mut wait = None;
             if free > 0 {
-                let scan = self.scan(&in_flight, free).await;
+                let mass_free = self.mass_slots.saturating_sub(mass.len());
+                let scan = self.scan(&in_flight, free, mass_free).await;
                 for due in scan.ready {
                     let handle = tasks.spawn(self.attempt(due));
                     in_flight.insert(handle.id(), (due.id, due.rcpt));
+                    if due.mass {
+                        mass.insert(handle.id());
+                    }
                 }
                 wait = Some(self.until(scan.next_due_ms));
             }
@@ -99,6 +117,7 @@ impl Worker {
                         }
                     };
                     in_flight.remove(&id);
+                    mass.remove(&id);
                 }
                 _ = self.queue.changed() => {}
                 _ = tokio::time::sleep(wait.unwrap_or(MAX_IDLE)), if wait.is_some() => {}
@@ -109,11 +128,12 @@ impl Worker {
 
     /// Due recipients not in flight, at most `max`. A store failure is logged and treated as
     /// "nothing due" (the loop looks again after [`MAX_IDLE`]).
-    async fn scan(&self, in_flight: &HashMap<Id, RcptKey>, max: usize) -> DueScan {
+    async fn scan(&self, in_flight: &HashMap<Id, RcptKey>, max: usize, max_mass: usize) -> DueScan {
         let queue = self.queue.clone();
         let skip: HashSet<RcptKey> = in_flight.values().copied().collect();
         let now = self.clock.now_ms();
-        let scanned = tokio::task::spawn_blocking(move || queue.due(now, &skip, max)).await;
+        let scanned =
+            tokio::task::spawn_blocking(move || queue.due_streams(now, &skip, max, max_mass)).await;
         match scanned {
             Ok(Ok(scan)) => scan,
             Ok(Err(StoreError::Closed)) => DueScan::default(),
@@ -175,21 +195,47 @@ async fn attempt_one(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due
     };
     let kind = ctx.kind_label(rcpt);
     let start = Instant::now();
-    let info = match (&ctx.observer, &body) {
+    let mut info = match (&ctx.observer, &body) {
         (Some(_), Some(b)) => crate::stats::observe::MessageInfo::from_message(b),
         _ => Default::default(),
     };
-    let outcome = match body {
-        Some(body) => attempt::run(&ctx, msg, rcpt, body).await,
+    // The stored email type wins over what the headers suggest.
+    info.email_type = msg.stream.as_str();
+    let mut sending_ip = None;
+    // Over a warming cap or provider rate: deferred to the next window, no attempt.
+    let ticket = match &ctx.warming {
+        Some(w) => w.admit(msg, rcpt, ctx.relay.as_deref()).await,
+        None => Ok(None),
+    };
+    let outcome = match (ticket, body) {
+        (Err(held), _) => held,
+        (Ok(ticket), Some(body)) => {
+            let _connection = match (&ctx.warming, &ticket) {
+                (Some(w), Some(t)) => w.connection(t).await,
+                _ => None,
+            };
+            let (outcome, ip) = attempt::run_from(&ctx, msg, rcpt, body).await;
+            if let (Some(w), Some(t)) = (&ctx.warming, ticket) {
+                w.settle(t, &outcome, ip);
+            }
+            sending_ip = ip;
+            outcome
+        }
         // Meta without body: a damaged store. Deferred, so it is visible and expires.
-        None => Outcome::deferred("queue: message body is missing"),
+        (Ok(ticket), None) => {
+            let outcome = Outcome::deferred("queue: message body is missing");
+            if let (Some(w), Some(t)) = (&ctx.warming, ticket) {
+                w.settle(t, &outcome, None);
+            }
+            outcome
+        }
     };
     metrics.delivery_attempt(outcome.as_label(), kind, start.elapsed().as_secs_f64());
     log(&outcome, &rcpt.address, kind);
     match queue.record(due.id, due.rcpt, &outcome).await {
         Ok(Some(state)) => {
             if let Some(o) = &ctx.observer {
-                o.attempt(msg, rcpt, &info, &outcome, state);
+                o.attempt_from(msg, rcpt, &info, &outcome, state, sending_ip);
             }
             if let Some(relay) = &ctx.relay
                 && let Some(kind) = relay.dsn_kind(msg, due.rcpt, rcpt, state).await

@@ -31,7 +31,7 @@ mod store;
 pub mod transition;
 
 pub use keys::RcptKey;
-pub use model::{NewMessage, QueuedMessage, RcptState, Recipient};
+pub use model::{NewMessage, QueuedMessage, RcptState, Recipient, Stream};
 pub use store::{Due, DueScan};
 
 use std::collections::{HashMap, HashSet};
@@ -168,12 +168,22 @@ impl Queue {
 
     /// Stores the message durably (fsync'd WAL, group commit); only then may the session say 250.
     pub async fn enqueue(&self, msg: NewMessage) -> Result<QueueId, EnqueueError> {
+        self.enqueue_stream(msg, Stream::Transactional).await
+    }
+
+    /// As [`Queue::enqueue`], for a message of email type `stream`.
+    pub async fn enqueue_stream(
+        &self,
+        msg: NewMessage,
+        stream: Stream,
+    ) -> Result<QueueId, EnqueueError> {
         let n = msg.recipients.len();
         if n == 0 || n > usize::from(u16::MAX) {
             return Err(EnqueueError::Recipients(n));
         }
         let id = QueueId::generate();
-        let stored = new_meta(id, self.inner.clock.now_ms(), &msg);
+        let mut stored = new_meta(id, self.inner.clock.now_ms(), &msg);
+        stored.stream = stream;
         let change = store::enqueue(&stored, &msg.body)?;
         self.commit(move |_| Ok((change, ()))).await?;
         self.inner.changed.notify_one();
@@ -258,9 +268,21 @@ impl Queue {
         in_flight: &HashSet<RcptKey>,
         max: usize,
     ) -> Result<DueScan, StoreError> {
+        self.due_streams(now_ms, in_flight, max, max)
+    }
+
+    /// As [`Queue::due`], with at most `max_mass` of the entries being `mass` mail: the
+    /// others are passed over, so transactional mail due later is still found.
+    pub fn due_streams(
+        &self,
+        now_ms: u64,
+        in_flight: &HashSet<RcptKey>,
+        max: usize,
+        max_mass: usize,
+    ) -> Result<DueScan, StoreError> {
         self.inner
             .shared
-            .with_db(|db| store::due(db, now_ms, in_flight, max))
+            .with_db(|db| store::due(db, now_ms, in_flight, max, max_mass))
     }
 
     /// Resolves when a recipient may have become due now (enqueue, retry). A wake-up sent
@@ -429,5 +451,6 @@ fn new_meta(id: QueueId, now_ms: u64, msg: &NewMessage) -> QueuedMessage {
         mail_from: msg.mail_from.to_string(),
         size: msg.body.len() as u64,
         recipients,
+        stream: Stream::Transactional,
     }
 }

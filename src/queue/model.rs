@@ -22,6 +22,35 @@ pub struct NewMessage {
     pub body: Vec<u8>,
 }
 
+/// A message's email type (issue 6 item 5): `transactional` (the default: invoices,
+/// password resets, replies) or `mass` (newsletters, campaigns). Mass mail gets its own share
+/// of the delivery concurrency so it never delays transactional mail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    #[default]
+    Transactional,
+    Mass,
+}
+
+impl Stream {
+    /// The `email_type` label value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Stream::Transactional => "transactional",
+            Stream::Mass => "mass",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stream> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "transactional" => Some(Stream::Transactional),
+            "mass" => Some(Stream::Mass),
+            _ => None,
+        }
+    }
+}
+
 /// Stored metadata of a queued message (key `m/<id>`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct QueuedMessage {
@@ -35,6 +64,9 @@ pub struct QueuedMessage {
     pub mail_from: String,
     pub size: u64,
     pub recipients: Vec<Recipient>,
+    /// Email type; absent in records written before streams existed (= transactional).
+    #[serde(default)]
+    pub stream: Stream,
 }
 
 /// One recipient and where its delivery stands.

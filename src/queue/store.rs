@@ -12,7 +12,7 @@ use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch};
 
 use super::commit::Change;
 use super::keys::{self, RcptKey};
-use super::{QueuedMessage, RcptState, Recipient, StoreError};
+use super::{QueuedMessage, RcptState, Recipient, StoreError, Stream};
 use crate::envelope::QueueId;
 use crate::routing::Destination;
 
@@ -138,6 +138,8 @@ pub struct Due {
     pub due_ms: u64,
     pub id: QueueId,
     pub rcpt: u16,
+    /// The message is `mass` mail (the `d/` entry's value says so).
+    pub mass: bool,
 }
 
 /// What the scheduler gets from one look at the `d/` index.
@@ -156,27 +158,44 @@ pub fn due(
     now_ms: u64,
     in_flight: &HashSet<RcptKey>,
     max: usize,
+    max_mass: usize,
 ) -> Result<DueScan, StoreError> {
     let mut out = DueScan::default();
+    let mut mass_taken = 0;
     for item in scan(db, keys::DUE, keys::DUE) {
-        let (k, _) = item?;
+        let (k, v) = item?;
         let (due_ms, id, rcpt) = keys::parse_due(&k).ok_or_else(|| corrupt(&k, "bad due key"))?;
         if due_ms > now_ms || out.ready.len() >= max {
             out.next_due_ms = Some(due_ms);
             break;
         }
+        let mass = v.as_ref() == MASS;
+        if mass && mass_taken >= max_mass {
+            // Mass mail over its share: passed over; an attempt finishing wakes the loop.
+            continue;
+        }
         if !in_flight.contains(&(id, rcpt)) {
-            out.ready.push(Due { due_ms, id, rcpt });
+            mass_taken += usize::from(mass);
+            out.ready.push(Due {
+                due_ms,
+                id,
+                rcpt,
+                mass,
+            });
         }
     }
     Ok(out)
 }
 
+/// Value of a `d/` entry of a mass message (transactional: empty).
+const MASS: &[u8] = b"m";
+
 /// Index keys of a recipient in its current state.
-fn put_indexes(batch: &mut WriteBatch, id: QueueId, i: u16, r: &Recipient) {
+fn put_indexes(batch: &mut WriteBatch, id: QueueId, i: u16, r: &Recipient, stream: Stream) {
     batch.put(keys::state(r.state, id, i), []);
     if r.state.is_pending() {
-        batch.put(keys::due(r.next_attempt_ms, id, i), []);
+        let v: &[u8] = if stream == Stream::Mass { MASS } else { &[] };
+        batch.put(keys::due(r.next_attempt_ms, id, i), v);
     }
 }
 
@@ -197,7 +216,7 @@ fn rcpt_index(i: usize) -> u16 {
 pub fn enqueue(msg: &QueuedMessage, body: &[u8]) -> Result<Change, StoreError> {
     let mut change = Change::default();
     for (i, r) in msg.recipients.iter().enumerate() {
-        put_indexes(&mut change.batch, msg.id, rcpt_index(i), r);
+        put_indexes(&mut change.batch, msg.id, rcpt_index(i), r, msg.stream);
         change.moves.push((None, r.state));
     }
     if msg
@@ -231,7 +250,7 @@ pub fn update<T>(
             continue;
         }
         delete_indexes(&mut change.batch, id, rcpt_index(i), old);
-        put_indexes(&mut change.batch, id, rcpt_index(i), new);
+        put_indexes(&mut change.batch, id, rcpt_index(i), new, msg.stream);
         if moved {
             change.moves.push((Some(old.state), new.state));
         }

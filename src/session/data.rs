@@ -21,7 +21,8 @@ use super::io::Conn;
 use super::reply::{self, Reply};
 use super::{Session, State, Transaction, prep, verify};
 use crate::envelope::ListenerKind;
-use crate::queue::NewMessage;
+use crate::queue::{NewMessage, Stream};
+use crate::routing::Destination;
 
 /// How long the store may take before the client is told to retry (KumoMTA uses 60 s too).
 const ENQUEUE_DEADLINE: Duration = Duration::from_secs(60);
@@ -150,9 +151,27 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
         metrics.inbound_message("rejected", "mail_loop");
         return reply::MAIL_LOOP;
     }
+    let mut stream = Stream::Transactional;
     let content = if s.kind == ListenerKind::Inbound {
         content
     } else {
+        // The email type (issue 6 item 5): the stream header (removed), else the config.
+        let streams = &s.ctx.config.streams;
+        let (content, by_header) = prep::take_stream_header(content, &streams.header);
+        let by_sender = streams.mass_by_sender(s.peer.user.as_deref(), &txn.mail.from.to_string());
+        stream = by_header.unwrap_or(if by_sender {
+            Stream::Mass
+        } else {
+            Stream::Transactional
+        });
+        let content = match txn.recipients.as_slice() {
+            [(to, Destination::Relay)] if stream == Stream::Mass && streams.list_unsubscribe => {
+                let token = s.ctx.token_key.issue_unsubscribe(&to.to_string());
+                let domain = s.ctx.config.bounce_domain();
+                prep::add_list_unsubscribe(content, &streams.unsubscribe_url, domain, &token)
+            }
+            _ => content,
+        };
         match prepare_submission(s, &txn, &content) {
             Ok(prepared) => prepared,
             Err(e) => {
@@ -178,7 +197,7 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
         recipients: txn.recipients,
         body: message,
     };
-    match tokio::time::timeout(ENQUEUE_DEADLINE, s.ctx.queue.enqueue(msg)).await {
+    match tokio::time::timeout(ENQUEUE_DEADLINE, s.ctx.queue.enqueue_stream(msg, stream)).await {
         Ok(Ok(id)) => {
             info!(queue_id = %id, bytes = content.len(), "message queued");
             metrics.inbound_message("accepted", "ok");

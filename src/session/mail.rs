@@ -45,24 +45,52 @@ pub(super) fn mail(s: &mut Session, m: MailFrom) -> Reply {
 }
 
 fn submission_policy(s: &Session, from: &ReversePath) -> Option<Reply> {
-    let Some(user) = &s.peer.user else {
-        return (!s.peer_is_trusted()).then_some(reply::AUTH_REQUIRED);
-    };
-    let allowed = s
-        .ctx
-        .config
-        .submission
-        .users
-        .iter()
-        .find(|u| &u.name == user)
-        .is_some_and(|u| match from {
-            ReversePath::Address(a) => u.domains.iter().any(|d| d.eq_ignore_ascii_case(&a.domain)),
-            ReversePath::Null => false,
-        });
-    if allowed {
-        None
-    } else {
-        info!(user, from = %from, "sender outside the user's domains");
-        Some(reply::SENDER_NOT_ALLOWED)
+    match &s.peer.user {
+        None if !s.peer_is_trusted() => return Some(reply::AUTH_REQUIRED),
+        None => {}
+        Some(user) => {
+            let allowed = s
+                .ctx
+                .config
+                .submission
+                .users
+                .iter()
+                .find(|u| &u.name == user)
+                .is_some_and(|u| match from {
+                    ReversePath::Address(a) => {
+                        u.domains.iter().any(|d| d.eq_ignore_ascii_case(&a.domain))
+                    }
+                    ReversePath::Null => false,
+                });
+            if !allowed {
+                info!(user, from = %from, "sender outside the user's domains");
+                return Some(reply::SENDER_NOT_ALLOWED);
+            }
+        }
     }
+    // Also for trusted-network relays: a suspended domain sends nothing (issue 6 item 7).
+    match from {
+        ReversePath::Address(a) if s.ctx.suspensions.is_suspended(&a.domain) => {
+            info!(from = %from, "sending domain suspended");
+            s.ctx
+                .metrics
+                .inbound_message("rejected", "domain_suspended");
+            Some(reply::SENDER_DOMAIN_SUSPENDED)
+        }
+        _ => warming_tempfail(s, from),
+    }
+}
+
+/// Tempfail mode (issue 6 §3): `451 4.7.1` once the sending domain's warming cap for today
+/// is spent (without it, the mail is accepted and waits in the queue for the next day).
+fn warming_tempfail(s: &Session, from: &ReversePath) -> Option<Reply> {
+    let (ReversePath::Address(a), Some(w)) = (from, &s.ctx.warming) else {
+        return None;
+    };
+    if !s.ctx.config.warming.tempfail || !w.day_spent(&a.domain) {
+        return None;
+    }
+    info!(from = %from, "warming cap for today spent");
+    s.ctx.metrics.inbound_message("tempfail", "warming_cap");
+    Some(reply::WARMING_CAP)
 }

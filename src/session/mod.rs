@@ -58,6 +58,12 @@ pub struct SessionContext {
     pub tls: Option<TlsAcceptor>,
     /// Suppressed recipients are refused on submission ([`rcpt`]).
     pub suppressions: crate::bounce::SuppressionList,
+    /// Sending domains suspended for their bounce rate are refused at MAIL ([`mail`]).
+    pub suspensions: crate::bounce::suspend::Suspensions,
+    /// Issues and checks `unsubscribe+TOKEN` / one-click unsubscribe tokens.
+    pub token_key: crate::routing::token::TokenKey,
+    /// Warming caps: with `warming.tempfail`, MAIL is 451 once the day's cap is spent ([`mail`]).
+    pub warming: Option<crate::delivery::warming::Warming>,
     /// DKIM keys for submitted mail ([`prep`]).
     pub signer: Arc<crate::auth::sign::Signer>,
     /// Inbound SPF/DKIM/DMARC/ARC/iprev (`session/verify.rs`); one resolver and cache per server.

@@ -144,6 +144,57 @@ fn find(head: &[u8], name: &str) -> Option<(usize, usize)> {
     None
 }
 
+/// Prepends RFC 8058 one-click unsubscribe headers naming `token` (issue 6 item 6), unless
+/// the message already has a `List-Unsubscribe` field.
+pub fn add_list_unsubscribe(
+    content: Vec<u8>,
+    base_url: &str,
+    mailto_domain: &str,
+    token: &str,
+) -> Vec<u8> {
+    let (head, _) = split(&content);
+    if find(head, "list-unsubscribe").is_some() {
+        return content;
+    }
+    let mut out = format!(
+        "List-Unsubscribe: <{}/unsubscribe/{token}>,\r\n <mailto:unsubscribe+{token}@{mailto_domain}>\r\n\
+         List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        base_url.trim_end_matches('/')
+    )
+    .into_bytes();
+    out.extend_from_slice(&content);
+    out
+}
+
+/// Removes every `name:` header field (the `[streams] header`) from `content`; returns the
+/// message without it and the stream the last one named (`None`: absent or unknown value).
+pub fn take_stream_header(content: Vec<u8>, name: &str) -> (Vec<u8>, Option<crate::queue::Stream>) {
+    let (head, _) = split(&content);
+    let head_len = head.len();
+    let mut stream = None;
+    let mut cut: Vec<(usize, usize)> = Vec::new();
+    let mut pos = 0;
+    while let Some((start, end)) = find(&content[pos..head_len], name) {
+        let (start, end) = (pos + start, pos + end);
+        let field = String::from_utf8_lossy(&content[start..end]);
+        let value = field.split_once(':').map_or("", |(_, v)| v);
+        stream = crate::queue::Stream::parse(value).or(stream);
+        cut.push((start, end));
+        pos = end;
+    }
+    if cut.is_empty() {
+        return (content, None);
+    }
+    let mut out = Vec::with_capacity(content.len());
+    let mut from = 0;
+    for (start, end) in cut {
+        out.extend_from_slice(&content[from..start]);
+        from = end;
+    }
+    out.extend_from_slice(&content[from..]);
+    (out, stream)
+}
+
 fn next_line(head: &[u8], from: usize) -> usize {
     head[from..]
         .iter()

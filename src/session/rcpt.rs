@@ -29,6 +29,32 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
         metrics.inbound_recipient("rejected", "smtputf8");
         return reply::SMTPUTF8_REQUIRED;
     }
+    if let Some(address) = unsubscribe_alias(&s.ctx, &r.to) {
+        // `unsubscribe+TOKEN@<bounce domain>` (the mailto of our List-Unsubscribe): the
+        // address goes on the suppression list now; the message itself is kept only for
+        // the bounce stage, which drops it as no bounce.
+        info!(rcpt = %address, "unsubscribe by mail");
+        let list = s.ctx.suppressions.clone();
+        drop(tokio::task::spawn_blocking(move || {
+            let r = list.add_blocking(
+                &address,
+                "unsubscribe",
+                crate::bounce::SuppressionSource::Unsubscribe,
+                Some("mail to the unsubscribe alias"),
+            );
+            if let Err(e) = r {
+                tracing::warn!(rcpt = %address, error = %e, "cannot record an unsubscribe");
+            }
+        }));
+        metrics.inbound_recipient("accepted", "unsubscribe");
+        txn.recipients.push((
+            r.to,
+            Destination::Bounce {
+                token: String::new(),
+            },
+        ));
+        return reply::RECIPIENT_OK;
+    }
     let resolved = match s.ctx.router.resolve(&r.to) {
         Err(routing::Error::RelayDenied) if may_relay => Ok(Destination::Relay),
         other => other,
@@ -57,6 +83,18 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
             e.reply()
         }
     }
+}
+
+/// The address an `unsubscribe+TOKEN@<bounce domain>` recipient unsubscribes, when TOKEN is ours.
+fn unsubscribe_alias(ctx: &super::SessionContext, to: &crate::envelope::Address) -> Option<String> {
+    if !to.domain.eq_ignore_ascii_case(ctx.config.bounce_domain()) {
+        return None;
+    }
+    let (base, token) = to.local.split_once('+')?;
+    if !base.eq_ignore_ascii_case("unsubscribe") {
+        return None;
+    }
+    ctx.token_key.verify_unsubscribe(token)
 }
 
 fn label(e: &routing::Error) -> &'static str {

@@ -160,6 +160,13 @@ pub const RELAY_DENIED: Reply = Reply::new(550, "5.7.1", "Relaying denied");
 pub const UNKNOWN_USER: Reply = Reply::new(550, "5.1.1", "User unknown");
 pub const RECIPIENT_REJECTED: Reply = Reply::new(550, "5.7.1", "Recipient rejected");
 pub const RECIPIENT_SUPPRESSED: Reply = Reply::new(550, "5.7.1", "Recipient suppressed");
+/// The sending domain is suspended for its permanent bounce rate until an operator lifts it
+/// (SPEC "Replies"; issue 6 item 7).
+pub const SENDER_DOMAIN_SUSPENDED: Reply = Reply::new(
+    550,
+    "5.7.1",
+    "Sending domain suspended for bounce rate, contact the operator",
+);
 pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Too many recipients");
 /// A `forward` route with an empty `to` list: nowhere to send the mail.
 pub const FORWARD_NO_TARGETS: Reply = Reply::new(550, "5.1.1", "Mailbox has no forwarding address");

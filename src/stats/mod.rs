@@ -29,7 +29,7 @@ const HOUR_MS: u64 = 3_600_000;
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dims {
     pub sending_domain: String,
-    /// `transactional` | `marketing` (see [`observe::email_type`]).
+    /// `transactional` | `mass`: the message's stored stream.
     pub email_type: String,
     /// Source IP of the delivery; empty when the system picked it.
     pub sending_ip: String,

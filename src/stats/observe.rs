@@ -48,13 +48,14 @@ impl MessageInfo {
         }
         MessageInfo {
             message_id,
-            email_type: if bulk { "marketing" } else { "transactional" },
+            email_type: if bulk { "mass" } else { "transactional" },
         }
     }
 }
 
-/// `email_type` label: `marketing` when the message carries list headers (`List-Unsubscribe`,
-/// `List-Id`) or `Precedence: bulk|list|junk`, else `transactional`. Two values: bounded.
+/// `email_type` label guessed from the headers: `mass` when the message carries list headers
+/// (`List-Unsubscribe`, `List-Id`) or `Precedence: bulk|list|junk`, else `transactional`.
+/// Only a fallback: the stream stored with a queued message wins (see `attempt`/`dsn`).
 pub fn email_type(raw: &[u8]) -> &'static str {
     MessageInfo::from_message(raw).email_type
 }
@@ -101,6 +102,8 @@ struct Inner {
     queue: Queue,
     /// Synchronous hard bounces of relayed mail suppress the recipient (set by the server).
     suppressions: std::sync::OnceLock<crate::bounce::SuppressionList>,
+    /// Final outcomes feed the bounce-rate suspension of sending domains (set by the server).
+    suspensions: std::sync::OnceLock<crate::bounce::suspend::Suspensions>,
 }
 
 impl Observer {
@@ -129,6 +132,7 @@ impl Observer {
                 clock,
                 queue,
                 suppressions: std::sync::OnceLock::new(),
+                suspensions: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -137,6 +141,21 @@ impl Observer {
     pub fn with_suppressions(self, list: crate::bounce::SuppressionList) -> Observer {
         let _ = self.inner.suppressions.set(list);
         self
+    }
+
+    /// Feeds final outcomes of enrolled sending domains to the bounce-rate suspension.
+    pub fn with_suspensions(self, s: crate::bounce::suspend::Suspensions) -> Observer {
+        let _ = self.inner.suspensions.set(s);
+        self
+    }
+
+    /// One final send of `sending_domain` (a label: `other` is not tracked).
+    fn count_send(&self, sending_domain: &str, permanent_bounce: bool) {
+        if let Some(s) = self.inner.suspensions.get()
+            && sending_domain != "other"
+        {
+            s.record(sending_domain, permanent_bounce);
+        }
     }
 
     pub fn events(&self) -> &Events {
@@ -152,6 +171,19 @@ impl Observer {
         info: &MessageInfo,
         outcome: &Outcome,
         state: RcptState,
+    ) {
+        self.attempt_from(msg, rcpt, info, outcome, state, None)
+    }
+
+    /// As [`Observer::attempt`], with the local IP the message left from (`sending_ip`).
+    pub fn attempt_from(
+        &self,
+        msg: &QueuedMessage,
+        rcpt: &Recipient,
+        info: &MessageInfo,
+        outcome: &Outcome,
+        state: RcptState,
+        sending_ip: Option<std::net::IpAddr>,
     ) {
         let outbound = matches!(rcpt.dest, Destination::Relay);
         // DSNs mxgate sends itself (null sender) are not the ERP's sends: neither counted
@@ -175,7 +207,10 @@ impl Observer {
         let now = self.inner.clock.now_ms();
         let mut bounce_info = None;
         if outbound {
-            let dims = self.dims(msg, &rcpt.address, info.email_type, &reply);
+            let mut dims = self.dims(msg, &rcpt.address, info.email_type, &reply);
+            if let Some(ip) = sending_ip {
+                dims.sending_ip = ip.to_string();
+            }
             match kind {
                 Kind::Delivered => {
                     self.inner.metrics.delivered(
@@ -185,6 +220,7 @@ impl Observer {
                         &dims.sending_ip,
                     );
                     self.inner.stats.delivered(now, &dims);
+                    self.count_send(&dims.sending_domain, false);
                 }
                 Kind::Bounced | Kind::Expired => {
                     let b = classify(&reply, category.as_deref(), kind == Kind::Expired);
@@ -192,9 +228,10 @@ impl Observer {
                     if kind == Kind::Bounced {
                         self.suppress(&rcpt.address, &b, &reply, msg.id);
                     }
+                    self.count_send(&dims.sending_domain, kind == Kind::Bounced && b.permanent);
                     bounce_info = Some(b);
                 }
-                Kind::Deferred => {}
+                Kind::Deferred | Kind::Suspended => {}
             }
         }
         if self.inner.events.enabled() && (outbound || self.inner.events.inbound()) {
@@ -237,11 +274,7 @@ impl Observer {
             .as_deref()
             .map(MessageInfo::from_message)
             .unwrap_or_default();
-        let email_type = if body.is_some() {
-            info.email_type
-        } else {
-            "transactional"
-        };
+        let email_type = msg.stream.as_str();
         let dims = Dims {
             sending_domain: self.sending_domain(&msg.mail_from),
             email_type: email_type.to_string(),
@@ -258,6 +291,9 @@ impl Observer {
         let now = self.inner.clock.now_ms();
         // Metrics for DSNs are counted by the intake itself (also for DSNs without a token).
         self.count_bounce(now, &dims, &b, false);
+        if b.permanent {
+            self.count_send(&dims.sending_domain, true);
+        }
         self.inner.events.emit(Event {
             id: 0,
             event: Kind::Bounced,
@@ -401,7 +437,7 @@ mod tests {
         let raw = b"Received: x\r\nMessage-ID:\r\n <abc@erp.test>\r\nList-Unsubscribe: <mailto:u@x>\r\n\r\nbody";
         let i = MessageInfo::from_message(raw);
         assert_eq!(i.message_id, "abc@erp.test");
-        assert_eq!(i.email_type, "marketing");
+        assert_eq!(i.email_type, "mass");
         let i = MessageInfo::from_message(b"Message-ID: <x@y>\n\nList-Id: not a header");
         assert_eq!(i.email_type, "transactional");
     }

@@ -1,0 +1,237 @@
+//! Auto-suspension of a sending domain by its permanent bounce rate (issue 6 item 7), end to
+//! end: a bounce storm at the smart host (real SMTP sink) suspends the domain, submission
+//! then refuses its mail at MAIL FROM (also after a restart), the `/metrics` gauge and an
+//! ERP event say so, and an operator lifts it with `mxgate suspend lift` / the API.
+
+mod common;
+
+use common::erp::http_request;
+use common::sink::{Sink, SinkOptions, SinkTls};
+use common::submit::{submit, user_toml};
+use common::{Erp, Listener, SmtpClient, TestServer, eventually};
+use mxgate::queue::RcptState;
+use mxgate::session::reply;
+use serde_json::Value;
+
+fn plain(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+}
+
+fn config(sink: &Sink, events: &Erp) -> String {
+    format!(
+        "{}[[relay.smarthosts]]\nname = \"only\"\nhost = \"127.0.0.1\"\nport = {}\npriority = 10\nsecurity = \"none\"\n\
+         [suspension]\nwindow = 20\nmin_sends = 10\nthreshold_percent = 10.0\n\
+         [events]\nurl = \"{}/events\"\nretry_max = \"1s\"\n",
+        user_toml(&["example.test", "other.test"]),
+        sink.addr.port(),
+        events.url()
+    )
+}
+
+fn raw(from: &str, subject: &str) -> String {
+    format!(
+        "From: <{from}>\r\nTo: <list@remote.test>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@erp.test>\r\n\r\nHello\r\n"
+    )
+}
+
+/// MAIL FROM on an authenticated submission session: the reply.
+async fn mail_from(srv: &TestServer, from: &str) -> String {
+    let mut c: SmtpClient = srv.smtp(Listener::Submissions).await;
+    c.cmd("EHLO erp.test").await.expect_code(250);
+    c.cmd(&format!("AUTH PLAIN {}", plain("odoo", "s3cret")))
+        .await
+        .expect_code(235);
+    c.cmd(&format!("MAIL FROM:<{from}>")).await.to_string()
+}
+
+async fn suspensions(srv: &TestServer) -> Vec<Value> {
+    let (status, body) = srv.admin_get("/api/suspensions").await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    v["suspensions"].as_array().cloned().unwrap_or_default()
+}
+
+/// Submits one message from `from` to `rcpts` and waits until every recipient is final.
+async fn send_and_settle(srv: &TestServer, from: &str, rcpts: &[&str], subject: &str) {
+    submit(
+        srv.addr(Listener::Submission),
+        from,
+        rcpts,
+        &raw(from, subject),
+    )
+    .await
+    .expect("submitted");
+    let q = srv.running().queue.clone();
+    let from = from.to_string();
+    let n = rcpts.len();
+    eventually(30, "recipients final", || {
+        let (q, from) = (q.clone(), from.clone());
+        async move {
+            (q.list(None, 10_000)
+                .into_iter()
+                .filter(|m| m.mail_from == from)
+                .flat_map(|m| m.recipients)
+                .filter(|r| matches!(r.state, RcptState::Sent | RcptState::Bounced))
+                .count()
+                >= n)
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bounce_storm_suspends_the_domain_until_an_operator_lifts_it() {
+    let sink = Sink::start(SinkOptions {
+        tls: SinkTls::None,
+        auth: None,
+    })
+    .await;
+    let events = Erp::start().await;
+    let mut srv = TestServer::start(&config(&sink, &events)).await;
+
+    // 9 good sends: under min_sends, and nothing bounced.
+    let good: Vec<String> = (0..9).map(|i| format!("ok{i}@remote.test")).collect();
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    send_and_settle(&srv, "shop@example.test", &good, "good").await;
+    // Another domain bounces once out of one send: no verdict (min_sends).
+    sink.script_rcpt(&["550 5.1.1 <x@remote.test>: User unknown"]);
+    send_and_settle(&srv, "shop@other.test", &["x@remote.test"], "other").await;
+    assert!(suspensions(&srv).await.is_empty());
+    assert!(
+        mail_from(&srv, "shop@example.test")
+            .await
+            .starts_with("250")
+    );
+
+    // The storm: 1 of 10 sends is exactly 10% (not over), 2 of 11 trips it.
+    sink.script_rcpt(&[
+        "550 5.1.1 <gone1@remote.test>: User unknown",
+        "550 5.1.1 <gone2@remote.test>: User unknown",
+        "550 5.1.1 <gone3@remote.test>: User unknown",
+    ]);
+    send_and_settle(
+        &srv,
+        "shop@example.test",
+        &[
+            "gone1@remote.test",
+            "gone2@remote.test",
+            "gone3@remote.test",
+        ],
+        "storm",
+    )
+    .await;
+    let list = eventually(10, "suspension listed", || async {
+        let l = suspensions(&srv).await;
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["domain"], "example.test");
+    assert_eq!(
+        (&list[0]["bounces"], &list[0]["sends"]),
+        (&2.into(), &11.into()),
+        "{list:?}"
+    );
+    let reason = list[0]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("bounce rate"), "{reason}");
+
+    // Submission refuses the domain, with the reason; the other domain still sends.
+    let refused = mail_from(&srv, "shop@example.test").await;
+    assert_eq!(
+        refused,
+        reply::SENDER_DOMAIN_SUSPENDED.to_string().trim_end()
+    );
+    assert!(refused.starts_with("550 5.7.1"), "{refused}");
+    assert!(mail_from(&srv, "shop@other.test").await.starts_with("250"));
+
+    // Metric and event.
+    let (_, metrics) = srv.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("mxgate_sending_domain_suspended{sending_domain=\"example.test\"} 1"),
+        "{metrics}"
+    );
+    let ev = eventually(20, "suspended event", || async {
+        events
+            .pushes()
+            .iter()
+            .filter(|p| p.path == "/events")
+            .map(|p| serde_json::from_slice::<Value>(&p.body).expect("JSON"))
+            .find(|v| v["event"] == "suspended")
+    })
+    .await;
+    assert_eq!(ev["sender"], "example.test");
+    assert_eq!(ev["reply"].as_str(), Some(reason));
+
+    // A restart keeps the suspension.
+    srv.restart().await;
+    assert_eq!(suspensions(&srv).await.len(), 1);
+    assert!(
+        mail_from(&srv, "shop@example.test")
+            .await
+            .starts_with("550 5.7.1")
+    );
+
+    // The operator lifts it with the CLI; a second lift through the API is a 404.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mxgate"))
+        .args(["suspend", "--admin", &srv.admin_url(), "list"])
+        .output()
+        .await
+        .expect("run mxgate suspend list");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.contains("example.test"),
+        "{listed}"
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mxgate"))
+        .args([
+            "suspend",
+            "--admin",
+            &srv.admin_url(),
+            "lift",
+            "example.test",
+        ])
+        .output()
+        .await
+        .expect("run mxgate suspend lift");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(suspensions(&srv).await.is_empty());
+    assert!(
+        mail_from(&srv, "shop@example.test")
+            .await
+            .starts_with("250")
+    );
+    let (status, body) = http_request(
+        "DELETE",
+        &format!("{}/api/suspensions?domain=example.test", srv.admin_url()),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (_, metrics) = srv.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("mxgate_sending_domain_suspended{sending_domain=\"example.test\"} 0"),
+        "{metrics}"
+    );
+    srv.shutdown().await;
+}
+
+#[test]
+fn bad_suspension_settings_are_config_problems() {
+    let cfg = mxgate::config::SuspensionConfig {
+        enabled: true,
+        window: 10,
+        threshold_percent: 0.0,
+        min_sends: 11,
+    };
+    let keys: Vec<&str> = cfg.problems().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        ["suspension.threshold_percent", "suspension.min_sends"]
+    );
+}

@@ -1,0 +1,467 @@
+//! Warming tiers, provider hourly caps and adaptive throttling end to end (issue 6 §1–4, §8):
+//! a trusted-network client relays through the real server to a loopback smart host; the
+//! server's clock is stepped across days and hours instead of sleeping. Caps are tiny so the
+//! tests stay fast; the logic is the same as for the defaults.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::sink::{Sink, SinkOptions, SinkTls};
+use common::{Erp, Listener, SmtpClient, TestServer, eventually};
+use mxgate::config::HumanDuration;
+use mxgate::queue::RcptState;
+
+const DAY: u64 = 86_400;
+const HOUR: u64 = 3_600;
+
+async fn sink() -> Sink {
+    Sink::start(SinkOptions {
+        tls: SinkTls::None,
+        auth: None,
+    })
+    .await
+}
+
+/// Trusted relay to `sink`, warming on with `warming` (TOML under `[warming]`) plus `more`.
+fn config(sink: &Sink, warming: &str, more: &str) -> String {
+    format!(
+        r#"
+[relay]
+trusted_networks = ["127.0.0.1/32"]
+[[relay.smarthosts]]
+name = "sink"
+host = "127.0.0.1"
+port = {port}
+security = "none"
+[warming]
+enabled = true
+{warming}
+{more}
+"#,
+        port = sink.addr.port()
+    )
+}
+
+const SCHEDULE: &str = r#"
+[[warming.schedule]]
+days = "1-3"
+daily_cap = 3
+[[warming.schedule]]
+days = "4-6"
+daily_cap = 5
+[[warming.schedule]]
+days = "7+"
+"#;
+
+async fn start(toml: &str) -> TestServer {
+    TestServer::start_configured(Erp::start().await, toml, |c| {
+        // Caps hold mail for days here: it must not expire meanwhile.
+        c.queue.expire_after = HumanDuration::secs(60 * DAY);
+    })
+    .await
+}
+
+/// Steps `srv`'s clock to one minute past the next multiple of `unit` seconds, so no day or
+/// hour boundary of real time falls inside the test; returns the step.
+fn align(srv: &TestServer, unit: u64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let step = Duration::from_secs(unit - now % unit + 60);
+    srv.running().clock.advance(step);
+    step
+}
+
+/// One message per entry of `to`, each to that one address, from `from`, over one session.
+async fn relay(srv: &TestServer, from: &str, to: &[String]) {
+    let mut c: SmtpClient = srv.smtp(Listener::Submission).await;
+    c.cmd("EHLO app.internal").await.expect_code(250);
+    for (i, rcpt) in to.iter().enumerate() {
+        c.cmd(&format!("MAIL FROM:<{from}>")).await.expect_code(250);
+        c.cmd(&format!("RCPT TO:<{rcpt}>")).await.expect_code(250);
+        c.cmd("DATA").await.expect_code(354);
+        let body = format!(
+            "From: <{from}>\r\nTo: <{rcpt}>\r\nSubject: m{i}\r\nMessage-ID: <m{i}.{rcpt}@erp.test>\r\n\r\nHello\r\n"
+        );
+        c.send_data(&body).await.expect_code(250);
+    }
+    c.cmd("QUIT").await;
+}
+
+fn addrs(prefix: &str, domain: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}@{domain}")).collect()
+}
+
+/// (sent, deferred with `reason` in the last reply) over all queued relayed recipients.
+fn states(srv: &TestServer, reason: &str) -> (usize, usize) {
+    let all: Vec<_> = srv
+        .running()
+        .queue
+        .list(None, 10_000)
+        .into_iter()
+        .flat_map(|m| m.recipients)
+        .collect();
+    let sent = all.iter().filter(|r| r.state == RcptState::Sent).count();
+    let held = all
+        .iter()
+        .filter(|r| {
+            r.state == RcptState::Deferred
+                && r.last_reply.as_deref().is_some_and(|l| l.contains(reason))
+        })
+        .count();
+    (sent, held)
+}
+
+async fn wait_states(srv: &TestServer, reason: &str, sent: usize, held: usize) {
+    eventually(
+        20,
+        &format!("{sent} sent, {held} held for {reason:?}"),
+        || {
+            let s = states(srv, reason);
+            async move { (s == (sent, held)).then_some(()) }
+        },
+    )
+    .await;
+}
+
+async fn wait_sink(sink: &Sink, n: usize) {
+    eventually(20, &format!("{n} message(s) at the smart host"), || async {
+        (sink.received().len() >= n).then_some(())
+    })
+    .await;
+}
+
+/// `promtool check metrics` passes the scrape (skipped where promtool is not installed).
+fn promtool_accepts(scrape: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("promtool not installed: scrape not checked");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.as_bytes())
+        .expect("write scrape");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn metric_line(srv: &TestServer, line: &str) -> bool {
+    srv.running().metrics.render().lines().any(|l| l == line)
+}
+
+#[tokio::test]
+async fn day_one_cap_holds_the_next_message_for_the_next_day_and_day_four_allows_more() {
+    let sink = sink().await;
+    let srv = start(&config(&sink, "", SCHEDULE)).await;
+    align(&srv, DAY);
+
+    // Day 1, cap 3: the 4th and 5th wait ("warming cap"), nothing is dropped.
+    relay(&srv, "app@example.test", &addrs("a", "remote.test", 5)).await;
+    wait_states(&srv, "warming cap", 3, 2).await;
+    assert_eq!(sink.received().len(), 3);
+    let m = srv.running().metrics.render();
+    for l in [
+        r#"mxgate_warming_day{sending_domain="example.test"} 1"#,
+        r#"mxgate_warming_daily_cap{sending_domain="example.test"} 3"#,
+        r#"mxgate_warming_daily_sent{sending_domain="example.test"} 3"#,
+    ] {
+        assert!(m.lines().any(|x| x == l), "{l} missing in\n{m}");
+    }
+    assert!(m.contains(
+        r#"mxgate_warming_deferrals_total{sending_domain="example.test",reason="warming cap"}"#
+    ));
+
+    // Day 2: the held two go out, in the new day's window.
+    srv.running().clock.advance(Duration::from_secs(DAY));
+    wait_sink(&sink, 5).await;
+    wait_states(&srv, "warming cap", 5, 0).await;
+
+    // Day 4: cap 5.
+    srv.running().clock.advance(Duration::from_secs(2 * DAY));
+    relay(&srv, "app@example.test", &addrs("b", "remote.test", 7)).await;
+    wait_states(&srv, "warming cap", 10, 2).await;
+    assert_eq!(sink.received().len(), 10);
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_warming_daily_cap{sending_domain="example.test"} 5"#
+    ));
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_warming_day{sending_domain="example.test"} 4"#
+    ));
+
+    // Day 7+: full quota, nothing held.
+    srv.running().clock.advance(Duration::from_secs(3 * DAY));
+    wait_states(&srv, "warming cap", 12, 0).await;
+    relay(&srv, "app@example.test", &addrs("c", "remote.test", 6)).await;
+    wait_states(&srv, "warming cap", 18, 0).await;
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_warming_daily_cap{sending_domain="example.test"} inf"#
+    ));
+    promtool_accepts(&srv.running().metrics.render());
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_days_count_and_the_day_in_warming() {
+    let sink = sink().await;
+    let mut srv = start(&config(&sink, "", SCHEDULE)).await;
+    let step = align(&srv, DAY);
+    relay(&srv, "app@example.test", &addrs("a", "remote.test", 3)).await;
+    wait_states(&srv, "warming cap", 3, 0).await;
+
+    srv.restart().await;
+    srv.running().clock.advance(step);
+    // Same day: the count survived, the cap is spent.
+    relay(&srv, "app@example.test", &addrs("b", "remote.test", 1)).await;
+    wait_states(&srv, "warming cap", 3, 1).await;
+    assert_eq!(sink.received().len(), 3);
+
+    // Three days later it is day 4 (cap 5), counted from the first send before the
+    // restart: a reset day in warming would be day 1 with cap 3.
+    srv.running().clock.advance(Duration::from_secs(3 * DAY));
+    relay(&srv, "app@example.test", &addrs("c", "remote.test", 5)).await;
+    wait_states(&srv, "warming cap", 8, 1).await;
+    assert_eq!(sink.received().len(), 8);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn gmail_hourly_cap_defers_the_excess_while_yahoo_mail_still_flows() {
+    let sink = sink().await;
+    let warming = r#"
+[warming.providers.gmail]
+new_hourly = 2
+warmed_hourly = 4
+"#;
+    let srv = start(&config(&sink, "", warming)).await;
+    align(&srv, HOUR);
+    relay(&srv, "app@example.test", &addrs("g", "gmail.com", 5)).await;
+    relay(&srv, "app@example.test", &addrs("y", "yahoo.com", 4)).await;
+    wait_states(&srv, "provider rate", 6, 3).await;
+    let rcpts: Vec<String> = sink.received().into_iter().flat_map(|r| r.rcpts).collect();
+    assert_eq!(
+        rcpts.iter().filter(|r| r.ends_with("@yahoo.com")).count(),
+        4,
+        "{rcpts:?}"
+    );
+    assert_eq!(
+        rcpts.iter().filter(|r| r.ends_with("@gmail.com")).count(),
+        2,
+        "{rcpts:?}"
+    );
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_provider_hourly_cap{sending_domain="example.test",provider="gmail"} 2"#
+    ));
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_provider_hourly_sent{sending_domain="example.test",provider="gmail"} 2"#
+    ));
+
+    // Next hour: two more; the hour after: the last one.
+    srv.running().clock.advance(Duration::from_secs(HOUR));
+    wait_states(&srv, "provider rate", 8, 1).await;
+    srv.running().clock.advance(Duration::from_secs(HOUR));
+    wait_states(&srv, "provider rate", 9, 0).await;
+    assert_eq!(sink.received().len(), 9);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn repeated_421_from_a_provider_slows_it_and_it_recovers_after_quiet_periods() {
+    let sink = sink().await;
+    let warming = r#"
+throttle_quiet = "10m"
+[warming.providers.gmail]
+new_hourly = 8
+warmed_hourly = 8
+"#;
+    let srv = start(&config(&sink, warming, "")).await;
+    align(&srv, HOUR);
+    sink.script_rcpt(&[
+        "421 4.7.0 Try again later, closing connection",
+        "421 4.7.0 Try again later, closing connection",
+    ]);
+    relay(&srv, "app@example.test", &addrs("first", "gmail.com", 1)).await;
+    wait_sink(&sink, 1).await;
+    // Two rate-limit replies: 8 → 4 → 2 per hour, the first message took one.
+    let level = r#"mxgate_provider_throttle_level{sending_domain="example.test",provider="gmail"}"#;
+    assert!(metric_line(&srv, &format!("{level} 2")));
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_provider_throttle_events_total{sending_domain="example.test",provider="gmail"} 2"#
+    ));
+    relay(&srv, "app@example.test", &addrs("g", "gmail.com", 4)).await;
+    wait_states(&srv, "provider rate", 2, 3).await;
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_provider_hourly_cap{sending_domain="example.test",provider="gmail"} 2"#
+    ));
+
+    // Quiet for 10 minutes (same hour): one step back, 4 per hour, two more go out.
+    srv.running().clock.advance(Duration::from_secs(600));
+    wait_states(&srv, "provider rate", 4, 1).await;
+    assert!(metric_line(&srv, &format!("{level} 1")));
+    // Another quiet period: the full 8 per hour again, the last one goes.
+    srv.running().clock.advance(Duration::from_secs(600));
+    wait_states(&srv, "provider rate", 5, 0).await;
+    assert!(metric_line(&srv, &format!("{level} 0")));
+    assert_eq!(sink.received().len(), 5);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn tempfail_mode_answers_451_once_the_days_cap_is_spent() {
+    let sink = sink().await;
+    let srv = start(&config(&sink, "tempfail = true", SCHEDULE)).await;
+    align(&srv, DAY);
+    relay(&srv, "app@example.test", &addrs("a", "remote.test", 3)).await;
+    wait_states(&srv, "warming cap", 3, 0).await;
+    let mut c = srv.smtp(Listener::Submission).await;
+    c.cmd("EHLO app.internal").await.expect_code(250);
+    c.cmd("MAIL FROM:<app@example.test>")
+        .await
+        .expect(451, "4.7.1 Warming tier rate limit");
+    // Another sending domain has its own cap.
+    c.cmd("MAIL FROM:<app@other.test>").await.expect_code(250);
+    c.cmd("RSET").await.expect_code(250);
+    // The next day the domain may send again.
+    srv.running().clock.advance(Duration::from_secs(DAY));
+    c.cmd("MAIL FROM:<app@example.test>").await.expect_code(250);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_source_ip_has_its_own_tier_shared_by_its_sending_domains() {
+    let sink = sink().await;
+    let srv = start(&config(&sink, "", SCHEDULE)).await;
+    align(&srv, DAY);
+    // The first message teaches the server its source IP (127.0.0.1 towards the sink).
+    relay(&srv, "app@example.test", &addrs("a", "remote.test", 1)).await;
+    wait_states(&srv, "source IP", 1, 0).await;
+    // Two domains, each under its own cap of 3, together over the IP's cap of 3.
+    relay(&srv, "app@example.test", &addrs("b", "remote.test", 1)).await;
+    relay(&srv, "news@other.test", &addrs("c", "remote.test", 2)).await;
+    wait_states(&srv, "warming cap: source IP 127.0.0.1", 3, 1).await;
+    assert_eq!(sink.received().len(), 3);
+    let m = srv.running().metrics.render();
+    for l in [
+        r#"mxgate_warming_ip_day{sending_ip="127.0.0.1"} 1"#,
+        r#"mxgate_warming_ip_daily_cap{sending_ip="127.0.0.1"} 3"#,
+        r#"mxgate_warming_ip_daily_sent{sending_ip="127.0.0.1"} 3"#,
+    ] {
+        assert!(m.lines().any(|x| x == l), "{l} missing in\n{m}");
+    }
+    // The relay reports the address it sent from: the `sending_ip` label is filled.
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("mxgate_messages_delivered_total{")
+                && l.contains(r#"sending_ip="127.0.0.1""#)),
+        "{m}"
+    );
+    // Next day the held one goes.
+    srv.running().clock.advance(Duration::from_secs(DAY));
+    wait_states(&srv, "source IP", 4, 0).await;
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_company_domain_is_recognised_by_its_mx_hosts_and_gets_that_providers_cap() {
+    let mx = sink().await;
+    let toml = format!(
+        r#"
+[relay]
+trusted_networks = ["127.0.0.1/32"]
+direct_mx = true
+mx_port = {port}
+[warming]
+enabled = true
+[warming.providers.google_workspace]
+new_hourly = 1
+warmed_hourly = 1
+"#,
+        port = mx.addr.port()
+    );
+    let srv = start(&toml).await;
+    align(&srv, HOUR);
+    srv.dns.mx("corp.test", 10, "aspmx.l.google.com");
+    srv.dns
+        .a("aspmx.l.google.com", "127.0.0.1".parse().expect("ip"));
+    srv.dns.mx("plain.test", 10, "mx.plain.test");
+    srv.dns.a("mx.plain.test", "127.0.0.1".parse().expect("ip"));
+    relay(&srv, "app@example.test", &addrs("w", "corp.test", 2)).await;
+    relay(&srv, "app@example.test", &addrs("p", "plain.test", 2)).await;
+    wait_states(&srv, "to google_workspace", 3, 1).await;
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_provider_hourly_sent{sending_domain="example.test",provider="google_workspace"} 1"#
+    ));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_providers_connection_limit_bounds_the_sessions_to_it() {
+    let sink = sink().await;
+    let warming = r#"
+[warming.providers.gmail]
+new_hourly = 100
+warmed_hourly = 100
+connections = 1
+"#;
+    let srv = start(&config(&sink, "", warming)).await;
+    // One message to five Gmail recipients: five attempts due together (queue.concurrency
+    // is 8, relay.destination_concurrency 8), one session at a time, reused.
+    let mut c = srv.smtp(Listener::Submission).await;
+    c.cmd("EHLO app.internal").await.expect_code(250);
+    c.cmd("MAIL FROM:<app@example.test>").await.expect_code(250);
+    for i in 0..5 {
+        c.cmd(&format!("RCPT TO:<u{i}@gmail.com>"))
+            .await
+            .expect_code(250);
+    }
+    c.cmd("DATA").await.expect_code(354);
+    c.send_data("Subject: fanout\r\n\r\nHello\r\n")
+        .await
+        .expect_code(250);
+    wait_sink(&sink, 5).await;
+    assert_eq!(sink.connections(), 1);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_configured_start_date_sets_the_day_and_a_warmed_domain_gets_the_warmed_rate() {
+    let sink = sink().await;
+    let warming = r#"
+start = { "example.test" = "2020-01-01" }
+[warming.providers.gmail]
+new_hourly = 1
+warmed_hourly = 3
+"#;
+    let srv = start(&config(&sink, warming, "")).await;
+    align(&srv, HOUR);
+    relay(&srv, "app@example.test", &addrs("g", "gmail.com", 4)).await;
+    wait_states(&srv, "provider rate: 3 of 3", 3, 1).await;
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_warming_daily_cap{sending_domain="example.test"} inf"#
+    ));
+    srv.shutdown().await;
+}
