@@ -454,3 +454,41 @@ async fn restart_resumes_the_schedule_with_states_and_counts() {
     );
     q.close();
 }
+
+/// The schedule scan seeks past the front of the index (where delivered recipients leave
+/// tombstones): whatever is added later, due now or after a backoff, is still found.
+#[tokio::test]
+async fn the_schedule_finds_new_and_deferred_entries_behind_many_delivered_ones() {
+    let dir = tempdir();
+    let clock = Clock::system();
+    let q = open(dir.path(), &clock, &Metrics::new());
+    for i in 0..200 {
+        let id = q
+            .enqueue(sales(&format!("m{i}\r\n")))
+            .await
+            .expect("enqueue");
+        assert_eq!(due_now(&q, &clock), [(id, 0)]);
+        let sent = Outcome::Sent {
+            reply: "250 ok".into(),
+        };
+        q.record(id, 0, &sent).await.expect("record");
+        assert!(due_now(&q, &clock).is_empty());
+    }
+    let later = q.enqueue(sales("later\r\n")).await.expect("enqueue");
+    let deferred = Outcome::deferred("451 try later");
+    assert_eq!(due_now(&q, &clock), [(later, 0)]);
+    q.record(later, 0, &deferred).await.expect("record");
+    let now = q.enqueue(sales("now\r\n")).await.expect("enqueue");
+    assert_eq!(
+        due_now(&q, &clock),
+        [(now, 0)],
+        "the deferred one waits, the new one is due"
+    );
+    clock.advance(Duration::from_secs(73));
+    assert_eq!(
+        due_now(&q, &clock),
+        [(now, 0), (later, 0)],
+        "earliest due first"
+    );
+    q.close();
+}

@@ -37,6 +37,8 @@ pub type Move = (Option<RcptState>, RcptState);
 pub struct Change {
     pub batch: WriteBatch,
     pub moves: Vec<Move>,
+    /// Earliest `d/` entry the batch adds: lowers the schedule scan's floor.
+    pub min_due_ms: Option<u64>,
 }
 
 /// Builds a change on the committer thread, reading current state from the DB if needed.
@@ -47,7 +49,25 @@ pub struct Shared {
     /// `None` once closed: close takes the write lock, so it waits for readers in progress.
     pub db: RwLock<Option<DB>>,
     pub counts: Mutex<HashMap<RcptState, u64>>,
+    pub due_floor: Mutex<DueFloor>,
 }
+
+/// Where the schedule scan may start: no `d/` entry is due before `ms`. Every delivered
+/// recipient leaves a tombstone at the front of the index, and iterating over thousands of
+/// them on every scan was the relay's main CPU cost; seeking to the floor skips them.
+///
+/// Kept exact by the writers: a batch adding an entry lowers the floor (and `lowered`,
+/// which a scan in progress takes into account) once it is written. A full scan at least
+/// every [`FULL_SCAN_EVERY`] is the safety net.
+#[derive(Default)]
+pub struct DueFloor {
+    pub ms: u64,
+    /// Lowest due time added since the running scan started (`u64::MAX`: none).
+    pub lowered: u64,
+    pub last_full: Option<std::time::Instant>,
+}
+
+pub const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Shared {
     /// Runs `f` on the open DB, or fails with `Closed`.
@@ -167,6 +187,14 @@ fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
         }
         let result = job(db).and_then(|change| {
             db.write_opt(change.batch, &unsynced)?;
+            if let Some(due) = change.min_due_ms {
+                let mut floor = shared
+                    .due_floor
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                floor.ms = floor.ms.min(due);
+                floor.lowered = floor.lowered.min(due);
+            }
             Ok(change.moves)
         });
         match result {

@@ -118,6 +118,8 @@ struct Inner {
     opts: QueueOptions,
     /// Wakes the delivery scheduler when something became due now.
     changed: Notify,
+    /// Serialises schedule scans (see [`Queue::due_streams`]).
+    scanning: Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -151,6 +153,7 @@ impl Queue {
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(db)),
             counts: Mutex::new(counts),
+            due_floor: Mutex::new(commit::DueFloor::default()),
         });
         let committer = Committer::spawn(shared.clone(), metrics)?;
         let inner = Inner {
@@ -160,6 +163,7 @@ impl Queue {
             clock,
             opts,
             changed: Notify::new(),
+            scanning: Mutex::new(()),
         };
         Ok(Queue {
             inner: Arc::new(inner),
@@ -280,9 +284,41 @@ impl Queue {
         max: usize,
         max_mass: usize,
     ) -> Result<DueScan, StoreError> {
-        self.inner
-            .shared
-            .with_db(|db| store::due(db, now_ms, in_flight, max, max_mass))
+        let shared = &self.inner.shared;
+        let lock = || {
+            shared
+                .due_floor
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        // One scan at a time (the scheduler is the only caller in production), so the
+        // floor bookkeeping below sees every write that raced it.
+        let _one = self
+            .inner
+            .scanning
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let from_ms = {
+            let mut floor = lock();
+            floor.lowered = u64::MAX;
+            match floor.last_full {
+                Some(at) if at.elapsed() < commit::FULL_SCAN_EVERY => floor.ms.min(now_ms),
+                _ => {
+                    floor.last_full = Some(std::time::Instant::now());
+                    0
+                }
+            }
+        };
+        let scan =
+            shared.with_db(|db| store::due(db, from_ms, now_ms, in_flight, max, max_mass))?;
+        let mut floor = lock();
+        // Entries written during the scan may be invisible to it: never above them.
+        floor.ms = scan
+            .first_due_ms
+            .unwrap_or(u64::MAX)
+            .min(now_ms)
+            .min(floor.lowered);
+        Ok(scan)
     }
 
     /// Resolves when a recipient may have become due now (enqueue, retry). A wake-up sent

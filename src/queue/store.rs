@@ -149,12 +149,17 @@ pub struct DueScan {
     pub ready: Vec<Due>,
     /// Due time of the first entry not returned (None: index exhausted).
     pub next_due_ms: Option<u64>,
+    /// Due time of the first live entry seen (in flight or not): no entry lies before it.
+    pub first_due_ms: Option<u64>,
 }
 
-/// Reads the schedule index from its earliest key: a seek, then only due entries (plus the
-/// in-flight ones to skip, at most the concurrency) are visited.
+/// Reads the schedule index from `from_ms` on: a seek, then only due entries (plus the
+/// in-flight ones to skip, at most the concurrency) are visited. Seeking past the front
+/// matters: every delivered recipient leaves a tombstone there, and iterating over
+/// thousands of them on every scan was the relay's main CPU cost.
 pub fn due(
     db: &DB,
+    from_ms: u64,
     now_ms: u64,
     in_flight: &HashSet<RcptKey>,
     max: usize,
@@ -162,9 +167,12 @@ pub fn due(
 ) -> Result<DueScan, StoreError> {
     let mut out = DueScan::default();
     let mut mass_taken = 0;
-    for item in scan(db, keys::DUE, keys::DUE) {
+    let mut start = keys::DUE.to_vec();
+    start.extend_from_slice(&from_ms.to_be_bytes());
+    for item in scan(db, keys::DUE, &start) {
         let (k, v) = item?;
         let (due_ms, id, rcpt) = keys::parse_due(&k).ok_or_else(|| corrupt(&k, "bad due key"))?;
+        out.first_due_ms.get_or_insert(due_ms);
         if due_ms > now_ms || out.ready.len() >= max {
             out.next_due_ms = Some(due_ms);
             break;
@@ -191,11 +199,16 @@ pub fn due(
 const MASS: &[u8] = b"m";
 
 /// Index keys of a recipient in its current state.
-fn put_indexes(batch: &mut WriteBatch, id: QueueId, i: u16, r: &Recipient, stream: Stream) {
-    batch.put(keys::state(r.state, id, i), []);
+fn put_indexes(change: &mut Change, id: QueueId, i: u16, r: &Recipient, stream: Stream) {
+    change.batch.put(keys::state(r.state, id, i), []);
     if r.state.is_pending() {
         let v: &[u8] = if stream == Stream::Mass { MASS } else { &[] };
-        batch.put(keys::due(r.next_attempt_ms, id, i), v);
+        change.batch.put(keys::due(r.next_attempt_ms, id, i), v);
+        change.min_due_ms = Some(
+            change
+                .min_due_ms
+                .map_or(r.next_attempt_ms, |m| m.min(r.next_attempt_ms)),
+        );
     }
 }
 
@@ -216,7 +229,7 @@ fn rcpt_index(i: usize) -> u16 {
 pub fn enqueue(msg: &QueuedMessage, body: &[u8]) -> Result<Change, StoreError> {
     let mut change = Change::default();
     for (i, r) in msg.recipients.iter().enumerate() {
-        put_indexes(&mut change.batch, msg.id, rcpt_index(i), r, msg.stream);
+        put_indexes(&mut change, msg.id, rcpt_index(i), r, msg.stream);
         change.moves.push((None, r.state));
     }
     if msg
@@ -250,7 +263,7 @@ pub fn update<T>(
             continue;
         }
         delete_indexes(&mut change.batch, id, rcpt_index(i), old);
-        put_indexes(&mut change.batch, id, rcpt_index(i), new, msg.stream);
+        put_indexes(&mut change, id, rcpt_index(i), new, msg.stream);
         if moved {
             change.moves.push((Some(old.state), new.state));
         }
