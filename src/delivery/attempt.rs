@@ -83,11 +83,11 @@ pub async fn run_from(
                 .unwrap_or(0);
             relay.deliver_from(msg, idx, &rcpt.address, &body).await
         }
-        _ => deliver(ctx, msg, rcpt, body).await.map(|r| (r, None)),
+        _ => (deliver(ctx, msg, rcpt, body).await, None),
     };
     match result {
-        Ok((reply, ip)) => (Outcome::Sent { reply }, ip),
-        Err(e) => (classify(&e), None),
+        (Ok(reply), ip) => (Outcome::Sent { reply }, ip),
+        (Err(e), ip) => (classify(&e), ip),
     }
 }
 

@@ -101,9 +101,7 @@ impl Relay {
         to: &str,
         body: &[u8],
     ) -> Result<String, Error> {
-        self.deliver_from(msg, idx, to, body)
-            .await
-            .map(|(reply, _)| reply)
+        self.deliver_from(msg, idx, to, body).await.0
     }
 
     /// As [`Relay::deliver`], with the local (sending) IP address the message left from.
@@ -113,7 +111,7 @@ impl Relay {
         idx: u16,
         to: &str,
         body: &[u8],
-    ) -> Result<(String, Option<IpAddr>), Error> {
+    ) -> (Result<String, Error>, Option<IpAddr>) {
         let domain = to
             .rsplit_once('@')
             .map_or("", |(_, d)| d)
@@ -124,12 +122,14 @@ impl Relay {
         } else {
             msg.mail_from.clone()
         };
-        let hops = plan::plan(&self.config, self.dns.as_ref(), &filter_sender, &domain)
-            .await
-            .map_err(|e| match e {
-                plan::PlanError::Unroutable(reply) => Error::Unroutable(reply),
-                plan::PlanError::Later(reason) => Error::RelayLater(reason),
-            })?;
+        let hops = match plan::plan(&self.config, self.dns.as_ref(), &filter_sender, &domain).await
+        {
+            Ok(hops) => hops,
+            Err(plan::PlanError::Unroutable(reply)) => {
+                return (Err(Error::Unroutable(reply)), None);
+            }
+            Err(plan::PlanError::Later(reason)) => return (Err(Error::RelayLater(reason)), None),
+        };
         let from = self.envelope_sender(msg, idx);
         let env = Envelope {
             from: &from,
@@ -137,11 +137,15 @@ impl Relay {
             body,
         };
         let mut failures = Vec::new();
+        let mut ip = None;
         for hop in &hops {
-            match self.pool.send_from(hop, &env).await {
-                Ok((reply, ip)) => return Ok((format!("{reply} [{}]", hop.label), ip)),
+            let (result, hop_ip) = self.pool.send_from(hop, &env).await;
+            ip = hop_ip.or(ip);
+            match result {
+                Ok(reply) => return (Ok(format!("{reply} [{}]", hop.label)), ip),
                 Err(e) if e.is_permanent() => {
-                    return Err(Error::SmtpRejected(format!("{e} [{}]", hop.label)));
+                    let reply = format!("{e} [{}]", hop.label);
+                    return (Err(Error::SmtpRejected(reply)), ip);
                 }
                 Err(e) => {
                     tracing::info!(smarthost = %hop.label, error = %e, "relay hop failed, trying the next");
@@ -149,7 +153,7 @@ impl Relay {
                 }
             }
         }
-        Err(Error::RelayLater(failures.join("; ")))
+        (Err(Error::RelayLater(failures.join("; "))), ip)
     }
 
     /// The `forward` route: queue one copy for all of `to`, with an SRS envelope sender.

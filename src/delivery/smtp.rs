@@ -189,15 +189,16 @@ impl Pool {
 
     /// One transaction to `hop`. Returns the final reply (`250 2.0.0 Ok: queued as X`).
     pub async fn send(&self, hop: &Hop, env: &Envelope<'_>) -> Result<String, SmtpError> {
-        self.send_from(hop, env).await.map(|(reply, _)| reply)
+        self.send_from(hop, env).await.0
     }
 
-    /// As [`Pool::send`], with the local (sending) IP address of the connection used.
+    /// As [`Pool::send`], with the local (sending) IP address of the connection used, also
+    /// when the transaction failed after connecting (a 5xx is counted per sending IP too).
     pub async fn send_from(
         &self,
         hop: &Hop,
         env: &Envelope<'_>,
-    ) -> Result<(String, Option<IpAddr>), SmtpError> {
+    ) -> (Result<String, SmtpError>, Option<IpAddr>) {
         let _permit = self.permit(&hop.dest).await;
         let key = hop.pool_key();
         // An idle session the server may have closed meanwhile: if it fails before any
@@ -207,12 +208,14 @@ impl Pool {
                 continue;
             }
             match self.run(key.clone(), c, hop, env).await {
-                Err(SmtpError::Connect { .. }) => continue,
-                result => return result,
+                (Err(SmtpError::Connect { .. }), _) => continue,
+                done => return done,
             }
         }
-        let conn = self.open(hop).await?;
-        self.run(key, conn, hop, env).await
+        match self.open(hop).await {
+            Ok(conn) => self.run(key, conn, hop, env).await,
+            Err(e) => (Err(e), None),
+        }
     }
 
     /// One transaction on `conn`; the connection goes back to the pool when still in sync.
@@ -222,11 +225,9 @@ impl Pool {
         mut conn: Conn,
         hop: &Hop,
         env: &Envelope<'_>,
-    ) -> Result<(String, Option<IpAddr>), SmtpError> {
+    ) -> (Result<String, SmtpError>, Option<IpAddr>) {
         let local_ip = conn.local_ip;
-        let result = transaction(&mut conn, hop, env)
-            .await
-            .map(|reply| (reply, local_ip));
+        let result = transaction(&mut conn, hop, env).await;
         match &result {
             Ok(_) => {
                 conn.needs_rset = false;
@@ -241,7 +242,7 @@ impl Pool {
             }
             Err(_) => {}
         }
-        result
+        (result, local_ip)
     }
 
     /// Connect, greeting, EHLO, TLS, AUTH, then QUIT: the "Test Connection" button.
