@@ -257,6 +257,21 @@ async fn a_dsn_after_the_smart_host_accepted_reports_bounced_and_counts_in_the_s
     assert_eq!(v["rows"][0]["category"], "Invalid address");
     assert_eq!(v["rows"][0]["reply_code"], "550");
     assert_eq!(v["rows"][0]["count"], 1);
+    // The DSN came later, yet it counts under the IP the delivery left from.
+    let (_, body) = srv
+        .admin_get("/api/bounces/classification?sending_domain=shop.test&sending_ip=127.0.0.1")
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["rows"][0]["count"], 1, "{body}");
+    let (_, scrape) = srv.admin_get("/metrics").await;
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("mxgate_bounces_total{")
+                && l.contains(r#"sending_domain="shop.test""#)
+                && l.contains(r#"sending_ip="127.0.0.1""#)),
+        "{scrape}"
+    );
     srv.shutdown().await;
 }
 

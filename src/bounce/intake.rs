@@ -168,7 +168,11 @@ impl Intake {
         }
         let domain = self.sending_domain(origins.iter().find_map(Origin::mail_from));
         let email_type = self.email_type(origins.first()).await;
-        self.count(&report, &domain, email_type);
+        let sending_ip = match (&self.observer, origins.first()) {
+            (Some(o), Some(origin)) => o.sending_ip(origin.id, origin.rcpt),
+            _ => String::new(),
+        };
+        self.count(&report, &domain, email_type, &sending_ip);
         for origin in &origins {
             self.close_loop(id, origin, &report).await;
         }
@@ -244,7 +248,13 @@ impl Intake {
             .map_or("transactional", |m| m.stream.as_str())
     }
 
-    fn count(&self, report: &BounceReport, sending_domain: &str, email_type: &'static str) {
+    fn count(
+        &self,
+        report: &BounceReport,
+        sending_domain: &str,
+        email_type: &'static str,
+        sending_ip: &str,
+    ) {
         if !report.is_bounce {
             tracing::info!(kind = ?report.kind, feedback_type = ?report.feedback_type, "message at the bounce address is no bounce");
             return;
@@ -258,7 +268,7 @@ impl Intake {
                 provider,
                 sending_domain,
                 email_type,
-                sending_ip: "",
+                sending_ip,
                 kind,
             });
             if r.category == Some(Category::Blocked) && r.provider != Provider::Other {

@@ -77,6 +77,25 @@ impl Stats {
         self.store.close();
     }
 
+    /// Remembers the IP recipient `rcpt` of `id` was delivered from: a DSN arriving later
+    /// is counted under the same `sending_ip`.
+    pub fn remember_sending_ip(&self, id: crate::envelope::QueueId, rcpt: u16, ip: &str) {
+        if let Err(e) = self.store.put(&sent_from_key(id, rcpt), ip.as_bytes()) {
+            tracing::warn!(error = %e, "cannot record the sending IP");
+        }
+    }
+
+    /// The IP [`Stats::remember_sending_ip`] recorded, or `""`.
+    pub fn sending_ip_of(&self, id: crate::envelope::QueueId, rcpt: u16) -> String {
+        let key = sent_from_key(id, rcpt);
+        self.store
+            .with(|db| Ok(db.get(&key)?))
+            .ok()
+            .flatten()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    }
+
     pub fn delivered(&self, at_ms: u64, d: &Dims) {
         let key = store::hour_key(hour(at_ms), DELIVERED, &dims_of(d));
         self.add(&key);
@@ -313,6 +332,13 @@ fn provider_name(label: &str) -> String {
         .iter()
         .find(|p| p.as_label() == label)
         .map_or_else(|| label.to_string(), |p| p.display_name().to_string())
+}
+
+fn sent_from_key(id: crate::envelope::QueueId, rcpt: u16) -> Vec<u8> {
+    let mut k = store::SENT_FROM.to_vec();
+    k.extend_from_slice(&id.to_bytes());
+    k.extend_from_slice(&rcpt.to_be_bytes());
+    k
 }
 
 #[cfg(test)]

@@ -158,6 +158,11 @@ impl Observer {
         }
     }
 
+    /// The IP recipient `rcpt` of `id` was delivered from (`""` when unknown).
+    pub fn sending_ip(&self, id: QueueId, rcpt: u16) -> String {
+        self.inner.stats.sending_ip_of(id, rcpt)
+    }
+
     pub fn events(&self) -> &Events {
         &self.inner.events
     }
@@ -213,6 +218,17 @@ impl Observer {
             }
             match kind {
                 Kind::Delivered => {
+                    if let Some(ip) = sending_ip {
+                        let idx = msg
+                            .recipients
+                            .iter()
+                            .position(|r| r.address == rcpt.address);
+                        if let Some(idx) = idx.and_then(|i| u16::try_from(i).ok()) {
+                            self.inner
+                                .stats
+                                .remember_sending_ip(msg.id, idx, &ip.to_string());
+                        }
+                    }
                     self.inner.metrics.delivered(
                         &dims.sending_domain,
                         &dims.provider,
@@ -278,7 +294,7 @@ impl Observer {
         let dims = Dims {
             sending_domain: self.sending_domain(&msg.mail_from),
             email_type: email_type.to_string(),
-            sending_ip: String::new(),
+            sending_ip: self.inner.stats.sending_ip_of(id, idx),
             provider: failed.provider.as_label().to_string(),
         };
         let category = failed.category.unwrap_or(Category::RecipientError);

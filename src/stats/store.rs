@@ -18,6 +18,8 @@ use rocksdb::{DB, Direction, IteratorMode, MergeOperands, Options, ReadOptions};
 
 pub const HOURS: &[u8] = b"h/";
 pub const OUTBOX: &[u8] = b"o/";
+/// `i/<queue id><rcpt>` → the IP a relayed recipient left from, for DSNs that come later.
+pub const SENT_FROM: &[u8] = b"i/";
 pub const SEP: char = '\u{1f}';
 
 #[derive(Debug, thiserror::Error)]
