@@ -16,6 +16,21 @@ fn events_toml(receiver: &Erp, inbound: bool) -> String {
     )
 }
 
+/// Waits for the first event of `kind`; returns every event so far and that one.
+async fn wait_event(receiver: &Erp, kind: &str) -> (Vec<Value>, Value) {
+    let all = eventually(20, &format!("{kind} event"), || async {
+        let e = events(receiver);
+        e.iter().any(|v| v["event"] == kind).then_some(e)
+    })
+    .await;
+    let found = all
+        .iter()
+        .find(|v| v["event"] == kind)
+        .cloned()
+        .expect("found above");
+    (all, found)
+}
+
 fn events(receiver: &Erp) -> Vec<Value> {
     receiver
         .pushes()
@@ -53,15 +68,7 @@ async fn inbound_route_outcomes_are_reported_deferred_delivered_and_bounced() {
     assert_eq!(first[0]["direction"], "inbound");
     assert!(first[0]["reply"].as_str().unwrap_or("").contains("503"));
     srv.erp.answer(200);
-    let all = eventually(20, "delivered event", || async {
-        let e = events(&receiver);
-        e.iter().any(|v| v["event"] == "delivered").then_some(e)
-    })
-    .await;
-    let delivered = all
-        .iter()
-        .find(|v| v["event"] == "delivered")
-        .expect("delivered");
+    let (all, delivered) = wait_event(&receiver, "delivered").await;
     assert_eq!(delivered["reply"], "HTTP 200 OK");
     assert_eq!(delivered["queue_id"], first[0]["queue_id"]);
     // Ids increase in the order the events happened.
@@ -83,15 +90,7 @@ async fn inbound_route_outcomes_are_reported_deferred_delivered_and_bounced() {
     )
     .await
     .expect_code(250);
-    let all = eventually(20, "bounced event", || async {
-        let e = events(&receiver);
-        e.iter().any(|v| v["event"] == "bounced").then_some(e)
-    })
-    .await;
-    let bounced = all
-        .iter()
-        .find(|v| v["event"] == "bounced")
-        .expect("bounced");
+    let (_, bounced) = wait_event(&receiver, "bounced").await;
     assert_eq!(bounced["recipient"], "support@example.test");
     assert!(bounced["reply"].as_str().unwrap_or("").contains("404"));
     srv.shutdown().await;
@@ -112,15 +111,7 @@ async fn giving_up_after_expiry_is_reported_as_expired() {
     )
     .await
     .expect_code(250);
-    let all = eventually(20, "expired event", || async {
-        let e = events(&receiver);
-        e.iter().any(|v| v["event"] == "expired").then_some(e)
-    })
-    .await;
-    let expired = all
-        .iter()
-        .find(|v| v["event"] == "expired")
-        .expect("expired");
+    let (_, expired) = wait_event(&receiver, "expired").await;
     assert_eq!(expired["message_id"], "ev-exp@client.test");
     assert!(expired["attempts"].as_u64().unwrap_or(0) >= 1);
     srv.shutdown().await;

@@ -37,12 +37,9 @@ pub struct EntryRequest {
 
 /// `GET /api/suppressions`
 pub async fn list(State(s): State<super::State>, Query(q): Query<ListQuery>) -> Response {
-    let source = match q.source.as_deref().filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => match Source::parse(v) {
-            Some(src) => Some(src),
-            None => return bad_request(bad_source(v)),
-        },
+    let source = match source_param(q.source.as_deref()) {
+        Ok(src) => src,
+        Err(resp) => return *resp,
     };
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let list = s.suppressions.clone();
@@ -81,19 +78,13 @@ pub async fn add(
     Query(q): Query<EntryRequest>,
     body: Bytes,
 ) -> Response {
-    let req = match request(q, &body) {
+    let (address, req) = match request(q, &body) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
-    let Some(address) = req.address.filter(|a| !a.trim().is_empty()) else {
-        return bad_request("\"address\" is required".into());
-    };
-    let source = match req.source.as_deref().filter(|v| !v.is_empty()) {
-        None => Source::Manual,
-        Some(v) => match Source::parse(v) {
-            Some(src) => src,
-            None => return bad_request(bad_source(v)),
-        },
+    let source = match source_param(req.source.as_deref()) {
+        Ok(src) => src.unwrap_or(Source::Manual),
+        Err(resp) => return *resp,
     };
     let reason = req
         .reason
@@ -120,12 +111,9 @@ pub async fn remove(
     Query(q): Query<EntryRequest>,
     body: Bytes,
 ) -> Response {
-    let req = match request(q, &body) {
+    let (address, _) = match request(q, &body) {
         Ok(r) => r,
         Err(resp) => return *resp,
-    };
-    let Some(address) = req.address.filter(|a| !a.trim().is_empty()) else {
-        return bad_request("\"address\" is required".into());
     };
     match s.suppressions.remove(&address).await {
         Ok(true) => {
@@ -139,20 +127,33 @@ pub async fn remove(
     }
 }
 
-/// The JSON body when there is one, else the query parameters.
-fn request(q: EntryRequest, body: &[u8]) -> Result<EntryRequest, Box<Response>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(q);
+/// The JSON body when there is one, else the query parameters; the address is required.
+fn request(q: EntryRequest, body: &[u8]) -> Result<(String, EntryRequest), Box<Response>> {
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        q
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            Box::new(bad_request(format!(
+                "body is not a suppression request: {e}"
+            )))
+        })?
+    };
+    match req.address.clone().filter(|a| !a.trim().is_empty()) {
+        Some(address) => Ok((address, req)),
+        None => Err(Box::new(bad_request("\"address\" is required".into()))),
     }
-    serde_json::from_slice(body).map_err(|e| {
-        Box::new(bad_request(format!(
-            "body is not a suppression request: {e}"
-        )))
-    })
 }
 
-fn bad_source(v: &str) -> String {
-    format!("unknown source {v:?}; one of bounce, complaint, unsubscribe, manual")
+/// A `source` parameter: absent or empty is `None`, an unknown name a 400.
+fn source_param(v: Option<&str>) -> Result<Option<Source>, Box<Response>> {
+    match v.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => Source::parse(v).map(Some).ok_or_else(|| {
+            Box::new(bad_request(format!(
+                "unknown source {v:?}; one of bounce, complaint, unsubscribe, manual"
+            )))
+        }),
+    }
 }
 
 fn bad_request(msg: String) -> Response {
