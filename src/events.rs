@@ -1,6 +1,8 @@
 //! Delivery events to the ERP (`[events] url`): one JSON object per POST —
 //! `delivered`, `deferred`, `bounced`, `expired` — with queue id, Message-ID, sender,
-//! recipient, the remote reply and the bounce category.
+//! recipient, the remote reply and the bounce category; `suspended` when a sending domain
+//! is suspended for its bounce rate; `complained` when a spam complaint (RFC 5965 feedback
+//! report) about one of our messages comes back, with `feedback_type` and `provider`.
 //!
 //! Durable outbox, not fire-and-forget: [`Events::emit`] writes the event into the
 //! statistics RocksDB (`o/<id>`) and returns at once; one sender task POSTs the outbox in
@@ -40,6 +42,10 @@ pub enum Kind {
     /// A sending domain was suspended for its bounce rate (`sender` = the domain,
     /// `reply` = the reason; issue 6 item 7).
     Suspended,
+    /// A recipient complained (RFC 5965 feedback report: `recipient` = the complaining
+    /// address, `feedback_type`, `provider`; `queue_id`/`sender` when the report names one
+    /// of our messages).
+    Complained,
 }
 
 /// One event, as POSTed (JSON).
@@ -65,6 +71,13 @@ pub struct Event {
     pub attempts: u32,
     /// `outbound` (relayed) or `inbound` (handed to an ERP route, with `events.inbound`).
     pub direction: &'static str,
+    /// `complained` only: the RFC 5965 Feedback-Type (`abuse`, `fraud`, `virus`, `other`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback_type: Option<String>,
+    /// `complained` only: the provider label of the complaining mailbox (`yahoo`, ...,
+    /// `other`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 /// Handle to the outbox; cheap to clone. Disabled (every call a no-op) without a URL.

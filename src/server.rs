@@ -199,6 +199,10 @@ impl Server {
         .with_warming(warming.clone());
         tracker.spawn(worker.run(shutdown.clone()));
         tracker.spawn(events.clone().run(shutdown.clone()));
+        tracker.spawn(stats.clone().run_pruner(
+            config.queue.expire_after.get() + crate::stats::SENT_FROM_GRACE,
+            shutdown.clone(),
+        ));
         let intake = Intake::new(
             queue.clone(),
             token_key.clone(),

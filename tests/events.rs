@@ -266,6 +266,124 @@ async fn a_dsn_after_the_smart_host_accepted_reports_bounced_and_counts_in_the_s
     srv.shutdown().await;
 }
 
+/// An RFC 5965 feedback report (Yahoo-style) about the message `rcpt` received, returned
+/// with its headers: Return-Path (the VERP sender it was delivered with) and Message-ID.
+fn arf(rcpt: &str, return_path: &str, message_id: &str) -> String {
+    format!(
+        "From: Yahoo! Mail AntiSpam Feedback <feedback@arf.mail.yahoo.com>\r\nTo: bounce@example.test\r\nSubject: FW: Invoice\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"ARF\"\r\n\r\n--ARF\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report for an email message received from IP 127.0.0.1.\r\n\r\n--ARF\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: Yahoo!-Mail-Feedback/2.0\r\nVersion: 1\r\nOriginal-Mail-From: <{return_path}>\r\nOriginal-Rcpt-To: <{rcpt}>\r\nSource-IP: 127.0.0.1\r\n\r\n--ARF\r\nContent-Type: text/rfc822-headers\r\n\r\nReturn-Path: <{return_path}>\r\nFrom: news@shop.test\r\nTo: {rcpt}\r\nSubject: Invoice\r\nMessage-ID: <{message_id}>\r\n\r\n--ARF--\r\n"
+    )
+}
+
+/// Mails `body` to `bounce@example.test` (where feedback loops write) from the null sender.
+async fn mail_report(srv: &TestServer, body: &str) {
+    let mut c = srv.smtp(common::Listener::Inbound).await;
+    c.cmd("EHLO mx.yahoo.test").await.expect_code(250);
+    c.cmd("MAIL FROM:<>").await.expect_code(250);
+    c.cmd("RCPT TO:<bounce@example.test>")
+        .await
+        .expect_code(250);
+    c.cmd("DATA").await.expect_code(354);
+    c.send_data(body).await.expect_code(250);
+}
+
+#[tokio::test]
+async fn a_spam_complaint_about_our_message_is_reported_as_complained() {
+    let receiver = Erp::start().await;
+    let sink = traffic::sink().await;
+    let srv = TestServer::start(&traffic::relay_toml(&sink, &events_toml(&receiver, false))).await;
+    traffic::record(
+        &srv,
+        &sink,
+        &[traffic::send("news@shop.test", "grumpy@yahoo.com", None)],
+    )
+    .await;
+    let (_, delivered) = wait_event(&receiver, "delivered").await;
+    let verp = sink.received()[0].mail_from.clone();
+    assert!(verp.starts_with("bounce+"), "{verp}");
+
+    // The feedback loop returns the headers of the message as delivered: our VERP
+    // Return-Path names the message and recipient.
+    let message_id = delivered["message_id"]
+        .as_str()
+        .expect("message id")
+        .to_owned();
+    mail_report(&srv, &arf("grumpy@yahoo.com", &verp, &message_id)).await;
+    let (_, c) = wait_event(&receiver, "complained").await;
+    assert_eq!(c["recipient"], "grumpy@yahoo.com");
+    assert_eq!(c["queue_id"], delivered["queue_id"]);
+    assert_eq!(c["message_id"], delivered["message_id"]);
+    assert_eq!(c["sender"], "news@shop.test");
+    assert_eq!(c["feedback_type"], "abuse");
+    assert_eq!(c["provider"], "yahoo");
+    assert_eq!(c["direction"], "outbound");
+    // ... and, as before, the complainant is suppressed.
+    let list = srv.running().suppressions.clone();
+    eventually(10, "complainant suppressed", || {
+        let list = list.clone();
+        async move { list.get("grumpy@yahoo.com").ok().flatten() }
+    })
+    .await;
+
+    // A report about a message that is not ours (no token: the fixture of a Yahoo report)
+    // still tells the ERP who complained about which Message-ID, without a queue id.
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dsn/arf.eml"),
+    )
+    .expect("ARF fixture")
+    .replace('\n', "\r\n");
+    mail_report(&srv, &fixture).await;
+    let foreign = eventually(20, "second complained event", || async {
+        events(&receiver)
+            .into_iter()
+            .filter(|v| v["event"] == "complained")
+            .nth(1)
+    })
+    .await;
+    assert_eq!(foreign["recipient"], "grumpy@yahoo.com");
+    assert_eq!(foreign["message_id"], "orig-arf@sender.test");
+    assert_eq!(foreign["queue_id"], "");
+    assert_eq!(foreign["feedback_type"], "abuse");
+    assert_eq!(foreign["provider"], "yahoo");
+    // Other events do not carry the complaint fields.
+    assert!(delivered.get("feedback_type").is_none(), "{delivered}");
+
+    // A feedback loop that strips the Return-Path but returns the Message-ID: the message
+    // we delivered with it is still named (queue id and sender).
+    common::submit::submit(
+        srv.addr(common::Listener::Submission),
+        "news@shop.test",
+        &["fan@yahoo.com"],
+        "From: <news@shop.test>\r\nTo: <fan@yahoo.com>\r\nSubject: Offer\r\nMessage-ID: <offer-7@shop.test>\r\n\r\nHello\r\n",
+    )
+    .await
+    .expect("submitted");
+    let second = eventually(20, "second delivered event", || async {
+        events(&receiver)
+            .into_iter()
+            .find(|v| v["event"] == "delivered" && v["recipient"] == "fan@yahoo.com")
+    })
+    .await;
+    mail_report(
+        &srv,
+        &arf("fan@yahoo.com", "news@shop.test", "offer-7@shop.test"),
+    )
+    .await;
+    let by_id = eventually(20, "third complained event", || async {
+        events(&receiver)
+            .into_iter()
+            .filter(|v| v["event"] == "complained")
+            .nth(2)
+    })
+    .await;
+    assert_eq!(by_id["recipient"], "fan@yahoo.com");
+    assert_eq!(by_id["message_id"], "offer-7@shop.test");
+    assert_eq!(by_id["queue_id"], second["queue_id"]);
+    assert_eq!(by_id["sender"], "news@shop.test");
+    // Without the token nothing proves the report genuine: no suppression.
+    assert!(list.get("fan@yahoo.com").expect("read").is_none());
+    srv.shutdown().await;
+}
+
 #[test]
 fn a_bad_events_url_is_a_config_problem() {
     let dir = tempfile::tempdir().expect("tmp");

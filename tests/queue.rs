@@ -492,3 +492,51 @@ async fn the_schedule_finds_new_and_deferred_entries_behind_many_delivered_ones(
     );
     q.close();
 }
+
+#[tokio::test]
+async fn a_failure_and_the_dsn_it_owes_are_written_together_or_not_at_all() {
+    let dir = tempdir();
+    let (clock, metrics) = (Clock::system(), Metrics::new());
+    let q = open(dir.path(), &clock, &metrics);
+    let id = q.enqueue(sales("original\r\n")).await.expect("enqueue");
+    let bounced = Outcome::Bounced {
+        category: Some("Invalid address".into()),
+        reply: "550 5.1.1 unknown".into(),
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen2 = seen.clone();
+    let recorded = q
+        .record_then(id, 0, &bounced, move |msg, state| {
+            // The follow-up sees the message as recorded.
+            *seen2.lock().expect("lock") = Some((msg.recipients[0].attempts, state));
+            Some(message(
+                "dsn body\r\n",
+                &[("alice@client.test", route("sales"))],
+            ))
+        })
+        .await
+        .expect("record");
+    let (state, dsn) = recorded.expect("recipient was pending");
+    assert_eq!(state, RcptState::Bounced);
+    assert_eq!(*seen.lock().expect("lock"), Some((1, RcptState::Bounced)));
+    let dsn = dsn.expect("a follow-up message");
+    // Both survive a drop without close (one batch, fsync'd before the reply).
+    drop(q);
+    let q = open(dir.path(), &clock, &metrics);
+    assert_eq!(
+        q.get(id).expect("msg").recipients[0].state,
+        RcptState::Bounced
+    );
+    assert_eq!(q.body(dsn).as_deref(), Some(&b"dsn body\r\n"[..]));
+    assert_eq!(due_now(&q, &clock), [(dsn, 0)], "the DSN is scheduled");
+    // A recipient no longer pending changes nothing and queues nothing.
+    let late = q
+        .record_then(id, 0, &bounced, |_, _| {
+            Some(message("never\r\n", &[("x@client.test", route("sales"))]))
+        })
+        .await
+        .expect("record");
+    assert_eq!(late, None);
+    assert_eq!(q.list(None, 10).len(), 2);
+    q.close();
+}

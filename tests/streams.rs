@@ -2,7 +2,8 @@
 //! `X-Mxgate-Stream` header, which is removed, or by sender config), the type is stored with
 //! the message, and mass mail only ever holds its share of the delivery concurrency — so a
 //! transactional message queued behind 10,000 mass messages whose smart host hangs is still
-//! delivered at once.
+//! delivered at once. Each stream may leave from its own source IP and mass mail through its
+//! own smart hosts (`mass_source_ip`, `transactional_source_ip`, `mass_smarthosts`).
 
 mod common;
 
@@ -204,4 +205,279 @@ fn mass_share_and_sender_rules() {
     assert!(!s.mass_by_sender(Some("odoo"), "shop@example.test"));
     s.mass_share_percent = 0;
     assert!(!s.problems().is_empty());
+}
+
+// --- Per-stream source IP and smart hosts ---------------------------------------------------
+
+fn plain_sink() -> SinkOptions {
+    SinkOptions {
+        tls: SinkTls::None,
+        auth: None,
+    }
+}
+
+/// `[streams]` lines plus smart hosts `(name, port, priority)`, with the submission user.
+fn stream_toml(streams: &str, hosts: &[(&str, u16, u32)]) -> String {
+    let mut t = format!("{}[streams]\n{streams}\n", user_toml(&["example.test"]));
+    for (name, port, priority) in hosts {
+        t.push_str(&format!(
+            "[[relay.smarthosts]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\npriority = {priority}\nsecurity = \"none\"\n"
+        ));
+    }
+    t
+}
+
+/// Submits one message of `stream` from `from` to `to` through the submission listener.
+async fn send_stream(srv: &TestServer, from: &str, to: &str, subject: &str, stream: &str) {
+    submit(
+        srv.addr(Listener::Submission),
+        from,
+        &[to],
+        &raw(from, to, subject, stream),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{subject} submitted: {e}"));
+}
+
+async fn arrived(sink: &Sink, to: &str) -> common::sink::Received {
+    eventually(30, &format!("{to} at the sink"), || async {
+        sink.received().into_iter().find(|r| r.rcpts == [to])
+    })
+    .await
+}
+
+#[tokio::test]
+async fn each_stream_leaves_from_its_own_source_ip() {
+    let sink = Sink::start(plain_sink()).await;
+    let extra = stream_toml(
+        "mass_source_ip = \"127.0.0.2\"\ntransactional_source_ip = \"127.0.0.1\"",
+        &[("main", sink.addr.port(), 10)],
+    );
+    let srv = TestServer::start_configured(Erp::start().await, &extra, |_| {}).await;
+
+    // Twice each, so a pooled connection of one stream would be there for the other.
+    for i in 0..2 {
+        let (m, t) = (
+            format!("reader{i}@remote.test"),
+            format!("buyer{i}@remote.test"),
+        );
+        send_stream(&srv, "news@example.test", &m, &format!("news-{i}"), "mass").await;
+        assert_eq!(arrived(&sink, &m).await.peer.to_string(), "127.0.0.2");
+        send_stream(
+            &srv,
+            "shop@example.test",
+            &t,
+            &format!("inv-{i}"),
+            "transactional",
+        )
+        .await;
+        assert_eq!(arrived(&sink, &t).await.peer.to_string(), "127.0.0.1");
+    }
+    assert_eq!(
+        srv.config.streams.source_ip(Stream::Mass),
+        Some("127.0.0.2".parse().expect("ip"))
+    );
+
+    // The `sending_ip` of the delivery metrics is the stream's source.
+    let m = srv.running().metrics.render();
+    let delivered = |email_type: &str, ip: &str| {
+        m.lines().any(|l| {
+            l.starts_with("mxgate_messages_delivered_total{")
+                && l.contains(&format!("email_type=\"{email_type}\""))
+                && l.contains(&format!("sending_ip=\"{ip}\""))
+                && l.ends_with(" 2")
+        })
+    };
+    assert!(delivered("mass", "127.0.0.2"), "{m}");
+    assert!(delivered("transactional", "127.0.0.1"), "{m}");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn mass_smarthosts_carry_only_mass_mail() {
+    let bulk = Sink::start(plain_sink()).await;
+    let main = Sink::start(plain_sink()).await;
+    // "bulk" has the better priority: without the stream split it would take everything.
+    let extra = stream_toml(
+        "mass_smarthosts = [\"bulk\"]",
+        &[
+            ("bulk", bulk.addr.port(), 1),
+            ("main", main.addr.port(), 10),
+        ],
+    );
+    let srv = TestServer::start_configured(Erp::start().await, &extra, |_| {}).await;
+    for i in 0..2 {
+        let (m, t) = (
+            format!("reader{i}@remote.test"),
+            format!("buyer{i}@remote.test"),
+        );
+        send_stream(&srv, "news@example.test", &m, &format!("news-{i}"), "mass").await;
+        send_stream(
+            &srv,
+            "shop@example.test",
+            &t,
+            &format!("inv-{i}"),
+            "transactional",
+        )
+        .await;
+        arrived(&bulk, &m).await;
+        arrived(&main, &t).await;
+    }
+    let rcpts = |s: &Sink| -> Vec<String> {
+        let mut r: Vec<String> = s.received().into_iter().flat_map(|r| r.rcpts).collect();
+        r.sort();
+        r
+    };
+    assert_eq!(rcpts(&bulk), ["reader0@remote.test", "reader1@remote.test"]);
+    assert_eq!(rcpts(&main), ["buyer0@remote.test", "buyer1@remote.test"]);
+    for m in by_from(&srv, "news@example.test") {
+        let reply = m.recipients[0].last_reply.clone().unwrap_or_default();
+        assert!(reply.contains("[smarthost bulk]"), "{reply}");
+    }
+
+    // The bulk host down: mass mail waits for it, it never falls over to "main".
+    drop(bulk);
+    send_stream(
+        &srv,
+        "news@example.test",
+        "late@remote.test",
+        "news-late",
+        "mass",
+    )
+    .await;
+    let deferred = eventually(30, "mass message deferred", || async {
+        by_from(&srv, "news@example.test").into_iter().find(|m| {
+            m.recipients[0].address == "late@remote.test"
+                && m.recipients[0].state == RcptState::Deferred
+                && m.recipients[0].attempts >= 2
+        })
+    })
+    .await;
+    let reply = deferred.recipients[0]
+        .last_reply
+        .clone()
+        .unwrap_or_default();
+    assert!(reply.contains("[smarthost bulk]"), "{reply}");
+    assert!(!reply.contains("main"), "{reply}");
+    assert_eq!(
+        main.received().len(),
+        2,
+        "no mass mail on the transactional host"
+    );
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_source_ip_this_host_does_not_have_defers_the_mail() {
+    let sink = Sink::start(plain_sink()).await;
+    let extra = stream_toml(
+        "mass_source_ip = \"192.0.2.1\"",
+        &[("main", sink.addr.port(), 10)],
+    );
+    let srv = TestServer::start_configured(Erp::start().await, &extra, |_| {}).await;
+    send_stream(
+        &srv,
+        "news@example.test",
+        "reader@remote.test",
+        "news",
+        "mass",
+    )
+    .await;
+    let deferred = eventually(30, "mass message deferred twice", || async {
+        by_from(&srv, "news@example.test")
+            .into_iter()
+            .find(|m| m.recipients[0].state == RcptState::Deferred && m.recipients[0].attempts >= 2)
+    })
+    .await;
+    let reply = deferred.recipients[0]
+        .last_reply
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        reply.contains("cannot connect from source IP 192.0.2.1"),
+        "the reason names the source IP: {reply}"
+    );
+    assert_eq!(sink.transactions(), 0);
+    // Transactional mail (no source IP configured) is not affected.
+    send_stream(
+        &srv,
+        "shop@example.test",
+        "buyer@remote.test",
+        "inv",
+        "transactional",
+    )
+    .await;
+    assert_eq!(
+        arrived(&sink, "buyer@remote.test").await.peer.to_string(),
+        "127.0.0.1"
+    );
+    // Nothing lost: the mass message is still queued, still deferred.
+    let still = srv.running().queue.get(deferred.id).expect("still queued");
+    assert_eq!(still.recipients[0].state, RcptState::Deferred);
+    srv.shutdown().await;
+}
+
+const BAD_STREAMS: &str = r#"
+[relay]
+direct_mx = true
+
+[[relay.smarthosts]]
+name = "main"
+host = "127.0.0.1"
+
+[streams]
+mass_source_ip = "127.0.0.300"
+transactional_source_ip = "0.0.0.0"
+mass_smarthosts = ["main", "nowhere"]
+"#;
+
+#[test]
+fn stream_source_ips_and_smarthosts_are_validated() {
+    let e = mxgate::config::Config::from_toml(BAD_STREAMS, std::path::Path::new("s.toml"))
+        .expect_err("invalid");
+    let got: Vec<(&str, Option<usize>)> = e
+        .problems
+        .iter()
+        .map(|p| (p.path.as_str(), p.line))
+        .collect();
+    for want in [
+        ("streams.mass_source_ip", Some(10)),
+        ("streams.transactional_source_ip", Some(11)),
+        ("streams.mass_smarthosts[1]", Some(12)),
+    ] {
+        assert!(got.contains(&want), "{want:?} missing: {e}");
+    }
+    assert_eq!(got.len(), 3, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("\"127.0.0.300\" is not an IP address"),
+        "{text}"
+    );
+    assert!(text.contains("no smart host named \"nowhere\""), "{text}");
+
+    // Every smart host for mass mail and no direct MX: transactional mail has no route.
+    let only = "[[relay.smarthosts]]\nname = \"bulk\"\nhost = \"127.0.0.1\"\n\
+                [streams]\nmass_smarthosts = [\"bulk\"]\n";
+    let e = mxgate::config::Config::from_toml(only, std::path::Path::new("s.toml"))
+        .expect_err("no transactional route");
+    assert_eq!(e.problems[0].path, "streams.mass_smarthosts", "{e}");
+
+    // The same through the real `mxgate check-config`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("mxgate.toml");
+    std::fs::write(&file, BAD_STREAMS).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mxgate"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run check-config");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "mxgate.toml:10: streams.mass_source_ip:",
+        "mxgate.toml:11: streams.transactional_source_ip:",
+        "mxgate.toml:12: streams.mass_smarthosts[1]: no smart host named \"nowhere\"",
+    ] {
+        assert!(err.contains(want), "{want:?} missing in:\n{err}");
+    }
 }

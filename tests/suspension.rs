@@ -1,7 +1,8 @@
 //! Auto-suspension of a sending domain by its permanent bounce rate (issue 6 item 7), end to
 //! end: a bounce storm at the smart host (real SMTP sink) suspends the domain, submission
 //! then refuses its mail at MAIL FROM (also after a restart), the `/metrics` gauge and an
-//! ERP event say so, and an operator lifts it with `mxgate suspend lift` / the API.
+//! ERP event say so, and an operator lifts it with `mxgate suspend lift` / the API. The
+//! window of recent sends survives a restart too.
 
 mod common;
 
@@ -217,6 +218,55 @@ async fn a_bounce_storm_suspends_the_domain_until_an_operator_lifts_it() {
     assert!(
         metrics.contains("mxgate_sending_domain_suspended{sending_domain=\"example.test\"} 0"),
         "{metrics}"
+    );
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_window_of_recent_sends_survives_a_restart() {
+    let sink = Sink::start(SinkOptions {
+        tls: SinkTls::None,
+        auth: None,
+    })
+    .await;
+    let events = Erp::start().await;
+    let mut srv = TestServer::start(&config(&sink, &events)).await;
+
+    // 1 permanent bounce in 10 sends: exactly 10%, not over the threshold.
+    sink.script_rcpt(&["550 5.1.1 <bad0@remote.test>: User unknown"]);
+    send_and_settle(&srv, "pre1@example.test", &["bad0@remote.test"], "pre1").await;
+    let good: Vec<String> = (0..9).map(|i| format!("fine{i}@remote.test")).collect();
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    send_and_settle(&srv, "pre2@example.test", &good, "pre2").await;
+    assert!(suspensions(&srv).await.is_empty());
+
+    srv.restart().await;
+    assert!(suspensions(&srv).await.is_empty());
+    assert!(
+        mail_from(&srv, "post@example.test")
+            .await
+            .starts_with("250")
+    );
+
+    // One more bounce: 2 of the last 11 sends trips it — only because the 10 sends from
+    // before the restart were kept (alone, 1 send is under min_sends).
+    sink.script_rcpt(&["550 5.1.1 <bad1@remote.test>: User unknown"]);
+    send_and_settle(&srv, "post@example.test", &["bad1@remote.test"], "post").await;
+    let list = eventually(20, "suspension listed", || async {
+        let l = suspensions(&srv).await;
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(list[0]["domain"], "example.test");
+    assert_eq!(
+        (&list[0]["bounces"], &list[0]["sends"]),
+        (&2.into(), &11.into()),
+        "{list:?}"
+    );
+    assert!(
+        mail_from(&srv, "post@example.test")
+            .await
+            .starts_with("550 5.7.1")
     );
     srv.shutdown().await;
 }

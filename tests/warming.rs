@@ -94,6 +94,20 @@ fn addrs(prefix: &str, domain: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}@{domain}")).collect()
 }
 
+/// Recipients deferred with `reason` in their last reply.
+fn held(srv: &TestServer, reason: &str) -> Vec<mxgate::queue::Recipient> {
+    srv.running()
+        .queue
+        .list(None, 10_000)
+        .into_iter()
+        .flat_map(|m| m.recipients)
+        .filter(|r| {
+            r.state == RcptState::Deferred
+                && r.last_reply.as_deref().is_some_and(|l| l.contains(reason))
+        })
+        .collect()
+}
+
 /// (sent, deferred with `reason` in the last reply) over all queued relayed recipients.
 fn states(srv: &TestServer, reason: &str) -> (usize, usize) {
     let all: Vec<_> = srv
@@ -276,12 +290,127 @@ warmed_hourly = 4
         r#"mxgate_provider_hourly_sent{sending_domain="example.test",provider="gmail"} 2"#
     ));
 
-    // Next hour: two more; the hour after: the last one.
-    srv.running().clock.advance(Duration::from_secs(HOUR));
-    wait_states(&srv, "provider rate", 8, 1).await;
-    srv.running().clock.advance(Duration::from_secs(HOUR));
-    wait_states(&srv, "provider rate", 9, 0).await;
+    // Paced, not held to the top of the next hour: governor frees one cell per half hour
+    // (2 an hour), and the held recipients wait for the next free cell.
+    let now = srv.running().clock.now_ms();
+    let next_hour = (now / (HOUR * 1000) + 1) * HOUR * 1000;
+    for r in held(&srv, "provider rate") {
+        assert!(
+            r.next_attempt_ms < next_hour && r.next_attempt_ms <= now + HOUR * 1000 / 2,
+            "held until {} (now {now}, next hour {next_hour})",
+            r.next_attempt_ms
+        );
+    }
+    // Each half hour one more goes out, in the same clock hour as the first two.
+    for (sent, left) in [(7, 2), (8, 1), (9, 0)] {
+        srv.running().clock.advance(Duration::from_secs(HOUR / 2));
+        wait_states(&srv, "provider rate", sent, left).await;
+    }
     assert_eq!(sink.received().len(), 9);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_an_hour_does_not_reset_a_providers_rate() {
+    let sink = sink().await;
+    let warming = r#"
+[warming.providers.gmail]
+new_hourly = 2
+warmed_hourly = 4
+"#;
+    let mut srv = start(&config(&sink, "", warming)).await;
+    let step = align(&srv, HOUR) + Duration::from_secs(20 * 60);
+    srv.running().clock.advance(Duration::from_secs(20 * 60));
+    relay(&srv, "app@example.test", &addrs("g", "gmail.com", 2)).await;
+    wait_states(&srv, "provider rate", 2, 0).await;
+
+    srv.restart().await;
+    srv.running().clock.advance(step);
+    // Same hour: the two sends before the restart still count, the third waits (a fresh
+    // limiter would let it through at once).
+    relay(&srv, "app@example.test", &addrs("h", "gmail.com", 1)).await;
+    wait_states(&srv, "provider rate", 2, 1).await;
+    assert_eq!(sink.received().len(), 2);
+    // Half an hour later a cell is free again.
+    srv.running().clock.advance(Duration::from_secs(HOUR / 2));
+    wait_states(&srv, "provider rate", 3, 0).await;
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_held_recipient_counts_no_attempt_and_reports_no_deferred_event() {
+    let sink = sink().await;
+    let receiver = Erp::start().await;
+    let warming = r#"
+[warming.providers.gmail]
+new_hourly = 1
+warmed_hourly = 1
+"#;
+    let events = format!(
+        "[events]\nurl = \"{}/events\"\nretry_max = \"1s\"\n",
+        receiver.url()
+    );
+    let srv = start(&config(&sink, "", &format!("{warming}{events}"))).await;
+    align(&srv, HOUR);
+    relay(&srv, "app@example.test", &addrs("g", "gmail.com", 3)).await;
+    wait_states(&srv, "provider rate", 1, 2).await;
+    // An hour later one cell is free: one goes, the other is held a second time.
+    srv.running().clock.advance(Duration::from_secs(HOUR));
+    wait_states(&srv, "provider rate", 2, 1).await;
+    let id = srv
+        .running()
+        .queue
+        .list(Some(RcptState::Deferred), 10)
+        .first()
+        .expect("the held message")
+        .id
+        .to_string();
+    let (status, body) = srv.admin_get(&format!("/api/queue/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("queue JSON");
+    let r = &json["recipients"][0];
+    assert_eq!(r["state"], "deferred", "{json}");
+    assert_eq!(r["attempts"], 0, "{json}");
+    assert!(
+        r["last_reply"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("provider rate:")),
+        "{json}"
+    );
+    let m = srv.running().metrics.render();
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("mxgate_delivery_attempts_total{")
+                && l.contains(r#"result="deferred""#)),
+        "a hold counted as a delivery attempt:\n{m}"
+    );
+    assert!(m.contains(
+        r#"mxgate_warming_deferrals_total{sending_domain="example.test",reason="provider rate"}"#
+    ));
+
+    // The hour after, it goes out on its first attempt; the events, in order, report three
+    // deliveries and nothing in between.
+    srv.running().clock.advance(Duration::from_secs(HOUR));
+    wait_states(&srv, "provider rate", 3, 0).await;
+    let reported = eventually(20, "three delivered events", || async {
+        let e: Vec<serde_json::Value> = receiver
+            .pushes()
+            .iter()
+            .filter(|p| p.path == "/events")
+            .map(|p| serde_json::from_slice(&p.body).expect("event JSON"))
+            .collect();
+        (e.iter().filter(|v| v["event"] == "delivered").count() >= 3).then_some(e)
+    })
+    .await;
+    let kinds: Vec<&str> = reported
+        .iter()
+        .map(|v| v["event"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["delivered"; 3], "{reported:?}");
+    assert!(reported.iter().all(|v| v["attempts"] == 1), "{reported:?}");
+    let (_, body) = srv.admin_get(&format!("/api/queue/{id}")).await;
+    let json: serde_json::Value = serde_json::from_str(&body).expect("queue JSON");
+    assert_eq!(json["recipients"][0]["attempts"], 1, "{json}");
     srv.shutdown().await;
 }
 
@@ -301,26 +430,32 @@ warmed_hourly = 8
         "421 4.7.0 Try again later, closing connection",
     ]);
     relay(&srv, "app@example.test", &addrs("first", "gmail.com", 1)).await;
-    wait_sink(&sink, 1).await;
-    // Two rate-limit replies: 8 → 4 → 2 per hour, the first message took one.
+    // Two rate-limit replies: 8 → 4 → 2 per hour. The two refused attempts count towards
+    // the rate (the provider saw them), so the 2 an hour are in use: the message is held.
+    wait_states(&srv, "provider rate", 0, 1).await;
     let level = r#"mxgate_provider_throttle_level{sending_domain="example.test",provider="gmail"}"#;
     assert!(metric_line(&srv, &format!("{level} 2")));
     assert!(metric_line(
         &srv,
         r#"mxgate_provider_throttle_events_total{sending_domain="example.test",provider="gmail"} 2"#
     ));
-    relay(&srv, "app@example.test", &addrs("g", "gmail.com", 4)).await;
-    wait_states(&srv, "provider rate", 2, 3).await;
     assert!(metric_line(
         &srv,
         r#"mxgate_provider_hourly_cap{sending_domain="example.test",provider="gmail"} 2"#
     ));
+    relay(&srv, "app@example.test", &addrs("g", "gmail.com", 4)).await;
+    wait_states(&srv, "provider rate", 0, 5).await;
+    assert!(sink.received().is_empty());
 
-    // Quiet for 10 minutes (same hour): one step back, 4 per hour, two more go out.
+    // Quiet for 10 minutes (same hour): one step back, 4 per hour with 2 in use, two go out.
     srv.running().clock.advance(Duration::from_secs(600));
-    wait_states(&srv, "provider rate", 4, 1).await;
+    wait_states(&srv, "provider rate", 2, 3).await;
     assert!(metric_line(&srv, &format!("{level} 1")));
-    // Another quiet period: the full 8 per hour again, the last one goes.
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_provider_hourly_cap{sending_domain="example.test",provider="gmail"} 4"#
+    ));
+    // Another quiet period: the full 8 per hour again with 4 in use, the last three go.
     srv.running().clock.advance(Duration::from_secs(600));
     wait_states(&srv, "provider rate", 5, 0).await;
     assert!(metric_line(&srv, &format!("{level} 0")));
@@ -380,6 +515,35 @@ async fn a_source_ip_has_its_own_tier_shared_by_its_sending_domains() {
     // Next day the held one goes.
     srv.running().clock.advance(Duration::from_secs(DAY));
     wait_states(&srv, "source IP", 4, 0).await;
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_streams_source_ip_has_its_own_tier() {
+    let sink = sink().await;
+    let more = format!(
+        "{SCHEDULE}\n[streams]\nmass_from = [\"@news.test\", \"@promo.test\"]\nmass_source_ip = \"127.0.0.2\"\n"
+    );
+    let srv = start(&config(&sink, "", &more)).await;
+    align(&srv, DAY);
+    // Mass mail leaves from its configured IP, whose tier counts from the first message.
+    relay(&srv, "list@news.test", &addrs("a", "remote.test", 3)).await;
+    wait_states(&srv, "source IP", 3, 0).await;
+    relay(&srv, "list@promo.test", &addrs("b", "remote.test", 1)).await;
+    wait_states(&srv, "warming cap: source IP 127.0.0.2", 3, 1).await;
+    // Transactional mail leaves from another IP: that IP's tier is untouched by mass mail.
+    relay(&srv, "app@example.test", &addrs("c", "remote.test", 2)).await;
+    wait_states(&srv, "warming cap: source IP 127.0.0.2", 5, 1).await;
+    let got = sink.received();
+    let from = |peer: &str| got.iter().filter(|r| r.peer.to_string() == peer).count();
+    assert_eq!((from("127.0.0.2"), from("127.0.0.1")), (3, 2));
+    let m = srv.running().metrics.render();
+    for l in [
+        r#"mxgate_warming_ip_daily_sent{sending_ip="127.0.0.2"} 3"#,
+        r#"mxgate_warming_ip_daily_sent{sending_ip="127.0.0.1"} 2"#,
+    ] {
+        assert!(m.lines().any(|x| x == l), "{l} missing in\n{m}");
+    }
     srv.shutdown().await;
 }
 
@@ -463,5 +627,72 @@ warmed_hourly = 3
         &srv,
         r#"mxgate_warming_daily_cap{sending_domain="example.test"} inf"#
     ));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_recipient_held_past_expiry_expires_with_an_expired_event() {
+    let sink = sink().await;
+    let receiver = Erp::start().await;
+    let events = format!(
+        "[events]\nurl = \"{}/events\"\nretry_max = \"1s\"\n",
+        receiver.url()
+    );
+    let toml = config(&sink, "", &format!("{SCHEDULE}{events}"));
+    let srv = TestServer::start_configured(Erp::start().await, &toml, |c| {
+        c.queue.expire_after = HumanDuration::secs(6 * HOUR);
+    })
+    .await;
+    align(&srv, DAY);
+    // Day 1, cap 3: the 4th waits for tomorrow, but expires after six hours.
+    relay(&srv, "app@example.test", &addrs("a", "remote.test", 4)).await;
+    wait_states(&srv, "warming cap", 3, 1).await;
+    let held = held(&srv, "warming cap");
+    assert_eq!(held[0].attempts, 0);
+    srv.running().clock.advance(Duration::from_secs(6 * HOUR));
+    let expired = eventually(20, "the held recipient expired", || async {
+        let all: Vec<_> = srv
+            .running()
+            .queue
+            .list(Some(RcptState::Expired), 10)
+            .into_iter()
+            .flat_map(|m| m.recipients)
+            .filter(|r| r.state == RcptState::Expired)
+            .collect();
+        all.into_iter().next()
+    })
+    .await;
+    assert_eq!(expired.address, "a3@remote.test");
+    assert_eq!(expired.attempts, 0);
+    assert!(
+        expired
+            .last_reply
+            .as_deref()
+            .is_some_and(|l| l.starts_with("warming cap:")),
+        "{expired:?}"
+    );
+    let reported = eventually(20, "an expired event", || async {
+        let e: Vec<serde_json::Value> = receiver
+            .pushes()
+            .iter()
+            .filter(|p| p.path == "/events")
+            .map(|p| serde_json::from_slice(&p.body).expect("event JSON"))
+            .collect();
+        e.iter().any(|v| v["event"] == "expired").then_some(e)
+    })
+    .await;
+    let kinds: Vec<&str> = reported
+        .iter()
+        .map(|v| v["event"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["delivered", "delivered", "delivered", "expired"],
+        "{reported:?}"
+    );
+    // No attempt was made for it, and the event says so.
+    let expired_event = reported.iter().find(|v| v["event"] == "expired");
+    assert_eq!(expired_event.map(|v| v["attempts"].clone()), Some(0.into()));
+    assert_eq!(sink.received().len(), 3);
     srv.shutdown().await;
 }

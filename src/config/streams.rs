@@ -2,8 +2,16 @@
 //! is `mass` when the header `header` says `mass` (the header is removed), or its
 //! submitting user is in `mass_users`, or its envelope sender matches `mass_from`;
 //! otherwise (and with `header: transactional`) it is `transactional`.
+//!
+//! Each stream may leave from its own source IP (`mass_source_ip`, `transactional_source_ip`,
+//! as Postfix's `smtp_bind_address`), and mass mail may have smart hosts of its own
+//! (`mass_smarthosts`), so bulk reputation stays apart from transactional mail.
+
+use std::net::IpAddr;
 
 use serde::Deserialize;
+
+use crate::queue::Stream;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +31,14 @@ pub struct StreamsConfig {
     /// Public base URL of the admin listener's `POST /unsubscribe/TOKEN` endpoint, e.g.
     /// `https://mx.example.test` (a reverse proxy exposes that one path).
     pub unsubscribe_url: String,
+    /// Local address outbound connections of mass mail bind to; unset = the OS picks.
+    /// An IPv4 source only connects to IPv4 addresses (IPv6 likewise).
+    pub mass_source_ip: Option<String>,
+    /// As `mass_source_ip`, for transactional mail (and forwards, DSNs).
+    pub transactional_source_ip: Option<String>,
+    /// `relay.smarthosts` names mass mail goes through (priority and `from_filter` still
+    /// apply); transactional mail never uses them. Empty = both streams share every host.
+    pub mass_smarthosts: Vec<String>,
 }
 
 impl Default for StreamsConfig {
@@ -34,6 +50,9 @@ impl Default for StreamsConfig {
             mass_from: Vec::new(),
             list_unsubscribe: false,
             unsubscribe_url: String::new(),
+            mass_source_ip: None,
+            transactional_source_ip: None,
+            mass_smarthosts: Vec::new(),
         }
     }
 }
@@ -59,7 +78,38 @@ impl StreamsConfig {
                 "must be an http(s) URL when list_unsubscribe is on".to_string(),
             ));
         }
+        for (key, value) in [
+            ("streams.mass_source_ip", &self.mass_source_ip),
+            (
+                "streams.transactional_source_ip",
+                &self.transactional_source_ip,
+            ),
+        ] {
+            if let Some(v) = value
+                && let Err(e) = parse_source_ip(v)
+            {
+                p.push((key, e));
+            }
+        }
         p
+    }
+
+    /// The local address `stream`'s outbound connections bind to (validated at load).
+    pub fn source_ip(&self, stream: Stream) -> Option<IpAddr> {
+        let v = match stream {
+            Stream::Mass => &self.mass_source_ip,
+            Stream::Transactional => &self.transactional_source_ip,
+        };
+        v.as_deref().and_then(|v| parse_source_ip(v).ok())
+    }
+
+    /// Whether smart host `name` may carry mail of `stream`.
+    pub fn smarthost_serves(&self, name: &str, stream: Stream) -> bool {
+        if self.mass_smarthosts.is_empty() {
+            return true;
+        }
+        let listed = self.mass_smarthosts.iter().any(|m| m == name);
+        listed == (stream == Stream::Mass)
     }
 
     /// Concurrency slots mass mail may use out of `concurrency`.
@@ -84,4 +134,18 @@ impl StreamsConfig {
             }
         })
     }
+}
+
+/// A source address: a unicast IP address of this host (checked when binding).
+fn parse_source_ip(v: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("{v:?} is not an IP address"))?;
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(format!(
+            "{v:?} is not a unicast address (remove the key to let the OS choose)"
+        ));
+    }
+    Ok(ip)
 }

@@ -15,6 +15,7 @@ impl Config {
         self.validate_routing(&mut p);
         self.validate_routes(&mut p);
         self.validate_relay(&mut p);
+        self.validate_streams(&mut p);
         if self.events.url.starts_with("https:") {
             p.add(
                 "events.url",
@@ -156,6 +157,35 @@ impl Config {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// `streams.mass_smarthosts` names `[[relay.smarthosts]]` and leaves transactional mail
+    /// a way out.
+    fn validate_streams(&self, p: &mut Problems) {
+        let hosts = &self.relay.smarthosts;
+        let mass = &self.streams.mass_smarthosts;
+        let mut seen = HashSet::new();
+        for (i, name) in mass.iter().enumerate() {
+            let key = format!("streams.mass_smarthosts[{i}]");
+            if !hosts.iter().any(|h| &h.name == name) {
+                let known: BTreeSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+                p.add(
+                    key,
+                    format!(
+                        "no smart host named {name:?} in [[relay.smarthosts]] (known: {known:?})"
+                    ),
+                );
+            } else if !seen.insert(name.as_str()) {
+                p.add(key, format!("{name:?} is listed twice"));
+            }
+        }
+        let all_mass = hosts.iter().all(|h| mass.contains(&h.name));
+        if !mass.is_empty() && !hosts.is_empty() && all_mass && !self.relay.direct_mx {
+            p.add(
+                "streams.mass_smarthosts",
+                "names every smart host and relay.direct_mx is off: transactional mail would have no route",
+            );
         }
     }
 

@@ -9,8 +9,9 @@
 //!   an SRS copy ([`relay`], [`crate::routing::srs`]).
 //! - [`relay`]: relayed recipients — [`plan`] (smart hosts by priority and `from_filter`,
 //!   or MX), [`smtp`] (mail-send sessions, pooled), [`dsn`] back to the sender on failure.
-//! - [`warming`]: daily caps by day in warming, provider hourly caps, [`throttle`] on
-//!   rate-limit replies; over a cap the recipient is deferred to the next window.
+//! - [`warming`]: daily caps by day in warming, provider hourly [`rate`]s (governor),
+//!   [`throttle`] on rate-limit replies; over a cap the recipient is held (`deferred`, no
+//!   attempt counted) until its window opens.
 //! - [`outcome`]: `Outcome` and [`outcome::classify`], the only error → outcome mapping.
 //!
 //! Delivery is at-least-once: an attempt's `d/` key stays until its outcome is recorded, so
@@ -24,6 +25,7 @@ pub mod maildir;
 pub mod odoo;
 pub mod outcome;
 pub mod plan;
+pub mod rate;
 pub mod relay;
 pub mod smtp;
 pub mod throttle;

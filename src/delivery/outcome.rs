@@ -16,12 +16,7 @@ pub enum Outcome {
     /// Delivered; `reply` is what the other side said (`HTTP 200 OK`, an SMTP reply line).
     Sent { reply: String },
     /// Transient failure: retried with backoff until expiry.
-    Deferred {
-        reason: String,
-        /// Retry at this time (ms since epoch) instead of backoff — for throttles that know
-        /// when their window opens (warming caps).
-        retry_at: Option<u64>,
-    },
+    Deferred { reason: String },
     /// Permanent failure.
     Bounced {
         /// SPEC bounce category, when known (remote MTA bounces); `None` for an ERP refusal.
@@ -35,7 +30,6 @@ impl Outcome {
     pub fn deferred(reason: impl Into<String>) -> Outcome {
         Outcome::Deferred {
             reason: reason.into(),
-            retry_at: None,
         }
     }
 
@@ -47,6 +41,18 @@ impl Outcome {
             Outcome::Bounced { .. } => "failed",
         }
     }
+}
+
+/// No attempt at all: a warming cap or a provider rate holds the recipient until its window
+/// opens ([`warming`](super::warming)). The queue keeps it `deferred` with `reason` until
+/// `retry_at` without counting an attempt (so the later 4xx backoff does not grow), and no
+/// `deferred` event or `mxgate_delivery_attempts_total` sample is produced for it; expiry
+/// still applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub reason: String,
+    /// When the window opens (ms since the epoch).
+    pub retry_at: u64,
 }
 
 /// The outcome of a failed attempt.

@@ -1,8 +1,11 @@
 //! Where a relayed recipient goes: the ordered [`Hop`]s one attempt tries (SPEC "Queue and
 //! delivery").
 //!
-//! - Smart hosts whose `from_filter` takes the sender, lowest `priority` first (ties in
-//!   config order). When one matches, only smart hosts are used.
+//! - Smart hosts of the message's stream (`streams.mass_smarthosts`: mass mail only those,
+//!   transactional mail all others; unset = all for both) whose `from_filter` takes the
+//!   sender, lowest `priority` first (ties in config order). When one matches, only smart
+//!   hosts are used.
+//! - Every hop carries the stream's source IP (`streams.*_source_ip`), if any.
 //! - Otherwise, with `relay.direct_mx`: the recipient domain's MX hosts by preference
 //!   (RFC 5321 §5.1), the domain itself when it has no MX (implicit MX), permanent failure
 //!   for a null MX (RFC 7505) or a domain with neither. DNS failures are temporary.
@@ -13,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::smtp::{Hop, TlsMode};
 use crate::config::{Config, Security, SmarthostConfig};
 use crate::dns::Dns;
+use crate::queue::Stream;
 use crate::session::reply;
 
 /// Why no hop could be planned.
@@ -26,40 +30,54 @@ pub enum PlanError {
     Later(String),
 }
 
-/// The hops for recipient domain `domain` of a message from `sender` (`local@domain`).
+/// The hops for recipient domain `domain` of a `stream` message from `sender`
+/// (`local@domain`).
 pub async fn plan(
     config: &Config,
     dns: Option<&Dns>,
     sender: &str,
     domain: &str,
+    stream: Stream,
 ) -> Result<Vec<Hop>, PlanError> {
-    let hosts = smarthosts(config, sender);
+    let source = config.streams.source_ip(stream);
+    let hosts = smarthosts(config, sender, stream);
     if !hosts.is_empty() {
         let mut hops = Vec::with_capacity(hosts.len());
         for h in hosts {
-            hops.push(smarthost_hop(h).await);
+            let mut hop = smarthost_hop(h).await;
+            hop.source = source;
+            hops.push(hop);
         }
         return Ok(hops);
     }
     if !config.relay.direct_mx {
         return Err(PlanError::Later(format!(
-            "{} (sender {sender:?}; relay.direct_mx is off)",
-            reply::NO_RELAY_ROUTE
+            "{} (sender {sender:?}, {} stream; relay.direct_mx is off)",
+            reply::NO_RELAY_ROUTE,
+            stream.as_str()
         )));
     }
     let Some(dns) = dns else {
         return Err(PlanError::Later("DNS resolver not available".into()));
     };
-    mx_hops(dns, domain, config.relay.mx_port).await
+    let mut hops = mx_hops(dns, domain, config.relay.mx_port).await?;
+    for hop in &mut hops {
+        hop.source = source;
+    }
+    Ok(hops)
 }
 
-/// Smart hosts that take `sender`, in the order they are tried.
-pub fn smarthosts<'a>(config: &'a Config, sender: &str) -> Vec<&'a SmarthostConfig> {
+/// Smart hosts that take `sender`'s mail of `stream`, in the order they are tried.
+pub fn smarthosts<'a>(
+    config: &'a Config,
+    sender: &str,
+    stream: Stream,
+) -> Vec<&'a SmarthostConfig> {
     let mut hosts: Vec<&SmarthostConfig> = config
         .relay
         .smarthosts
         .iter()
-        .filter(|h| h.takes_from(sender))
+        .filter(|h| config.streams.smarthost_serves(&h.name, stream) && h.takes_from(sender))
         .collect();
     // Stable: equal priorities keep their config order.
     hosts.sort_by_key(|h| h.priority);
@@ -91,6 +109,7 @@ pub async fn smarthost_hop(h: &SmarthostConfig) -> Hop {
         tls_verify: h.tls_verify,
         credentials,
         dest: format!("smarthost:{}", h.name),
+        source: None,
     }
 }
 
@@ -125,6 +144,7 @@ async fn mx_hops(dns: &Dns, domain: &str, port: u16) -> Result<Vec<Hop>, PlanErr
                 tls_verify: false,
                 credentials: None,
                 dest: format!("mx:{}", domain.to_ascii_lowercase()),
+                source: None,
             }),
             Ok(_) => failures.push(format!("{name}: no address")),
             Err(e) => failures.push(format!("{name}: {e}")),
@@ -177,8 +197,12 @@ priority = 5
 from_filter = "@other.test"
 "#,
         );
-        let names =
-            |s: &str| -> Vec<String> { smarthosts(&c, s).iter().map(|h| h.name.clone()).collect() };
+        let names = |s: &str| -> Vec<String> {
+            smarthosts(&c, s, Stream::Transactional)
+                .iter()
+                .map(|h| h.name.clone())
+                .collect()
+        };
         assert_eq!(names("odoo@example.test"), ["primary", "backup"]);
         assert_eq!(names("News@Example.test"), ["news", "primary", "backup"]);
         assert_eq!(names("a@other.test"), ["other", "primary", "backup"]);
@@ -187,9 +211,73 @@ from_filter = "@other.test"
     #[tokio::test]
     async fn no_smarthost_and_no_direct_mx_is_a_temporary_failure() {
         let c = config("");
-        let e = plan(&c, None, "a@example.test", "elsewhere.test")
-            .await
-            .expect_err("no route");
+        let e = plan(
+            &c,
+            None,
+            "a@example.test",
+            "elsewhere.test",
+            Stream::Transactional,
+        )
+        .await
+        .expect_err("no route");
         assert!(matches!(e, PlanError::Later(_)), "{e:?}");
+    }
+
+    #[test]
+    fn mass_smarthosts_split_the_hosts_between_the_streams() {
+        let c = config(
+            r#"
+[streams]
+mass_smarthosts = ["bulk", "bulk-news"]
+[[relay.smarthosts]]
+name = "main"
+host = "127.0.0.1"
+priority = 10
+[[relay.smarthosts]]
+name = "bulk"
+host = "127.0.0.1"
+priority = 1
+[[relay.smarthosts]]
+name = "bulk-news"
+host = "127.0.0.1"
+priority = 0
+from_filter = "@news.example.test"
+"#,
+        );
+        let names = |s: &str, stream| -> Vec<String> {
+            smarthosts(&c, s, stream)
+                .iter()
+                .map(|h| h.name.clone())
+                .collect()
+        };
+        assert_eq!(names("a@example.test", Stream::Mass), ["bulk"]);
+        assert_eq!(
+            names("a@news.example.test", Stream::Mass),
+            ["bulk-news", "bulk"]
+        );
+        assert_eq!(
+            names("a@news.example.test", Stream::Transactional),
+            ["main"]
+        );
+        let shared = config("[[relay.smarthosts]]\nname = \"main\"\nhost = \"127.0.0.1\"\n");
+        assert_eq!(smarthosts(&shared, "a@example.test", Stream::Mass).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn hops_carry_the_streams_source_ip() {
+        let c = config(
+            r#"
+[streams]
+mass_source_ip = "127.0.0.2"
+[[relay.smarthosts]]
+name = "main"
+host = "127.0.0.1"
+"#,
+        );
+        let hop = |stream| plan(&c, None, "a@example.test", "remote.test", stream);
+        let mass = hop(Stream::Mass).await.expect("planned");
+        assert_eq!(mass[0].source, Some("127.0.0.2".parse().expect("ip")));
+        let tx = hop(Stream::Transactional).await.expect("planned");
+        assert_eq!(tx[0].source, None);
     }
 }

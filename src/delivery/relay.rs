@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::dns::Dns;
 use crate::envelope::{Address, ListenerKind, ReversePath};
-use crate::queue::{NewMessage, Queue, QueuedMessage, RcptState, Recipient};
+use crate::queue::{NewMessage, Queue, QueuedMessage, RcptState, Recipient, Stream};
 use crate::routing::srs;
 use crate::routing::token::TokenKey;
 use crate::routing::{Destination, Router};
@@ -60,6 +60,12 @@ impl Relay {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The source IP `stream`'s mail leaves from (`streams.mass_source_ip` /
+    /// `streams.transactional_source_ip`); `None` = the OS picks per connection.
+    pub fn source_ip(&self, stream: Stream) -> Option<IpAddr> {
+        self.config.streams.source_ip(stream)
     }
 
     /// The mailbox provider of recipient `to`: by its domain (gmail.com), else by the
@@ -122,7 +128,14 @@ impl Relay {
         } else {
             msg.mail_from.clone()
         };
-        let hops = match plan::plan(&self.config, self.dns.as_ref(), &filter_sender, &domain).await
+        let hops = match plan::plan(
+            &self.config,
+            self.dns.as_ref(),
+            &filter_sender,
+            &domain,
+            msg.stream,
+        )
+        .await
         {
             Ok(hops) => hops,
             Err(plan::PlanError::Unroutable(reply)) => {
@@ -212,68 +225,56 @@ impl Relay {
         Ok(format!("forwarded as {id}"))
     }
 
-    /// Which DSN, if any, recipient `idx` (`rcpt` as loaded before the attempt) gets now
-    /// that its attempt left it in `state`: relayed mail with a sender to tell, on a
-    /// bounce, on expiry, or once on the deferral that crosses `relay.delay_warning`.
-    pub async fn dsn_kind(
+    /// The DSN recipient `idx` of `msg` (as the queue just recorded it, in `state`) owes
+    /// its sender, if any: relayed mail with a sender to tell, on a bounce, on expiry, or
+    /// once on the deferral that crosses `relay.delay_warning`. `before`: the recipient as
+    /// loaded before this attempt; `reply`: the attempt's reply or reason; `headers`: the
+    /// original's header section. Runs inside the queue's commit, so the DSN is written in
+    /// the same batch as the failure ([`Queue::record_then`]).
+    pub fn dsn_for(
         &self,
         msg: &QueuedMessage,
         idx: u16,
-        rcpt: &Recipient,
+        before: &Recipient,
         state: RcptState,
-    ) -> Option<dsn::Kind> {
-        if rcpt.dest != Destination::Relay || msg.mail_from.is_empty() {
+        reply: &str,
+        headers: &[u8],
+    ) -> Option<NewMessage> {
+        if before.dest != Destination::Relay || msg.mail_from.is_empty() {
             return None;
         }
-        match state {
-            RcptState::Bounced => Some(dsn::Kind::Failed),
-            RcptState::Expired => Some(dsn::Kind::Expired),
+        let kind = match state {
+            RcptState::Bounced => dsn::Kind::Failed,
+            RcptState::Expired => dsn::Kind::Expired,
             RcptState::Deferred => {
                 let warn = self.config.relay.delay_warning?.get().as_millis() as u64;
                 // Both instants as the queue recorded them (the clock may have moved since):
                 // the deferral before this attempt and this one.
-                let q = self.queue.clone();
-                let id = msg.id;
-                let recorded = tokio::task::spawn_blocking(move || q.get(id))
-                    .await
-                    .ok()
-                    .flatten()?
-                    .recipients
-                    .get(usize::from(idx))?
-                    .updated_ms;
-                let before = rcpt.updated_ms.saturating_sub(msg.received_ms);
+                let recorded = msg.recipients.get(usize::from(idx))?.updated_ms;
+                let before_ms = before.updated_ms.saturating_sub(msg.received_ms);
                 let now = recorded.saturating_sub(msg.received_ms);
-                (before < warn && now >= warn).then_some(dsn::Kind::Delayed)
+                if !(before_ms < warn && now >= warn) {
+                    return None;
+                }
+                dsn::Kind::Delayed
             }
-            _ => None,
-        }
-    }
-
-    /// Queues a DSN of `kind` about `rcpt` to the original sender of `msg`.
-    pub async fn send_dsn(&self, msg: &QueuedMessage, rcpt: &Recipient, kind: dsn::Kind) {
+            _ => return None,
+        };
         let to = self.original_sender(&msg.mail_from);
         let Some(addr) = Address::parse(&to) else {
             tracing::info!(sender = %to, "no DSN: the sender is not a deliverable address");
-            return;
+            return None;
         };
         let dest = match self.router.resolve_or_relay(&addr) {
             Ok(d) => d,
             Err(e) => {
                 tracing::info!(sender = %to, error = %e, "no DSN: the sender's address takes no mail");
-                return;
+                return None;
             }
         };
-        let q = self.queue.clone();
-        let id = msg.id;
-        let original = tokio::task::spawn_blocking(move || q.body(id))
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let reply = rcpt.last_reply.clone().unwrap_or_default();
         let failure = dsn::Failure {
-            recipient: &rcpt.address,
-            reply: &reply,
+            recipient: &before.address,
+            reply,
             kind,
         };
         let body = dsn::build(
@@ -281,23 +282,17 @@ impl Relay {
             msg,
             &to,
             &[failure],
-            &original,
+            headers,
             UNIX_EPOCH + Duration::from_millis(self.clock.now_ms()),
         );
-        let new = NewMessage {
+        Some(NewMessage {
             listener: ListenerKind::Inbound,
             peer_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             helo: self.config.server.hostname.clone(),
             mail_from: ReversePath::Null,
             recipients: vec![(addr, dest)],
             body,
-        };
-        match self.queue.enqueue(new).await {
-            Ok(dsn_id) => {
-                tracing::info!(queue_id = %msg.id, dsn = %dsn_id, to = %to, "DSN queued")
-            }
-            Err(e) => tracing::warn!(queue_id = %msg.id, error = %e, "cannot queue a DSN"),
-        }
+        })
     }
 
     /// The sender a DSN goes to: an SRS address of ours is turned back into the original.
@@ -349,7 +344,14 @@ pub async fn probe_smarthost(config: &Config, name: &str) -> Result<String, Stri
     let Some(h) = config.relay.smarthosts.iter().find(|h| h.name == name) else {
         return Err(format!("no smart host named {name:?} in relay.smarthosts"));
     };
-    let hop = plan::smarthost_hop(h).await;
+    let mut hop = plan::smarthost_hop(h).await;
+    // From the source IP of the stream the host carries.
+    let stream = if config.streams.mass_smarthosts.contains(&h.name) {
+        Stream::Mass
+    } else {
+        Stream::Transactional
+    };
+    hop.source = config.streams.source_ip(stream);
     if hop.addrs.is_empty() {
         return Err(format!("{}: host {:?} does not resolve", hop.label, h.host));
     }

@@ -15,6 +15,11 @@
 //!   the next message to the same host sends its MAIL on it (RSET first only after a
 //!   refused transaction); a session the server closed meanwhile is replaced by a fresh
 //!   connection. Per-destination concurrency is bounded by a semaphore per [`Hop::dest`].
+//! - Source IP: a hop with [`Hop::source`] binds its socket to that address before connecting
+//!   and only tries the host's addresses of the same family (an IPv4 source cannot reach an
+//!   IPv6 address). Pooled connections and concurrency limits are kept per source, so a
+//!   mass-mail connection never carries transactional mail and the other way round. An
+//!   address this host does not have fails the hop ([`SmtpError::Bind`], deferred).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,7 +30,7 @@ use mail_send::{Credentials, SmtpClient};
 use rustls::pki_types::ServerName;
 use smtp_proto::{EXT_PIPELINING, EXT_START_TLS, EhloResponse, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
@@ -60,13 +65,30 @@ pub struct Hop {
     pub credentials: Option<(String, String)>,
     /// Concurrency key: the smart host name, or the recipient domain for MX delivery.
     pub dest: String,
+    /// Local address to connect from (the stream's source IP); `None` = the OS picks.
+    pub source: Option<IpAddr>,
 }
 
 impl Hop {
     fn pool_key(&self) -> String {
         let user = self.credentials.as_ref().map_or("", |(u, _)| u.as_str());
-        format!("{}|{}|{:?}|{user}", self.label, self.host, self.tls)
+        format!(
+            "{}|{}|{:?}|{user}|{}",
+            self.label,
+            self.host,
+            self.tls,
+            source_label(self.source)
+        )
     }
+
+    /// Concurrency key: the destination, per source IP.
+    fn limit_key(&self) -> String {
+        format!("{}|{}", self.dest, source_label(self.source))
+    }
+}
+
+fn source_label(source: Option<IpAddr>) -> String {
+    source.map_or_else(|| "default".to_string(), |ip| ip.to_string())
 }
 
 /// One transaction's envelope and content.
@@ -87,6 +109,14 @@ pub enum SmtpError {
     Tls { host: String, reason: String },
     #[error("{host}: authentication failed: {reason}")]
     Auth { host: String, reason: String },
+    /// The source IP could not be bound (not an address of this host) or the host has no
+    /// address of its family.
+    #[error("{host}: cannot connect from source IP {ip}: {reason}")]
+    Bind {
+        host: String,
+        ip: IpAddr,
+        reason: String,
+    },
     /// A negative reply; `in_transaction` = to MAIL, RCPT or DATA (else greeting/EHLO).
     #[error("{reply}")]
     Reply {
@@ -199,7 +229,7 @@ impl Pool {
         hop: &Hop,
         env: &Envelope<'_>,
     ) -> (Result<String, SmtpError>, Option<IpAddr>) {
-        let _permit = self.permit(&hop.dest).await;
+        let _permit = self.permit(&hop.limit_key()).await;
         let key = hop.pool_key();
         // An idle session the server may have closed meanwhile: if it fails before any
         // reply, the transaction is repeated once on a fresh connection.
@@ -262,10 +292,25 @@ impl Pool {
         ))
     }
 
-    /// A ready session (greeted, EHLO'd, TLS and AUTH done) to the first address that works.
+    /// A ready session (greeted, EHLO'd, TLS and AUTH done) to the first address that works
+    /// (of the source IP's family, when the hop has one).
     async fn open(&self, hop: &Hop) -> Result<Conn, SmtpError> {
         let mut last = None;
-        for addr in &hop.addrs {
+        let addrs: Vec<SocketAddr> = hop
+            .addrs
+            .iter()
+            .copied()
+            .filter(|a| hop.source.is_none_or(|s| s.is_ipv4() == a.is_ipv4()))
+            .collect();
+        if let (Some(ip), true, false) = (hop.source, addrs.is_empty(), hop.addrs.is_empty()) {
+            let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+            return Err(SmtpError::Bind {
+                host: hop.host.clone(),
+                ip,
+                reason: format!("the host has no {family} address"),
+            });
+        }
+        for addr in &addrs {
             match self.open_addr(hop, *addr).await {
                 Ok(c) => return Ok(c),
                 // Only connection-level trouble tries the host's next address.
@@ -285,9 +330,12 @@ impl Pool {
             host: host.clone(),
             reason,
         };
-        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+        let tcp = match tokio::time::timeout(self.connect_timeout, connect(addr, hop.source, &host))
+            .await
+        {
+            Ok(Err(ConnectError::Bind(e))) => return Err(e),
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(conn_err(e.to_string())),
+            Ok(Err(ConnectError::Io(e))) => return Err(conn_err(e.to_string())),
             Err(_) => {
                 return Err(conn_err(format!(
                     "connect timed out after {:?}",
@@ -348,6 +396,37 @@ impl Pool {
             local_ip,
         })
     }
+}
+
+enum ConnectError {
+    Bind(SmtpError),
+    Io(std::io::Error),
+}
+
+/// TCP connect to `addr`, from `source` when given (bound before connecting).
+async fn connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    host: &str,
+) -> Result<TcpStream, ConnectError> {
+    let Some(ip) = source else {
+        return TcpStream::connect(addr).await.map_err(ConnectError::Io);
+    };
+    let bind_err = |e: std::io::Error| {
+        ConnectError::Bind(SmtpError::Bind {
+            host: host.to_string(),
+            ip,
+            reason: e.to_string(),
+        })
+    };
+    let socket = if ip.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(bind_err)?;
+    socket.bind(SocketAddr::new(ip, 0)).map_err(bind_err)?;
+    socket.connect(addr).await.map_err(ConnectError::Io)
 }
 
 fn boxed<T: IoStream + 'static>(c: SmtpClient<T>) -> SmtpClient<Io> {

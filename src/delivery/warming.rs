@@ -1,15 +1,28 @@
 //! Warming tiers and provider rates (issue 6 §1–4, §8): before a relayed recipient's
 //! attempt, [`Warming::admit`] checks the sending domain's daily cap (by its day in warming)
-//! and the recipient provider's hourly cap (new or warmed sender, slowed by the
-//! [`throttle`](super::throttle)). Over a cap, nothing is dropped: the recipient is deferred
-//! (`warming cap` / `provider rate`) until the next UTC day / hour opens. After the attempt,
-//! [`Warming::settle`] gives back the slot of a deferred attempt and slows the provider down
-//! on a rate-limit reply.
+//! and the recipient provider's hourly rate (new or warmed sender, slowed by the
+//! [`throttle`](super::throttle)). Over a cap, nothing is dropped: the recipient is held
+//! ([`Hold`], `deferred` with reason `warming cap` / `provider rate`, no attempt counted)
+//! until its window opens. After the attempt, [`Warming::settle`] gives back the daily slot
+//! of a deferred attempt and slows the provider down on a rate-limit reply.
+//!
+//! Daily caps are day counters: the next window is the next UTC day. Provider rates are
+//! `governor` GCRA limiters ([`rate`](super::rate)) per (sending domain, provider),
+//! `Quota::per_hour(cap)`: a burst of the cap, then one message per `1 h / cap`; a held
+//! recipient retries when governor says the next cell is free (or the throttle's next
+//! recovery step, if sooner), so held mail is paced through the hour rather than sent in a
+//! burst at its top. A new cap (throttle level, end of warming) replaces the limiter with
+//! one of the new quota, seeded with the cells still in use. An attempt that was deferred
+//! (4xx) keeps its cell: the provider saw it, and counting it is the cautious reading of a
+//! provider's rate, above all of the `421`s that throttling answers.
 //!
 //! Storage: its own RocksDB (`<data_dir>/warming`): `f/<domain>` → first day (UTC day
 //! number), `d/<domain>/<day>` → messages that day, `h/<domain>/<provider>/<hour>` →
-//! messages that hour; so a restart neither resets the day in warming nor its count. Values
-//! are little-endian u64. Counters are cached in memory; every change is written through.
+//! attempts admitted that clock hour; so a restart neither resets the day in warming nor its
+//! count. governor's state is in memory only: after a restart a provider's limiter is seeded
+//! on first use from the `h/` counters of the last 60 minutes ([`rate::recent_use`]), so a
+//! restart grants no fresh burst. Values are little-endian u64. Counters are cached in
+//! memory; every change is written through.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,16 +33,17 @@ use rocksdb::{DB, Options};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Outcome;
+use super::outcome::Hold;
+use super::rate::{self, Check, HOUR_MS, ProviderLimiter};
 use super::relay::Relay;
 use super::throttle::{self, Throttles};
 use crate::clock::Clock;
 use crate::config::{Config, ProviderRate, WarmingStep, parse_day_range};
 use crate::metrics::Metrics;
-use crate::queue::{QueuedMessage, Recipient};
+use crate::queue::{QueuedMessage, Recipient, Stream};
 use crate::routing::Destination;
 
 const DAY_MS: u64 = 86_400_000;
-const HOUR_MS: u64 = 3_600_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarmingError {
@@ -65,8 +79,11 @@ struct Inner {
 struct State {
     counters: HashMap<String, u64>,
     throttles: Throttles,
-    /// The source IP relayed mail last left from (loaded from `l/ip` on first use).
-    last_ip: Option<Option<String>>,
+    /// Provider rate limiters per (sending domain, provider).
+    limiters: HashMap<(String, String), ProviderLimiter>,
+    /// Per stream, the source IP relayed mail of that stream last left from (loaded from
+    /// `l/ip` (transactional) / `l/ip/mass` on first use).
+    last_ip: HashMap<Stream, Option<String>>,
 }
 
 /// A slot taken by [`Warming::admit`]; hand it to [`Warming::settle`].
@@ -75,9 +92,11 @@ pub struct Ticket {
     domain: String,
     day_key: String,
     provider: String,
-    hour_key: Option<String>,
-    /// (source IP, its day counter key) reserved for the IP mail last left from.
+    /// Whether the provider has a rate (and so a throttle).
+    rated: bool,
+    /// (source IP, its day counter key) reserved for the IP this stream leaves from.
     ip: Option<(String, String)>,
+    stream: Stream,
 }
 
 impl Warming {
@@ -190,14 +209,14 @@ impl Warming {
         cap.is_some_and(|c| sent >= c)
     }
 
-    /// Takes a slot for this attempt, or the deferral that waits for the next window.
+    /// Takes a slot for this attempt, or the hold that waits for the next window.
     /// `Ok(None)`: warming does not apply to this recipient.
     pub async fn admit(
         &self,
         msg: &QueuedMessage,
         rcpt: &Recipient,
         relay: Option<&Relay>,
-    ) -> Result<Option<Ticket>, Outcome> {
+    ) -> Result<Option<Ticket>, Hold> {
         let Some(domain) = self.sending_domain(msg, rcpt) else {
             return Ok(None);
         };
@@ -224,18 +243,23 @@ impl Warming {
             && sent >= cap
         {
             m.warming_deferral(&domain, "warming cap");
-            return Err(Outcome::Deferred {
+            return Err(Hold {
                 reason: format!(
                     "warming cap: {domain} is on day {day} of warming, {sent} of {cap} messages sent today; next window at the start of the next UTC day"
                 ),
-                retry_at: Some((today + 1) * DAY_MS),
+                retry_at: (today + 1) * DAY_MS,
             });
         }
-        // The source IP's own tier: checked against the IP mail last left from (a host
+        // The source IP's own tier: checked against the stream's configured source IP
+        // (`streams.*_source_ip`), else the IP mail of this stream last left from (a host
         // without several outbound addresses always uses that one); the attempt's actual
         // IP is counted in `settle`.
         let mut ip = None;
-        if let Some(addr) = self.last_ip(&mut st) {
+        let expected = relay
+            .and_then(|r| r.source_ip(msg.stream))
+            .map(|a| a.to_string())
+            .or_else(|| self.last_ip(&mut st, msg.stream));
+        if let Some(addr) = expected {
             let (iday, icap) = self.tier(&mut st, &addr, today, true);
             let key = format!("d/{addr}/{today}");
             let isent = self.get(&mut st, &key).unwrap_or(0);
@@ -244,17 +268,18 @@ impl Warming {
                 && isent >= icap
             {
                 m.warming_deferral(&domain, "warming cap");
-                return Err(Outcome::Deferred {
+                return Err(Hold {
                     reason: format!(
                         "warming cap: source IP {addr} is on day {iday} of warming, {isent} of {icap} messages sent today; next window at the start of the next UTC day"
                     ),
-                    retry_at: Some((today + 1) * DAY_MS),
+                    retry_at: (today + 1) * DAY_MS,
                 });
             }
             ip = Some((addr, key));
         }
-        let mut hour_key = None;
+        let mut rated = false;
         if let Some(rate) = self.inner.rates.get(&provider) {
+            rated = true;
             let base = if cap.is_some() {
                 rate.new_hourly
             } else {
@@ -272,26 +297,34 @@ impl Warming {
             }
             let hcap = throttle::scaled(base, level);
             let key = format!("h/{domain}/{provider}/{hour}");
-            let used = self.get(&mut st, &key).unwrap_or(0);
-            m.provider_rate(&domain, &provider, hcap, used, level);
-            if used >= hcap {
-                m.warming_deferral(&domain, "provider rate");
-                // The next hour, or the throttle's next recovery step if sooner.
-                let next_hour = (hour + 1) * HOUR_MS;
-                let retry_at = st
-                    .throttles
-                    .recovers_at(&domain, &provider, self.inner.quiet_ms)
-                    .map_or(next_hour, |t| t.min(next_hour));
-                return Err(Outcome::Deferred {
-                    reason: format!(
-                        "provider rate: {used} of {hcap} messages this hour from {domain} to {provider}; next window at the start of the next hour"
-                    ),
-                    retry_at: Some(retry_at),
-                });
+            let hour_used = self.get(&mut st, &key).unwrap_or(0);
+            let mut limiter = self.limiter(&mut st, &domain, &provider, hcap, now, hour);
+            let check = limiter.check();
+            let cap = limiter.cap();
+            st.limiters
+                .insert((domain.clone(), provider.clone()), limiter);
+            match check {
+                Check::Denied { retry_at_ms } => {
+                    m.provider_rate(&domain, &provider, cap, hour_used, level);
+                    m.warming_deferral(&domain, "provider rate");
+                    // The next free cell, or the throttle's next recovery step if sooner.
+                    let retry_at = st
+                        .throttles
+                        .recovers_at(&domain, &provider, self.inner.quiet_ms)
+                        .map_or(retry_at_ms, |t| t.min(retry_at_ms));
+                    let wait_s = retry_at.saturating_sub(now).div_ceil(1000);
+                    return Err(Hold {
+                        reason: format!(
+                            "provider rate: {cap} of {cap} messages an hour from {domain} to {provider} in use; next slot in {wait_s} s"
+                        ),
+                        retry_at,
+                    });
+                }
+                Check::Allowed { .. } => {
+                    self.put(&mut st, &key, hour_used + 1);
+                    m.provider_rate(&domain, &provider, cap, hour_used + 1, level);
+                }
             }
-            self.put(&mut st, &key, used + 1);
-            m.provider_rate(&domain, &provider, hcap, used + 1, level);
-            hour_key = Some(key);
         }
         self.put(&mut st, &day_key, sent + 1);
         m.warming_day(&domain, day, cap, sent + 1);
@@ -303,14 +336,56 @@ impl Warming {
             domain,
             day_key,
             provider,
-            hour_key,
+            rated,
             ip,
+            stream: msg.stream,
         }))
     }
 
-    /// After the attempt: a deferred one gives its slots back (it did not count as a send);
-    /// a rate-limit reply slows the provider down for this sending domain. `sending_ip`:
-    /// the local address the message left from, counted in that IP's tier.
+    /// The rate limiter of (`domain`, `provider`) at hourly cap `hcap`: the one in use, a
+    /// replacement of the new quota seeded with the old one's cells in use when the cap
+    /// changed, or (first use since start) one seeded from the persisted hourly counters.
+    fn limiter(
+        &self,
+        st: &mut State,
+        domain: &str,
+        provider: &str,
+        hcap: u64,
+        now: u64,
+        hour: u64,
+    ) -> ProviderLimiter {
+        let clock = &self.inner.clock;
+        match st
+            .limiters
+            .remove(&(domain.to_string(), provider.to_string()))
+        {
+            Some(l) if l.cap() == hcap.clamp(1, u64::from(u32::MAX)) => l,
+            Some(old) => {
+                let used = old.used_at(now);
+                tracing::debug!(
+                    sending_domain = %domain, provider = %provider, from = old.cap(), to = hcap,
+                    used, "provider hourly cap changed: new limiter, use carried over"
+                );
+                ProviderLimiter::new(hcap, used, clock)
+            }
+            None => {
+                let this = self
+                    .get(st, &format!("h/{domain}/{provider}/{hour}"))
+                    .unwrap_or(0);
+                let before = hour
+                    .checked_sub(1)
+                    .and_then(|h| self.get(st, &format!("h/{domain}/{provider}/{h}")))
+                    .unwrap_or(0);
+                ProviderLimiter::new(hcap, rate::recent_use(this, before, now), clock)
+            }
+        }
+    }
+
+    /// After the attempt: a deferred one gives its daily slots back (it did not count as a
+    /// send) but keeps its provider rate cell (governor cannot give one back, and the
+    /// provider saw the attempt); a rate-limit reply slows the provider down for this
+    /// sending domain. `sending_ip`: the local address the message left from, counted in
+    /// that IP's tier.
     pub fn settle(&self, ticket: Ticket, outcome: &Outcome, sending_ip: Option<IpAddr>) {
         let now = self.inner.clock.now_ms();
         let Ok(mut st) = self.inner.state.lock() else {
@@ -334,19 +409,16 @@ impl Warming {
                 let n = self.get(&mut st, &key).unwrap_or(0) + 1;
                 self.put(&mut st, &key, n);
                 self.inner.metrics.warming_ip(&addr, day, cap, n);
-                self.set_last_ip(&mut st, &addr);
+                self.set_last_ip(&mut st, ticket.stream, &addr);
             }
             return;
         };
         let reserved_ip = ticket.ip.as_ref().map(|(_, k)| k);
-        for key in std::iter::once(&ticket.day_key)
-            .chain(ticket.hour_key.as_ref())
-            .chain(reserved_ip)
-        {
+        for key in std::iter::once(&ticket.day_key).chain(reserved_ip) {
             let n = self.get(&mut st, key).unwrap_or(0);
             self.put(&mut st, key, n.saturating_sub(1));
         }
-        if ticket.hour_key.is_some() && throttle::is_rate_limit(reason) {
+        if ticket.rated && throttle::is_rate_limit(reason) {
             let c = st
                 .throttles
                 .slow_down(&ticket.domain, &ticket.provider, now);
@@ -376,23 +448,23 @@ impl Warming {
         sem.acquire_owned().await.ok()
     }
 
-    fn last_ip(&self, st: &mut State) -> Option<String> {
-        if let Some(ip) = &st.last_ip {
+    fn last_ip(&self, st: &mut State, stream: Stream) -> Option<String> {
+        if let Some(ip) = st.last_ip.get(&stream) {
             return ip.clone();
         }
         let stored = self.inner.db.lock().ok().and_then(|db| {
-            let v = db.as_ref()?.get(b"l/ip").ok()??;
+            let v = db.as_ref()?.get(last_ip_key(stream)).ok()??;
             String::from_utf8(v).ok()
         });
-        st.last_ip = Some(stored.clone());
+        st.last_ip.insert(stream, stored.clone());
         stored
     }
 
-    fn set_last_ip(&self, st: &mut State, ip: &str) {
-        st.last_ip = Some(Some(ip.to_string()));
+    fn set_last_ip(&self, st: &mut State, stream: Stream, ip: &str) {
+        st.last_ip.insert(stream, Some(ip.to_string()));
         if let Ok(db) = self.inner.db.lock()
             && let Some(db) = db.as_ref()
-            && let Err(e) = db.put(b"l/ip", ip.as_bytes())
+            && let Err(e) = db.put(last_ip_key(stream), ip.as_bytes())
         {
             tracing::warn!(error = %e, "cannot store the last source IP");
         }
@@ -417,6 +489,14 @@ impl Warming {
         {
             tracing::warn!(error = %e, key, "cannot store a warming counter");
         }
+    }
+}
+
+/// Store key of the IP a stream's mail last left from (`l/ip` predates streams).
+fn last_ip_key(stream: Stream) -> &'static [u8] {
+    match stream {
+        Stream::Transactional => b"l/ip",
+        Stream::Mass => b"l/ip/mass",
     }
 }
 

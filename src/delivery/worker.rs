@@ -23,8 +23,11 @@ use super::attempt::{self, Context};
 use super::relay::Relay;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::envelope::QueueId;
 use crate::metrics::Metrics;
-use crate::queue::{Due, DueScan, Queue, RcptKey, StoreError};
+use crate::queue::{
+    Due, DueScan, NewMessage, Queue, QueuedMessage, RcptKey, RcptState, Recipient, StoreError,
+};
 
 /// Longest sleep between looks at the index, even when nothing is due sooner: bounds the
 /// effect of a wall-clock jump (and of a test stepping the [`Clock`]) on the schedule.
@@ -201,14 +204,29 @@ async fn attempt_one(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due
     };
     // The stored email type wins over what the headers suggest.
     info.email_type = msg.stream.as_str();
-    let mut sending_ip = None;
-    // Over a warming cap or provider rate: deferred to the next window, no attempt.
+    // Over a warming cap or provider rate: held until the window opens, no attempt.
     let ticket = match &ctx.warming {
         Some(w) => w.admit(msg, rcpt, ctx.relay.as_deref()).await,
         None => Ok(None),
     };
+    let headers = body.as_deref().map(header_section).unwrap_or_default();
+    let mut sending_ip = None;
     let outcome = match (ticket, body) {
-        (Err(held), _) => held,
+        // Held: recorded as `deferred` until the window opens, without counting an
+        // attempt, without a `mxgate_delivery_attempts_total` sample and without a
+        // `deferred` event. Expiry still applies (event, DSN), and so does the delay
+        // warning: held mail is delayed mail all the same.
+        (Err(hold), _) => {
+            tracing::info!(rcpt = %rcpt.address, reason = %hold.reason, retry_at_ms = hold.retry_at, "held");
+            let follow = dsn_follow(&ctx, due, rcpt, hold.reason.clone(), headers);
+            let recorded = queue.hold_then(due.id, due.rcpt, &hold, follow).await;
+            if recorded_state(msg, recorded).await == Some(RcptState::Expired)
+                && let Some(o) = &ctx.observer
+            {
+                o.held_expired(msg, rcpt, &info, &hold.reason);
+            }
+            return;
+        }
         (Ok(ticket), Some(body)) => {
             let _connection = match (&ctx.warming, &ticket) {
                 (Some(w), Some(t)) => w.connection(t).await,
@@ -232,32 +250,65 @@ async fn attempt_one(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due
     };
     metrics.delivery_attempt(outcome.as_label(), kind, start.elapsed().as_secs_f64());
     log(&outcome, &rcpt.address, kind);
-    match queue.record(due.id, due.rcpt, &outcome).await {
-        Ok(Some(state)) => {
-            if let Some(o) = &ctx.observer {
-                o.attempt_from(msg, rcpt, &info, &outcome, state, sending_ip);
+    let follow = dsn_follow(&ctx, due, rcpt, outcome_reply(&outcome), headers);
+    let recorded = queue.record_then(due.id, due.rcpt, &outcome, follow).await;
+    if let Some(state) = recorded_state(msg, recorded).await
+        && let Some(o) = &ctx.observer
+    {
+        o.attempt_from(msg, rcpt, &info, &outcome, state, sending_ip);
+    }
+}
+
+/// The recipient's new state once the queue recorded it (and the DSN it owes, logged);
+/// store failures are logged (the `d/` entry stays, so the recipient comes round again).
+async fn recorded_state(
+    msg: &QueuedMessage,
+    recorded: Result<Option<(RcptState, Option<QueueId>)>, StoreError>,
+) -> Option<RcptState> {
+    match recorded {
+        Ok(Some((state, dsn))) => {
+            if let Some(dsn) = dsn {
+                tracing::info!(queue_id = %msg.id, %dsn, to = %msg.mail_from, "DSN queued");
             }
-            if let Some(relay) = &ctx.relay
-                && let Some(kind) = relay.dsn_kind(msg, due.rcpt, rcpt, state).await
-            {
-                let mut failed = rcpt.clone();
-                failed.last_reply = Some(outcome_reply(&outcome));
-                relay.send_dsn(msg, &failed, kind).await;
-            }
+            Some(state)
         }
-        Ok(None) => {}
-        Err(StoreError::Closed) => {}
+        Ok(None) | Err(StoreError::Closed) => None,
         Err(e) => {
             tracing::warn!(error = %e, "cannot record a delivery outcome; the attempt will be repeated");
             tokio::time::sleep(STORE_ERROR_PAUSE).await;
+            None
         }
     }
+}
+
+/// What the queue writes with the recipient's new state: the DSN, if any, that state owes
+/// the sender, with `reply` as its words and `headers` (the original's header section)
+/// returned. Built inside the queue's commit so failure and DSN land together.
+fn dsn_follow(
+    ctx: &Context,
+    due: Due,
+    before: &Recipient,
+    reply: String,
+    headers: Vec<u8>,
+) -> impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static {
+    let relay = ctx.relay.clone();
+    let before = before.clone();
+    move |msg, state| relay?.dsn_for(msg, due.rcpt, &before, state, &reply, &headers)
+}
+
+/// The header section of `body` (through the blank line), what a DSN returns.
+fn header_section(body: &[u8]) -> Vec<u8> {
+    let end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(body.len(), |i| i + 4);
+    body[..end].to_vec()
 }
 
 fn outcome_reply(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Sent { reply } | Outcome::Bounced { reply, .. } => reply.clone(),
-        Outcome::Deferred { reason, .. } => reason.clone(),
+        Outcome::Deferred { reason } => reason.clone(),
     }
 }
 

@@ -14,7 +14,8 @@
 //! API for the rest of the server:
 //! - session: [`Queue::enqueue`];
 //! - delivery worker: [`Queue::due`] (blocking), [`Queue::get`], [`Queue::body`],
-//!   [`Queue::record`], [`Queue::changed`] (wakes on enqueue/retry), [`Queue::forget_due`];
+//!   [`Queue::record`], [`Queue::hold`], [`Queue::changed`] (wakes on enqueue/retry),
+//!   [`Queue::forget_due`];
 //! - admin API / CLI: [`Queue::list`], [`Queue::get`], [`Queue::retry`],
 //!   [`Queue::retry_failed`], [`Queue::cancel`], [`Queue::counts`] (→ `mxgate_queue_messages`);
 //! - bounce stage: [`Queue::pending_bounces`], [`Queue::bounce_processed`];
@@ -45,6 +46,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::clock::Clock;
 use crate::config::QueueConfig;
 use crate::delivery::Outcome;
+use crate::delivery::outcome::Hold;
 use crate::envelope::QueueId;
 use crate::metrics::Metrics;
 use crate::routing::Destination;
@@ -354,6 +356,106 @@ impl Queue {
             })
         })
         .await
+    }
+
+    /// As [`Queue::record`], and in the same atomic write the message `follow` makes from
+    /// the message as recorded and the recipient's new state (the DSN a failure owes the
+    /// sender): a crash can never keep the failure and lose the DSN. Returns the new state
+    /// and the id of the follow-up message, if one was queued.
+    pub async fn record_then(
+        &self,
+        id: QueueId,
+        rcpt: u16,
+        outcome: &Outcome,
+        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
+    ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
+        let outcome = outcome.clone();
+        let cfg = self.inner.cfg.clone();
+        let now_ms = self.inner.clock.now_ms();
+        let jitter = schedule::random_jitter();
+        self.commit_then(
+            id,
+            now_ms,
+            move |m| {
+                let at = transition::Attempt {
+                    cfg: &cfg,
+                    received_ms: m.received_ms,
+                    now_ms,
+                    jitter,
+                };
+                let r = m.recipients.get_mut(usize::from(rcpt))?;
+                transition::record(r, &outcome, &at).then_some(r.state)
+            },
+            follow,
+        )
+        .await
+    }
+
+    /// A warming cap or provider rate holds recipient `rcpt` of `id` until its window opens
+    /// ([`transition::hold`]): `deferred` with the hold's reason, no attempt counted, or
+    /// `expired` past `queue.expire_after`; with the follow-up message that state calls
+    /// for, written atomically as in [`Queue::record_then`]. `None` when the recipient was
+    /// no longer pending.
+    pub async fn hold_then(
+        &self,
+        id: QueueId,
+        rcpt: u16,
+        hold: &Hold,
+        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
+    ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
+        let hold = hold.clone();
+        let cfg = self.inner.cfg.clone();
+        let now_ms = self.inner.clock.now_ms();
+        self.commit_then(
+            id,
+            now_ms,
+            move |m| {
+                let at = transition::Attempt {
+                    cfg: &cfg,
+                    received_ms: m.received_ms,
+                    now_ms,
+                    jitter: 0.0,
+                };
+                let r = m.recipients.get_mut(usize::from(rcpt))?;
+                transition::hold(r, &hold, &at).then_some(r.state)
+            },
+            follow,
+        )
+        .await
+    }
+
+    /// One recipient transition of message `id` plus the follow-up message it calls for,
+    /// in one batch.
+    async fn commit_then(
+        &self,
+        id: QueueId,
+        now_ms: u64,
+        transition: impl FnOnce(&mut QueuedMessage) -> Option<RcptState> + Send + 'static,
+        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
+    ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
+        let done = self
+            .commit(move |db| {
+                let (mut change, state) = store::update(db, id, |m| {
+                    let state = transition(m)?;
+                    Some((state, follow(m, state)))
+                })?;
+                let Some((state, new)) = state else {
+                    return Ok((change, None));
+                };
+                let mut queued = None;
+                if let Some(new) = new.filter(|n| !n.recipients.is_empty()) {
+                    let new_id = QueueId::generate();
+                    let meta = new_meta(new_id, now_ms, &new);
+                    store::enqueue_into(&mut change, &meta, &new.body)?;
+                    queued = Some(new_id);
+                }
+                Ok((change, Some((state, queued))))
+            })
+            .await?;
+        if done.is_some_and(|(_, q)| q.is_some()) {
+            self.inner.changed.notify_one();
+        }
+        Ok(done)
     }
 
     /// Requeues the message's `deferred`, `bounced` and `expired` recipients, due now.

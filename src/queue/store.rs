@@ -228,8 +228,18 @@ fn rcpt_index(i: usize) -> u16 {
 /// `B/` marker if it holds a DSN.
 pub fn enqueue(msg: &QueuedMessage, body: &[u8]) -> Result<Change, StoreError> {
     let mut change = Change::default();
+    enqueue_into(&mut change, msg, body)?;
+    Ok(change)
+}
+
+/// As [`enqueue`], into a change that also carries other writes (one atomic batch).
+pub fn enqueue_into(
+    change: &mut Change,
+    msg: &QueuedMessage,
+    body: &[u8],
+) -> Result<(), StoreError> {
     for (i, r) in msg.recipients.iter().enumerate() {
-        put_indexes(&mut change, msg.id, rcpt_index(i), r, msg.stream);
+        put_indexes(change, msg.id, rcpt_index(i), r, msg.stream);
         change.moves.push((None, r.state));
     }
     if msg
@@ -243,7 +253,7 @@ pub fn enqueue(msg: &QueuedMessage, body: &[u8]) -> Result<Change, StoreError> {
         .batch
         .put(keys::meta(msg.id), serde_json::to_vec(msg)?);
     change.batch.put(keys::body(msg.id), body);
-    Ok(change)
+    Ok(())
 }
 
 /// Read-modify-write of one message (run on the committer thread, which serialises writes):

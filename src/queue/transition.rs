@@ -13,9 +13,13 @@
 //!  │            ▼                      cancel ─► cancelled
 //!  └── deferred | bounced | expired
 //! ```
+//!
+//! A warming [`Hold`] moves like `Deferred` (and past expiry to `expired`), but it was no
+//! attempt: the attempt count stays and its window, not the backoff, sets the next attempt.
 
 use crate::config::QueueConfig;
 use crate::delivery::Outcome;
+use crate::delivery::outcome::Hold;
 
 use super::schedule::{self, Next};
 use super::{RcptState, Recipient};
@@ -51,24 +55,38 @@ pub fn record(r: &mut Recipient, outcome: &Outcome, at: &Attempt<'_>) -> bool {
             r.category = category.clone();
             r.last_reply = Some(reply.clone());
         }
-        Outcome::Deferred { reason, retry_at } => {
+        Outcome::Deferred { reason } => {
             r.last_reply = Some(reason.clone());
-            let next =
-                schedule::after_failure(at.cfg, at.received_ms, at.now_ms, r.attempts, at.jitter);
-            match (next, retry_at) {
-                (Next::Expire, _) => r.state = RcptState::Expired,
-                // A throttle that knows when its window opens (warming) overrides backoff,
-                // but never postpones past expiry.
-                (Next::RetryAt(_), Some(t)) => {
-                    r.state = RcptState::Deferred;
-                    r.next_attempt_ms = (*t).min(schedule::expires_at(at.cfg, at.received_ms));
-                }
-                (Next::RetryAt(t), None) => {
+            match schedule::after_failure(at.cfg, at.received_ms, at.now_ms, r.attempts, at.jitter)
+            {
+                Next::Expire => r.state = RcptState::Expired,
+                Next::RetryAt(t) => {
                     r.state = RcptState::Deferred;
                     r.next_attempt_ms = t;
                 }
             }
         }
+    }
+    true
+}
+
+/// A warming cap or provider rate holds the recipient (no attempt was made): `deferred`
+/// with the hold's reason until its window opens, the attempt count unchanged, never past
+/// expiry; already past expiry it expires. Returns false (and changes nothing) when the
+/// recipient is no longer pending.
+pub fn hold(r: &mut Recipient, hold: &Hold, at: &Attempt<'_>) -> bool {
+    if !r.state.is_pending() {
+        return false;
+    }
+    r.updated_ms = at.now_ms;
+    r.last_reply = Some(hold.reason.clone());
+    let expiry = schedule::expires_at(at.cfg, at.received_ms);
+    if at.now_ms >= expiry {
+        r.state = RcptState::Expired;
+    } else {
+        r.state = RcptState::Deferred;
+        // Strictly later than now, so a hold can never spin on its own schedule entry.
+        r.next_attempt_ms = hold.retry_at.max(at.now_ms + 1).min(expiry);
     }
     true
 }
@@ -191,15 +209,32 @@ mod tests {
     }
 
     #[test]
-    fn throttle_retry_time_wins_over_backoff() {
+    fn a_hold_waits_for_its_window_without_counting_an_attempt() {
         let c = cfg();
         let mut r = rcpt(RcptState::Queued);
-        let o = Outcome::Deferred {
-            reason: "warming cap".into(),
-            retry_at: Some(5_000),
+        let h = Hold {
+            reason: "provider rate: 2 of 2".into(),
+            retry_at: 5_000,
         };
-        assert!(record(&mut r, &o, &at(&c, 1_000)));
-        assert_eq!(r.next_attempt_ms, 5_000);
+        assert!(hold(&mut r, &h, &at(&c, 1_000)));
+        assert_eq!(
+            (r.state, r.attempts, r.next_attempt_ms),
+            (RcptState::Deferred, 0, 5_000)
+        );
+        assert_eq!(r.last_reply.as_deref(), Some("provider rate: 2 of 2"));
+        // A later 4xx backs off from the first step: the hold did not count.
+        assert!(record(&mut r, &Outcome::deferred("451"), &at(&c, 5_000)));
+        assert_eq!((r.attempts, r.next_attempt_ms), (1, 65_000));
+        // Never past expiry, and expired once there.
+        let late = Hold {
+            reason: "warming cap".into(),
+            retry_at: 90_000_000,
+        };
+        assert!(hold(&mut r, &late, &at(&c, 70_000)));
+        assert_eq!(r.next_attempt_ms, 86_400_000);
+        assert!(hold(&mut r, &late, &at(&c, 86_400_000)));
+        assert_eq!((r.state, r.attempts), (RcptState::Expired, 1));
+        assert!(!hold(&mut r, &late, &at(&c, 86_400_001)));
     }
 
     #[test]

@@ -53,6 +53,14 @@ impl MessageInfo {
     }
 }
 
+/// What the attempts behind a reported outcome amount to.
+struct Tried {
+    /// The local IP the last attempt left from.
+    sending_ip: Option<std::net::IpAddr>,
+    /// Attempts made, this one included.
+    attempts: u32,
+}
+
 /// `email_type` label guessed from the headers: `mass` when the message carries list headers
 /// (`List-Unsubscribe`, `List-Id`) or `Precedence: bulk|list|junk`, else `transactional`.
 /// Only a fallback: the stream stored with a queued message wins (see `attempt`/`dsn`).
@@ -163,24 +171,35 @@ impl Observer {
         self.inner.stats.sending_ip_of(id, rcpt)
     }
 
+    /// The relayed message delivered with `message_id`, when remembered (blocking read).
+    pub fn message_of(&self, message_id: &str) -> Option<QueueId> {
+        self.inner.stats.message_of(message_id)
+    }
+
     pub fn events(&self) -> &Events {
         &self.inner.events
     }
 
-    /// After the queue recorded `outcome` for `rcpt` (as it was before the attempt) of
-    /// `msg`; `state` is the recipient's new state.
-    pub fn attempt(
+    /// A recipient held by warming (no attempt made) expired: counted and reported like
+    /// an expiry after attempts, with the attempt count the queue kept.
+    pub fn held_expired(
         &self,
         msg: &QueuedMessage,
         rcpt: &Recipient,
         info: &MessageInfo,
-        outcome: &Outcome,
-        state: RcptState,
+        reason: &str,
     ) {
-        self.attempt_from(msg, rcpt, info, outcome, state, None)
+        let tried = Tried {
+            sending_ip: None,
+            attempts: rcpt.attempts,
+        };
+        let outcome = Outcome::deferred(reason);
+        self.report(msg, rcpt, info, &outcome, RcptState::Expired, tried);
     }
 
-    /// As [`Observer::attempt`], with the local IP the message left from (`sending_ip`).
+    /// After the queue recorded `outcome` of an attempt for `rcpt` (as it was before the
+    /// attempt) of `msg`; `state` is the recipient's new state, `sending_ip` the local IP
+    /// the message left from.
     pub fn attempt_from(
         &self,
         msg: &QueuedMessage,
@@ -190,6 +209,26 @@ impl Observer {
         state: RcptState,
         sending_ip: Option<std::net::IpAddr>,
     ) {
+        let tried = Tried {
+            sending_ip,
+            attempts: rcpt.attempts.saturating_add(1),
+        };
+        self.report(msg, rcpt, info, outcome, state, tried);
+    }
+
+    fn report(
+        &self,
+        msg: &QueuedMessage,
+        rcpt: &Recipient,
+        info: &MessageInfo,
+        outcome: &Outcome,
+        state: RcptState,
+        tried: Tried,
+    ) {
+        let Tried {
+            sending_ip,
+            attempts,
+        } = tried;
         let outbound = matches!(rcpt.dest, Destination::Relay);
         // DSNs mxgate sends itself (null sender) are not the ERP's sends: neither counted
         // nor reported, like the `bounce+TOKEN` copies stored for the bounce stage.
@@ -218,6 +257,11 @@ impl Observer {
             }
             match kind {
                 Kind::Delivered => {
+                    if !info.message_id.is_empty() {
+                        self.inner
+                            .stats
+                            .remember_message_id(&info.message_id, msg.id);
+                    }
                     if let Some(ip) = sending_ip {
                         let idx = msg
                             .recipients
@@ -247,7 +291,7 @@ impl Observer {
                     self.count_send(&dims.sending_domain, kind == Kind::Bounced && b.permanent);
                     bounce_info = Some(b);
                 }
-                Kind::Deferred | Kind::Suspended => {}
+                Kind::Deferred | Kind::Suspended | Kind::Complained => {}
             }
         }
         if self.inner.events.enabled() && (outbound || self.inner.events.inbound()) {
@@ -269,8 +313,10 @@ impl Observer {
                     .filter(|s| !s.is_empty()),
                 reply,
                 category,
-                attempts: rcpt.attempts.saturating_add(1),
+                attempts,
                 direction: if outbound { "outbound" } else { "inbound" },
+                feedback_type: None,
+                provider: None,
             });
         }
     }
@@ -326,6 +372,8 @@ impl Observer {
             status: failed.status.clone(),
             attempts: rcpt.attempts,
             direction: "outbound",
+            feedback_type: None,
+            provider: None,
         });
     }
 

@@ -7,6 +7,10 @@
 //! |---------------------------------------|-----------------------------------------|
 //! | `h/<hour u32><kind u8><dims>`         | i64 LE, summed by the merge operator    |
 //! | `o/<id u64>`                          | one pending event (JSON), oldest first  |
+//! | `i/<queue id u64><rcpt u16>`          | `[1][ms u64]` + sending IP of a delivered recipient |
+//! | `m/<Message-ID>`                      | `[1][ms u64]` + queue id of a delivered message |
+//! | `u/<domain>`                          | a sending domain's suspension (JSON)    |
+//! | `w/<domain>`                          | its window of recent sends (bitset)     |
 //!
 //! `hour` = hours since the epoch (UTC), big-endian so a range of hours is a key range;
 //! `kind` = `D` delivered, `B` bounced; `dims` = the dimensions joined by 0x1F.
@@ -20,6 +24,12 @@ pub const HOURS: &[u8] = b"h/";
 pub const OUTBOX: &[u8] = b"o/";
 /// `i/<queue id><rcpt>` → the IP a relayed recipient left from, for DSNs that come later.
 pub const SENT_FROM: &[u8] = b"i/";
+/// `m/<Message-ID>` → the queue id of a relayed message, for complaints that quote only it.
+pub const MESSAGE_IDS: &[u8] = b"m/";
+/// `u/<domain>` → a suspended sending domain (`bounce::suspend`).
+pub const SUSPENSIONS: &[u8] = b"u/";
+/// `w/<domain>` → the domain's window of recent sends (`bounce::suspend`).
+pub const SEND_WINDOWS: &[u8] = b"w/";
 pub const SEP: char = '\u{1f}';
 
 #[derive(Debug, thiserror::Error)]

@@ -45,8 +45,12 @@ pub struct Erp {
 impl Erp {
     /// Listening now, answering 200.
     pub async fn start() -> Erp {
-        let mut erp = Erp::reserve();
-        erp.up().await;
+        // Bound at once on an ephemeral port: reserving one and binding it again later
+        // races with every other socket the parallel tests open.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut erp = Erp::reserve_at(l.local_addr().expect("addr"));
+        l.set_nonblocking(true).expect("nonblocking");
+        erp.serve(TcpListener::from_std(l).expect("listener"));
         erp
     }
 
@@ -55,6 +59,10 @@ impl Erp {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = l.local_addr().expect("addr");
         drop(l);
+        Erp::reserve_at(addr)
+    }
+
+    fn reserve_at(addr: SocketAddr) -> Erp {
         let shared = Shared::default();
         shared.status.store(200, Ordering::SeqCst);
         Erp {
@@ -70,6 +78,10 @@ impl Erp {
         sock.set_reuseaddr(true).expect("reuseaddr");
         sock.bind(self.addr).expect("rebind the reserved ERP port");
         let listener: TcpListener = sock.listen(128).expect("listen");
+        self.serve(listener);
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
         let stop = CancellationToken::new();
         let app = Router::new()
             .fallback(record)

@@ -10,7 +10,7 @@
 //! [`refused_port`] is a loopback port nobody listens on (connection refused).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -45,6 +45,8 @@ pub struct Received {
     pub data: String,
     pub tls: bool,
     pub auth_user: Option<String>,
+    /// Address the client connected from (the relay's source IP).
+    pub peer: IpAddr,
 }
 
 #[derive(Default)]
@@ -91,13 +93,13 @@ impl Sink {
                 tokio::select! {
                     _ = stp.cancelled() => return,
                     accepted = listener.accept() => {
-                        let Ok((tcp, _)) = accepted else { continue };
+                        let Ok((tcp, peer)) = accepted else { continue };
                         st.lock().expect("sink state").connections += 1;
                         let (st, opts, acc, stp) = (st.clone(), opts.clone(), acceptor.clone(), stp.clone());
                         tokio::spawn(async move {
                             tokio::select! {
                                 _ = stp.cancelled() => {}
-                                _ = serve(tcp, opts, acc, st) => {}
+                                _ = serve(tcp, peer.ip(), opts, acc, st) => {}
                             }
                         });
                     }
@@ -155,26 +157,33 @@ fn acceptor() -> TlsAcceptor {
     TlsAcceptor::from(Arc::new(cfg))
 }
 
-async fn serve(tcp: TcpStream, opts: SinkOptions, acc: TlsAcceptor, st: Arc<Mutex<State>>) {
+async fn serve(
+    tcp: TcpStream,
+    peer: IpAddr,
+    opts: SinkOptions,
+    acc: TlsAcceptor,
+    st: Arc<Mutex<State>>,
+) {
     if opts.tls == SinkTls::Implicit {
         let Ok(tls) = acc.accept(tcp).await else {
             return;
         };
-        let _ = session(tls, &opts, &st, true).await;
+        let _ = session(tls, peer, &opts, &st, true).await;
         return;
     }
     let mut tcp = tcp;
-    if let Ok(true) = session(&mut tcp, &opts, &st, false).await {
+    if let Ok(true) = session(&mut tcp, peer, &opts, &st, false).await {
         let Ok(tls) = acc.accept(tcp).await else {
             return;
         };
-        let _ = session(tls, &opts, &st, true).await;
+        let _ = session(tls, peer, &opts, &st, true).await;
     }
 }
 
 /// Runs the dialogue; `Ok(true)` when STARTTLS was accepted (the caller then upgrades).
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     io: S,
+    peer: IpAddr,
     opts: &SinkOptions,
     st: &Arc<Mutex<State>>,
     tls: bool,
@@ -292,6 +301,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                             data,
                             tls,
                             auth_user: auth_user.clone(),
+                            peer,
                         });
                     }
                     (r, s.hang_up_after_message)
