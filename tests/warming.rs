@@ -582,6 +582,68 @@ warmed_hourly = 1
 }
 
 #[tokio::test]
+async fn a_provider_of_the_operators_own_is_recognised_by_its_domains_and_mx_hosts() {
+    let mx = sink().await;
+    let toml = format!(
+        r#"
+[relay]
+trusted_networks = ["127.0.0.1/32"]
+direct_mx = true
+mx_port = {port}
+[warming]
+enabled = true
+[warming.providers.orange]
+new_hourly = 2
+warmed_hourly = 2
+domains = ["orange.test"]
+mx = ["*.orange-mx.test"]
+"#,
+        port = mx.addr.port()
+    );
+    let srv = start(&toml).await;
+    align(&srv, HOUR);
+    // orange.test by its domain, corp.test by its MX host; other.test is "other".
+    for (domain, host) in [
+        ("orange.test", "mx.orange.test"),
+        ("corp.test", "in1.orange-mx.test"),
+        ("other.test", "mx.other.test"),
+    ] {
+        srv.dns.mx(domain, 10, host);
+        srv.dns.a(host, "127.0.0.1".parse().expect("ip"));
+    }
+    relay(&srv, "app@example.test", &addrs("o", "orange.test", 1)).await;
+    relay(&srv, "app@example.test", &addrs("c", "corp.test", 2)).await;
+    relay(&srv, "app@example.test", &addrs("x", "other.test", 2)).await;
+    // Two of the three Orange recipients go this hour; other.test has no cap.
+    wait_states(&srv, "to orange", 4, 1).await;
+    assert!(metric_line(
+        &srv,
+        r#"mxgate_provider_hourly_sent{sending_domain="example.test",provider="orange"} 2"#
+    ));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn provider_table_entries_are_checked() {
+    let bad = r#"
+[warming.providers.orange]
+new_hourly = 1
+warmed_hourly = 1
+mx = ["bad host"]
+[warming.providers.hotmial]
+new_hourly = 1
+warmed_hourly = 1
+"#;
+    let e = match mxgate::config::Config::from_toml(bad, std::path::Path::new("t.toml")) {
+        Ok(_) => panic!("accepted a bad provider table"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("warming.providers.orange.mx[0]"), "{e}");
+    assert!(e.contains("warming.providers.hotmial"), "{e}");
+    assert!(!e.contains("warming.providers.orange:"), "{e}");
+}
+
+#[tokio::test]
 async fn a_providers_connection_limit_bounds_the_sessions_to_it() {
     let sink = sink().await;
     let warming = r#"

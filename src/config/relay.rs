@@ -164,7 +164,8 @@ pub struct WarmingConfig {
     /// another one doubles it back, up to the configured cap.
     pub throttle_quiet: HumanDuration,
     /// Hourly caps per provider label (`gmail`, `yahoo`, `microsoft`, `aol`, `icloud`,
-    /// `google_workspace`, ...); entries override [`default_provider_rates`].
+    /// `google_workspace`, ...); entries override [`default_provider_rates`]. An entry
+    /// with `domains` / `mx` may also name a provider of its own (`[warming.providers.orange]`).
     pub providers: std::collections::BTreeMap<String, ProviderRate>,
 }
 
@@ -232,6 +233,8 @@ pub fn default_provider_rates() -> std::collections::BTreeMap<String, ProviderRa
                 new_hourly,
                 warmed_hourly,
                 connections: None,
+                domains: Vec::new(),
+                mx: Vec::new(),
             },
         )
     })
@@ -260,6 +263,15 @@ pub struct ProviderRate {
     /// absent = only `relay.destination_concurrency` applies.
     #[serde(default)]
     pub connections: Option<usize>,
+    /// Recipient domains of this provider (`"orange.fr"`: that domain and every domain
+    /// under it). With `mx`, this is how a provider the built-in table does not know is
+    /// defined; for a built-in one, it adds to what is recognised.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// MX host names of this provider (`"*.orange-mx.fr"` or `"orange-mx.fr"`: that host
+    /// and every host under it): a company domain whose MX hosts match is this provider.
+    #[serde(default)]
+    pub mx: Vec<String>,
 }
 
 /// Retry policy for every queued recipient (ERP routes now, relay later).

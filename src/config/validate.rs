@@ -235,11 +235,25 @@ impl Config {
             let known = crate::bounce::Provider::ALL
                 .iter()
                 .any(|pr| pr.as_label() == name.to_ascii_lowercase());
-            if !known {
+            // A name of its own needs a way to recognise its recipients; without one it is
+            // most likely a misspelt built-in name (`hotmial`).
+            if !known && rate.domains.is_empty() && rate.mx.is_empty() {
                 p.add(
                     format!("warming.providers.{name}"),
-                    "unknown provider (gmail, google_workspace, microsoft, yahoo, aol, icloud, ...)",
+                    "unknown provider (gmail, google_workspace, microsoft, yahoo, aol, icloud, ...); a provider of your own needs `domains` or `mx`",
                 );
+            }
+            for (key, list) in [("domains", &rate.domains), ("mx", &rate.mx)] {
+                for (i, pat) in list.iter().enumerate() {
+                    if !crate::delivery::providers::valid_pattern(pat) {
+                        p.add(
+                            format!("warming.providers.{name}.{key}[{i}]"),
+                            format!(
+                                "{pat:?} is not a DNS name (e.g. \"orange.fr\", \"*.orange-mx.fr\")"
+                            ),
+                        );
+                    }
+                }
             }
             if rate.connections == Some(0) {
                 p.add(

@@ -25,6 +25,7 @@ pub mod maildir;
 pub mod odoo;
 pub mod outcome;
 pub mod plan;
+pub mod providers;
 pub mod rate;
 pub mod relay;
 pub mod smtp;

@@ -68,21 +68,15 @@ impl Relay {
         self.config.streams.source_ip(stream)
     }
 
-    /// The mailbox provider of recipient `to`: by its domain (gmail.com), else by the
-    /// domain's MX hosts (a company domain on Google Workspace or Microsoft 365). DNS
-    /// trouble gives `Other`; the attempt's own lookup reports it.
-    pub async fn provider(&self, to: &str) -> crate::bounce::Provider {
-        let p = crate::bounce::detect_provider(Some(to), &[], "");
-        let (Some(dns), crate::bounce::Provider::Other) = (&self.dns, p) else {
-            return p;
+    /// The MX host names of `domain`, for recognising its provider; empty without a
+    /// resolver or on DNS trouble (the attempt's own lookup reports that).
+    pub async fn mx_hosts(&self, domain: &str) -> Vec<String> {
+        let Some(dns) = &self.dns else {
+            return Vec::new();
         };
-        let domain = to.rsplit_once('@').map_or("", |(_, d)| d);
         match dns.mx(domain).await {
-            Ok(mx) => {
-                let hosts: Vec<&str> = mx.iter().map(|(_, h)| h.as_str()).collect();
-                crate::bounce::detect_provider(Some(to), &hosts, "")
-            }
-            Err(_) => p,
+            Ok(mx) => mx.into_iter().map(|(_, h)| h).collect(),
+            Err(_) => Vec::new(),
         }
     }
 

@@ -34,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Outcome;
 use super::outcome::Hold;
+use super::providers::ProviderTable;
 use super::rate::{self, Check, HOUR_MS, ProviderLimiter};
 use super::relay::Relay;
 use super::throttle::{self, Throttles};
@@ -64,6 +65,8 @@ struct Inner {
     db: Mutex<Option<DB>>,
     steps: Vec<Step>,
     rates: std::collections::BTreeMap<String, ProviderRate>,
+    /// Recognises a recipient's provider (config table, then built-in).
+    providers: ProviderTable,
     /// Configured start day per domain.
     start: HashMap<String, u64>,
     quiet_ms: u64,
@@ -129,6 +132,7 @@ impl Warming {
                 db: Mutex::new(Some(db)),
                 steps,
                 rates: w.provider_rates(),
+                providers: ProviderTable::new(&w.provider_rates()),
                 start,
                 quiet_ms: w.throttle_quiet.get().as_millis() as u64,
                 bounce_domain: config.bounce_domain().to_ascii_lowercase(),
@@ -209,6 +213,20 @@ impl Warming {
         cap.is_some_and(|c| sent >= c)
     }
 
+    /// The provider label of recipient `to`: by its domain, else by the domain's MX hosts
+    /// ([`ProviderTable`]).
+    async fn provider(&self, to: &str, relay: Option<&Relay>) -> String {
+        let domain = to.rsplit_once('@').map_or("", |(_, d)| d);
+        if let Some(p) = self.inner.providers.by_domain(domain) {
+            return p;
+        }
+        let hosts = match relay {
+            Some(r) => r.mx_hosts(domain).await,
+            None => Vec::new(),
+        };
+        self.inner.providers.by_hosts(domain, &hosts)
+    }
+
     /// Takes a slot for this attempt, or the hold that waits for the next window.
     /// `Ok(None)`: warming does not apply to this recipient.
     pub async fn admit(
@@ -220,12 +238,7 @@ impl Warming {
         let Some(domain) = self.sending_domain(msg, rcpt) else {
             return Ok(None);
         };
-        let provider = match relay {
-            Some(r) => r.provider(&rcpt.address).await,
-            None => crate::bounce::detect_provider(Some(&rcpt.address), &[], ""),
-        }
-        .as_label()
-        .to_string();
+        let provider = self.provider(&rcpt.address, relay).await;
         let now = self.inner.clock.now_ms();
         let (today, hour) = (now / DAY_MS, now / HOUR_MS);
         let m = &self.inner.metrics;
