@@ -547,30 +547,36 @@ async fn each_streams_source_ip_has_its_own_tier() {
     srv.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_company_domain_is_recognised_by_its_mx_hosts_and_gets_that_providers_cap() {
-    let mx = sink().await;
+/// A server relaying by MX (every MX host is `mx`, the sink) with warming on and
+/// `providers` (TOML); `domains` = (domain, its MX host) served by the test DNS. The clock
+/// is aligned to the hour.
+async fn start_direct_mx(mx: &Sink, providers: &str, domains: &[(&str, &str)]) -> TestServer {
     let toml = format!(
-        r#"
-[relay]
-trusted_networks = ["127.0.0.1/32"]
-direct_mx = true
-mx_port = {port}
-[warming]
-enabled = true
-[warming.providers.google_workspace]
-new_hourly = 1
-warmed_hourly = 1
-"#,
+        "[relay]\ntrusted_networks = [\"127.0.0.1/32\"]\ndirect_mx = true\nmx_port = {port}\n[warming]\nenabled = true\n{providers}",
         port = mx.addr.port()
     );
     let srv = start(&toml).await;
     align(&srv, HOUR);
-    srv.dns.mx("corp.test", 10, "aspmx.l.google.com");
-    srv.dns
-        .a("aspmx.l.google.com", "127.0.0.1".parse().expect("ip"));
-    srv.dns.mx("plain.test", 10, "mx.plain.test");
-    srv.dns.a("mx.plain.test", "127.0.0.1".parse().expect("ip"));
+    for (domain, host) in domains {
+        srv.dns.mx(domain, 10, host);
+        srv.dns.a(host, "127.0.0.1".parse().expect("ip"));
+    }
+    srv
+}
+
+#[tokio::test]
+async fn a_company_domain_is_recognised_by_its_mx_hosts_and_gets_that_providers_cap() {
+    let mx = sink().await;
+    let providers = "[warming.providers.google_workspace]\nnew_hourly = 1\nwarmed_hourly = 1\n";
+    let srv = start_direct_mx(
+        &mx,
+        providers,
+        &[
+            ("corp.test", "aspmx.l.google.com"),
+            ("plain.test", "mx.plain.test"),
+        ],
+    )
+    .await;
     relay(&srv, "app@example.test", &addrs("w", "corp.test", 2)).await;
     relay(&srv, "app@example.test", &addrs("p", "plain.test", 2)).await;
     wait_states(&srv, "to google_workspace", 3, 1).await;
@@ -584,33 +590,24 @@ warmed_hourly = 1
 #[tokio::test]
 async fn a_provider_of_the_operators_own_is_recognised_by_its_domains_and_mx_hosts() {
     let mx = sink().await;
-    let toml = format!(
-        r#"
-[relay]
-trusted_networks = ["127.0.0.1/32"]
-direct_mx = true
-mx_port = {port}
-[warming]
-enabled = true
+    let providers = r#"
 [warming.providers.orange]
 new_hourly = 2
 warmed_hourly = 2
 domains = ["orange.test"]
 mx = ["*.orange-mx.test"]
-"#,
-        port = mx.addr.port()
-    );
-    let srv = start(&toml).await;
-    align(&srv, HOUR);
+"#;
     // orange.test by its domain, corp.test by its MX host; other.test is "other".
-    for (domain, host) in [
-        ("orange.test", "mx.orange.test"),
-        ("corp.test", "in1.orange-mx.test"),
-        ("other.test", "mx.other.test"),
-    ] {
-        srv.dns.mx(domain, 10, host);
-        srv.dns.a(host, "127.0.0.1".parse().expect("ip"));
-    }
+    let srv = start_direct_mx(
+        &mx,
+        providers,
+        &[
+            ("orange.test", "mx.orange.test"),
+            ("corp.test", "in1.orange-mx.test"),
+            ("other.test", "mx.other.test"),
+        ],
+    )
+    .await;
     relay(&srv, "app@example.test", &addrs("o", "orange.test", 1)).await;
     relay(&srv, "app@example.test", &addrs("c", "corp.test", 2)).await;
     relay(&srv, "app@example.test", &addrs("x", "other.test", 2)).await;
