@@ -11,6 +11,14 @@
 //! able to stop mail to an arbitrary address. Only after the outcome is durable is the DSN
 //! dropped from the pending set, so a crash re-processes it (marking a recipient bounced or
 //! suppressing an address twice is harmless).
+//!
+//! This file holds the intake loop and the DSN path (tokens → origins → metrics, the
+//! recipient marked `bounced`, suppression); what is particular to spam complaints — which
+//! feedback types count and the `complained` event — is in [`complaint`].
+
+mod complaint;
+
+pub use complaint::complaint_suppresses;
 
 use std::time::Duration;
 
@@ -59,26 +67,6 @@ impl Origin {
     }
 }
 
-/// What a `complained` event says about the message complained about.
-struct Complaint {
-    /// Empty when the report names none of our messages.
-    queue_id: String,
-    message_id: String,
-    sender: String,
-    recipient: String,
-}
-
-impl Complaint {
-    fn unmapped(message_id: String, recipient: String) -> Complaint {
-        Complaint {
-            queue_id: String::new(),
-            message_id,
-            sender: String::new(),
-            recipient,
-        }
-    }
-}
-
 /// Length of a VERP token (18 bytes in lower-case base32, see `routing::token`).
 const TOKEN_LEN: usize = 29;
 /// At most this many candidate tokens are taken from one returned message.
@@ -113,14 +101,6 @@ pub fn suppresses(r: &RecipientResult) -> bool {
     r.category.is_some_and(|c| {
         super::suppress::suppresses_category(c, r.kind != Some(DeliveryKind::Transient))
     })
-}
-
-/// Does a complaint of this RFC 5965 Feedback-Type mean the recipient does not want the
-/// mail? `not-spam` says the opposite and `auth-failure` is a DMARC/DKIM failure report
-/// about the sender, not the recipient's wish; everything else (abuse, fraud, virus, other,
-/// or no type at all, as some feedback loops send) is a complaint.
-pub fn complaint_suppresses(feedback_type: Option<&str>) -> bool {
-    !matches!(feedback_type, Some("not-spam" | "auth-failure"))
 }
 
 impl Intake {
@@ -354,117 +334,6 @@ impl Intake {
             let reason = failed.category.map_or("bounce", |c| c.as_str());
             self.suppress(origin, reason, Source::Bounce, Some(&reply))
                 .await;
-        }
-    }
-
-    /// A spam complaint: one `complained` event to the ERP per message and recipient the
-    /// report names through a valid token (its stored address, Message-ID and sender), or,
-    /// without one, a single event about the complaining address the report gives, with
-    /// the returned message's Message-ID and, when that is one we delivered, its queue id
-    /// and sender. The event only informs: the suppression rules (token required) are
-    /// those of `close_loop`.
-    async fn complained(&self, dsn: QueueId, report: &BounceReport, origins: &[Origin]) {
-        let Some(events) = self.observer.as_ref().map(|o| o.events()) else {
-            return;
-        };
-        if !events.enabled() {
-            return;
-        }
-        let reported = report.recipients.first().map(|r| r.address.as_str());
-        let reported = reported.filter(|a| !a.is_empty());
-        let mut events_out = Vec::new();
-        for origin in origins {
-            let recipient = origin.address().or(reported).unwrap_or("").to_owned();
-            let queue = self.queue.clone();
-            let id = origin.id;
-            let body = tokio::task::spawn_blocking(move || queue.body(id))
-                .await
-                .ok()
-                .flatten();
-            let message_id = body
-                .as_deref()
-                .map(|b| crate::stats::observe::MessageInfo::from_message(b).message_id)
-                .filter(|m| !m.is_empty())
-                .or_else(|| report.original_message_id.clone())
-                .unwrap_or_default();
-            events_out.push(Complaint {
-                queue_id: origin.id.to_string(),
-                message_id,
-                sender: origin.mail_from().unwrap_or("").to_owned(),
-                recipient,
-            });
-        }
-        if events_out.is_empty() {
-            events_out.push(self.by_message_id(report, reported).await);
-        }
-        let feedback_type = report
-            .feedback_type
-            .clone()
-            .unwrap_or_else(|| "abuse".to_owned());
-        for c in events_out {
-            let hosts: Vec<&str> = report.reporting_mta.as_deref().into_iter().collect();
-            let rcpt = Some(c.recipient.as_str()).filter(|r| !r.is_empty());
-            let provider = super::detect_provider(rcpt, &hosts, "");
-            tracing::info!(dsn = %dsn, queue_id = c.queue_id, rcpt = %c.recipient, feedback_type, "spam complaint");
-            events.emit(crate::events::Event {
-                id: 0,
-                event: crate::events::Kind::Complained,
-                timestamp: String::new(),
-                queue_id: c.queue_id,
-                message_id: c.message_id.trim_matches(['<', '>']).to_owned(),
-                sender: c.sender,
-                recipient: c.recipient,
-                reply: format!("complaint: {feedback_type}"),
-                category: None,
-                status: None,
-                attempts: 0,
-                direction: "outbound",
-                feedback_type: Some(feedback_type.clone()),
-                provider: Some(provider.as_label().to_owned()),
-            });
-        }
-    }
-
-    /// A complaint without a valid token: the message its quoted Message-ID names, when we
-    /// delivered one with it → (queue id, Message-ID, sender, recipient). The recipient is
-    /// the message's own address matching the complainant, else (redacted or foreign) the
-    /// complainant as reported — or the message's only recipient when the report gives none.
-    async fn by_message_id(&self, report: &BounceReport, reported: Option<&str>) -> Complaint {
-        let message_id = report.original_message_id.clone().unwrap_or_default();
-        let complainant = reported.unwrap_or("").to_owned();
-        let (Some(observer), false) = (&self.observer, message_id.is_empty()) else {
-            return Complaint::unmapped(message_id, complainant);
-        };
-        let (observer, queue, mid) = (observer.clone(), self.queue.clone(), message_id.clone());
-        let found = tokio::task::spawn_blocking(move || {
-            let id = observer.message_of(&mid)?;
-            queue.get(id)
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some(msg) = found else {
-            return Complaint::unmapped(message_id, complainant);
-        };
-        let relayed: Vec<&str> = msg
-            .recipients
-            .iter()
-            .filter(|r| matches!(r.dest, Destination::Relay))
-            .map(|r| r.address.as_str())
-            .collect();
-        let recipient = match relayed
-            .iter()
-            .find(|a| a.eq_ignore_ascii_case(&complainant))
-        {
-            Some(a) => (*a).to_owned(),
-            None if complainant.is_empty() && relayed.len() == 1 => relayed[0].to_owned(),
-            None => complainant,
-        };
-        Complaint {
-            queue_id: msg.id.to_string(),
-            message_id,
-            sender: msg.mail_from.clone(),
-            recipient,
         }
     }
 

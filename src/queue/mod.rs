@@ -14,7 +14,7 @@
 //! API for the rest of the server:
 //! - session: [`Queue::enqueue`];
 //! - delivery worker: [`Queue::due`] (blocking), [`Queue::get`], [`Queue::body`],
-//!   [`Queue::record`], [`Queue::hold`], [`Queue::changed`] (wakes on enqueue/retry),
+//!   [`Queue::record`], [`Queue::hold_then`], [`Queue::changed`] (wakes on enqueue/retry),
 //!   [`Queue::forget_due`];
 //! - admin API / CLI: [`Queue::list`], [`Queue::get`], [`Queue::retry`],
 //!   [`Queue::retry_failed`], [`Queue::cancel`], [`Queue::counts`] (→ `mxgate_queue_messages`);
@@ -23,10 +23,19 @@
 //!
 //! Read methods (`get`, `body`, `list`, `due`, `pending_bounces`) are short blocking RocksDB
 //! reads; `counts` is in memory. Writes are `async` and never block the runtime.
+//!
+//! Layout: this file holds the handle, opening, [`Queue::enqueue`], the commit plumbing every
+//! write goes through and [`Queue::close`]; the methods are grouped by who calls them and how
+//! they touch the store — [`read`] (blocking reads, no committer), [`record`] (per-recipient
+//! transitions of the delivery and bounce path) and [`admin`] (operator actions on whole
+//! messages).
 
+mod admin;
 mod commit;
 mod keys;
 pub mod model;
+mod read;
+mod record;
 pub mod schedule;
 mod store;
 pub mod transition;
@@ -35,7 +44,6 @@ pub use keys::RcptKey;
 pub use model::{NewMessage, QueuedMessage, RcptState, Recipient, Stream};
 pub use store::{Due, DueScan};
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -45,8 +53,6 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::clock::Clock;
 use crate::config::QueueConfig;
-use crate::delivery::Outcome;
-use crate::delivery::outcome::Hold;
 use crate::envelope::QueueId;
 use crate::metrics::Metrics;
 use crate::routing::Destination;
@@ -218,320 +224,6 @@ impl Queue {
         }
     }
 
-    fn read<T>(&self, what: &str, f: impl FnOnce(&DB) -> Result<T, StoreError>) -> Option<T> {
-        match self.inner.shared.with_db(f) {
-            Ok(v) => Some(v),
-            Err(StoreError::Closed) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "queue read failed: {what}");
-                None
-            }
-        }
-    }
-
-    /// A message's metadata and recipients.
-    pub fn get(&self, id: QueueId) -> Option<QueuedMessage> {
-        self.read("get", |db| store::read_meta(db, id)).flatten()
-    }
-
-    /// The raw message as it will be delivered.
-    pub fn body(&self, id: QueueId) -> Option<Vec<u8>> {
-        self.read("body", |db| store::read_body(db, id)).flatten()
-    }
-
-    /// Up to `limit` messages in arrival order; with `state`, those with a recipient in it.
-    pub fn list(&self, state: Option<RcptState>, limit: usize) -> Vec<QueuedMessage> {
-        self.read("list", |db| store::list(db, state, limit))
-            .unwrap_or_default()
-    }
-
-    /// Recipients per state (kept in memory, exact: updated when each change is durable).
-    pub fn counts(&self) -> HashMap<RcptState, u64> {
-        self.inner
-            .shared
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Messages holding an unprocessed DSN (`bounce+TOKEN` recipients), oldest first.
-    pub fn pending_bounces(&self) -> Vec<QueueId> {
-        self.read("pending bounces", store::pending_bounces)
-            .unwrap_or_default()
-    }
-
-    /// The bounce stage has processed this DSN: drop it from [`Queue::pending_bounces`].
-    pub async fn bounce_processed(&self, id: QueueId) -> Result<(), StoreError> {
-        self.commit(move |_| Ok((store::bounce_processed(id), ())))
-            .await
-    }
-
-    /// Blocking: due recipients not in `in_flight`, earliest first, at most `max`.
-    pub fn due(
-        &self,
-        now_ms: u64,
-        in_flight: &HashSet<RcptKey>,
-        max: usize,
-    ) -> Result<DueScan, StoreError> {
-        self.due_streams(now_ms, in_flight, max, max)
-    }
-
-    /// As [`Queue::due`], with at most `max_mass` of the entries being `mass` mail: the
-    /// others are passed over, so transactional mail due later is still found.
-    pub fn due_streams(
-        &self,
-        now_ms: u64,
-        in_flight: &HashSet<RcptKey>,
-        max: usize,
-        max_mass: usize,
-    ) -> Result<DueScan, StoreError> {
-        let shared = &self.inner.shared;
-        let lock = || {
-            shared
-                .due_floor
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-        };
-        // One scan at a time (the scheduler is the only caller in production), so the
-        // floor bookkeeping below sees every write that raced it.
-        let _one = self
-            .inner
-            .scanning
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let from_ms = {
-            let mut floor = lock();
-            floor.lowered = u64::MAX;
-            match floor.last_full {
-                Some(at) if at.elapsed() < commit::FULL_SCAN_EVERY => floor.ms.min(now_ms),
-                _ => {
-                    floor.last_full = Some(std::time::Instant::now());
-                    0
-                }
-            }
-        };
-        let scan =
-            shared.with_db(|db| store::due(db, from_ms, now_ms, in_flight, max, max_mass))?;
-        let mut floor = lock();
-        // Entries written during the scan may be invisible to it: never above them.
-        floor.ms = scan
-            .first_due_ms
-            .unwrap_or(u64::MAX)
-            .min(now_ms)
-            .min(floor.lowered);
-        Ok(scan)
-    }
-
-    /// Resolves when a recipient may have become due now (enqueue, retry). A wake-up sent
-    /// while nobody waits is kept for the next call, so none is lost.
-    pub async fn changed(&self) {
-        self.inner.changed.notified().await
-    }
-
-    /// Records one attempt's outcome for recipient `rcpt` of `id` in one batch: attempts + 1,
-    /// last reply, and the next state (sent, bounced, deferred with backoff, or expired).
-    /// Returns the new state, or `None` when the recipient was no longer pending (cancelled
-    /// meanwhile): then nothing changes.
-    pub async fn record(
-        &self,
-        id: QueueId,
-        rcpt: u16,
-        outcome: &Outcome,
-    ) -> Result<Option<RcptState>, StoreError> {
-        let outcome = outcome.clone();
-        let cfg = self.inner.cfg.clone();
-        let now_ms = self.inner.clock.now_ms();
-        let jitter = schedule::random_jitter();
-        self.commit(move |db| {
-            store::update(db, id, |m| {
-                let at = transition::Attempt {
-                    cfg: &cfg,
-                    received_ms: m.received_ms,
-                    now_ms,
-                    jitter,
-                };
-                let r = m.recipients.get_mut(usize::from(rcpt))?;
-                transition::record(r, &outcome, &at).then_some(r.state)
-            })
-        })
-        .await
-    }
-
-    /// As [`Queue::record`], and in the same atomic write the message `follow` makes from
-    /// the message as recorded and the recipient's new state (the DSN a failure owes the
-    /// sender): a crash can never keep the failure and lose the DSN. Returns the new state
-    /// and the id of the follow-up message, if one was queued.
-    pub async fn record_then(
-        &self,
-        id: QueueId,
-        rcpt: u16,
-        outcome: &Outcome,
-        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
-    ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
-        let outcome = outcome.clone();
-        let cfg = self.inner.cfg.clone();
-        let now_ms = self.inner.clock.now_ms();
-        let jitter = schedule::random_jitter();
-        self.commit_then(
-            id,
-            now_ms,
-            move |m| {
-                let at = transition::Attempt {
-                    cfg: &cfg,
-                    received_ms: m.received_ms,
-                    now_ms,
-                    jitter,
-                };
-                let r = m.recipients.get_mut(usize::from(rcpt))?;
-                transition::record(r, &outcome, &at).then_some(r.state)
-            },
-            follow,
-        )
-        .await
-    }
-
-    /// A warming cap or provider rate holds recipient `rcpt` of `id` until its window opens
-    /// ([`transition::hold`]): `deferred` with the hold's reason, no attempt counted, or
-    /// `expired` past `queue.expire_after`; with the follow-up message that state calls
-    /// for, written atomically as in [`Queue::record_then`]. `None` when the recipient was
-    /// no longer pending.
-    pub async fn hold_then(
-        &self,
-        id: QueueId,
-        rcpt: u16,
-        hold: &Hold,
-        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
-    ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
-        let hold = hold.clone();
-        let cfg = self.inner.cfg.clone();
-        let now_ms = self.inner.clock.now_ms();
-        self.commit_then(
-            id,
-            now_ms,
-            move |m| {
-                let at = transition::Attempt {
-                    cfg: &cfg,
-                    received_ms: m.received_ms,
-                    now_ms,
-                    jitter: 0.0,
-                };
-                let r = m.recipients.get_mut(usize::from(rcpt))?;
-                transition::hold(r, &hold, &at).then_some(r.state)
-            },
-            follow,
-        )
-        .await
-    }
-
-    /// One recipient transition of message `id` plus the follow-up message it calls for,
-    /// in one batch.
-    async fn commit_then(
-        &self,
-        id: QueueId,
-        now_ms: u64,
-        transition: impl FnOnce(&mut QueuedMessage) -> Option<RcptState> + Send + 'static,
-        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
-    ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
-        let done = self
-            .commit(move |db| {
-                let (mut change, state) = store::update(db, id, |m| {
-                    let state = transition(m)?;
-                    Some((state, follow(m, state)))
-                })?;
-                let Some((state, new)) = state else {
-                    return Ok((change, None));
-                };
-                let mut queued = None;
-                if let Some(new) = new.filter(|n| !n.recipients.is_empty()) {
-                    let new_id = QueueId::generate();
-                    let meta = new_meta(new_id, now_ms, &new);
-                    store::enqueue_into(&mut change, &meta, &new.body)?;
-                    queued = Some(new_id);
-                }
-                Ok((change, Some((state, queued))))
-            })
-            .await?;
-        if done.is_some_and(|(_, q)| q.is_some()) {
-            self.inner.changed.notify_one();
-        }
-        Ok(done)
-    }
-
-    /// Requeues the message's `deferred`, `bounced` and `expired` recipients, due now.
-    /// Returns how many were requeued; `NotFound` for an unknown id.
-    pub async fn retry(&self, id: QueueId) -> Result<usize, StoreError> {
-        let now_ms = self.inner.clock.now_ms();
-        let n = self
-            .commit(move |db| {
-                store::update(db, id, |m| apply_all(m, |r| transition::retry(r, now_ms)))
-            })
-            .await?;
-        if n > 0 {
-            self.inner.changed.notify_one();
-        }
-        Ok(n)
-    }
-
-    /// [`Queue::retry`] for every message with a recipient `deferred`, `bounced` or `expired`.
-    /// Returns the number of recipients requeued.
-    pub async fn retry_failed(&self) -> Result<usize, StoreError> {
-        let me = self.clone();
-        let ids =
-            tokio::task::spawn_blocking(move || me.inner.shared.with_db(store::retryable_ids))
-                .await
-                .map_err(|_| StoreError::Closed)??;
-        let mut total = 0;
-        // In chunks: each chunk's retries are submitted together and share fsyncs.
-        for chunk in ids.chunks(256) {
-            let results = futures::future::join_all(chunk.iter().map(|id| self.retry(*id))).await;
-            for r in results {
-                match r {
-                    Ok(n) => total += n,
-                    Err(StoreError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(total)
-    }
-
-    /// Cancels the message's pending recipients. Returns how many; `NotFound` for an unknown id.
-    pub async fn cancel(&self, id: QueueId) -> Result<usize, StoreError> {
-        let now_ms = self.inner.clock.now_ms();
-        self.commit(move |db| {
-            store::update(db, id, |m| apply_all(m, |r| transition::cancel(r, now_ms)))
-        })
-        .await
-    }
-
-    /// A DSN arrived for recipient `rcpt` of `id` (VERP token): the recipient becomes
-    /// `bounced` with the category and the remote words, even if it was `sent` (the remote
-    /// MTA accepted it, then failed later). Returns the new state, or `None` when the
-    /// recipient is already final in another way (cancelled, expired, bounced).
-    pub async fn bounce_reported(
-        &self,
-        id: QueueId,
-        rcpt: u16,
-        category: Option<String>,
-        reply: String,
-    ) -> Result<Option<RcptState>, StoreError> {
-        let now_ms = self.inner.clock.now_ms();
-        self.commit(move |db| {
-            store::update(db, id, |m| {
-                let r = m.recipients.get_mut(usize::from(rcpt))?;
-                transition::bounce_reported(r, category, reply, now_ms).then_some(r.state)
-            })
-        })
-        .await
-    }
-
-    /// Drops a `d/` entry that matches no pending recipient (see [`store::forget_due`]).
-    pub async fn forget_due(&self, due: Due) -> Result<(), StoreError> {
-        self.commit(move |db| Ok((store::forget_due(db, due)?, ())))
-            .await
-    }
-
     /// Commits what is queued, stops the committer, flushes memtables and closes RocksDB.
     /// Every later call fails with `Closed` (reads return nothing). Idempotent.
     pub fn close(&self) {
@@ -550,10 +242,6 @@ impl Queue {
             }
         }
     }
-}
-
-fn apply_all(m: &mut QueuedMessage, mut f: impl FnMut(&mut Recipient) -> bool) -> usize {
-    m.recipients.iter_mut().map(|r| usize::from(f(r))).sum()
 }
 
 /// The stored form of a new message. `bounce+TOKEN` recipients are not delivered anywhere:

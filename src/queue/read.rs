@@ -1,0 +1,122 @@
+//! Reads of the queue: a message, its body, listings, the in-memory counts, the DSNs the
+//! bounce stage still has to read, and the delivery scheduler's scan of the `d/` index.
+//!
+//! Split from `mod.rs` because none of these go through the committer: they are short
+//! blocking RocksDB reads (or, for [`Queue::counts`], memory) that any caller may make, while
+//! every write is a `WriteBatch` submitted to the committer thread ([`super::record`],
+//! [`super::admin`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::PoisonError;
+
+use rocksdb::DB;
+
+use super::{DueScan, Queue, QueuedMessage, RcptKey, RcptState, StoreError, commit, store};
+use crate::envelope::QueueId;
+
+impl Queue {
+    fn read<T>(&self, what: &str, f: impl FnOnce(&DB) -> Result<T, StoreError>) -> Option<T> {
+        match self.inner.shared.with_db(f) {
+            Ok(v) => Some(v),
+            Err(StoreError::Closed) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue read failed: {what}");
+                None
+            }
+        }
+    }
+
+    /// A message's metadata and recipients.
+    pub fn get(&self, id: QueueId) -> Option<QueuedMessage> {
+        self.read("get", |db| store::read_meta(db, id)).flatten()
+    }
+
+    /// The raw message as it will be delivered.
+    pub fn body(&self, id: QueueId) -> Option<Vec<u8>> {
+        self.read("body", |db| store::read_body(db, id)).flatten()
+    }
+
+    /// Up to `limit` messages in arrival order; with `state`, those with a recipient in it.
+    pub fn list(&self, state: Option<RcptState>, limit: usize) -> Vec<QueuedMessage> {
+        self.read("list", |db| store::list(db, state, limit))
+            .unwrap_or_default()
+    }
+
+    /// Recipients per state (kept in memory, exact: updated when each change is durable).
+    pub fn counts(&self) -> HashMap<RcptState, u64> {
+        self.inner
+            .shared
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Messages holding an unprocessed DSN (`bounce+TOKEN` recipients), oldest first.
+    pub fn pending_bounces(&self) -> Vec<QueueId> {
+        self.read("pending bounces", store::pending_bounces)
+            .unwrap_or_default()
+    }
+
+    /// Blocking: due recipients not in `in_flight`, earliest first, at most `max`.
+    pub fn due(
+        &self,
+        now_ms: u64,
+        in_flight: &HashSet<RcptKey>,
+        max: usize,
+    ) -> Result<DueScan, StoreError> {
+        self.due_streams(now_ms, in_flight, max, max)
+    }
+
+    /// As [`Queue::due`], with at most `max_mass` of the entries being `mass` mail: the
+    /// others are passed over, so transactional mail due later is still found.
+    pub fn due_streams(
+        &self,
+        now_ms: u64,
+        in_flight: &HashSet<RcptKey>,
+        max: usize,
+        max_mass: usize,
+    ) -> Result<DueScan, StoreError> {
+        let shared = &self.inner.shared;
+        let lock = || {
+            shared
+                .due_floor
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        // One scan at a time (the scheduler is the only caller in production), so the
+        // floor bookkeeping below sees every write that raced it.
+        let _one = self
+            .inner
+            .scanning
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let from_ms = {
+            let mut floor = lock();
+            floor.lowered = u64::MAX;
+            match floor.last_full {
+                Some(at) if at.elapsed() < commit::FULL_SCAN_EVERY => floor.ms.min(now_ms),
+                _ => {
+                    floor.last_full = Some(std::time::Instant::now());
+                    0
+                }
+            }
+        };
+        let scan =
+            shared.with_db(|db| store::due(db, from_ms, now_ms, in_flight, max, max_mass))?;
+        let mut floor = lock();
+        // Entries written during the scan may be invisible to it: never above them.
+        floor.ms = scan
+            .first_due_ms
+            .unwrap_or(u64::MAX)
+            .min(now_ms)
+            .min(floor.lowered);
+        Ok(scan)
+    }
+
+    /// Resolves when a recipient may have become due now (enqueue, retry). A wake-up sent
+    /// while nobody waits is kept for the next call, so none is lost.
+    pub async fn changed(&self) {
+        self.inner.changed.notified().await
+    }
+}

@@ -1,0 +1,182 @@
+//! The delivery-facing writes: one attempt's outcome ([`Queue::record`],
+//! [`Queue::record_then`]), a warming or rate hold ([`Queue::hold_then`]), a DSN that came
+//! back for a relayed recipient ([`Queue::bounce_reported`]), the bounce stage's
+//! acknowledgement of a stored DSN ([`Queue::bounce_processed`]) and dropping a stale schedule
+//! entry ([`Queue::forget_due`]).
+//!
+//! Split from `mod.rs` because these are the per-recipient state transitions of the data
+//! path ([`transition`](super::transition)), each committed as one batch — together with the
+//! follow-up message (the DSN owed to the sender) where one is due, so a crash cannot keep
+//! the failure and lose the DSN. Operator actions live in [`super::admin`].
+
+use super::{
+    Due, NewMessage, Queue, QueuedMessage, RcptState, StoreError, new_meta, schedule, store,
+    transition,
+};
+use crate::delivery::Outcome;
+use crate::delivery::outcome::Hold;
+use crate::envelope::QueueId;
+
+impl Queue {
+    /// Records one attempt's outcome for recipient `rcpt` of `id` in one batch: attempts + 1,
+    /// last reply, and the next state (sent, bounced, deferred with backoff, or expired).
+    /// Returns the new state, or `None` when the recipient was no longer pending (cancelled
+    /// meanwhile): then nothing changes.
+    pub async fn record(
+        &self,
+        id: QueueId,
+        rcpt: u16,
+        outcome: &Outcome,
+    ) -> Result<Option<RcptState>, StoreError> {
+        let outcome = outcome.clone();
+        let cfg = self.inner.cfg.clone();
+        let now_ms = self.inner.clock.now_ms();
+        let jitter = schedule::random_jitter();
+        self.commit(move |db| {
+            store::update(db, id, |m| {
+                let at = transition::Attempt {
+                    cfg: &cfg,
+                    received_ms: m.received_ms,
+                    now_ms,
+                    jitter,
+                };
+                let r = m.recipients.get_mut(usize::from(rcpt))?;
+                transition::record(r, &outcome, &at).then_some(r.state)
+            })
+        })
+        .await
+    }
+
+    /// As [`Queue::record`], and in the same atomic write the message `follow` makes from
+    /// the message as recorded and the recipient's new state (the DSN a failure owes the
+    /// sender): a crash can never keep the failure and lose the DSN. Returns the new state
+    /// and the id of the follow-up message, if one was queued.
+    pub async fn record_then(
+        &self,
+        id: QueueId,
+        rcpt: u16,
+        outcome: &Outcome,
+        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
+    ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
+        let outcome = outcome.clone();
+        let cfg = self.inner.cfg.clone();
+        let now_ms = self.inner.clock.now_ms();
+        let jitter = schedule::random_jitter();
+        self.commit_then(
+            id,
+            now_ms,
+            move |m| {
+                let at = transition::Attempt {
+                    cfg: &cfg,
+                    received_ms: m.received_ms,
+                    now_ms,
+                    jitter,
+                };
+                let r = m.recipients.get_mut(usize::from(rcpt))?;
+                transition::record(r, &outcome, &at).then_some(r.state)
+            },
+            follow,
+        )
+        .await
+    }
+
+    /// A warming cap or provider rate holds recipient `rcpt` of `id` until its window opens
+    /// ([`transition::hold`]): `deferred` with the hold's reason, no attempt counted, or
+    /// `expired` past `queue.expire_after`; with the follow-up message that state calls
+    /// for, written atomically as in [`Queue::record_then`]. `None` when the recipient was
+    /// no longer pending.
+    pub async fn hold_then(
+        &self,
+        id: QueueId,
+        rcpt: u16,
+        hold: &Hold,
+        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
+    ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
+        let hold = hold.clone();
+        let cfg = self.inner.cfg.clone();
+        let now_ms = self.inner.clock.now_ms();
+        self.commit_then(
+            id,
+            now_ms,
+            move |m| {
+                let at = transition::Attempt {
+                    cfg: &cfg,
+                    received_ms: m.received_ms,
+                    now_ms,
+                    jitter: 0.0,
+                };
+                let r = m.recipients.get_mut(usize::from(rcpt))?;
+                transition::hold(r, &hold, &at).then_some(r.state)
+            },
+            follow,
+        )
+        .await
+    }
+
+    /// One recipient transition of message `id` plus the follow-up message it calls for,
+    /// in one batch.
+    async fn commit_then(
+        &self,
+        id: QueueId,
+        now_ms: u64,
+        transition: impl FnOnce(&mut QueuedMessage) -> Option<RcptState> + Send + 'static,
+        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
+    ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
+        let done = self
+            .commit(move |db| {
+                let (mut change, state) = store::update(db, id, |m| {
+                    let state = transition(m)?;
+                    Some((state, follow(m, state)))
+                })?;
+                let Some((state, new)) = state else {
+                    return Ok((change, None));
+                };
+                let mut queued = None;
+                if let Some(new) = new.filter(|n| !n.recipients.is_empty()) {
+                    let new_id = QueueId::generate();
+                    let meta = new_meta(new_id, now_ms, &new);
+                    store::enqueue_into(&mut change, &meta, &new.body)?;
+                    queued = Some(new_id);
+                }
+                Ok((change, Some((state, queued))))
+            })
+            .await?;
+        if done.is_some_and(|(_, q)| q.is_some()) {
+            self.inner.changed.notify_one();
+        }
+        Ok(done)
+    }
+
+    /// A DSN arrived for recipient `rcpt` of `id` (VERP token): the recipient becomes
+    /// `bounced` with the category and the remote words, even if it was `sent` (the remote
+    /// MTA accepted it, then failed later). Returns the new state, or `None` when the
+    /// recipient is already final in another way (cancelled, expired, bounced).
+    pub async fn bounce_reported(
+        &self,
+        id: QueueId,
+        rcpt: u16,
+        category: Option<String>,
+        reply: String,
+    ) -> Result<Option<RcptState>, StoreError> {
+        let now_ms = self.inner.clock.now_ms();
+        self.commit(move |db| {
+            store::update(db, id, |m| {
+                let r = m.recipients.get_mut(usize::from(rcpt))?;
+                transition::bounce_reported(r, category, reply, now_ms).then_some(r.state)
+            })
+        })
+        .await
+    }
+
+    /// The bounce stage has processed this DSN: drop it from [`Queue::pending_bounces`].
+    pub async fn bounce_processed(&self, id: QueueId) -> Result<(), StoreError> {
+        self.commit(move |_| Ok((store::bounce_processed(id), ())))
+            .await
+    }
+
+    /// Drops a `d/` entry that matches no pending recipient (see [`store::forget_due`]).
+    pub async fn forget_due(&self, due: Due) -> Result<(), StoreError> {
+        self.commit(move |db| Ok((store::forget_due(db, due)?, ())))
+            .await
+    }
+}

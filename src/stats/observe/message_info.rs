@@ -1,0 +1,87 @@
+//! What the observer reads from a message's header section: its `Message-ID` (events,
+//! the `m/` record complaints are matched by) and whether it looks like bulk mail.
+//!
+//! Split from the observer because it is pure parsing of message bytes, shared with the
+//! delivery worker and the bounce intake, and independent of what is counted or emitted.
+
+/// What the observer needs from a message's header (read once per attempt).
+#[derive(Clone, Debug, Default)]
+pub struct MessageInfo {
+    /// `Message-ID` without angle brackets.
+    pub message_id: String,
+    pub email_type: &'static str,
+}
+
+impl MessageInfo {
+    /// Reads the header section of `raw` (bounded).
+    pub fn from_message(raw: &[u8]) -> MessageInfo {
+        let head = header_section(raw);
+        let text = String::from_utf8_lossy(head);
+        let mut message_id = String::new();
+        let mut bulk = false;
+        for (name, value) in header_fields(&text) {
+            let v = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "message-id" if message_id.is_empty() => {
+                    message_id = v.trim_start_matches('<').trim_end_matches('>').to_string();
+                }
+                "list-unsubscribe" | "list-id" => bulk = true,
+                "precedence" => {
+                    bulk |= matches!(v.to_ascii_lowercase().as_str(), "bulk" | "list" | "junk")
+                }
+                _ => {}
+            }
+        }
+        MessageInfo {
+            message_id,
+            email_type: if bulk { "mass" } else { "transactional" },
+        }
+    }
+}
+
+/// `email_type` label guessed from the headers: `mass` when the message carries list headers
+/// (`List-Unsubscribe`, `List-Id`) or `Precedence: bulk|list|junk`, else `transactional`.
+/// Only a fallback: the stream stored with a queued message wins (see `attempt`/`dsn`).
+pub fn email_type(raw: &[u8]) -> &'static str {
+    MessageInfo::from_message(raw).email_type
+}
+
+fn header_section(raw: &[u8]) -> &[u8] {
+    let raw = &raw[..raw.len().min(64 * 1024)];
+    raw.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| &raw[..i])
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| &raw[..i]))
+        .unwrap_or(raw)
+}
+
+/// Unfolded `(name, value)` pairs.
+fn header_fields(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((n, v)) = line.split_once(':') {
+            out.push((n.trim().to_string(), v.to_string()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_info_reads_message_id_and_bulk_headers() {
+        let raw = b"Received: x\r\nMessage-ID:\r\n <abc@erp.test>\r\nList-Unsubscribe: <mailto:u@x>\r\n\r\nbody";
+        let i = MessageInfo::from_message(raw);
+        assert_eq!(i.message_id, "abc@erp.test");
+        assert_eq!(i.email_type, "mass");
+        let i = MessageInfo::from_message(b"Message-ID: <x@y>\n\nList-Id: not a header");
+        assert_eq!(i.email_type, "transactional");
+    }
+}
