@@ -10,8 +10,8 @@
 //! the failure and lose the DSN. Operator actions live in [`super::admin`].
 
 use super::{
-    Due, NewMessage, Queue, QueuedMessage, RcptState, StoreError, new_meta, schedule, store,
-    transition,
+    Due, NewMessage, Queue, QueuedMessage, RcptState, Recipient, StoreError, new_meta, schedule,
+    store, transition,
 };
 use crate::delivery::Outcome;
 use crate::delivery::outcome::Hold;
@@ -28,23 +28,8 @@ impl Queue {
         rcpt: u16,
         outcome: &Outcome,
     ) -> Result<Option<RcptState>, StoreError> {
-        let outcome = outcome.clone();
-        let cfg = self.inner.cfg.clone();
-        let now_ms = self.inner.clock.now_ms();
-        let jitter = schedule::random_jitter();
-        self.commit(move |db| {
-            store::update(db, id, |m| {
-                let at = transition::Attempt {
-                    cfg: &cfg,
-                    received_ms: m.received_ms,
-                    now_ms,
-                    jitter,
-                };
-                let r = m.recipients.get_mut(usize::from(rcpt))?;
-                transition::record(r, &outcome, &at).then_some(r.state)
-            })
-        })
-        .await
+        let done = self.record_then(id, rcpt, outcome, |_, _| None).await?;
+        Ok(done.map(|(state, _)| state))
     }
 
     /// As [`Queue::record`], and in the same atomic write the message `follow` makes from
@@ -59,25 +44,11 @@ impl Queue {
         follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
     ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
         let outcome = outcome.clone();
-        let cfg = self.inner.cfg.clone();
-        let now_ms = self.inner.clock.now_ms();
+        let step = move |r: &mut Recipient, at: &transition::Attempt<'_>| {
+            transition::record(r, &outcome, at)
+        };
         let jitter = schedule::random_jitter();
-        self.commit_then(
-            id,
-            now_ms,
-            move |m| {
-                let at = transition::Attempt {
-                    cfg: &cfg,
-                    received_ms: m.received_ms,
-                    now_ms,
-                    jitter,
-                };
-                let r = m.recipients.get_mut(usize::from(rcpt))?;
-                transition::record(r, &outcome, &at).then_some(r.state)
-            },
-            follow,
-        )
-        .await
+        self.transition_then(id, rcpt, jitter, step, follow).await
     }
 
     /// A warming cap or provider rate holds recipient `rcpt` of `id` until its window opens
@@ -93,39 +64,38 @@ impl Queue {
         follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
     ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
         let hold = hold.clone();
-        let cfg = self.inner.cfg.clone();
-        let now_ms = self.inner.clock.now_ms();
-        self.commit_then(
-            id,
-            now_ms,
-            move |m| {
-                let at = transition::Attempt {
-                    cfg: &cfg,
-                    received_ms: m.received_ms,
-                    now_ms,
-                    jitter: 0.0,
-                };
-                let r = m.recipients.get_mut(usize::from(rcpt))?;
-                transition::hold(r, &hold, &at).then_some(r.state)
-            },
-            follow,
-        )
-        .await
+        let step =
+            move |r: &mut Recipient, at: &transition::Attempt<'_>| transition::hold(r, &hold, at);
+        self.transition_then(id, rcpt, 0.0, step, follow).await
     }
 
-    /// One recipient transition of message `id` plus the follow-up message it calls for,
-    /// in one batch.
-    async fn commit_then(
+    /// One transition (`step`, false = the recipient was no longer pending) of recipient
+    /// `rcpt` of message `id`, plus the follow-up message its new state calls for, in one
+    /// batch.
+    async fn transition_then(
         &self,
         id: QueueId,
-        now_ms: u64,
-        transition: impl FnOnce(&mut QueuedMessage) -> Option<RcptState> + Send + 'static,
+        rcpt: u16,
+        jitter: f64,
+        step: impl FnOnce(&mut Recipient, &transition::Attempt<'_>) -> bool + Send + 'static,
         follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
     ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
+        let cfg = self.inner.cfg.clone();
+        let now_ms = self.inner.clock.now_ms();
         let done = self
             .commit(move |db| {
                 let (mut change, state) = store::update(db, id, |m| {
-                    let state = transition(m)?;
+                    let at = transition::Attempt {
+                        cfg: &cfg,
+                        received_ms: m.received_ms,
+                        now_ms,
+                        jitter,
+                    };
+                    let r = m.recipients.get_mut(usize::from(rcpt))?;
+                    if !step(r, &at) {
+                        return None;
+                    }
+                    let state = r.state;
                     Some((state, follow(m, state)))
                 })?;
                 let Some((state, new)) = state else {
