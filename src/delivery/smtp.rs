@@ -20,22 +20,31 @@
 //!   IPv6 address). Pooled connections and concurrency limits are kept per source, so a
 //!   mass-mail connection never carries transactional mail and the other way round. An
 //!   address this host does not have fails the hop ([`SmtpError::Bind`], deferred).
+//!
+//! The code is split by what can go wrong where: [`pool`] (idle connections, the pool key,
+//! per-destination permits — no I/O), [`open`] (source-IP bind, connect, greeting, EHLO,
+//! STARTTLS, AUTH — failures here try the next address or host), [`transaction`] (MAIL,
+//! RCPT, DATA and the mapping of mail-send errors and replies to [`SmtpError`]). This file
+//! keeps the types the rest of delivery sees and the [`Pool`] entry points.
+
+mod open;
+mod pool;
+mod transaction;
+
+pub use open::IoStream;
+pub use transaction::reply_line;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mail_send::{Credentials, SmtpClient};
-use rustls::pki_types::ServerName;
-use smtp_proto::{EXT_PIPELINING, EXT_START_TLS, EhloResponse, Response};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
 use super::tls_client::connector;
 use crate::config::RelayConfig;
+use open::Conn;
 
 /// How a connection to a hop is secured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,28 +76,6 @@ pub struct Hop {
     pub dest: String,
     /// Local address to connect from (the stream's source IP); `None` = the OS picks.
     pub source: Option<IpAddr>,
-}
-
-impl Hop {
-    fn pool_key(&self) -> String {
-        let user = self.credentials.as_ref().map_or("", |(u, _)| u.as_str());
-        format!(
-            "{}|{}|{:?}|{user}|{}",
-            self.label,
-            self.host,
-            self.tls,
-            source_label(self.source)
-        )
-    }
-
-    /// Concurrency key: the destination, per source IP.
-    fn limit_key(&self) -> String {
-        format!("{}|{}", self.dest, source_label(self.source))
-    }
-}
-
-fn source_label(source: Option<IpAddr>) -> String {
-    source.map_or_else(|| "default".to_string(), |ip| ip.to_string())
 }
 
 /// One transaction's envelope and content.
@@ -141,20 +128,6 @@ impl SmtpError {
     }
 }
 
-type Io = Box<dyn IoStream>;
-pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> IoStream for T {}
-
-struct Conn {
-    client: SmtpClient<Io>,
-    pipelining: bool,
-    /// The last transaction failed midway: RSET before the next MAIL (after a completed
-    /// one, RFC 5321 §4.1.4 lets the next MAIL follow directly — one round trip saved).
-    needs_rset: bool,
-    /// Our end of the connection: the `sending_ip` of what it carries.
-    local_ip: Option<IpAddr>,
-}
-
 /// Connections and per-destination limits shared by all relay attempts.
 pub struct Pool {
     helo: String,
@@ -181,40 +154,6 @@ impl Pool {
             conns: Mutex::new(HashMap::new()),
             limits: Mutex::new(HashMap::new()),
         }
-    }
-
-    async fn permit(&self, dest: &str) -> OwnedSemaphorePermit {
-        let sem = self
-            .limits
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(dest.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_dest)))
-            .clone();
-        sem.acquire_owned()
-            .await
-            .expect("relay semaphores are never closed")
-    }
-
-    fn take_idle(&self, key: &str) -> Option<Conn> {
-        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = conns.get_mut(key)?;
-        while let Some((c, since)) = list.pop() {
-            if since.elapsed() < self.idle {
-                return Some(c);
-            }
-        }
-        None
-    }
-
-    fn put_idle(&self, key: String, conn: Conn) {
-        if self.idle.is_zero() {
-            return;
-        }
-        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = conns.entry(key).or_default();
-        list.retain(|(_, since)| since.elapsed() < self.idle);
-        list.push((conn, Instant::now()));
     }
 
     /// One transaction to `hop`. Returns the final reply (`250 2.0.0 Ok: queued as X`).
@@ -248,33 +187,6 @@ impl Pool {
         }
     }
 
-    /// One transaction on `conn`; the connection goes back to the pool when still in sync.
-    async fn run(
-        &self,
-        key: String,
-        mut conn: Conn,
-        hop: &Hop,
-        env: &Envelope<'_>,
-    ) -> (Result<String, SmtpError>, Option<IpAddr>) {
-        let local_ip = conn.local_ip;
-        let result = transaction(&mut conn, hop, env).await;
-        match &result {
-            Ok(_) => {
-                conn.needs_rset = false;
-                self.put_idle(key, conn);
-            }
-            Err(SmtpError::Reply {
-                in_transaction: true,
-                ..
-            }) => {
-                conn.needs_rset = true;
-                self.put_idle(key, conn);
-            }
-            Err(_) => {}
-        }
-        (result, local_ip)
-    }
-
     /// Connect, greeting, EHLO, TLS, AUTH, then QUIT: the "Test Connection" button.
     pub async fn probe(&self, hop: &Hop) -> Result<String, SmtpError> {
         let conn = self.open(hop).await?;
@@ -290,296 +202,5 @@ impl Pool {
                 ""
             }
         ))
-    }
-
-    /// A ready session (greeted, EHLO'd, TLS and AUTH done) to the first address that works
-    /// (of the source IP's family, when the hop has one).
-    async fn open(&self, hop: &Hop) -> Result<Conn, SmtpError> {
-        let mut last = None;
-        let addrs: Vec<SocketAddr> = hop
-            .addrs
-            .iter()
-            .copied()
-            .filter(|a| hop.source.is_none_or(|s| s.is_ipv4() == a.is_ipv4()))
-            .collect();
-        if let (Some(ip), true, false) = (hop.source, addrs.is_empty(), hop.addrs.is_empty()) {
-            let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
-            return Err(SmtpError::Bind {
-                host: hop.host.clone(),
-                ip,
-                reason: format!("the host has no {family} address"),
-            });
-        }
-        for addr in &addrs {
-            match self.open_addr(hop, *addr).await {
-                Ok(c) => return Ok(c),
-                // Only connection-level trouble tries the host's next address.
-                Err(e @ SmtpError::Connect { .. }) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| SmtpError::Connect {
-            host: hop.host.clone(),
-            reason: "no address to connect to".into(),
-        }))
-    }
-
-    async fn open_addr(&self, hop: &Hop, addr: SocketAddr) -> Result<Conn, SmtpError> {
-        let host = format!("{} [{addr}]", hop.host);
-        let conn_err = |reason: String| SmtpError::Connect {
-            host: host.clone(),
-            reason,
-        };
-        let tcp = match tokio::time::timeout(self.connect_timeout, connect(addr, hop.source, &host))
-            .await
-        {
-            Ok(Err(ConnectError::Bind(e))) => return Err(e),
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(ConnectError::Io(e))) => return Err(conn_err(e.to_string())),
-            Err(_) => {
-                return Err(conn_err(format!(
-                    "connect timed out after {:?}",
-                    self.connect_timeout
-                )));
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let local_ip = tcp.local_addr().ok().map(|a| a.ip());
-        let plain = SmtpClient {
-            stream: tcp,
-            timeout: self.command_timeout,
-        };
-        let connector = if hop.tls_verify {
-            &self.verified
-        } else {
-            &self.unverified
-        };
-        let mut client: SmtpClient<Io> = if hop.tls == TlsMode::Implicit {
-            let tls =
-                tokio::time::timeout(self.connect_timeout, plain.into_tls(connector, &hop.host))
-                    .await
-                    .map_err(|_| conn_err("TLS handshake timed out".into()))?
-                    .map_err(|e| tls_err(&host, e))?;
-            boxed(tls)
-        } else {
-            boxed(plain)
-        };
-        greeting(&mut client, &host).await?;
-        let mut ehlo = ehlo(&mut client, &self.helo, &host).await?;
-        if matches!(hop.tls, TlsMode::StartTls | TlsMode::Opportunistic) {
-            let offered = ehlo.has_capability(EXT_START_TLS);
-            if !offered && hop.tls == TlsMode::StartTls {
-                return Err(SmtpError::Tls {
-                    host,
-                    reason: "STARTTLS is not offered".into(),
-                });
-            }
-            if offered {
-                client = starttls(client, connector, &hop.host, &host).await?;
-                ehlo = self::ehlo(&mut client, &self.helo, &host).await?;
-            }
-        }
-        if let Some((user, password)) = &hop.credentials {
-            let creds = Credentials::new(user.clone(), password.clone());
-            client
-                .authenticate(&creds, &ehlo)
-                .await
-                .map_err(|e| SmtpError::Auth {
-                    host: host.clone(),
-                    reason: describe(&e),
-                })?;
-        }
-        Ok(Conn {
-            client,
-            pipelining: ehlo.has_capability(EXT_PIPELINING),
-            needs_rset: false,
-            local_ip,
-        })
-    }
-}
-
-enum ConnectError {
-    Bind(SmtpError),
-    Io(std::io::Error),
-}
-
-/// TCP connect to `addr`, from `source` when given (bound before connecting).
-async fn connect(
-    addr: SocketAddr,
-    source: Option<IpAddr>,
-    host: &str,
-) -> Result<TcpStream, ConnectError> {
-    let Some(ip) = source else {
-        return TcpStream::connect(addr).await.map_err(ConnectError::Io);
-    };
-    let bind_err = |e: std::io::Error| {
-        ConnectError::Bind(SmtpError::Bind {
-            host: host.to_string(),
-            ip,
-            reason: e.to_string(),
-        })
-    };
-    let socket = if ip.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(bind_err)?;
-    socket.bind(SocketAddr::new(ip, 0)).map_err(bind_err)?;
-    socket.connect(addr).await.map_err(ConnectError::Io)
-}
-
-fn boxed<T: IoStream + 'static>(c: SmtpClient<T>) -> SmtpClient<Io> {
-    SmtpClient {
-        stream: Box::new(c.stream),
-        timeout: c.timeout,
-    }
-}
-
-async fn greeting(client: &mut SmtpClient<Io>, host: &str) -> Result<(), SmtpError> {
-    let r = tokio::time::timeout(client.timeout, client.read())
-        .await
-        .map_err(|_| SmtpError::Connect {
-            host: host.to_string(),
-            reason: "no greeting (timeout)".into(),
-        })?
-        .map_err(|e| mail_err(host, e, false))?;
-    if r.is_positive_completion() {
-        Ok(())
-    } else {
-        Err(reply_err(host, &r, false))
-    }
-}
-
-async fn ehlo(
-    client: &mut SmtpClient<Io>,
-    helo: &str,
-    host: &str,
-) -> Result<EhloResponse<String>, SmtpError> {
-    client
-        .ehlo(helo)
-        .await
-        .map_err(|e| mail_err(host, e, false))
-}
-
-/// STARTTLS on a boxed stream: the command, then the handshake on the same stream.
-async fn starttls(
-    mut client: SmtpClient<Io>,
-    connector: &TlsConnector,
-    sni: &str,
-    host: &str,
-) -> Result<SmtpClient<Io>, SmtpError> {
-    let r = client
-        .cmd(b"STARTTLS\r\n")
-        .await
-        .map_err(|e| mail_err(host, e, false))?;
-    if r.code != 220 {
-        return Err(SmtpError::Tls {
-            host: host.to_string(),
-            reason: format!("STARTTLS refused: {}", reply_line(&r)),
-        });
-    }
-    let name = ServerName::try_from(sni.to_string()).map_err(|_| SmtpError::Tls {
-        host: host.to_string(),
-        reason: format!("{sni:?} is not a valid TLS server name"),
-    })?;
-    let timeout = client.timeout;
-    let tls = tokio::time::timeout(timeout, connector.connect(name, client.stream))
-        .await
-        .map_err(|_| SmtpError::Tls {
-            host: host.to_string(),
-            reason: "TLS handshake timed out".into(),
-        })?
-        .map_err(|e| SmtpError::Tls {
-            host: host.to_string(),
-            reason: e.to_string(),
-        })?;
-    Ok(SmtpClient {
-        stream: Box::new(tls),
-        timeout,
-    })
-}
-
-async fn transaction(conn: &mut Conn, hop: &Hop, env: &Envelope<'_>) -> Result<String, SmtpError> {
-    let host = hop.host.as_str();
-    let mail = format!("MAIL FROM:<{}>\r\n", env.from);
-    let rcpt = format!("RCPT TO:<{}>\r\n", env.to);
-    let client = &mut conn.client;
-    let replies = if conn.pipelining {
-        client
-            .cmds([mail.as_bytes(), rcpt.as_bytes()])
-            .await
-            .map_err(|e| mail_err(host, e, true))?
-    } else {
-        let m = client
-            .cmd(mail.as_bytes())
-            .await
-            .map_err(|e| mail_err(host, e, true))?;
-        if !m.is_positive_completion() {
-            return Err(reply_err(host, &m, true));
-        }
-        let r = client
-            .cmd(rcpt.as_bytes())
-            .await
-            .map_err(|e| mail_err(host, e, true))?;
-        vec![m, r]
-    };
-    if let Some(bad) = replies.iter().find(|r| !r.is_positive_completion()) {
-        return Err(reply_err(host, bad, true));
-    }
-    let done = client
-        .data(env.body)
-        .await
-        .map_err(|e| mail_err(host, e, true))?;
-    Ok(reply_line(&done))
-}
-
-/// `250 2.0.0 Ok: queued as X` (the enhanced code only when the server sent one).
-pub fn reply_line(r: &Response<String>) -> String {
-    let msg = r.message.replace(['\r', '\n'], " ");
-    if r.esc[0] == 0 {
-        format!("{} {msg}", r.code)
-    } else {
-        format!("{} {}.{}.{} {msg}", r.code, r.esc[0], r.esc[1], r.esc[2])
-    }
-}
-
-fn reply_err(host: &str, r: &Response<String>, in_transaction: bool) -> SmtpError {
-    SmtpError::Reply {
-        host: host.to_string(),
-        code: r.code,
-        reply: reply_line(r),
-        in_transaction,
-    }
-}
-
-fn mail_err(host: &str, e: mail_send::Error, in_transaction: bool) -> SmtpError {
-    match e {
-        mail_send::Error::UnexpectedReply(r) => reply_err(host, &r, in_transaction),
-        mail_send::Error::Tls(e) => SmtpError::Tls {
-            host: host.to_string(),
-            reason: e.to_string(),
-        },
-        other => SmtpError::Connect {
-            host: host.to_string(),
-            reason: describe(&other),
-        },
-    }
-}
-
-fn tls_err(host: &str, e: mail_send::Error) -> SmtpError {
-    SmtpError::Tls {
-        host: host.to_string(),
-        reason: describe(&e),
-    }
-}
-
-fn describe(e: &mail_send::Error) -> String {
-    match e {
-        mail_send::Error::AuthenticationFailed(r) | mail_send::Error::UnexpectedReply(r) => {
-            reply_line(r)
-        }
-        mail_send::Error::UnparseableReply => "connection closed or unparseable reply".into(),
-        other => other.to_string(),
     }
 }

@@ -23,6 +23,16 @@
 //! on first use from the `h/` counters of the last 60 minutes ([`rate::recent_use`]), so a
 //! restart grants no fresh burst. Values are little-endian u64. Counters are cached in
 //! memory; every change is written through.
+//!
+//! Split: this file is the admit/settle policy (daily caps of the sending domain and the
+//! source IP, tickets); [`provider_rate`] is the hourly provider step with its governor
+//! limiters; [`store`] holds the counters and last-IP records (RocksDB, cached, written
+//! through) and the `warming.start` date parsing.
+
+mod provider_rate;
+mod store;
+
+pub use store::parse_date;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,12 +40,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rocksdb::{DB, Options};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::Outcome;
 use super::outcome::Hold;
 use super::providers::ProviderTable;
-use super::rate::{self, Check, HOUR_MS, ProviderLimiter};
+use super::rate::ProviderLimiter;
 use super::relay::Relay;
 use super::throttle::{self, Throttles};
 use crate::clock::Clock;
@@ -240,7 +250,7 @@ impl Warming {
         };
         let provider = self.provider(&rcpt.address, relay).await;
         let now = self.inner.clock.now_ms();
-        let (today, hour) = (now / DAY_MS, now / HOUR_MS);
+        let today = now / DAY_MS;
         let m = &self.inner.metrics;
         let Ok(mut st) = self.inner.state.lock() else {
             return Ok(None);
@@ -263,82 +273,8 @@ impl Warming {
                 retry_at: (today + 1) * DAY_MS,
             });
         }
-        // The source IP's own tier: checked against the stream's configured source IP
-        // (`streams.*_source_ip`), else the IP mail of this stream last left from (a host
-        // without several outbound addresses always uses that one); the attempt's actual
-        // IP is counted in `settle`.
-        let mut ip = None;
-        let expected = relay
-            .and_then(|r| r.source_ip(msg.stream))
-            .map(|a| a.to_string())
-            .or_else(|| self.last_ip(&mut st, msg.stream));
-        if let Some(addr) = expected {
-            let (iday, icap) = self.tier(&mut st, &addr, today, true);
-            let key = format!("d/{addr}/{today}");
-            let isent = self.get(&mut st, &key).unwrap_or(0);
-            m.warming_ip(&addr, iday, icap, isent);
-            if let Some(icap) = icap
-                && isent >= icap
-            {
-                m.warming_deferral(&domain, "warming cap");
-                return Err(Hold {
-                    reason: format!(
-                        "warming cap: source IP {addr} is on day {iday} of warming, {isent} of {icap} messages sent today; next window at the start of the next UTC day"
-                    ),
-                    retry_at: (today + 1) * DAY_MS,
-                });
-            }
-            ip = Some((addr, key));
-        }
-        let mut rated = false;
-        if let Some(rate) = self.inner.rates.get(&provider) {
-            rated = true;
-            let base = if cap.is_some() {
-                rate.new_hourly
-            } else {
-                rate.warmed_hourly
-            };
-            let (level, change) = st
-                .throttles
-                .level(&domain, &provider, now, self.inner.quiet_ms);
-            if let Some(c) = change {
-                tracing::info!(
-                    sending_domain = %domain, provider = %provider, from = c.from, to = c.to,
-                    hourly_cap = throttle::scaled(base, c.to),
-                    "provider throttle recovers a step after a quiet period"
-                );
-            }
-            let hcap = throttle::scaled(base, level);
-            let key = format!("h/{domain}/{provider}/{hour}");
-            let hour_used = self.get(&mut st, &key).unwrap_or(0);
-            let mut limiter = self.limiter(&mut st, &domain, &provider, hcap, now, hour);
-            let check = limiter.check();
-            let cap = limiter.cap();
-            st.limiters
-                .insert((domain.clone(), provider.clone()), limiter);
-            match check {
-                Check::Denied { retry_at_ms } => {
-                    m.provider_rate(&domain, &provider, cap, hour_used, level);
-                    m.warming_deferral(&domain, "provider rate");
-                    // The next free cell, or the throttle's next recovery step if sooner.
-                    let retry_at = st
-                        .throttles
-                        .recovers_at(&domain, &provider, self.inner.quiet_ms)
-                        .map_or(retry_at_ms, |t| t.min(retry_at_ms));
-                    let wait_s = retry_at.saturating_sub(now).div_ceil(1000);
-                    return Err(Hold {
-                        reason: format!(
-                            "provider rate: {cap} of {cap} messages an hour from {domain} to {provider} in use; next slot in {wait_s} s"
-                        ),
-                        retry_at,
-                    });
-                }
-                Check::Allowed { .. } => {
-                    self.put(&mut st, &key, hour_used + 1);
-                    m.provider_rate(&domain, &provider, cap, hour_used + 1, level);
-                }
-            }
-        }
+        let ip = self.source_ip_tier(&mut st, msg, relay, &domain, today)?;
+        let rated = self.provider_rate(&mut st, &domain, &provider, cap.is_some(), now)?;
         self.put(&mut st, &day_key, sent + 1);
         m.warming_day(&domain, day, cap, sent + 1);
         if let Some((_, key)) = &ip {
@@ -355,43 +291,42 @@ impl Warming {
         }))
     }
 
-    /// The rate limiter of (`domain`, `provider`) at hourly cap `hcap`: the one in use, a
-    /// replacement of the new quota seeded with the old one's cells in use when the cap
-    /// changed, or (first use since start) one seeded from the persisted hourly counters.
-    fn limiter(
+    /// The source IP's own tier: checked against the stream's configured source IP
+    /// (`streams.*_source_ip`), else the IP mail of this stream last left from (a host
+    /// without several outbound addresses always uses that one); the attempt's actual
+    /// IP is counted in `settle`. `Ok(Some((ip, its day counter key)))` to reserve.
+    fn source_ip_tier(
         &self,
         st: &mut State,
+        msg: &QueuedMessage,
+        relay: Option<&Relay>,
         domain: &str,
-        provider: &str,
-        hcap: u64,
-        now: u64,
-        hour: u64,
-    ) -> ProviderLimiter {
-        let clock = &self.inner.clock;
-        match st
-            .limiters
-            .remove(&(domain.to_string(), provider.to_string()))
+        today: u64,
+    ) -> Result<Option<(String, String)>, Hold> {
+        let expected = relay
+            .and_then(|r| r.source_ip(msg.stream))
+            .map(|a| a.to_string())
+            .or_else(|| self.last_ip(st, msg.stream));
+        let Some(addr) = expected else {
+            return Ok(None);
+        };
+        let m = &self.inner.metrics;
+        let (iday, icap) = self.tier(st, &addr, today, true);
+        let key = format!("d/{addr}/{today}");
+        let isent = self.get(st, &key).unwrap_or(0);
+        m.warming_ip(&addr, iday, icap, isent);
+        if let Some(icap) = icap
+            && isent >= icap
         {
-            Some(l) if l.cap() == hcap.clamp(1, u64::from(u32::MAX)) => l,
-            Some(old) => {
-                let used = old.used_at(now);
-                tracing::debug!(
-                    sending_domain = %domain, provider = %provider, from = old.cap(), to = hcap,
-                    used, "provider hourly cap changed: new limiter, use carried over"
-                );
-                ProviderLimiter::new(hcap, used, clock)
-            }
-            None => {
-                let this = self
-                    .get(st, &format!("h/{domain}/{provider}/{hour}"))
-                    .unwrap_or(0);
-                let before = hour
-                    .checked_sub(1)
-                    .and_then(|h| self.get(st, &format!("h/{domain}/{provider}/{h}")))
-                    .unwrap_or(0);
-                ProviderLimiter::new(hcap, rate::recent_use(this, before, now), clock)
-            }
+            m.warming_deferral(domain, "warming cap");
+            return Err(Hold {
+                reason: format!(
+                    "warming cap: source IP {addr} is on day {iday} of warming, {isent} of {icap} messages sent today; next window at the start of the next UTC day"
+                ),
+                retry_at: (today + 1) * DAY_MS,
+            });
         }
+        Ok(Some((addr, key)))
     }
 
     /// After the attempt: a deferred one gives its daily slots back (it did not count as a
@@ -445,110 +380,6 @@ impl Warming {
             m.provider_throttle_level(&ticket.domain, &ticket.provider, c.to);
         }
     }
-
-    /// Waits for one of the provider's `connections` (held for the attempt); `None` when
-    /// the provider has no limit.
-    pub async fn connection(&self, ticket: &Ticket) -> Option<OwnedSemaphorePermit> {
-        let n = self.inner.rates.get(&ticket.provider)?.connections?;
-        let sem = self
-            .inner
-            .limits
-            .lock()
-            .ok()?
-            .entry(ticket.provider.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(n.max(1))))
-            .clone();
-        sem.acquire_owned().await.ok()
-    }
-
-    fn last_ip(&self, st: &mut State, stream: Stream) -> Option<String> {
-        if let Some(ip) = st.last_ip.get(&stream) {
-            return ip.clone();
-        }
-        let stored = self.inner.db.lock().ok().and_then(|db| {
-            let v = db.as_ref()?.get(last_ip_key(stream)).ok()??;
-            String::from_utf8(v).ok()
-        });
-        st.last_ip.insert(stream, stored.clone());
-        stored
-    }
-
-    fn set_last_ip(&self, st: &mut State, stream: Stream, ip: &str) {
-        st.last_ip.insert(stream, Some(ip.to_string()));
-        if let Ok(db) = self.inner.db.lock()
-            && let Some(db) = db.as_ref()
-            && let Err(e) = db.put(last_ip_key(stream), ip.as_bytes())
-        {
-            tracing::warn!(error = %e, "cannot store the last source IP");
-        }
-    }
-
-    fn get(&self, st: &mut State, key: &str) -> Option<u64> {
-        if let Some(v) = st.counters.get(key) {
-            return Some(*v);
-        }
-        let db = self.inner.db.lock().ok()?;
-        let v = db.as_ref()?.get(key.as_bytes()).ok()??;
-        let v = u64::from_le_bytes(v.as_slice().try_into().ok()?);
-        st.counters.insert(key.to_string(), v);
-        Some(v)
-    }
-
-    fn put(&self, st: &mut State, key: &str, v: u64) {
-        st.counters.insert(key.to_string(), v);
-        if let Ok(db) = self.inner.db.lock()
-            && let Some(db) = db.as_ref()
-            && let Err(e) = db.put(key.as_bytes(), v.to_le_bytes())
-        {
-            tracing::warn!(error = %e, key, "cannot store a warming counter");
-        }
-    }
-}
-
-/// Store key of the IP a stream's mail last left from (`l/ip` predates streams).
-fn last_ip_key(stream: Stream) -> &'static [u8] {
-    match stream {
-        Stream::Transactional => b"l/ip",
-        Stream::Mass => b"l/ip/mass",
-    }
-}
-
-/// `"2026-11-01"` → days since 1970-01-01 (UTC).
-pub fn parse_date(s: &str) -> Option<u64> {
-    let mut it = s.trim().splitn(3, '-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: u32 = it.next()?.parse().ok()?;
-    let d: u32 = it.next()?.parse().ok()?;
-    let mdays = [
-        31,
-        28 + u32::from(is_leap(y)),
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d == 0 || d > mdays[m as usize - 1]
-    {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    u64::try_from(era * 146_097 + doe - 719_468).ok()
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
 
 #[cfg(test)]
@@ -596,15 +427,5 @@ warmed_hourly = 2
         );
         assert_eq!((steps[5].days.as_str(), steps[5].daily_cap), ("21+", None));
         assert!(!ok.warming.enabled);
-    }
-
-    #[test]
-    fn dates_are_utc_day_numbers() {
-        assert_eq!(parse_date("1970-01-01"), Some(0));
-        assert_eq!(parse_date("2000-03-01"), Some(11_017));
-        assert_eq!(parse_date("2026-11-23"), Some(20_780));
-        assert_eq!(parse_date("2026-02-29"), None);
-        assert_eq!(parse_date("2024-02-29"), Some(19_782));
-        assert_eq!(parse_date("yesterday"), None);
     }
 }

@@ -4,8 +4,8 @@
 //! [`Queue::enqueue`](crate::queue::Queue::enqueue) — and a reply for every command.
 //!
 //! One [`Session`] per connection runs read → parse ([`command`]) → dispatch (one file
-//! per verb: [`ehlo`], [`mail`], [`rcpt`], [`data`], [`sasl`]) → write, over plain TCP or
-//! TLS. Invariants:
+//! per verb: [`ehlo`], [`mail`], [`rcpt`], [`data`], [`sasl`], [`starttls`]) → write, over
+//! plain TCP or TLS. Invariants:
 //! - 250 after DATA/BDAT LAST only once `enqueue` returned, i.e. the message is fsync'd;
 //! - only `<CRLF>.<CRLF>` ends DATA ([`body`]); bare LF/CR is refused;
 //! - input pipelined behind STARTTLS is discarded, and the session starts over (new EHLO);
@@ -25,6 +25,7 @@ pub mod prep;
 mod rcpt;
 pub mod reply;
 mod sasl;
+mod starttls;
 mod verify;
 
 use std::sync::Arc;
@@ -150,73 +151,6 @@ impl Session {
             Err(e) => debug!(error = %e, "session ended"),
         }
     }
-
-    async fn serve_plain(&mut self, tcp: TcpStream) -> std::io::Result<()> {
-        let mut conn = self.conn(tcp);
-        conn.queue_reply(&self.greeting());
-        match self.run(&mut conn).await? {
-            Next::Close => conn.close().await,
-            Next::StartTls => {
-                let dropped = conn.buffered().len();
-                if dropped > 0 {
-                    info!(
-                        bytes = dropped,
-                        "discarding input pipelined behind STARTTLS"
-                    );
-                }
-                let tls = self.handshake(conn.into_inner()).await?;
-                self.tls_started();
-                let mut conn = self.conn(tls);
-                // A second STARTTLS is refused in-session, so this ends with Close.
-                let _ = self.run(&mut conn).await?;
-                conn.close().await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn serve_implicit_tls(&mut self, tcp: TcpStream) -> std::io::Result<()> {
-        let tls = self.handshake(tcp).await?;
-        self.peer.tls = true;
-        let mut conn = self.conn(tls);
-        conn.queue_reply(&self.greeting());
-        let _ = self.run(&mut conn).await?;
-        conn.close().await;
-        Ok(())
-    }
-
-    async fn handshake(
-        &self,
-        tcp: TcpStream,
-    ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-        let acceptor = self
-            .ctx
-            .tls
-            .clone()
-            .ok_or_else(|| std::io::Error::other("TLS is not configured"))?;
-        let timeout = self.ctx.config.smtp.idle_timeout.get();
-        match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => Ok(tls),
-            Ok(Err(e)) => {
-                info!(error = %e, "TLS handshake failed");
-                Err(e)
-            }
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "TLS handshake timed out",
-            )),
-        }
-    }
-
-    /// RFC 3207 §4.2: after the handshake the client must start over with EHLO.
-    fn tls_started(&mut self) {
-        self.peer.tls = true;
-        self.peer.helo = None;
-        self.state = State::Connected;
-        self.esmtp = false;
-        self.sasl = None;
-    }
-
     fn conn<S: AsyncRead + AsyncWrite + Unpin>(&self, io: S) -> Conn<S> {
         let smtp = &self.ctx.config.smtp;
         Conn::new(io, smtp.max_line_bytes, smtp.idle_timeout.get())
@@ -364,19 +298,6 @@ impl Session {
             Command::Auth { mechanism, initial } => sasl::auth(self, &mechanism, initial).await,
         };
         Ok(Step::Reply(reply))
-    }
-
-    fn starttls(&mut self) -> Step {
-        let reply = if self.peer.tls {
-            reply::TLS_ALREADY_ACTIVE
-        } else if self.ctx.tls.is_none() {
-            reply::TLS_NOT_AVAILABLE
-        } else if matches!(self.state, State::Connected) {
-            reply::NEED_EHLO
-        } else {
-            return Step::StartTls;
-        };
-        Step::Reply(reply)
     }
 
     /// RSET (RFC 5321 §4.1.1.5): drop the transaction, keep the greeting.
