@@ -45,7 +45,7 @@ use tokio::sync::Semaphore;
 use super::Outcome;
 use super::outcome::Hold;
 use super::providers::ProviderTable;
-use super::rate::ProviderLimiter;
+use super::rate::{HOUR_MS, ProviderLimiter};
 use super::relay::Relay;
 use super::throttle::{self, Throttles};
 use crate::clock::Clock;
@@ -97,6 +97,8 @@ struct State {
     /// Per stream, the source IP relayed mail of that stream last left from (loaded from
     /// `l/ip` (transactional) / `l/ip/mass` on first use).
     last_ip: HashMap<Stream, Option<String>>,
+    /// The hour stale counters were last pruned in ([`Warming::prune`]).
+    pruned_hour: Option<u64>,
 }
 
 /// A slot taken by [`Warming::admit`]; hand it to [`Warming::settle`].
@@ -257,6 +259,10 @@ impl Warming {
         };
         if self.inner.db.lock().map(|d| d.is_none()).unwrap_or(true) {
             return Ok(None);
+        }
+        if st.pruned_hour != Some(now / HOUR_MS) {
+            st.pruned_hour = Some(now / HOUR_MS);
+            self.prune(&mut st, now);
         }
         let (day, cap) = self.tier(&mut st, &domain, today, true);
         let day_key = format!("d/{domain}/{today}");

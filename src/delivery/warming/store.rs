@@ -5,7 +5,7 @@
 //! a closed or failing store never fails an attempt (a read gives `None`, a write is
 //! logged), which is the one rule this module enforces.
 
-use super::{State, Warming};
+use super::{DAY_MS, HOUR_MS, State, Warming};
 use crate::queue::Stream;
 
 impl Warming {
@@ -52,6 +52,60 @@ impl Warming {
             && let Err(e) = db.put(key.as_bytes(), v.to_le_bytes())
         {
             tracing::warn!(error = %e, key, "cannot store a warming counter");
+        }
+    }
+}
+
+impl Warming {
+    /// Drops day counters (`d/…/<day>`) older than yesterday and hourly counters
+    /// (`h/…/<hour>`) older than the previous hour, from the cache and the store: nothing
+    /// reads them again (a restart seeds the provider rate from this hour and the previous
+    /// one), and without this both would grow by a few entries per domain every hour.
+    /// First days (`f/`) and last IPs (`l/`) stay. Run by `admit` once per clock hour.
+    pub(super) fn prune(&self, st: &mut State, now_ms: u64) {
+        let (today, hour) = (now_ms / DAY_MS, now_ms / HOUR_MS);
+        let stale = |key: &[u8]| -> bool {
+            let Some(when) = key
+                .iter()
+                .rposition(|b| *b == b'/')
+                .and_then(|i| std::str::from_utf8(&key[i + 1..]).ok())
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                return false;
+            };
+            match key.get(..2) {
+                Some(b"d/") => when + 1 < today,
+                Some(b"h/") => when + 1 < hour,
+                _ => false,
+            }
+        };
+        st.counters.retain(|k, _| !stale(k.as_bytes()));
+        let Ok(db) = self.inner.db.lock() else {
+            return;
+        };
+        let Some(db) = db.as_ref() else {
+            return;
+        };
+        let mut batch = rocksdb::WriteBatch::default();
+        for prefix in [&b"d/"[..], &b"h/"[..]] {
+            for item in db.prefix_iterator(prefix) {
+                let Ok((key, _)) = item else {
+                    break;
+                };
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                if stale(&key) {
+                    batch.delete(&key);
+                }
+            }
+        }
+        let n = batch.len();
+        if n > 0 {
+            match db.write(batch) {
+                Ok(()) => tracing::debug!(deleted = n, "pruned stale warming counters"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune warming counters"),
+            }
         }
     }
 }
@@ -105,6 +159,51 @@ fn is_leap(y: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_day_and_hour_counters_are_pruned_and_current_ones_kept() {
+        use crate::clock::Clock;
+        use crate::config::Config;
+        use crate::metrics::Metrics;
+        use std::path::Path;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::from_toml("[warming]\nenabled = true\n", Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let clock = Clock::system();
+        let open = || {
+            Warming::open(dir.path(), &config, clock.clone(), Metrics::new())
+                .expect("open")
+                .expect("enabled")
+        };
+        let w = open();
+        let now = clock.now_ms();
+        let (today, hour) = (now / DAY_MS, now / HOUR_MS);
+        let keys = [
+            (format!("d/a.test/{}", today - 2), false),
+            (format!("d/a.test/{}", today - 1), true),
+            (format!("d/127.0.0.1/{today}"), true),
+            (format!("h/a.test/gmail/{}", hour - 2), false),
+            (format!("h/a.test/gmail/{}", hour - 1), true),
+            (format!("h/a.test/gmail/{hour}"), true),
+            ("f/a.test".to_string(), true),
+        ];
+        {
+            let mut st = w.inner.state.lock().expect("lock");
+            for (k, _) in &keys {
+                w.put(&mut st, k, 7);
+            }
+            w.prune(&mut st, now);
+        }
+        // Read back through a fresh handle: the store itself, not the cache.
+        w.close();
+        drop(w);
+        let w = open();
+        let mut st = w.inner.state.lock().expect("lock");
+        for (k, kept) in &keys {
+            assert_eq!(w.get(&mut st, k).is_some(), *kept, "{k}");
+        }
+    }
 
     #[test]
     fn dates_are_utc_day_numbers() {
