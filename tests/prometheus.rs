@@ -6,7 +6,6 @@
 mod common;
 mod traffic;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -95,27 +94,7 @@ async fn a_real_scrape_has_the_spec_metrics_and_passes_promtool_check_metrics() 
     }
     srv.shutdown().await;
 
-    let Some(tool) = promtool() else { return };
-    let mut child = Command::new(tool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(scrape.as_bytes())
-        .expect("write scrape");
-    let out = child.wait_with_output().expect("promtool output");
-    assert!(
-        out.status.success(),
-        "promtool check metrics:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::promtool_check_metrics(&scrape);
 }
 
 /// Every series the Grafana dashboard and the alerts query is a metric mxgate exports or a

@@ -147,34 +147,6 @@ async fn wait_sink(sink: &Sink, n: usize) {
     .await;
 }
 
-/// `promtool check metrics` passes the scrape (skipped where promtool is not installed).
-fn promtool_accepts(scrape: &str) {
-    use std::io::Write;
-    let child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        eprintln!("promtool not installed: scrape not checked");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(scrape.as_bytes())
-        .expect("write scrape");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn metric_line(srv: &TestServer, line: &str) -> bool {
     srv.running().metrics.render().lines().any(|l| l == line)
 }
@@ -229,7 +201,7 @@ async fn day_one_cap_holds_the_next_message_for_the_next_day_and_day_four_allows
         &srv,
         r#"mxgate_warming_daily_cap{sending_domain="example.test"} inf"#
     ));
-    promtool_accepts(&srv.running().metrics.render());
+    common::promtool_check_metrics(&srv.running().metrics.render());
     srv.shutdown().await;
 }
 

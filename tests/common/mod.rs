@@ -237,3 +237,35 @@ pub fn message(subject: &str, body: &str) -> String {
         "From: Alice <alice@client.test>\r\nTo: sales@example.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@client.test>\r\n\r\n{body}\r\n"
     )
 }
+
+/// `promtool check metrics` accepts `scrape` (skipped, with a line saying so, where promtool
+/// is not installed).
+pub fn promtool_check_metrics(scrape: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!(
+            "SKIPPED: promtool is not installed (apt-get install prometheus); scrape not checked"
+        );
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.as_bytes())
+        .expect("write scrape");
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
