@@ -22,8 +22,9 @@ RUSTUP_SRC=${RUSTUP_HOME:-$HOME/.rustup}
 CARGO_BIN_SRC=${CARGO_HOME:-$HOME/.cargo}/bin
 host_mirror() {
   # The host's own mirror, so the proof uses the same registry the machines use.
-  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
-    grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}'; } | grep -v security | head -n1
+  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' || true
+    grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}' || true; } |
+    grep -v security | head -n1 || true
 }
 MIRROR=${MIRROR:-$(host_mirror)}
 
