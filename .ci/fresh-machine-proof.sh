@@ -80,7 +80,7 @@ bind "$CARGO_BIN_SRC" /root/.cargo/bin ro
 echo "== clone $REF ($(git -C "$REPO" rev-parse --short "$REF"))"
 git -C "$REPO" bundle create "$ROOT/root/mxgate.bundle" "$REF" 2>/dev/null
 mkdir -p "$ROOT/work"
-chroot "$ROOT" git clone -q /root/mxgate.bundle /work/mxgate
+chroot "$ROOT" git -c advice.detachedHead=false clone -q /root/mxgate.bundle /work/mxgate
 if [ -d "$SHARED" ]; then
   cp -r "$SHARED" "$ROOT/work/shared" && chmod -R a-w "$ROOT/work/shared"
 else
