@@ -67,6 +67,12 @@ cp /etc/apt/sources.list.d/debian.sources "$ROOT/etc/apt/sources.list.d/" 2>/dev
 printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
 chmod +x "$ROOT/usr/sbin/policy-rc.d"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# CA certificates the host added locally (a machine whose egress goes through a TLS-inspecting
+# proxy has them in its base image; without them cargo cannot reach crates.io).
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+  chroot "$ROOT" update-ca-certificates >/dev/null 2>&1
+fi
 echo "   $((SECONDS - t0)) s"
 
 mkdir -p "$ROOT/proc" "$ROOT/sys"
