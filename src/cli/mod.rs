@@ -20,7 +20,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "mxgate",
-    version,
+    // build.rs: the crate version, with the git commit when built from a checkout.
+    version = env!("MXGATE_VERSION"),
     about = "Mail server for an ERP's alias domain"
 )]
 pub struct Cli {
