@@ -65,6 +65,14 @@ impl LiveDelta {
     }
 }
 
+/// One change can hold several messages (a failure and the DSN it owes): deltas add up.
+impl std::ops::AddAssign for LiveDelta {
+    fn add_assign(&mut self, other: LiveDelta) {
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+    }
+}
+
 /// What `queue.max_messages` and `max_bytes` limit: messages not yet done (a recipient still
 /// queued or deferred, or a DSN the bounce stage has not read) and the size of their bodies.
 /// Finished messages waiting out `queue.retention` are not counted: the disk guard covers

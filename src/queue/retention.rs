@@ -42,7 +42,7 @@ fn index(change: &mut Change, msg: &QueuedMessage, at: u64) {
 pub fn enqueued(change: &mut Change, msg: &QueuedMessage, has_dsn: bool) {
     match final_ms(&msg.recipients).filter(|_| !has_dsn) {
         Some(at) => index(change, msg, at),
-        None => change.live = LiveDelta::message(msg.size, 1),
+        None => change.live += LiveDelta::message(msg.size, 1),
     }
 }
 
@@ -68,8 +68,8 @@ pub fn follow(
         index(change, msg, at);
     }
     match (was, now) {
-        (None, Some(_)) => change.live = LiveDelta::message(msg.size, -1),
-        (Some(_), None) => change.live = LiveDelta::message(msg.size, 1),
+        (None, Some(_)) => change.live += LiveDelta::message(msg.size, -1),
+        (Some(_), None) => change.live += LiveDelta::message(msg.size, 1),
         _ => {}
     }
     Ok(())
@@ -87,7 +87,7 @@ pub fn dsn_read(db: &DB, id: QueueId) -> Result<Change, StoreError> {
         && let Some(at) = final_ms(&msg.recipients)
     {
         index(&mut change, &msg, at);
-        change.live = LiveDelta::message(msg.size, -1);
+        change.live += LiveDelta::message(msg.size, -1);
     }
     Ok(change)
 }
