@@ -199,6 +199,8 @@ impl Server {
         .with_warming(warming.clone());
         tracker.spawn(worker.run(shutdown.clone()));
         tracker.spawn(events.clone().run(shutdown.clone()));
+        tracker.spawn(queue.clone().run_retention(shutdown.clone()));
+        tracker.spawn(queue.clone().watch_disk(shutdown.clone()));
         tracker.spawn(stats.clone().run_pruner(
             config.queue.expire_after.get() + crate::stats::SENT_FROM_GRACE,
             shutdown.clone(),

@@ -27,6 +27,7 @@ fn cfg() -> QueueConfig {
         retry_max: HumanDuration::secs(3600),
         expire_after: HumanDuration::secs(86_400),
         concurrency: 4,
+        ..QueueConfig::default()
     }
 }
 

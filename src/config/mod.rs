@@ -10,6 +10,7 @@
 
 mod auth;
 mod events;
+mod queue;
 mod relay;
 mod routing;
 mod server;
@@ -28,9 +29,10 @@ pub use auth::{
     AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, default_key_path,
 };
 pub use events::EventsConfig;
+pub use queue::QueueConfig;
 pub use relay::{
-    FromAlignment, ProviderRate, QueueConfig, RelayConfig, Security, SmarthostConfig,
-    SubmissionConfig, SubmissionUser, WarmingConfig, WarmingStep,
+    FromAlignment, ProviderRate, RelayConfig, Security, SmarthostConfig, SubmissionConfig,
+    SubmissionUser, WarmingConfig, WarmingStep,
 };
 pub use routing::{
     AliasConfig, DomainConfig, ForwardRoute, HttpRoute, MaildirRoute, OdooRoute, RejectRoute,

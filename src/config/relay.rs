@@ -1,4 +1,4 @@
-//! `[submission]`, `[relay]`, `[[relay.smarthosts]]`, `[warming]`, `[queue]`.
+//! `[submission]`, `[relay]`, `[[relay.smarthosts]]`, `[warming]` (`[queue]` is in `queue.rs`).
 //! The keys SPEC fixes are all accepted here; the relay issue gives them behaviour.
 
 use ipnet::IpNet;
@@ -272,28 +272,4 @@ pub struct ProviderRate {
     /// and every host under it): a company domain whose MX hosts match is this provider.
     #[serde(default)]
     pub mx: Vec<String>,
-}
-
-/// Retry policy for every queued recipient (ERP routes now, relay later).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QueueConfig {
-    /// First retry delay; doubles each attempt, with ±20% jitter.
-    pub retry_initial: HumanDuration,
-    pub retry_max: HumanDuration,
-    /// Give up (state `expired`) after this long in the queue.
-    pub expire_after: HumanDuration,
-    /// Deliveries in flight at once.
-    pub concurrency: usize,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        QueueConfig {
-            retry_initial: HumanDuration::secs(60),
-            retry_max: HumanDuration::secs(3600),
-            expire_after: HumanDuration::secs(2 * 86400),
-            concurrency: 32,
-        }
-    }
 }

@@ -15,12 +15,13 @@
 //! was told to retry — a duplicate, never a loss (at-least-once).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use rocksdb::{DB, WriteBatch, WriteOptions};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use super::{RcptState, StoreError};
 use crate::metrics::Metrics;
@@ -39,6 +40,47 @@ pub struct Change {
     pub moves: Vec<Move>,
     /// Earliest `d/` entry the batch adds: lowers the schedule scan's floor.
     pub min_due_ms: Option<u64>,
+    /// Recipients deleted with their message (retention): they leave the state counts.
+    pub removed: Vec<RcptState>,
+    /// Messages not yet done, and their bytes, that the batch adds (or removes).
+    pub live: LiveDelta,
+    /// The batch gives a message its retention entry (wakes the purge when retention is 0).
+    pub finalized: bool,
+}
+
+/// A change of [`Live`] usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveDelta {
+    pub messages: i64,
+    pub bytes: i64,
+}
+
+impl LiveDelta {
+    /// One message of `size` bytes enters (`sign` = 1) or leaves (`sign` = -1).
+    pub fn message(size: u64, sign: i64) -> LiveDelta {
+        LiveDelta {
+            messages: sign,
+            bytes: sign * i64::try_from(size).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// One change can hold several messages (a failure and the DSN it owes): deltas add up.
+impl std::ops::AddAssign for LiveDelta {
+    fn add_assign(&mut self, other: LiveDelta) {
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+    }
+}
+
+/// What `queue.max_messages` and `max_bytes` limit: messages not yet done (a recipient still
+/// queued or deferred, or a DSN the bounce stage has not read) and the size of their bodies.
+/// Finished messages waiting out `queue.retention` are not counted: the disk guard covers
+/// them. Kept by the committer from each change, so admission is two atomic loads.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub messages: AtomicI64,
+    pub bytes: AtomicI64,
 }
 
 /// Builds a change on the committer thread, reading current state from the DB if needed.
@@ -50,6 +92,9 @@ pub struct Shared {
     pub db: RwLock<Option<DB>>,
     pub counts: Mutex<HashMap<RcptState, u64>>,
     pub due_floor: Mutex<DueFloor>,
+    pub live: Live,
+    /// Notified when a durable change gave a message its retention entry.
+    pub finalized: Notify,
 }
 
 /// Where the schedule scan may start: no `d/` entry is due before `ms`. Every delivered
@@ -82,19 +127,35 @@ impl Shared {
         }
     }
 
-    fn apply(&self, moves: &[Move]) {
+    fn apply(&self, w: &Written) {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        for (from, to) in moves {
-            if let Some(from) = from {
-                let n = counts.entry(*from).or_insert(0);
-                *n = n.saturating_sub(1);
-            }
+        let mut leave = |st: &RcptState| {
+            let n = counts.entry(*st).or_insert(0);
+            *n = n.saturating_sub(1);
+        };
+        for (from, _) in &w.moves {
+            from.iter().for_each(&mut leave);
+        }
+        w.removed.iter().for_each(leave);
+        for (_, to) in &w.moves {
             *counts.entry(*to).or_insert(0) += 1;
         }
+        self.live
+            .messages
+            .fetch_add(w.live.messages, Ordering::Relaxed);
+        self.live.bytes.fetch_add(w.live.bytes, Ordering::Relaxed);
     }
 }
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
+
+/// What a written change does to the in-memory counts once it is durable.
+struct Written {
+    moves: Vec<Move>,
+    removed: Vec<RcptState>,
+    live: LiveDelta,
+    finalized: bool,
+}
 
 enum Msg {
     Commit(Job, Done),
@@ -195,10 +256,15 @@ fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
                 floor.ms = floor.ms.min(due);
                 floor.lowered = floor.lowered.min(due);
             }
-            Ok(change.moves)
+            Ok(Written {
+                moves: change.moves,
+                removed: change.removed,
+                live: change.live,
+                finalized: change.finalized,
+            })
         });
         match result {
-            Ok(moves) => written.push((moves, done)),
+            Ok(w) => written.push((w, done)),
             Err(e) => {
                 let _ = done.send(Err(e));
             }
@@ -211,8 +277,11 @@ fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
     let synced = db.flush_wal(true);
     metrics.store_commit(written.len());
     // Counts mirror what the DB holds, and a failed sync leaves the writes in it.
-    for (moves, _) in &written {
-        shared.apply(moves);
+    for (w, _) in &written {
+        shared.apply(w);
+    }
+    if written.iter().any(|(w, _)| w.finalized) {
+        shared.finalized.notify_one();
     }
     match synced {
         Ok(()) => {

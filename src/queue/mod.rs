@@ -19,6 +19,10 @@
 //! - admin API / CLI: [`Queue::list`], [`Queue::get`], [`Queue::retry`],
 //!   [`Queue::retry_failed`], [`Queue::cancel`], [`Queue::counts`] (→ `mxgate_queue_messages`);
 //! - bounce stage: [`Queue::pending_bounces`], [`Queue::bounce_processed`];
+//! - sessions, before MAIL and RCPT: [`Queue::admit`] (`queue.max_messages`, `max_bytes`,
+//!   `min_free_disk` → `452 4.3.1`, [`quota`]);
+//! - background tasks the server runs: [`Queue::run_retention`] (deletes finished messages
+//!   `queue.retention` after their last transition, [`purger`]) and [`Queue::watch_disk`];
 //! - server shutdown: [`Queue::close`] (last; idempotent).
 //!
 //! Read methods (`get`, `body`, `list`, `due`, `pending_bounces`) are short blocking RocksDB
@@ -28,23 +32,28 @@
 //! write goes through and [`Queue::close`]; the methods are grouped by who calls them and how
 //! they touch the store — [`read`] (blocking reads, no committer), [`record`] (per-recipient
 //! transitions of the delivery and bounce path) and [`admin`] (operator actions on whole
-//! messages).
+//! messages); [`retention`] keeps the index of finished messages that [`purger`] deletes.
 
 mod admin;
 mod commit;
 mod keys;
 pub mod model;
+pub mod purger;
+pub mod quota;
 mod read;
 mod record;
+mod retention;
 pub mod schedule;
 mod store;
 pub mod transition;
 
 pub use keys::RcptKey;
 pub use model::{NewMessage, QueuedMessage, RcptState, Recipient, Stream};
+pub use quota::{StorageFull, Usage};
 pub use store::{Due, DueScan};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -128,6 +137,14 @@ struct Inner {
     changed: Notify,
     /// Serialises schedule scans (see [`Queue::due_streams`]).
     scanning: Mutex<()>,
+    /// The store's directory: its filesystem's free space is what `min_free_disk` checks.
+    dir: PathBuf,
+    metrics: Metrics,
+    /// Last free-space sample ([`quota::DISK_FREE_UNKNOWN`] until taken).
+    disk_free: AtomicU64,
+    /// The last admission check refused: log only when that changes.
+    refusing: AtomicBool,
+    progress: purger::Progress,
 }
 
 impl Drop for Inner {
@@ -158,12 +175,19 @@ impl Queue {
     ) -> Result<Queue, StoreError> {
         let db = store::open_db(dir)?;
         let counts = store::load_counts(&db)?;
+        let (live_messages, live_bytes) = quota::load_live(&db)?;
+        retention::mark_new_store(&db)?;
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(db)),
             counts: Mutex::new(counts),
             due_floor: Mutex::new(commit::DueFloor::default()),
+            live: commit::Live {
+                messages: (live_messages as i64).into(),
+                bytes: (live_bytes as i64).into(),
+            },
+            finalized: Notify::new(),
         });
-        let committer = Committer::spawn(shared.clone(), metrics)?;
+        let committer = Committer::spawn(shared.clone(), metrics.clone())?;
         let inner = Inner {
             shared,
             committer,
@@ -172,10 +196,18 @@ impl Queue {
             opts,
             changed: Notify::new(),
             scanning: Mutex::new(()),
+            dir: dir.to_path_buf(),
+            metrics,
+            disk_free: AtomicU64::new(quota::DISK_FREE_UNKNOWN),
+            refusing: AtomicBool::new(false),
+            progress: purger::Progress::default(),
         };
-        Ok(Queue {
+        let queue = Queue {
             inner: Arc::new(inner),
-        })
+        };
+        // Sampled before the first session can ask, so a full disk refuses from the start.
+        queue.refresh_disk_free();
+        Ok(queue)
     }
 
     /// Stores the message durably (fsync'd WAL, group commit); only then may the session say 250.

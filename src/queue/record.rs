@@ -10,8 +10,8 @@
 //! the failure and lose the DSN. Operator actions live in [`super::admin`].
 
 use super::{
-    Due, NewMessage, Queue, QueuedMessage, RcptState, Recipient, StoreError, new_meta, schedule,
-    store, transition,
+    Due, NewMessage, Queue, QueuedMessage, RcptState, Recipient, StoreError, new_meta, retention,
+    schedule, store, transition,
 };
 use crate::delivery::Outcome;
 use crate::delivery::outcome::Hold;
@@ -140,7 +140,7 @@ impl Queue {
 
     /// The bounce stage has processed this DSN: drop it from [`Queue::pending_bounces`].
     pub async fn bounce_processed(&self, id: QueueId) -> Result<(), StoreError> {
-        self.commit(move |_| Ok((store::bounce_processed(id), ())))
+        self.commit(move |db| Ok((retention::dsn_read(db, id)?, ())))
             .await
     }
 

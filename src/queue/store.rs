@@ -3,7 +3,8 @@
 //! committer thread (writes) or from `spawn_blocking`/short synchronous reads.
 //!
 //! Index maintenance lives in one place, [`update`]: it diffs each recipient before and after
-//! a transition and moves its `d/` and `s/` keys accordingly, in the same batch as the meta.
+//! a transition and moves its `d/` and `s/` keys accordingly, in the same batch as the meta
+//! (and the message's `r/` retention entry, through [`retention::follow`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -12,6 +13,7 @@ use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch};
 
 use super::commit::Change;
 use super::keys::{self, RcptKey};
+use super::retention;
 use super::{QueuedMessage, RcptState, Recipient, StoreError, Stream};
 use crate::envelope::QueueId;
 use crate::routing::Destination;
@@ -29,10 +31,10 @@ pub fn open_db(dir: &Path) -> Result<DB, StoreError> {
 }
 
 /// One raw RocksDB entry as the iterator yields it.
-type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
+pub type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
 
 /// Iterates the keys (and values) starting with `prefix`, from `start` (≥ prefix).
-fn scan<'a>(db: &'a DB, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Entry> + 'a {
+pub fn scan<'a>(db: &'a DB, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Entry> + 'a {
     let mut ro = ReadOptions::default();
     ro.set_iterate_upper_bound(keys::prefix_end(prefix));
     db.iterator_opt(IteratorMode::From(start, Direction::Forward), ro)
@@ -242,13 +244,14 @@ pub fn enqueue_into(
         put_indexes(change, msg.id, rcpt_index(i), r, msg.stream);
         change.moves.push((None, r.state));
     }
-    if msg
+    let has_dsn = msg
         .recipients
         .iter()
-        .any(|r| matches!(r.dest, Destination::Bounce { .. }))
-    {
+        .any(|r| matches!(r.dest, Destination::Bounce { .. }));
+    if has_dsn {
         change.batch.put(keys::bounce(msg.id), []);
     }
+    retention::enqueued(change, msg, has_dsn);
     change
         .batch
         .put(keys::meta(msg.id), serde_json::to_vec(msg)?);
@@ -278,6 +281,7 @@ pub fn update<T>(
             change.moves.push((Some(old.state), new.state));
         }
     }
+    retention::follow(db, &mut change, &before, &msg)?;
     change.batch.put(keys::meta(id), serde_json::to_vec(&msg)?);
     Ok((change, result))
 }
@@ -293,11 +297,4 @@ pub fn forget_due(db: &DB, due: Due) -> Result<Change, StoreError> {
         change.batch.delete(keys::due(due.due_ms, due.id, due.rcpt));
     }
     Ok(change)
-}
-
-/// The bounce stage is done with a DSN message.
-pub fn bounce_processed(id: QueueId) -> Change {
-    let mut change = Change::default();
-    change.batch.delete(keys::bounce(id));
-    change
 }

@@ -162,6 +162,7 @@ mod tests {
             retry_max: HumanDuration::secs(3600),
             expire_after: HumanDuration::secs(86_400),
             concurrency: 1,
+            ..QueueConfig::default()
         }
     }
 

@@ -1,7 +1,8 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): each recipient is routed now, so the client learns at once
 //! which addresses we take. Outside the alias domains it is relaying: `550 5.7.1`, unless
 //! the client is an authenticated submission user or in `relay.trusted_networks` — then the
-//! recipient goes to the outbound relay ([`Destination::Relay`]).
+//! recipient goes to the outbound relay ([`Destination::Relay`]). Over a queue limit or
+//! short of disk, every recipient gets `452 4.3.1` until there is room.
 
 use tracing::info;
 
@@ -24,6 +25,12 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
     if txn.recipients.len() >= s.ctx.config.smtp.max_recipients {
         metrics.inbound_recipient("rejected", "too_many");
         return reply::TOO_MANY_RECIPIENTS;
+    }
+    // Again at RCPT: the queue may have filled since MAIL (a long session, a burst).
+    if let Err(full) = s.ctx.queue.admit() {
+        info!(rcpt = %r.to, reason = %full, "queue full: recipient deferred");
+        metrics.inbound_recipient("tempfail", "storage");
+        return full.reply();
     }
     if !txn.mail.smtputf8 && !r.to.to_string().is_ascii() {
         metrics.inbound_recipient("rejected", "smtputf8");
