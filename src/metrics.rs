@@ -21,6 +21,8 @@ pub const MESSAGES_DELIVERED: &str = "mxgate_messages_delivered_total";
 pub const BOUNCES: &str = "mxgate_bounces_total";
 pub const ESP_BLOCKS: &str = "mxgate_esp_blocks_total";
 pub const DOMAIN_SUSPENDED: &str = "mxgate_sending_domain_suspended";
+/// Live reloads (`SIGHUP`, `POST /api/reload`) by result (`ok` | `error`).
+pub const CONFIG_RELOADS: &str = "mxgate_config_reloads_total";
 pub const QUEUE_MESSAGES: &str = "mxgate_queue_messages";
 pub const STORE_COMMITS: &str = "mxgate_store_commits_total";
 pub const STORE_COMMIT_BATCH: &str = "mxgate_store_commit_batch_size";
@@ -69,6 +71,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         DOMAIN_SUSPENDED,
         "1 while a sending domain is suspended for its bounce rate, else 0",
+    ),
+    (
+        CONFIG_RELOADS,
+        "Config reloads by result (ok = in force, error = refused, the running config kept)",
     ),
     (QUEUE_MESSAGES, "Recipients in the queue by state"),
     (STORE_COMMITS, "Group commits (one WAL fsync each)"),
@@ -313,6 +319,20 @@ impl Metrics {
             &[("sending_domain", domain), ("provider", provider)],
             1,
         );
+    }
+
+    /// One reload: applied (`ok`) or refused (`error`).
+    pub fn config_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.counter(CONFIG_RELOADS, &[("result", result)], 1);
+    }
+
+    /// Both `mxgate_config_reloads_total` series at 0, so that the first reload is a change
+    /// a `rate()` or an alert sees.
+    pub fn declare_config_reloads(&self) {
+        for result in ["ok", "error"] {
+            self.counter(CONFIG_RELOADS, &[("result", result)], 0);
+        }
     }
 
     pub fn store_commit(&self, batch: usize) {

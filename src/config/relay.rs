@@ -275,7 +275,7 @@ pub struct ProviderRate {
 }
 
 /// Retry policy for every queued recipient (ERP routes now, relay later).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// First retry delay; doubles each attempt, with ±20% jitter.

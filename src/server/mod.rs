@@ -1,11 +1,21 @@
-//! The only place the stages are wired together: [`Server::start`] builds the shared
-//! infrastructure (TLS, queue, metrics, router), binds every configured listener, starts the
-//! delivery worker and the admin HTTP server, and returns a [`Running`] handle.
+//! The only place the stages are wired together: [`Server::start`] opens what lives as
+//! long as the server ([`Stable`]: queue, statistics, suppressions, warming counters,
+//! metrics), builds what comes from the config ([`Runtime`]: routing, TLS, DKIM, relay, ...)
+//! and keeps it in one [`Live`] handle, binds every configured listener, starts the
+//! delivery worker, the bounce intake, the events sender and the admin HTTP server, and
+//! returns a [`Running`] handle. [`reload`] swaps in a runtime built from the config file
+//! read again; listeners and tasks read the runtime through [`View`](crate::live::View)s.
 //!
 //! Shutdown order (SIGTERM or [`Running::shutdown`]): cancel the token → listeners stop
 //! accepting, idle sessions get 421 4.3.2, busy ones finish their reply first; the worker
 //! finishes in-flight attempts → wait for all tasks up to `server.shutdown_timeout` →
 //! close the queue (RocksDB flushed) last.
+
+pub mod reload;
+pub mod runtime;
+
+pub use reload::{ReloadReport, Reloader};
+pub use runtime::{BuildError, Runtime, Stable};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,9 +30,9 @@ use crate::clock::Clock;
 use crate::config::{Config, ListenerConfig};
 use crate::delivery::Worker;
 use crate::envelope::ListenerKind;
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
-use crate::routing::Router;
 use crate::routing::token::TokenKey;
 use crate::session::{self, SessionContext};
 
@@ -33,8 +43,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
-    #[error("TLS: {0}")]
-    Tls(#[from] crate::tls::Error),
+    #[error(transparent)]
+    Runtime(#[from] BuildError),
     #[error("queue store: {0}")]
     Queue(#[from] crate::queue::StoreError),
     #[error("cannot read or create the VERP token key {path}: {source}")]
@@ -42,10 +52,6 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
-    #[error("DNS: {0}")]
-    Dns(#[from] crate::dns::Error),
-    #[error("DKIM signing key: {0}")]
-    DkimKey(#[from] crate::auth::keys::KeyError),
     #[error("{0}")]
     Suppressions(#[from] crate::bounce::suppress::SuppressError),
     #[error("statistics store: {0}")]
@@ -69,18 +75,20 @@ pub struct Running {
     pub queue: Queue,
     /// Addresses not mailed any more (hard bounces, complaints, unsubscribes, operators).
     pub suppressions: crate::bounce::SuppressionList,
-    /// Sending domains suspended for their bounce rate.
+    /// Sending domains suspended for their bounce rate (the handle as started: its
+    /// `[suspension]` settings are those of the start, [`Running::runtime`] has the current).
     pub suspensions: crate::bounce::suspend::Suspensions,
     pub metrics: Metrics,
     /// Hourly delivery/bounce statistics (dashboard, `/api/bounces/...`).
     pub stats: crate::stats::Stats,
-    /// The ERP events outbox (`[events]`).
+    /// The ERP events outbox (`[events]` as started).
     pub events: crate::events::Events,
     pub clock: Clock,
-    /// Warming caps and provider rates (`None` = `[warming] enabled` is off).
-    pub warming: Option<crate::delivery::warming::Warming>,
+    /// Warming counters and provider limiters (whether or not `[warming]` is enabled).
+    pub warming: crate::delivery::warming::Warming,
     /// Signs and checks `bounce+TOKEN` VERP tokens.
     pub token_key: TokenKey,
+    reloader: Reloader,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     grace: Duration,
@@ -97,160 +105,152 @@ impl Server {
     /// As [`Server::start`], with a clock tests can step.
     pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, StartError> {
         let config = Arc::new(config);
-        let data_dir = config.server.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
-        let tls = crate::tls::acceptor(&config.tls, &config.server.hostname)?;
-        let metrics = Metrics::new();
-        let key_path = data_dir.join("verp.key");
-        let token_key =
-            TokenKey::load_or_create(&key_path).map_err(|source| StartError::TokenKey {
-                path: key_path.display().to_string(),
-                source,
-            })?;
-        let queue = Queue::open(
-            &data_dir.join("queue"),
-            config.queue.clone(),
-            clock.clone(),
-            metrics.clone(),
-        )?;
-        let suppressions =
-            crate::bounce::SuppressionList::open(&data_dir.join("suppressions"), clock.clone())?;
-        // One resolver (and parsed-record cache) for the whole server.
-        let dns = crate::dns::Dns::from_config(&config.dns)?;
-        let verifier = Arc::new(crate::auth::Verifier::new(
-            &config,
-            dns.clone(),
-            metrics.clone(),
-        ));
-        let signer = Arc::new(crate::auth::sign::Signer::from_config(&config)?);
-        let router = Arc::new(Router::new(&config).with_srs(
-            token_key.clone(),
-            config.bounce_domain(),
-            clock.clone(),
-        ));
-        let stats = crate::stats::Stats::open(&data_dir, clock.clone())?;
-        let warming = crate::delivery::warming::Warming::open(
-            &data_dir.join("warming"),
-            &config,
-            clock.clone(),
-            metrics.clone(),
-        )?;
-        let events =
-            crate::events::Events::new(&config.events, stats.store().clone(), clock.clone())?;
-        let observer = crate::stats::observe::Observer::new(
-            &config,
-            stats.clone(),
-            events.clone(),
-            metrics.clone(),
-            clock.clone(),
-            queue.clone(),
-        )
-        .with_suppressions(suppressions.clone());
-        let suspensions = crate::bounce::suspend::Suspensions::open(
-            config.suspension.clone(),
-            stats.store().clone(),
-            clock.clone(),
-            metrics.clone(),
-            events.clone(),
-        )?;
-        let observer = observer.with_suspensions(suspensions.clone());
-        let shutdown = CancellationToken::new();
+        let stable = open_stable(&config, clock)?;
+        let dns = crate::dns::Dns::from_config(&config.dns).map_err(BuildError::from)?;
+        let live = Live::new(Runtime::build(config.clone(), &stable, dns)?);
         let tracker = TaskTracker::new();
-        let ctx = Arc::new(SessionContext {
-            config: config.clone(),
-            router: router.clone(),
-            queue: queue.clone(),
-            metrics: metrics.clone(),
-            tls: Some(tls),
-            suppressions: suppressions.clone(),
-            suspensions: suspensions.clone(),
-            token_key: token_key.clone(),
-            warming: warming.clone(),
-            signer,
-            verifier,
-            shutdown: shutdown.clone(),
-        });
 
         let l = &config.listeners;
-        let inbound = spawn_listener(ListenerKind::Inbound, &l.inbound, &ctx, &tracker).await?;
+        let sessions = live.view(|r| &r.session);
+        let inbound =
+            spawn_listener(ListenerKind::Inbound, &l.inbound, &sessions, &tracker).await?;
         let submission =
-            spawn_listener(ListenerKind::Submission, &l.submission, &ctx, &tracker).await?;
-        let submissions =
-            spawn_listener(ListenerKind::Submissions, &l.submissions, &ctx, &tracker).await?;
-
-        let worker = Worker::new(
-            queue.clone(),
-            config.clone(),
-            metrics.clone(),
-            clock.clone(),
+            spawn_listener(ListenerKind::Submission, &l.submission, &sessions, &tracker).await?;
+        let submissions = spawn_listener(
+            ListenerKind::Submissions,
+            &l.submissions,
+            &sessions,
+            &tracker,
         )
-        .with_relay(crate::delivery::relay::Relay::new(
-            config.clone(),
-            Some(dns),
-            token_key.clone(),
-            router,
-            queue.clone(),
-            clock.clone(),
-        ))
-        .with_observer(observer.clone())
-        .with_warming(warming.clone());
-        tracker.spawn(worker.run(shutdown.clone()));
-        tracker.spawn(events.clone().run(shutdown.clone()));
-        tracker.spawn(stats.clone().run_pruner(
-            config.queue.expire_after.get() + crate::stats::SENT_FROM_GRACE,
-            shutdown.clone(),
-        ));
-        let intake = Intake::new(
-            queue.clone(),
-            token_key.clone(),
-            metrics.clone(),
-            suppressions.clone(),
-        )
-        .with_observer(observer);
-        tracker.spawn(intake.run(shutdown.clone()));
+        .await?;
 
+        spawn_background(&live, &stable, &tracker);
         let admin = bind("admin", config.admin.bind).await?;
         let admin_addr = local_addr(&admin, config.admin.bind);
         tracing::info!(listener = "admin", addr = %admin_addr, "listening");
-        let state = crate::admin::State {
-            config: config.clone(),
-            queue: queue.clone(),
-            metrics: metrics.clone(),
-            suppressions: suppressions.clone(),
-            stats: stats.clone(),
-            suspensions: suspensions.clone(),
-            token_key: token_key.clone(),
-        };
-        tracker.spawn(crate::admin::serve(admin, state, shutdown.clone()));
-
-        Ok(Running {
+        let running = Running {
             inbound,
             submission,
             submissions,
             admin: admin_addr,
-            queue,
-            suppressions,
-            suspensions,
-            metrics,
-            stats,
-            events,
-            clock,
-            warming,
-            token_key,
-            shutdown,
+            queue: stable.queue.clone(),
+            suppressions: stable.suppressions.clone(),
+            suspensions: stable.suspensions.clone(),
+            metrics: stable.metrics.clone(),
+            stats: stable.stats.clone(),
+            events: stable.events.clone(),
+            clock: stable.clock.clone(),
+            warming: stable.warming.clone(),
+            token_key: stable.token_key.clone(),
+            shutdown: stable.shutdown.clone(),
+            reloader: Reloader::new(live.clone(), stable),
             tracker,
             grace: config.server.shutdown_timeout.get(),
-        })
+        };
+        let state = admin_state(&running, &live);
+        running
+            .tracker
+            .spawn(crate::admin::serve(admin, state, running.shutdown.clone()));
+        Ok(running)
+    }
+}
+
+/// Opens the stores and makes the handles that live as long as the server.
+fn open_stable(config: &Config, clock: Clock) -> Result<Stable, StartError> {
+    let data_dir = &config.server.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let metrics = Metrics::new();
+    metrics.declare_config_reloads();
+    let key_path = data_dir.join("verp.key");
+    let token_key = TokenKey::load_or_create(&key_path).map_err(|source| StartError::TokenKey {
+        path: key_path.display().to_string(),
+        source,
+    })?;
+    let queue = Queue::open(
+        &data_dir.join("queue"),
+        config.queue.clone(),
+        clock.clone(),
+        metrics.clone(),
+    )?;
+    let suppressions =
+        crate::bounce::SuppressionList::open(&data_dir.join("suppressions"), clock.clone())?;
+    let stats = crate::stats::Stats::open(data_dir, clock.clone())?;
+    let warming = crate::delivery::warming::Warming::open(
+        &data_dir.join("warming"),
+        config,
+        clock.clone(),
+        metrics.clone(),
+    )?;
+    let events = crate::events::Events::new(&config.events, stats.store().clone(), clock.clone())?;
+    let suspensions = crate::bounce::suspend::Suspensions::open(
+        config.suspension.clone(),
+        stats.store().clone(),
+        clock.clone(),
+        metrics.clone(),
+        events.clone(),
+    )?;
+    Ok(Stable {
+        clock,
+        metrics,
+        queue,
+        token_key,
+        suppressions,
+        stats,
+        events,
+        suspensions,
+        warming,
+        shutdown: CancellationToken::new(),
+    })
+}
+
+/// The delivery worker, the events sender, the statistics pruner and the bounce intake.
+fn spawn_background(live: &Live<Runtime>, s: &Stable, tracker: &TaskTracker) {
+    let config = live.load().config.clone();
+    let worker = Worker::new(
+        s.queue.clone(),
+        live.view(|r| &r.delivery),
+        s.metrics.clone(),
+        s.clock.clone(),
+    );
+    tracker.spawn(worker.run(s.shutdown.clone()));
+    tracker.spawn(crate::events::Events::run(
+        live.view(|r| &r.events),
+        s.shutdown.clone(),
+    ));
+    tracker.spawn(s.stats.clone().run_pruner(
+        config.queue.expire_after.get() + crate::stats::SENT_FROM_GRACE,
+        s.shutdown.clone(),
+    ));
+    let intake = Intake::new(
+        s.queue.clone(),
+        s.token_key.clone(),
+        s.metrics.clone(),
+        s.suppressions.clone(),
+        live.view(|r| &r.observer),
+    );
+    tracker.spawn(intake.run(s.shutdown.clone()));
+}
+
+fn admin_state(running: &Running, live: &Live<Runtime>) -> crate::admin::State {
+    crate::admin::State {
+        config: live.view(|r| &r.config),
+        queue: running.queue.clone(),
+        metrics: running.metrics.clone(),
+        suppressions: running.suppressions.clone(),
+        stats: running.stats.clone(),
+        suspensions: running.suspensions.clone(),
+        token_key: running.token_key.clone(),
+        reloader: running.reloader.clone(),
     }
 }
 
 async fn spawn_listener(
     kind: ListenerKind,
     cfg: &Option<ListenerConfig>,
-    ctx: &Arc<SessionContext>,
+    sessions: &crate::live::View<SessionContext>,
     tracker: &TaskTracker,
 ) -> Result<Option<SocketAddr>, StartError> {
     let Some(cfg) = cfg else { return Ok(None) };
@@ -259,7 +259,7 @@ async fn spawn_listener(
     tracker.spawn(session::listener::serve(
         kind,
         tcp,
-        ctx.clone(),
+        sessions.clone(),
         tracker.clone(),
     ));
     Ok(Some(addr))
@@ -276,6 +276,17 @@ fn local_addr(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {
 }
 
 impl Running {
+    /// Reads the config file the server was started with again and puts it in force
+    /// (see [`reload`]); refused as a whole on any problem.
+    pub async fn reload(&self) -> ReloadReport {
+        self.reloader.reload().await
+    }
+
+    /// What the config in force built (its `config`, session and delivery contexts, ...).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.reloader.current()
+    }
+
     /// Resolves when shutdown has been requested (by [`Running::trigger_shutdown`]).
     pub async fn cancelled(&self) {
         self.shutdown.cancelled().await
@@ -300,9 +311,7 @@ impl Running {
         self.queue.close();
         self.stats.close();
         self.suppressions.close();
-        if let Some(w) = &self.warming {
-            w.close();
-        }
+        self.warming.close();
         tracing::info!(drained, "stopped");
         drained
     }
