@@ -17,8 +17,9 @@
 //! Outcomes feed [`stats`] (hourly counters in RocksDB behind `/api/bounces/...` and
 //! `/dashboard`, via [`stats::observe::Observer`]) and [`events`] (the ERP's webhook).
 //!
-//! Around the path: [`server`] wires the stages together (the only place that does),
-//! [`config`] loads and validates `mxgate.toml`, [`metrics`] names every metric, [`admin`]
+//! Around the path: [`server`] wires the stages together (the only place that does) and
+//! reloads the config-derived ones ([`live`] holds them), [`config`] loads and validates
+//! `mxgate.toml`, [`metrics`] names every metric, [`admin`]
 //! serves `/metrics`, `/healthz` and the API, [`cli`] is the command line.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
@@ -37,6 +38,7 @@ pub mod clock;
 pub mod config;
 pub mod dns;
 pub mod events;
+pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod stats;

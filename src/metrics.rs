@@ -21,6 +21,8 @@ pub const MESSAGES_DELIVERED: &str = "mxgate_messages_delivered_total";
 pub const BOUNCES: &str = "mxgate_bounces_total";
 pub const ESP_BLOCKS: &str = "mxgate_esp_blocks_total";
 pub const DOMAIN_SUSPENDED: &str = "mxgate_sending_domain_suspended";
+/// Live reloads (`SIGHUP`, `POST /api/reload`) by result (`ok` | `error`).
+pub const CONFIG_RELOADS: &str = "mxgate_config_reloads_total";
 pub const QUEUE_MESSAGES: &str = "mxgate_queue_messages";
 /// Storage (issue 11): what `queue.max_messages`, `max_bytes` and `min_free_disk` compare.
 pub const QUEUE_BYTES: &str = "mxgate_queue_bytes";
@@ -74,6 +76,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         DOMAIN_SUSPENDED,
         "1 while a sending domain is suspended for its bounce rate, else 0",
+    ),
+    (
+        CONFIG_RELOADS,
+        "Config reloads by result (ok = in force, error = refused, the running config kept)",
     ),
     (QUEUE_MESSAGES, "Recipients in the queue by state"),
     (
@@ -347,6 +353,20 @@ impl Metrics {
             &[("sending_domain", domain), ("provider", provider)],
             1,
         );
+    }
+
+    /// One reload: applied (`ok`) or refused (`error`).
+    pub fn config_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.counter(CONFIG_RELOADS, &[("result", result)], 1);
+    }
+
+    /// Both `mxgate_config_reloads_total` series at 0, so that the first reload is a change
+    /// a `rate()` or an alert sees.
+    pub fn declare_config_reloads(&self) {
+        for result in ["ok", "error"] {
+            self.counter(CONFIG_RELOADS, &[("result", result)], 0);
+        }
     }
 
     pub fn store_commit(&self, batch: usize) {

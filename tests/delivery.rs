@@ -15,7 +15,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use mxgate::clock::Clock;
 use mxgate::config::Config;
 use mxgate::delivery::Worker;
+use mxgate::delivery::attempt::Context;
 use mxgate::envelope::{Address, ListenerKind, QueueId, ReversePath};
+use mxgate::live::View;
 use mxgate::metrics::Metrics;
 use mxgate::queue::{NewMessage, Queue, QueuedMessage, RcptState, Recipient};
 use mxgate::routing::Destination;
@@ -185,7 +187,7 @@ impl Mx {
         let stop = CancellationToken::new();
         let w = Worker::new(
             queue.clone(),
-            Arc::new(config.clone()),
+            View::fixed(Context::new(Arc::new(config.clone()), None, None, None)),
             metrics.clone(),
             clock.clone(),
         );

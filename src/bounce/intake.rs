@@ -27,10 +27,12 @@ use tokio_util::sync::CancellationToken;
 use super::suppress::{Source, SuppressionList};
 use super::{BounceReport, Category, DeliveryKind, Provider, RecipientResult, ReportKind};
 use crate::envelope::QueueId;
+use crate::live::View;
 use crate::metrics::{BounceLabels, Metrics};
 use crate::queue::{Queue, QueuedMessage};
 use crate::routing::Destination;
 use crate::routing::token::TokenKey;
+use crate::stats::observe::Observer;
 
 /// How often stored DSNs are looked for when nothing else wakes the intake.
 const POLL: Duration = Duration::from_millis(250);
@@ -43,8 +45,8 @@ pub struct Intake {
     key: TokenKey,
     metrics: Metrics,
     suppressions: SuppressionList,
-    /// Statistics and ERP events of bounces that close the loop.
-    observer: Option<crate::stats::observe::Observer>,
+    /// Statistics and ERP events of bounces that close the loop, under the config in force.
+    observers: View<Observer>,
 }
 
 /// The original message and recipient a valid token names.
@@ -109,20 +111,15 @@ impl Intake {
         key: TokenKey,
         metrics: Metrics,
         suppressions: SuppressionList,
+        observers: View<Observer>,
     ) -> Intake {
         Intake {
             queue,
             key,
             metrics,
             suppressions,
-            observer: None,
+            observers,
         }
-    }
-
-    /// Counts loop-closing bounces in the statistics and emits their `bounced` events.
-    pub fn with_observer(mut self, observer: crate::stats::observe::Observer) -> Intake {
-        self.observer = Some(observer);
-        self
     }
 
     /// Processes stored DSNs until `shutdown`.
@@ -169,9 +166,9 @@ impl Intake {
         }
         let domain = self.sending_domain(origins.iter().find_map(Origin::mail_from));
         let email_type = self.email_type(origins.first()).await;
-        let sending_ip = match (&self.observer, origins.first()) {
-            (Some(o), Some(origin)) => o.sending_ip(origin.id, origin.rcpt),
-            _ => String::new(),
+        let sending_ip = match origins.first() {
+            Some(origin) => self.observers.get().sending_ip(origin.id, origin.rcpt),
+            None => String::new(),
         };
         self.count(&report, &domain, email_type, &sending_ip);
         for origin in &origins {
@@ -231,14 +228,7 @@ impl Intake {
         let Some(from) = mail_from else {
             return UNKNOWN_DOMAIN.to_owned();
         };
-        match &self.observer {
-            Some(o) => o.sending_domain(from),
-            None => from
-                .rsplit_once('@')
-                .map(|(_, d)| d.to_ascii_lowercase())
-                .filter(|d| !d.is_empty())
-                .unwrap_or_else(|| UNKNOWN_DOMAIN.to_owned()),
-        }
+        self.observers.get().sending_domain(from)
     }
 
     /// The original message's stored stream (`transactional` | `mass`), when known.
@@ -319,9 +309,8 @@ impl Intake {
         {
             Ok(Some(_)) => {
                 tracing::info!(queue_id = %origin.id, rcpt = origin.rcpt, dsn = %dsn, category = ?category, "recipient bounced (DSN)");
-                if let Some(o) = &self.observer {
-                    o.dsn(origin.id, origin.rcpt, failed).await;
-                }
+                let observer = self.observers.get();
+                observer.dsn(origin.id, origin.rcpt, failed).await;
             }
             Ok(None) => {
                 tracing::info!(queue_id = %origin.id, rcpt = origin.rcpt, "DSN for a recipient that is already final")

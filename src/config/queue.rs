@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::types::{ByteSize, HumanDuration};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// First retry delay; doubles each attempt, with ±20% jitter.

@@ -14,7 +14,8 @@ use crate::queue::transition::STORED_FOR_BOUNCE;
 use crate::queue::{QueuedMessage, Recipient};
 use crate::routing::Destination;
 
-/// What every attempt needs, built once by the worker.
+/// What an attempt needs, all built from one config: the server builds one per config (at
+/// start and on every reload) and each attempt takes the current one for its whole run.
 pub struct Context {
     pub config: Arc<Config>,
     pub http: http::Client,
@@ -29,14 +30,19 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(config: Arc<Config>) -> Context {
+    pub fn new(
+        config: Arc<Config>,
+        relay: Option<Arc<Relay>>,
+        observer: Option<crate::stats::observe::Observer>,
+        warming: Option<super::warming::Warming>,
+    ) -> Context {
         Context {
             config,
             http: http::client(),
             odoo: odoo::Logins::default(),
-            relay: None,
-            observer: None,
-            warming: None,
+            relay,
+            observer,
+            warming,
         }
     }
 

@@ -65,14 +65,29 @@ pub enum WarmingError {
 /// ((first day, last day or open-ended), daily cap or full quota).
 type Step = ((u32, Option<u32>), Option<u64>);
 
-/// Handle; cheap to clone.
+/// Handle on the warming counters and limiters, with the `[warming]` policy it was built
+/// for; cheap to clone. A reload makes a new handle on the same counters
+/// ([`Warming::reconfigured`]): a new schedule or provider table never resets a domain's
+/// day in warming, today's count or the provider limiters.
 #[derive(Clone)]
 pub struct Warming {
     inner: Arc<Inner>,
+    policy: Arc<Policy>,
 }
 
+/// What lives as long as the server: the store and the counters.
 struct Inner {
     db: Mutex<Option<DB>>,
+    clock: Clock,
+    metrics: Metrics,
+    state: Mutex<State>,
+    /// Connection limits per (provider, its `connections`): a reload that changes the
+    /// number starts a new semaphore rather than resizing one in use.
+    limits: Mutex<HashMap<(String, usize), Arc<Semaphore>>>,
+}
+
+/// What the config says: the schedule, provider rates and table.
+struct Policy {
     steps: Vec<Step>,
     rates: std::collections::BTreeMap<String, ProviderRate>,
     /// Recognises a recipient's provider (config table, then built-in).
@@ -81,11 +96,30 @@ struct Inner {
     start: HashMap<String, u64>,
     quiet_ms: u64,
     bounce_domain: String,
-    clock: Clock,
-    metrics: Metrics,
-    state: Mutex<State>,
-    /// Connection limits per provider (`connections`).
-    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Policy {
+    fn new(config: &Config) -> Policy {
+        let w = &config.warming;
+        let steps = w
+            .steps()
+            .iter()
+            .filter_map(|s: &WarmingStep| parse_day_range(&s.days).map(|r| (r, s.daily_cap)))
+            .collect();
+        let start = w
+            .start
+            .iter()
+            .filter_map(|(d, date)| parse_date(date).map(|day| (d.to_ascii_lowercase(), day)))
+            .collect();
+        Policy {
+            steps,
+            rates: w.provider_rates(),
+            providers: ProviderTable::new(&w.provider_rates()),
+            start,
+            quiet_ms: w.throttle_quiet.get().as_millis() as u64,
+            bounce_domain: config.bounce_domain().to_ascii_lowercase(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -115,45 +149,36 @@ pub struct Ticket {
 }
 
 impl Warming {
-    /// Opens (creating) the store; `None` when `[warming] enabled` is off.
+    /// Opens (creating) the store, with `config`'s policy. Opened whether or not
+    /// `[warming] enabled` is on, so that a reload can turn warming on; the server only
+    /// hands the handle to delivery while it is on.
     pub fn open(
         dir: &Path,
         config: &Config,
         clock: Clock,
         metrics: Metrics,
-    ) -> Result<Option<Warming>, WarmingError> {
-        let w = &config.warming;
-        if !w.enabled {
-            return Ok(None);
-        }
+    ) -> Result<Warming, WarmingError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         let db = DB::open(&opts, dir)?;
-        let steps = w
-            .steps()
-            .iter()
-            .filter_map(|s: &WarmingStep| parse_day_range(&s.days).map(|r| (r, s.daily_cap)))
-            .collect();
-        let start = w
-            .start
-            .iter()
-            .filter_map(|(d, date)| parse_date(date).map(|day| (d.to_ascii_lowercase(), day)))
-            .collect();
-        Ok(Some(Warming {
+        Ok(Warming {
             inner: Arc::new(Inner {
                 db: Mutex::new(Some(db)),
-                steps,
-                rates: w.provider_rates(),
-                providers: ProviderTable::new(&w.provider_rates()),
-                start,
-                quiet_ms: w.throttle_quiet.get().as_millis() as u64,
-                bounce_domain: config.bounce_domain().to_ascii_lowercase(),
                 clock,
                 metrics,
                 state: Mutex::new(State::default()),
                 limits: Mutex::new(HashMap::new()),
             }),
-        }))
+            policy: Arc::new(Policy::new(config)),
+        })
+    }
+
+    /// The same counters under `config`'s policy (a reload).
+    pub fn reconfigured(&self, config: &Config) -> Warming {
+        Warming {
+            inner: self.inner.clone(),
+            policy: Arc::new(Policy::new(config)),
+        }
     }
 
     /// Closes the store (graceful shutdown); later calls admit everything.
@@ -173,7 +198,7 @@ impl Warming {
         let d = d.to_ascii_lowercase();
         let local = local.to_ascii_lowercase();
         let srs = local.starts_with("srs0=") || local.starts_with("srs1=");
-        let forwarded = srs && d == self.inner.bounce_domain;
+        let forwarded = srs && d == self.policy.bounce_domain;
         (!d.is_empty() && !forwarded).then_some(d)
     }
 
@@ -185,7 +210,7 @@ impl Warming {
         today: u64,
         record_first: bool,
     ) -> (u64, Option<u64>) {
-        let start = match self.inner.start.get(domain) {
+        let start = match self.policy.start.get(domain) {
             Some(d) => Some(*d),
             None => {
                 let key = format!("f/{domain}");
@@ -201,7 +226,7 @@ impl Warming {
         };
         let day = start.map_or(1, |s| today.saturating_sub(s) + 1);
         let cap = self
-            .inner
+            .policy
             .steps
             .iter()
             .find(|((from, to), _)| {
@@ -229,14 +254,14 @@ impl Warming {
     /// ([`ProviderTable`]).
     async fn provider(&self, to: &str, relay: Option<&Relay>) -> String {
         let domain = to.rsplit_once('@').map_or("", |(_, d)| d);
-        if let Some(p) = self.inner.providers.by_domain(domain) {
+        if let Some(p) = self.policy.providers.by_domain(domain) {
             return p;
         }
         let hosts = match relay {
             Some(r) => r.mx_hosts(domain).await,
             None => Vec::new(),
         };
-        self.inner.providers.by_hosts(domain, &hosts)
+        self.policy.providers.by_hosts(domain, &hosts)
     }
 
     /// Takes a slot for this attempt, or the hold that waits for the next window.

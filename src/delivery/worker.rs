@@ -20,10 +20,9 @@ use tracing::Instrument;
 
 use super::Outcome;
 use super::attempt::{self, Context};
-use super::relay::Relay;
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::envelope::QueueId;
+use crate::live::View;
 use crate::metrics::Metrics;
 use crate::queue::{
     Due, DueScan, NewMessage, Queue, QueuedMessage, RcptKey, RcptState, Recipient, StoreError,
@@ -37,54 +36,36 @@ const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct Worker {
     queue: Queue,
-    ctx: Arc<Context>,
+    /// The attempt context of the config in force; each attempt takes one snapshot.
+    contexts: View<Context>,
     metrics: Metrics,
     clock: Clock,
+    /// `queue.concurrency` at start (the queue's settings take a restart).
     concurrency: usize,
-    /// Slots `mass` mail may hold (`streams.mass_share_percent`): the rest stay free for
-    /// transactional mail, which mass mail therefore never delays (issue 6 item 5).
-    mass_slots: usize,
     drain: Duration,
 }
 
 impl Worker {
-    pub fn new(queue: Queue, config: Arc<Config>, metrics: Metrics, clock: Clock) -> Worker {
-        let concurrency = config.queue.concurrency.max(1);
-        let drain = config.server.shutdown_timeout.get() * 3 / 4;
-        let mass_slots = config.streams.mass_slots(concurrency);
+    pub fn new(queue: Queue, contexts: View<Context>, metrics: Metrics, clock: Clock) -> Worker {
+        let config = contexts.get().config.clone();
         Worker {
             queue,
-            ctx: Arc::new(Context::new(config)),
+            contexts,
             metrics,
             clock,
-            concurrency,
-            mass_slots,
-            drain,
+            concurrency: config.queue.concurrency.max(1),
+            drain: config.server.shutdown_timeout.get() * 3 / 4,
         }
     }
 
-    /// Relays `Destination::Relay` recipients and `forward` routes, and sends DSNs.
-    pub fn with_relay(mut self, relay: Relay) -> Worker {
-        Arc::get_mut(&mut self.ctx)
-            .expect("the context is not shared before the worker runs")
-            .relay = Some(Arc::new(relay));
-        self
-    }
-
-    /// Feeds every recorded outcome to `observer` (statistics, ERP events, delivery metrics).
-    pub fn with_observer(mut self, observer: crate::stats::observe::Observer) -> Worker {
-        Arc::get_mut(&mut self.ctx)
-            .expect("the context is not shared before the worker runs")
-            .observer = Some(observer);
-        self
-    }
-
-    /// Holds relayed recipients to the warming caps and provider rates.
-    pub fn with_warming(mut self, warming: Option<super::warming::Warming>) -> Worker {
-        Arc::get_mut(&mut self.ctx)
-            .expect("the context is not shared before the worker runs")
-            .warming = warming;
-        self
+    /// Slots `mass` mail may hold (`streams.mass_share_percent`, reloadable): the rest stay
+    /// free for transactional mail, which mass mail therefore never delays (issue 6 item 5).
+    fn mass_slots(&self) -> usize {
+        self.contexts
+            .get()
+            .config
+            .streams
+            .mass_slots(self.concurrency)
     }
 
     /// Delivers until `shutdown` is cancelled, then lets in-flight attempts finish.
@@ -97,7 +78,7 @@ impl Worker {
             // With no free slot, only a finishing attempt (or shutdown) matters: no timer.
             let mut wait = None;
             if free > 0 {
-                let mass_free = self.mass_slots.saturating_sub(mass.len());
+                let mass_free = self.mass_slots().saturating_sub(mass.len());
                 let scan = self.scan(&in_flight, free, mass_free).await;
                 for due in scan.ready {
                     let handle = tasks.spawn(self.attempt(due));
@@ -157,10 +138,10 @@ impl Worker {
         })
     }
 
-    /// One recipient's attempt, as a task of its own.
+    /// One recipient's attempt, as a task of its own, on the config in force now.
     fn attempt(&self, due: Due) -> impl Future<Output = ()> + Send + 'static {
         let queue = self.queue.clone();
-        let ctx = self.ctx.clone();
+        let ctx = self.contexts.get();
         let metrics = self.metrics.clone();
         let span = tracing::info_span!("delivery", queue_id = %due.id, rcpt = due.rcpt);
         async move { attempt_one(queue, ctx, metrics, due).await }.instrument(span)

@@ -49,7 +49,9 @@ use io::{Conn, Input};
 use listener::Shared;
 use reply::Reply;
 
-/// What every session of one server shares. Built once in `server.rs`.
+/// What a session works with: one config and what is built from it, plus the server's
+/// stores. The server builds one at start and one per reload; a session keeps the one that
+/// was current when its connection was accepted.
 pub struct SessionContext {
     pub config: Arc<Config>,
     pub router: Arc<Router>,

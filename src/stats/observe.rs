@@ -67,21 +67,25 @@ struct Inner {
     metrics: Metrics,
     clock: Clock,
     queue: Queue,
-    /// Synchronous hard bounces of relayed mail suppress the recipient (set by the server).
-    suppressions: std::sync::OnceLock<crate::bounce::SuppressionList>,
-    /// Final outcomes feed the bounce-rate suspension of sending domains (set by the server).
-    suspensions: std::sync::OnceLock<crate::bounce::suspend::Suspensions>,
+    /// Synchronous hard bounces of relayed mail suppress the recipient.
+    suppressions: crate::bounce::SuppressionList,
+    /// Final outcomes feed the bounce-rate suspension of sending domains.
+    suspensions: crate::bounce::suspend::Suspensions,
+}
+
+/// Where an [`Observer`] reports outcomes.
+pub struct Sinks {
+    pub stats: Stats,
+    pub events: Events,
+    pub metrics: Metrics,
+    pub suppressions: crate::bounce::SuppressionList,
+    pub suspensions: crate::bounce::suspend::Suspensions,
 }
 
 impl Observer {
-    pub fn new(
-        config: &Config,
-        stats: Stats,
-        events: Events,
-        metrics: Metrics,
-        clock: Clock,
-        queue: Queue,
-    ) -> Observer {
+    /// The observer of `config`'s domains (built anew on reload: the enrolled and alias
+    /// domains are config).
+    pub fn new(config: &Config, sinks: Sinks, clock: Clock, queue: Queue) -> Observer {
         let domains = config
             .submission
             .users
@@ -90,6 +94,13 @@ impl Observer {
             .chain(config.domains.iter().map(|d| &d.name))
             .map(|d| d.to_ascii_lowercase())
             .collect();
+        let Sinks {
+            stats,
+            events,
+            metrics,
+            suppressions,
+            suspensions,
+        } = sinks;
         Observer {
             inner: Arc::new(Inner {
                 domains,
@@ -98,22 +109,10 @@ impl Observer {
                 metrics,
                 clock,
                 queue,
-                suppressions: std::sync::OnceLock::new(),
-                suspensions: std::sync::OnceLock::new(),
+                suppressions,
+                suspensions,
             }),
         }
-    }
-
-    /// Feeds permanent `Invalid address` / `Mailbox` bounces of relayed recipients to `list`.
-    pub fn with_suppressions(self, list: crate::bounce::SuppressionList) -> Observer {
-        let _ = self.inner.suppressions.set(list);
-        self
-    }
-
-    /// Feeds final outcomes of enrolled sending domains to the bounce-rate suspension.
-    pub fn with_suspensions(self, s: crate::bounce::suspend::Suspensions) -> Observer {
-        let _ = self.inner.suspensions.set(s);
-        self
     }
 
     /// The IP recipient `rcpt` of `id` was delivered from (`""` when unknown).

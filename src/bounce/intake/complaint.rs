@@ -49,9 +49,8 @@ impl Intake {
     /// and sender. The event only informs: the suppression rules (token required) are
     /// those of `close_loop`.
     pub(super) async fn complained(&self, dsn: QueueId, report: &BounceReport, origins: &[Origin]) {
-        let Some(events) = self.observer.as_ref().map(|o| o.events()) else {
-            return;
-        };
+        let observer = self.observers.get();
+        let events = observer.events();
         if !events.enabled() {
             return;
         }
@@ -98,10 +97,11 @@ impl Intake {
     async fn by_message_id(&self, report: &BounceReport, reported: Option<&str>) -> Complaint {
         let message_id = report.original_message_id.clone().unwrap_or_default();
         let complainant = reported.unwrap_or("").to_owned();
-        let (Some(observer), false) = (&self.observer, message_id.is_empty()) else {
+        if message_id.is_empty() {
             return Complaint::unmapped(message_id, complainant);
-        };
-        let (observer, queue, mid) = (observer.clone(), self.queue.clone(), message_id.clone());
+        }
+        let observer = self.observers.get();
+        let (queue, mid) = (self.queue.clone(), message_id.clone());
         let found = tokio::task::spawn_blocking(move || {
             let id = observer.message_of(&mid)?;
             queue.get(id)

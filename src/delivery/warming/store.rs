@@ -171,11 +171,8 @@ mod tests {
         let config = Config::from_toml("[warming]\nenabled = true\n", Path::new("t.toml"))
             .unwrap_or_else(|e| panic!("{e}"));
         let clock = Clock::system();
-        let open = || {
-            Warming::open(dir.path(), &config, clock.clone(), Metrics::new())
-                .expect("open")
-                .expect("enabled")
-        };
+        let open =
+            || Warming::open(dir.path(), &config, clock.clone(), Metrics::new()).expect("open");
         let w = open();
         let now = clock.now_ms();
         let (today, hour) = (now / DAY_MS, now / HOUR_MS);

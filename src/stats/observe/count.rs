@@ -104,10 +104,10 @@ impl Observer {
 
     /// One final send of `sending_domain` (a label: `other` is not tracked).
     fn count_send(&self, sending_domain: &str, permanent_bounce: bool) {
-        if let Some(s) = self.inner.suspensions.get()
-            && sending_domain != "other"
-        {
-            s.record(sending_domain, permanent_bounce);
+        if sending_domain != "other" {
+            self.inner
+                .suspensions
+                .record(sending_domain, permanent_bounce);
         }
     }
 
@@ -115,13 +115,11 @@ impl Observer {
     /// A synchronous hard bounce puts the address on the suppression list (off the async
     /// threads: the store syncs each write).
     fn suppress(&self, address: &str, b: &BounceInfo, reply: &str, id: QueueId) {
-        let Some(list) = self.inner.suppressions.get() else {
-            return;
-        };
         if !crate::bounce::suppress::suppresses_category(b.category, b.permanent) {
             return;
         }
-        let (list, address, reason) = (list.clone(), address.to_string(), b.category.as_str());
+        let list = self.inner.suppressions.clone();
+        let (address, reason) = (address.to_string(), b.category.as_str());
         let detail = format!("{} (message {id})", reply.trim());
         let task = move || {
             let r = list.add_blocking(
