@@ -170,14 +170,12 @@ pub fn backfill(
 ) -> Result<(Change, Option<QueueId>), StoreError> {
     let mut change = Change::default();
     let start = keys::meta(from);
-    let mut seen = 0;
-    for item in store::scan(db, keys::META, &start) {
+    for (seen, item) in store::scan(db, keys::META, &start).enumerate() {
         let (k, v) = item?;
         let id = keys::parse_id(&k).ok_or_else(|| bad_key(&k))?;
         if seen == max {
             return Ok((change, Some(id)));
         }
-        seen += 1;
         let msg: QueuedMessage = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
             key: id.to_string(),
             reason: e.to_string(),
