@@ -29,6 +29,7 @@
 //! limiters; [`store`] holds the counters and last-IP records (RocksDB, cached, written
 //! through) and the `warming.start` date parsing.
 
+mod policy;
 mod provider_rate;
 mod store;
 
@@ -44,15 +45,15 @@ use tokio::sync::Semaphore;
 
 use super::Outcome;
 use super::outcome::Hold;
-use super::providers::ProviderTable;
 use super::rate::{HOUR_MS, ProviderLimiter};
 use super::relay::Relay;
 use super::throttle::{self, Throttles};
 use crate::clock::Clock;
-use crate::config::{Config, ProviderRate, WarmingStep, parse_day_range};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::queue::{QueuedMessage, Recipient, Stream};
 use crate::routing::Destination;
+use policy::Policy;
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -61,9 +62,6 @@ pub enum WarmingError {
     #[error("warming store: {0}")]
     Rocks(#[from] rocksdb::Error),
 }
-
-/// ((first day, last day or open-ended), daily cap or full quota).
-type Step = ((u32, Option<u32>), Option<u64>);
 
 /// Handle on the warming counters and limiters, with the `[warming]` policy it was built
 /// for; cheap to clone. A reload makes a new handle on the same counters
@@ -84,42 +82,6 @@ struct Inner {
     /// Connection limits per (provider, its `connections`): a reload that changes the
     /// number starts a new semaphore rather than resizing one in use.
     limits: Mutex<HashMap<(String, usize), Arc<Semaphore>>>,
-}
-
-/// What the config says: the schedule, provider rates and table.
-struct Policy {
-    steps: Vec<Step>,
-    rates: std::collections::BTreeMap<String, ProviderRate>,
-    /// Recognises a recipient's provider (config table, then built-in).
-    providers: ProviderTable,
-    /// Configured start day per domain.
-    start: HashMap<String, u64>,
-    quiet_ms: u64,
-    bounce_domain: String,
-}
-
-impl Policy {
-    fn new(config: &Config) -> Policy {
-        let w = &config.warming;
-        let steps = w
-            .steps()
-            .iter()
-            .filter_map(|s: &WarmingStep| parse_day_range(&s.days).map(|r| (r, s.daily_cap)))
-            .collect();
-        let start = w
-            .start
-            .iter()
-            .filter_map(|(d, date)| parse_date(date).map(|day| (d.to_ascii_lowercase(), day)))
-            .collect();
-        Policy {
-            steps,
-            rates: w.provider_rates(),
-            providers: ProviderTable::new(&w.provider_rates()),
-            start,
-            quiet_ms: w.throttle_quiet.get().as_millis() as u64,
-            bounce_domain: config.bounce_domain().to_ascii_lowercase(),
-        }
-    }
 }
 
 #[derive(Default)]
@@ -251,7 +213,7 @@ impl Warming {
     }
 
     /// The provider label of recipient `to`: by its domain, else by the domain's MX hosts
-    /// ([`ProviderTable`]).
+    /// ([`ProviderTable`](super::providers::ProviderTable)).
     async fn provider(&self, to: &str, relay: Option<&Relay>) -> String {
         let domain = to.rsplit_once('@').map_or("", |(_, d)| d);
         if let Some(p) = self.policy.providers.by_domain(domain) {
