@@ -5,7 +5,8 @@
 //! enqueue latency (p50/p99/max) without a purge and while one runs.
 //!
 //! Run (release): `cargo bench --bench retention_purge`
-//! Options (env): `PURGE_N` messages (default 1000000), `PURGE_BODY` bytes (default 2048),
+//! Options (env): `PURGE_N` messages (default 1000000), `PURGE_BODY` bytes of random
+//! base64 text per message (default 2048),
 //! `PURGE_DIR` parent of the temp data dir (default the target dir: a real disk).
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -30,6 +31,16 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// A body of `len` random base64-alphabet bytes: real mail bodies (base64 attachments,
+/// compressed text) don't shrink under RocksDB's block compression, and a repeated
+/// filler would make "full" look 10× smaller than a real queue.
+fn random_body(len: usize) -> Vec<u8> {
+    use rand::Rng;
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut rng = rand::rng();
+    (0..len).map(|_| B64[rng.random_range(0..64)]).collect()
 }
 
 fn message(body: &[u8]) -> NewMessage {
@@ -81,7 +92,7 @@ async fn fill(q: &Queue, n: usize, body: &[u8]) {
     while done < n {
         let k = IN_FLIGHT.min(n - done);
         let jobs = (0..k).map(|_| {
-            let (q, m, sent) = (q.clone(), message(body), sent.clone());
+            let (q, m, sent) = (q.clone(), message(&random_body(body.len())), sent.clone());
             tokio::spawn(async move {
                 let id = q.enqueue(m).await.expect("enqueue");
                 q.record(id, 0, &sent).await.expect("record");

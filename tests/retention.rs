@@ -194,6 +194,11 @@ async fn retention_zero_deletes_at_once_but_only_after_the_bounce_stage_read_a_d
         (left == [pending]).then_some(())
     })
     .await;
+    // The purger counts a batch once its delete has committed, just after the rows vanish.
+    eventually(20, "both purges counted", || async {
+        (q.retention_progress().purged == 2).then_some(())
+    })
+    .await;
     assert_eq!(q.retention_progress().purged, 2);
     srv.shutdown().await;
 }
