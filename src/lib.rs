@@ -29,6 +29,7 @@ pub mod bounce;
 pub mod delivery;
 pub mod envelope;
 pub mod queue;
+pub mod reply;
 pub mod routing;
 pub mod session;
 

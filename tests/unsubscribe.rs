@@ -10,7 +10,7 @@ use common::sink::{Received, Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Listener, TestServer, eventually, message};
 use mxgate::bounce::SuppressionSource;
-use mxgate::session::reply;
+use mxgate::reply;
 
 fn raw(to: &str, subject: &str, stream: &str) -> String {
     format!(

@@ -100,8 +100,8 @@ pub enum EnqueueError {
 
 impl EnqueueError {
     /// Whatever went wrong, the peer may retry later: `451 4.4.2` (no internals leak).
-    pub fn reply(&self) -> crate::session::reply::Reply {
-        crate::session::reply::STORE_UNAVAILABLE
+    pub fn reply(&self) -> crate::reply::Reply {
+        crate::reply::STORE_UNAVAILABLE
     }
 }
 

@@ -42,8 +42,8 @@ pub enum StorageFull {
 
 impl StorageFull {
     /// Every limit gets the same reply: the client keeps the message and retries later.
-    pub fn reply(&self) -> crate::session::reply::Reply {
-        crate::session::reply::INSUFFICIENT_STORAGE
+    pub fn reply(&self) -> crate::reply::Reply {
+        crate::reply::INSUFFICIENT_STORAGE
     }
 }
 

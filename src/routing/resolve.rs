@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::config::{Config, RouteConfig};
 use crate::envelope::Address;
+use crate::reply::{self, Reply};
 use crate::routing::token::TokenKey;
-use crate::session::reply::{self, Reply};
 
 /// Where one accepted recipient goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,10 +18,10 @@ use tracing::{info, warn};
 use super::body::{Body, BodyError, Chunk, DataDecoder};
 use super::command::BodyType;
 use super::io::Conn;
-use super::reply::{self, Reply};
 use super::{Session, State, Transaction, prep, verify};
 use crate::envelope::ListenerKind;
 use crate::queue::{NewMessage, Stream};
+use crate::reply::{self, Reply};
 use crate::routing::Destination;
 
 /// How long the store may take before the client is told to retry (KumoMTA uses 60 s too).

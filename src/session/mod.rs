@@ -23,7 +23,6 @@ pub mod listener;
 mod mail;
 pub mod prep;
 mod rcpt;
-pub mod reply;
 mod sasl;
 mod starttls;
 mod verify;
@@ -44,10 +43,10 @@ use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::routing::{Destination, Router};
 
+use crate::reply::{self, Reply};
 use command::{Command, MailFrom};
 use io::{Conn, Input};
 use listener::Shared;
-use reply::Reply;
 
 /// What a session works with: one config and what is built from it, plus the server's
 /// stores. The server builds one at start and one per reload; a session keeps the one that

@@ -13,9 +13,9 @@
 
 use std::time::SystemTime;
 
-use super::reply::{self, Reply};
 use crate::auth::sign::{SignError, Signer};
 use crate::config::FromAlignment;
+use crate::reply::{self, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepError {

@@ -7,9 +7,9 @@
 use tracing::info;
 
 use super::command::RcptTo;
-use super::reply::{self, Reply};
 use super::{Session, State};
 use crate::envelope::ListenerKind;
+use crate::reply::{self, Reply};
 use crate::routing::{self, Destination};
 
 pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {

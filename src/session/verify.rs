@@ -11,10 +11,10 @@
 
 use tracing::info;
 
-use super::reply::Reply;
 use super::{Session, Transaction};
 use crate::auth::{self, Policy};
 use crate::envelope::ListenerKind;
+use crate::reply::Reply;
 use crate::routing::Destination;
 
 /// The header fields to put on top, and the message with forged results removed.
