@@ -33,9 +33,9 @@ pub struct State {
     pub config: View<Config>,
     pub queue: Queue,
     pub metrics: crate::metrics::Metrics,
-    pub suppressions: crate::bounce::SuppressionList,
+    pub suppressions: crate::suppression::SuppressionList,
     pub stats: crate::stats::Stats,
-    pub suspensions: crate::bounce::suspend::Suspensions,
+    pub suspensions: crate::suspension::Suspensions,
     pub token_key: crate::routing::token::TokenKey,
     /// `POST /api/reload`.
     pub reloader: crate::server::Reloader,

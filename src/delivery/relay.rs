@@ -8,7 +8,7 @@
 //!
 //! Envelope sender: mail submitted by the ERP leaves as `bounce+TOKEN@<bounce domain>`
 //! (VERP, [`TokenKey`]): the token names message and recipient, so an asynchronous bounce
-//! closes the loop in [`bounce::intake`](crate::bounce::intake). Forwarded copies carry
+//! closes the loop in [`intake`](crate::intake). Forwarded copies carry
 //! their SRS sender and DSNs the null sender, both unchanged.
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -59,9 +59,9 @@ pub struct SessionContext {
     /// STARTTLS / implicit TLS; `None` only in tests that run without a certificate.
     pub tls: Option<TlsAcceptor>,
     /// Suppressed recipients are refused on submission ([`rcpt`]).
-    pub suppressions: crate::bounce::SuppressionList,
+    pub suppressions: crate::suppression::SuppressionList,
     /// Sending domains suspended for their bounce rate are refused at MAIL ([`mail`]).
-    pub suspensions: crate::bounce::suspend::Suspensions,
+    pub suspensions: crate::suspension::Suspensions,
     /// Issues and checks `unsubscribe+TOKEN` / one-click unsubscribe tokens.
     pub token_key: crate::routing::token::TokenKey,
     /// Warming caps: with `warming.tempfail`, MAIL is 451 once the day's cap is spent ([`mail`]).

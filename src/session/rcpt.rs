@@ -46,7 +46,7 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
             let r = list.add_blocking(
                 &address,
                 "unsubscribe",
-                crate::bounce::SuppressionSource::Unsubscribe,
+                crate::suppression::Source::Unsubscribe,
                 Some("mail to the unsubscribe alias"),
             );
             if let Err(e) = r {

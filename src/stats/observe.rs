@@ -68,9 +68,9 @@ struct Inner {
     clock: Clock,
     queue: Queue,
     /// Synchronous hard bounces of relayed mail suppress the recipient.
-    suppressions: crate::bounce::SuppressionList,
+    suppressions: crate::suppression::SuppressionList,
     /// Final outcomes feed the bounce-rate suspension of sending domains.
-    suspensions: crate::bounce::suspend::Suspensions,
+    suspensions: crate::suspension::Suspensions,
 }
 
 /// Where an [`Observer`] reports outcomes.
@@ -78,8 +78,8 @@ pub struct Sinks {
     pub stats: Stats,
     pub events: Events,
     pub metrics: Metrics,
-    pub suppressions: crate::bounce::SuppressionList,
-    pub suspensions: crate::bounce::suspend::Suspensions,
+    pub suppressions: crate::suppression::SuppressionList,
+    pub suspensions: crate::suspension::Suspensions,
 }
 
 impl Observer {

@@ -115,7 +115,7 @@ impl Observer {
     /// A synchronous hard bounce puts the address on the suppression list (off the async
     /// threads: the store syncs each write).
     fn suppress(&self, address: &str, b: &BounceInfo, reply: &str, id: QueueId) {
-        if !crate::bounce::suppress::suppresses_category(b.category, b.permanent) {
+        if !crate::suppression::suppresses_category(b.category, b.permanent) {
             return;
         }
         let list = self.inner.suppressions.clone();
@@ -125,7 +125,7 @@ impl Observer {
             let r = list.add_blocking(
                 &address,
                 reason,
-                crate::bounce::SuppressionSource::Bounce,
+                crate::suppression::Source::Bounce,
                 Some(&detail),
             );
             match r {
