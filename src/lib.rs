@@ -42,6 +42,7 @@ pub mod events;
 pub mod intake;
 pub mod live;
 pub mod metrics;
+pub mod providers;
 pub mod server;
 pub mod stats;
 pub mod suppression;

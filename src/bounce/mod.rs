@@ -17,7 +17,6 @@ mod document;
 mod heuristics;
 mod parse;
 mod phrases;
-mod provider;
 mod rfc3464;
 mod rfc3834;
 
@@ -31,9 +30,10 @@ pub use parse::parse;
 pub fn explain(text: &str) -> Option<(Reason, &'static str)> {
     phrases::explain(&classify::normalize(text))
 }
-pub use provider::{Provider, detect_provider};
 
 use serde::Serialize;
+
+use crate::providers::Provider;
 
 /// What kind of automatic message a report is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -232,7 +232,7 @@ impl Config {
             }
         }
         for (name, rate) in &self.warming.providers {
-            let known = crate::bounce::Provider::ALL
+            let known = crate::providers::Provider::ALL
                 .iter()
                 .any(|pr| pr.as_label() == name.to_ascii_lowercase());
             // A name of its own needs a way to recognise its recipients; without one it is
@@ -245,7 +245,7 @@ impl Config {
             }
             for (key, list) in [("domains", &rate.domains), ("mx", &rate.mx)] {
                 for (i, pat) in list.iter().enumerate() {
-                    if !crate::delivery::providers::valid_pattern(pat) {
+                    if !crate::providers::valid_pattern(pat) {
                         p.add(
                             format!("warming.providers.{name}.{key}[{i}]"),
                             format!(

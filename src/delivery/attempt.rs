@@ -54,7 +54,7 @@ impl Context {
             // Relayed mail: the mailbox provider (gmail, microsoft, ..., other), as SPEC's
             // `mxgate_delivery_attempts_total{result,provider}` means it; bounded set.
             Destination::Relay => {
-                crate::bounce::detect_provider(Some(&rcpt.address), &[], "").as_label()
+                crate::providers::detect_provider(Some(&rcpt.address), &[], "").as_label()
             }
             Destination::SrsReturn { .. } => "relay",
             Destination::Route { route, .. } => self

@@ -25,7 +25,6 @@ pub mod maildir;
 pub mod odoo;
 pub mod outcome;
 pub mod plan;
-pub mod providers;
 pub mod rate;
 pub mod relay;
 pub mod smtp;

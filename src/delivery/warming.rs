@@ -213,7 +213,7 @@ impl Warming {
     }
 
     /// The provider label of recipient `to`: by its domain, else by the domain's MX hosts
-    /// ([`ProviderTable`](super::providers::ProviderTable)).
+    /// ([`ProviderTable`](crate::providers::ProviderTable)).
     async fn provider(&self, to: &str, relay: Option<&Relay>) -> String {
         let domain = to.rsplit_once('@').map_or("", |(_, d)| d);
         if let Some(p) = self.policy.providers.by_domain(domain) {

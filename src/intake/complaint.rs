@@ -8,9 +8,10 @@
 //! only — suppression still needs the token, see [`super`]'s docs).
 
 use super::{Intake, Origin};
-use crate::bounce::{BounceReport, detect_provider};
+use crate::bounce::BounceReport;
 use crate::envelope::QueueId;
 use crate::events::{Event, Kind};
+use crate::providers::detect_provider;
 use crate::routing::Destination;
 
 /// What a `complained` event says about the message complained about.

@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::bounce::{BounceReport, Category, DeliveryKind, Provider, RecipientResult, ReportKind};
+use crate::bounce::{BounceReport, Category, DeliveryKind, RecipientResult, ReportKind};
 use crate::envelope::QueueId;
 use crate::live::View;
 use crate::metrics::{BounceLabels, Metrics};
+use crate::providers::Provider;
 use crate::queue::{Queue, QueuedMessage};
 use crate::routing::Destination;
 use crate::routing::token::TokenKey;

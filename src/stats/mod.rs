@@ -23,7 +23,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::bounce::{Category, Provider};
+use crate::bounce::Category;
+use crate::providers::Provider;
 pub use sent_records::{PRUNE_EVERY, SENT_FROM_GRACE};
 pub use store::{StatsError, Store};
 

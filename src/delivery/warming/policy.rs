@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::parse_date;
 use crate::config::{Config, ProviderRate, WarmingStep, parse_day_range};
-use crate::delivery::providers::ProviderTable;
+use crate::providers::ProviderTable;
 
 /// ((first day, last day or open-ended), daily cap or full quota).
 type Step = ((u32, Option<u32>), Option<u64>);

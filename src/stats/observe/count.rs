@@ -163,7 +163,9 @@ impl Observer {
                 "transient"
             },
         });
-        if b.category == Category::Blocked && dims.provider != bounce::Provider::Other.as_label() {
+        if b.category == Category::Blocked
+            && dims.provider != crate::providers::Provider::Other.as_label()
+        {
             self.inner.metrics.esp_block(&dims.provider);
         }
     }
@@ -183,7 +185,7 @@ impl Observer {
             sending_domain: self.sending_domain(&msg.mail_from),
             email_type: email_type.to_string(),
             sending_ip: String::new(),
-            provider: bounce::detect_provider(Some(rcpt), &[], reply)
+            provider: crate::providers::detect_provider(Some(rcpt), &[], reply)
                 .as_label()
                 .to_string(),
         }

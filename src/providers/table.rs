@@ -2,7 +2,7 @@
 //! connection limits (issue 6 §2): by a table in config first — the `domains` and `mx` of
 //! `[warming.providers.NAME]`, so an operator can add a provider (a national ISP, a hosting
 //! company) or more hosts of a known one — then by the built-in table the bounce stage uses
-//! ([`crate::bounce::detect_provider`]: Gmail, Google Workspace, Microsoft, Yahoo, AOL,
+//! ([`detect_provider`](super::detect_provider): Gmail, Google Workspace, Microsoft, Yahoo, AOL,
 //! iCloud, ...). The recipient's domain decides before its MX hosts, so an `@gmail.com`
 //! address is Gmail without a DNS lookup; everything else is `other`.
 
@@ -48,7 +48,7 @@ impl ProviderTable {
         if let Some(e) = configured {
             return Some(e.name.clone());
         }
-        crate::bounce::Provider::from_mailbox_domain(&d).map(|p| p.as_label().to_string())
+        super::Provider::from_mailbox_domain(&d).map(|p| p.as_label().to_string())
     }
 
     /// The provider label of a recipient domain that [`by_domain`](Self::by_domain) did not
@@ -64,7 +64,7 @@ impl ProviderTable {
         }
         let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
         let to = format!("x@{domain}");
-        crate::bounce::detect_provider(Some(&to), &hosts, "")
+        super::detect_provider(Some(&to), &hosts, "")
             .as_label()
             .to_string()
     }
