@@ -21,11 +21,15 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # Top-level modules, lowest layer first. A module may import modules of its own layer
 # only when no cycle results, and any module of a lower layer; never one above it.
 # A module missing from the table is an error (new modules must take a place).
+#
+# `providers` is a leaf (it imports nothing of the crate) at the bottom, not beside bounce:
+# config checks `[warming.providers.NAME]` against its names and parses `domains`/`mx`
+# into its `HostPattern`, and bounce and warming both detect providers with it.
 LAYERS = [
-    ["reply", "envelope", "clock"],
+    ["reply", "envelope", "clock", "providers"],
     ["config", "metrics"],
     ["dns", "tls", "db"],
-    ["auth", "routing", "bounce", "providers"],
+    ["auth", "routing", "bounce"],
     ["queue"],
     ["report", "stats", "events", "suppression", "suspension"],
     ["delivery", "session", "intake"],

@@ -33,8 +33,6 @@ mod policy;
 mod provider_rate;
 mod store;
 
-pub use store::parse_date;
-
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;

@@ -8,7 +8,7 @@
 
 mod table;
 
-pub use table::{ProviderTable, valid_pattern};
+pub use table::{HostPattern, ProviderTable};
 
 use serde::Serialize;
 
