@@ -6,7 +6,7 @@
 //!    Parses commands ([`session::command`]) and message data ([`session::body`]).
 //! 2. [`auth`] — who sent it: SPF, DKIM, DMARC verdicts (and outbound DKIM signing).
 //! 3. [`routing`] — where each recipient goes: alias table, `reply+`/`bounce+` tokens,
-//!    `+detail`, catchall → a [`routing::Destination`].
+//!    `+detail`, catchall → an [`envelope::Destination`].
 //! 4. [`queue`] — durable store on RocksDB: [`queue::Queue::enqueue`] returns only after the
 //!    message is fsync'd (group commit), and only then does the session answer 250.
 //! 5. [`delivery`] — workers take due recipients from the queue and push them to the ERP

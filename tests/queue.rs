@@ -10,10 +10,10 @@ use std::time::Duration;
 use mxgate::clock::Clock;
 use mxgate::config::{HumanDuration, QueueConfig};
 use mxgate::delivery::Outcome;
+use mxgate::envelope::Destination;
 use mxgate::envelope::{Address, ListenerKind, QueueId, ReversePath};
 use mxgate::metrics::Metrics;
 use mxgate::queue::{NewMessage, Queue, QueueOptions, RcptState, StoreError};
-use mxgate::routing::Destination;
 use tempfile::TempDir;
 
 /// On the real disk (not tmpfs), so fsync costs what it costs in production.

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually};
+use mxgate::envelope::Destination;
+use mxgate::envelope::Stream;
 use mxgate::envelope::{Address, ListenerKind, ReversePath};
-use mxgate::queue::{NewMessage, QueuedMessage, RcptState, Stream};
-use mxgate::routing::Destination;
+use mxgate::queue::{NewMessage, QueuedMessage, RcptState};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 

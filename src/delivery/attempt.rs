@@ -10,9 +10,9 @@ use super::outcome::classify;
 use super::relay::Relay;
 use super::{Error, Outcome, http, maildir, odoo};
 use crate::config::{Config, RouteConfig};
+use crate::envelope::Destination;
 use crate::queue::transition::STORED_FOR_BOUNCE;
 use crate::queue::{QueuedMessage, Recipient};
-use crate::routing::Destination;
 
 /// What an attempt needs, all built from one config: the server builds one per config (at
 /// start and on every reload) and each attempt takes the current one for its whole run.

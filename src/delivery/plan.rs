@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::smtp::{Hop, TlsMode};
 use crate::config::{Config, Security, SmarthostConfig};
 use crate::dns::Dns;
-use crate::queue::Stream;
+use crate::envelope::Stream;
 use crate::reply;
 
 /// Why no hop could be planned.

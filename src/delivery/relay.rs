@@ -20,11 +20,11 @@ use super::{Error, dsn, plan};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dns::Dns;
-use crate::envelope::{Address, ListenerKind, ReversePath};
-use crate::queue::{NewMessage, Queue, QueuedMessage, RcptState, Recipient, Stream};
+use crate::envelope::{Address, Destination, ListenerKind, ReversePath, Stream};
+use crate::queue::{NewMessage, Queue, QueuedMessage, RcptState, Recipient};
+use crate::routing::Router;
 use crate::routing::srs;
 use crate::routing::token::TokenKey;
-use crate::routing::{Destination, Router};
 
 /// What the relay needs; built once in `server.rs`.
 pub struct Relay {

@@ -48,9 +48,9 @@ use super::relay::Relay;
 use super::throttle::{self, Throttles};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::envelope::{Destination, Stream};
 use crate::metrics::Metrics;
-use crate::queue::{QueuedMessage, Recipient, Stream};
-use crate::routing::Destination;
+use crate::queue::{QueuedMessage, Recipient};
 use policy::Policy;
 
 const DAY_MS: u64 = 86_400_000;

@@ -9,10 +9,10 @@
 
 use super::{Intake, Origin};
 use crate::bounce::BounceReport;
+use crate::envelope::Destination;
 use crate::envelope::QueueId;
 use crate::events::{Event, Kind};
 use crate::providers::detect_provider;
-use crate::routing::Destination;
 
 /// What a `complained` event says about the message complained about.
 struct Complaint {

@@ -25,12 +25,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::bounce::{BounceReport, Category, DeliveryKind, RecipientResult, ReportKind};
+use crate::envelope::Destination;
 use crate::envelope::QueueId;
 use crate::live::View;
 use crate::metrics::{BounceLabels, Metrics};
 use crate::providers::Provider;
 use crate::queue::{Queue, QueuedMessage};
-use crate::routing::Destination;
 use crate::routing::token::TokenKey;
 use crate::stats::observe::Observer;
 use crate::suppression::{Source, SuppressionList};

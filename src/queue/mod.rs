@@ -48,7 +48,7 @@ mod store;
 pub mod transition;
 
 pub use keys::RcptKey;
-pub use model::{NewMessage, QueuedMessage, RcptState, Recipient, Stream};
+pub use model::{NewMessage, QueuedMessage, RcptState, Recipient};
 pub use quota::{StorageFull, Usage};
 pub use store::{Due, DueScan};
 
@@ -62,9 +62,8 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::clock::Clock;
 use crate::config::QueueConfig;
-use crate::envelope::QueueId;
+use crate::envelope::{Destination, QueueId, Stream};
 use crate::metrics::Metrics;
-use crate::routing::Destination;
 use commit::{Change, Committer, Shared};
 
 #[derive(Debug, thiserror::Error)]

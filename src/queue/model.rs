@@ -6,8 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{Address, ListenerKind, QueueId, ReversePath};
-use crate::routing::Destination;
+use crate::envelope::{Address, Destination, ListenerKind, QueueId, ReversePath, Stream};
 
 /// A message a session has received and wants stored before it answers 250.
 #[derive(Clone, Debug)]
@@ -20,35 +19,6 @@ pub struct NewMessage {
     /// The full message as it will be delivered: our Received header (and later
     /// Authentication-Results) prepended, CRLF line ends, dot-unstuffed.
     pub body: Vec<u8>,
-}
-
-/// A message's email type (issue 6 item 5): `transactional` (the default: invoices,
-/// password resets, replies) or `mass` (newsletters, campaigns). Mass mail gets its own share
-/// of the delivery concurrency so it never delays transactional mail.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    #[default]
-    Transactional,
-    Mass,
-}
-
-impl Stream {
-    /// The `email_type` label value.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Stream::Transactional => "transactional",
-            Stream::Mass => "mass",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Stream> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "transactional" => Some(Stream::Transactional),
-            "mass" => Some(Stream::Mass),
-            _ => None,
-        }
-    }
 }
 
 /// Stored metadata of a queued message (key `m/<id>`).

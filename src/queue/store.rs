@@ -14,9 +14,8 @@ use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch};
 use super::commit::Change;
 use super::keys::{self, RcptKey};
 use super::retention;
-use super::{QueuedMessage, RcptState, Recipient, StoreError, Stream};
-use crate::envelope::QueueId;
-use crate::routing::Destination;
+use super::{QueuedMessage, RcptState, Recipient, StoreError};
+use crate::envelope::{Destination, QueueId, Stream};
 
 pub fn open_db(dir: &Path) -> Result<DB, StoreError> {
     std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {

@@ -139,7 +139,7 @@ pub fn bounce_reported(
 mod tests {
     use super::*;
     use crate::config::HumanDuration;
-    use crate::routing::Destination;
+    use crate::envelope::Destination;
 
     fn rcpt(state: RcptState) -> Recipient {
         Recipient {

@@ -5,4 +5,4 @@ mod resolve;
 pub mod srs;
 pub mod token;
 
-pub use resolve::{Destination, Error, Router};
+pub use resolve::{Error, Router};

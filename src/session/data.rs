@@ -19,10 +19,9 @@ use super::body::{Body, BodyError, Chunk, DataDecoder};
 use super::command::BodyType;
 use super::io::Conn;
 use super::{Session, State, Transaction, prep, verify};
-use crate::envelope::ListenerKind;
-use crate::queue::{NewMessage, Stream};
+use crate::envelope::{Destination, ListenerKind, Stream};
+use crate::queue::NewMessage;
 use crate::reply::{self, Reply};
-use crate::routing::Destination;
 
 /// How long the store may take before the client is told to retry (KumoMTA uses 60 s too).
 const ENQUEUE_DEADLINE: Duration = Duration::from_secs(60);

@@ -38,10 +38,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::Config;
+use crate::envelope::Destination;
 use crate::envelope::{Address, ListenerKind, Peer};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
-use crate::routing::{Destination, Router};
+use crate::routing::Router;
 
 use crate::reply::{self, Reply};
 use command::{Command, MailFrom};

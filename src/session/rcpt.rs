@@ -8,9 +8,10 @@ use tracing::info;
 
 use super::command::RcptTo;
 use super::{Session, State};
+use crate::envelope::Destination;
 use crate::envelope::ListenerKind;
 use crate::reply::{self, Reply};
-use crate::routing::{self, Destination};
+use crate::routing;
 
 pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
     let may_relay =

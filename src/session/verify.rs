@@ -13,9 +13,9 @@ use tracing::info;
 
 use super::{Session, Transaction};
 use crate::auth::{self, Policy};
+use crate::envelope::Destination;
 use crate::envelope::ListenerKind;
 use crate::reply::Reply;
-use crate::routing::Destination;
 
 /// The header fields to put on top, and the message with forged results removed.
 pub(super) struct Verified {

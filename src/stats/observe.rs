@@ -21,11 +21,11 @@ use crate::bounce::RecipientResult;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::Outcome;
+use crate::envelope::Destination;
 use crate::envelope::QueueId;
 use crate::events::{Events, Kind};
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueuedMessage, RcptState, Recipient};
-use crate::routing::Destination;
 
 use super::Stats;
 

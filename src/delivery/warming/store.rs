@@ -6,7 +6,7 @@
 //! logged), which is the one rule this module enforces.
 
 use super::{DAY_MS, HOUR_MS, State, Warming};
-use crate::queue::Stream;
+use crate::envelope::Stream;
 
 impl Warming {
     /// The IP `stream`'s mail last left from: cached, else from the store.
