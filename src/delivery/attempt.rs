@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use super::outcome::classify;
 use super::relay::Relay;
-use super::{Error, Outcome, http, maildir, odoo};
+use super::{Error, http, maildir, odoo};
 use crate::config::{Config, RouteConfig};
 use crate::envelope::Destination;
+use crate::queue::Outcome;
 use crate::queue::transition::STORED_FOR_BOUNCE;
 use crate::queue::{QueuedMessage, Recipient};
 

@@ -41,8 +41,6 @@ use std::sync::{Arc, Mutex};
 use rocksdb::{DB, Options};
 use tokio::sync::Semaphore;
 
-use super::Outcome;
-use super::outcome::Hold;
 use super::rate::{HOUR_MS, ProviderLimiter};
 use super::relay::Relay;
 use super::throttle::{self, Throttles};
@@ -50,6 +48,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::envelope::{Destination, Stream};
 use crate::metrics::Metrics;
+use crate::queue::Hold;
+use crate::queue::Outcome;
 use crate::queue::{QueuedMessage, Recipient};
 use policy::Policy;
 

@@ -18,12 +18,12 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Outcome;
 use super::attempt::{self, Context};
 use crate::clock::Clock;
 use crate::envelope::QueueId;
 use crate::live::View;
 use crate::metrics::Metrics;
+use crate::queue::Outcome;
 use crate::queue::{
     Due, DueScan, NewMessage, Queue, QueuedMessage, RcptKey, RcptState, Recipient, StoreError,
 };

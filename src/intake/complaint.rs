@@ -9,8 +9,7 @@
 
 use super::{Intake, Origin};
 use crate::bounce::BounceReport;
-use crate::envelope::Destination;
-use crate::envelope::QueueId;
+use crate::envelope::{Destination, QueueId};
 use crate::events::{Event, Kind};
 use crate::providers::detect_provider;
 

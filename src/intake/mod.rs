@@ -25,8 +25,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::bounce::{BounceReport, Category, DeliveryKind, RecipientResult, ReportKind};
-use crate::envelope::Destination;
-use crate::envelope::QueueId;
+use crate::envelope::{Destination, QueueId};
 use crate::live::View;
 use crate::metrics::{BounceLabels, Metrics};
 use crate::providers::Provider;
@@ -302,14 +301,14 @@ impl Intake {
             tracing::info!(queue_id = %origin.id, rcpt = origin.rcpt, dsn = %dsn, reply = %reply, "delay notice for a recipient");
             return;
         }
-        let category = failed.category.map(|c| c.as_str().to_string());
+        let category = failed.category;
         match self
             .queue
-            .bounce_reported(origin.id, origin.rcpt, category.clone(), reply.clone())
+            .bounce_reported(origin.id, origin.rcpt, category, reply.clone())
             .await
         {
             Ok(Some(_)) => {
-                tracing::info!(queue_id = %origin.id, rcpt = origin.rcpt, dsn = %dsn, category = ?category, "recipient bounced (DSN)");
+                tracing::info!(queue_id = %origin.id, rcpt = origin.rcpt, dsn = %dsn, category = ?category.map(|c| c.as_str()), "recipient bounced (DSN)");
                 let observer = self.observers.get();
                 observer.dsn(origin.id, origin.rcpt, failed).await;
             }

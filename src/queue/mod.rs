@@ -48,7 +48,7 @@ mod store;
 pub mod transition;
 
 pub use keys::RcptKey;
-pub use model::{NewMessage, QueuedMessage, RcptState, Recipient};
+pub use model::{Hold, NewMessage, Outcome, QueuedMessage, RcptState, Recipient};
 pub use quota::{StorageFull, Usage};
 pub use store::{Due, DueScan};
 

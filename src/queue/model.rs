@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounce::Category;
 use crate::envelope::{Address, Destination, ListenerKind, QueueId, ReversePath, Stream};
 
 /// A message a session has received and wants stored before it answers 250.
@@ -19,6 +20,51 @@ pub struct NewMessage {
     /// The full message as it will be delivered: our Received header (and later
     /// Authentication-Results) prepended, CRLF line ends, dot-unstuffed.
     pub body: Vec<u8>,
+}
+
+/// What one delivery attempt for one recipient came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered; `reply` is what the other side said (`HTTP 200 OK`, an SMTP reply line).
+    Sent { reply: String },
+    /// Transient failure: retried with backoff until expiry.
+    Deferred { reason: String },
+    /// Permanent failure.
+    Bounced {
+        /// SPEC bounce category, when known (remote MTA bounces); `None` for an ERP refusal.
+        category: Option<Category>,
+        reply: String,
+    },
+}
+
+impl Outcome {
+    /// A transient failure retried on the normal backoff.
+    pub fn deferred(reason: impl Into<String>) -> Outcome {
+        Outcome::Deferred {
+            reason: reason.into(),
+        }
+    }
+
+    /// `result` label of `mxgate_delivery_attempts_total`.
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Deferred { .. } => "deferred",
+            Outcome::Bounced { .. } => "failed",
+        }
+    }
+}
+
+/// No attempt at all: a warming cap or a provider rate holds the recipient until its window
+/// opens ([`warming`](crate::delivery::warming)). The queue keeps it `deferred` with `reason` until
+/// `retry_at` without counting an attempt (so the later 4xx backoff does not grow), and no
+/// `deferred` event or `mxgate_delivery_attempts_total` sample is produced for it; expiry
+/// still applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub reason: String,
+    /// When the window opens (ms since the epoch).
+    pub retry_at: u64,
 }
 
 /// Stored metadata of a queued message (key `m/<id>`).

@@ -38,8 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::Config;
-use crate::envelope::Destination;
-use crate::envelope::{Address, ListenerKind, Peer};
+use crate::envelope::{Address, Destination, ListenerKind, Peer};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::routing::Router;

@@ -8,8 +8,7 @@ use tracing::info;
 
 use super::command::RcptTo;
 use super::{Session, State};
-use crate::envelope::Destination;
-use crate::envelope::ListenerKind;
+use crate::envelope::{Destination, ListenerKind};
 use crate::reply::{self, Reply};
 use crate::routing;
 

@@ -13,8 +13,7 @@ use tracing::info;
 
 use super::{Session, Transaction};
 use crate::auth::{self, Policy};
-use crate::envelope::Destination;
-use crate::envelope::ListenerKind;
+use crate::envelope::{Destination, ListenerKind};
 use crate::reply::Reply;
 
 /// The header fields to put on top, and the message with forged results removed.

@@ -17,15 +17,13 @@ pub use message_info::{MessageInfo, email_type};
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::bounce::RecipientResult;
+use crate::bounce::{Category, RecipientResult};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::delivery::Outcome;
-use crate::envelope::Destination;
-use crate::envelope::QueueId;
+use crate::envelope::{Destination, QueueId};
 use crate::events::{Events, Kind};
 use crate::metrics::Metrics;
-use crate::queue::{Queue, QueuedMessage, RcptState, Recipient};
+use crate::queue::{Outcome, Queue, QueuedMessage, RcptState, Recipient};
 
 use super::Stats;
 
@@ -46,7 +44,7 @@ struct Attempted<'a> {
     /// The remote's words (or the deferral reason).
     reply: String,
     /// The category the delivery gave a bounce, if any.
-    category: Option<String>,
+    category: Option<Category>,
     tried: Tried,
     /// Relayed (counted), not handed to an ERP route.
     outbound: bool,
@@ -191,7 +189,7 @@ impl Observer {
         let (reply, category) = match outcome {
             Outcome::Sent { reply } => (reply.clone(), None),
             Outcome::Deferred { reason, .. } => (reason.clone(), None),
-            Outcome::Bounced { category, reply } => (reply.clone(), category.clone()),
+            Outcome::Bounced { category, reply } => (reply.clone(), *category),
         };
         let a = Attempted {
             msg,

@@ -31,7 +31,7 @@ impl Observer {
                 None
             }
             Kind::Bounced | Kind::Expired => {
-                let b = classify(&a.reply, a.category.as_deref(), a.kind == Kind::Expired);
+                let b = classify(&a.reply, a.category, a.kind == Kind::Expired);
                 self.count_bounce(now, &dims, &b, true);
                 if a.kind == Kind::Bounced {
                     self.suppress(&a.rcpt.address, &b, &a.reply, a.msg.id);
@@ -193,14 +193,14 @@ impl Observer {
 }
 
 /// A synchronous refusal (5xx) or an expiry → category, codes, permanence.
-fn classify(reply: &str, category: Option<&str>, expired: bool) -> BounceInfo {
+fn classify(reply: &str, category: Option<Category>, expired: bool) -> BounceInfo {
     let code = bounce::find_reply_code(reply);
     let status = bounce::find_status(reply).map(str::to_string);
     let c = bounce::classify_reply(code, status.as_deref(), reply);
     let category = if expired {
         Category::RecipientError
     } else {
-        category.and_then(Category::from_name).unwrap_or(c.category)
+        category.unwrap_or(c.category)
     };
     BounceInfo {
         category,
