@@ -43,6 +43,7 @@ pub mod quota;
 mod read;
 mod record;
 mod retention;
+mod rows;
 pub mod schedule;
 mod store;
 pub mod transition;
