@@ -13,6 +13,8 @@ mod suppressions;
 mod suspensions;
 mod unsubscribe;
 
+pub use reload::{Reload, ReloadReport};
+
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
@@ -38,7 +40,7 @@ pub struct State {
     pub suspensions: crate::suspension::Suspensions,
     pub token_key: crate::routing::token::TokenKey,
     /// `POST /api/reload`.
-    pub reloader: crate::server::Reloader,
+    pub reload: Reload,
 }
 
 pub fn router(state: State) -> Router {

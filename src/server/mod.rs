@@ -14,7 +14,7 @@
 pub mod reload;
 pub mod runtime;
 
-pub use reload::{ReloadReport, Reloader};
+pub use reload::Reloader;
 pub use runtime::{BuildError, Runtime, Stable};
 
 use std::net::SocketAddr;
@@ -246,7 +246,13 @@ fn admin_state(running: &Running, live: &Live<Runtime>) -> crate::admin::State {
         stats: running.stats.clone(),
         suspensions: running.suspensions.clone(),
         token_key: running.token_key.clone(),
-        reloader: running.reloader.clone(),
+        reload: {
+            let reloader = running.reloader.clone();
+            crate::admin::Reload::new(move || {
+                let reloader = reloader.clone();
+                async move { reloader.reload().await }
+            })
+        },
     }
 }
 
@@ -281,7 +287,7 @@ fn local_addr(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {
 impl Running {
     /// Reads the config file the server was started with again and puts it in force
     /// (see [`reload`]); refused as a whole on any problem.
-    pub async fn reload(&self) -> ReloadReport {
+    pub async fn reload(&self) -> crate::admin::ReloadReport {
         self.reloader.reload().await
     }
 
