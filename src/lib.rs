@@ -15,7 +15,7 @@
 //! DSNs coming back: [`session`] → [`routing`] (`bounce+TOKEN`) → [`queue`] → [`bounce`].
 //!
 //! Outcomes feed [`stats`] (hourly counters in RocksDB behind `/api/bounces/...` and
-//! `/dashboard`, via [`stats::observe::Observer`]) and [`events`] (the ERP's webhook).
+//! `/dashboard`, via [`report::Observer`]) and [`events`] (the ERP's webhook).
 //!
 //! Around the path: [`server`] wires the stages together (the only place that does) and
 //! reloads the config-derived ones ([`live`] holds them), [`config`] loads and validates
@@ -39,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod dns;
 pub mod events;
+pub mod http_client;
 pub mod intake;
 pub mod live;
 pub mod metrics;
