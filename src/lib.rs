@@ -30,6 +30,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod queue;
 pub mod reply;
+pub mod report;
 pub mod routing;
 pub mod session;
 

@@ -25,7 +25,7 @@ pub struct Context {
     /// Outbound relay (relayed recipients, `forward` routes, DSNs); `None` = defer them.
     pub relay: Option<Arc<Relay>>,
     /// Metrics, statistics and ERP events of each recorded outcome; `None` = metrics only.
-    pub observer: Option<crate::stats::observe::Observer>,
+    pub observer: Option<crate::report::Observer>,
     /// Warming tiers and provider rates of relayed mail; `None` = `[warming]` is off.
     pub warming: Option<super::warming::Warming>,
 }
@@ -34,7 +34,7 @@ impl Context {
     pub fn new(
         config: Arc<Config>,
         relay: Option<Arc<Relay>>,
-        observer: Option<crate::stats::observe::Observer>,
+        observer: Option<crate::report::Observer>,
         warming: Option<super::warming::Warming>,
     ) -> Context {
         Context {

@@ -67,7 +67,7 @@ impl Intake {
                 .flatten();
             let message_id = body
                 .as_deref()
-                .map(|b| crate::stats::observe::MessageInfo::from_message(b).message_id)
+                .map(|b| crate::report::MessageInfo::from_message(b).message_id)
                 .filter(|m| !m.is_empty())
                 .or_else(|| report.original_message_id.clone())
                 .unwrap_or_default();

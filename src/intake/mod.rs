@@ -30,8 +30,8 @@ use crate::live::View;
 use crate::metrics::{BounceLabels, Metrics};
 use crate::providers::Provider;
 use crate::queue::{Queue, QueuedMessage};
+use crate::report::Observer;
 use crate::routing::token::TokenKey;
-use crate::stats::observe::Observer;
 use crate::suppression::{Source, SuppressionList};
 
 /// How often stored DSNs are looked for when nothing else wakes the intake.

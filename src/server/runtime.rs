@@ -25,11 +25,11 @@ use crate::dns::Dns;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::report::{Observer, Sinks};
 use crate::routing::Router;
 use crate::routing::token::TokenKey;
 use crate::session::SessionContext;
 use crate::stats::Stats;
-use crate::stats::observe::{Observer, Sinks};
 use crate::suppression::SuppressionList;
 use crate::suspension::Suspensions;
 

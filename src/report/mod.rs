@@ -25,7 +25,7 @@ use crate::events::{Events, Kind};
 use crate::metrics::Metrics;
 use crate::queue::{Outcome, Queue, QueuedMessage, RcptState, Recipient};
 
-use super::Stats;
+use crate::stats::Stats;
 
 /// What the attempts behind a reported outcome amount to.
 struct Tried {
