@@ -1,4 +1,4 @@
-//! Stage ③ — routing: an accepted RCPT address → a [`Destination`] (a configured route, or
+//! Stage ③ — routing: an accepted RCPT address → a [`Destination`](crate::envelope::Destination) (a configured route, or
 //! bounce processing), per SPEC "Inbound routing". Pure: no IO, built once from config.
 
 mod resolve;
