@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 
 use mxgate::clock::Clock;
 use mxgate::config::{HumanDuration, QueueConfig};
-use mxgate::delivery::Outcome;
-use mxgate::envelope::{Address, ListenerKind, ReversePath};
+use mxgate::envelope::{Address, Destination, ListenerKind, ReversePath};
 use mxgate::metrics::Metrics;
-use mxgate::queue::{NewMessage, Queue, RcptState};
-use mxgate::routing::Destination;
+use mxgate::queue::{NewMessage, Outcome, Queue, RcptState};
 use tokio_util::sync::CancellationToken;
 
 /// Enqueues in flight at once: group commit shares one fsync among them.

@@ -28,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::EventsConfig;
-use crate::delivery::http;
 use crate::live::View;
 use crate::stats::store::{self, StatsError, Store};
 
@@ -195,7 +194,7 @@ impl Events {
     /// Sends the outbox until `shutdown`, each event under the config `current` holds
     /// then (a reload changes `url` for the next event). Returns at once without an outbox.
     pub async fn run(current: View<Events>, shutdown: CancellationToken) {
-        let client = http::client();
+        let client = crate::http_client::client();
         let mut backoff = Duration::from_secs(1);
         loop {
             let events = current.get();
@@ -261,7 +260,12 @@ enum Sent {
 }
 
 /// One POST of event `id` under `cfg`.
-async fn post(cfg: &EventsConfig, client: &http::Client, id: u64, json: Vec<u8>) -> Sent {
+async fn post(
+    cfg: &EventsConfig,
+    client: &crate::http_client::Client,
+    id: u64,
+    json: Vec<u8>,
+) -> Sent {
     let mut req = match Request::post(cfg.url.as_str()).body(Full::new(Bytes::from(json))) {
         Ok(r) => r,
         Err(e) => return Sent::Later(format!("bad events.url: {e}")),

@@ -7,13 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mxgate::bounce::Category;
 use mxgate::clock::Clock;
 use mxgate::config::{HumanDuration, QueueConfig};
-use mxgate::delivery::Outcome;
-use mxgate::envelope::{Address, ListenerKind, QueueId, ReversePath};
+use mxgate::envelope::{Address, Destination, ListenerKind, QueueId, ReversePath};
 use mxgate::metrics::Metrics;
-use mxgate::queue::{NewMessage, Queue, QueueOptions, RcptState, StoreError};
-use mxgate::routing::Destination;
+use mxgate::queue::{NewMessage, Outcome, Queue, QueueOptions, RcptState, StoreError};
 use tempfile::TempDir;
 
 /// On the real disk (not tmpfs), so fsync costs what it costs in production.
@@ -501,7 +500,7 @@ async fn a_failure_and_the_dsn_it_owes_are_written_together_or_not_at_all() {
     let q = open(dir.path(), &clock, &metrics);
     let id = q.enqueue(sales("original\r\n")).await.expect("enqueue");
     let bounced = Outcome::Bounced {
-        category: Some("Invalid address".into()),
+        category: Some(Category::InvalidAddress),
         reply: "550 5.1.1 unknown".into(),
     };
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None));

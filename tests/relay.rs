@@ -9,7 +9,7 @@ use common::sink::{Sink, SinkOptions, SinkTls, refused_port};
 use common::submit::{python_send, submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually};
 use mxgate::queue::{QueuedMessage, RcptState};
-use mxgate::session::reply;
+use mxgate::reply;
 
 /// A smart host entry pointing at a loopback port.
 fn smarthost(name: &str, port: u16, priority: u32, extra: &str) -> String {

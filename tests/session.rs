@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Listener, SmtpClient, TestServer, eventually, message};
-use mxgate::session::reply;
+use mxgate::reply;
 
 /// Asserts that `r` is exactly the catalogue reply `want` (code, status, text prefix).
 #[track_caller]

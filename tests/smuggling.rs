@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Listener, SmtpClient, TestServer, eventually, message};
-use mxgate::session::reply;
+use mxgate::reply;
 
 #[track_caller]
 fn expect_reply(r: &common::SmtpReply, want: &reply::Reply) {

@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex};
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually};
-use mxgate::envelope::{Address, ListenerKind, ReversePath};
-use mxgate::queue::{NewMessage, QueuedMessage, RcptState, Stream};
-use mxgate::routing::Destination;
+use mxgate::envelope::{Address, Destination, ListenerKind, ReversePath, Stream};
+use mxgate::queue::{NewMessage, QueuedMessage, RcptState};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 

@@ -8,8 +8,8 @@ mod common;
 
 use common::erp::http_request;
 use common::{Listener, SmtpClient, TestServer, eventually, submit};
-use mxgate::bounce::SuppressionSource;
 use mxgate::envelope::QueueId;
+use mxgate::suppression::Source as SuppressionSource;
 use serde_json::Value;
 
 fn plain(user: &str, password: &str) -> String {

@@ -11,7 +11,7 @@ use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, SmtpClient, TestServer, eventually};
 use mxgate::queue::RcptState;
-use mxgate::session::reply;
+use mxgate::reply;
 use serde_json::Value;
 
 fn plain(user: &str, password: &str) -> String {

@@ -9,8 +9,8 @@ use common::erp::http_request;
 use common::sink::{Received, Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Listener, TestServer, eventually, message};
-use mxgate::bounce::SuppressionSource;
-use mxgate::session::reply;
+use mxgate::reply;
+use mxgate::suppression::Source as SuppressionSource;
 
 fn raw(to: &str, subject: &str, stream: &str) -> String {
     format!(

@@ -13,6 +13,8 @@ mod suppressions;
 mod suspensions;
 mod unsubscribe;
 
+pub use reload::{Reload, ReloadReport};
+
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
@@ -33,12 +35,12 @@ pub struct State {
     pub config: View<Config>,
     pub queue: Queue,
     pub metrics: crate::metrics::Metrics,
-    pub suppressions: crate::bounce::SuppressionList,
+    pub suppressions: crate::suppression::SuppressionList,
     pub stats: crate::stats::Stats,
-    pub suspensions: crate::bounce::suspend::Suspensions,
+    pub suspensions: crate::suspension::Suspensions,
     pub token_key: crate::routing::token::TokenKey,
     /// `POST /api/reload`.
-    pub reloader: crate::server::Reloader,
+    pub reload: Reload,
 }
 
 pub fn router(state: State) -> Router {

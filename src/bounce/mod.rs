@@ -15,29 +15,25 @@ mod classify;
 mod codes;
 mod document;
 mod heuristics;
-pub mod intake;
 mod parse;
 mod phrases;
-mod provider;
 mod rfc3464;
 mod rfc3834;
-pub mod suppress;
-pub mod suspend;
 
 pub use category::{Category, DeliveryKind, Reason};
 pub use classify::{Classification, classify_reply};
 pub use codes::{find_reply_code, find_status};
 pub use parse::parse;
-pub use suppress::{Source as SuppressionSource, Suppression, SuppressionList};
 
 /// Which phrase-table row decides `text` (for rule debugging and the corpus scorer).
 #[doc(hidden)]
 pub fn explain(text: &str) -> Option<(Reason, &'static str)> {
     phrases::explain(&classify::normalize(text))
 }
-pub use provider::{Provider, detect_provider};
 
 use serde::Serialize;
+
+use crate::providers::Provider;
 
 /// What kind of automatic message a report is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

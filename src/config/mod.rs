@@ -19,7 +19,7 @@ mod streams;
 mod suspension;
 mod types;
 mod validate;
-pub use validate::parse_day_range;
+mod values;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -45,6 +45,7 @@ pub use server::{
 pub use streams::StreamsConfig;
 pub use suspension::SuspensionConfig;
 pub use types::{ByteSize, HumanDuration, Secret};
+pub use values::{Date, DayRange, Parsed};
 
 /// The embedded default, identical to `conf/mxgate.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../../conf/mxgate.toml");

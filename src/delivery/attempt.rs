@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use super::outcome::classify;
 use super::relay::Relay;
-use super::{Error, Outcome, http, maildir, odoo};
+use super::{Error, http, maildir, odoo};
 use crate::config::{Config, RouteConfig};
+use crate::envelope::Destination;
+use crate::queue::Outcome;
 use crate::queue::transition::STORED_FOR_BOUNCE;
 use crate::queue::{QueuedMessage, Recipient};
-use crate::routing::Destination;
 
 /// What an attempt needs, all built from one config: the server builds one per config (at
 /// start and on every reload) and each attempt takes the current one for its whole run.
@@ -24,7 +25,7 @@ pub struct Context {
     /// Outbound relay (relayed recipients, `forward` routes, DSNs); `None` = defer them.
     pub relay: Option<Arc<Relay>>,
     /// Metrics, statistics and ERP events of each recorded outcome; `None` = metrics only.
-    pub observer: Option<crate::stats::observe::Observer>,
+    pub observer: Option<crate::report::Observer>,
     /// Warming tiers and provider rates of relayed mail; `None` = `[warming]` is off.
     pub warming: Option<super::warming::Warming>,
 }
@@ -33,7 +34,7 @@ impl Context {
     pub fn new(
         config: Arc<Config>,
         relay: Option<Arc<Relay>>,
-        observer: Option<crate::stats::observe::Observer>,
+        observer: Option<crate::report::Observer>,
         warming: Option<super::warming::Warming>,
     ) -> Context {
         Context {
@@ -54,7 +55,7 @@ impl Context {
             // Relayed mail: the mailbox provider (gmail, microsoft, ..., other), as SPEC's
             // `mxgate_delivery_attempts_total{result,provider}` means it; bounded set.
             Destination::Relay => {
-                crate::bounce::detect_provider(Some(&rcpt.address), &[], "").as_label()
+                crate::providers::detect_provider(Some(&rcpt.address), &[], "").as_label()
             }
             Destination::SrsReturn { .. } => "relay",
             Destination::Route { route, .. } => self

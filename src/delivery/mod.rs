@@ -1,4 +1,4 @@
-//! Stage ⑤ — delivery: due recipients from the [`queue`](crate::queue) in, an [`Outcome`]
+//! Stage ⑤ — delivery: due recipients from the [`queue`](crate::queue) in, an [`Outcome`](crate::queue::Outcome)
 //! per attempt recorded back into it.
 //!
 //! - [`worker`]: the scheduler — reads the queue's `d/` index in due order, runs up to
@@ -12,7 +12,7 @@
 //! - [`warming`]: daily caps by day in warming, provider hourly [`rate`]s (governor),
 //!   [`throttle`] on rate-limit replies; over a cap the recipient is held (`deferred`, no
 //!   attempt counted) until its window opens.
-//! - [`outcome`]: `Outcome` and [`outcome::classify`], the only error → outcome mapping.
+//! - [`outcome`]: [`outcome::classify`], the only error → [`Outcome`](crate::queue::Outcome) mapping.
 //!
 //! Delivery is at-least-once: an attempt's `d/` key stays until its outcome is recorded, so
 //! a crash mid-attempt repeats it after restart (the ERP gets `X-Mxgate-Queue-Id` to
@@ -25,7 +25,6 @@ pub mod maildir;
 pub mod odoo;
 pub mod outcome;
 pub mod plan;
-pub mod providers;
 pub mod rate;
 pub mod relay;
 pub mod smtp;
@@ -34,12 +33,11 @@ pub mod tls_client;
 pub mod warming;
 pub mod worker;
 
-pub use outcome::Outcome;
 pub use worker::Worker;
 
 use std::time::Duration;
 
-/// Why an attempt failed; [`outcome::classify`] turns it into an [`Outcome`].
+/// Why an attempt failed; [`outcome::classify`] turns it into an [`Outcome`](crate::queue::Outcome).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("HTTP request failed: {}", chain(.0))]

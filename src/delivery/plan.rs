@@ -16,8 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use super::smtp::{Hop, TlsMode};
 use crate::config::{Config, Security, SmarthostConfig};
 use crate::dns::Dns;
-use crate::queue::Stream;
-use crate::session::reply;
+use crate::envelope::Stream;
+use crate::reply;
 
 /// Why no hop could be planned.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

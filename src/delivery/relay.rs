@@ -8,7 +8,7 @@
 //!
 //! Envelope sender: mail submitted by the ERP leaves as `bounce+TOKEN@<bounce domain>`
 //! (VERP, [`TokenKey`]): the token names message and recipient, so an asynchronous bounce
-//! closes the loop in [`bounce::intake`](crate::bounce::intake). Forwarded copies carry
+//! closes the loop in [`intake`](crate::intake). Forwarded copies carry
 //! their SRS sender and DSNs the null sender, both unchanged.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -20,11 +20,11 @@ use super::{Error, dsn, plan};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dns::Dns;
-use crate::envelope::{Address, ListenerKind, ReversePath};
-use crate::queue::{NewMessage, Queue, QueuedMessage, RcptState, Recipient, Stream};
+use crate::envelope::{Address, Destination, ListenerKind, ReversePath, Stream};
+use crate::queue::{NewMessage, Queue, QueuedMessage, RcptState, Recipient};
+use crate::routing::Router;
 use crate::routing::srs;
 use crate::routing::token::TokenKey;
-use crate::routing::{Destination, Router};
 
 /// What the relay needs; built once in `server.rs`.
 pub struct Relay {
@@ -146,7 +146,7 @@ impl Relay {
         let mut failures = Vec::new();
         let mut ip = None;
         for hop in &hops {
-            let (result, hop_ip) = self.pool.send_from(hop, &env).await;
+            let (result, hop_ip) = self.pool.send(hop, &env).await;
             ip = hop_ip.or(ip);
             match result {
                 Ok(reply) => return (Ok(format!("{reply} [{}]", hop.label)), ip),

@@ -33,8 +33,6 @@ mod policy;
 mod provider_rate;
 mod store;
 
-pub use store::parse_date;
-
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -43,16 +41,16 @@ use std::sync::{Arc, Mutex};
 use rocksdb::{DB, Options};
 use tokio::sync::Semaphore;
 
-use super::Outcome;
-use super::outcome::Hold;
 use super::rate::{HOUR_MS, ProviderLimiter};
 use super::relay::Relay;
 use super::throttle::{self, Throttles};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::envelope::{Destination, Stream};
 use crate::metrics::Metrics;
-use crate::queue::{QueuedMessage, Recipient, Stream};
-use crate::routing::Destination;
+use crate::queue::Hold;
+use crate::queue::Outcome;
+use crate::queue::{QueuedMessage, Recipient};
 use policy::Policy;
 
 const DAY_MS: u64 = 86_400_000;
@@ -213,7 +211,7 @@ impl Warming {
     }
 
     /// The provider label of recipient `to`: by its domain, else by the domain's MX hosts
-    /// ([`ProviderTable`](super::providers::ProviderTable)).
+    /// ([`ProviderTable`](crate::providers::ProviderTable)).
     async fn provider(&self, to: &str, relay: Option<&Relay>) -> String {
         let domain = to.rsplit_once('@').map_or("", |(_, d)| d);
         if let Some(p) = self.policy.providers.by_domain(domain) {

@@ -18,12 +18,12 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Outcome;
 use super::attempt::{self, Context};
 use crate::clock::Clock;
 use crate::envelope::QueueId;
 use crate::live::View;
 use crate::metrics::Metrics;
+use crate::queue::Outcome;
 use crate::queue::{
     Due, DueScan, NewMessage, Queue, QueuedMessage, RcptKey, RcptState, Recipient, StoreError,
 };
@@ -180,7 +180,7 @@ async fn attempt_one(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due
     let kind = ctx.kind_label(rcpt);
     let start = Instant::now();
     let mut info = match (&ctx.observer, &body) {
-        (Some(_), Some(b)) => crate::stats::observe::MessageInfo::from_message(b),
+        (Some(_), Some(b)) => crate::report::MessageInfo::from_message(b),
         _ => Default::default(),
     };
     // The stored email type wins over what the headers suggest.

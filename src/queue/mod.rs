@@ -43,12 +43,13 @@ pub mod quota;
 mod read;
 mod record;
 mod retention;
+mod rows;
 pub mod schedule;
 mod store;
 pub mod transition;
 
 pub use keys::RcptKey;
-pub use model::{NewMessage, QueuedMessage, RcptState, Recipient, Stream};
+pub use model::{Hold, NewMessage, Outcome, QueuedMessage, RcptState, Recipient};
 pub use quota::{StorageFull, Usage};
 pub use store::{Due, DueScan};
 
@@ -62,9 +63,8 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::clock::Clock;
 use crate::config::QueueConfig;
-use crate::envelope::QueueId;
+use crate::envelope::{Destination, QueueId, Stream};
 use crate::metrics::Metrics;
-use crate::routing::Destination;
 use commit::{Change, Committer, Shared};
 
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +100,8 @@ pub enum EnqueueError {
 
 impl EnqueueError {
     /// Whatever went wrong, the peer may retry later: `451 4.4.2` (no internals leak).
-    pub fn reply(&self) -> crate::session::reply::Reply {
-        crate::session::reply::STORE_UNAVAILABLE
+    pub fn reply(&self) -> crate::reply::Reply {
+        crate::reply::STORE_UNAVAILABLE
     }
 }
 

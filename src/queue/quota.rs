@@ -20,7 +20,7 @@ use std::time::Duration;
 use rocksdb::DB;
 use tokio_util::sync::CancellationToken;
 
-use super::{Queue, RcptState, StoreError, keys, store};
+use super::{Queue, RcptState, StoreError, keys, rows};
 
 /// How often free space on the data filesystem is sampled.
 pub const DISK_CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -42,8 +42,8 @@ pub enum StorageFull {
 
 impl StorageFull {
     /// Every limit gets the same reply: the client keeps the message and retries later.
-    pub fn reply(&self) -> crate::session::reply::Reply {
-        crate::session::reply::INSUFFICIENT_STORAGE
+    pub fn reply(&self) -> crate::reply::Reply {
+        crate::reply::INSUFFICIENT_STORAGE
     }
 }
 
@@ -155,18 +155,18 @@ pub fn load_live(db: &DB) -> Result<(u64, u64), StoreError> {
     let mut ids = BTreeSet::new();
     for st in [RcptState::Queued, RcptState::Deferred] {
         let prefix = keys::state_prefix(st);
-        for item in store::scan(db, &prefix, &prefix) {
+        for item in rows::scan(db, &prefix, &prefix) {
             let (k, _) = item?;
             ids.extend(keys::parse_state(&k).map(|(_, id, _)| id));
         }
     }
-    for item in store::scan(db, keys::BOUNCE, keys::BOUNCE) {
+    for item in rows::scan(db, keys::BOUNCE, keys::BOUNCE) {
         let (k, _) = item?;
         ids.extend(keys::parse_id(&k));
     }
     let mut bytes = 0u64;
     for id in &ids {
-        if let Some(m) = store::read_meta(db, *id)? {
+        if let Some(m) = rows::read_meta(db, *id)? {
             bytes = bytes.saturating_add(m.size);
         }
     }

@@ -11,7 +11,7 @@ use std::sync::PoisonError;
 
 use rocksdb::DB;
 
-use super::{DueScan, Queue, QueuedMessage, RcptKey, RcptState, StoreError, commit, store};
+use super::{DueScan, Queue, QueuedMessage, RcptKey, RcptState, StoreError, commit, rows, store};
 use crate::envelope::QueueId;
 
 impl Queue {
@@ -28,7 +28,7 @@ impl Queue {
 
     /// A message's metadata and recipients.
     pub fn get(&self, id: QueueId) -> Option<QueuedMessage> {
-        self.read("get", |db| store::read_meta(db, id)).flatten()
+        self.read("get", |db| rows::read_meta(db, id)).flatten()
     }
 
     /// The raw message as it will be delivered.

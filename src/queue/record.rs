@@ -13,8 +13,8 @@ use super::{
     Due, NewMessage, Queue, QueuedMessage, RcptState, Recipient, StoreError, new_meta, retention,
     schedule, store, transition,
 };
-use crate::delivery::Outcome;
-use crate::delivery::outcome::Hold;
+use super::{Hold, Outcome};
+use crate::bounce::Category;
 use crate::envelope::QueueId;
 
 impl Queue {
@@ -125,7 +125,7 @@ impl Queue {
         &self,
         id: QueueId,
         rcpt: u16,
-        category: Option<String>,
+        category: Option<Category>,
         reply: String,
     ) -> Result<Option<RcptState>, StoreError> {
         let now_ms = self.inner.clock.now_ms();

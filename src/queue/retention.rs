@@ -11,7 +11,7 @@ use rocksdb::DB;
 
 use super::commit::{Change, LiveDelta};
 use super::{QueuedMessage, Recipient, StoreError};
-use super::{keys, store};
+use super::{keys, rows};
 use crate::envelope::QueueId;
 
 /// When the message's last transition happened, if every recipient is final.
@@ -83,7 +83,7 @@ pub fn dsn_read(db: &DB, id: QueueId) -> Result<Change, StoreError> {
         return Ok(change);
     }
     change.batch.delete(keys::bounce(id));
-    if let Some(msg) = store::read_meta(db, id)?
+    if let Some(msg) = rows::read_meta(db, id)?
         && let Some(at) = final_ms(&msg.recipients)
     {
         index(&mut change, &msg, at);
@@ -113,7 +113,7 @@ pub struct DueEntries {
 pub fn due(db: &DB, from_ms: u64, cutoff_ms: u64, max: usize) -> Result<DueEntries, StoreError> {
     let start = keys::retain_from(from_ms);
     let mut out = DueEntries::default();
-    for item in store::scan(db, keys::RETAIN, &start) {
+    for item in rows::scan(db, keys::RETAIN, &start) {
         let (k, _) = item?;
         let (final_ms, id) = keys::parse_retain(&k).ok_or_else(|| bad_key(&k))?;
         if final_ms > cutoff_ms || out.due.len() >= max {
@@ -170,7 +170,7 @@ pub fn backfill(
 ) -> Result<(Change, Option<QueueId>), StoreError> {
     let mut change = Change::default();
     let start = keys::meta(from);
-    for (seen, item) in store::scan(db, keys::META, &start).enumerate() {
+    for (seen, item) in rows::scan(db, keys::META, &start).enumerate() {
         let (k, v) = item?;
         let id = keys::parse_id(&k).ok_or_else(|| bad_key(&k))?;
         if seen == max {
@@ -198,7 +198,7 @@ pub fn indexed(db: &DB) -> Result<bool, StoreError> {
 
 /// A new, empty store needs no backfill: mark it indexed.
 pub fn mark_new_store(db: &DB) -> Result<(), StoreError> {
-    let empty = store::scan(db, keys::META, keys::META).next().is_none();
+    let empty = rows::scan(db, keys::META, keys::META).next().is_none();
     if empty && !indexed(db)? {
         db.put(keys::RETAIN_INDEXED, [])?;
     }

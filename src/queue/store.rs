@@ -9,14 +9,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch};
+use rocksdb::{DB, Options, WriteBatch};
 
 use super::commit::Change;
 use super::keys::{self, RcptKey};
 use super::retention;
-use super::{QueuedMessage, RcptState, Recipient, StoreError, Stream};
-use crate::envelope::QueueId;
-use crate::routing::Destination;
+use super::rows::{corrupt, read_meta, scan};
+use super::{QueuedMessage, RcptState, Recipient, StoreError};
+use crate::envelope::{Destination, QueueId, Stream};
 
 pub fn open_db(dir: &Path) -> Result<DB, StoreError> {
     std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
@@ -28,38 +28,6 @@ pub fn open_db(dir: &Path) -> Result<DB, StoreError> {
     // Small machines: two background jobs are enough for a queue's write rate.
     opts.set_max_background_jobs(2);
     Ok(DB::open(&opts, dir)?)
-}
-
-/// One raw RocksDB entry as the iterator yields it.
-pub type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
-
-/// Iterates the keys (and values) starting with `prefix`, from `start` (≥ prefix).
-pub fn scan<'a>(db: &'a DB, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Entry> + 'a {
-    let mut ro = ReadOptions::default();
-    ro.set_iterate_upper_bound(keys::prefix_end(prefix));
-    db.iterator_opt(IteratorMode::From(start, Direction::Forward), ro)
-}
-
-fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
-    let (kind, rest) = key.split_at(key.len().min(2));
-    StoreError::Corrupt {
-        key: format!("{}{}", String::from_utf8_lossy(kind), hex(rest)),
-        reason: reason.to_string(),
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
-
-pub fn read_meta(db: &DB, id: QueueId) -> Result<Option<QueuedMessage>, StoreError> {
-    let key = keys::meta(id);
-    match db.get_pinned(key)? {
-        None => Ok(None),
-        Some(v) => serde_json::from_slice(&v)
-            .map(Some)
-            .map_err(|e| corrupt(&key, e)),
-    }
 }
 
 pub fn read_body(db: &DB, id: QueueId) -> Result<Option<Vec<u8>>, StoreError> {

@@ -14,7 +14,7 @@
 pub mod reload;
 pub mod runtime;
 
-pub use reload::{ReloadReport, Reloader};
+pub use reload::Reloader;
 pub use runtime::{BuildError, Runtime, Stable};
 
 use std::net::SocketAddr;
@@ -25,11 +25,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::bounce::intake::Intake;
 use crate::clock::Clock;
 use crate::config::{Config, ListenerConfig};
 use crate::delivery::Worker;
 use crate::envelope::ListenerKind;
+use crate::intake::Intake;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
@@ -53,7 +53,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("{0}")]
-    Suppressions(#[from] crate::bounce::suppress::SuppressError),
+    Suppressions(#[from] crate::suppression::SuppressError),
     #[error("statistics store: {0}")]
     Stats(#[from] crate::stats::StatsError),
     #[error("{0}")]
@@ -74,10 +74,10 @@ pub struct Running {
     pub admin: SocketAddr,
     pub queue: Queue,
     /// Addresses not mailed any more (hard bounces, complaints, unsubscribes, operators).
-    pub suppressions: crate::bounce::SuppressionList,
+    pub suppressions: crate::suppression::SuppressionList,
     /// Sending domains suspended for their bounce rate (the handle as started: its
     /// `[suspension]` settings are those of the start, [`Running::runtime`] has the current).
-    pub suspensions: crate::bounce::suspend::Suspensions,
+    pub suspensions: crate::suspension::Suspensions,
     pub metrics: Metrics,
     /// Hourly delivery/bounce statistics (dashboard, `/api/bounces/...`).
     pub stats: crate::stats::Stats,
@@ -176,7 +176,7 @@ fn open_stable(config: &Config, clock: Clock) -> Result<Stable, StartError> {
         metrics.clone(),
     )?;
     let suppressions =
-        crate::bounce::SuppressionList::open(&data_dir.join("suppressions"), clock.clone())?;
+        crate::suppression::SuppressionList::open(&data_dir.join("suppressions"), clock.clone())?;
     let stats = crate::stats::Stats::open(data_dir, clock.clone())?;
     let warming = crate::delivery::warming::Warming::open(
         &data_dir.join("warming"),
@@ -185,7 +185,7 @@ fn open_stable(config: &Config, clock: Clock) -> Result<Stable, StartError> {
         metrics.clone(),
     )?;
     let events = crate::events::Events::new(&config.events, stats.store().clone(), clock.clone())?;
-    let suspensions = crate::bounce::suspend::Suspensions::open(
+    let suspensions = crate::suspension::Suspensions::open(
         config.suspension.clone(),
         stats.store().clone(),
         clock.clone(),
@@ -246,7 +246,13 @@ fn admin_state(running: &Running, live: &Live<Runtime>) -> crate::admin::State {
         stats: running.stats.clone(),
         suspensions: running.suspensions.clone(),
         token_key: running.token_key.clone(),
-        reloader: running.reloader.clone(),
+        reload: {
+            let reloader = running.reloader.clone();
+            crate::admin::Reload::new(move || {
+                let reloader = reloader.clone();
+                async move { reloader.reload().await }
+            })
+        },
     }
 }
 
@@ -281,7 +287,7 @@ fn local_addr(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {
 impl Running {
     /// Reads the config file the server was started with again and puts it in force
     /// (see [`reload`]); refused as a whole on any problem.
-    pub async fn reload(&self) -> ReloadReport {
+    pub async fn reload(&self) -> crate::admin::ReloadReport {
         self.reloader.reload().await
     }
 

@@ -16,27 +16,10 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use super::runtime::{Runtime, Stable};
+use crate::admin::ReloadReport;
 use crate::config::{Config, ConfigError};
 use crate::live::Live;
-
-/// What a reload did: the API's JSON answer, and what the CLI prints.
-#[derive(Clone, Debug, Serialize)]
-pub struct ReloadReport {
-    /// `ok` (the new config is in force) or `error` (refused: nothing changed).
-    pub result: &'static str,
-    /// The file read, when the server was started from one.
-    pub file: Option<String>,
-    pub applied: bool,
-    /// Changed keys that take effect only after a restart (their running value is kept).
-    pub restart_needed: Vec<&'static str>,
-    /// Why the reload was refused: `file:line: key: message`, every problem.
-    pub problems: Vec<String>,
-    /// One line saying what happened.
-    pub message: String,
-}
 
 /// Re-reads and applies the config; cheap to clone. One reload runs at a time.
 #[derive(Clone)]

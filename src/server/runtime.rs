@@ -16,8 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Verifier;
 use crate::auth::sign::Signer;
-use crate::bounce::SuppressionList;
-use crate::bounce::suspend::Suspensions;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::attempt::Context;
@@ -27,11 +25,13 @@ use crate::dns::Dns;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::report::{Observer, Sinks};
 use crate::routing::Router;
 use crate::routing::token::TokenKey;
 use crate::session::SessionContext;
 use crate::stats::Stats;
-use crate::stats::observe::{Observer, Sinks};
+use crate::suppression::SuppressionList;
+use crate::suspension::Suspensions;
 
 /// A config value that parsed and validated but cannot be put to work.
 #[derive(Debug, thiserror::Error)]

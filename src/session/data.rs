@@ -18,11 +18,10 @@ use tracing::{info, warn};
 use super::body::{Body, BodyError, Chunk, DataDecoder};
 use super::command::BodyType;
 use super::io::Conn;
-use super::reply::{self, Reply};
 use super::{Session, State, Transaction, prep, verify};
-use crate::envelope::ListenerKind;
-use crate::queue::{NewMessage, Stream};
-use crate::routing::Destination;
+use crate::envelope::{Destination, ListenerKind, Stream};
+use crate::queue::NewMessage;
+use crate::reply::{self, Reply};
 
 /// How long the store may take before the client is told to retry (KumoMTA uses 60 s too).
 const ENQUEUE_DEADLINE: Duration = Duration::from_secs(60);

@@ -17,10 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::reply::{self, Reply};
 use super::{Session, SessionContext};
 use crate::envelope::{ListenerKind, Peer};
 use crate::live::View;
+use crate::reply::{self, Reply};
 
 /// How long AUTH failures from one address are remembered.
 const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);

@@ -10,9 +10,9 @@
 use tracing::info;
 
 use super::command::{BodyType, MailFrom};
-use super::reply::{self, Reply};
 use super::{Session, State, Transaction};
 use crate::envelope::{ListenerKind, ReversePath};
+use crate::reply::{self, Reply};
 
 pub(super) fn mail(s: &mut Session, m: MailFrom) -> Reply {
     match s.state {

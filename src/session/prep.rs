@@ -13,9 +13,9 @@
 
 use std::time::SystemTime;
 
-use super::reply::{self, Reply};
 use crate::auth::sign::{SignError, Signer};
 use crate::config::FromAlignment;
+use crate::reply::{self, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepError {
@@ -168,7 +168,10 @@ pub fn add_list_unsubscribe(
 
 /// Removes every `name:` header field (the `[streams] header`) from `content`; returns the
 /// message without it and the stream the last one named (`None`: absent or unknown value).
-pub fn take_stream_header(content: Vec<u8>, name: &str) -> (Vec<u8>, Option<crate::queue::Stream>) {
+pub fn take_stream_header(
+    content: Vec<u8>,
+    name: &str,
+) -> (Vec<u8>, Option<crate::envelope::Stream>) {
     let (head, _) = split(&content);
     let head_len = head.len();
     let mut stream = None;
@@ -178,7 +181,7 @@ pub fn take_stream_header(content: Vec<u8>, name: &str) -> (Vec<u8>, Option<crat
         let (start, end) = (pos + start, pos + end);
         let field = String::from_utf8_lossy(&content[start..end]);
         let value = field.split_once(':').map_or("", |(_, v)| v);
-        stream = crate::queue::Stream::parse(value).or(stream);
+        stream = crate::envelope::Stream::parse(value).or(stream);
         cut.push((start, end));
         pos = end;
     }

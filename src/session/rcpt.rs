@@ -7,10 +7,10 @@
 use tracing::info;
 
 use super::command::RcptTo;
-use super::reply::{self, Reply};
 use super::{Session, State};
-use crate::envelope::ListenerKind;
-use crate::routing::{self, Destination};
+use crate::envelope::{Destination, ListenerKind};
+use crate::reply::{self, Reply};
+use crate::routing;
 
 pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
     let may_relay =
@@ -46,7 +46,7 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
             let r = list.add_blocking(
                 &address,
                 "unsubscribe",
-                crate::bounce::SuppressionSource::Unsubscribe,
+                crate::suppression::Source::Unsubscribe,
                 Some("mail to the unsubscribe alias"),
             );
             if let Err(e) = r {

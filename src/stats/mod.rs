@@ -3,7 +3,7 @@
 //! and provider, bounces also by category, reply code, enhanced code and kind. They answer
 //! `/api/bounces/summary`, `/api/bounces/classification` and the dashboard.
 //!
-//! Input: [`Stats::delivered`] / [`Stats::bounced`], called by the [`observe::Observer`]
+//! Input: [`Stats::delivered`] / [`Stats::bounced`], called by the [`report::Observer`](crate::report::Observer)
 //! where outcomes are recorded (delivery worker, bounce intake). Output: [`Report`] for a
 //! [`Filter`] (hour range plus dimension filters).
 //!
@@ -14,7 +14,6 @@
 //! a late DSN or complaint find its delivery (sending IP, Message-ID) and their pruning are in
 //! [`sent_records`].
 
-pub mod observe;
 mod sent_records;
 pub mod store;
 
@@ -23,7 +22,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::bounce::{Category, Provider};
+use crate::bounce::Category;
+use crate::providers::Provider;
 pub use sent_records::{PRUNE_EVERY, SENT_FROM_GRACE};
 pub use store::{StatsError, Store};
 

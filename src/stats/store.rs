@@ -26,9 +26,9 @@ pub const OUTBOX: &[u8] = b"o/";
 pub const SENT_FROM: &[u8] = b"i/";
 /// `m/<Message-ID>` → the queue id of a relayed message, for complaints that quote only it.
 pub const MESSAGE_IDS: &[u8] = b"m/";
-/// `u/<domain>` → a suspended sending domain (`bounce::suspend`).
+/// `u/<domain>` → a suspended sending domain (`suspension`).
 pub const SUSPENSIONS: &[u8] = b"u/";
-/// `w/<domain>` → the domain's window of recent sends (`bounce::suspend`).
+/// `w/<domain>` → the domain's window of recent sends (`suspension`).
 pub const SEND_WINDOWS: &[u8] = b"w/";
 pub const SEP: char = '\u{1f}';
 

@@ -3,9 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::parse_date;
-use crate::config::{Config, ProviderRate, WarmingStep, parse_day_range};
-use crate::delivery::providers::ProviderTable;
+use crate::config::{Config, DayRange, Parsed, ProviderRate};
+use crate::providers::{HostPattern, ProviderTable};
 
 /// ((first day, last day or open-ended), daily cap or full quota).
 type Step = ((u32, Option<u32>), Option<u64>);
@@ -28,17 +27,29 @@ impl Policy {
         let steps = w
             .steps()
             .iter()
-            .filter_map(|s: &WarmingStep| parse_day_range(&s.days).map(|r| (r, s.daily_cap)))
+            .filter_map(|s| {
+                s.days
+                    .get()
+                    .map(|&DayRange { first, last }| ((first, last), s.daily_cap))
+            })
             .collect();
         let start = w
             .start
             .iter()
-            .filter_map(|(d, date)| parse_date(date).map(|day| (d.to_ascii_lowercase(), day)))
+            .filter_map(|(d, date)| date.get().map(|day| (d.to_ascii_lowercase(), day.0)))
             .collect();
+        let rates = w.provider_rates();
+        let hosts =
+            |list: &[Parsed<HostPattern>]| list.iter().filter_map(Parsed::get).cloned().collect();
+        let providers = ProviderTable::new(
+            rates
+                .iter()
+                .map(|(name, r)| (name.as_str(), hosts(&r.domains), hosts(&r.mx))),
+        );
         Policy {
             steps,
-            rates: w.provider_rates(),
-            providers: ProviderTable::new(&w.provider_rates()),
+            rates,
+            providers,
             start,
             quiet_ms: w.throttle_quiet.get().as_millis() as u64,
             bounce_domain: config.bounce_domain().to_ascii_lowercase(),

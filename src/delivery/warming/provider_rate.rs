@@ -13,9 +13,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{State, Ticket, Warming};
 use crate::config::ProviderRate;
-use crate::delivery::outcome::Hold;
 use crate::delivery::rate::{self, Check, HOUR_MS, ProviderLimiter};
 use crate::delivery::throttle;
+use crate::queue::Hold;
 
 impl Warming {
     /// Takes a cell of the provider's hourly rate, or the hold until the next free one.

@@ -6,7 +6,7 @@
 //! logged), which is the one rule this module enforces.
 
 use super::{DAY_MS, HOUR_MS, State, Warming};
-use crate::queue::Stream;
+use crate::envelope::Stream;
 
 impl Warming {
     /// The IP `stream`'s mail last left from: cached, else from the store.
@@ -118,44 +118,6 @@ fn last_ip_key(stream: Stream) -> &'static [u8] {
     }
 }
 
-/// `"2026-11-01"` → days since 1970-01-01 (UTC).
-pub fn parse_date(s: &str) -> Option<u64> {
-    let mut it = s.trim().splitn(3, '-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: u32 = it.next()?.parse().ok()?;
-    let d: u32 = it.next()?.parse().ok()?;
-    let mdays = [
-        31,
-        28 + u32::from(is_leap(y)),
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d == 0 || d > mdays[m as usize - 1]
-    {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    u64::try_from(era * 146_097 + doe - 719_468).ok()
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,15 +162,5 @@ mod tests {
         for (k, kept) in &keys {
             assert_eq!(w.get(&mut st, k).is_some(), *kept, "{k}");
         }
-    }
-
-    #[test]
-    fn dates_are_utc_day_numbers() {
-        assert_eq!(parse_date("1970-01-01"), Some(0));
-        assert_eq!(parse_date("2000-03-01"), Some(11_017));
-        assert_eq!(parse_date("2026-11-23"), Some(20_780));
-        assert_eq!(parse_date("2026-02-29"), None);
-        assert_eq!(parse_date("2024-02-29"), Some(19_782));
-        assert_eq!(parse_date("yesterday"), None);
     }
 }

@@ -4,7 +4,7 @@
 //! MAIL FROM with `550 5.7.1 Sending domain suspended for bounce rate` — until an operator
 //! lifts it (`DELETE /api/suspensions?domain=D`, `mxgate suspend lift D`).
 //!
-//! Fed by the [`Observer`](crate::stats::observe::Observer): every relayed recipient that
+//! Fed by the [`Observer`](crate::report::Observer): every relayed recipient that
 //! reaches a final outcome is one send (delivered, or bounced permanently, synchronously or
 //! by a DSN later). Both the suspensions and the sliding windows are persisted in the
 //! statistics RocksDB, so a restart neither lifts a suspension nor forgets how close a

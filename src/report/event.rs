@@ -16,8 +16,9 @@ use super::Attempted;
 /// relayed bounce or expiry (its category wins over the delivery's own).
 pub(super) fn attempt_event(a: Attempted, bounce: Option<&BounceInfo>) -> Event {
     let category = bounce
-        .map(|b| b.category.as_str().to_string())
-        .or(a.category);
+        .map(|b| b.category)
+        .or(a.category)
+        .map(|c| c.as_str().to_string());
     Event {
         id: 0,
         event: a.kind,

@@ -1,5 +1,5 @@
 //! The bounce stage's intake: DSNs the inbound listener stored for `bounce+TOKEN@`
-//! ([`Queue::pending_bounces`]) → [`parse`](super::parse) → metrics, and, when TOKEN is one
+//! ([`Queue::pending_bounces`]) → [`parse`](crate::bounce::parse) → metrics, and, when TOKEN is one
 //! of ours, the loop closed: the original recipient marked `bounced` with its category and
 //! the remote words, and — for a permanent hard bounce (Invalid address, Mailbox) or a spam
 //! complaint — the recipient's address put on the [`SuppressionList`]. A spam complaint
@@ -24,15 +24,15 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::suppress::{Source, SuppressionList};
-use super::{BounceReport, Category, DeliveryKind, Provider, RecipientResult, ReportKind};
-use crate::envelope::QueueId;
+use crate::bounce::{BounceReport, Category, DeliveryKind, RecipientResult, ReportKind};
+use crate::envelope::{Destination, QueueId};
 use crate::live::View;
 use crate::metrics::{BounceLabels, Metrics};
+use crate::providers::Provider;
 use crate::queue::{Queue, QueuedMessage};
-use crate::routing::Destination;
+use crate::report::Observer;
 use crate::routing::token::TokenKey;
-use crate::stats::observe::Observer;
+use crate::suppression::{Source, SuppressionList};
 
 /// How often stored DSNs are looked for when nothing else wakes the intake.
 const POLL: Duration = Duration::from_millis(250);
@@ -101,7 +101,7 @@ fn quoted_tokens(body: &[u8]) -> Vec<String> {
 /// Does a bounce in this category mean the address itself is dead (issue 6 §6)?
 pub fn suppresses(r: &RecipientResult) -> bool {
     r.category.is_some_and(|c| {
-        super::suppress::suppresses_category(c, r.kind != Some(DeliveryKind::Transient))
+        crate::suppression::suppresses_category(c, r.kind != Some(DeliveryKind::Transient))
     })
 }
 
@@ -151,7 +151,7 @@ impl Intake {
             return;
         };
         let quoted = quoted_tokens(&body);
-        let report = match tokio::task::spawn_blocking(move || super::parse(&body)).await {
+        let report = match tokio::task::spawn_blocking(move || crate::bounce::parse(&body)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(queue_id = %id, error = %e, "bounce parser failed; left stored");
@@ -301,14 +301,14 @@ impl Intake {
             tracing::info!(queue_id = %origin.id, rcpt = origin.rcpt, dsn = %dsn, reply = %reply, "delay notice for a recipient");
             return;
         }
-        let category = failed.category.map(|c| c.as_str().to_string());
+        let category = failed.category;
         match self
             .queue
-            .bounce_reported(origin.id, origin.rcpt, category.clone(), reply.clone())
+            .bounce_reported(origin.id, origin.rcpt, category, reply.clone())
             .await
         {
             Ok(Some(_)) => {
-                tracing::info!(queue_id = %origin.id, rcpt = origin.rcpt, dsn = %dsn, category = ?category, "recipient bounced (DSN)");
+                tracing::info!(queue_id = %origin.id, rcpt = origin.rcpt, dsn = %dsn, category = ?category.map(|c| c.as_str()), "recipient bounced (DSN)");
                 let observer = self.observers.get();
                 observer.dsn(origin.id, origin.rcpt, failed).await;
             }

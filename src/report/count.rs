@@ -31,7 +31,7 @@ impl Observer {
                 None
             }
             Kind::Bounced | Kind::Expired => {
-                let b = classify(&a.reply, a.category.as_deref(), a.kind == Kind::Expired);
+                let b = classify(&a.reply, a.category, a.kind == Kind::Expired);
                 self.count_bounce(now, &dims, &b, true);
                 if a.kind == Kind::Bounced {
                     self.suppress(&a.rcpt.address, &b, &a.reply, a.msg.id);
@@ -115,7 +115,7 @@ impl Observer {
     /// A synchronous hard bounce puts the address on the suppression list (off the async
     /// threads: the store syncs each write).
     fn suppress(&self, address: &str, b: &BounceInfo, reply: &str, id: QueueId) {
-        if !crate::bounce::suppress::suppresses_category(b.category, b.permanent) {
+        if !crate::suppression::suppresses_category(b.category, b.permanent) {
             return;
         }
         let list = self.inner.suppressions.clone();
@@ -125,7 +125,7 @@ impl Observer {
             let r = list.add_blocking(
                 &address,
                 reason,
-                crate::bounce::SuppressionSource::Bounce,
+                crate::suppression::Source::Bounce,
                 Some(&detail),
             );
             match r {
@@ -163,7 +163,9 @@ impl Observer {
                 "transient"
             },
         });
-        if b.category == Category::Blocked && dims.provider != bounce::Provider::Other.as_label() {
+        if b.category == Category::Blocked
+            && dims.provider != crate::providers::Provider::Other.as_label()
+        {
             self.inner.metrics.esp_block(&dims.provider);
         }
     }
@@ -183,7 +185,7 @@ impl Observer {
             sending_domain: self.sending_domain(&msg.mail_from),
             email_type: email_type.to_string(),
             sending_ip: String::new(),
-            provider: bounce::detect_provider(Some(rcpt), &[], reply)
+            provider: crate::providers::detect_provider(Some(rcpt), &[], reply)
                 .as_label()
                 .to_string(),
         }
@@ -191,14 +193,14 @@ impl Observer {
 }
 
 /// A synchronous refusal (5xx) or an expiry → category, codes, permanence.
-fn classify(reply: &str, category: Option<&str>, expired: bool) -> BounceInfo {
+fn classify(reply: &str, category: Option<Category>, expired: bool) -> BounceInfo {
     let code = bounce::find_reply_code(reply);
     let status = bounce::find_status(reply).map(str::to_string);
     let c = bounce::classify_reply(code, status.as_deref(), reply);
     let category = if expired {
         Category::RecipientError
     } else {
-        category.and_then(Category::from_name).unwrap_or(c.category)
+        category.unwrap_or(c.category)
     };
     BounceInfo {
         category,

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::Category;
+use crate::bounce::Category;
 
 /// Errors of the suppression store.
 #[derive(Debug, thiserror::Error)]

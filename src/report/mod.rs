@@ -17,17 +17,15 @@ pub use message_info::{MessageInfo, email_type};
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::bounce::RecipientResult;
+use crate::bounce::{Category, RecipientResult};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::delivery::Outcome;
-use crate::envelope::QueueId;
+use crate::envelope::{Destination, QueueId};
 use crate::events::{Events, Kind};
 use crate::metrics::Metrics;
-use crate::queue::{Queue, QueuedMessage, RcptState, Recipient};
-use crate::routing::Destination;
+use crate::queue::{Outcome, Queue, QueuedMessage, RcptState, Recipient};
 
-use super::Stats;
+use crate::stats::Stats;
 
 /// What the attempts behind a reported outcome amount to.
 struct Tried {
@@ -46,7 +44,7 @@ struct Attempted<'a> {
     /// The remote's words (or the deferral reason).
     reply: String,
     /// The category the delivery gave a bounce, if any.
-    category: Option<String>,
+    category: Option<Category>,
     tried: Tried,
     /// Relayed (counted), not handed to an ERP route.
     outbound: bool,
@@ -68,9 +66,9 @@ struct Inner {
     clock: Clock,
     queue: Queue,
     /// Synchronous hard bounces of relayed mail suppress the recipient.
-    suppressions: crate::bounce::SuppressionList,
+    suppressions: crate::suppression::SuppressionList,
     /// Final outcomes feed the bounce-rate suspension of sending domains.
-    suspensions: crate::bounce::suspend::Suspensions,
+    suspensions: crate::suspension::Suspensions,
 }
 
 /// Where an [`Observer`] reports outcomes.
@@ -78,8 +76,8 @@ pub struct Sinks {
     pub stats: Stats,
     pub events: Events,
     pub metrics: Metrics,
-    pub suppressions: crate::bounce::SuppressionList,
-    pub suspensions: crate::bounce::suspend::Suspensions,
+    pub suppressions: crate::suppression::SuppressionList,
+    pub suspensions: crate::suspension::Suspensions,
 }
 
 impl Observer {
@@ -191,7 +189,7 @@ impl Observer {
         let (reply, category) = match outcome {
             Outcome::Sent { reply } => (reply.clone(), None),
             Outcome::Deferred { reason, .. } => (reason.clone(), None),
-            Outcome::Bounced { category, reply } => (reply.clone(), category.clone()),
+            Outcome::Bounced { category, reply } => (reply.clone(), *category),
         };
         let a = Attempted {
             msg,

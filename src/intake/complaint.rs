@@ -8,10 +8,10 @@
 //! only — suppression still needs the token, see [`super`]'s docs).
 
 use super::{Intake, Origin};
-use crate::bounce::{BounceReport, detect_provider};
-use crate::envelope::QueueId;
+use crate::bounce::BounceReport;
+use crate::envelope::{Destination, QueueId};
 use crate::events::{Event, Kind};
-use crate::routing::Destination;
+use crate::providers::detect_provider;
 
 /// What a `complained` event says about the message complained about.
 struct Complaint {
@@ -67,7 +67,7 @@ impl Intake {
                 .flatten();
             let message_id = body
                 .as_deref()
-                .map(|b| crate::stats::observe::MessageInfo::from_message(b).message_id)
+                .map(|b| crate::report::MessageInfo::from_message(b).message_id)
                 .filter(|m| !m.is_empty())
                 .or_else(|| report.original_message_id.clone())
                 .unwrap_or_default();
