@@ -146,7 +146,7 @@ impl Relay {
         let mut failures = Vec::new();
         let mut ip = None;
         for hop in &hops {
-            let (result, hop_ip) = self.pool.send_from(hop, &env).await;
+            let (result, hop_ip) = self.pool.send(hop, &env).await;
             ip = hop_ip.or(ip);
             match result {
                 Ok(reply) => return (Ok(format!("{reply} [{}]", hop.label)), ip),
