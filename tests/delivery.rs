@@ -187,7 +187,13 @@ impl Mx {
         let stop = CancellationToken::new();
         let w = Worker::new(
             queue.clone(),
-            View::fixed(Context::new(Arc::new(config.clone()), None, None, None)),
+            View::fixed(Context::new(
+                Arc::new(config.clone()),
+                None,
+                None,
+                None,
+                None,
+            )),
             metrics.clone(),
             clock.clone(),
         );
