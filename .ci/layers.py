@@ -22,7 +22,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # only when no cycle results, and any module of a lower layer; never one above it.
 # A module missing from the table is an error (new modules must take a place).
 LAYERS = [
-    ["reply", "envelope", "clock"],
+    ["reply", "envelope", "clock", "message", "error_chain"],
     ["config", "metrics"],
     ["dns", "tls", "db"],
     ["auth", "routing", "bounce", "providers"],

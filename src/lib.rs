@@ -19,7 +19,8 @@
 //!
 //! Around the path: [`server`] wires the stages together (the only place that does) and
 //! reloads the config-derived ones ([`live`] holds them), [`config`] loads and validates
-//! `mxgate.toml`, [`metrics`] names every metric, [`admin`]
+//! `mxgate.toml`, [`metrics`] names every metric, [`message`] reads and edits header
+//! sections for every stage, [`admin`]
 //! serves `/metrics`, `/healthz` and the API, [`cli`] is the command line.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
@@ -28,6 +29,7 @@ pub mod auth;
 pub mod bounce;
 pub mod delivery;
 pub mod envelope;
+pub mod message;
 pub mod queue;
 pub mod routing;
 pub mod session;
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dns;
+pub mod error_chain;
 pub mod events;
 pub mod live;
 pub mod metrics;

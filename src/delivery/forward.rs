@@ -48,7 +48,7 @@ impl Forwarder {
         to: &[String],
         body: &[u8],
     ) -> Result<String, Error> {
-        let hops = received_count(body);
+        let hops = crate::message::received_count(body);
         if hops > self.config.smtp.max_hops {
             return Err(Error::Rejected(format!(
                 "forwarding loop: {hops} Received headers"
@@ -114,16 +114,4 @@ fn reverse_path(sender: &str) -> ReversePath {
         }),
         None => ReversePath::Null,
     }
-}
-
-/// Received fields in the header section (loop detection for forwarding).
-fn received_count(message: &[u8]) -> usize {
-    message
-        .split(|&b| b == b'\n')
-        .take_while(|line| !line.is_empty() && *line != b"\r")
-        .filter(|line| {
-            line.get(..9)
-                .is_some_and(|h| h.eq_ignore_ascii_case(b"received:"))
-        })
-        .count()
 }

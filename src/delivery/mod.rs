@@ -48,7 +48,7 @@ use std::time::Duration;
 /// Why an attempt failed; [`outcome::classify`] turns it into an [`Outcome`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("HTTP request failed: {}", chain(.0))]
+    #[error("HTTP request failed: {}", crate::error_chain::chain(.0))]
     Http(#[source] hyper_util::client::legacy::Error),
     #[error("timed out: no answer within {0:?}")]
     Timeout(Duration),
@@ -86,17 +86,4 @@ pub enum Error {
     /// An XML-RPC fault or unreadable answer from an `odoo` route (Odoo's words).
     #[error("{0}")]
     Fault(String),
-}
-
-/// `client error (Connect): tcp connect error: Connection refused` — hyper's top-level
-/// message alone says too little for an operator reading `last_reply`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -38,8 +38,9 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
         ),
         Job::SrsReturn { to } => (to, "relay"),
     };
+    // What a DSN returns of the original: its header section.
     let headers = match (&body, relayed) {
-        (Some(b), true) => header_section(b),
+        (Some(b), true) => crate::message::header_section(b).to_vec(),
         _ => Vec::new(),
     };
     let Some(relay) = a.ctx.relay.as_deref() else {
@@ -144,13 +145,4 @@ fn outcome_reply(outcome: &Outcome) -> String {
         Outcome::Sent { reply } | Outcome::Bounced { reply, .. } => reply.clone(),
         Outcome::Deferred { reason } => reason.clone(),
     }
-}
-
-/// The header section of `body` (through the blank line), what a DSN returns.
-fn header_section(body: &[u8]) -> Vec<u8> {
-    let end = body
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(body.len(), |i| i + 4);
-    body[..end].to_vec()
 }
