@@ -12,6 +12,7 @@ use common::submit::{submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually, message};
 use mxgate::config::HumanDuration;
 use mxgate::envelope::QueueId;
+use mxgate::metrics::{BOUNCES, QUEUE_MESSAGES, QUEUE_PURGED};
 use mxgate::queue::{Queue, RcptState};
 
 const HOUR: u64 = 3600;
@@ -144,11 +145,10 @@ async fn finished_messages_are_deleted_after_the_window_and_pending_ones_stay() 
     // What was learnt from it stays: the delivery statistics and the metrics.
     let (_, summary) = srv.admin_get("/api/bounces/summary").await;
     assert!(summary.contains("\"delivered\":1"), "{summary}");
-    let (_, metrics) = srv.admin_get("/metrics").await;
-    assert!(metrics.contains("mxgate_queue_purged_total 1"), "{metrics}");
-    assert!(
-        metrics.contains("mxgate_queue_messages{state=\"sent\"} 0"),
-        "{metrics}"
+    assert_eq!(srv.metric(QUEUE_PURGED, &[]).await, Some(1.0));
+    assert_eq!(
+        srv.metric(QUEUE_MESSAGES, &[("state", "sent")]).await,
+        Some(0.0)
     );
     srv.shutdown().await;
 }
@@ -184,9 +184,8 @@ async fn retention_zero_deletes_at_once_but_only_after_the_bounce_stage_read_a_d
     // A DSN is kept until the bounce stage has counted it, then deleted too.
     bounce_dsn(&srv, "unknowntoken").await;
     eventually(20, "DSN counted", || async {
-        let (_, m) = srv.admin_get("/metrics").await;
-        m.contains("mxgate_bounces_total{category=\"Invalid address\"")
-            .then_some(())
+        let labels = [("category", "Invalid address")];
+        srv.metric(BOUNCES, &labels).await.map(|_| ())
     })
     .await;
     eventually(20, "only the pending message left", || async {

@@ -13,6 +13,7 @@ use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually};
 use mxgate::envelope::{Address, ListenerKind, ReversePath};
+use mxgate::metrics::MESSAGES_DELIVERED;
 use mxgate::queue::{NewMessage, QueuedMessage, RcptState, Stream};
 use mxgate::routing::Destination;
 use tokio::net::{TcpListener, TcpStream};
@@ -279,17 +280,17 @@ async fn each_stream_leaves_from_its_own_source_ip() {
     );
 
     // The `sending_ip` of the delivery metrics is the stream's source.
-    let m = srv.running().metrics.render();
-    let delivered = |email_type: &str, ip: &str| {
-        m.lines().any(|l| {
-            l.starts_with("mxgate_messages_delivered_total{")
-                && l.contains(&format!("email_type=\"{email_type}\""))
-                && l.contains(&format!("sending_ip=\"{ip}\""))
-                && l.ends_with(" 2")
-        })
-    };
-    assert!(delivered("mass", "127.0.0.2"), "{m}");
-    assert!(delivered("transactional", "127.0.0.1"), "{m}");
+    // Each series' whole label set: one series, not a sum.
+    for (email_type, ip) in [("mass", "127.0.0.2"), ("transactional", "127.0.0.1")] {
+        let labels = [
+            ("sending_domain", "example.test"),
+            ("provider", "other"),
+            ("email_type", email_type),
+            ("sending_ip", ip),
+        ];
+        let delivered = srv.metric(MESSAGES_DELIVERED, &labels).await;
+        assert_eq!(delivered, Some(2.0), "{email_type} from {ip}");
+    }
     srv.shutdown().await;
 }
 

@@ -10,6 +10,7 @@ use common::erp::http_request;
 use common::{Listener, SmtpClient, TestServer, eventually, submit};
 use mxgate::bounce::SuppressionSource;
 use mxgate::envelope::QueueId;
+use mxgate::metrics::BOUNCES;
 use serde_json::Value;
 
 fn plain(user: &str, password: &str) -> String {
@@ -157,16 +158,12 @@ async fn a_hard_bounce_suppresses_the_recipient_and_submission_refuses_it_even_a
         entry.detail.as_deref().unwrap_or("").contains("5.1.1"),
         "{entry:?}"
     );
-    let (_, metrics) = srv.admin_get("/metrics").await;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("mxgate_bounces_total{")
-                && l.contains("category=\"Invalid address\"")
-                && l.contains("sending_domain=\"example.test\"")
-                && l.contains("kind=\"permanent\"")),
-        "{metrics}"
-    );
+    let labels = [
+        ("category", "Invalid address"),
+        ("sending_domain", "example.test"),
+        ("kind", "permanent"),
+    ];
+    assert!(srv.metric(BOUNCES, &labels).await.is_some());
 
     let mut c = submission(&srv).await;
     c.cmd("RCPT TO:<Gone@Remote.test>")
@@ -208,15 +205,13 @@ async fn soft_bounces_and_forged_tokens_suppress_nothing() {
     )
     .await;
     // Both reports were classified and counted ...
-    let (_, metrics) = srv.admin_get("/metrics").await;
-    assert!(metrics.contains("category=\"Mailbox Full\""), "{metrics}");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.contains("category=\"Invalid address\"")
-                && l.contains("sending_domain=\"unknown\"")),
-        "{metrics}"
-    );
+    let full = [("category", "Mailbox Full")];
+    assert!(srv.metric(BOUNCES, &full).await.is_some());
+    let unknown = [
+        ("category", "Invalid address"),
+        ("sending_domain", "unknown"),
+    ];
+    assert!(srv.metric(BOUNCES, &unknown).await.is_some());
     // ... and neither suppressed anyone.
     let list = srv.running().suppressions.clone();
     assert!(list.is_empty(), "{:?}", list.list(None, None, 10));

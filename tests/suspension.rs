@@ -10,6 +10,7 @@ use common::erp::http_request;
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, SmtpClient, TestServer, eventually};
+use mxgate::metrics::DOMAIN_SUSPENDED;
 use mxgate::queue::RcptState;
 use mxgate::session::reply;
 use serde_json::Value;
@@ -148,11 +149,8 @@ async fn a_bounce_storm_suspends_the_domain_until_an_operator_lifts_it() {
     assert!(mail_from(&srv, "shop@other.test").await.starts_with("250"));
 
     // Metric and event.
-    let (_, metrics) = srv.admin_get("/metrics").await;
-    assert!(
-        metrics.contains("mxgate_sending_domain_suspended{sending_domain=\"example.test\"} 1"),
-        "{metrics}"
-    );
+    let domain = [("sending_domain", "example.test")];
+    assert_eq!(srv.metric(DOMAIN_SUSPENDED, &domain).await, Some(1.0));
     let ev = eventually(20, "suspended event", || async {
         events
             .pushes()
@@ -214,11 +212,8 @@ async fn a_bounce_storm_suspends_the_domain_until_an_operator_lifts_it() {
     )
     .await;
     assert_eq!(status, 404, "{body}");
-    let (_, metrics) = srv.admin_get("/metrics").await;
-    assert!(
-        metrics.contains("mxgate_sending_domain_suspended{sending_domain=\"example.test\"} 0"),
-        "{metrics}"
-    );
+    let domain = [("sending_domain", "example.test")];
+    assert_eq!(srv.metric(DOMAIN_SUSPENDED, &domain).await, Some(0.0));
     srv.shutdown().await;
 }
 
