@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::messages::dsn;
 use common::sink::{Sink, SinkOptions, SinkTls, refused_port};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually, message};
@@ -199,13 +200,12 @@ async fn retention_zero_deletes_at_once_but_only_after_the_bounce_stage_read_a_d
 
 /// A DSN for `bounce+TOKEN@example.test` over the inbound listener.
 async fn bounce_dsn(srv: &TestServer, token: &str) {
-    let body = "From: MAILER-DAEMON@mx.remote.test\r\nTo: bounce@example.test\r\n\
-Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n\
---b1\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n\
---b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.remote.test\r\n\r\n\
-Final-Recipient: rfc822; sales@example.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\
-Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n--b1--\r\n";
+    let body = dsn(
+        "mx.remote.test",
+        "sales@example.test",
+        "5.1.1",
+        "550 5.1.1 User unknown",
+    );
     let mut c = srv.smtp(Listener::Inbound).await;
     c.cmd("EHLO mx.remote.test").await.expect_code(250);
     c.cmd("MAIL FROM:<>").await.expect_code(250);
@@ -213,7 +213,7 @@ Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n--b1--\r\n";
         .await
         .expect_code(250);
     c.cmd("DATA").await.expect_code(354);
-    c.send_data(body).await.expect_code(250);
+    c.send_data(&body).await.expect_code(250);
 }
 
 /// `mxgate queue list --json` against the running server, as an operator runs it (off the

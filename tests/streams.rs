@@ -9,6 +9,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
+use common::messages::erp_mail;
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually};
@@ -58,12 +59,6 @@ impl Hang {
     }
 }
 
-fn raw(from: &str, to: &str, subject: &str, stream: &str) -> String {
-    format!(
-        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nX-Mxgate-Stream: {stream}\r\nMessage-ID: <{subject}@erp.test>\r\n\r\nHello\r\n"
-    )
-}
-
 fn by_from(srv: &TestServer, from: &str) -> Vec<QueuedMessage> {
     srv.running()
         .queue
@@ -100,7 +95,12 @@ async fn a_transactional_message_is_not_delayed_by_10000_queued_mass_messages() 
         srv.addr(Listener::Submission),
         "news@example.test",
         &["reader0@remote.test"],
-        &raw("news@example.test", "reader0@remote.test", "news-0", "mass"),
+        &erp_mail(
+            "news@example.test",
+            "reader0@remote.test",
+            "news-0",
+            Some("mass"),
+        ),
     )
     .await
     .expect("mass submitted");
@@ -127,7 +127,8 @@ async fn a_transactional_message_is_not_delayed_by_10000_queued_mass_messages() 
                     Address::parse("news@example.test").expect("address"),
                 ),
                 recipients: vec![(Address::parse(&to).expect("address"), Destination::Relay)],
-                body: raw("news@example.test", &to, &format!("news-{i}"), "mass").into_bytes(),
+                body: erp_mail("news@example.test", &to, &format!("news-{i}"), Some("mass"))
+                    .into_bytes(),
             };
             q.enqueue_stream(msg, Stream::Mass).await.expect("enqueued");
         });
@@ -141,11 +142,11 @@ async fn a_transactional_message_is_not_delayed_by_10000_queued_mass_messages() 
         srv.addr(Listener::Submission),
         "shop@example.test",
         &["customer@remote.test"],
-        &raw(
+        &erp_mail(
             "shop@example.test",
             "customer@remote.test",
             "invoice",
-            "transactional",
+            Some("transactional"),
         ),
     )
     .await
@@ -234,7 +235,7 @@ async fn send_stream(srv: &TestServer, from: &str, to: &str, subject: &str, stre
         srv.addr(Listener::Submission),
         from,
         &[to],
-        &raw(from, to, subject, stream),
+        &erp_mail(from, to, subject, Some(stream)),
     )
     .await
     .unwrap_or_else(|e| panic!("{subject} submitted: {e}"));

@@ -7,6 +7,7 @@
 mod common;
 
 use common::erp::http_request;
+use common::messages::{erp_mail, plain};
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, SmtpClient, TestServer, eventually};
@@ -14,11 +15,6 @@ use mxgate::metrics::DOMAIN_SUSPENDED;
 use mxgate::queue::RcptState;
 use mxgate::session::reply;
 use serde_json::Value;
-
-fn plain(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
-}
 
 fn config(sink: &Sink, events: &Erp) -> String {
     format!(
@@ -28,12 +24,6 @@ fn config(sink: &Sink, events: &Erp) -> String {
         user_toml(&["example.test", "other.test"]),
         sink.addr.port(),
         events.url()
-    )
-}
-
-fn raw(from: &str, subject: &str) -> String {
-    format!(
-        "From: <{from}>\r\nTo: <list@remote.test>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@erp.test>\r\n\r\nHello\r\n"
     )
 }
 
@@ -60,7 +50,7 @@ async fn send_and_settle(srv: &TestServer, from: &str, rcpts: &[&str], subject: 
         srv.addr(Listener::Submission),
         from,
         rcpts,
-        &raw(from, subject),
+        &erp_mail(from, "list@remote.test", subject, None),
     )
     .await
     .expect("submitted");

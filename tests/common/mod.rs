@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod erp;
+pub mod messages;
 pub mod metrics;
 pub mod process;
 pub mod sink;
