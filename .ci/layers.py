@@ -28,7 +28,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # reloadable-value cell that server fills and the stages read. `http_client` (the client to
 # the ERP, for deliveries and the events webhook) is shared infrastructure like dns and tls.
 LAYERS = [
-    ["reply", "envelope", "clock", "providers", "live"],
+    ["reply", "envelope", "clock", "providers", "live", "message", "error_chain"],
     ["config", "metrics"],
     ["dns", "tls", "db", "http_client"],
     ["auth", "routing", "bounce"],

@@ -22,7 +22,8 @@
 //! closes the loop on the original recipient and in [`report`].
 //!
 //! Types that cross stages live at the bottom: [`envelope`], [`reply`], [`providers`],
-//! [`clock`], [`live`]. Around the path: [`server`] wires the stages together (the only
+//! [`clock`], [`live`], and [`message`] (header-section reading and editing for every
+//! stage) and [`error_chain`]. Around the path: [`server`] wires the stages together (the only
 //! place that does) and reloads the config-derived ones ([`live`] holds them), [`config`]
 //! loads and validates `mxgate.toml`, [`metrics`] names every metric, [`dns`], [`tls`] and
 //! [`http_client`] are shared infrastructure, [`admin`] serves `/metrics`, `/healthz` and
@@ -37,6 +38,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod events;
 pub mod intake;
+pub mod message;
 pub mod providers;
 pub mod queue;
 pub mod reply;
@@ -52,6 +54,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dns;
+pub mod error_chain;
 pub mod http_client;
 pub mod live;
 pub mod metrics;

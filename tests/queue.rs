@@ -1,6 +1,9 @@
 //! The durable queue on a real RocksDB in a temp dir: round trips, durability across a drop
 //! and across a process abort, group commit, state transitions, restart.
 
+#[path = "common/metrics.rs"]
+mod metrics;
+
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -11,7 +14,7 @@ use mxgate::bounce::Category;
 use mxgate::clock::Clock;
 use mxgate::config::{HumanDuration, QueueConfig};
 use mxgate::envelope::{Address, Destination, ListenerKind, QueueId, ReversePath};
-use mxgate::metrics::Metrics;
+use mxgate::metrics::{Metrics, STORE_COMMITS};
 use mxgate::queue::{NewMessage, Outcome, Queue, QueueOptions, RcptState, StoreError};
 use tempfile::TempDir;
 
@@ -177,19 +180,6 @@ fn crash_child(dir: &Path) -> ! {
     std::process::abort()
 }
 
-fn metric(metrics: &Metrics, name: &str) -> u64 {
-    let text = metrics.render();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("{name} not in:\n{text}")) as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_enqueues_share_fsyncs() {
     let dir = tempdir();
@@ -213,7 +203,9 @@ async fn concurrent_enqueues_share_fsyncs() {
     }
     assert_eq!(ids.len(), 50);
     assert_eq!(count(&q, RcptState::Queued), 50);
-    let commits = metric(&metrics, "mxgate_store_commits_total");
+    let text = metrics.render();
+    let commits = metrics::sample(&text, STORE_COMMITS, &[])
+        .unwrap_or_else(|| panic!("{STORE_COMMITS} not in:\n{text}")) as u64;
     assert!(
         commits < 50,
         "{commits} fsyncs for 50 messages: no group commit"

@@ -5,10 +5,12 @@
 
 mod common;
 
+use common::metrics::sample;
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually, message};
 use mxgate::config::{ByteSize, Config};
+use mxgate::metrics::{DISK_FREE, QUEUE_BACKLOG, QUEUE_BYTES};
 use mxgate::queue::RcptState;
 
 const FULL: &str = "452 4.3.1 Insufficient system storage";
@@ -22,14 +24,6 @@ async fn mail_reply(srv: &TestServer) -> String {
     let mut c = srv.smtp(Listener::Inbound).await;
     c.cmd("EHLO client.test").await.expect_code(250);
     c.cmd("MAIL FROM:<alice@client.test>").await.to_string()
-}
-
-/// The value of an unlabelled gauge in a `/metrics` scrape.
-fn gauge(scrape: &str, name: &str) -> Option<f64> {
-    scrape.lines().find_map(|l| {
-        let v = l.strip_prefix(name)?.strip_prefix(' ')?;
-        v.parse().ok()
-    })
 }
 
 async fn delivered(srv: &TestServer, subjects: &[&str]) {
@@ -85,17 +79,13 @@ async fn max_messages_refuses_at_mail_and_rcpt_on_every_listener_and_resumes_aft
     assert!(err.contains("452") && err.contains("4.3.1"), "{err}");
 
     let (_, scrape) = srv.admin_get("/metrics").await;
-    assert_eq!(
-        gauge(&scrape, "mxgate_queue_backlog_messages"),
-        Some(2.0),
+    assert_eq!(sample(&scrape, QUEUE_BACKLOG, &[]), Some(2.0), "{scrape}");
+    assert!(
+        sample(&scrape, QUEUE_BYTES, &[]).is_some_and(|b| b > 0.0),
         "{scrape}"
     );
     assert!(
-        gauge(&scrape, "mxgate_queue_bytes").is_some_and(|b| b > 0.0),
-        "{scrape}"
-    );
-    assert!(
-        gauge(&scrape, "mxgate_disk_free_bytes").is_some_and(|b| b > 0.0),
+        sample(&scrape, DISK_FREE, &[]).is_some_and(|b| b > 0.0),
         "{scrape}"
     );
     common::promtool_check_metrics(&scrape);
@@ -118,7 +108,7 @@ async fn max_messages_refuses_at_mail_and_rcpt_on_every_listener_and_resumes_aft
     .expect_code(250);
     delivered(&srv, &["third"]).await;
     let (_, scrape) = srv.admin_get("/metrics").await;
-    assert_eq!(gauge(&scrape, "mxgate_queue_bytes"), Some(0.0), "{scrape}");
+    assert_eq!(sample(&scrape, QUEUE_BYTES, &[]), Some(0.0), "{scrape}");
     srv.shutdown().await;
 }
 
@@ -196,7 +186,7 @@ async fn min_free_disk_above_the_free_space_refuses_and_a_lower_one_accepts() {
     let mut srv = start("", |c| c.queue.min_free_disk = ByteSize(u64::MAX / 2)).await;
     assert_eq!(mail_reply(&srv).await, FULL);
     let (_, scrape) = srv.admin_get("/metrics").await;
-    let free = gauge(&scrape, "mxgate_disk_free_bytes").expect("free space gauge");
+    let free = sample(&scrape, DISK_FREE, &[]).expect("free space gauge");
     assert!(free > 0.0, "{scrape}");
 
     srv.config.queue.min_free_disk = ByteSize(1024 * 1024);

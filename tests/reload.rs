@@ -12,6 +12,7 @@ use std::process::Command;
 
 use common::process::spawn_server;
 use common::{Erp, Listener, SmtpClient, SmtpReply, TestServer, eventually, message};
+use mxgate::metrics::CONFIG_RELOADS;
 
 /// One more alias, to the base config's `crm` route.
 const NEW_ALIAS: &str = "[[aliases]]\naddress = \"new@example.test\"\nroute = \"crm\"\n";
@@ -66,11 +67,7 @@ async fn at_erp(erp: &Erp, subject: &str) {
 
 /// The value of `mxgate_config_reloads_total{result="RESULT"}` in a scrape.
 fn reloads(scrape: &str, result: &str) -> Option<u64> {
-    let series = format!("mxgate_config_reloads_total{{result=\"{result}\"}} ");
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
+    common::metrics::sample(scrape, CONFIG_RELOADS, &[("result", result)]).map(|v| v as u64)
 }
 
 /// `mxgate reload` against the admin API at `admin`: (exit code, stdout, stderr).

@@ -7,11 +7,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::messages::dsn;
 use common::sink::{Sink, SinkOptions, SinkTls, refused_port};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually, message};
 use mxgate::config::HumanDuration;
 use mxgate::envelope::QueueId;
+use mxgate::metrics::{BOUNCES, QUEUE_MESSAGES, QUEUE_PURGED};
 use mxgate::queue::{Queue, RcptState};
 
 const HOUR: u64 = 3600;
@@ -144,11 +146,10 @@ async fn finished_messages_are_deleted_after_the_window_and_pending_ones_stay() 
     // What was learnt from it stays: the delivery statistics and the metrics.
     let (_, summary) = srv.admin_get("/api/bounces/summary").await;
     assert!(summary.contains("\"delivered\":1"), "{summary}");
-    let (_, metrics) = srv.admin_get("/metrics").await;
-    assert!(metrics.contains("mxgate_queue_purged_total 1"), "{metrics}");
-    assert!(
-        metrics.contains("mxgate_queue_messages{state=\"sent\"} 0"),
-        "{metrics}"
+    assert_eq!(srv.metric(QUEUE_PURGED, &[]).await, Some(1.0));
+    assert_eq!(
+        srv.metric(QUEUE_MESSAGES, &[("state", "sent")]).await,
+        Some(0.0)
     );
     srv.shutdown().await;
 }
@@ -184,9 +185,8 @@ async fn retention_zero_deletes_at_once_but_only_after_the_bounce_stage_read_a_d
     // A DSN is kept until the bounce stage has counted it, then deleted too.
     bounce_dsn(&srv, "unknowntoken").await;
     eventually(20, "DSN counted", || async {
-        let (_, m) = srv.admin_get("/metrics").await;
-        m.contains("mxgate_bounces_total{category=\"Invalid address\"")
-            .then_some(())
+        let labels = [("category", "Invalid address")];
+        srv.metric(BOUNCES, &labels).await.map(|_| ())
     })
     .await;
     eventually(20, "only the pending message left", || async {
@@ -205,13 +205,12 @@ async fn retention_zero_deletes_at_once_but_only_after_the_bounce_stage_read_a_d
 
 /// A DSN for `bounce+TOKEN@example.test` over the inbound listener.
 async fn bounce_dsn(srv: &TestServer, token: &str) {
-    let body = "From: MAILER-DAEMON@mx.remote.test\r\nTo: bounce@example.test\r\n\
-Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n\
---b1\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n\
---b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.remote.test\r\n\r\n\
-Final-Recipient: rfc822; sales@example.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\
-Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n--b1--\r\n";
+    let body = dsn(
+        "mx.remote.test",
+        "sales@example.test",
+        "5.1.1",
+        "550 5.1.1 User unknown",
+    );
     let mut c = srv.smtp(Listener::Inbound).await;
     c.cmd("EHLO mx.remote.test").await.expect_code(250);
     c.cmd("MAIL FROM:<>").await.expect_code(250);
@@ -219,7 +218,7 @@ Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n--b1--\r\n";
         .await
         .expect_code(250);
     c.cmd("DATA").await.expect_code(354);
-    c.send_data(body).await.expect_code(250);
+    c.send_data(&body).await.expect_code(250);
 }
 
 /// `mxgate queue list --json` against the running server, as an operator runs it (off the

@@ -1,10 +1,11 @@
 //! Warming tiers and provider rates (issue 6 §1–4, §8): before a relayed recipient's
-//! attempt, [`Warming::admit`] checks the sending domain's daily cap (by its day in warming)
-//! and the recipient provider's hourly rate (new or warmed sender, slowed by the
-//! [`throttle`](super::throttle)). Over a cap, nothing is dropped: the recipient is held
-//! ([`Hold`], `deferred` with reason `warming cap` / `provider rate`, no attempt counted)
-//! until its window opens. After the attempt, [`Warming::settle`] gives back the daily slot
-//! of a deferred attempt and slows the provider down on a rate-limit reply.
+//! attempt, once its plan has placed the recipient's provider, [`Warming::admit`] checks
+//! the sending domain's daily cap (by its day in warming) and the provider's hourly rate
+//! (new or warmed sender, slowed by the [`throttle`](super::throttle)). Over a cap,
+//! nothing is dropped: the recipient is held ([`Hold`], `deferred` with reason `warming
+//! cap` / `provider rate`, no attempt counted) until its window opens. After the attempt,
+//! [`Warming::settle`] gives back the daily slot of a deferred attempt and slows the
+//! provider down on a rate-limit reply.
 //!
 //! Daily caps are day counters: the next window is the next UTC day. Provider rates are
 //! `governor` GCRA limiters ([`rate`](super::rate)) per (sending domain, provider),
@@ -41,16 +42,15 @@ use std::sync::{Arc, Mutex};
 use rocksdb::{DB, Options};
 use tokio::sync::Semaphore;
 
+use super::plan::Plan;
 use super::rate::{HOUR_MS, ProviderLimiter};
-use super::relay::Relay;
 use super::throttle::{self, Throttles};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::envelope::{Destination, Stream};
+use crate::envelope::Stream;
 use crate::metrics::Metrics;
-use crate::queue::Hold;
-use crate::queue::Outcome;
-use crate::queue::{QueuedMessage, Recipient};
+use crate::providers::ProviderTable;
+use crate::queue::{Hold, Outcome, QueuedMessage};
 use policy::Policy;
 
 const DAY_MS: u64 = 86_400_000;
@@ -148,12 +148,10 @@ impl Warming {
         }
     }
 
-    /// The sending domain warming applies to: relayed mail with a sender (not DSNs, not
-    /// SRS-forwarded copies, whose sender is an SRS address of the bounce domain).
-    fn sending_domain(&self, msg: &QueuedMessage, rcpt: &Recipient) -> Option<String> {
-        if rcpt.dest != Destination::Relay {
-            return None;
-        }
+    /// The sending domain warming applies to: mail with a sender (not DSNs, not
+    /// SRS-forwarded copies, whose sender is an SRS address of the bounce domain). Only the
+    /// relay lane asks, and only for relayed recipients.
+    fn sending_domain(&self, msg: &QueuedMessage) -> Option<String> {
         let (local, d) = msg.mail_from.rsplit_once('@')?;
         let d = d.to_ascii_lowercase();
         let local = local.to_ascii_lowercase();
@@ -210,32 +208,20 @@ impl Warming {
         cap.is_some_and(|c| sent >= c)
     }
 
-    /// The provider label of recipient `to`: by its domain, else by the domain's MX hosts
-    /// ([`ProviderTable`](crate::providers::ProviderTable)).
-    async fn provider(&self, to: &str, relay: Option<&Relay>) -> String {
-        let domain = to.rsplit_once('@').map_or("", |(_, d)| d);
-        if let Some(p) = self.policy.providers.by_domain(domain) {
-            return p;
-        }
-        let hosts = match relay {
-            Some(r) => r.mx_hosts(domain).await,
-            None => Vec::new(),
-        };
-        self.policy.providers.by_hosts(domain, &hosts)
+    /// The provider table the plan places recipients with (config table, then built-in).
+    pub fn providers(&self) -> &ProviderTable {
+        &self.policy.providers
     }
 
     /// Takes a slot for this attempt, or the hold that waits for the next window.
     /// `Ok(None)`: warming does not apply to this recipient.
-    pub async fn admit(
-        &self,
-        msg: &QueuedMessage,
-        rcpt: &Recipient,
-        relay: Option<&Relay>,
-    ) -> Result<Option<Ticket>, Hold> {
-        let Some(domain) = self.sending_domain(msg, rcpt) else {
+    /// `plan`: the attempt's plan, made with [`Warming::providers`] (its provider and the
+    /// stream's source IP are what is counted).
+    pub fn admit(&self, msg: &QueuedMessage, plan: &Plan) -> Result<Option<Ticket>, Hold> {
+        let Some(domain) = self.sending_domain(msg) else {
             return Ok(None);
         };
-        let provider = self.provider(&rcpt.address, relay).await;
+        let provider = plan.provider.clone().unwrap_or_else(|| "other".to_string());
         let now = self.inner.clock.now_ms();
         let today = now / DAY_MS;
         let m = &self.inner.metrics;
@@ -264,7 +250,7 @@ impl Warming {
                 retry_at: (today + 1) * DAY_MS,
             });
         }
-        let ip = self.source_ip_tier(&mut st, msg, relay, &domain, today)?;
+        let ip = self.source_ip_tier(&mut st, msg, plan.source, &domain, today)?;
         let rated = self.provider_rate(&mut st, &domain, &provider, cap.is_some(), now)?;
         self.put(&mut st, &day_key, sent + 1);
         m.warming_day(&domain, day, cap, sent + 1);
@@ -283,19 +269,18 @@ impl Warming {
     }
 
     /// The source IP's own tier: checked against the stream's configured source IP
-    /// (`streams.*_source_ip`), else the IP mail of this stream last left from (a host
+    /// (`source`, from the plan: `streams.*_source_ip`), else the IP mail of this stream last left from (a host
     /// without several outbound addresses always uses that one); the attempt's actual
     /// IP is counted in `settle`. `Ok(Some((ip, its day counter key)))` to reserve.
     fn source_ip_tier(
         &self,
         st: &mut State,
         msg: &QueuedMessage,
-        relay: Option<&Relay>,
+        source: Option<IpAddr>,
         domain: &str,
         today: u64,
     ) -> Result<Option<(String, String)>, Hold> {
-        let expected = relay
-            .and_then(|r| r.source_ip(msg.stream))
+        let expected = source
             .map(|a| a.to_string())
             .or_else(|| self.last_ip(st, msg.stream));
         let Some(addr) = expected else {

@@ -19,6 +19,7 @@ use crate::auth::sign::Signer;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::attempt::Context;
+use crate::delivery::forward::Forwarder;
 use crate::delivery::relay::Relay;
 use crate::delivery::warming::Warming;
 use crate::dns::Dns;
@@ -119,19 +120,26 @@ impl Runtime {
             suspensions: suspensions.clone(),
         };
         let observer = Observer::new(&config, sinks, s.clock.clone(), s.queue.clone());
-        let relay = Relay::new(
+        let forward = Forwarder::new(
             config.clone(),
-            Some(dns.clone()),
             s.token_key.clone(),
             router.clone(),
             s.queue.clone(),
             s.clock.clone(),
         );
+        let relay = Relay::new(
+            config.clone(),
+            Some(dns.clone()),
+            s.token_key.clone(),
+            router.clone(),
+            s.clock.clone(),
+        );
         let delivery = Context::new(
             config.clone(),
+            Some(forward),
             Some(Arc::new(relay)),
-            Some(observer.clone()),
             warming.clone(),
+            Some(observer.clone()),
         );
         let session = SessionContext {
             config: config.clone(),

@@ -4,6 +4,8 @@
 
 pub mod dns;
 pub mod erp;
+pub mod messages;
+pub mod metrics;
 pub mod process;
 pub mod sink;
 pub mod smtp;
@@ -236,6 +238,13 @@ impl TestServer {
     /// GET on the admin port; returns (status, body).
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         erp::http_get(&format!("{}{path}", self.admin_url())).await
+    }
+
+    /// `name`'s value for `labels` ([`metrics::sample`]) as `GET /metrics` shows it now.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let (status, scrape) = self.admin_get("/metrics").await;
+        assert_eq!(status, 200, "{scrape}");
+        metrics::sample(&scrape, name, labels)
     }
 
     /// Sends one message through the inbound listener and returns the final reply.
