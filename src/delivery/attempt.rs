@@ -1,6 +1,7 @@
 //! What both delivery lanes share: the attempt [`Context`] built from one config, the
 //! [`Attempt`] under way, and its end, [`Attempt::finish`] — metrics, log, the queue's
-//! record (with the DSN the new state owes, built in the same commit), then the observer.
+//! record (with the DSN the new state owes, built in the same commit), then the one
+//! [`Record`] of it handed to [`report`].
 //! Every failure is an [`Outcome`]; nothing here returns an error.
 //!
 //! The [`worker`](super::worker) matches the recipient's destination once and hands the
@@ -20,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::queue::{
     Due, NewMessage, Outcome, Queue, QueuedMessage, RcptState, Recipient, StoreError,
 };
-use crate::report::{MessageInfo, Observer};
+use crate::report::{self, MessageInfo, Observer, Record};
 
 /// Pause after the queue failed to record an outcome, so a broken store is not hammered.
 const STORE_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -102,7 +103,10 @@ impl Attempt<'_> {
         if let Some(state) = recorded_state(self.msg, recorded).await
             && let Some(o) = &self.ctx.observer
         {
-            o.attempt_from(self.msg, self.rcpt, &self.info, &outcome, state, sending_ip);
+            let a = report::Attempt::recorded(
+                self.msg, self.rcpt, &self.info, &outcome, state, sending_ip,
+            );
+            o.report(Record::Attempt(a)).await;
         }
     }
 }

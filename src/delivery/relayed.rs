@@ -17,6 +17,7 @@ use super::outcome::classify;
 use super::warming::Warming;
 use crate::queue::{Hold, Outcome};
 use crate::queue::{NewMessage, QueuedMessage, RcptState};
+use crate::report::{self, Record};
 
 /// What the lane delivers.
 pub(super) enum Job<'a> {
@@ -103,7 +104,8 @@ async fn hold(
     if recorded_state(a.msg, recorded).await == Some(RcptState::Expired)
         && let Some(o) = &a.ctx.observer
     {
-        o.held_expired(a.msg, a.rcpt, &a.info, &hold.reason);
+        let expired = report::Attempt::held_expired(a.msg, a.rcpt, &a.info, &hold.reason);
+        o.report(Record::Attempt(expired)).await;
     }
 }
 

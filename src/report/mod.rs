@@ -1,56 +1,39 @@
-//! The hook where delivery outcomes become metrics, statistics and ERP events: the delivery
-//! worker calls [`Observer::attempt_from`] after the queue recorded an attempt, the bounce
-//! intake calls [`Observer::dsn`] after a DSN marked a recipient `bounced`. One place decides
-//! what is counted, so the Prometheus counters, the dashboard and the webhook agree.
+//! The one outcome sink: every outcome — an attempt the queue recorded, a DSN or a spam
+//! complaint that came back — arrives as one [`Record`] at [`Observer::report`], and this
+//! module alone turns it into metrics, statistics, ERP events, suppressions and suspension
+//! samples. One place decides what is counted, so the Prometheus counters, the dashboard,
+//! the webhook and the suppression list agree.
 //!
-//! This file holds the handle and those entry points, which decide whether and as what an
-//! outcome is reported; [`count`] does the counting (metrics, statistics, suppression,
-//! suspension), [`event`] builds the ERP event and [`message_info`] reads the message's
-//! header. Counting always runs before the event is emitted.
+//! This file holds the handle and the entry point, which decides whether and as what an
+//! outcome is reported; [`record`] is the record, [`count`] does the counting (metrics,
+//! statistics, suspension), [`suppress`] the one rule of which outcomes stop mail to an
+//! address, [`event`] and [`complaint`] build the ERP events and [`message_info`] reads the
+//! message's header. Counting always runs before the event is emitted.
 
+mod complaint;
 mod count;
 mod event;
 mod message_info;
+mod record;
+mod suppress;
 
 pub use message_info::{MessageInfo, email_type};
+pub use record::{Attempt, Failure, Origin, Record, Returned};
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::bounce::{Category, RecipientResult};
+use crate::bounce::RecipientResult;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::envelope::{Destination, QueueId};
 use crate::events::{Events, Kind};
 use crate::metrics::Metrics;
-use crate::queue::{Outcome, Queue, QueuedMessage, RcptState, Recipient};
+use crate::queue::{Queue, RcptState};
 
 use crate::stats::Stats;
 
-/// What the attempts behind a reported outcome amount to.
-struct Tried {
-    /// The local IP the last attempt left from.
-    sending_ip: Option<std::net::IpAddr>,
-    /// Attempts made, this one included.
-    attempts: u32,
-}
-
-/// One reported attempt, as counting and event building see it.
-struct Attempted<'a> {
-    msg: &'a QueuedMessage,
-    rcpt: &'a Recipient,
-    info: &'a MessageInfo,
-    kind: Kind,
-    /// The remote's words (or the deferral reason).
-    reply: String,
-    /// The category the delivery gave a bounce, if any.
-    category: Option<Category>,
-    tried: Tried,
-    /// Relayed (counted), not handed to an ERP route.
-    outbound: bool,
-}
-
-/// Metrics + statistics + events, fed where outcomes are recorded.
+/// The outcome sink: metrics, statistics, events, suppression and suspension.
 #[derive(Clone)]
 pub struct Observer {
     inner: Arc<Inner>,
@@ -65,7 +48,7 @@ struct Inner {
     metrics: Metrics,
     clock: Clock,
     queue: Queue,
-    /// Synchronous hard bounces of relayed mail suppress the recipient.
+    /// Hard bounces (synchronous or by DSN) and complaints suppress the recipient.
     suppressions: crate::suppression::SuppressionList,
     /// Final outcomes feed the bounce-rate suspension of sending domains.
     suspensions: crate::suspension::Suspensions,
@@ -113,108 +96,60 @@ impl Observer {
         }
     }
 
-    /// The IP recipient `rcpt` of `id` was delivered from (`""` when unknown).
-    pub fn sending_ip(&self, id: QueueId, rcpt: u16) -> String {
-        self.inner.stats.sending_ip_of(id, rcpt)
+    /// The one entry point: reports `record` everywhere it counts.
+    pub async fn report(&self, record: Record<'_>) {
+        match record {
+            Record::Attempt(a) => self.attempt(a).await,
+            Record::Returned(r) => self.returned(r).await,
+        }
     }
 
-    /// The relayed message delivered with `message_id`, when remembered (blocking read).
-    pub fn message_of(&self, message_id: &str) -> Option<QueueId> {
-        self.inner.stats.message_of(message_id)
-    }
-
-    pub fn events(&self) -> &Events {
-        &self.inner.events
-    }
-
-    /// A recipient held by warming (no attempt made) expired: counted and reported like
-    /// an expiry after attempts, with the attempt count the queue kept.
-    pub fn held_expired(
-        &self,
-        msg: &QueuedMessage,
-        rcpt: &Recipient,
-        info: &MessageInfo,
-        reason: &str,
-    ) {
-        let tried = Tried {
-            sending_ip: None,
-            attempts: rcpt.attempts,
-        };
-        let outcome = Outcome::deferred(reason);
-        self.report(msg, rcpt, info, &outcome, RcptState::Expired, tried);
-    }
-
-    /// After the queue recorded `outcome` of an attempt for `rcpt` (as it was before the
-    /// attempt) of `msg`; `state` is the recipient's new state, `sending_ip` the local IP
-    /// the message left from.
-    pub fn attempt_from(
-        &self,
-        msg: &QueuedMessage,
-        rcpt: &Recipient,
-        info: &MessageInfo,
-        outcome: &Outcome,
-        state: RcptState,
-        sending_ip: Option<std::net::IpAddr>,
-    ) {
-        let tried = Tried {
-            sending_ip,
-            attempts: rcpt.attempts.saturating_add(1),
-        };
-        self.report(msg, rcpt, info, outcome, state, tried);
-    }
-
-    fn report(
-        &self,
-        msg: &QueuedMessage,
-        rcpt: &Recipient,
-        info: &MessageInfo,
-        outcome: &Outcome,
-        state: RcptState,
-        tried: Tried,
-    ) {
-        let outbound = matches!(rcpt.dest, Destination::Relay);
+    async fn attempt(&self, a: Attempt<'_>) {
+        let outbound = a.outbound();
         // DSNs mxgate sends itself (null sender) are not the ERP's sends: neither counted
         // nor reported, like the `bounce+TOKEN` copies stored for the bounce stage.
-        if matches!(rcpt.dest, Destination::Bounce { .. }) || (outbound && msg.mail_from.is_empty())
+        if matches!(a.rcpt.dest, Destination::Bounce { .. })
+            || (outbound && a.msg.mail_from.is_empty())
         {
             return;
         }
-        let kind = match state {
+        let kind = match a.state {
             RcptState::Sent => Kind::Delivered,
             RcptState::Bounced => Kind::Bounced,
             RcptState::Expired => Kind::Expired,
             RcptState::Deferred | RcptState::Queued => Kind::Deferred,
             RcptState::Cancelled => return,
         };
-        let (reply, category) = match outcome {
-            Outcome::Sent { reply } => (reply.clone(), None),
-            Outcome::Deferred { reason, .. } => (reason.clone(), None),
-            Outcome::Bounced { category, reply } => (reply.clone(), *category),
-        };
-        let a = Attempted {
-            msg,
-            rcpt,
-            info,
-            kind,
-            reply,
-            category,
-            tried,
-            outbound,
-        };
         let bounce_info = if outbound {
-            self.count_outbound(&a)
+            self.count_outbound(&a, kind).await
         } else {
             None
         };
         if self.inner.events.enabled() && (outbound || self.inner.events.inbound()) {
-            let e = event::attempt_event(a, bounce_info.as_ref());
+            let e = event::attempt_event(a, kind, bounce_info.as_ref());
             self.inner.events.emit(e);
         }
     }
 
-    /// A DSN closed the loop: recipient `idx` of message `id` is now `bounced` (the caller
-    /// checked that the queue recorded it). Counts the bounce and emits the event.
-    pub async fn dsn(&self, id: QueueId, idx: u16, failed: &RecipientResult) {
+    /// A DSN or complaint came back: counted (metrics of every classified recipient), then,
+    /// per original recipient its tokens name, the bounce the queue recorded counted and
+    /// reported, a hard bounce or a complaint suppressed; a complaint becomes events.
+    async fn returned(&self, r: Returned<'_>) {
+        self.count_returned(&r);
+        for origin in r.origins {
+            if let Some(f) = r.failure.as_ref().filter(|_| origin.bounced) {
+                self.dsn(origin.id, origin.rcpt, f.result).await;
+            }
+            self.suppress_returned(&r, origin).await;
+        }
+        if complaint::tells_erp(r.report) {
+            self.complained(r.dsn, r.report, r.origins).await;
+        }
+    }
+
+    /// A DSN closed the loop: recipient `idx` of message `id` is now `bounced` (the queue
+    /// recorded it). Counts the bounce and emits the event.
+    async fn dsn(&self, id: QueueId, idx: u16, failed: &RecipientResult) {
         let queue = self.inner.queue.clone();
         let loaded = tokio::task::spawn_blocking(move || (queue.get(id), queue.body(id))).await;
         let Ok((Some(msg), body)) = loaded else {

@@ -230,8 +230,6 @@ fn spawn_background(live: &Live<Runtime>, s: &Stable, tracker: &TaskTracker) {
     let intake = Intake::new(
         s.queue.clone(),
         s.token_key.clone(),
-        s.metrics.clone(),
-        s.suppressions.clone(),
         live.view(|r| &r.observer),
     );
     tracker.spawn(intake.run(s.shutdown.clone()));

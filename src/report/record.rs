@@ -1,0 +1,163 @@
+//! The record of one outcome, the only thing [`Observer::report`](super::Observer::report)
+//! takes: built once where the outcome happens — a delivery lane after the queue recorded an
+//! attempt, the bounce intake after a DSN or a complaint came back — and then read, never
+//! re-derived, by counting, statistics, events, suppression and suspension.
+//!
+//! A remote reply is classified once, where it is first understood (delivery's
+//! [`outcome::classify`](crate::delivery) for a synchronous refusal, [`bounce::parse`](crate::bounce::parse)
+//! for a DSN); the record carries that typed [`Category`], so report reads the reply only
+//! for its codes.
+
+use std::net::IpAddr;
+
+use crate::bounce::{BounceReport, Category, DeliveryKind, RecipientResult, ReportKind};
+use crate::envelope::{Destination, QueueId};
+use crate::queue::{Outcome, QueuedMessage, RcptState, Recipient};
+
+use super::MessageInfo;
+
+/// One outcome for report.
+pub enum Record<'a> {
+    /// The queue recorded an attempt for a recipient (or a held one expired).
+    Attempt(Attempt<'a>),
+    /// A DSN or a spam complaint came back to the bounce address, parsed and classified.
+    Returned(Returned<'a>),
+}
+
+/// An attempt the queue recorded.
+pub struct Attempt<'a> {
+    pub msg: &'a QueuedMessage,
+    /// The recipient as loaded before the attempt.
+    pub rcpt: &'a Recipient,
+    pub info: &'a MessageInfo,
+    /// The recipient's new state, as the queue recorded it.
+    pub state: RcptState,
+    /// The remote's words (or the deferral reason).
+    pub reply: String,
+    /// The category delivery classified a refusal under (relayed bounces always have one).
+    pub category: Option<Category>,
+    /// The local IP the attempt left from, when it left over SMTP.
+    pub sending_ip: Option<IpAddr>,
+    /// Attempts made, this one included.
+    pub attempts: u32,
+}
+
+impl<'a> Attempt<'a> {
+    /// `outcome` of an attempt for `rcpt` (as it was before) of `msg`, recorded as `state`.
+    pub fn recorded(
+        msg: &'a QueuedMessage,
+        rcpt: &'a Recipient,
+        info: &'a MessageInfo,
+        outcome: &Outcome,
+        state: RcptState,
+        sending_ip: Option<IpAddr>,
+    ) -> Attempt<'a> {
+        let (reply, category) = match outcome {
+            Outcome::Sent { reply } => (reply.clone(), None),
+            Outcome::Deferred { reason, .. } => (reason.clone(), None),
+            Outcome::Bounced { category, reply } => (reply.clone(), *category),
+        };
+        Attempt {
+            msg,
+            rcpt,
+            info,
+            state,
+            reply,
+            category,
+            sending_ip,
+            attempts: rcpt.attempts.saturating_add(1),
+        }
+    }
+
+    /// A recipient held by warming (no attempt made) expired: reported like an expiry after
+    /// attempts, with the attempt count the queue kept.
+    pub fn held_expired(
+        msg: &'a QueuedMessage,
+        rcpt: &'a Recipient,
+        info: &'a MessageInfo,
+        reason: &str,
+    ) -> Attempt<'a> {
+        Attempt {
+            msg,
+            rcpt,
+            info,
+            state: RcptState::Expired,
+            reply: reason.to_owned(),
+            category: None,
+            sending_ip: None,
+            attempts: rcpt.attempts,
+        }
+    }
+
+    /// Relayed to a remote MTA (counted), not handed to an ERP route.
+    pub fn outbound(&self) -> bool {
+        matches!(self.rcpt.dest, Destination::Relay)
+    }
+}
+
+/// A report that came back to the bounce address (`bounce+TOKEN@` or plain `bounce@`).
+pub struct Returned<'a> {
+    /// The stored DSN or complaint.
+    pub dsn: QueueId,
+    pub report: &'a BounceReport,
+    /// What a DSN says failed; `None` for a complaint or a notice that is no bounce.
+    pub failure: Option<Failure<'a>>,
+    /// The original recipients its valid tokens name; empty for a forged or foreign one.
+    pub origins: &'a [Origin],
+}
+
+/// The failed recipient a DSN reports (its first), in the words recorded with it.
+pub struct Failure<'a> {
+    /// As parsed and classified by [`bounce::parse`](crate::bounce::parse).
+    pub result: &'a RecipientResult,
+    /// `code status diagnostic`, what the queue records as the recipient's last reply.
+    pub reply: String,
+}
+
+impl<'a> Failure<'a> {
+    /// The failure `report` gives when it is a DSN (not a complaint) that is a bounce.
+    pub fn of(report: &'a BounceReport) -> Option<Failure<'a>> {
+        if report.kind == ReportKind::Complaint {
+            return None;
+        }
+        let result = report.first_failed().filter(|_| report.is_bounce)?;
+        let reply = match (&result.reply_code, &result.status) {
+            (Some(code), Some(st)) => format!("{code} {st} {}", result.diagnostic),
+            (None, Some(st)) => format!("{st} {}", result.diagnostic),
+            _ => result.diagnostic.clone(),
+        };
+        Some(Failure {
+            result,
+            reply: reply.trim().to_string(),
+        })
+    }
+
+    /// A "delayed" notice: the remote still retries, the recipient stays as it is.
+    pub fn transient(&self) -> bool {
+        self.result.kind == Some(DeliveryKind::Transient)
+    }
+}
+
+/// An original (message, recipient) a valid token names.
+pub struct Origin {
+    pub id: QueueId,
+    pub rcpt: u16,
+    /// The message as stored before the DSN was read; `None` once purged.
+    pub message: Option<QueuedMessage>,
+    /// This DSN made the recipient `bounced` (the queue recorded it), so it is counted
+    /// and reported; a DSN for a recipient already final only suppresses.
+    pub bounced: bool,
+}
+
+impl Origin {
+    pub fn address(&self) -> Option<&str> {
+        let m = self.message.as_ref()?;
+        m.recipients
+            .get(usize::from(self.rcpt))
+            .map(|r| r.address.as_str())
+    }
+
+    pub fn mail_from(&self) -> Option<&str> {
+        self.message.as_ref().map(|m| m.mail_from.as_str())
+    }
+}
