@@ -161,3 +161,134 @@ impl Origin {
         self.message.as_ref().map(|m| m.mail_from.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Provider;
+
+    fn rcpt(attempts: u32) -> Recipient {
+        Recipient {
+            address: "bob@gmail.test".into(),
+            dest: Destination::Relay,
+            state: RcptState::Deferred,
+            attempts,
+            next_attempt_ms: 0,
+            last_reply: None,
+            category: None,
+            updated_ms: 0,
+        }
+    }
+
+    fn msg(r: Recipient) -> QueuedMessage {
+        QueuedMessage {
+            id: QueueId::generate(),
+            received_ms: 0,
+            listener: crate::envelope::ListenerKind::Submission,
+            peer_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            helo: "erp.test".into(),
+            mail_from: "app@erp.test".into(),
+            size: 1,
+            recipients: vec![r],
+            stream: Default::default(),
+        }
+    }
+
+    fn failed(kind: DeliveryKind) -> RecipientResult {
+        RecipientResult {
+            address: "bob@gmail.test".into(),
+            original_recipient: None,
+            action: Some("failed".into()),
+            status: Some("5.1.1".into()),
+            reply_code: Some(550),
+            category: Some(Category::InvalidAddress),
+            reason: None,
+            hard: true,
+            kind: Some(kind),
+            diagnostic: " user unknown ".into(),
+            remote_mta: None,
+            last_attempt: None,
+            provider: Provider::Other,
+        }
+    }
+
+    fn report(kind: ReportKind, is_bounce: bool, r: RecipientResult) -> BounceReport {
+        BounceReport {
+            is_bounce,
+            kind,
+            recipients: vec![r],
+            provider: Provider::Other,
+            reporting_mta: None,
+            envid: None,
+            original_message_id: None,
+            feedback_type: None,
+        }
+    }
+
+    #[test]
+    fn an_attempt_record_carries_the_category_delivery_gave_and_counts_this_attempt() {
+        let m = msg(rcpt(2));
+        let info = MessageInfo::default();
+        let bounced = Outcome::Bounced {
+            category: Some(Category::Blocked),
+            reply: "550 5.1.1 user unknown".into(),
+        };
+        let a = Attempt::recorded(
+            &m,
+            &m.recipients[0],
+            &info,
+            &bounced,
+            RcptState::Bounced,
+            None,
+        );
+        assert_eq!(a.category, Some(Category::Blocked));
+        assert_eq!(
+            (a.reply.as_str(), a.attempts),
+            ("550 5.1.1 user unknown", 3)
+        );
+        assert!(a.outbound());
+        let deferred = Outcome::deferred("421 busy");
+        let a = Attempt::recorded(
+            &m,
+            &m.recipients[0],
+            &info,
+            &deferred,
+            RcptState::Deferred,
+            None,
+        );
+        assert_eq!((a.category, a.reply.as_str()), (None, "421 busy"));
+        // Held by warming: no attempt was made, so none is added.
+        let a = Attempt::held_expired(&m, &m.recipients[0], &info, "warming cap");
+        assert_eq!((a.state, a.attempts), (RcptState::Expired, 2));
+    }
+
+    #[test]
+    fn a_failure_is_the_first_failed_recipient_of_a_bounce_in_the_recorded_words() {
+        let r = report(ReportKind::Bounce, true, failed(DeliveryKind::Permanent));
+        let f = Failure::of(&r).expect("a failure");
+        assert_eq!(f.reply, "550 5.1.1  user unknown");
+        assert!(!f.transient());
+        let r = report(ReportKind::Bounce, true, failed(DeliveryKind::Transient));
+        assert!(Failure::of(&r).expect("a delay").transient());
+        let mut no_code = failed(DeliveryKind::Permanent);
+        no_code.reply_code = None;
+        let r = report(ReportKind::Bounce, true, no_code);
+        assert_eq!(
+            Failure::of(&r).expect("a failure").reply,
+            "5.1.1  user unknown"
+        );
+        // A complaint or a notice that is no bounce fails nobody.
+        let r = report(
+            ReportKind::Complaint,
+            false,
+            failed(DeliveryKind::Permanent),
+        );
+        assert!(Failure::of(&r).is_none());
+        let r = report(
+            ReportKind::AutoReply,
+            false,
+            failed(DeliveryKind::Permanent),
+        );
+        assert!(Failure::of(&r).is_none());
+    }
+}
