@@ -277,12 +277,8 @@ mod tests {
             Failure::of(&r).expect("a failure").reply,
             "5.1.1  user unknown"
         );
-        // A complaint or a notice that is no bounce fails nobody.
-        let r = report(
-            ReportKind::Complaint,
-            false,
-            failed(DeliveryKind::Permanent),
-        );
+        // A complaint (whatever its flags) or a notice that is no bounce fails nobody.
+        let r = report(ReportKind::Complaint, true, failed(DeliveryKind::Permanent));
         assert!(Failure::of(&r).is_none());
         let r = report(
             ReportKind::AutoReply,
