@@ -13,13 +13,14 @@
 //! 5. [`delivery`] — workers take due recipients from the queue and push them to the ERP
 //!    (HTTP), a Maildir, or (relay) a remote MTA; each attempt's [`queue::Outcome`] goes back
 //!    to the queue.
-//! 6. [`report`] — a recorded outcome becomes metrics, [`stats`] (hourly counters behind
-//!    `/api/bounces/...` and `/dashboard`), [`events`] (the ERP's webhook), [`suppression`]
-//!    of dead or complaining addresses and [`suspension`] of sending domains that bounce.
+//! 6. [`report`] — the one outcome sink: each outcome arrives as one [`report::Record`] and
+//!    becomes metrics, [`stats`] (hourly counters behind `/api/bounces/...` and
+//!    `/dashboard`), [`events`] (the ERP's webhook), [`suppression`] of dead or complaining
+//!    addresses and [`suspension`] of sending domains that bounce.
 //!
 //! DSNs and complaints coming back: [`session`] → [`routing`] (`bounce+TOKEN`) → [`queue`]
-//! → [`intake`], which parses them with [`bounce`] (classification, [`providers`]) and
-//! closes the loop on the original recipient and in [`report`].
+//! → [`intake`], which parses them with [`bounce`] (classification, [`providers`]), closes
+//! the loop on the original recipient in [`queue`] and hands the record to [`report`].
 //!
 //! Types that cross stages live at the bottom: [`envelope`], [`reply`], [`providers`],
 //! [`clock`], [`live`], and [`message`] (header-section reading and editing for every

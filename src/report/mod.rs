@@ -5,9 +5,9 @@
 //! the webhook and the suppression list agree.
 //!
 //! This file holds the handle and the entry point, which decides whether and as what an
-//! outcome is reported; [`record`] is the record, [`count`] does the counting (metrics,
-//! statistics, suspension), [`suppress`] the one rule of which outcomes stop mail to an
-//! address, [`event`] and [`complaint`] build the ERP events and [`message_info`] reads the
+//! outcome is reported; `record` is the [`Record`], `count` does the counting (metrics,
+//! statistics, suspension), `suppress` applies the rules of which outcomes stop mail to an
+//! address, `event` and `complaint` build the ERP events and `message_info` reads the
 //! message's header. Counting always runs before the event is emitted.
 
 mod complaint;

@@ -14,8 +14,8 @@
 //! that misses on case would mail a dead or complaining address again.
 //!
 //! This file holds what the API, the CLI and report share — the entry types, the rules of
-//! which bounces and complaints suppress (applied by [`report`](crate::report) alone), address normalisation and text limits; the store behind
-//! [`SuppressionList`] is in [`store`].
+//! which bounces and complaints suppress (applied by [`report`](crate::report) alone),
+//! address normalisation and text limits; the store behind [`SuppressionList`] is in `store`.
 
 mod store;
 
