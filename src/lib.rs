@@ -17,6 +17,9 @@
 //! Outcomes feed [`stats`] (hourly counters in RocksDB behind `/api/bounces/...` and
 //! `/dashboard`, via [`stats::observe::Observer`]) and [`events`] (the ERP's webhook).
 //!
+//! Every store (queue, statistics, suppressions, warming counters) is a column family of
+//! one RocksDB, [`db`], under `server.data_dir`.
+//!
 //! Around the path: [`server`] wires the stages together (the only place that does) and
 //! reloads the config-derived ones ([`live`] holds them), [`config`] loads and validates
 //! `mxgate.toml`, [`metrics`] names every metric, [`admin`]
@@ -36,6 +39,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod db;
 pub mod dns;
 pub mod events;
 pub mod live;
