@@ -18,8 +18,10 @@
 //!
 //! Memory: one LRU block cache of `[store] cache_bytes` shared by every family (index and
 //! filter blocks included), and a write buffer manager that charges every memtable to that
-//! cache and flushes once they pass half of it. The WAL is kept to `cache_bytes` too, so a
-//! rarely written family cannot pin old WAL files.
+//! cache and flushes once they pass three quarters of it. The queue's memtable may take half
+//! (bodies are read back by delivery soon after they are written: from memory, not from an
+//! SST). The WAL is kept to `cache_bytes` too, so a rarely written family cannot pin old WAL
+//! files.
 //!
 //! Lifetime: [`Db`] is a cheap clone; stores hold a [`Column`] (their family, and whether
 //! they are closed). [`Db::close`] is the one close path: it flushes every family and
@@ -127,7 +129,7 @@ impl Db {
         let budget = usize::try_from(cfg.cache_bytes.0).unwrap_or(usize::MAX);
         let cache = Cache::new_lru_cache(budget);
         let memtables = WriteBufferManager::new_write_buffer_manager_with_cache(
-            budget / 2,
+            budget / 4 * 3,
             false,
             cache.clone(),
         );
@@ -206,7 +208,7 @@ fn family_options(family: Option<Family>, cache: &Cache, budget: usize) -> Optio
     o.set_block_based_table_factory(&table);
     // The queue takes nearly every byte written (bodies); the others are small.
     let memtable = match family {
-        Some(Family::Queue) => budget / 4,
+        Some(Family::Queue) => budget / 2,
         Some(_) => budget / 16,
         None => 1 << 20,
     };

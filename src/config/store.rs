@@ -16,7 +16,7 @@ pub const MIN_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Block cache plus memtables of the whole store (half of it at most for memtables).
+    /// Block cache plus memtables of the whole store (three quarters of it at most for memtables).
     pub cache_bytes: ByteSize,
 }
 
