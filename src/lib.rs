@@ -24,7 +24,8 @@
 //!
 //! Types that cross stages live at the bottom: [`envelope`], [`reply`], [`providers`],
 //! [`clock`], [`live`], and [`message`] (header-section reading and editing for every
-//! stage) and [`error_chain`]. Around the path: [`server`] wires the stages together (the only
+//! stage) and [`error_chain`]. Every store (queue, statistics, suppressions, warming
+//! counters) is a column family of one RocksDB, [`db`], under `server.data_dir`. Around the path: [`server`] wires the stages together (the only
 //! place that does) and reloads the config-derived ones ([`live`] holds them), [`config`]
 //! loads and validates `mxgate.toml`, [`metrics`] names every metric, [`dns`], [`tls`] and
 //! [`http_client`] are shared infrastructure, [`admin`] serves `/metrics`, `/healthz` and
@@ -54,6 +55,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod db;
 pub mod dns;
 pub mod error_chain;
 pub mod http_client;

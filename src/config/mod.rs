@@ -15,6 +15,7 @@ mod queue;
 mod relay;
 mod routing;
 mod server;
+mod store;
 mod streams;
 mod suspension;
 mod types;
@@ -42,6 +43,7 @@ pub use routing::{
 pub use server::{
     AdminConfig, DnsConfig, ListenerConfig, ListenersConfig, ServerConfig, SmtpConfig, TlsConfig,
 };
+pub use store::StoreConfig;
 pub use streams::StreamsConfig;
 pub use suspension::SuspensionConfig;
 pub use types::{ByteSize, HumanDuration, Secret};
@@ -76,6 +78,8 @@ pub struct Config {
     pub suspension: SuspensionConfig,
     /// Email types (transactional / mass) of submitted mail (`[streams]`, issue 6).
     pub streams: StreamsConfig,
+    /// The one RocksDB's memory bound (`[store]`).
+    pub store: StoreConfig,
     /// The file this config was read from, what a reload reads again; `None` for a config
     /// built from text (the embedded default, tests).
     #[serde(skip)]

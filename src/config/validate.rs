@@ -29,6 +29,7 @@ impl Config {
             .problems()
             .into_iter()
             .chain(self.streams.problems())
+            .chain(self.store.problems())
         {
             p.add(key, message);
         }

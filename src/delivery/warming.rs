@@ -17,7 +17,7 @@
 //! (4xx) keeps its cell: the provider saw it, and counting it is the cautious reading of a
 //! provider's rate, above all of the `421`s that throttling answers.
 //!
-//! Storage: its own RocksDB (`<data_dir>/warming`): `f/<domain>` → first day (UTC day
+//! Storage: the `warming` family of the one RocksDB: `f/<domain>` → first day (UTC day
 //! number), `d/<domain>/<day>` → messages that day, `h/<domain>/<provider>/<hour>` →
 //! attempts admitted that clock hour; so a restart neither resets the day in warming nor its
 //! count. governor's state is in memory only: after a restart a provider's limiter is seeded
@@ -39,7 +39,6 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rocksdb::{DB, Options};
 use tokio::sync::Semaphore;
 
 use super::plan::Plan;
@@ -47,6 +46,7 @@ use super::rate::{HOUR_MS, ProviderLimiter};
 use super::throttle::{self, Throttles};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::db::{Column, Db, DbError, Family};
 use crate::envelope::Stream;
 use crate::metrics::Metrics;
 use crate::providers::ProviderTable;
@@ -58,7 +58,7 @@ const DAY_MS: u64 = 86_400_000;
 #[derive(Debug, thiserror::Error)]
 pub enum WarmingError {
     #[error("warming store: {0}")]
-    Rocks(#[from] rocksdb::Error),
+    Db(#[from] DbError),
 }
 
 /// Handle on the warming counters and limiters, with the `[warming]` policy it was built
@@ -73,7 +73,8 @@ pub struct Warming {
 
 /// What lives as long as the server: the store and the counters.
 struct Inner {
-    db: Mutex<Option<DB>>,
+    /// The `warming` family; closed at shutdown (then everything is admitted).
+    col: Column,
     clock: Clock,
     metrics: Metrics,
     state: Mutex<State>,
@@ -109,28 +110,35 @@ pub struct Ticket {
 }
 
 impl Warming {
-    /// Opens (creating) the store, with `config`'s policy. Opened whether or not
-    /// `[warming] enabled` is on, so that a reload can turn warming on; the server only
-    /// hands the handle to delivery while it is on.
+    /// The counters in the `warming` family of the server's database, with `config`'s
+    /// policy. Made whether or not `[warming] enabled` is on, so that a reload can turn
+    /// warming on; the server only hands the handle to delivery while it is on.
+    pub fn in_db(db: &Db, config: &Config, clock: Clock, metrics: Metrics) -> Warming {
+        Warming::with_column(Column::new(db, Family::Warming), config, clock, metrics)
+    }
+
+    /// As [`Warming::in_db`], alone in a database of its own in `dir` (tests).
     pub fn open(
         dir: &Path,
         config: &Config,
         clock: Clock,
         metrics: Metrics,
     ) -> Result<Warming, WarmingError> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        let db = DB::open(&opts, dir)?;
-        Ok(Warming {
+        let col = Column::standalone(dir, Family::Warming)?;
+        Ok(Warming::with_column(col, config, clock, metrics))
+    }
+
+    fn with_column(col: Column, config: &Config, clock: Clock, metrics: Metrics) -> Warming {
+        Warming {
             inner: Arc::new(Inner {
-                db: Mutex::new(Some(db)),
+                col,
                 clock,
                 metrics,
                 state: Mutex::new(State::default()),
                 limits: Mutex::new(HashMap::new()),
             }),
             policy: Arc::new(Policy::new(config)),
-        })
+        }
     }
 
     /// The same counters under `config`'s policy (a reload).
@@ -143,9 +151,7 @@ impl Warming {
 
     /// Closes the store (graceful shutdown); later calls admit everything.
     pub fn close(&self) {
-        if let Ok(mut db) = self.inner.db.lock() {
-            db.take();
-        }
+        self.inner.col.close();
     }
 
     /// The sending domain warming applies to: mail with a sender (not DSNs, not
@@ -228,7 +234,7 @@ impl Warming {
         let Ok(mut st) = self.inner.state.lock() else {
             return Ok(None);
         };
-        if self.inner.db.lock().map(|d| d.is_none()).unwrap_or(true) {
+        if self.inner.col.is_closed() {
             return Ok(None);
         }
         if st.pruned_hour != Some(now / HOUR_MS) {

@@ -17,13 +17,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use rocksdb::{DB, WriteBatch, WriteOptions};
+use rocksdb::WriteBatch;
 use tokio::sync::{Notify, oneshot};
 
 use super::{RcptState, StoreError};
+use crate::db::{Cf, Column};
 use crate::metrics::Metrics;
 
 /// Most requests sharing one fsync; bounds the latency of the first waiter in a group.
@@ -84,12 +85,12 @@ pub struct Live {
 }
 
 /// Builds a change on the committer thread, reading current state from the DB if needed.
-pub type Job = Box<dyn FnOnce(&DB) -> Result<Change, StoreError> + Send>;
+pub type Job = Box<dyn FnOnce(Cf<'_>) -> Result<Change, StoreError> + Send>;
 
 /// What the committer thread and the [`Queue`](super::Queue) handles share.
 pub struct Shared {
-    /// `None` once closed: close takes the write lock, so it waits for readers in progress.
-    pub db: RwLock<Option<DB>>,
+    /// The `queue` family of the server's one database.
+    pub col: Column,
     pub counts: Mutex<HashMap<RcptState, u64>>,
     pub due_floor: Mutex<DueFloor>,
     pub live: Live,
@@ -115,16 +116,12 @@ pub struct DueFloor {
 pub const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Shared {
-    /// Runs `f` on the open DB, or fails with `Closed`.
+    /// Runs `f` on the queue's family, or fails with `Closed`.
     pub fn with_db<T>(
         &self,
-        f: impl FnOnce(&DB) -> Result<T, StoreError>,
+        f: impl FnOnce(Cf<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        match guard.as_ref() {
-            Some(db) => f(db),
-            None => Err(StoreError::Closed),
-        }
+        self.col.with(f)
     }
 
     fn apply(&self, w: &Written) {
@@ -232,22 +229,29 @@ fn run(shared: &Shared, rx: &mpsc::Receiver<Msg>, metrics: &Metrics) {
 }
 
 fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
-    let guard = shared.db.read().unwrap_or_else(PoisonError::into_inner);
-    let Some(db) = guard.as_ref() else {
+    let mut group = Some(group);
+    let done = shared.with_db(|q| {
+        if let Some(group) = group.take() {
+            write_group(shared, q, group, metrics);
+        }
+        Ok(())
+    });
+    if let (Err(_), Some(group)) = (done, group) {
         for (_, done) in group {
             let _ = done.send(Err(StoreError::Closed));
         }
-        return;
-    };
-    let mut unsynced = WriteOptions::default();
-    unsynced.set_sync(false);
+    }
+}
+
+/// Writes the group's changes unsynced, then makes them durable with one WAL fsync.
+fn write_group(shared: &Shared, q: Cf<'_>, group: Vec<(Job, Done)>, metrics: &Metrics) {
     let mut written = Vec::with_capacity(group.len());
     for (job, done) in group {
         if done.is_closed() {
             continue; // the waiter gave up: do not store what it was told failed
         }
-        let result = job(db).and_then(|change| {
-            db.write_opt(change.batch, &unsynced)?;
+        let result = job(q).and_then(|change| {
+            q.write(change.batch, false)?;
             if let Some(due) = change.min_due_ms {
                 let mut floor = shared
                     .due_floor
@@ -273,8 +277,9 @@ fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
     if written.is_empty() {
         return;
     }
-    // The one fsync of this group: every batch above becomes durable together.
-    let synced = db.flush_wal(true);
+    // The one fsync of this group: every batch above becomes durable together (and with
+    // them whatever other stores wrote unsynced to the shared WAL meanwhile).
+    let synced = q.sync_wal();
     metrics.store_commit(written.len());
     // Counts mirror what the DB holds, and a failed sync leaves the writes in it.
     for (w, _) in &written {

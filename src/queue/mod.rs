@@ -55,25 +55,23 @@ pub use store::{Due, DueScan};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rocksdb::DB;
 use tokio::sync::{Notify, oneshot};
 
 use crate::clock::Clock;
 use crate::config::QueueConfig;
+use crate::db::{Cf, Column, Db, DbError, Family};
+
 use crate::envelope::{Destination, QueueId, Stream};
 use crate::metrics::Metrics;
 use commit::{Change, Committer, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create queue directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Db(DbError),
     #[error("RocksDB: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt queue record {key}: {reason}")]
@@ -88,6 +86,16 @@ pub enum StoreError {
     Closed,
     #[error("cannot start the queue committer thread: {0}")]
     Thread(#[source] std::io::Error),
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> StoreError {
+        match e {
+            DbError::Closed => StoreError::Closed,
+            DbError::Rocks(e) => StoreError::Rocks(e),
+            e => StoreError::Db(e),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +145,7 @@ struct Inner {
     changed: Notify,
     /// Serialises schedule scans (see [`Queue::due_streams`]).
     scanning: Mutex<()>,
-    /// The store's directory: its filesystem's free space is what `min_free_disk` checks.
+    /// The database's directory: its filesystem's free space is what `min_free_disk` checks.
     dir: PathBuf,
     metrics: Metrics,
     /// Last free-space sample ([`quota::DISK_FREE_UNKNOWN`] until taken).
@@ -156,7 +164,19 @@ impl Drop for Inner {
 }
 
 impl Queue {
-    /// Opens (or creates) the store in `dir`; pending recipients are resumed from its index.
+    /// The queue in the `queue` family of the server's database; pending recipients are
+    /// resumed from its index. The server closes the database after [`Queue::close`].
+    pub fn in_db(
+        db: &Db,
+        cfg: QueueConfig,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> Result<Queue, StoreError> {
+        let col = Column::new(db, Family::Queue);
+        Queue::open_column(col, cfg, clock, metrics, QueueOptions::default())
+    }
+
+    /// A queue alone in a database of its own in `dir` (tests, benches), closed with it.
     pub fn open(
         dir: &Path,
         cfg: QueueConfig,
@@ -166,6 +186,7 @@ impl Queue {
         Queue::open_with(dir, cfg, clock, metrics, QueueOptions::default())
     }
 
+    /// As [`Queue::open`], with store tunables.
     pub fn open_with(
         dir: &Path,
         cfg: QueueConfig,
@@ -173,12 +194,26 @@ impl Queue {
         metrics: Metrics,
         opts: QueueOptions,
     ) -> Result<Queue, StoreError> {
-        let db = store::open_db(dir)?;
-        let counts = store::load_counts(&db)?;
-        let (live_messages, live_bytes) = quota::load_live(&db)?;
-        retention::mark_new_store(&db)?;
+        let col = Column::standalone(dir, Family::Queue)?;
+        Queue::open_column(col, cfg, clock, metrics, opts)
+    }
+
+    fn open_column(
+        col: Column,
+        cfg: QueueConfig,
+        clock: Clock,
+        metrics: Metrics,
+        opts: QueueOptions,
+    ) -> Result<Queue, StoreError> {
+        let (counts, (live_messages, live_bytes)) = col.with(|q| {
+            let counts = store::load_counts(q)?;
+            let live = quota::load_live(q)?;
+            retention::mark_new_store(q)?;
+            Ok::<_, StoreError>((counts, live))
+        })?;
+        let dir = col.db().path().to_path_buf();
         let shared = Arc::new(Shared {
-            db: RwLock::new(Some(db)),
+            col,
             counts: Mutex::new(counts),
             due_floor: Mutex::new(commit::DueFloor::default()),
             live: commit::Live {
@@ -196,7 +231,7 @@ impl Queue {
             opts,
             changed: Notify::new(),
             scanning: Mutex::new(()),
-            dir: dir.to_path_buf(),
+            dir,
             metrics,
             disk_free: AtomicU64::new(quota::DISK_FREE_UNKNOWN),
             refusing: AtomicBool::new(false),
@@ -228,7 +263,11 @@ impl Queue {
         let id = QueueId::generate();
         let mut stored = new_meta(id, self.inner.clock.now_ms(), &msg);
         stored.stream = stream;
-        let change = store::enqueue(&stored, &msg.body)?;
+        // Built here, not on the committer thread, which serialises every write.
+        let change = self
+            .inner
+            .shared
+            .with_db(|q| store::enqueue(q, &stored, &msg.body))?;
         self.commit(move |_| Ok((change, ()))).await?;
         self.inner.changed.notify_one();
         Ok(id)
@@ -237,7 +276,7 @@ impl Queue {
     /// Runs `f` on the committer thread and waits (up to the deadline) until its change is durable.
     async fn commit<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&DB) -> Result<(Change, T), StoreError> + Send + 'static,
+        f: impl FnOnce(Cf<'_>) -> Result<(Change, T), StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (value_tx, value_rx) = oneshot::channel();
         let done = self.inner.committer.submit(Box::new(move |db| {
@@ -256,23 +295,12 @@ impl Queue {
         }
     }
 
-    /// Commits what is queued, stops the committer, flushes memtables and closes RocksDB.
-    /// Every later call fails with `Closed` (reads return nothing). Idempotent.
+    /// Commits what is queued and stops the committer. Every later call fails with
+    /// `Closed` (reads return nothing). The database is flushed and closed by its owner
+    /// ([`Db::close`], last at shutdown; a standalone queue's own, here). Idempotent.
     pub fn close(&self) {
         self.inner.committer.stop();
-        let db = self
-            .inner
-            .shared
-            .db
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(db) = db {
-            // Not needed for durability (the WAL is synced); it makes the next open faster.
-            if let Err(e) = db.flush() {
-                tracing::warn!(error = %e, "queue flush at close failed");
-            }
-        }
+        self.inner.shared.col.close();
     }
 }
 

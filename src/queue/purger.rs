@@ -12,11 +12,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rocksdb::{BottommostLevelCompaction, CompactOptions, DB};
+use rocksdb::{BottommostLevelCompaction, CompactOptions};
 use tokio_util::sync::CancellationToken;
 
 use super::retention::{self, Entry};
 use super::{Queue, RcptState, StoreError, keys};
+use crate::db::Cf;
 use crate::envelope::QueueId;
 
 /// Messages deleted per batch: a few hundred point deletes, well under a millisecond of
@@ -249,7 +250,7 @@ impl Queue {
     /// Runs a blocking store read off the runtime.
     async fn on_db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&DB) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(Cf<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.inner.shared.with_db(f))
@@ -258,9 +259,11 @@ impl Queue {
     }
 }
 
-/// Non-exclusive, so RocksDB's own compactions (and with them intake) carry on meanwhile;
-/// the bottommost level is rewritten too, or the deleted bodies there would stay on disk.
-fn compact_ranges(db: &DB, ranges: &[(Vec<u8>, Vec<u8>)], stop: &CancellationToken) {
+/// Compacts the ranges in the queue's family only (the other stores' files are not
+/// touched). Non-exclusive, so RocksDB's own compactions (and with them intake) carry on
+/// meanwhile; the bottommost level is rewritten too, or the deleted bodies there would
+/// stay on disk.
+fn compact_ranges(q: Cf<'_>, ranges: &[(Vec<u8>, Vec<u8>)], stop: &CancellationToken) {
     let mut opts = CompactOptions::default();
     opts.set_exclusive_manual_compaction(false);
     opts.set_bottommost_level_compaction(BottommostLevelCompaction::ForceOptimized);
@@ -268,7 +271,7 @@ fn compact_ranges(db: &DB, ranges: &[(Vec<u8>, Vec<u8>)], stop: &CancellationTok
         if stop.is_cancelled() {
             return;
         }
-        db.compact_range_opt(Some(a), Some(b), &opts);
+        q.compact_range(a, b, &opts);
     }
 }
 

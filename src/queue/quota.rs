@@ -17,10 +17,11 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rocksdb::DB;
 use tokio_util::sync::CancellationToken;
 
 use super::{Queue, RcptState, StoreError, keys, rows};
+
+use crate::db::Cf;
 
 /// How often free space on the data filesystem is sampled.
 pub const DISK_CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -151,7 +152,7 @@ fn free_bytes(path: &Path) -> std::io::Result<u64> {
 
 /// Live usage at open: the messages with a pending recipient or an unread DSN (read from the
 /// `s/` and `B/` indexes, which hold only those), and their sizes.
-pub fn load_live(db: &DB) -> Result<(u64, u64), StoreError> {
+pub fn load_live(db: Cf<'_>) -> Result<(u64, u64), StoreError> {
     let mut ids = BTreeSet::new();
     for st in [RcptState::Queued, RcptState::Deferred] {
         let prefix = keys::state_prefix(st);

@@ -9,13 +9,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::PoisonError;
 
-use rocksdb::DB;
-
 use super::{DueScan, Queue, QueuedMessage, RcptKey, RcptState, StoreError, commit, rows, store};
+use crate::db::Cf;
 use crate::envelope::QueueId;
 
 impl Queue {
-    fn read<T>(&self, what: &str, f: impl FnOnce(&DB) -> Result<T, StoreError>) -> Option<T> {
+    fn read<T>(&self, what: &str, f: impl FnOnce(Cf<'_>) -> Result<T, StoreError>) -> Option<T> {
         match self.inner.shared.with_db(f) {
             Ok(v) => Some(v),
             Err(StoreError::Closed) => None,

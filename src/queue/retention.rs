@@ -7,11 +7,11 @@
 //! the order it became due, and its `r/` value names every `s/` key to delete, so deleting a
 //! message reads nothing else — a batch of purges costs the committer a few point lookups.
 
-use rocksdb::DB;
-
 use super::commit::{Change, LiveDelta};
 use super::{QueuedMessage, Recipient, StoreError};
 use super::{keys, rows};
+
+use crate::db::Cf;
 use crate::envelope::QueueId;
 
 /// When the message's last transition happened, if every recipient is final.
@@ -22,7 +22,7 @@ pub fn final_ms(recipients: &[Recipient]) -> Option<u64> {
     recipients.iter().map(|r| r.updated_ms).max()
 }
 
-fn dsn_unread(db: &DB, id: QueueId) -> Result<bool, StoreError> {
+fn dsn_unread(db: Cf<'_>, id: QueueId) -> Result<bool, StoreError> {
     Ok(db.get_pinned(keys::bounce(id))?.is_some())
 }
 
@@ -33,15 +33,15 @@ fn states(msg: &QueuedMessage) -> Vec<u8> {
         .collect()
 }
 
-fn index(change: &mut Change, msg: &QueuedMessage, at: u64) {
-    change.batch.put(keys::retain(at, msg.id), states(msg));
+fn index(q: Cf<'_>, change: &mut Change, msg: &QueuedMessage, at: u64) {
+    q.put_in(&mut change.batch, keys::retain(at, msg.id), states(msg));
     change.finalized = true;
 }
 
 /// A new message: live, unless already finished (then indexed at once).
-pub fn enqueued(change: &mut Change, msg: &QueuedMessage, has_dsn: bool) {
+pub fn enqueued(q: Cf<'_>, change: &mut Change, msg: &QueuedMessage, has_dsn: bool) {
     match final_ms(&msg.recipients).filter(|_| !has_dsn) {
-        Some(at) => index(change, msg, at),
+        Some(at) => index(q, change, msg, at),
         None => change.live += LiveDelta::message(msg.size, 1),
     }
 }
@@ -49,7 +49,7 @@ pub fn enqueued(change: &mut Change, msg: &QueuedMessage, has_dsn: bool) {
 /// Moves the message's `r/` entry (and its live usage) from its state `before` to `msg`'s
 /// state. Reads nothing while a recipient is still pending, i.e. on most transitions.
 pub fn follow(
-    db: &DB,
+    db: Cf<'_>,
     change: &mut Change,
     before: &[Recipient],
     msg: &QueuedMessage,
@@ -62,10 +62,10 @@ pub fn follow(
     let unread = dsn_unread(db, msg.id)?;
     let (was, now) = (was.filter(|_| !unread), now.filter(|_| !unread));
     if let Some(at) = was {
-        change.batch.delete(keys::retain(at, msg.id));
+        db.delete_in(&mut change.batch, keys::retain(at, msg.id));
     }
     if let Some(at) = now {
-        index(change, msg, at);
+        index(db, change, msg, at);
     }
     match (was, now) {
         (None, Some(_)) => change.live += LiveDelta::message(msg.size, -1),
@@ -77,16 +77,16 @@ pub fn follow(
 
 /// The bounce stage has read the DSN in `id`: the `B/` marker goes, and a message with no
 /// recipient pending is done (indexed). Reading it twice changes nothing the second time.
-pub fn dsn_read(db: &DB, id: QueueId) -> Result<Change, StoreError> {
+pub fn dsn_read(db: Cf<'_>, id: QueueId) -> Result<Change, StoreError> {
     let mut change = Change::default();
     if !dsn_unread(db, id)? {
         return Ok(change);
     }
-    change.batch.delete(keys::bounce(id));
+    db.delete_in(&mut change.batch, keys::bounce(id));
     if let Some(msg) = rows::read_meta(db, id)?
         && let Some(at) = final_ms(&msg.recipients)
     {
-        index(&mut change, &msg, at);
+        index(db, &mut change, &msg, at);
         change.live += LiveDelta::message(msg.size, -1);
     }
     Ok(change)
@@ -110,7 +110,7 @@ pub struct DueEntries {
 
 /// Entries finished at or before `cutoff_ms`, from `from_ms` on (a seek past the front,
 /// where the purge leaves tombstones until the next compaction).
-pub fn due(db: &DB, from_ms: u64, cutoff_ms: u64, max: usize) -> Result<DueEntries, StoreError> {
+pub fn due(db: Cf<'_>, from_ms: u64, cutoff_ms: u64, max: usize) -> Result<DueEntries, StoreError> {
     let start = keys::retain_from(from_ms);
     let mut out = DueEntries::default();
     for item in rows::scan(db, keys::RETAIN, &start) {
@@ -135,7 +135,7 @@ fn bad_key(k: &[u8]) -> StoreError {
 /// Deletes the messages of `entries` whose entry is still there (one that moved or went
 /// since the scan — retried, bounced late — is left alone): meta, body, every `s/` key the
 /// entry lists, the entry. Returns the change and how many messages it deletes.
-pub fn purge(db: &DB, entries: &[Entry]) -> Result<(Change, usize), StoreError> {
+pub fn purge(db: Cf<'_>, entries: &[Entry]) -> Result<(Change, usize), StoreError> {
     let mut change = Change::default();
     let mut n = 0;
     for e in entries {
@@ -146,12 +146,12 @@ pub fn purge(db: &DB, entries: &[Entry]) -> Result<(Change, usize), StoreError> 
         for (i, b) in states.iter().enumerate() {
             let st = keys::state_from_byte(*b).ok_or_else(|| bad_key(&key))?;
             let i = u16::try_from(i).map_err(|_| bad_key(&key))?;
-            change.batch.delete(keys::state(st, e.id, i));
+            db.delete_in(&mut change.batch, keys::state(st, e.id, i));
             change.removed.push(st);
         }
-        change.batch.delete(key);
-        change.batch.delete(keys::meta(e.id));
-        change.batch.delete(keys::body(e.id));
+        db.delete_in(&mut change.batch, key);
+        db.delete_in(&mut change.batch, keys::meta(e.id));
+        db.delete_in(&mut change.batch, keys::body(e.id));
         n += 1;
     }
     Ok((change, n))
@@ -164,7 +164,7 @@ pub const BACKFILL_BATCH: usize = 512;
 /// at a time from `from` on. Returns the change and where to go on (None: done, and the
 /// change records that the index is complete).
 pub fn backfill(
-    db: &DB,
+    db: Cf<'_>,
     from: QueueId,
     max: usize,
 ) -> Result<(Change, Option<QueueId>), StoreError> {
@@ -184,20 +184,20 @@ pub fn backfill(
             && !dsn_unread(db, id)?
         {
             // Put again if present: same key, same value.
-            index(&mut change, &msg, at);
+            index(db, &mut change, &msg, at);
         }
     }
-    change.batch.put(keys::RETAIN_INDEXED, []);
+    db.put_in(&mut change.batch, keys::RETAIN_INDEXED, []);
     Ok((change, None))
 }
 
 /// The index is complete (a store made with retention, or backfilled).
-pub fn indexed(db: &DB) -> Result<bool, StoreError> {
+pub fn indexed(db: Cf<'_>) -> Result<bool, StoreError> {
     Ok(db.get_pinned(keys::RETAIN_INDEXED)?.is_some())
 }
 
 /// A new, empty store needs no backfill: mark it indexed.
-pub fn mark_new_store(db: &DB) -> Result<(), StoreError> {
+pub fn mark_new_store(db: Cf<'_>) -> Result<(), StoreError> {
     let empty = rows::scan(db, keys::META, keys::META).next().is_none();
     if empty && !indexed(db)? {
         db.put(keys::RETAIN_INDEXED, [])?;

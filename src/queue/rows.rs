@@ -3,20 +3,14 @@
 //! too, and the store calls retention on every write to keep a message's `r/` entry in
 //! step: with the reads here, the two no longer import each other.
 
-use rocksdb::{DB, Direction, IteratorMode, ReadOptions};
-
 use super::keys;
 use super::{QueuedMessage, StoreError};
+use crate::db::{Cf, Entry};
 use crate::envelope::QueueId;
 
-/// One raw RocksDB entry as the iterator yields it.
-pub type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
-
 /// Iterates the keys (and values) starting with `prefix`, from `start` (≥ prefix).
-pub fn scan<'a>(db: &'a DB, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Entry> + 'a {
-    let mut ro = ReadOptions::default();
-    ro.set_iterate_upper_bound(keys::prefix_end(prefix));
-    db.iterator_opt(IteratorMode::From(start, Direction::Forward), ro)
+pub fn scan<'a>(db: Cf<'a>, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Entry> + 'a {
+    db.scan(start, keys::prefix_end(prefix))
 }
 
 pub(super) fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
@@ -31,7 +25,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
 
-pub fn read_meta(db: &DB, id: QueueId) -> Result<Option<QueuedMessage>, StoreError> {
+pub fn read_meta(db: Cf<'_>, id: QueueId) -> Result<Option<QueuedMessage>, StoreError> {
     let key = keys::meta(id);
     match db.get_pinned(key)? {
         None => Ok(None),

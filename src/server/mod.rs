@@ -9,7 +9,8 @@
 //! Shutdown order (SIGTERM or [`Running::shutdown`]): cancel the token → listeners stop
 //! accepting, idle sessions get 421 4.3.2, busy ones finish their reply first; the worker
 //! finishes in-flight attempts → wait for all tasks up to `server.shutdown_timeout` →
-//! close the queue (RocksDB flushed) last.
+//! close the stores (the queue commits what is pending) → close the one RocksDB
+//! ([`Db::close`]: every family flushed) last.
 
 pub mod reload;
 pub mod runtime;
@@ -27,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::config::{Config, ListenerConfig};
+use crate::db::Db;
 use crate::delivery::Worker;
 use crate::envelope::ListenerKind;
 use crate::intake::Intake;
@@ -45,6 +47,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Runtime(#[from] BuildError),
+    #[error("store: {0}")]
+    Store(#[from] crate::db::DbError),
     #[error("queue store: {0}")]
     Queue(#[from] crate::queue::StoreError),
     #[error("cannot read or create the VERP token key {path}: {source}")]
@@ -56,8 +60,6 @@ pub enum StartError {
     Suppressions(#[from] crate::suppression::SuppressError),
     #[error("statistics store: {0}")]
     Stats(#[from] crate::stats::StatsError),
-    #[error("{0}")]
-    Warming(#[from] crate::delivery::warming::WarmingError),
     #[error("cannot listen on {addr} ({name}): {source}")]
     Bind {
         name: &'static str,
@@ -88,6 +90,8 @@ pub struct Running {
     pub warming: crate::delivery::warming::Warming,
     /// Signs and checks `bounce+TOKEN` VERP tokens.
     pub token_key: TokenKey,
+    /// The one RocksDB every store above is a family of; closed last at shutdown.
+    pub db: Db,
     reloader: Reloader,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -105,7 +109,7 @@ impl Server {
     /// As [`Server::start`], with a clock tests can step.
     pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, StartError> {
         let config = Arc::new(config);
-        let stable = open_stable(&config, clock)?;
+        let (stable, db) = open_stable(&config, clock)?;
         let dns = crate::dns::Dns::from_config(&config.dns).map_err(BuildError::from)?;
         let live = Live::new(Runtime::build(config.clone(), &stable, dns)?);
         let tracker = TaskTracker::new();
@@ -142,6 +146,7 @@ impl Server {
             clock: stable.clock.clone(),
             warming: stable.warming.clone(),
             token_key: stable.token_key.clone(),
+            db,
             shutdown: stable.shutdown.clone(),
             reloader: Reloader::new(live.clone(), stable),
             tracker,
@@ -155,8 +160,9 @@ impl Server {
     }
 }
 
-/// Opens the stores and makes the handles that live as long as the server.
-fn open_stable(config: &Config, clock: Clock) -> Result<Stable, StartError> {
+/// Opens the database (migrating an older data directory), the stores in it, and makes
+/// the handles that live as long as the server.
+fn open_stable(config: &Config, clock: Clock) -> Result<(Stable, Db), StartError> {
     let data_dir = &config.server.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.display().to_string(),
@@ -169,21 +175,12 @@ fn open_stable(config: &Config, clock: Clock) -> Result<Stable, StartError> {
         path: key_path.display().to_string(),
         source,
     })?;
-    let queue = Queue::open(
-        &data_dir.join("queue"),
-        config.queue.clone(),
-        clock.clone(),
-        metrics.clone(),
-    )?;
-    let suppressions =
-        crate::suppression::SuppressionList::open(&data_dir.join("suppressions"), clock.clone())?;
-    let stats = crate::stats::Stats::open(data_dir, clock.clone())?;
-    let warming = crate::delivery::warming::Warming::open(
-        &data_dir.join("warming"),
-        config,
-        clock.clone(),
-        metrics.clone(),
-    )?;
+    let db = Db::open_data_dir(data_dir, &config.store)?;
+    let queue = Queue::in_db(&db, config.queue.clone(), clock.clone(), metrics.clone())?;
+    let suppressions = crate::suppression::SuppressionList::in_db(&db, clock.clone())?;
+    let stats = crate::stats::Stats::in_db(&db, clock.clone());
+    let warming =
+        crate::delivery::warming::Warming::in_db(&db, config, clock.clone(), metrics.clone());
     let events = crate::events::Events::new(&config.events, stats.store().clone(), clock.clone())?;
     let suspensions = crate::suspension::Suspensions::open(
         config.suspension.clone(),
@@ -192,7 +189,7 @@ fn open_stable(config: &Config, clock: Clock) -> Result<Stable, StartError> {
         metrics.clone(),
         events.clone(),
     )?;
-    Ok(Stable {
+    let stable = Stable {
         clock,
         metrics,
         queue,
@@ -203,7 +200,8 @@ fn open_stable(config: &Config, clock: Clock) -> Result<Stable, StartError> {
         suspensions,
         warming,
         shutdown: CancellationToken::new(),
-    })
+    };
+    Ok((stable, db))
 }
 
 /// The delivery worker, the queue's retention purge and disk watch, the events sender, the
@@ -319,6 +317,7 @@ impl Running {
         self.stats.close();
         self.suppressions.close();
         self.warming.close();
+        self.db.close();
         tracing::info!(drained, "stopped");
         drained
     }

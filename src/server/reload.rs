@@ -10,9 +10,9 @@
 //! streams, suspension, events, TLS certificate, SMTP limits, sender checks, DKIM).
 //!
 //! Keys read once at start — listener binds, `admin.bind`, `server.data_dir`,
-//! `server.shutdown_timeout`, `[queue]` — are not refused: their change is reported as
-//! "restart needed", the running value is kept in the new config (so the config in force
-//! says what really runs), and the rest is applied.
+//! `server.shutdown_timeout`, `[queue]`, `[store]` — are not refused: their change is
+//! reported as "restart needed", the running value is kept in the new config (so the config
+//! in force says what really runs), and the rest is applied.
 
 use std::sync::Arc;
 
@@ -178,6 +178,7 @@ pub fn keep_restart_keys(old: &Config, new: &mut Config) -> Vec<&'static str> {
         &mut new.server.shutdown_timeout,
     );
     keep.key("queue", &old.queue, &mut new.queue);
+    keep.key("store", &old.store, &mut new.store);
     changed
 }
 

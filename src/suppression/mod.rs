@@ -4,7 +4,7 @@
 //! `/api/suppressions` and `mxgate suppress`. Submission asks [`SuppressionList::is_suppressed`]
 //! at RCPT and answers `550 5.7.1 Recipient suppressed`.
 //!
-//! Storage: its own RocksDB (`<data_dir>/suppressions`), one key `s/<address>` per entry,
+//! Storage: the `suppressions` family of the one RocksDB, one key `s/<address>` per entry,
 //! the value the JSON of [`Suppression`]; every write is synced before it returns. The set
 //! of addresses is also held in memory (loaded at open), so the RCPT check is a hash lookup
 //! that never blocks on disk.
@@ -21,8 +21,6 @@ mod store;
 
 pub use store::SuppressionList;
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 
 use crate::bounce::Category;
@@ -30,11 +28,8 @@ use crate::bounce::Category;
 /// Errors of the suppression store.
 #[derive(Debug, thiserror::Error)]
 pub enum SuppressError {
-    #[error("cannot create suppression store directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("suppression store: {0}")]
+    Db(crate::db::DbError),
     #[error("suppression store: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt suppression record for {address}: {source}")]
@@ -48,6 +43,16 @@ pub enum SuppressError {
     Closed,
     #[error("suppression store task failed: {0}")]
     Task(String),
+}
+
+impl From<crate::db::DbError> for SuppressError {
+    fn from(e: crate::db::DbError) -> SuppressError {
+        match e {
+            crate::db::DbError::Closed => SuppressError::Closed,
+            crate::db::DbError::Rocks(e) => SuppressError::Rocks(e),
+            e => SuppressError::Db(e),
+        }
+    }
 }
 
 /// Why an address is on the list.

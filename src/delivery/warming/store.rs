@@ -1,4 +1,4 @@
-//! The persistent side of [`Warming`]: counters and last-IP records in its own RocksDB,
+//! The persistent side of [`Warming`]: counters and last-IP records in the `warming` family,
 //! cached in [`State`] and written through, and the `YYYY-MM-DD` dates of `warming.start`.
 //!
 //! Kept apart from the admit/settle policy so that the policy reads as counter arithmetic:
@@ -6,6 +6,7 @@
 //! logged), which is the one rule this module enforces.
 
 use super::{DAY_MS, HOUR_MS, State, Warming};
+use crate::db::{Cf, DbError, prefix_end};
 use crate::envelope::Stream;
 
 impl Warming {
@@ -14,20 +15,20 @@ impl Warming {
         if let Some(ip) = st.last_ip.get(&stream) {
             return ip.clone();
         }
-        let stored = self.inner.db.lock().ok().and_then(|db| {
-            let v = db.as_ref()?.get(last_ip_key(stream)).ok()??;
-            String::from_utf8(v).ok()
-        });
+        let stored = self
+            .inner
+            .col
+            .with(|db| Ok::<_, DbError>(db.get(last_ip_key(stream))?))
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok());
         st.last_ip.insert(stream, stored.clone());
         stored
     }
 
     pub(super) fn set_last_ip(&self, st: &mut State, stream: Stream, ip: &str) {
         st.last_ip.insert(stream, Some(ip.to_string()));
-        if let Ok(db) = self.inner.db.lock()
-            && let Some(db) = db.as_ref()
-            && let Err(e) = db.put(last_ip_key(stream), ip.as_bytes())
-        {
+        if let Err(e) = self.write(|db| db.put(last_ip_key(stream), ip.as_bytes())) {
             tracing::warn!(error = %e, "cannot store the last source IP");
         }
     }
@@ -37,8 +38,11 @@ impl Warming {
         if let Some(v) = st.counters.get(key) {
             return Some(*v);
         }
-        let db = self.inner.db.lock().ok()?;
-        let v = db.as_ref()?.get(key.as_bytes()).ok()??;
+        let v = self
+            .inner
+            .col
+            .with(|db| Ok::<_, DbError>(db.get(key.as_bytes())?))
+            .ok()??;
         let v = u64::from_le_bytes(v.as_slice().try_into().ok()?);
         st.counters.insert(key.to_string(), v);
         Some(v)
@@ -47,11 +51,16 @@ impl Warming {
     /// Sets counter `key` in the cache and writes it through.
     pub(super) fn put(&self, st: &mut State, key: &str, v: u64) {
         st.counters.insert(key.to_string(), v);
-        if let Ok(db) = self.inner.db.lock()
-            && let Some(db) = db.as_ref()
-            && let Err(e) = db.put(key.as_bytes(), v.to_le_bytes())
-        {
+        if let Err(e) = self.write(|db| db.put(key.as_bytes(), v.to_le_bytes())) {
             tracing::warn!(error = %e, key, "cannot store a warming counter");
+        }
+    }
+
+    /// A write to the store; a closed store takes it silently (shutdown: admits all).
+    fn write(&self, f: impl FnOnce(Cf<'_>) -> Result<(), rocksdb::Error>) -> Result<(), DbError> {
+        match self.inner.col.with(|db| Ok::<_, DbError>(f(db)?)) {
+            Err(DbError::Closed) => Ok(()),
+            other => other,
         }
     }
 }
@@ -80,32 +89,26 @@ impl Warming {
             }
         };
         st.counters.retain(|k, _| !stale(k.as_bytes()));
-        let Ok(db) = self.inner.db.lock() else {
-            return;
-        };
-        let Some(db) = db.as_ref() else {
-            return;
-        };
-        let mut batch = rocksdb::WriteBatch::default();
-        for prefix in [&b"d/"[..], &b"h/"[..]] {
-            for item in db.prefix_iterator(prefix) {
-                let Ok((key, _)) = item else {
-                    break;
-                };
-                if !key.starts_with(prefix) {
-                    break;
-                }
-                if stale(&key) {
-                    batch.delete(&key);
+        let pruned = self.inner.col.with(|db| {
+            let mut batch = rocksdb::WriteBatch::default();
+            for prefix in [&b"d/"[..], &b"h/"[..]] {
+                for item in db.scan(prefix, prefix_end(prefix)) {
+                    let (key, _) = item?;
+                    if stale(&key) {
+                        db.delete_in(&mut batch, &key);
+                    }
                 }
             }
-        }
-        let n = batch.len();
-        if n > 0 {
-            match db.write(batch) {
-                Ok(()) => tracing::debug!(deleted = n, "pruned stale warming counters"),
-                Err(e) => tracing::warn!(error = %e, "cannot prune warming counters"),
+            let n = batch.len();
+            if n > 0 {
+                db.write(batch, false)?;
             }
+            Ok::<_, DbError>(n)
+        });
+        match pruned {
+            Ok(0) | Err(DbError::Closed) => {}
+            Ok(n) => tracing::debug!(deleted = n, "pruned stale warming counters"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune warming counters"),
         }
     }
 }
