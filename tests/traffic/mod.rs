@@ -67,8 +67,22 @@ pub async fn sink() -> Sink {
     .await
 }
 
-/// Submits each message and waits until its recipient is final (sent or bounced).
+/// Submits each message, waits until its recipient is final (sent or bounced), then
+/// until the statistics count every send.
 pub async fn record(srv: &TestServer, sink: &Sink, sends: &[Send]) {
+    record_final(srv, sink, sends).await;
+    // The statistics are committed with the queue's record of the state: wait for them.
+    eventually(20, "statistics count every send", || async {
+        let (status, body) = srv.admin_get("/api/bounces/summary").await;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let n = v["delivered"].as_u64()? + v["bounced"].as_u64()?;
+        (status == 200 && n >= sends.len() as u64).then_some(())
+    })
+    .await;
+}
+
+/// Submits each message and waits until its recipient is final (sent or bounced).
+pub async fn record_final(srv: &TestServer, sink: &Sink, sends: &[Send]) {
     for (i, s) in sends.iter().enumerate() {
         if let Some(reply) = s.refuse {
             sink.script_rcpt(&[reply]);
@@ -98,12 +112,4 @@ pub async fn record(srv: &TestServer, sink: &Sink, sends: &[Send]) {
         })
         .await;
     }
-    // The statistics are counted right after the queue records the state: wait for them.
-    eventually(20, "statistics count every send", || async {
-        let (status, body) = srv.admin_get("/api/bounces/summary").await;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let n = v["delivered"].as_u64()? + v["bounced"].as_u64()?;
-        (status == 200 && n >= sends.len() as u64).then_some(())
-    })
-    .await;
 }
