@@ -7,6 +7,7 @@
 use crate::common::sink::{Sink, SinkOptions, SinkTls};
 use crate::common::submit::{submit, user_toml};
 use crate::common::{Listener, TestServer, eventually};
+use mxgate::metrics::{BOUNCES, MESSAGES_DELIVERED};
 use mxgate::queue::RcptState;
 
 /// One message of the traffic: sender, recipient, and the smart host's RCPT reply
@@ -77,6 +78,13 @@ pub async fn record(srv: &TestServer, sink: &Sink, sends: &[Send]) {
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         let n = v["delivered"].as_u64()? + v["bounced"].as_u64()?;
         (status == 200 && n >= sends.len() as u64).then_some(())
+    })
+    .await;
+    // The report counts its metrics just after that commit: wait for those too.
+    eventually(20, "metrics count every send", || async {
+        let delivered = srv.metric(MESSAGES_DELIVERED, &[]).await.unwrap_or(0.0);
+        let bounced = srv.metric(BOUNCES, &[]).await.unwrap_or(0.0);
+        (delivered + bounced >= sends.len() as f64).then_some(())
     })
     .await;
 }
