@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::EventsConfig;
+use crate::config::{EventsConfig, HttpUrl, WebhookUrl};
 use crate::live::View;
 use crate::stats::store::{self, StatsError, Store};
 
@@ -137,7 +137,7 @@ impl Events {
     }
 
     pub fn enabled(&self) -> bool {
-        self.outbox.is_some() && !self.cfg.url.is_empty()
+        self.outbox.is_some() && self.cfg.url.get().is_some_and(|u| u.0.is_some())
     }
 
     /// Whether relayed-only events also cover deliveries to inbound routes.
@@ -266,7 +266,10 @@ async fn post(
     id: u64,
     json: Vec<u8>,
 ) -> Sent {
-    let mut req = match Request::post(cfg.url.as_str()).body(Full::new(Bytes::from(json))) {
+    let Some(WebhookUrl(Some(HttpUrl(uri)))) = cfg.url.get() else {
+        return Sent::Later(format!("bad events.url: {:?}", cfg.url.as_str()));
+    };
+    let mut req = match Request::post(uri).body(Full::new(Bytes::from(json))) {
         Ok(r) => r,
         Err(e) => return Sent::Later(format!("bad events.url: {e}")),
     };

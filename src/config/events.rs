@@ -3,13 +3,15 @@
 
 use serde::Deserialize;
 
+use super::endpoints::WebhookUrl;
 use super::types::{HumanDuration, Secret};
+use super::values::Parsed;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// `http://` URL that receives one JSON event per POST; empty = off.
-    pub url: String,
+    pub url: Parsed<WebhookUrl>,
     /// Sent as `Authorization: Bearer ...` when set.
     pub token: Secret,
     /// Deadline of one POST; past it the event is retried.
@@ -27,7 +29,7 @@ pub struct EventsConfig {
 impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
-            url: String::new(),
+            url: Parsed::new(""),
             token: Secret::default(),
             timeout: HumanDuration::secs(10),
             retry_max: HumanDuration::secs(300),

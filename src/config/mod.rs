@@ -10,6 +10,7 @@
 //! a reload replaces it whole.
 
 mod auth;
+mod endpoints;
 mod events;
 mod queue;
 mod relay;
@@ -30,6 +31,7 @@ use serde::Deserialize;
 pub use auth::{
     AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, default_key_path,
 };
+pub use endpoints::{HostAddr, OdooUrl, SenderFilter, WebhookUrl};
 pub use events::EventsConfig;
 pub use queue::QueueConfig;
 pub use relay::{

@@ -4,6 +4,7 @@
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::endpoints::{HostAddr, SenderFilter};
 use super::types::{HumanDuration, Secret};
 use super::values::{Date, DayRange, Parsed};
 use crate::providers::HostPattern;
@@ -89,7 +90,7 @@ impl Default for RelayConfig {
 #[serde(deny_unknown_fields)]
 pub struct SmarthostConfig {
     pub name: String,
-    pub host: String,
+    pub host: Parsed<HostAddr>,
     #[serde(default = "default_submission_port")]
     pub port: u16,
     #[serde(default)]
@@ -101,12 +102,16 @@ pub struct SmarthostConfig {
     #[serde(default = "default_priority")]
     pub priority: u32,
     /// `"@example.test"`, `"news@example.test"` or empty = all senders.
-    #[serde(default)]
-    pub from_filter: String,
+    #[serde(default = "any_sender")]
+    pub from_filter: Parsed<SenderFilter>,
     /// Verify the host's certificate (webpki roots, name = `host`). `false` accepts any
     /// certificate — only for test rigs and private relays with self-signed certificates.
     #[serde(default = "yes")]
     pub tls_verify: bool,
+}
+
+fn any_sender() -> Parsed<SenderFilter> {
+    Parsed::new("")
 }
 
 fn yes() -> bool {
@@ -118,17 +123,7 @@ impl SmarthostConfig {
     /// `"@example.test"` (or `"example.test"`) matches the domain, `"news@example.test"`
     /// the address; both case-insensitively. Empty matches everyone.
     pub fn takes_from(&self, from: &str) -> bool {
-        let f = self.from_filter.trim();
-        if f.is_empty() {
-            return true;
-        }
-        let from = from.to_ascii_lowercase();
-        let f = f.to_ascii_lowercase();
-        match f.strip_prefix('@') {
-            Some(domain) => from.rsplit_once('@').is_some_and(|(_, d)| d == domain),
-            None if f.contains('@') => from == f,
-            None => from.rsplit_once('@').is_some_and(|(_, d)| d == f),
-        }
+        self.from_filter.get().is_some_and(|f| f.matches(from))
     }
 }
 

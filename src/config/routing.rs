@@ -106,7 +106,7 @@ fn default_http_timeout() -> HumanDuration {
 pub struct OdooRoute {
     /// Base URL of the Odoo server (`http://127.0.0.1:8069`); mxgate calls
     /// `/xmlrpc/2/object` (and `/xmlrpc/2/common` to log in) under it.
-    pub url: String,
+    pub url: super::Parsed<super::OdooUrl>,
     pub database: String,
     /// User id for `execute_kw`; give it, or `user` to look it up (`authenticate`) once.
     #[serde(default)]

@@ -16,13 +16,8 @@ impl Config {
         self.validate_routes(&mut p);
         self.validate_relay(&mut p);
         self.validate_streams(&mut p);
-        if self.events.url.starts_with("https:") {
-            p.add(
-                "events.url",
-                "https is not supported yet: use an http:// URL",
-            );
-        } else if !self.events.url.is_empty() {
-            check_url(&mut p, "events.url", &self.events.url);
+        if let Some(e) = self.events.url.error() {
+            p.add("events.url", e);
         }
         for (key, message) in self
             .suspension
@@ -139,7 +134,9 @@ impl Config {
                     }
                 }
                 RouteConfig::Odoo(o) => {
-                    check_url(p, &at("url"), &o.url);
+                    if let Some(e) = o.url.error() {
+                        p.add(at("url"), e);
+                    }
                     if o.uid.is_none() && o.user.trim().is_empty() {
                         p.add(at("uid"), "an odoo route needs `uid` or `user` (login)");
                     }
@@ -213,8 +210,8 @@ impl Config {
             }
         }
         for (i, h) in self.relay.smarthosts.iter().enumerate() {
-            if h.host.trim().is_empty() {
-                p.add(format!("relay.smarthosts[{i}].host"), "must not be empty");
+            if let Some(e) = h.host.error() {
+                p.add(format!("relay.smarthosts[{i}].host"), e);
             }
         }
         if self.relay.destination_concurrency == 0 {
@@ -269,13 +266,6 @@ impl Config {
         if q.concurrency == 0 {
             p.add("queue.concurrency", "must be at least 1");
         }
-    }
-}
-
-fn check_url(p: &mut Problems, path: &str, url: &str) {
-    match url.parse::<hyper::Uri>() {
-        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
-        _ => p.add(path, format!("{url:?} is not an http:// or https:// URL")),
     }
 }
 

@@ -79,7 +79,7 @@ pub async fn deliver(
             }
         };
         let body = execute_kw_call(route, uid, raw);
-        let answer = call(client, route, "object", body).await?;
+        let answer = call(client, route, Service::Object, body).await?;
         Ok(format!("XML-RPC message_process: {}", answer.summary()))
     };
     tokio::time::timeout(timeout, work)
@@ -97,7 +97,7 @@ async fn authenticate(client: &Client, route: &OdooRoute) -> Result<u32, Error> 
             Param::EmptyStruct,
         ],
     );
-    match call(client, route, "common", body).await? {
+    match call(client, route, Service::Common, body).await? {
         Value::Int(uid) if uid > 0 => u32::try_from(uid).map_err(|_| bad_login(route)),
         _ => Err(bad_login(route)),
     }
@@ -130,18 +130,27 @@ pub fn execute_kw_call(route: &OdooRoute, uid: u32, raw: &[u8]) -> String {
     )
 }
 
+/// The XML-RPC service a call goes to.
+#[derive(Clone, Copy)]
+enum Service {
+    /// `/xmlrpc/2/common` (`authenticate`).
+    Common,
+    /// `/xmlrpc/2/object` (`execute_kw`).
+    Object,
+}
+
 /// POSTs an XML-RPC call to `<url>/xmlrpc/2/<service>` and decodes the answer.
 async fn call(
     client: &Client,
     route: &OdooRoute,
-    service: &str,
+    service: Service,
     body: String,
 ) -> Result<Value, Error> {
-    let uri = endpoint(&route.url, service)?;
+    let uri = endpoint(route, service)?;
     let mut req = Request::post(uri)
         .body(Full::new(Bytes::from(body)))
         .map_err(|_| Error::BadUrl {
-            url: route.url.clone(),
+            url: route.url.as_str().to_owned(),
             reason: "cannot build a request for this URL".into(),
         })?;
     req.headers_mut()
@@ -166,23 +175,20 @@ async fn call(
     parse_response(&String::from_utf8_lossy(&bytes))
 }
 
-/// `http://host:8069` (or a URL already ending in `/xmlrpc/2/...`) → the service endpoint.
-fn endpoint(base: &str, service: &str) -> Result<Uri, Error> {
+/// The service's endpoint, made once at load ([`crate::config::OdooUrl`]).
+fn endpoint(route: &OdooRoute, service: Service) -> Result<Uri, Error> {
     let bad = |reason: &str| Error::BadUrl {
-        url: base.to_string(),
-        reason: reason.to_string(),
+        url: route.url.as_str().to_owned(),
+        reason: reason.to_owned(),
     };
-    let root = match base.find("/xmlrpc/") {
-        Some(i) => &base[..i],
-        None => base.trim_end_matches('/'),
+    let url = route.url.get().ok_or_else(|| bad("not a valid URL"))?;
+    let uri = match service {
+        Service::Common => &url.common,
+        Service::Object => &url.object,
     };
-    let uri: Uri = format!("{root}/xmlrpc/2/{service}")
-        .parse()
-        .map_err(|_| bad("not a valid URL"))?;
     match uri.scheme_str() {
-        Some("http") => Ok(uri),
-        Some("https") => Err(bad("https routes are not supported yet (use http://)")),
-        _ => Err(bad("the URL must start with http://")),
+        Some("http") => Ok(uri.clone()),
+        _ => Err(bad("https routes are not supported yet (use http://)")),
     }
 }
 
@@ -335,11 +341,11 @@ fn one_line(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HumanDuration, Secret};
+    use crate::config::{HumanDuration, Parsed, Secret};
 
     fn route(model: &str) -> OdooRoute {
         OdooRoute {
-            url: "http://127.0.0.1:8069".into(),
+            url: Parsed::new("http://127.0.0.1:8069"),
             database: "prod<1>".into(),
             uid: Some(2),
             user: String::new(),
@@ -381,10 +387,15 @@ mod tests {
 
     #[test]
     fn endpoint_accepts_base_or_full_xmlrpc_urls() {
-        let e = endpoint("http://erp.test:8069/", "object").expect("uri");
+        let at = |url: &str| OdooRoute {
+            url: Parsed::new(url),
+            ..route("")
+        };
+        let e = endpoint(&at("http://erp.test:8069/"), Service::Object).expect("uri");
         assert_eq!(e.to_string(), "http://erp.test:8069/xmlrpc/2/object");
-        let e = endpoint("http://erp.test:8069/xmlrpc/2/object", "common").expect("uri");
+        let e =
+            endpoint(&at("http://erp.test:8069/xmlrpc/2/object"), Service::Common).expect("uri");
         assert_eq!(e.to_string(), "http://erp.test:8069/xmlrpc/2/common");
-        assert!(endpoint("https://erp.test", "object").is_err());
+        assert!(endpoint(&at("https://erp.test"), Service::Object).is_err());
     }
 }

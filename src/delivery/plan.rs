@@ -14,7 +14,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::smtp::{Hop, TlsMode};
-use crate::config::{Config, Security, SmarthostConfig};
+use crate::config::{Config, HostAddr, Security, SmarthostConfig};
 use crate::dns::Dns;
 use crate::envelope::Stream;
 use crate::providers::ProviderTable;
@@ -149,18 +149,19 @@ pub fn smarthosts<'a>(
 /// relayhost); a name that does not resolve gives a hop without addresses, which fails as
 /// a connection error and moves on to the next host.
 pub async fn smarthost_hop(h: &SmarthostConfig) -> Hop {
-    let addrs = match h.host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, h.port)],
-        Err(_) => tokio::net::lookup_host((h.host.as_str(), h.port))
+    let addrs = match h.host.get() {
+        Some(HostAddr::Ip(ip)) => vec![SocketAddr::new(*ip, h.port)],
+        Some(HostAddr::Name(name)) => tokio::net::lookup_host((name.as_str(), h.port))
             .await
             .map(|a| a.collect())
             .unwrap_or_default(),
+        None => Vec::new(),
     };
     let credentials =
         (!h.username.is_empty()).then(|| (h.username.clone(), h.password.expose().to_string()));
     Hop {
         label: format!("smarthost {}", h.name),
-        host: h.host.clone(),
+        host: h.host.as_str().to_owned(),
         addrs,
         tls: match h.security {
             Security::Tls => TlsMode::Implicit,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::{Line, Status, is_version, line};
 use crate::auth::{self, AuthResult};
-use crate::config::Config;
+use crate::config::{Config, HostAddr};
 use crate::dns::Dns;
 
 /// Who sends this domain's mail: this host (direct MX, or no smart host at all) and every
@@ -28,25 +28,29 @@ async fn senders(dns: &Dns, config: &Config, host: &str) -> Result<Vec<Sender>, 
         });
     }
     for sh in &config.relay.smarthosts {
-        let h = crate::dns::host_name(&sh.host);
-        let sender = match h.parse::<IpAddr>() {
-            Ok(ip @ IpAddr::V4(_)) => Sender {
+        let sender = match sh.host.get() {
+            Some(HostAddr::Ip(ip @ IpAddr::V4(_))) => Sender {
                 mechanism: format!("ip4:{ip}"),
-                ips: vec![ip],
-                label: h.clone(),
+                ips: vec![*ip],
+                label: ip.to_string(),
             },
-            Ok(ip) => Sender {
+            Some(HostAddr::Ip(ip)) => Sender {
                 mechanism: format!("ip6:{ip}"),
-                ips: vec![ip],
-                label: h.clone(),
+                ips: vec![*ip],
+                label: ip.to_string(),
             },
             // A provider's relay (smtp.sendgrid.net) sends from addresses its own SPF
             // record lists: include the parent domain (sendgrid.net), as providers document.
-            Err(_) => Sender {
-                mechanism: format!("include:{}", parent(&h)),
-                ips: Vec::new(),
-                label: h.clone(),
-            },
+            Some(HostAddr::Name(name)) => {
+                let h = crate::dns::host_name(name);
+                Sender {
+                    mechanism: format!("include:{}", parent(&h)),
+                    ips: Vec::new(),
+                    label: h.clone(),
+                }
+            }
+            // Refused by `validate` before any check runs.
+            None => continue,
         };
         out.push(sender);
     }
