@@ -185,9 +185,11 @@ impl Intake {
             return false;
         }
         let category = failed.result.category;
+        let (observer, result, idx) = (self.observers.get(), failed.result.clone(), origin.rcpt);
+        let stats = move |m: &QueuedMessage| vec![observer.dsn_stats_write(m, idx, &result)];
         let recorded = self
             .queue
-            .bounce_reported(origin.id, origin.rcpt, category, reply.clone())
+            .bounce_reported(origin.id, origin.rcpt, category, reply.clone(), stats)
             .await;
         match recorded {
             Ok(Some(_)) => {

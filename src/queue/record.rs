@@ -152,20 +152,32 @@ impl Queue {
     /// A DSN arrived for recipient `rcpt` of `id` (VERP token): the recipient becomes
     /// `bounced` with the category and the remote words, even if it was `sent` (the remote
     /// MTA accepted it, then failed later). Returns the new state, or `None` when the
-    /// recipient is already final in another way (cancelled, expired, bounced).
+    /// recipient is already final in another way (cancelled, expired, bounced). The
+    /// other stores' writes `also` makes (the bounce's statistics) go in the same batch, as
+    /// in [`Queue::record_then_writing`].
     pub async fn bounce_reported(
         &self,
         id: QueueId,
         rcpt: u16,
         category: Option<Category>,
         reply: String,
+        also: impl FnOnce(&QueuedMessage) -> Vec<Write> + Send + 'static,
     ) -> Result<Option<RcptState>, StoreError> {
         let now_ms = self.inner.clock.now_ms();
         self.commit(move |db| {
-            store::update(db, id, |m| {
+            let (mut change, state) = store::update(db, id, |m| {
                 let r = m.recipients.get_mut(usize::from(rcpt))?;
-                transition::bounce_reported(r, category, reply, now_ms).then_some(r.state)
-            })
+                let state =
+                    transition::bounce_reported(r, category, reply, now_ms).then_some(r.state)?;
+                Some((state, also(m)))
+            })?;
+            let Some((state, writes)) = state else {
+                return Ok((change, None));
+            };
+            for w in &writes {
+                db.add(&mut change.batch, w);
+            }
+            Ok((change, Some(state)))
         })
         .await
     }

@@ -92,8 +92,22 @@ impl Observer {
         dims
     }
 
-    /// A DSN made recipient `idx` of `msg` `bounced`: counted in the statistics (its
-    /// metrics are counted for the whole DSN, [`Self::count_returned`]) and, when permanent, in the suspension. Returns the
+    /// The statistics write of a DSN that made recipient `idx` of `msg` `bounced`, for the
+    /// queue's batch that records it ([`Queue::bounce_reported`](crate::queue::Queue::bounce_reported)):
+    /// a crash keeps both or neither, and a DSN read again is not counted twice.
+    pub fn dsn_stats_write(
+        &self,
+        msg: &QueuedMessage,
+        idx: u16,
+        failed: &RecipientResult,
+    ) -> Write {
+        let (dims, b) = self.dsn_counted(msg, idx, failed);
+        Stats::bounced_write(self.inner.clock.now_ms(), &dims, &b)
+    }
+
+    /// A DSN made recipient `idx` of `msg` `bounced` (its statistics were committed with
+    /// that, [`Self::dsn_stats_write`]; its metrics are counted for the whole DSN,
+    /// [`Self::count_returned`]): counted, when permanent, in the suspension. Returns the
     /// category the bounce is counted under.
     pub(super) fn count_dsn(
         &self,
@@ -101,27 +115,33 @@ impl Observer {
         idx: u16,
         failed: &RecipientResult,
     ) -> Category {
-        let email_type = msg.stream.as_str();
+        let (dims, b) = self.dsn_counted(msg, idx, failed);
+        if b.permanent {
+            self.count_send(&dims.sending_domain, true);
+        }
+        b.category
+    }
+
+    /// What a DSN's bounce of recipient `idx` of `msg` is counted as.
+    fn dsn_counted(
+        &self,
+        msg: &QueuedMessage,
+        idx: u16,
+        failed: &RecipientResult,
+    ) -> (Dims, BounceInfo) {
         let dims = Dims {
             sending_domain: self.sending_domain(&msg.mail_from),
-            email_type: email_type.to_string(),
+            email_type: msg.stream.as_str().to_string(),
             sending_ip: self.inner.stats.sending_ip_of(msg.id, idx),
             provider: failed.provider.as_label().to_string(),
         };
-        let category = failed.category.unwrap_or(Category::RecipientError);
         let b = BounceInfo {
-            category,
+            category: failed.category.unwrap_or(Category::RecipientError),
             reply_code: failed.reply_code.map(|c| c.to_string()).unwrap_or_default(),
             status: failed.status.clone().unwrap_or_default(),
             permanent: failed.kind != Some(bounce::DeliveryKind::Transient),
         };
-        let now = self.inner.clock.now_ms();
-        // Metrics for DSNs are counted per DSN (also for DSNs without a token).
-        self.inner.stats.bounced(now, &dims, &b);
-        if b.permanent {
-            self.count_send(&dims.sending_domain, true);
-        }
-        category
+        (dims, b)
     }
 
     /// The metrics of a DSN (with or without a valid token): one bounce sample per
