@@ -329,3 +329,29 @@ async fn rspamd_slower_than_the_timeout_follows_on_error() {
     srv.shutdown().await;
     held.abort();
 }
+
+#[tokio::test]
+async fn a_reload_turns_spam_filtering_on() {
+    let rspamd = Rspamd::start().await;
+    let srv = TestServer::start_from_file("").await;
+    srv.send_inbound(
+        "a@client.test",
+        &["sales@example.test"],
+        &message("before", GTUBE),
+    )
+    .await
+    .expect_code(250);
+    srv.write_config(&spam_toml(&rspamd.url(), "accept", "5s"));
+    let url = format!("{}/api/reload", srv.admin_url());
+    let (status, body) = common::erp::http_request("POST", &url, "").await;
+    assert_eq!(status, 200, "{body}");
+    let r = srv
+        .send_inbound(
+            "a@client.test",
+            &["sales@example.test"],
+            &message("after", GTUBE),
+        )
+        .await;
+    assert_eq!(r.code, 550, "{r}");
+    srv.shutdown().await;
+}
