@@ -118,16 +118,19 @@ async fn gtube_is_rejected_with_550_and_rspamds_message_through_a_real_smtp_clie
 }
 
 #[tokio::test]
-async fn a_clean_message_is_delivered_with_its_score_and_the_auth_verdict_reached_rspamd() {
+async fn a_clean_message_is_delivered_with_its_score_and_rspamd_got_envelope_and_auth_verdict() {
     let rspamd = Rspamd::start().await;
     let srv = start(&rspamd.url(), "accept").await;
-    // rspamd's own DNS leads nowhere: R_SPF_ALLOW can only come from mxgate's SPF header.
+    // rspamd's own DNS leads nowhere: R_SPF_ALLOW and the host name can only come from
+    // mxgate's request headers. (The resolver names 127.0.0.1 `localhost` itself, RFC 6761,
+    // so iprev passes with that name.)
     srv.dns.txt("client.test", "v=spf1 ip4:127.0.0.1 -all");
     let forged = "X-Spam-Status: No, score=-100\r\nX-Spam-Score: -100\r\n";
     let body = format!("{forged}{}", message("clean", "Quotation attached."));
-    srv.send_inbound("a@client.test", &["sales@example.test"], &body)
-        .await
-        .expect_code(250);
+    let rcpts = ["sales@example.test", "support@example.test"];
+    let r = srv.send_inbound("a@client.test", &rcpts, &body).await;
+    r.expect_code(250);
+    let queue_id = r.text().rsplit(' ').next().expect("queue id").to_string();
     let raw = pushed(&srv, "Subject: clean").await;
     let status = field(&raw, "X-Spam-Status").expect("X-Spam-Status");
     assert!(
@@ -144,11 +147,16 @@ async fn a_clean_message_is_delivered_with_its_score_and_the_auth_verdict_reache
         "{raw}"
     );
     assert!(!raw.contains("-100"), "the sender's copies are gone: {raw}");
-    let spamd = field(&raw, "X-Spamd-Result").expect("rspamd's milter add_headers field");
+    // Fields rspamd asked for (milter add_headers): what it was told, and under which id.
+    let spamd = field(&raw, "X-Spamd-Result").expect("rspamd's X-Spamd-Result");
     assert!(
         spamd.starts_with("default: False [0.00 / 15.00]"),
         "{spamd}"
     );
+    let envelope = "from=a@client.test,rcpt=sales@example.test,rcpt=support@example.test,\
+                    helo=client.test,ip=127.0.0.1,hostname=localhost";
+    assert!(spamd.contains(envelope), "{spamd}");
+    assert_eq!(field(&raw, "X-Rspamd-Queue-Id"), Some(queue_id), "{raw}");
     assert!(
         raw.starts_with("X-Mxgate-Auth: "),
         "the ERP's auth header stays first: {raw}"
