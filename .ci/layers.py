@@ -31,7 +31,7 @@ LAYERS = [
     ["reply", "envelope", "clock", "providers", "live", "message", "error_chain"],
     ["config", "metrics"],
     ["dns", "tls", "db", "http_client"],
-    ["auth", "routing", "bounce"],
+    ["auth", "routing", "bounce", "spam"],
     ["queue"],
     ["report", "stats", "events", "suppression", "suspension"],
     ["delivery", "session", "intake"],

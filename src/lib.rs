@@ -5,7 +5,8 @@
 //! 1. [`session`] — SMTP in: inbound (MX, port 25), submission (587), submissions (465).
 //!    Parses commands ([`session::command`]) and message data ([`session::body`]); every
 //!    reply it sends is in [`reply`].
-//! 2. [`auth`] — who sent it: SPF, DKIM, DMARC verdicts (and outbound DKIM signing).
+//! 2. [`auth`] — who sent it: SPF, DKIM, DMARC verdicts (and outbound DKIM signing);
+//!    then [`spam`] — rspamd's verdict on inbound mail: refused, or delivered tagged.
 //! 3. [`routing`] — where each recipient goes: alias table, `reply+`/`bounce+` tokens,
 //!    `+detail`, catchall → an [`envelope::Destination`].
 //! 4. [`queue`] — durable store on RocksDB: [`queue::Queue::enqueue`] returns only after the
@@ -47,6 +48,7 @@ pub mod reply;
 pub mod report;
 pub mod routing;
 pub mod session;
+pub mod spam;
 pub mod stats;
 pub mod suppression;
 pub mod suspension;

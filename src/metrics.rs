@@ -43,6 +43,8 @@ pub const PROVIDER_HOURLY_CAP: &str = "mxgate_provider_hourly_cap";
 pub const PROVIDER_HOURLY_SENT: &str = "mxgate_provider_hourly_sent";
 pub const PROVIDER_THROTTLE_LEVEL: &str = "mxgate_provider_throttle_level";
 pub const PROVIDER_THROTTLE_EVENTS: &str = "mxgate_provider_throttle_events_total";
+pub const SPAM_RESULTS: &str = "mxgate_spam_results_total";
+pub const SPAM_SCAN: &str = "mxgate_spam_scan_seconds";
 
 const DESCRIPTIONS: &[(&str, &str)] = &[
     (
@@ -134,6 +136,14 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         PROVIDER_THROTTLE_EVENTS,
         "Rate-limit replies (421 / 4.7.x) that slowed a provider down",
+    ),
+    (
+        SPAM_RESULTS,
+        "Inbound messages scanned by rspamd, by its action (error = no verdict)",
+    ),
+    (
+        SPAM_SCAN,
+        "Time one rspamd scan took, failed scans included",
     ),
 ];
 
@@ -367,6 +377,14 @@ impl Metrics {
         for result in ["ok", "error"] {
             self.counter(CONFIG_RELOADS, &[("result", result)], 0);
         }
+    }
+
+    /// One rspamd scan: `action` from [`crate::spam::Action::as_label`] or `error`.
+    pub fn spam_result(&self, action: &'static str, seconds: f64) {
+        self.counter(SPAM_RESULTS, &[("action", action)], 1);
+        self.recorder
+            .register_histogram(&Key::from_name(SPAM_SCAN), &metadata())
+            .record(seconds);
     }
 
     pub fn store_commit(&self, batch: usize) {

@@ -241,6 +241,12 @@ pub const WARMING_CAP: Reply = Reply::new(451, "4.7.1", "Warming tier rate limit
 pub const DOMAIN_SUSPENDED: Reply =
     Reply::new(550, "5.7.1", "Sending domain suspended for bounce rate");
 
+// Spam filter (rspamd, inbound). A reject carries rspamd's own message when it gives one.
+pub const SPAM_REJECTED: Reply = Reply::new(550, "5.7.1", "Message rejected as spam");
+pub const SPAM_DEFERRED: Reply = Reply::new(451, "4.7.1", "Try again later");
+pub const SPAM_FILTER_UNAVAILABLE: Reply =
+    Reply::new(451, "4.7.1", "Spam filter unavailable, try again later");
+
 #[cfg(test)]
 mod tests {
     use super::*;

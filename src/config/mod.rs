@@ -16,6 +16,7 @@ mod queue;
 mod relay;
 mod routing;
 mod server;
+mod spam;
 mod store;
 mod streams;
 mod suspension;
@@ -45,6 +46,7 @@ pub use routing::{
 pub use server::{
     AdminConfig, DnsConfig, ListenerConfig, ListenersConfig, ServerConfig, SmtpConfig, TlsConfig,
 };
+pub use spam::{SpamConfig, SpamMode, SpamOnError};
 pub use store::StoreConfig;
 pub use streams::StreamsConfig;
 pub use suspension::SuspensionConfig;
@@ -82,6 +84,8 @@ pub struct Config {
     pub streams: StreamsConfig,
     /// The one RocksDB's memory bound (`[store]`).
     pub store: StoreConfig,
+    /// Inbound spam filtering with rspamd (`[spam]`, issue 16).
+    pub spam: SpamConfig,
     /// The file this config was read from, what a reload reads again; `None` for a config
     /// built from text (the embedded default, tests).
     #[serde(skip)]

@@ -32,6 +32,10 @@ pub struct DomainConfig {
     /// SPF with `spf_reject`): `tempfail` (451 4.7.5, default) or `accept`.
     #[serde(default)]
     pub auth_temperror: super::auth::TempErrorAction,
+    /// What rspamd's verdict does for mail to this domain (`[spam]`); no effect while
+    /// `spam.rspamd_url` is empty.
+    #[serde(default)]
+    pub spam: super::spam::SpamMode,
 }
 
 fn default_bounce_alias() -> String {

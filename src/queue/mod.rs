@@ -256,11 +256,21 @@ impl Queue {
         msg: NewMessage,
         stream: Stream,
     ) -> Result<QueueId, EnqueueError> {
+        self.enqueue_as(QueueId::generate(), msg, stream).await
+    }
+
+    /// As [`Queue::enqueue_stream`], under an id made earlier (by [`QueueId::generate`]): the
+    /// inbound session names the message to the spam filter before storing it.
+    pub async fn enqueue_as(
+        &self,
+        id: QueueId,
+        msg: NewMessage,
+        stream: Stream,
+    ) -> Result<QueueId, EnqueueError> {
         let n = msg.recipients.len();
         if n == 0 || n > usize::from(u16::MAX) {
             return Err(EnqueueError::Recipients(n));
         }
-        let id = QueueId::generate();
         let mut stored = new_meta(id, self.inner.clock.now_ms(), &msg);
         stored.stream = stream;
         // Built here, not on the committer thread, which serialises every write.

@@ -153,6 +153,7 @@ impl Runtime {
             warming,
             signer,
             verifier,
+            spam: crate::spam::Scanner::new(&config.spam, s.metrics.clone()).map(Arc::new),
             shutdown: s.shutdown.clone(),
         };
         Ok(Runtime {

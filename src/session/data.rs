@@ -18,8 +18,8 @@ use tracing::{info, warn};
 use super::body::{Body, BodyError, Chunk, DataDecoder};
 use super::command::BodyType;
 use super::io::Conn;
-use super::{Session, State, Transaction, prep, verify};
-use crate::envelope::{Destination, ListenerKind, Stream};
+use super::{Session, State, Transaction, prep, scan, verify};
+use crate::envelope::{Destination, ListenerKind, QueueId, Stream};
 use crate::queue::NewMessage;
 use crate::reply::{self, Reply};
 
@@ -181,11 +181,22 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
         }
     };
     // Inbound: sender authentication (X-Mxgate-Auth, Authentication-Results on top).
-    let (auth_fields, content) = match verify::authenticate(s, &txn, content).await {
-        Ok(v) => (v.fields, v.content),
+    let verify::Verified {
+        fields: auth_fields,
+        content,
+        verdict,
+    } = match verify::authenticate(s, &txn, content).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    // Then rspamd, under the id the message will be stored as (X-Spam-* below those).
+    let id = QueueId::generate();
+    let (spam_fields, content) = match scan::scan(s, &txn, verdict.as_ref(), content, id).await {
+        Ok(scanned) => scanned,
         Err(refused) => return refused,
     };
     let mut message = auth_fields.into_bytes();
+    message.extend_from_slice(spam_fields.as_bytes());
     message.extend_from_slice(received_header(s, &txn).as_bytes());
     message.extend_from_slice(&content);
     let msg = NewMessage {
@@ -196,7 +207,7 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
         recipients: txn.recipients,
         body: message,
     };
-    match tokio::time::timeout(ENQUEUE_DEADLINE, s.ctx.queue.enqueue_stream(msg, stream)).await {
+    match tokio::time::timeout(ENQUEUE_DEADLINE, s.ctx.queue.enqueue_as(id, msg, stream)).await {
         Ok(Ok(id)) => {
             info!(queue_id = %id, bytes = content.len(), "message queued");
             metrics.inbound_message("accepted", "ok");

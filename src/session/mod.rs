@@ -24,6 +24,7 @@ mod mail;
 pub mod prep;
 mod rcpt;
 mod sasl;
+mod scan;
 mod starttls;
 mod verify;
 
@@ -70,6 +71,8 @@ pub struct SessionContext {
     pub signer: Arc<crate::auth::sign::Signer>,
     /// Inbound SPF/DKIM/DMARC/ARC/iprev (`session/verify.rs`); one resolver and cache per server.
     pub verifier: Arc<crate::auth::Verifier>,
+    /// rspamd (`session/scan.rs`); `None` while `spam.rspamd_url` is empty.
+    pub spam: Option<Arc<crate::spam::Scanner>>,
     /// Cancelled on SIGTERM: listeners stop accepting, sessions answer 421 at the next command.
     pub shutdown: CancellationToken,
 }

@@ -20,6 +20,8 @@ use crate::reply::Reply;
 pub(super) struct Verified {
     pub fields: String,
     pub content: Vec<u8>,
+    /// What was found, for the spam filter ([`scan`](super::scan)); `None` = not checked.
+    pub verdict: Option<auth::AuthVerdict>,
 }
 
 pub(super) async fn authenticate(
@@ -37,6 +39,7 @@ pub(super) async fn authenticate(
         return Ok(Verified {
             fields: String::new(),
             content,
+            verdict: None,
         });
     }
     let host = s.ctx.config.server.hostname.as_str();
@@ -76,5 +79,6 @@ pub(super) async fn authenticate(
     Ok(Verified {
         fields,
         content: auth::strip_forged_results(&content, host),
+        verdict: Some(verdict),
     })
 }
