@@ -62,11 +62,12 @@ async fn a_dsn_with_our_token_bounces_the_recipient_it_names() {
         "{:?}",
         r.last_reply
     );
-    assert!(
+    // The metric follows the report, after the queue's row (readable before its fsync).
+    eventually(10, "bounce counted in the metric", || async {
         srv.metric(BOUNCES, &[("category", "Invalid address")])
             .await
-            .is_some()
-    );
+    })
+    .await;
     eventually(10, "DSN processed", || {
         let q = q.clone();
         async move { q.pending_bounces().is_empty().then_some(()) }
