@@ -25,6 +25,7 @@ impl Config {
             .into_iter()
             .chain(self.streams.problems())
             .chain(self.store.problems())
+            .chain(self.cluster.problems())
         {
             p.add(key, message);
         }
