@@ -7,6 +7,7 @@ pub mod erp;
 pub mod messages;
 pub mod metrics;
 pub mod process;
+pub mod redis;
 pub mod sink;
 pub mod smtp;
 pub mod submit;
