@@ -1,5 +1,5 @@
 //! Joining the cluster at start (issue 18): the Redis handle, the shared token key, the
-//! suppression list's sync and the warming counters' share. `[cluster]` is read at start
+//! suppression list's sync, the warming counters' share and the suspensions' sync. `[cluster]` is read at start
 //! only: a reload does not join, leave or move a node (that is a restart).
 
 use std::path::Path;
@@ -23,6 +23,7 @@ pub(super) async fn join(config: &Config, stable: &mut Stable) -> Result<(), Sta
     stable.token_key = token_key(&cluster, &stable.token_key, &config.server.data_dir).await;
     stable.suppressions.share(&cluster)?;
     stable.warming.share(&cluster);
+    stable.suspensions.share(&cluster);
     stable.cluster = Some(cluster);
     Ok(())
 }
@@ -69,4 +70,10 @@ pub(super) fn spawn(stable: &Stable, tracker: &TaskTracker) {
             .run_shared(stable.shutdown.clone()),
     );
     tracker.spawn(stable.warming.clone().run_shared(stable.shutdown.clone()));
+    tracker.spawn(
+        stable
+            .suspensions
+            .clone()
+            .run_shared(stable.shutdown.clone()),
+    );
 }
