@@ -24,9 +24,29 @@ fn cluster_toml(redis: &Redis, name: &str, more: &str) -> String {
     )
 }
 
+/// A node whose ERP also receives its events (`[events]`).
 async fn node(redis: &Redis, name: &str, more: &str) -> TestServer {
-    TestServer::start_configured(Erp::start().await, &cluster_toml(redis, name, more), |c| {
+    let erp = Erp::start().await;
+    let events = format!(
+        "[events]\nurl = \"{}/events\"\nretry_max = \"1s\"\n",
+        erp.url()
+    );
+    let toml = cluster_toml(redis, name, &format!("{more}{events}"));
+    TestServer::start_configured(erp, &toml, |c| {
         c.queue.expire_after = HumanDuration::secs(86_400);
+    })
+    .await
+}
+
+/// Waits for an event of `kind` (the `event` field) at `srv`'s ERP.
+async fn wait_event(srv: &TestServer, kind: &str) -> serde_json::Value {
+    eventually(15, &format!("{kind} event"), || async {
+        srv.erp
+            .pushes()
+            .iter()
+            .filter(|p| p.path == "/events")
+            .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&p.body).ok())
+            .find(|v| v["event"] == kind)
     })
     .await
 }
@@ -262,6 +282,8 @@ async fn with_redis_killed_both_nodes_go_on_at_half_the_cap_and_converge_when_it
     redis.kill();
     wait_up(&a, 0.0).await;
     wait_up(&b, 0.0).await;
+    let down = wait_event(&a, "cluster_down").await;
+    assert_eq!(down["sender"], "a");
     // Nothing stops: an operator's suppression on A, relayed mail on both.
     a.running()
         .suppressions
@@ -284,6 +306,7 @@ async fn with_redis_killed_both_nodes_go_on_at_half_the_cap_and_converge_when_it
     redis.restart().await;
     wait_up(&a, 1.0).await;
     wait_up(&b, 1.0).await;
+    wait_event(&b, "cluster_up").await;
     wait_refused(&b, "late@remote.test").await;
     let mut conn = redis.connection().await;
     let today = a.running().clock.now_ms() / 86_400_000;

@@ -4,12 +4,14 @@
 
 use std::path::Path;
 
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::StartError;
 use super::runtime::Stable;
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::events::{Event, Events, Kind};
 use crate::routing::token::TokenKey;
 
 /// The node's copy of the cluster's token key, for starts while Redis is down.
@@ -76,4 +78,59 @@ pub(super) fn spawn(stable: &Stable, tracker: &TaskTracker) {
             .clone()
             .run_shared(stable.shutdown.clone()),
     );
+    tracker.spawn(announce(
+        cluster.clone(),
+        stable.events.clone(),
+        stable.shutdown.clone(),
+    ));
+}
+
+/// An event to the ERP each time this node loses or regains Redis (not for the first
+/// connection at start: the node was never without it).
+async fn announce(cluster: Cluster, events: Events, shutdown: CancellationToken) {
+    let mut up = cluster.subscribe();
+    let mut was = *up.borrow_and_update();
+    let mut seen_up = was;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = up.changed() => if r.is_err() { return },
+        }
+        let now = *up.borrow_and_update();
+        if now == was {
+            continue;
+        }
+        was = now;
+        if now && !seen_up {
+            seen_up = true;
+            continue;
+        }
+        let (event, reply) = if now {
+            (
+                Kind::ClusterUp,
+                "Redis reachable again; writes made meanwhile replayed",
+            )
+        } else {
+            (
+                Kind::ClusterDown,
+                "Redis unreachable; local copy in use, caps at cap / cluster.nodes",
+            )
+        };
+        events.emit(Event {
+            id: 0,
+            event,
+            timestamp: String::new(),
+            queue_id: String::new(),
+            message_id: String::new(),
+            sender: cluster.node().to_string(),
+            recipient: String::new(),
+            reply: reply.to_string(),
+            category: None,
+            status: None,
+            attempts: 0,
+            direction: "outbound",
+            feedback_type: None,
+            provider: None,
+        });
+    }
 }

@@ -77,7 +77,8 @@ impl SuppressionList {
                 else {
                     continue;
                 };
-                self.apply_remote(&addr, entry.filter(|e| !e.is_empty()).as_deref());
+                let entry = entry.filter(|e| !e.is_empty());
+                self.apply_remote_async(addr, entry).await;
             }
         }
         Ok(())
@@ -153,7 +154,9 @@ impl SuppressionList {
             let (next, pairs): (u64, Vec<(String, String)>) =
                 cluster.guard(scan.query_async(&mut conn)).await?;
             for (address, entry) in pairs {
-                if !self.is_suppressed(&address) && self.apply_remote(&address, Some(&entry)) {
+                if !self.is_suppressed(&address)
+                    && self.apply_remote_async(address, Some(entry)).await
+                {
                     added += 1;
                 }
             }
@@ -164,6 +167,15 @@ impl SuppressionList {
         }
         tracing::info!(added, "cluster: suppression list merged from Redis");
         Ok(last_id)
+    }
+
+    /// [`apply_remote`](Self::apply_remote) off the async runtime's threads (a synced
+    /// RocksDB write).
+    async fn apply_remote_async(&self, address: String, entry: Option<String>) -> bool {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.apply_remote(&address, entry.as_deref()))
+            .await
+            .unwrap_or(false)
     }
 
     /// Applies one change from another node to the local copy (not to the outbox).
