@@ -195,10 +195,14 @@ daily_cap = 10
 
 /// One message per address, relayed from [`SENDER`] through `srv`'s submission listener.
 async fn relay(srv: &TestServer, prefix: &str, n: usize) {
+    relay_to(srv, prefix, "remote.test", n).await
+}
+
+async fn relay_to(srv: &TestServer, prefix: &str, domain: &str, n: usize) {
     let mut c = srv.smtp(Listener::Submission).await;
     c.cmd("EHLO app.internal").await.expect_code(250);
     for i in 0..n {
-        let rcpt = format!("{prefix}{i}@remote.test");
+        let rcpt = format!("{prefix}{i}@{domain}");
         c.cmd(&format!("MAIL FROM:<{SENDER}>"))
             .await
             .expect_code(250);
@@ -212,6 +216,11 @@ async fn relay(srv: &TestServer, prefix: &str, n: usize) {
 
 /// (sent, held for the warming cap) on `srv`.
 fn states(srv: &TestServer) -> (usize, usize) {
+    states_for(srv, "warming cap")
+}
+
+/// (sent, held with `reason` in the last reply) on `srv`.
+fn states_for(srv: &TestServer, reason: &str) -> (usize, usize) {
     let all: Vec<_> = srv
         .running()
         .queue
@@ -224,9 +233,7 @@ fn states(srv: &TestServer) -> (usize, usize) {
         .iter()
         .filter(|r| {
             r.state == RcptState::Deferred
-                && r.last_reply
-                    .as_deref()
-                    .is_some_and(|l| l.contains("warming cap"))
+                && r.last_reply.as_deref().is_some_and(|l| l.contains(reason))
         })
         .count();
     (sent, held)
@@ -266,6 +273,37 @@ async fn a_shared_daily_cap_of_ten_lets_exactly_ten_out_across_both_nodes() {
     let (sa, sb) = (states(&a).0, states(&b).0);
     assert_eq!(sa + sb, 10, "A sent {sa}, B sent {sb}");
     assert_eq!(sink.received().len(), 10);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_providers_hourly_rate_is_one_gcra_shared_by_both_nodes() {
+    let redis = Redis::start().await;
+    let sink = sink().await;
+    let toml = format!(
+        "{}\n[warming.providers.gmail]\nnew_hourly = 4\nwarmed_hourly = 40\n",
+        warming_toml(&sink)
+    );
+    let a = node(&redis, "a", &toml).await;
+    let b = node(&redis, "b", &toml).await;
+    wait_up(&a, 1.0).await;
+    wait_up(&b, 1.0).await;
+    relay_to(&a, "a", "gmail.com", 4).await;
+    relay_to(&b, "b", "gmail.com", 4).await;
+    eventually(20, "8 gmail recipients sent or held", || async {
+        let (sa, ha) = states_for(&a, "provider rate");
+        let (sb, hb) = states_for(&b, "provider rate");
+        (sa + ha + sb + hb == 8).then_some(())
+    })
+    .await;
+    let (sa, sb) = (states_for(&a, "x").0, states_for(&b, "x").0);
+    assert_eq!(
+        sa + sb,
+        4,
+        "A sent {sa}, B sent {sb}: the burst is the hourly cap of 4"
+    );
+    assert_eq!(sink.received().len(), 4);
     a.shutdown().await;
     b.shutdown().await;
 }

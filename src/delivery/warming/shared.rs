@@ -40,6 +40,10 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 return {0, sent + 1}
 ";
 
+/// Hashed once: `invoke_async` sends `EVALSHA` and loads the script only when Redis lacks it.
+static ADMIT_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(ADMIT));
+
 const PENDING: &[u8] = b"p/";
 
 impl Warming {
@@ -75,8 +79,7 @@ impl Warming {
         }
         let now = self.inner.clock.now_ms();
         let today = now / DAY_MS;
-        let admit = redis::Script::new(ADMIT);
-        let mut script = admit.prepare_invoke();
+        let mut script = ADMIT_SCRIPT.prepare_invoke();
         script
             .key(cluster.key(&format!("warm:d:{}:{today}", ticket.domain)))
             .key(cluster.key(&format!("warm:h:{}:{}", ticket.domain, ticket.provider)))
@@ -86,34 +89,38 @@ impl Warming {
             .arg(2 * 86_400);
         let mut conn = cluster.connection();
         let answer: Result<(u8, u64), _> = cluster.guard(script.invoke_async(&mut conn)).await;
-        let hold = match answer {
+        let (why, hold) = match answer {
             Ok((0, _)) => return Ok(Some(ticket)),
-            Ok((1, sent)) => Hold {
-                reason: format!(
-                    "warming cap: {} sent {sent} of {} messages today across the cluster; next window at the start of the next UTC day",
-                    ticket.domain,
-                    ticket.cap.unwrap_or(0)
-                ),
-                retry_at: (today + 1) * DAY_MS,
-            },
-            Ok((_, retry_at)) => Hold {
-                reason: format!(
-                    "provider rate: {} messages an hour from {} to {} in use across the cluster",
-                    ticket.hourly.unwrap_or(0),
-                    ticket.domain,
-                    ticket.provider
-                ),
-                retry_at,
-            },
+            Ok((1, sent)) => (
+                "warming cap",
+                Hold {
+                    reason: format!(
+                        "warming cap: {} sent {sent} of {} messages today across the cluster; next window at the start of the next UTC day",
+                        ticket.domain,
+                        ticket.cap.unwrap_or(0)
+                    ),
+                    retry_at: (today + 1) * DAY_MS,
+                },
+            ),
+            Ok((_, retry_at)) => (
+                "provider rate",
+                Hold {
+                    reason: format!(
+                        "provider rate: {} messages an hour from {} to {} in use across the cluster",
+                        ticket.hourly.unwrap_or(0),
+                        ticket.domain,
+                        ticket.provider
+                    ),
+                    retry_at,
+                },
+            ),
             Err(_) => {
                 // Redis went away under this admission: the node's share decides instead.
                 self.release(ticket);
                 return Box::pin(self.admit_shared(msg, plan)).await;
             }
         };
-        self.inner
-            .metrics
-            .warming_deferral(&ticket.domain, "warming cap");
+        self.inner.metrics.warming_deferral(&ticket.domain, why);
         self.release(ticket);
         Err(hold)
     }
