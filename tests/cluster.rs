@@ -416,3 +416,22 @@ async fn a_domain_suspended_on_node_a_is_refused_on_node_b_and_a_lift_on_b_frees
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_restarted_while_redis_is_down_starts_and_keeps_the_clusters_token_key() {
+    let mut redis = Redis::start().await;
+    let a = node(&redis, "a", "").await;
+    let mut b = node(&redis, "b", "").await;
+    let id = mxgate::envelope::QueueId::generate();
+    let token = a.running().token_key.issue(id, 0);
+    assert_eq!(b.running().token_key.verify(&token), Some((id, 0)));
+    redis.kill();
+    b.restart().await;
+    wait_up(&b, 0.0).await;
+    assert_eq!(b.running().token_key.verify(&token), Some((id, 0)));
+    // What B issues now, A (which never restarted) accepts.
+    let back = b.running().token_key.issue(id, 1);
+    assert_eq!(a.running().token_key.verify(&back), Some((id, 1)));
+    a.shutdown().await;
+    b.shutdown().await;
+}
