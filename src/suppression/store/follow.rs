@@ -6,9 +6,11 @@ use std::time::Duration;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use tokio_util::sync::CancellationToken;
 
-use super::SuppressionList;
+use std::sync::PoisonError;
+
+use super::{SuppressionList, key};
 use crate::cluster::{Cluster, ClusterError};
-use crate::suppression::{SuppressError, Suppression, normalize_address};
+use crate::suppression::{Source, SuppressError, Suppression, normalize_address};
 
 /// Longest the stream read blocks before the follower looks at shutdown again.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -198,6 +200,51 @@ impl SuppressionList {
                 let e: SuppressError = e;
                 tracing::warn!(rcpt = %a, error = %e, "cannot apply a cluster suppression change");
                 false
+            }
+        }
+    }
+
+    /// Another node's change to the local copy (no outbox record); true when it changed
+    /// the list. An operator's entry here is not overwritten by an automatic one.
+    pub(super) fn write_local(
+        &self,
+        a: &str,
+        entry: Option<&Suppression>,
+    ) -> Result<bool, SuppressError> {
+        let _serial = self
+            .inner
+            .writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let existing = self.get(a)?;
+        let set = || {
+            self.inner
+                .addresses
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        match entry {
+            Some(e) if existing.as_ref() == Some(e) => Ok(false),
+            Some(e) => {
+                if existing
+                    .as_ref()
+                    .is_some_and(|old| old.source == Source::Manual && e.source != Source::Manual)
+                {
+                    return Ok(false);
+                }
+                let value = serde_json::to_vec(e).map_err(|source| SuppressError::Corrupt {
+                    address: a.to_string(),
+                    source,
+                })?;
+                self.with_db(|db| Ok(db.put_synced(key(a), value)?))?;
+                set().insert(a.to_string());
+                Ok(true)
+            }
+            None if existing.is_none() => Ok(false),
+            None => {
+                self.with_db(|db| Ok(db.delete_synced(key(a))?))?;
+                set().remove(a);
+                Ok(true)
             }
         }
     }
