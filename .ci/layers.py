@@ -30,7 +30,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 LAYERS = [
     ["reply", "envelope", "clock", "providers", "live", "message", "error_chain"],
     ["config", "metrics"],
-    ["dns", "tls", "db", "http_client"],
+    ["dns", "tls", "db", "http_client", "cluster"],
     ["auth", "routing", "bounce", "spam"],
     ["queue"],
     ["report", "stats", "events", "suppression", "suspension"],

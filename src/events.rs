@@ -46,6 +46,13 @@ pub enum Kind {
     /// address, `feedback_type`, `provider`; `queue_id`/`sender` when the report names one
     /// of our messages).
     Complained,
+    /// This node lost the cluster's Redis (`sender` = the node, `reply` = why; issue 18):
+    /// it works from its local copy, caps at `cap / cluster.nodes`.
+    #[serde(rename = "cluster_down")]
+    ClusterDown,
+    /// This node reaches the cluster's Redis again; what it did meanwhile is replayed.
+    #[serde(rename = "cluster_up")]
+    ClusterUp,
 }
 
 /// One event, as POSTed (JSON).

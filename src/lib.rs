@@ -56,6 +56,7 @@ pub mod suspension;
 pub mod admin;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod dns;

@@ -5,10 +5,14 @@
 //! come from closed sets (`&'static str` chosen by the caller from enums' `as_label()`), so
 //! cardinality is bounded.
 
+mod cluster;
+
 use std::sync::Arc;
 
 use metrics::{Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+pub use cluster::{CLUSTER_PENDING, CLUSTER_REDIS_UP, CLUSTER_REPLAYED, CLUSTER_TRANSITIONS};
 
 pub const INBOUND_MESSAGES: &str = "mxgate_inbound_messages_total";
 pub const INBOUND_RECIPIENTS: &str = "mxgate_inbound_recipients_total";

@@ -19,6 +19,8 @@
 //! The statistics store writes to its WAL without fsync (see [`crate::stats::store`]): a
 //! process crash keeps every recorded send, a power loss may forget the last second of them.
 
+mod shared;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -69,6 +71,9 @@ struct Inner {
     /// Suspended domains (the MAIL FROM fast path).
     suspended: RwLock<HashMap<String, Suspension>>,
     windows: Mutex<HashMap<String, Window>>,
+    /// The cluster suspensions are shared with (issue 18), set once at start.
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
+    shared: shared::Shared,
 }
 
 /// The last `window` sends of one domain: `true` = permanent bounce.
@@ -173,6 +178,8 @@ impl Suspensions {
                 metrics,
                 suspended: RwLock::new(suspended),
                 windows: Mutex::new(windows),
+                cluster: std::sync::OnceLock::new(),
+                shared: shared::Shared::default(),
             }),
             cfg: Arc::new(cfg),
             events,
@@ -307,6 +314,7 @@ impl Suspensions {
             feedback_type: None,
             provider: None,
         });
+        self.publish(&s.domain, Some(&s));
         self.inner
             .suspended
             .write()
@@ -321,21 +329,30 @@ impl Suspensions {
         if !self.is_suspended(&domain) {
             return Ok(false);
         }
-        self.inner.store.delete(&key(&domain))?;
-        self.inner.store.delete(&window_key(&domain))?;
+        self.publish(&domain, None);
+        self.lift_local(&domain);
+        Ok(true)
+    }
+
+    /// The lift itself, on this node only (also for a lift made on another node).
+    fn lift_local(&self, domain: &str) {
+        for k in [key(domain), window_key(domain)] {
+            if let Err(e) = self.inner.store.delete(&k) {
+                tracing::warn!(domain, error = %e, "cannot delete a suspension record");
+            }
+        }
         self.inner
             .suspended
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&domain);
+            .remove(domain);
         self.inner
             .windows
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&domain);
-        self.inner.metrics.domain_suspended(&domain, false);
+            .remove(domain);
+        self.inner.metrics.domain_suspended(domain, false);
         tracing::info!(domain, "suspension lifted");
-        Ok(true)
     }
 }
 

@@ -8,6 +8,8 @@
 #
 # Usage: benches/load/relay.sh [MESSAGES] [SESSIONS] [SIZE_BYTES]   (defaults 10000 20 4096)
 #        MXGATE_BIN=/path/to/mxgate skips `cargo build --release`.
+#        MXGATE_EXTRA_TOML="..." is appended to mxgate's config (new tables only), e.g. a
+#        [cluster] and [warming] to compare a node with and without redis_url.
 # Needs root (smtp-sink drops to `nobody`; Postfix runs its daemons as `postfix`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -75,6 +77,7 @@ name = "sink"
 host = "127.0.0.1"
 port = $MX_SINK
 security = "none"
+${MXGATE_EXTRA_TOML:-}
 TOML
 MXGATE_LOG="warn,mxgate::server=info" "$BIN" serve --config "$WORK/mxgate.toml" 2>"$WORK/mxgate.log" &
 PIDS+=($!)

@@ -10,6 +10,7 @@
 //! a reload replaces it whole.
 
 mod auth;
+mod cluster;
 mod endpoints;
 mod events;
 mod queue;
@@ -32,6 +33,7 @@ use serde::Deserialize;
 pub use auth::{
     AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, default_key_path,
 };
+pub use cluster::ClusterConfig;
 pub use endpoints::{HostAddr, OdooUrl, SenderFilter, WebhookUrl};
 pub use events::EventsConfig;
 pub use queue::QueueConfig;
@@ -86,6 +88,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Inbound spam filtering with rspamd (`[spam]`, issue 16).
     pub spam: SpamConfig,
+    /// Shared state of several nodes on Redis (`[cluster]`, issue 18).
+    pub cluster: ClusterConfig,
     /// The file this config was read from, what a reload reads again; `None` for a config
     /// built from text (the embedded default, tests).
     #[serde(skip)]

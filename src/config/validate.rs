@@ -26,6 +26,7 @@ impl Config {
             .chain(self.streams.problems())
             .chain(self.store.problems())
             .chain(self.spam.problems())
+            .chain(self.cluster.problems())
         {
             p.add(key, message);
         }

@@ -64,7 +64,11 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
         }
     };
     // Over a warming cap or provider rate: held until the window opens, no attempt.
-    let ticket = match warming.map(|w| w.admit(a.msg, &plan)) {
+    let admitted = match warming {
+        Some(w) => Some(w.admit_shared(a.msg, &plan).await),
+        None => None,
+    };
+    let ticket = match admitted {
         Some(Err(h)) => {
             let follow = dsn_follow(a, relayed, h.reason.clone(), headers);
             return hold(a, h, follow).await;

@@ -32,6 +32,7 @@
 
 mod policy;
 mod provider_rate;
+mod shared;
 mod store;
 
 use std::collections::HashMap;
@@ -81,6 +82,8 @@ struct Inner {
     /// Connection limits per (provider, its `connections`): a reload that changes the
     /// number starts a new semaphore rather than resizing one in use.
     limits: Mutex<HashMap<(String, usize), Arc<Semaphore>>>,
+    /// The cluster the caps are shared with (issue 18), set once at start.
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 #[derive(Default)]
@@ -107,6 +110,12 @@ pub struct Ticket {
     /// (source IP, its day counter key) reserved for the IP this stream leaves from.
     ip: Option<(String, String)>,
     stream: Stream,
+    /// The sending domain's full daily cap, and (rated providers) the full hourly cap:
+    /// what the cluster's shared counters are checked against.
+    cap: Option<u64>,
+    hourly: Option<u64>,
+    /// Counted while the cluster's Redis was down: the day slot is replayed to it later.
+    pending: bool,
 }
 
 impl Warming {
@@ -136,6 +145,7 @@ impl Warming {
                 metrics,
                 state: Mutex::new(State::default()),
                 limits: Mutex::new(HashMap::new()),
+                cluster: std::sync::OnceLock::new(),
             }),
             policy: Arc::new(Policy::new(config)),
         }
@@ -241,7 +251,10 @@ impl Warming {
             st.pruned_hour = Some(now / HOUR_MS);
             self.prune(&mut st, now);
         }
-        let (day, cap) = self.tier(&mut st, &domain, today, true);
+        let (day, full_cap) = self.tier(&mut st, &domain, today, true);
+        // A cluster node without Redis: its share of the cap (cap / cluster.nodes).
+        let share = self.share_divisor();
+        let cap = full_cap.map(|c| c / share);
         let day_key = format!("d/{domain}/{today}");
         let sent = self.get(&mut st, &day_key).unwrap_or(0);
         m.warming_day(&domain, day, cap, sent);
@@ -257,7 +270,8 @@ impl Warming {
             });
         }
         let ip = self.source_ip_tier(&mut st, msg, plan.source, &domain, today)?;
-        let rated = self.provider_rate(&mut st, &domain, &provider, cap.is_some(), now)?;
+        let hourly = self.provider_rate(&mut st, &domain, &provider, cap.is_some(), now)?;
+        let rated = hourly.is_some();
         self.put(&mut st, &day_key, sent + 1);
         m.warming_day(&domain, day, cap, sent + 1);
         if let Some((_, key)) = &ip {
@@ -271,6 +285,9 @@ impl Warming {
             rated,
             ip,
             stream: msg.stream,
+            cap: full_cap,
+            hourly,
+            pending: share > 1,
         }))
     }
 
@@ -343,6 +360,7 @@ impl Warming {
             }
             return;
         };
+        self.give_back_shared(&ticket);
         let reserved_ip = ticket.ip.as_ref().map(|(_, k)| k);
         for key in std::iter::once(&ticket.day_key).chain(reserved_ip) {
             let n = self.get(&mut st, key).unwrap_or(0);

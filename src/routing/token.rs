@@ -12,13 +12,40 @@ use crate::envelope::QueueId;
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 const TAG_LEN: usize = 8;
 
-/// The server's token key (32 random bytes kept in the data dir).
+/// The server's token key (32 random bytes kept in the data dir; in a cluster, the key all
+/// nodes share, issue 18).
 #[derive(Clone)]
-pub struct TokenKey([u8; 32]);
+pub struct TokenKey {
+    key: [u8; 32],
+    /// The node's own key from before it joined a cluster: tokens it issued then (mail still
+    /// in flight, unsubscribe links already sent) keep verifying. Never used to issue.
+    earlier: Option<[u8; 32]>,
+}
 
 impl TokenKey {
     pub fn new(bytes: [u8; 32]) -> TokenKey {
-        TokenKey(bytes)
+        TokenKey {
+            key: bytes,
+            earlier: None,
+        }
+    }
+
+    /// `shared` issues and verifies; this key still verifies (when it differs).
+    pub fn adopt(&self, shared: [u8; 32]) -> TokenKey {
+        TokenKey {
+            key: shared,
+            earlier: (shared != self.key).then_some(self.key),
+        }
+    }
+
+    /// The key that issues tokens (offered to the cluster by the first node).
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// The keys that verify: the issuing one first.
+    fn keys(&self) -> impl Iterator<Item = &[u8; 32]> {
+        std::iter::once(&self.key).chain(self.earlier.as_ref())
     }
 
     /// Loads `path`, or creates it with fresh random bytes (mode 0600).
@@ -26,7 +53,7 @@ impl TokenKey {
         if let Ok(bytes) = std::fs::read(path)
             && let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice())
         {
-            return Ok(TokenKey(arr));
+            return Ok(TokenKey::new(arr));
         }
         let key: [u8; 32] = rand::random();
         if let Some(dir) = path.parent() {
@@ -38,12 +65,24 @@ impl TokenKey {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         }
-        Ok(TokenKey(key))
+        Ok(TokenKey::new(key))
+    }
+
+    /// Writes the issuing key to `path` (mode 0600): the cluster's key, kept so that a
+    /// restart while Redis is down still issues tokens every node accepts.
+    pub fn store(&self, path: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(path, self.key)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(())
     }
 
     fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
         let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(payload);
         let full = mac.finalize().into_bytes();
         let mut tag = [0u8; TAG_LEN];
@@ -88,11 +127,13 @@ impl TokenKey {
             return None;
         }
         let (address, tag) = buf.split_at(buf.len() - TAG_LEN);
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(b"unsubscribe:");
-        mac.update(address);
-        mac.verify_truncated_left(tag).ok()?;
+        self.keys().find(|key| {
+            let mut mac =
+                <Hmac<Sha256> as Mac>::new_from_slice(*key).expect("HMAC takes any key length");
+            mac.update(b"unsubscribe:");
+            mac.update(address);
+            mac.verify_truncated_left(tag).is_ok()
+        })?;
         String::from_utf8(address.to_vec()).ok()
     }
 
@@ -110,10 +151,12 @@ impl TokenKey {
         }
         let (payload, tag) = buf.split_at(10);
         // Constant-time comparison through the Mac API.
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(payload);
-        mac.verify_truncated_left(tag).ok()?;
+        self.keys().find(|key| {
+            let mut mac =
+                <Hmac<Sha256> as Mac>::new_from_slice(*key).expect("HMAC takes any key length");
+            mac.update(payload);
+            mac.verify_truncated_left(tag).is_ok()
+        })?;
         let id = QueueId::from_bytes(&payload[..8])?;
         let rcpt = u16::from_be_bytes([payload[8], payload[9]]);
         Some((id, rcpt))
@@ -183,6 +226,23 @@ mod tests {
         // A VERP token is no unsubscribe token.
         assert_eq!(key.verify_unsubscribe(&key.issue(QueueId(1), 0)), None);
         assert_eq!(key.verify_unsubscribe(""), None);
+    }
+
+    #[test]
+    fn an_adopted_cluster_key_issues_and_the_nodes_own_key_still_verifies() {
+        let own = TokenKey::new([7; 32]);
+        let before = own.issue(QueueId(9), 1);
+        let unsub = own.issue_unsubscribe("a@x.test");
+        let joined = own.adopt([9; 32]);
+        let shared = TokenKey::new([9; 32]);
+        let t = joined.issue(QueueId(9), 2);
+        assert_eq!(shared.verify(&t), Some((QueueId(9), 2)));
+        assert_eq!(joined.verify(&before), Some((QueueId(9), 1)));
+        assert_eq!(
+            joined.verify_unsubscribe(&unsub).as_deref(),
+            Some("a@x.test")
+        );
+        assert_eq!(shared.verify(&before), None);
     }
 
     #[test]

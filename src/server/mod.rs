@@ -12,6 +12,7 @@
 //! close the stores (the queue commits what is pending) → close the one RocksDB
 //! ([`Db::close`]: every family flushed) last.
 
+mod cluster;
 pub mod reload;
 pub mod runtime;
 
@@ -56,6 +57,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("{0}")]
     Suppressions(#[from] crate::suppression::SuppressError),
     #[error("statistics store: {0}")]
@@ -90,6 +93,8 @@ pub struct Running {
     pub warming: crate::delivery::warming::Warming,
     /// Signs and checks `bounce+TOKEN` VERP tokens.
     pub token_key: TokenKey,
+    /// The cluster's Redis (`[cluster] redis_url`); `None` on a single node.
+    pub cluster: Option<crate::cluster::Cluster>,
     /// The one RocksDB every store above is a family of; closed last at shutdown.
     pub db: Db,
     reloader: Reloader,
@@ -109,7 +114,8 @@ impl Server {
     /// As [`Server::start`], with a clock tests can step.
     pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, StartError> {
         let config = Arc::new(config);
-        let (stable, db) = open_stable(&config, clock)?;
+        let (mut stable, db) = open_stable(&config, clock)?;
+        cluster::join(&config, &mut stable).await?;
         let dns = crate::dns::Dns::from_config(&config.dns).map_err(BuildError::from)?;
         let live = Live::new(Runtime::build(config.clone(), &stable, dns)?);
         let tracker = TaskTracker::new();
@@ -129,6 +135,7 @@ impl Server {
         .await?;
 
         spawn_background(&live, &stable, &tracker);
+        cluster::spawn(&stable, &tracker);
         let admin = bind("admin", config.admin.bind).await?;
         let admin_addr = local_addr(&admin, config.admin.bind);
         tracing::info!(listener = "admin", addr = %admin_addr, "listening");
@@ -146,6 +153,7 @@ impl Server {
             clock: stable.clock.clone(),
             warming: stable.warming.clone(),
             token_key: stable.token_key.clone(),
+            cluster: stable.cluster.clone(),
             db,
             shutdown: stable.shutdown.clone(),
             reloader: Reloader::new(live.clone(), stable),
@@ -199,6 +207,7 @@ fn open_stable(config: &Config, clock: Clock) -> Result<(Stable, Db), StartError
         events,
         suspensions,
         warming,
+        cluster: None,
         shutdown: CancellationToken::new(),
     };
     Ok((stable, db))

@@ -74,6 +74,8 @@ pub struct Stable {
     pub suspensions: Suspensions,
     /// Warming counters; each runtime with `[warming] enabled` has a handle with its policy.
     pub warming: Warming,
+    /// The cluster's Redis (`[cluster] redis_url`); `None` = a single node.
+    pub cluster: Option<crate::cluster::Cluster>,
     pub shutdown: CancellationToken,
 }
 

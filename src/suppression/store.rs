@@ -7,9 +7,12 @@
 //! keeping the store and the set in step; the entry types, the rule of which bounces
 //! suppress and the address normalisation the API and CLI share stay there.
 
+mod follow;
+mod shared;
+
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use super::{Added, Source, SuppressError, Suppression, cut, normalize_address};
 use crate::clock::Clock;
@@ -28,6 +31,8 @@ struct Inner {
     /// Serialises add/remove so the store and the in-memory set never disagree.
     writes: Mutex<()>,
     clock: Clock,
+    /// Set when the list is shared by a cluster ([`SuppressionList::share`]).
+    shared: OnceLock<shared::Shared>,
 }
 
 const PREFIX: &[u8] = b"s/";
@@ -66,6 +71,7 @@ impl SuppressionList {
                 addresses: RwLock::new(addresses),
                 writes: Mutex::new(()),
                 clock,
+                shared: OnceLock::new(),
             }),
         })
     }
@@ -184,7 +190,7 @@ impl SuppressionList {
             address: a.clone(),
             source,
         })?;
-        self.with_db(|db| Ok(db.put_synced(key(&a), value)?))?;
+        self.write(&a, Some(&value))?;
         self.inner
             .addresses
             .write()
@@ -209,7 +215,7 @@ impl SuppressionList {
             .unwrap_or_else(PoisonError::into_inner);
         let was = self.get(&a)?.is_some();
         if was {
-            self.with_db(|db| Ok(db.delete_synced(key(&a))?))?;
+            self.write(&a, None)?;
         }
         self.inner
             .addresses
@@ -217,6 +223,27 @@ impl SuppressionList {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&a);
         Ok(was)
+    }
+
+    /// Puts (`Some`) or deletes the entry of `a`, synced; shared, with its outbox record in
+    /// the same batch.
+    fn write(&self, a: &str, value: Option<&[u8]>) -> Result<(), SuppressError> {
+        let shared = self.inner.shared.get();
+        self.with_db(|db| {
+            let mut batch = rocksdb::WriteBatch::default();
+            match value {
+                Some(v) => db.put_in(&mut batch, key(a), v),
+                None => db.delete_in(&mut batch, key(a)),
+            }
+            if let Some(s) = shared {
+                s.enqueue(db, &mut batch, a, value);
+            }
+            Ok(db.write(batch, true)?)
+        })?;
+        if let Some(s) = shared {
+            s.written();
+        }
+        Ok(())
     }
 
     /// [`add_blocking`](Self::add_blocking) off the async runtime's threads.

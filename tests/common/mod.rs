@@ -8,6 +8,7 @@ pub mod messages;
 pub mod metrics;
 pub mod process;
 pub mod rspamd;
+pub mod redis;
 pub mod sink;
 pub mod smtp;
 pub mod submit;

@@ -19,7 +19,8 @@ use crate::queue::Hold;
 
 impl Warming {
     /// Takes a cell of the provider's hourly rate, or the hold until the next free one.
-    /// `Ok(false)`: the provider has no configured rate (nor a throttle).
+    /// `Ok(Some(hourly cap))` (the full cap, before a cluster node's share);
+    /// `Ok(None)`: the provider has no configured rate (nor a throttle).
     pub(super) fn provider_rate(
         &self,
         st: &mut State,
@@ -27,12 +28,13 @@ impl Warming {
         provider: &str,
         new_sender: bool,
         now: u64,
-    ) -> Result<bool, Hold> {
+    ) -> Result<Option<u64>, Hold> {
         let Some(rate) = self.policy.rates.get(provider) else {
-            return Ok(false);
+            return Ok(None);
         };
         let hour = now / HOUR_MS;
-        let (level, hcap) = self.hourly_cap(st, rate, domain, provider, new_sender, now);
+        let (level, full) = self.hourly_cap(st, rate, domain, provider, new_sender, now);
+        let hcap = (full / self.share_divisor()).max(1);
         let key = format!("h/{domain}/{provider}/{hour}");
         let hour_used = self.get(st, &key).unwrap_or(0);
         let mut limiter = self.limiter(st, domain, provider, hcap, now, hour);
@@ -61,7 +63,7 @@ impl Warming {
             Check::Allowed { .. } => {
                 self.put(st, &key, hour_used + 1);
                 m.provider_rate(domain, provider, cap, hour_used + 1, level);
-                Ok(true)
+                Ok(Some(full))
             }
         }
     }
