@@ -87,6 +87,13 @@ pub const SHUTTING_DOWN: Reply =
 pub const IDLE_TIMEOUT: Reply = Reply::closing(421, "4.4.2", "Idle timeout, closing connection");
 pub const TOO_MANY_ERRORS: Reply =
     Reply::closing(421, "4.7.0", "Too many errors, closing connection");
+/// Postscreen's pregreet test (`smtp.greet_delay`): the client spoke before our banner,
+/// which RFC 5321 §3.1 clients never do; bots that blast commands blind do.
+pub const PREGREET: Reply = Reply::closing(
+    554,
+    "5.5.1",
+    "Protocol error: data sent before the greeting",
+);
 /// EHLO/HELO answer; the session puts the hostname first and the EHLO keywords after it
 /// (RFC 2034 §3: EHLO lines carry no enhanced status code).
 pub const HELLO: Reply = Reply::new(250, "", "Hello");

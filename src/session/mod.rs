@@ -18,6 +18,7 @@ pub mod body;
 pub mod command;
 mod data;
 mod ehlo;
+mod greet;
 mod io;
 pub mod listener;
 mod mail;
@@ -73,6 +74,9 @@ pub struct SessionContext {
     /// Cancelled on SIGTERM: listeners stop accepting, sessions answer 421 at the next command.
     pub shutdown: CancellationToken,
 }
+
+/// RFC 4954 §4: an AUTH command line (initial response included) may be 12288 octets.
+pub const AUTH_LINE_BYTES: usize = 12288;
 
 /// Where the session is in the SMTP dialogue (RFC 5321 §4.1.4 ordering).
 #[derive(Debug)]
@@ -154,7 +158,20 @@ impl Session {
     }
     fn conn<S: AsyncRead + AsyncWrite + Unpin>(&self, io: S) -> Conn<S> {
         let smtp = &self.ctx.config.smtp;
-        Conn::new(io, smtp.max_line_bytes, smtp.idle_timeout.get())
+        // The reader takes lines up to the AUTH limit; other commands are held to
+        // `max_line_bytes` in `run` (one reader, two limits).
+        let max = smtp.max_line_bytes.max(AUTH_LINE_BYTES);
+        Conn::new(io, max, smtp.idle_timeout.get())
+    }
+
+    /// A command line over `smtp.max_line_bytes` (RFC 5321 §4.5.3.1.4), except AUTH and
+    /// SASL responses, which RFC 4954 §4 allows up to [`AUTH_LINE_BYTES`].
+    fn too_long(&self, line: &[u8]) -> bool {
+        line.len() > self.ctx.config.smtp.max_line_bytes
+            && self.sasl.is_none()
+            && !line
+                .get(..5)
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"AUTH "))
     }
 
     fn greeting(&self) -> Reply {
@@ -169,8 +186,8 @@ impl Session {
     ) -> std::io::Result<Next> {
         loop {
             let line = match self.read_command(conn).await {
-                Ok(Input::Line(line)) => line,
-                Ok(Input::TooLong) => {
+                Ok(Input::Line(line)) if !self.too_long(&line) => line,
+                Ok(Input::Line(_) | Input::TooLong) => {
                     info!("command line too long");
                     if self.respond(conn, reply::LINE_TOO_LONG) {
                         return Ok(Next::Close);
