@@ -94,6 +94,9 @@ pub const PREGREET: Reply = Reply::closing(
     "5.5.1",
     "Protocol error: data sent before the greeting",
 );
+/// A `reject` DNSBL lists the client (SPEC "Replies"); the session fills in IP and zone:
+/// `Service unavailable; client [IP] blocked using ZONE`, Postfix's words.
+pub const DNSBL_BLOCKED: Reply = Reply::closing(554, "5.7.1", "Service unavailable;");
 /// EHLO/HELO answer; the session puts the hostname first and the EHLO keywords after it
 /// (RFC 2034 §3: EHLO lines carry no enhanced status code).
 pub const HELLO: Reply = Reply::new(250, "", "Hello");

@@ -10,6 +10,7 @@
 //! a reload replaces it whole.
 
 mod auth;
+mod dnsbl;
 mod events;
 mod queue;
 mod relay;
@@ -30,6 +31,7 @@ use serde::Deserialize;
 pub use auth::{
     AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, default_key_path,
 };
+pub use dnsbl::{DnsblAction, DnsblConfig, SpamConfig};
 pub use events::EventsConfig;
 pub use queue::QueueConfig;
 pub use relay::{
@@ -80,6 +82,8 @@ pub struct Config {
     pub streams: StreamsConfig,
     /// The one RocksDB's memory bound (`[store]`).
     pub store: StoreConfig,
+    /// Spam defences (`[spam]`); here the DNSBLs asked at connect (issue 16).
+    pub spam: SpamConfig,
     /// The file this config was read from, what a reload reads again; `None` for a config
     /// built from text (the embedded default, tests).
     #[serde(skip)]

@@ -24,6 +24,9 @@ impl Config {
         } else if !self.events.url.is_empty() {
             check_url(&mut p, "events.url", &self.events.url);
         }
+        for (key, message) in self.spam.problems() {
+            p.add(key, message);
+        }
         for (key, message) in self
             .suspension
             .problems()

@@ -141,7 +141,13 @@ impl Runtime {
             warming.clone(),
             Some(observer.clone()),
         );
+        let dnsbl = crate::session::dnsbl::Dnsbl::new(
+            config.spam.dnsbl.clone(),
+            Some(dns.clone()),
+            config.dns.timeout.get(),
+        );
         let session = SessionContext {
+            dnsbl: Arc::new(dnsbl),
             config: config.clone(),
             router,
             queue: s.queue.clone(),

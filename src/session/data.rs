@@ -186,6 +186,9 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
         Err(refused) => return refused,
     };
     let mut message = auth_fields.into_bytes();
+    if let Some(tag) = &s.dnsbl_header {
+        message.extend_from_slice(tag.as_bytes());
+    }
     message.extend_from_slice(received_header(s, &txn).as_bytes());
     message.extend_from_slice(&content);
     let msg = NewMessage {

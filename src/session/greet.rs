@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tracing::info;
 
+use super::dnsbl::Verdict;
 use super::io::Conn;
 use super::{Session, reply};
 use crate::envelope::ListenerKind;
@@ -26,10 +27,40 @@ impl Session {
         if self.kind != ListenerKind::Inbound {
             return Ok(None);
         }
-        if self.pregreeted(conn).await? {
+        let ip = self.peer.addr.ip();
+        let ctx = self.ctx.clone();
+        // Trusted networks are ours (Postfix: permit_mynetworks before any RBL).
+        let lists = async {
+            if self.peer_is_trusted() {
+                Verdict::default()
+            } else {
+                ctx.dnsbl.check(ip).await
+            }
+        };
+        // The lists are asked while the greet delay runs, as postscreen does.
+        let (pregreeted, verdict) = tokio::join!(self.pregreeted(conn), lists);
+        let metrics = &self.ctx.metrics;
+        if pregreeted? {
             info!("client spoke before the banner");
-            self.ctx.metrics.smtp_policy("pregreet", "reject");
+            metrics.smtp_policy("pregreet", "reject");
             return Ok(Some(reply::PREGREET));
+        }
+        if let Some(zone) = verdict.reject {
+            info!(zone, "client on a DNSBL: refused");
+            metrics.smtp_policy("dnsbl", "reject");
+            let text = format!(
+                "{} client [{ip}] blocked using {zone}",
+                reply::DNSBL_BLOCKED.text
+            );
+            return Ok(Some(reply::DNSBL_BLOCKED.with_text(text)));
+        }
+        if verdict.allowed {
+            metrics.smtp_policy("dnsbl", "allow");
+        }
+        self.dnsbl_header = verdict.header(ip);
+        if self.dnsbl_header.is_some() {
+            info!(tags = ?verdict.tags, "client on a DNSBL: mail tagged");
+            metrics.smtp_policy("dnsbl", "tag");
         }
         Ok(None)
     }

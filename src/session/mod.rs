@@ -17,6 +17,7 @@
 pub mod body;
 pub mod command;
 mod data;
+pub mod dnsbl;
 mod ehlo;
 mod greet;
 mod io;
@@ -71,6 +72,8 @@ pub struct SessionContext {
     pub signer: Arc<crate::auth::sign::Signer>,
     /// Inbound SPF/DKIM/DMARC/ARC/iprev (`session/verify.rs`); one resolver and cache per server.
     pub verifier: Arc<crate::auth::Verifier>,
+    /// `[[spam.dnsbl]]` zones asked at connect on the inbound listener ([`greet`]).
+    pub dnsbl: Arc<dnsbl::Dnsbl>,
     /// Cancelled on SIGTERM: listeners stop accepting, sessions answer 421 at the next command.
     pub shutdown: CancellationToken,
 }
@@ -123,6 +126,8 @@ pub(crate) struct Session {
     errors: usize,
     /// An AUTH exchange waiting for the client's next line.
     sasl: Option<sasl::Exchange>,
+    /// `X-Mxgate-Dnsbl` for this client's mail: a `tag` zone lists it ([`greet`]).
+    dnsbl_header: Option<String>,
 }
 
 impl Session {
@@ -141,6 +146,7 @@ impl Session {
             esmtp: false,
             errors: 0,
             sasl: None,
+            dnsbl_header: None,
         }
     }
 
