@@ -46,6 +46,11 @@ pub enum Kind {
     /// address, `feedback_type`, `provider`; `queue_id`/`sender` when the report names one
     /// of our messages).
     Complained,
+    /// A submission login reached `max_messages_per_hour` (`sender` = the MAIL FROM,
+    /// `reply` = the refusal with the login and its cap; issue 16 item 3). Raised once an
+    /// hour per login while it stays over.
+    #[serde(rename = "rate_limited")]
+    RateLimited,
 }
 
 /// One event, as POSTed (JSON).

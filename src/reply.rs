@@ -246,6 +246,26 @@ pub const DELIVERY_EXPIRED: Reply =
 /// A forwarded copy could not be queued.
 pub const FORWARD_QUEUE_FAILED: Reply = Reply::new(451, "4.3.0", "Forwarded copy not queued");
 
+// --- per-client rates (issue 16 item 3; Postfix anvil) ---
+pub const CONNECTION_RATE: Reply = Reply::closing(
+    421,
+    "4.7.0",
+    "Connection rate limit exceeded, try again later",
+);
+pub const MESSAGE_RATE: Reply =
+    Reply::new(451, "4.7.1", "Message rate limit exceeded, try again later");
+pub const RECIPIENT_RATE: Reply = Reply::new(
+    451,
+    "4.7.1",
+    "Recipient rate limit exceeded, try again later",
+);
+/// `[[submission.users]] max_messages_per_hour` reached by the authenticated login.
+pub const USER_HOURLY_LIMIT: Reply = Reply::new(
+    451,
+    "4.7.1",
+    "Hourly message limit of this login reached, try again later",
+);
+
 // --- submission policy ---
 pub const WARMING_CAP: Reply = Reply::new(451, "4.7.1", "Warming tier rate limit");
 pub const DOMAIN_SUSPENDED: Reply =

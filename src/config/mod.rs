@@ -13,6 +13,7 @@ mod auth;
 mod dnsbl;
 mod events;
 mod queue;
+mod rates;
 mod relay;
 mod routing;
 mod server;
@@ -34,6 +35,7 @@ pub use auth::{
 pub use dnsbl::{DnsblAction, DnsblConfig, SpamConfig};
 pub use events::EventsConfig;
 pub use queue::QueueConfig;
+pub use rates::{RateLimits, RatesConfig};
 pub use relay::{
     FromAlignment, ProviderRate, RelayConfig, Security, SmarthostConfig, SubmissionConfig,
     SubmissionUser, WarmingConfig, WarmingStep,
@@ -84,6 +86,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Spam defences (`[spam]`); here the DNSBLs asked at connect (issue 16).
     pub spam: SpamConfig,
+    /// Per-client connection, message and recipient rates (`[rates]`, issue 16).
+    pub rates: RatesConfig,
     /// The file this config was read from, what a reload reads again; `None` for a config
     /// built from text (the embedded default, tests).
     #[serde(skip)]

@@ -205,6 +205,12 @@ impl Config {
                     "not a PHC hash string; make one with `mxgate hash-password`",
                 );
             }
+            if u.max_messages_per_hour == Some(0) {
+                p.add(
+                    format!("submission.users[{i}].max_messages_per_hour"),
+                    "must be at least 1 (leave it out for no cap)",
+                );
+            }
         }
         let mut names = HashSet::new();
         for (i, h) in self.relay.smarthosts.iter().enumerate() {

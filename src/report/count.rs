@@ -46,7 +46,7 @@ impl Observer {
                 let b = bounce_info(&a.reply, a.category, kind == Kind::Expired);
                 vec![Stats::bounced_write(now, &dims, &b)]
             }
-            Kind::Deferred | Kind::Suspended | Kind::Complained => Vec::new(),
+            Kind::Deferred | Kind::Suspended | Kind::Complained | Kind::RateLimited => Vec::new(),
         }
     }
 
@@ -79,7 +79,7 @@ impl Observer {
                 self.count_send(&dims.sending_domain, kind == Kind::Bounced && b.permanent);
                 Some(b)
             }
-            Kind::Deferred | Kind::Suspended | Kind::Complained => None,
+            Kind::Deferred | Kind::Suspended | Kind::Complained | Kind::RateLimited => None,
         }
     }
 

@@ -148,6 +148,8 @@ impl Runtime {
         );
         let session = SessionContext {
             dnsbl: Arc::new(dnsbl),
+            rates: Arc::new(crate::session::rates::Rates::new(&config, &s.clock)),
+            events: events.clone(),
             config: config.clone(),
             router,
             queue: s.queue.clone(),

@@ -24,6 +24,7 @@ mod io;
 pub mod listener;
 mod mail;
 pub mod prep;
+pub mod rates;
 mod rcpt;
 mod sasl;
 mod starttls;
@@ -74,6 +75,10 @@ pub struct SessionContext {
     pub verifier: Arc<crate::auth::Verifier>,
     /// `[[spam.dnsbl]]` zones asked at connect on the inbound listener ([`greet`]).
     pub dnsbl: Arc<dnsbl::Dnsbl>,
+    /// Per-client and per-login rates ([`rates`]).
+    pub rates: Arc<rates::Rates>,
+    /// Where a login over its hourly cap is reported (`rate_limited`).
+    pub events: crate::events::Events,
     /// Cancelled on SIGTERM: listeners stop accepting, sessions answer 421 at the next command.
     pub shutdown: CancellationToken,
 }
