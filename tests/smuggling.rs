@@ -192,6 +192,19 @@ fn fuzz_corpora_replay_through_the_session_parsers() {
             assert!(!r.to.local.contains(['%', '!', '"', '@']) && !r.to.domain.starts_with('['));
         }
     }
+    let addresses = read("address_parse");
+    assert!(!addresses.is_empty(), "seed corpus present");
+    for input in addresses {
+        let Ok(text) = std::str::from_utf8(&input) else {
+            continue;
+        };
+        if let Some(m) = command::mailbox::check(text) {
+            assert_eq!(format!("{}@{}", m.local, m.domain), text);
+        }
+        if mxgate::envelope::Address::parse(text).is_some_and(|a| !a.domain.starts_with('[')) {
+            assert!(command::mailbox::check(text).is_some(), "{text:?}");
+        }
+    }
     for input in read("session_body") {
         let mut d = DataDecoder::new(1 << 16);
         if let Some(n) = d.feed(&input) {
