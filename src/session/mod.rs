@@ -5,7 +5,9 @@
 //!
 //! One [`Session`] per connection runs read → parse ([`command`]) → dispatch (one file
 //! per verb: [`ehlo`], [`mail`], [`rcpt`], [`data`], [`sasl`], [`starttls`]) → write, over
-//! plain TCP or TLS. Invariants:
+//! plain TCP or TLS. On the inbound listener, [`greet`] runs postscreen's checks before the
+//! banner (pregreet, [`dnsbl`]); [`rates`] counts connections, messages and recipients per
+//! client and network, and messages per submission login. Invariants:
 //! - 250 after DATA/BDAT LAST only once `enqueue` returned, i.e. the message is fsync'd;
 //! - only `<CRLF>.<CRLF>` ends DATA ([`body`]); bare LF/CR is refused;
 //! - input pipelined behind STARTTLS is discarded, and the session starts over (new EHLO);
