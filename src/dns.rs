@@ -163,6 +163,30 @@ impl Dns {
         }
     }
 
+    /// The A records at `name` alone (a DNSBL answer: no AAAA query, no CNAME chase
+    /// beyond the resolver's); empty when it has none.
+    pub async fn ipv4(&self, name: &str) -> Result<Vec<Ipv4Addr>, LookupError> {
+        use mail_auth::hickory_resolver::proto::rr::RData;
+        match self
+            .inner
+            .authenticator
+            .resolver()
+            .ipv4_lookup(fqdn(name).as_str())
+            .await
+        {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(LookupError(e.to_string())),
+        }
+    }
+
     /// A and AAAA addresses of `host`; empty when it has none.
     pub async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, LookupError> {
         match self

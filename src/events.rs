@@ -53,6 +53,11 @@ pub enum Kind {
     /// This node reaches the cluster's Redis again; what it did meanwhile is replayed.
     #[serde(rename = "cluster_up")]
     ClusterUp,
+    /// A submission login reached `max_messages_per_hour` (`sender` = the MAIL FROM,
+    /// `reply` = the refusal with the login and its cap; issue 16 item 3). Raised once an
+    /// hour per login while it stays over.
+    #[serde(rename = "rate_limited")]
+    RateLimited,
 }
 
 /// One event, as POSTed (JSON).

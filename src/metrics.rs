@@ -18,6 +18,7 @@ pub const INBOUND_MESSAGES: &str = "mxgate_inbound_messages_total";
 pub const INBOUND_RECIPIENTS: &str = "mxgate_inbound_recipients_total";
 pub const SMTP_SESSIONS: &str = "mxgate_smtp_sessions_total";
 pub const SMTP_CONNECTIONS: &str = "mxgate_smtp_connections";
+pub const SMTP_POLICY: &str = "mxgate_smtp_policy_total";
 pub const AUTH_RESULTS: &str = "mxgate_auth_results_total";
 pub const DELIVERY_ATTEMPTS: &str = "mxgate_delivery_attempts_total";
 pub const DELIVERY_DURATION: &str = "mxgate_delivery_duration_seconds";
@@ -61,6 +62,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     ),
     (SMTP_SESSIONS, "SMTP sessions opened, by listener"),
     (SMTP_CONNECTIONS, "SMTP sessions open now, by listener"),
+    (
+        SMTP_POLICY,
+        "Client checks that acted (pregreet, dnsbl, rate limits), by check and action",
+    ),
     (
         AUTH_RESULTS,
         "Inbound SPF/DKIM/DMARC/ARC/iprev results by method and result",
@@ -229,6 +234,12 @@ impl Metrics {
 
     pub fn session_closed(&self, listener: &'static str) {
         self.gauge_add(SMTP_CONNECTIONS, &[("listener", listener)], -1.0);
+    }
+
+    /// A connect-time or rate check acted: `check` (pregreet, dnsbl, conn_rate, ...),
+    /// `action` (reject, tag, tempfail, allow).
+    pub fn smtp_policy(&self, check: &'static str, action: &'static str) {
+        self.counter(SMTP_POLICY, &[("check", check), ("action", action)], 1);
     }
 
     pub fn auth_result(&self, method: &'static str, result: &'static str) {

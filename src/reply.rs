@@ -87,6 +87,16 @@ pub const SHUTTING_DOWN: Reply =
 pub const IDLE_TIMEOUT: Reply = Reply::closing(421, "4.4.2", "Idle timeout, closing connection");
 pub const TOO_MANY_ERRORS: Reply =
     Reply::closing(421, "4.7.0", "Too many errors, closing connection");
+/// Postscreen's pregreet test (`smtp.greet_delay`): the client spoke before our banner,
+/// which RFC 5321 §3.1 clients never do; bots that blast commands blind do.
+pub const PREGREET: Reply = Reply::closing(
+    554,
+    "5.5.1",
+    "Protocol error: data sent before the greeting",
+);
+/// A `reject` DNSBL lists the client (SPEC "Replies"); the session fills in IP and zone:
+/// `Service unavailable; client [IP] blocked using ZONE`, Postfix's words.
+pub const DNSBL_BLOCKED: Reply = Reply::closing(554, "5.7.1", "Service unavailable;");
 /// EHLO/HELO answer; the session puts the hostname first and the EHLO keywords after it
 /// (RFC 2034 §3: EHLO lines carry no enhanced status code).
 pub const HELLO: Reply = Reply::new(250, "", "Hello");
@@ -235,6 +245,26 @@ pub const DELIVERY_EXPIRED: Reply =
     Reply::new(451, "4.4.7", "Delivery time expired, message returned");
 /// A forwarded copy could not be queued.
 pub const FORWARD_QUEUE_FAILED: Reply = Reply::new(451, "4.3.0", "Forwarded copy not queued");
+
+// --- per-client rates (issue 16 item 3; Postfix anvil) ---
+pub const CONNECTION_RATE: Reply = Reply::closing(
+    421,
+    "4.7.0",
+    "Connection rate limit exceeded, try again later",
+);
+pub const MESSAGE_RATE: Reply =
+    Reply::new(451, "4.7.1", "Message rate limit exceeded, try again later");
+pub const RECIPIENT_RATE: Reply = Reply::new(
+    451,
+    "4.7.1",
+    "Recipient rate limit exceeded, try again later",
+);
+/// `[[submission.users]] max_messages_per_hour` reached by the authenticated login.
+pub const USER_HOURLY_LIMIT: Reply = Reply::new(
+    451,
+    "4.7.1",
+    "Hourly message limit of this login reached, try again later",
+);
 
 // --- submission policy ---
 pub const WARMING_CAP: Reply = Reply::new(451, "4.7.1", "Warming tier rate limit");

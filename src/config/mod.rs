@@ -11,9 +11,11 @@
 
 mod auth;
 mod cluster;
+mod dnsbl;
 mod endpoints;
 mod events;
 mod queue;
+mod rates;
 mod relay;
 mod routing;
 mod server;
@@ -34,9 +36,11 @@ pub use auth::{
     AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, default_key_path,
 };
 pub use cluster::ClusterConfig;
+pub use dnsbl::{DnsblAction, DnsblConfig};
 pub use endpoints::{HostAddr, OdooUrl, SenderFilter, WebhookUrl};
 pub use events::EventsConfig;
 pub use queue::QueueConfig;
+pub use rates::{RateLimits, RatesConfig};
 pub use relay::{
     FromAlignment, ProviderRate, RelayConfig, Security, SmarthostConfig, SubmissionConfig,
     SubmissionUser, WarmingConfig, WarmingStep,
@@ -86,10 +90,12 @@ pub struct Config {
     pub streams: StreamsConfig,
     /// The one RocksDB's memory bound (`[store]`).
     pub store: StoreConfig,
-    /// Inbound spam filtering with rspamd (`[spam]`, issue 16).
+    /// Inbound spam defences (`[spam]`, issue 16): rspamd, and the DNSBLs asked at connect.
     pub spam: SpamConfig,
     /// Shared state of several nodes on Redis (`[cluster]`, issue 18).
     pub cluster: ClusterConfig,
+    /// Per-client connection, message and recipient rates (`[rates]`, issue 16).
+    pub rates: RatesConfig,
     /// The file this config was read from, what a reload reads again; `None` for a config
     /// built from text (the embedded default, tests).
     #[serde(skip)]

@@ -42,6 +42,11 @@ pub struct SubmissionUser {
     /// Enrolled sending domains: MAIL FROM outside them is 550 5.1.0.
     #[serde(default)]
     pub domains: Vec<String>,
+    /// Messages (MAIL commands) this login may send an hour; beyond: `451 4.7.1` and a
+    /// `rate_limited` event, so a stolen ERP password cannot send 100,000 unnoticed.
+    /// Absent = no cap.
+    #[serde(default)]
+    pub max_messages_per_hour: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -51,8 +51,9 @@ pub struct ListenerConfig {
 pub struct SmtpConfig {
     /// Largest message accepted, advertised in EHLO SIZE (RFC 1870); beyond it: 552 5.3.4.
     pub max_message_bytes: ByteSize,
-    /// RFC 5321 §4.5.3.1.4 says 512 octets for a command line; we allow some slack for
-    /// long ESMTP parameters (Postfix: line_length_limit = 2048).
+    /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets, CRLF included; beyond it
+    /// `500 5.5.2 Line too long`. AUTH lines have their own RFC 4954 limit
+    /// ([`AUTH_LINE_BYTES`](crate::session::AUTH_LINE_BYTES)); DATA text lines theirs.
     pub max_line_bytes: usize,
     /// Recipients per transaction; RFC 5321 §4.5.3.1.8 requires at least 100.
     pub max_recipients: usize,
@@ -71,13 +72,17 @@ pub struct SmtpConfig {
     pub max_errors: usize,
     /// Failed AUTH attempts per client IP before further attempts are refused.
     pub max_auth_failures: usize,
+    /// Inbound listener only: the banner waits this long, and a client that sends
+    /// anything before it is a pregreeter (postscreen's test; bots that do not wait for the
+    /// 220): `554 5.5.1` and closed. `0s` = banner at once, no test.
+    pub greet_delay: HumanDuration,
 }
 
 impl Default for SmtpConfig {
     fn default() -> Self {
         SmtpConfig {
             max_message_bytes: ByteSize(25 * 1024 * 1024),
-            max_line_bytes: 2048,
+            max_line_bytes: 512,
             max_recipients: 100,
             max_connections: 1000,
             max_connections_per_ip: 50,
@@ -86,6 +91,7 @@ impl Default for SmtpConfig {
             max_hops: 50,
             max_errors: 20,
             max_auth_failures: 5,
+            greet_delay: HumanDuration::secs(0),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `[spam]`: inbound spam filtering (issue 16; SPEC "Names fixed on 2026-12-05"), and the
 //! per-domain `[[domains]] spam` mode it is applied with. rspamd does the scoring; mxgate
-//! asks it before the 250 and acts on its action. Room is left for `[[spam.dnsbl]]`.
+//! asks it before the 250 and acts on its action. The DNSBLs of `[[spam.dnsbl]]` are in `dnsbl.rs`.
 
 use serde::Deserialize;
 
@@ -17,6 +17,8 @@ pub struct SpamConfig {
     pub timeout: HumanDuration,
     /// What a message gets when rspamd is down, slow or answers nonsense.
     pub on_error: SpamOnError,
+    /// DNS block/allow lists asked at connect (`[[spam.dnsbl]]`, `dnsbl.rs`).
+    pub dnsbl: Vec<super::DnsblConfig>,
 }
 
 impl Default for SpamConfig {
@@ -25,6 +27,7 @@ impl Default for SpamConfig {
             rspamd_url: String::new(),
             timeout: HumanDuration::secs(5),
             on_error: SpamOnError::Accept,
+            dnsbl: Vec::new(),
         }
     }
 }

@@ -19,6 +19,9 @@ impl Config {
         if let Some(e) = self.events.url.error() {
             p.add("events.url", e);
         }
+        for (key, message) in self.spam.dnsbl_problems() {
+            p.add(key, message);
+        }
         for (key, message) in self
             .suspension
             .problems()
@@ -199,6 +202,12 @@ impl Config {
                 p.add(
                     format!("submission.users[{i}].password_hash"),
                     "not a PHC hash string; make one with `mxgate hash-password`",
+                );
+            }
+            if u.max_messages_per_hour == Some(0) {
+                p.add(
+                    format!("submission.users[{i}].max_messages_per_hour"),
+                    "must be at least 1 (leave it out for no cap)",
                 );
             }
         }

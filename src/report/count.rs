@@ -50,7 +50,8 @@ impl Observer {
             | Kind::Suspended
             | Kind::Complained
             | Kind::ClusterDown
-            | Kind::ClusterUp => Vec::new(),
+            | Kind::ClusterUp
+            | Kind::RateLimited => Vec::new(),
         }
     }
 
@@ -87,7 +88,8 @@ impl Observer {
             | Kind::Suspended
             | Kind::Complained
             | Kind::ClusterDown
-            | Kind::ClusterUp => None,
+            | Kind::ClusterUp
+            | Kind::RateLimited => None,
         }
     }
 

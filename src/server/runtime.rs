@@ -143,7 +143,15 @@ impl Runtime {
             warming.clone(),
             Some(observer.clone()),
         );
+        let dnsbl = crate::session::dnsbl::Dnsbl::new(
+            config.spam.dnsbl.clone(),
+            Some(dns.clone()),
+            config.dns.timeout.get(),
+        );
         let session = SessionContext {
+            dnsbl: Arc::new(dnsbl),
+            rates: Arc::new(crate::session::rates::Rates::new(&config, &s.clock)),
+            events: events.clone(),
             config: config.clone(),
             router,
             queue: s.queue.clone(),

@@ -15,6 +15,7 @@
 //! splitter.
 
 mod mail_rcpt;
+pub mod mailbox;
 
 use crate::envelope::{Address, ReversePath};
 
@@ -136,11 +137,16 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     // Controls (CR, NUL, ...) inside a command line are never legitimate and would end
-    // up in our Received header (HELO name).
+    // up in our Received header (HELO name). In MAIL/RCPT they are in the address: 501 5.1.3.
+    let bad = if has_verb(line, b"MAIL") || has_verb(line, b"RCPT") {
+        CommandError::BadAddress
+    } else {
+        CommandError::Unrecognized
+    };
     if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return Err(CommandError::Unrecognized);
+        return Err(bad);
     }
-    let line = std::str::from_utf8(line).map_err(|_| CommandError::Unrecognized)?;
+    let line = std::str::from_utf8(line).map_err(|_| bad)?;
     let (verb, args) = match line.find([' ', '\t']) {
         Some(i) => (&line[..i], line[i + 1..].trim_matches([' ', '\t'])),
         None => (line, ""),
@@ -172,6 +178,13 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         }
         _ => Err(CommandError::Unrecognized),
     }
+}
+
+/// `line` starts with `verb` (any case) followed by a space or tab.
+fn has_verb(line: &[u8], verb: &[u8]) -> bool {
+    line.len() > verb.len()
+        && line[..verb.len()].eq_ignore_ascii_case(verb)
+        && matches!(line[verb.len()], b' ' | b'\t')
 }
 
 /// RFC 5321 §4.1.1.1: `EHLO SP ( Domain / address-literal )`. Extra words are tolerated

@@ -197,6 +197,9 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
     };
     let mut message = auth_fields.into_bytes();
     message.extend_from_slice(spam_fields.as_bytes());
+    if let Some(tag) = &s.dnsbl_header {
+        message.extend_from_slice(tag.as_bytes());
+    }
     message.extend_from_slice(received_header(s, &txn).as_bytes());
     message.extend_from_slice(&content);
     let msg = NewMessage {

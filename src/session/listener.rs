@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::rates::Counted;
 use super::{Session, SessionContext};
 use crate::envelope::{ListenerKind, Peer};
 use crate::live::View;
@@ -73,6 +74,16 @@ pub async fn serve(
                 continue;
             }
         };
+        if kind == ListenerKind::Inbound
+            && let Err(scope) = ctx.rates.check(Counted::Connection, addr.ip())
+        {
+            info!(listener = %kind.as_str(), peer = %addr, ?scope, "connection rate exceeded");
+            ctx.metrics
+                .smtp_policy(scope.label(Counted::Connection), "tempfail");
+            tracker.spawn(refuse(stream, reply::CONNECTION_RATE));
+            drop(slot);
+            continue;
+        }
         let span = info_span!("session", session_id = %session_id(), peer = %addr, listener = %kind.as_str());
         let session = Session::new(ctx.clone(), shared.clone(), kind, peer(addr));
         let metrics = ctx.metrics.clone();

@@ -7,11 +7,13 @@
 //!
 //! [`Queue::admit`]: crate::queue::Queue::admit
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::command::{BodyType, MailFrom};
+use super::rates::Counted;
 use super::{Session, State, Transaction};
 use crate::envelope::{ListenerKind, ReversePath};
+use crate::events::{Event, Kind};
 use crate::reply::{self, Reply};
 
 pub(super) fn mail(s: &mut Session, m: MailFrom) -> Reply {
@@ -27,6 +29,9 @@ pub(super) fn mail(s: &mut Session, m: MailFrom) -> Reply {
     if s.kind != ListenerKind::Inbound
         && let Some(refusal) = submission_policy(s, &m.from)
     {
+        return refusal;
+    }
+    if let Some(refusal) = rate_limit(s, &m.from) {
         return refusal;
     }
     if !m.smtputf8 && !m.from.to_string().is_ascii() {
@@ -88,6 +93,52 @@ fn submission_policy(s: &Session, from: &ReversePath) -> Option<Reply> {
         }
         _ => warming_tempfail(s, from),
     }
+}
+
+/// Issue 16 item 3: the client's message rate (inbound) or the login's hourly cap
+/// (submission), `451 4.7.1`. A login over its cap also raises a `rate_limited` event,
+/// once an hour: the ERP's operators learn of a stolen password from the first refusal.
+fn rate_limit(s: &Session, from: &ReversePath) -> Option<Reply> {
+    let metrics = &s.ctx.metrics;
+    if s.kind == ListenerKind::Inbound {
+        let scope = s
+            .ctx
+            .rates
+            .check(Counted::Message, s.peer.addr.ip())
+            .err()?;
+        info!(?scope, "message rate exceeded");
+        metrics.smtp_policy(scope.label(Counted::Message), "tempfail");
+        metrics.inbound_message("tempfail", "rate_limit");
+        return Some(reply::MESSAGE_RATE);
+    }
+    let user = s.peer.user.as_deref()?;
+    let over = s.ctx.rates.check_user(user).err()?;
+    warn!(user, cap = over.cap, from = %from, "login over its hourly message cap");
+    metrics.smtp_policy("user_hourly", "tempfail");
+    metrics.inbound_message("tempfail", "user_hourly_limit");
+    if over.notify {
+        s.ctx.events.emit(Event {
+            id: 0,
+            event: Kind::RateLimited,
+            timestamp: String::new(),
+            queue_id: String::new(),
+            message_id: String::new(),
+            sender: from.to_string(),
+            recipient: String::new(),
+            reply: format!(
+                "{} (login {user}, max_messages_per_hour = {})",
+                reply::USER_HOURLY_LIMIT,
+                over.cap
+            ),
+            category: None,
+            status: Some(reply::USER_HOURLY_LIMIT.status.to_string()),
+            attempts: 0,
+            direction: "outbound",
+            feedback_type: None,
+            provider: None,
+        });
+    }
+    Some(reply::USER_HOURLY_LIMIT)
 }
 
 /// Tempfail mode (issue 6 §3): `451 4.7.1` once the sending domain's warming cap for today

@@ -5,7 +5,9 @@
 //!
 //! One [`Session`] per connection runs read → parse ([`command`]) → dispatch (one file
 //! per verb: [`ehlo`], [`mail`], [`rcpt`], [`data`], [`sasl`], [`starttls`]) → write, over
-//! plain TCP or TLS. Invariants:
+//! plain TCP or TLS. On the inbound listener, [`greet`] runs postscreen's checks before the
+//! banner (pregreet, [`dnsbl`]); [`rates`] counts connections, messages and recipients per
+//! client and network, and messages per submission login. Invariants:
 //! - 250 after DATA/BDAT LAST only once `enqueue` returned, i.e. the message is fsync'd;
 //! - only `<CRLF>.<CRLF>` ends DATA ([`body`]); bare LF/CR is refused;
 //! - input pipelined behind STARTTLS is discarded, and the session starts over (new EHLO);
@@ -17,11 +19,14 @@
 pub mod body;
 pub mod command;
 mod data;
+pub mod dnsbl;
 mod ehlo;
+mod greet;
 mod io;
 pub mod listener;
 mod mail;
 pub mod prep;
+pub mod rates;
 mod rcpt;
 mod sasl;
 mod scan;
@@ -73,9 +78,18 @@ pub struct SessionContext {
     pub verifier: Arc<crate::auth::Verifier>,
     /// rspamd (`session/scan.rs`); `None` while `spam.rspamd_url` is empty.
     pub spam: Option<Arc<crate::spam::Scanner>>,
+    /// `[[spam.dnsbl]]` zones asked at connect on the inbound listener ([`greet`]).
+    pub dnsbl: Arc<dnsbl::Dnsbl>,
+    /// Per-client and per-login rates ([`rates`]).
+    pub rates: Arc<rates::Rates>,
+    /// Where a login over its hourly cap is reported (`rate_limited`).
+    pub events: crate::events::Events,
     /// Cancelled on SIGTERM: listeners stop accepting, sessions answer 421 at the next command.
     pub shutdown: CancellationToken,
 }
+
+/// RFC 4954 §4: an AUTH command line (initial response included) may be 12288 octets.
+pub const AUTH_LINE_BYTES: usize = 12288;
 
 /// Where the session is in the SMTP dialogue (RFC 5321 §4.1.4 ordering).
 #[derive(Debug)]
@@ -122,6 +136,8 @@ pub(crate) struct Session {
     errors: usize,
     /// An AUTH exchange waiting for the client's next line.
     sasl: Option<sasl::Exchange>,
+    /// `X-Mxgate-Dnsbl` for this client's mail: a `tag` zone lists it ([`greet`]).
+    dnsbl_header: Option<String>,
 }
 
 impl Session {
@@ -140,6 +156,7 @@ impl Session {
             esmtp: false,
             errors: 0,
             sasl: None,
+            dnsbl_header: None,
         }
     }
 
@@ -157,7 +174,20 @@ impl Session {
     }
     fn conn<S: AsyncRead + AsyncWrite + Unpin>(&self, io: S) -> Conn<S> {
         let smtp = &self.ctx.config.smtp;
-        Conn::new(io, smtp.max_line_bytes, smtp.idle_timeout.get())
+        // The reader takes lines up to the AUTH limit; other commands are held to
+        // `max_line_bytes` in `run` (one reader, two limits).
+        let max = smtp.max_line_bytes.max(AUTH_LINE_BYTES);
+        Conn::new(io, max, smtp.idle_timeout.get())
+    }
+
+    /// A command line over `smtp.max_line_bytes` (RFC 5321 §4.5.3.1.4), except AUTH and
+    /// SASL responses, which RFC 4954 §4 allows up to [`AUTH_LINE_BYTES`].
+    fn too_long(&self, line: &[u8]) -> bool {
+        line.len() > self.ctx.config.smtp.max_line_bytes
+            && self.sasl.is_none()
+            && !line
+                .get(..5)
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"AUTH "))
     }
 
     fn greeting(&self) -> Reply {
@@ -172,8 +202,8 @@ impl Session {
     ) -> std::io::Result<Next> {
         loop {
             let line = match self.read_command(conn).await {
-                Ok(Input::Line(line)) => line,
-                Ok(Input::TooLong) => {
+                Ok(Input::Line(line)) if !self.too_long(&line) => line,
+                Ok(Input::Line(_) | Input::TooLong) => {
                     info!("command line too long");
                     if self.respond(conn, reply::LINE_TOO_LONG) {
                         return Ok(Next::Close);

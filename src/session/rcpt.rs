@@ -7,6 +7,7 @@
 use tracing::info;
 
 use super::command::RcptTo;
+use super::rates::Counted;
 use super::{Session, State};
 use crate::envelope::{Destination, ListenerKind};
 use crate::reply::{self, Reply};
@@ -22,6 +23,14 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
         State::Mail(txn) if txn.chunks.is_some() => return reply::BAD_SEQUENCE,
         State::Mail(txn) => txn,
     };
+    if s.kind == ListenerKind::Inbound
+        && let Err(scope) = s.ctx.rates.check(Counted::Recipient, s.peer.addr.ip())
+    {
+        info!(rcpt = %r.to, ?scope, "recipient rate exceeded");
+        metrics.smtp_policy(scope.label(Counted::Recipient), "tempfail");
+        metrics.inbound_recipient("tempfail", "rate_limit");
+        return reply::RECIPIENT_RATE;
+    }
     if txn.recipients.len() >= s.ctx.config.smtp.max_recipients {
         metrics.inbound_recipient("rejected", "too_many");
         return reply::TOO_MANY_RECIPIENTS;

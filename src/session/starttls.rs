@@ -14,6 +14,11 @@ use super::{Next, Session, State, Step, reply};
 impl Session {
     pub(super) async fn serve_plain(&mut self, tcp: TcpStream) -> std::io::Result<()> {
         let mut conn = self.conn(tcp);
+        if let Some(refusal) = self.before_banner(&mut conn).await? {
+            conn.queue_reply(&refusal);
+            conn.close().await;
+            return Ok(());
+        }
         conn.queue_reply(&self.greeting());
         match self.run(&mut conn).await? {
             Next::Close => conn.close().await,

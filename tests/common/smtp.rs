@@ -74,6 +74,20 @@ impl SmtpClient {
         }
     }
 
+    /// Connects from loopback address `src` (any of 127.0.0.0/8 on Linux): another client
+    /// IP, or another client network, without leaving the machine.
+    pub async fn connect_from(src: std::net::IpAddr, addr: SocketAddr) -> SmtpClient {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind(SocketAddr::new(src, 0))
+            .expect("bind source address");
+        let tcp = sock.connect(addr).await.expect("connect");
+        SmtpClient {
+            io: Box::pin(tcp),
+            buf: Vec::new(),
+            peer_cert: None,
+        }
+    }
+
     /// Implicit TLS (port 465 style).
     pub async fn connect_tls(addr: SocketAddr) -> SmtpClient {
         let tcp = TcpStream::connect(addr).await.expect("connect");

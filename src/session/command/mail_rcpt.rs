@@ -9,7 +9,7 @@
 
 use crate::envelope::{Address, ReversePath};
 
-use super::{BodyType, CommandError, MailFrom, RcptTo};
+use super::{BodyType, CommandError, MailFrom, RcptTo, mailbox};
 
 /// Splits `KEYWORD:` off the argument (`FROM:` / `TO:`), case-insensitive. A space after
 /// the colon is tolerated (Postfix's default, RFC 5321 forbids it but many clients send it).
@@ -59,7 +59,7 @@ fn split_source_route(path: &str) -> Option<Path<'_>> {
     let (route, mailbox) = path.split_once(':')?;
     let valid = route
         .split(',')
-        .all(|hop| hop.strip_prefix('@').is_some_and(|d| !d.is_empty()));
+        .all(|hop| hop.strip_prefix('@').is_some_and(mailbox::is_domain));
     valid.then_some(Path {
         source_route: true,
         mailbox,
@@ -68,12 +68,14 @@ fn split_source_route(path: &str) -> Option<Path<'_>> {
 
 pub(super) fn parse_mail(args: &str) -> Result<MailFrom, CommandError> {
     let rest = strip_keyword(args, "FROM:").ok_or(CommandError::Syntax)?;
-    let (path, params) = split_path(rest).ok_or(CommandError::BadSender)?;
+    let (path, params) = split_path(rest).ok_or(CommandError::BadAddress)?;
     // RFC 5321 §4.1.1.2 / §C: a source route in the reverse-path is accepted and ignored.
-    let path = split_source_route(path).ok_or(CommandError::BadSender)?;
+    let path = split_source_route(path).ok_or(CommandError::BadAddress)?;
     let from = if path.mailbox.is_empty() && !path.source_route {
         ReversePath::Null
     } else {
+        mailbox::check(path.mailbox).ok_or(CommandError::BadAddress)?;
+        // Well-formed but a form we do not take as a sender (quoted, `%`, literal): 5.1.7.
         ReversePath::Address(Address::parse(path.mailbox).ok_or(CommandError::BadSender)?)
     };
     let mut mail = MailFrom {
@@ -131,11 +133,12 @@ fn mail_param(mail: &mut MailFrom, key: &str, value: Option<&str>) -> Result<(),
 pub(super) fn parse_rcpt(args: &str) -> Result<RcptTo, CommandError> {
     let rest = strip_keyword(args, "TO:").ok_or(CommandError::Syntax)?;
     let (path, params) = split_path(rest).ok_or(CommandError::BadAddress)?;
-    let path = split_source_route(path).ok_or(CommandError::RelayAttempt)?;
+    let path = split_source_route(path).ok_or(CommandError::BadAddress)?;
+    // Syntax first (501), then the source route as a relaying trick (550).
+    let to = rcpt_address(path.mailbox)?;
     if path.source_route {
         return Err(CommandError::RelayAttempt);
     }
-    let to = rcpt_address(path.mailbox)?;
     let mut rcpt = RcptTo {
         to,
         notify: None,
@@ -158,13 +161,12 @@ pub(super) fn parse_rcpt(args: &str) -> Result<RcptTo, CommandError> {
     Ok(rcpt)
 }
 
-/// A forward-path mailbox. Anything that names another host in the local part, or is not a
-/// plain domain, is a relaying attempt: refused, never interpreted.
+/// A forward-path mailbox. Malformed is `501 5.1.3` first; a well-formed one that names
+/// another host in the local part, or is not a plain domain, is a relaying attempt:
+/// refused, never interpreted.
 fn rcpt_address(mailbox: &str) -> Result<Address, CommandError> {
-    let Some((local, domain)) = mailbox.rsplit_once('@') else {
-        return Err(CommandError::BadAddress);
-    };
-    if local.contains(['%', '!', '"', '@']) || domain.starts_with('[') {
+    let m = mailbox::check(mailbox).ok_or(CommandError::BadAddress)?;
+    if m.quoted || m.literal || m.local.contains(['%', '!']) {
         return Err(CommandError::RelayAttempt);
     }
     Address::parse(mailbox).ok_or(CommandError::BadAddress)
