@@ -1,0 +1,359 @@
+//! Concepts: a subject word and a predicate close to it ("recipient … not found", "mailbox
+//! … over quota", "sender domain … does not exist"). Where the phrase tables hold one MTA's
+//! exact wording, a concept holds the idea every MTA words its own way, so it reads mail
+//! from MTAs no table was written for. Tried after the exact phrases of the same text.
+//!
+//! A predicate counts when it follows the subject within `AFTER` bytes, or stands right
+//! before it (`BEFORE`: "unknown user", "invalid recipient"), so words of neighbouring
+//! sentences do not pair up.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+
+use crate::bounce::category::Reason;
+
+/// Most bytes between the end of a subject and a predicate after it.
+const AFTER: usize = 40;
+/// Most bytes between a predicate and the subject right after it.
+const BEFORE: usize = 2;
+
+/// One concept: id, reason, subject words, predicates. Earlier rows win.
+type Concept = (
+    &'static str,
+    Reason,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+const SENDER: &[&str] = &[
+    "sender",
+    "envelope from",
+    "envelope-from",
+    "mail from",
+    "from address",
+    "from domain",
+    "originator",
+    "return path",
+    "return-path",
+];
+const NOT_GOOD: &[&str] = &[
+    "rejected",
+    "refused",
+    "invalid",
+    "not allowed",
+    "not permitted",
+    "unverified",
+    "not verified",
+    "verify failed",
+    "verification failed",
+    "blacklisted",
+    "blocklisted",
+    "denied",
+    "unknown",
+    "does not exist",
+    "not exist",
+    "unroutable",
+    "not found",
+    "must exist",
+    "no mx",
+];
+const ADDRESSEE: &[&str] = &[
+    "user",
+    "recipient",
+    "mailbox",
+    "address",
+    "account",
+    "addressee",
+    "local part",
+    "local-part",
+    "destinataire",
+    "usuario",
+    "utente",
+    "empfänger",
+    "benutzer",
+    "用户",
+    "收件人",
+    "宛先",
+    "ユーザ",
+];
+const ABSENT: &[&str] = &[
+    "unknown",
+    "not found",
+    "not exist",
+    "doesn't exist",
+    "does not exist",
+    "no such",
+    "not recognized",
+    "not recognised",
+    "invalid",
+    "not valid",
+    "isn't valid",
+    "unavailable",
+    "not known",
+    "nonexistent",
+    "non-existent",
+    "inconnu",
+    "desconocido",
+    "sconosciuto",
+    "unbekannt",
+    "不存在",
+    "存在しない",
+    "不明",
+];
+
+const CONCEPTS: &[Concept] = &[
+    ("sender-refused", Reason::Rejected, SENDER, NOT_GOOD),
+    (
+        "ip-blocked",
+        Reason::Blocked,
+        &[
+            "your ip",
+            "ip address",
+            "sending ip",
+            "client host",
+            "your host",
+            "your server",
+        ],
+        &[
+            "blocked",
+            "blacklisted",
+            "blocklisted",
+            "listed",
+            "banned",
+            "rejected",
+            "refused",
+            "denied",
+            "not allowed",
+            "invalid",
+        ],
+    ),
+    (
+        "header-malformed",
+        Reason::NotCompliantRfc,
+        &["header"],
+        &[
+            "duplicate",
+            "multiple",
+            "malformed",
+            "not compliant",
+            "non-compliant",
+        ],
+    ),
+    (
+        "message-too-big",
+        Reason::MesgTooBig,
+        &["message size", "message", "size of"],
+        &[
+            "too big",
+            "too large",
+            "exceeds the maximum",
+            "size limit",
+            "exceeds maximum",
+        ],
+    ),
+    (
+        "mailbox-full",
+        Reason::MailboxFull,
+        &[
+            "mailbox",
+            "mail box",
+            "inbox",
+            "quota",
+            "storage",
+            "disk space",
+            "mailfolder",
+        ],
+        &[
+            "full",
+            "exceeded",
+            "insufficient",
+            "no space",
+            "not enough space",
+            "over quota",
+        ],
+    ),
+    (
+        "mailbox-disabled",
+        Reason::Suspend,
+        &["account", "mailbox", "mail box", "user"],
+        &[
+            "disabled",
+            "suspended",
+            "inactive",
+            "frozen",
+            "deactivated",
+            "locked",
+            "discontinued",
+            "not active",
+        ],
+    ),
+    (
+        "address-moved",
+        Reason::HasMoved,
+        &["mailbox", "address", "user", "recipient"],
+        &["has moved", "moved to", "was moved"],
+    ),
+    (
+        "domain-unknown",
+        Reason::HostUnknown,
+        &["domain", "host", "hostname", "mx"],
+        &[
+            "not found",
+            "unknown",
+            "does not exist",
+            "doesn't exist",
+            "not exist",
+            "no such",
+            "could not be resolved",
+            "cannot be resolved",
+            "unresolvable",
+            "not reachable",
+            "nxdomain",
+            "illegal",
+        ],
+    ),
+    ("addressee-unknown", Reason::UserUnknown, ADDRESSEE, ABSENT),
+    (
+        "auth-required",
+        Reason::SecurityError,
+        &["authentication", "smtp auth", "starttls", "encryption"],
+        &["required", "needed", "must", "mandatory"],
+    ),
+    (
+        "relay-denied",
+        Reason::NoRelaying,
+        &["relay", "relaying"],
+        &[
+            "denied",
+            "not permitted",
+            "not allowed",
+            "prohibited",
+            "refused",
+            "unable to",
+        ],
+    ),
+    (
+        "too-many-recipients",
+        Reason::TooManyConn,
+        &["recipients", "connections", "sessions"],
+        &["too many"],
+    ),
+    (
+        "delivery-expired",
+        Reason::Expired,
+        &["message", "delivery", "queue", "retry", "retries"],
+        &[
+            "expired",
+            "timed out",
+            "timeout",
+            "too long",
+            "gave up",
+            "giving up",
+        ],
+    ),
+    (
+        "connection-failed",
+        Reason::NetworkError,
+        &["connection", "connect", "host", "name server", "dns"],
+        &[
+            "refused",
+            "timed out",
+            "reset",
+            "lost",
+            "unreachable",
+            "not reachable",
+            "failed",
+        ],
+    ),
+];
+
+/// Every subject and predicate of every concept in one automaton.
+struct Matcher {
+    automaton: AhoCorasick,
+    words: Vec<&'static str>,
+}
+
+static MATCHER: LazyLock<Matcher> = LazyLock::new(|| {
+    let mut words: Vec<&'static str> = Vec::new();
+    for (_, _, subjects, preds) in CONCEPTS {
+        for w in subjects.iter().chain(preds.iter()) {
+            if !words.contains(w) {
+                words.push(w);
+            }
+        }
+    }
+    let automaton = AhoCorasick::builder()
+        .kind(Some(AhoCorasickKind::DFA))
+        .match_kind(MatchKind::Standard)
+        .build(&words)
+        .expect("concept words are valid patterns");
+    Matcher { automaton, words }
+});
+
+/// Every concept that `lower` expresses, in priority order: (id, reason).
+pub(super) fn matches(lower: &str) -> impl Iterator<Item = (&'static str, Reason)> {
+    let m = &*MATCHER;
+    // (start, end, word) of every word occurrence, overlapping: "mail from" and "from".
+    let hits: Vec<(usize, usize, &'static str)> = m
+        .automaton
+        .find_overlapping_iter(lower)
+        .map(|h| (h.start(), h.end(), m.words[h.pattern().as_usize()]))
+        .collect();
+    CONCEPTS
+        .iter()
+        .filter(move |(_, _, subjects, preds)| {
+            hits.iter().filter(|h| subjects.contains(&h.2)).any(|s| {
+                hits.iter().filter(|h| preds.contains(&h.2)).any(|p| {
+                    let after = p.0 >= s.1 && p.0 - s.1 <= AFTER;
+                    let before = p.1 <= s.0 && s.0 - p.1 <= BEFORE;
+                    after || before
+                })
+            })
+        })
+        .map(|(id, reason, _, _)| (*id, *reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first(text: &str) -> Option<Reason> {
+        matches(text).next().map(|m| m.1)
+    }
+
+    #[test]
+    fn concepts_read_wordings_no_table_holds() {
+        assert_eq!(
+            first("the recipient name is not recognized"),
+            Some(Reason::UserUnknown)
+        );
+        assert_eq!(
+            first("sorry, no such mailbox here"),
+            Some(Reason::UserUnknown)
+        );
+        assert_eq!(
+            first("quota for this mailbox has been exceeded"),
+            Some(Reason::MailboxFull)
+        );
+        assert_eq!(
+            first("sender domain example.test does not exist"),
+            Some(Reason::Rejected)
+        );
+        assert_eq!(
+            first("this mailbox has been deactivated"),
+            Some(Reason::Suspend)
+        );
+        assert_eq!(
+            first("52 too many recipients in this message"),
+            Some(Reason::TooManyConn)
+        );
+    }
+
+    #[test]
+    fn words_of_distant_sentences_do_not_pair() {
+        let far = format!("the user {} is unknown", "x".repeat(60));
+        assert_eq!(first(&far), None);
+        assert_eq!(first("invalid ip address"), Some(Reason::Blocked));
+    }
+}
