@@ -21,11 +21,17 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # Top-level modules, lowest layer first. A module may import modules of its own layer
 # only when no cycle results, and any module of a lower layer; never one above it.
 # A module missing from the table is an error (new modules must take a place).
+#
+# Placed at the bottom as leaves (they import nothing of the crate): `providers`, because
+# config checks `[warming.providers.NAME]` against its names and parses `domains`/`mx` into
+# its `HostPattern` (bounce and warming both detect providers with it); `live`, the
+# reloadable-value cell that server fills and the stages read. `http_client` (the client to
+# the ERP, for deliveries and the events webhook) is shared infrastructure like dns and tls.
 LAYERS = [
-    ["reply", "envelope", "clock"],
+    ["reply", "envelope", "clock", "providers", "live", "message", "error_chain"],
     ["config", "metrics"],
-    ["dns", "tls", "db"],
-    ["auth", "routing", "bounce", "providers"],
+    ["dns", "tls", "db", "http_client"],
+    ["auth", "routing", "bounce"],
     ["queue"],
     ["report", "stats", "events", "suppression", "suspension"],
     ["delivery", "session", "intake"],

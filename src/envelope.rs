@@ -1,7 +1,8 @@
-//! Types that cross stages: [`Address`], [`ReversePath`], [`Envelope`], [`QueueId`], [`Peer`].
+//! Types that cross stages: [`Address`], [`ReversePath`], [`Envelope`], [`QueueId`], [`Peer`],
+//! a recipient's [`Destination`] and a message's [`Stream`].
 //!
-//! Nothing else lives here. A session builds an `Envelope`, routing resolves its recipients,
-//! the queue stores it under a `QueueId`, delivery reads it back.
+//! Nothing else lives here. A session builds an `Envelope`, routing resolves its recipients
+//! to `Destination`s, the queue stores it under a `QueueId`, delivery reads it back.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -185,6 +186,58 @@ impl std::str::FromStr for QueueId {
     type Err = std::num::ParseIntError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         u64::from_str_radix(s, 16).map(QueueId)
+    }
+}
+
+/// Where one accepted recipient goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Destination {
+    /// A configured route (`http`, `maildir`, ...).
+    Route {
+        route: String,
+        /// The alias address that matched (`sales@example.test`), or the catchall address.
+        alias: String,
+        /// `reply+TOKEN`: the ERP's thread token, passed on as `X-Mxgate-Thread`.
+        thread: Option<String>,
+        /// `alias+detail`: the detail part.
+        detail: Option<String>,
+    },
+    /// `bounce+TOKEN@`: a DSN for the bounce stage; TOKEN may be empty or forged.
+    Bounce { token: String },
+    /// Outbound relay to a remote domain (authenticated submission, a trusted network, a
+    /// forwarded copy or a DSN we send): smart hosts or MX, see `delivery::plan`.
+    Relay,
+    /// `SRS0=...@<bounce domain>` of ours (a bounce of a forwarded copy): relayed on to the
+    /// original sender `to` that the SRS address encodes.
+    SrsReturn { to: String },
+}
+
+/// A message's email type (issue 6 item 5): `transactional` (the default: invoices,
+/// password resets, replies) or `mass` (newsletters, campaigns). Mass mail gets its own share
+/// of the delivery concurrency so it never delays transactional mail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    #[default]
+    Transactional,
+    Mass,
+}
+
+impl Stream {
+    /// The `email_type` label value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Stream::Transactional => "transactional",
+            Stream::Mass => "mass",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stream> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "transactional" => Some(Stream::Transactional),
+            "mass" => Some(Stream::Mass),
+            _ => None,
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::EventsConfig;
-use crate::delivery::http;
+use crate::live::View;
 use crate::stats::store::{self, StatsError, Store};
 
 /// What happened to one recipient.
@@ -80,15 +80,21 @@ pub struct Event {
     pub provider: Option<String>,
 }
 
-/// Handle to the outbox; cheap to clone. Disabled (every call a no-op) without a URL.
+/// Handle to the outbox, with the `[events]` config it was built for; cheap to clone.
+/// Every emit is a no-op while `url` is empty.
+///
+/// The outbox (store, id counter, sender wake-up) lives as long as the server; a reload
+/// makes a new handle on it with the new config ([`Events::reconfigured`]), so events
+/// already queued survive a change of `url` and go to the new one.
 #[derive(Clone)]
 pub struct Events {
-    inner: Option<Arc<Inner>>,
+    /// `None` only for [`Events::disabled`] (no store at all).
+    outbox: Option<Arc<Outbox>>,
+    cfg: Arc<EventsConfig>,
 }
 
-struct Inner {
+struct Outbox {
     store: Store,
-    cfg: EventsConfig,
     clock: Clock,
     last_id: AtomicU64,
     pending: AtomicU64,
@@ -96,50 +102,67 @@ struct Inner {
 }
 
 impl Events {
-    /// Events that are dropped as they are emitted (no `[events] url`).
+    /// Events that are dropped as they are emitted, with no outbox to enable later.
     pub fn disabled() -> Events {
-        Events { inner: None }
+        Events {
+            outbox: None,
+            cfg: Arc::new(EventsConfig::default()),
+        }
     }
 
     pub fn new(cfg: &EventsConfig, store: Store, clock: Clock) -> Result<Events, StatsError> {
-        if cfg.url.is_empty() {
-            return Ok(Events::disabled());
-        }
         let last = store
             .last_key(store::OUTBOX)?
             .and_then(|k| parse_id(&k))
             .unwrap_or(0);
         let pending = store.count(store::OUTBOX)?;
         Ok(Events {
-            inner: Some(Arc::new(Inner {
+            outbox: Some(Arc::new(Outbox {
                 store,
-                cfg: cfg.clone(),
                 clock,
                 last_id: AtomicU64::new(last),
                 pending: AtomicU64::new(pending),
                 wake: Notify::new(),
             })),
+            cfg: Arc::new(cfg.clone()),
         })
     }
 
+    /// The same outbox under `cfg` (a reload); this handle keeps its own config.
+    pub fn reconfigured(&self, cfg: &EventsConfig) -> Events {
+        Events {
+            outbox: self.outbox.clone(),
+            cfg: Arc::new(cfg.clone()),
+        }
+    }
+
     pub fn enabled(&self) -> bool {
-        self.inner.is_some()
+        self.outbox.is_some() && !self.cfg.url.is_empty()
     }
 
     /// Whether relayed-only events also cover deliveries to inbound routes.
     pub fn inbound(&self) -> bool {
-        self.inner.as_ref().is_some_and(|i| i.cfg.inbound)
+        self.enabled() && self.cfg.inbound
+    }
+
+    /// Wakes the sender: it looks at its config and the outbox again (after a reload).
+    pub fn wake(&self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.wake.notify_one();
+        }
     }
 
     /// Puts `ev` in the outbox (its `id` and `timestamp` are set here) and wakes the sender.
     /// Never waits for the network.
     pub fn emit(&self, mut ev: Event) {
-        let Some(inner) = &self.inner else { return };
-        let now_ms = inner.clock.now_ms();
+        let Some(outbox) = self.outbox.as_ref().filter(|_| self.enabled()) else {
+            return;
+        };
+        let now_ms = outbox.clock.now_ms();
         // Time-based ids keep increasing across restarts even when the outbox was empty.
         let base = now_ms.saturating_mul(1000);
         let next = |prev: u64| (prev + 1).max(base);
-        let prev = inner
+        let prev = outbox
             .last_id
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| Some(next(p)))
             .unwrap_or_else(|p| p);
@@ -155,54 +178,57 @@ impl Events {
                 return;
             }
         };
-        if let Err(e) = inner.store.put(&outbox_key(id), &json) {
+        if let Err(e) = outbox.store.put(&outbox_key(id), &json) {
             if !matches!(e, StatsError::Closed) {
                 tracing::warn!(error = %e, "cannot store an event; it is lost");
             }
             return;
         }
-        let pending = inner.pending.fetch_add(1, Ordering::SeqCst) + 1;
-        if pending > inner.cfg.max_pending {
-            inner.drop_oldest();
+        let pending = outbox.pending.fetch_add(1, Ordering::SeqCst) + 1;
+        if pending > self.cfg.max_pending {
+            outbox.drop_oldest(self.cfg.max_pending);
         }
-        inner.wake.notify_one();
+        outbox.wake.notify_one();
     }
 
-    /// Sends the outbox until `shutdown`. Returns at once when events are off.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let Some(inner) = self.inner else { return };
-        let client = http::client();
+    /// Sends the outbox until `shutdown`, each event under the config `current` holds
+    /// then (a reload changes `url` for the next event). Returns at once without an outbox.
+    pub async fn run(current: View<Events>, shutdown: CancellationToken) {
+        let client = crate::http_client::client();
         let mut backoff = Duration::from_secs(1);
         loop {
-            let store = inner.store.clone();
-            let next = tokio::task::spawn_blocking(move || store.first(store::OUTBOX, 1)).await;
-            let next = match next {
-                Ok(Ok(mut v)) => v.pop(),
-                Ok(Err(StatsError::Closed)) => return,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot read the events outbox");
-                    None
-                }
-                Err(_) => None,
+            let events = current.get();
+            let Some(outbox) = events.outbox.clone() else {
+                return;
             };
-            let Some((key, json)) = next else {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = inner.wake.notified() => continue,
+            // Turned off by a reload: queued events wait for a `url` again.
+            let next = if events.enabled() {
+                outbox.first().await
+            } else {
+                Next::Empty
+            };
+            let (key, json) = match next {
+                Next::Event(key, json) => (key, json),
+                Next::Closed => return,
+                Next::Empty => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = outbox.wake.notified() => continue,
+                    }
                 }
             };
             let id = parse_id(&key).unwrap_or(0);
             match tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = inner.post(&client, id, json) => r,
+                r = post(&events.cfg, &client, id, json) => r,
             } {
                 Sent::Done => {
-                    inner.remove(&key);
+                    outbox.remove(&key);
                     backoff = Duration::from_secs(1);
                 }
                 Sent::Refused(why) => {
                     tracing::warn!(event_id = id, reason = %why, "events receiver refused an event; dropped");
-                    inner.remove(&key);
+                    outbox.remove(&key);
                 }
                 Sent::Later(why) => {
                     tracing::info!(event_id = id, reason = %why, retry_in = ?backoff, "events receiver unavailable");
@@ -210,12 +236,21 @@ impl Events {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    backoff =
-                        (backoff * 2).min(inner.cfg.retry_max.get().max(Duration::from_secs(1)));
+                    let max = events.cfg.retry_max.get().max(Duration::from_secs(1));
+                    backoff = (backoff * 2).min(max);
                 }
             }
         }
     }
+}
+
+/// What the outbox holds next for the sender.
+enum Next {
+    /// (key, JSON) of the oldest event.
+    Event(Vec<u8>, Vec<u8>),
+    Empty,
+    /// The store is closed: the server is stopping.
+    Closed,
 }
 
 enum Sent {
@@ -224,41 +259,63 @@ enum Sent {
     Later(String),
 }
 
-impl Inner {
-    async fn post(&self, client: &http::Client, id: u64, json: Vec<u8>) -> Sent {
-        let mut req = match Request::post(self.cfg.url.as_str()).body(Full::new(Bytes::from(json)))
-        {
-            Ok(r) => r,
-            Err(e) => return Sent::Later(format!("bad events.url: {e}")),
-        };
-        let h = req.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(
-            HeaderName::from_static("x-mxgate-event-id"),
-            HeaderValue::from(id),
-        );
-        if !self.cfg.token.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", self.cfg.token.expose()))
-        {
-            h.insert(AUTHORIZATION, v);
+/// One POST of event `id` under `cfg`.
+async fn post(
+    cfg: &EventsConfig,
+    client: &crate::http_client::Client,
+    id: u64,
+    json: Vec<u8>,
+) -> Sent {
+    let mut req = match Request::post(cfg.url.as_str()).body(Full::new(Bytes::from(json))) {
+        Ok(r) => r,
+        Err(e) => return Sent::Later(format!("bad events.url: {e}")),
+    };
+    let h = req.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        HeaderName::from_static("x-mxgate-event-id"),
+        HeaderValue::from(id),
+    );
+    if !cfg.token.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", cfg.token.expose()))
+    {
+        h.insert(AUTHORIZATION, v);
+    }
+    let timeout = cfg.timeout.get();
+    let answer = tokio::time::timeout(timeout, async {
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        // Drain the body so the connection is reused.
+        let _ = resp.into_body().collect().await;
+        Ok::<_, hyper_util::client::legacy::Error>(status)
+    })
+    .await;
+    match answer {
+        Err(_) => Sent::Later(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => Sent::Later(format!("{e}")),
+        Ok(Ok(s)) if s.is_success() => Sent::Done,
+        Ok(Ok(s)) if s.is_client_error() && s.as_u16() != 408 && s.as_u16() != 429 => {
+            Sent::Refused(format!("HTTP {}", s.as_u16()))
         }
-        let timeout = self.cfg.timeout.get();
-        let answer = tokio::time::timeout(timeout, async {
-            let resp = client.request(req).await?;
-            let status = resp.status();
-            // Drain the body so the connection is reused.
-            let _ = resp.into_body().collect().await;
-            Ok::<_, hyper_util::client::legacy::Error>(status)
-        })
-        .await;
-        match answer {
-            Err(_) => Sent::Later(format!("no answer within {timeout:?}")),
-            Ok(Err(e)) => Sent::Later(format!("{e}")),
-            Ok(Ok(s)) if s.is_success() => Sent::Done,
-            Ok(Ok(s)) if s.is_client_error() && s.as_u16() != 408 && s.as_u16() != 429 => {
-                Sent::Refused(format!("HTTP {}", s.as_u16()))
+        Ok(Ok(s)) => Sent::Later(format!("HTTP {}", s.as_u16())),
+    }
+}
+
+impl Outbox {
+    /// The oldest event, if any (a read error counts as none: the sender looks again when
+    /// woken).
+    async fn first(&self) -> Next {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.first(store::OUTBOX, 1)).await {
+            Ok(Ok(mut v)) => v
+                .pop()
+                .map_or(Next::Empty, |(k, json)| Next::Event(k, json)),
+            Ok(Err(StatsError::Closed)) => Next::Closed,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the events outbox");
+                Next::Empty
             }
-            Ok(Ok(s)) => Sent::Later(format!("HTTP {}", s.as_u16())),
+            Err(_) => Next::Empty,
         }
     }
 
@@ -275,14 +332,11 @@ impl Inner {
         }
     }
 
-    fn drop_oldest(&self) {
+    fn drop_oldest(&self, max_pending: u64) {
         if let Ok(first) = self.store.first(store::OUTBOX, 1)
             && let Some((k, _)) = first.first()
         {
-            tracing::warn!(
-                max_pending = self.cfg.max_pending,
-                "events outbox full: oldest event dropped"
-            );
+            tracing::warn!(max_pending, "events outbox full: oldest event dropped");
             self.remove(k);
         }
     }

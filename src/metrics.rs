@@ -21,7 +21,14 @@ pub const MESSAGES_DELIVERED: &str = "mxgate_messages_delivered_total";
 pub const BOUNCES: &str = "mxgate_bounces_total";
 pub const ESP_BLOCKS: &str = "mxgate_esp_blocks_total";
 pub const DOMAIN_SUSPENDED: &str = "mxgate_sending_domain_suspended";
+/// Live reloads (`SIGHUP`, `POST /api/reload`) by result (`ok` | `error`).
+pub const CONFIG_RELOADS: &str = "mxgate_config_reloads_total";
 pub const QUEUE_MESSAGES: &str = "mxgate_queue_messages";
+/// Storage (issue 11): what `queue.max_messages`, `max_bytes` and `min_free_disk` compare.
+pub const QUEUE_BYTES: &str = "mxgate_queue_bytes";
+pub const QUEUE_BACKLOG: &str = "mxgate_queue_backlog_messages";
+pub const DISK_FREE: &str = "mxgate_disk_free_bytes";
+pub const QUEUE_PURGED: &str = "mxgate_queue_purged_total";
 pub const STORE_COMMITS: &str = "mxgate_store_commits_total";
 pub const STORE_COMMIT_BATCH: &str = "mxgate_store_commit_batch_size";
 /// Warming (issue 6): per sending domain, and per sending domain × provider.
@@ -70,7 +77,27 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         DOMAIN_SUSPENDED,
         "1 while a sending domain is suspended for its bounce rate, else 0",
     ),
+    (
+        CONFIG_RELOADS,
+        "Config reloads by result (ok = in force, error = refused, the running config kept)",
+    ),
     (QUEUE_MESSAGES, "Recipients in the queue by state"),
+    (
+        QUEUE_BYTES,
+        "Bytes of the messages not yet done (what queue.max_bytes limits)",
+    ),
+    (
+        QUEUE_BACKLOG,
+        "Messages not yet done: a recipient queued or deferred, or an unread DSN (queue.max_messages)",
+    ),
+    (
+        DISK_FREE,
+        "Free bytes on the data directory's filesystem (queue.min_free_disk)",
+    ),
+    (
+        QUEUE_PURGED,
+        "Finished messages deleted after queue.retention",
+    ),
     (STORE_COMMITS, "Group commits (one WAL fsync each)"),
     (STORE_COMMIT_BATCH, "Writes sharing one WAL fsync"),
     (
@@ -258,6 +285,19 @@ impl Metrics {
         self.gauge(QUEUE_MESSAGES, &[("state", state)], n as f64);
     }
 
+    /// Queue usage against its limits; free space is left out while it is unknown.
+    pub fn storage(&self, backlog: u64, bytes: u64, disk_free: Option<u64>) {
+        self.gauge(QUEUE_BACKLOG, &[], backlog as f64);
+        self.gauge(QUEUE_BYTES, &[], bytes as f64);
+        if let Some(free) = disk_free {
+            self.gauge(DISK_FREE, &[], free as f64);
+        }
+    }
+
+    pub fn queue_purged(&self, n: u64) {
+        self.counter(QUEUE_PURGED, &[], n);
+    }
+
     /// Warming state of a sending domain (issue 6 §8): day in warming, daily cap (`inf` =
     /// full quota) and messages taken today.
     pub fn warming_day(&self, domain: &str, day: u64, cap: Option<u64>, sent: u64) {
@@ -313,6 +353,20 @@ impl Metrics {
             &[("sending_domain", domain), ("provider", provider)],
             1,
         );
+    }
+
+    /// One reload: applied (`ok`) or refused (`error`).
+    pub fn config_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.counter(CONFIG_RELOADS, &[("result", result)], 1);
+    }
+
+    /// Both `mxgate_config_reloads_total` series at 0, so that the first reload is a change
+    /// a `rate()` or an alert sees.
+    pub fn declare_config_reloads(&self) {
+        for result in ["ok", "error"] {
+            self.counter(CONFIG_RELOADS, &[("result", result)], 0);
+        }
     }
 
     pub fn store_commit(&self, batch: usize) {

@@ -180,3 +180,24 @@ async fn api_requires_the_bearer_token_when_one_is_configured() {
     assert_eq!(srv.admin_get("/healthz").await.0, 200, "health stays open");
     srv.shutdown().await;
 }
+
+#[test]
+fn metric_samples_are_found_by_name_and_a_subset_of_their_labels() {
+    let scrape =
+        "# TYPE x counter\nx{a=\"1\",b=\"q\\\"t\"} 2\nx{a=\"1\",b=\"z\"} 3\nx_sum 9\ny inf\n";
+    assert_eq!(
+        common::metrics::sample(scrape, "x", &[("a", "1")]),
+        Some(5.0)
+    );
+    assert_eq!(
+        common::metrics::sample(scrape, "x", &[("b", "q\"t")]),
+        Some(2.0)
+    );
+    assert_eq!(common::metrics::sample(scrape, "x", &[("a", "2")]), None);
+    assert_eq!(common::metrics::sample(scrape, "x_sum", &[]), Some(9.0));
+    assert_eq!(
+        common::metrics::sample(scrape, "y", &[]),
+        Some(f64::INFINITY)
+    );
+    assert_eq!(common::metrics::sample(scrape, "z", &[]), None);
+}

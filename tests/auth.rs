@@ -14,6 +14,7 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 use mxgate::auth::keys;
 use mxgate::config::{Config, DkimAlgorithm};
+use mxgate::metrics::{AUTH_RESULTS, INBOUND_MESSAGES};
 
 /// Records for client.test that authorise the test client (127.0.0.1), and ones that do not.
 const SPF_PASS: &str = "v=spf1 ip4:127.0.0.1 -all";
@@ -129,22 +130,6 @@ fn erp_auth(push: &Push) -> String {
         .to_string()
 }
 
-/// A counter's value from the admin /metrics page (0 when absent).
-async fn metric(srv: &TestServer, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let (status, text) = srv.admin_get("/metrics").await;
-    assert_eq!(status, 200);
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
 // ---------------------------------------------------------------- SPF
 
 async fn spf_case(record: Option<&str>) -> (String, String) {
@@ -191,22 +176,14 @@ async fn spf_pass_is_recorded_in_the_header_the_erp_push_and_the_metrics() {
         ["X-Mxgate-Auth", "Authentication-Results", "Received"]
     );
     assert_eq!(
-        metric(
-            &srv,
-            "mxgate_auth_results_total",
-            &[("method", "spf"), ("result", "pass")]
-        )
-        .await,
-        1
+        srv.metric(AUTH_RESULTS, &[("method", "spf"), ("result", "pass")])
+            .await,
+        Some(1.0)
     );
     assert_eq!(
-        metric(
-            &srv,
-            "mxgate_auth_results_total",
-            &[("method", "dkim"), ("result", "none")]
-        )
-        .await,
-        1
+        srv.metric(AUTH_RESULTS, &[("method", "dkim"), ("result", "none")])
+            .await,
+        Some(1.0)
     );
     srv.shutdown().await;
 }
@@ -236,13 +213,12 @@ async fn spf_fail_is_tagged_by_default_and_refused_where_the_domain_asks() {
         r.text()
     );
     assert_eq!(
-        metric(
-            &srv,
-            "mxgate_inbound_messages_total",
+        srv.metric(
+            INBOUND_MESSAGES,
             &[("result", "rejected"), ("reason", "spf")]
         )
         .await,
-        1
+        Some(1.0)
     );
     srv.shutdown().await;
 }
@@ -277,22 +253,17 @@ async fn dns_server_down_is_a_temporary_failure_never_a_permanent_one() {
     .await;
     r.expect(451, "4.7.5");
     assert_eq!(
-        metric(
-            &srv,
-            "mxgate_auth_results_total",
-            &[("method", "spf"), ("result", "temperror")]
-        )
-        .await,
-        1
+        srv.metric(AUTH_RESULTS, &[("method", "spf"), ("result", "temperror")])
+            .await,
+        Some(1.0)
     );
     assert_eq!(
-        metric(
-            &srv,
-            "mxgate_inbound_messages_total",
+        srv.metric(
+            INBOUND_MESSAGES,
             &[("result", "tempfail"), ("reason", "auth_temperror")]
         )
         .await,
-        1
+        Some(1.0)
     );
     srv.shutdown().await;
 
@@ -464,13 +435,9 @@ async fn dmarc_passes_by_aligned_spf_alone() {
     );
     assert!(erp_auth(&push).contains("dmarc=pass"));
     assert_eq!(
-        metric(
-            &srv,
-            "mxgate_auth_results_total",
-            &[("method", "dmarc"), ("result", "pass")]
-        )
-        .await,
-        1
+        srv.metric(AUTH_RESULTS, &[("method", "dmarc"), ("result", "pass")])
+            .await,
+        Some(1.0)
     );
     srv.shutdown().await;
 }
@@ -546,22 +513,17 @@ async fn dmarc_reject_is_refused_with_550_and_the_reason() {
         r.text()
     );
     assert_eq!(
-        metric(
-            &srv,
-            "mxgate_inbound_messages_total",
+        srv.metric(
+            INBOUND_MESSAGES,
             &[("result", "rejected"), ("reason", "dmarc")]
         )
         .await,
-        1
+        Some(1.0)
     );
     assert_eq!(
-        metric(
-            &srv,
-            "mxgate_auth_results_total",
-            &[("method", "dmarc"), ("result", "fail")]
-        )
-        .await,
-        1
+        srv.metric(AUTH_RESULTS, &[("method", "dmarc"), ("result", "fail")])
+            .await,
+        Some(1.0)
     );
     srv.shutdown().await;
 }
@@ -894,7 +856,7 @@ async fn submitted_mail_is_not_verified() {
         "{:?}",
         fields(&push)
     );
-    assert_eq!(metric(&srv, "mxgate_auth_results_total", &[]).await, 0);
+    assert_eq!(srv.metric(AUTH_RESULTS, &[]).await.unwrap_or(0.0), 0.0);
     srv.shutdown().await;
 }
 

@@ -215,7 +215,7 @@ fn classify_reply_files_our_own_delivery_replies() {
 
 #[test]
 fn detect_provider_is_usable_from_delivery() {
-    use mxgate::bounce::{Provider, detect_provider};
+    use mxgate::providers::{Provider, detect_provider};
     assert_eq!(
         detect_provider(
             Some("a@corp.example"),

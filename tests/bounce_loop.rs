@@ -4,34 +4,10 @@
 
 mod common;
 
+use common::messages::dsn_user_unknown;
 use common::{Listener, TestServer, eventually, message};
+use mxgate::metrics::BOUNCES;
 use mxgate::queue::RcptState;
-
-fn dsn(rcpt: &str) -> String {
-    format!(
-        "From: MAILER-DAEMON@mx.remote.test\r\n\
-To: bounce@example.test\r\n\
-Subject: Undelivered Mail Returned to Sender\r\n\
-MIME-Version: 1.0\r\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\
-\r\n\
---b1\r\n\
-Content-Type: text/plain\r\n\
-\r\n\
-I'm sorry to have to inform you that your message could not be delivered.\r\n\
---b1\r\n\
-Content-Type: message/delivery-status\r\n\
-\r\n\
-Reporting-MTA: dns; mx.remote.test\r\n\
-\r\n\
-Final-Recipient: rfc822; {rcpt}\r\n\
-Action: failed\r\n\
-Status: 5.1.1\r\n\
-Remote-MTA: dns; mx.remote.test\r\n\
-Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown\r\n\
---b1--\r\n"
-    )
-}
 
 async fn send_dsn(srv: &TestServer, token: &str, body: &str) {
     let mut c = srv.smtp(Listener::Inbound).await;
@@ -65,7 +41,12 @@ async fn a_dsn_with_our_token_bounces_the_recipient_it_names() {
     .await;
 
     let token = srv.running().token_key.issue(id, 0);
-    send_dsn(&srv, &token, &dsn("sales@example.test")).await;
+    send_dsn(
+        &srv,
+        &token,
+        &dsn_user_unknown("mx.remote.test", "sales@example.test"),
+    )
+    .await;
 
     let r = eventually(10, "recipient bounced", || {
         let q = q.clone();
@@ -81,10 +62,10 @@ async fn a_dsn_with_our_token_bounces_the_recipient_it_names() {
         "{:?}",
         r.last_reply
     );
-    let (_, metrics) = srv.admin_get("/metrics").await;
     assert!(
-        metrics.contains("mxgate_bounces_total{category=\"Invalid address\""),
-        "{metrics}"
+        srv.metric(BOUNCES, &[("category", "Invalid address")])
+            .await
+            .is_some()
     );
     eventually(10, "DSN processed", || {
         let q = q.clone();
@@ -118,17 +99,17 @@ async fn a_dsn_with_a_forged_token_is_counted_and_changes_nothing() {
     send_dsn(
         &srv,
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        &dsn("sales@example.test"),
+        &dsn_user_unknown("mx.remote.test", "sales@example.test"),
     )
     .await;
-    let metrics = eventually(10, "bounce counted", || async {
-        let (_, m) = srv.admin_get("/metrics").await;
-        m.contains("mxgate_bounces_total{").then_some(m)
+    eventually(10, "bounce counted", || async {
+        srv.metric(BOUNCES, &[]).await.map(|_| ())
     })
     .await;
     assert!(
-        metrics.contains("category=\"Invalid address\""),
-        "{metrics}"
+        srv.metric(BOUNCES, &[("category", "Invalid address")])
+            .await
+            .is_some()
     );
     let counts = q.counts();
     assert_eq!(

@@ -2,6 +2,9 @@
 //! for the ERP (down, failing, slow, refusing, fine), a Maildir in a temp dir, and the real
 //! queue on RocksDB. Waits poll with a deadline; no fixed sleeps.
 
+#[path = "common/metrics.rs"]
+mod metrics;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -15,10 +18,11 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use mxgate::clock::Clock;
 use mxgate::config::Config;
 use mxgate::delivery::Worker;
-use mxgate::envelope::{Address, ListenerKind, QueueId, ReversePath};
-use mxgate::metrics::Metrics;
+use mxgate::delivery::attempt::Context;
+use mxgate::envelope::{Address, Destination, ListenerKind, QueueId, ReversePath};
+use mxgate::live::View;
+use mxgate::metrics::{DELIVERY_ATTEMPTS, Metrics};
 use mxgate::queue::{NewMessage, Queue, QueuedMessage, RcptState, Recipient};
-use mxgate::routing::Destination;
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
@@ -185,7 +189,13 @@ impl Mx {
         let stop = CancellationToken::new();
         let w = Worker::new(
             queue.clone(),
-            Arc::new(config.clone()),
+            View::fixed(Context::new(
+                Arc::new(config.clone()),
+                None,
+                None,
+                None,
+                None,
+            )),
             metrics.clone(),
             clock.clone(),
         );
@@ -298,8 +308,13 @@ async fn http_route_posts_the_raw_message_with_every_metadata_header() {
     assert_eq!(h("x-mxgate-queue-id"), Some(id.to_string().as_str()));
     assert_eq!(h("authorization"), Some("Bearer s3cret"));
     let text = mx.metrics.render();
-    assert!(
-        text.contains(r#"mxgate_delivery_attempts_total{result="sent",provider="http"} 1"#),
+    assert_eq!(
+        metrics::sample(
+            &text,
+            DELIVERY_ATTEMPTS,
+            &[("result", "sent"), ("provider", "http")]
+        ),
+        Some(1.0),
         "{text}"
     );
     mx.stop().await;

@@ -5,8 +5,10 @@
 mod common;
 mod traffic;
 
+use common::messages::{arf, dsn_user_unknown};
 use common::{Erp, TestServer, eventually, message};
 use mxgate::config::HumanDuration;
+use mxgate::metrics::BOUNCES;
 use serde_json::Value;
 
 fn events_toml(receiver: &Erp, inbound: bool) -> String {
@@ -188,13 +190,6 @@ async fn events_wait_in_the_outbox_while_the_receiver_is_down_even_across_a_rest
     srv.shutdown().await;
 }
 
-/// An RFC 3464 report from the recipient's MX about `rcpt`: 550 5.1.1 user unknown.
-fn dsn(rcpt: &str) -> String {
-    format!(
-        "From: MAILER-DAEMON@mx.yahoo.test\r\nTo: bounce@example.test\r\nSubject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.yahoo.test\r\n\r\nFinal-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown\r\n--b1--\r\n"
-    )
-}
-
 #[tokio::test]
 async fn a_dsn_after_the_smart_host_accepted_reports_bounced_and_counts_in_the_statistics() {
     let receiver = Erp::start().await;
@@ -218,7 +213,9 @@ async fn a_dsn_after_the_smart_host_accepted_reports_bounced_and_counts_in_the_s
         .await
         .expect_code(250);
     c.cmd("DATA").await.expect_code(354);
-    c.send_data(&dsn("late@yahoo.com")).await.expect_code(250);
+    c.send_data(&dsn_user_unknown("mx.yahoo.test", "late@yahoo.com"))
+        .await
+        .expect_code(250);
 
     let all = eventually(20, "bounced event from the DSN", || async {
         let e = events(&receiver);
@@ -254,24 +251,9 @@ async fn a_dsn_after_the_smart_host_accepted_reports_bounced_and_counts_in_the_s
         .await;
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["rows"][0]["count"], 1, "{body}");
-    let (_, scrape) = srv.admin_get("/metrics").await;
-    assert!(
-        scrape
-            .lines()
-            .any(|l| l.starts_with("mxgate_bounces_total{")
-                && l.contains(r#"sending_domain="shop.test""#)
-                && l.contains(r#"sending_ip="127.0.0.1""#)),
-        "{scrape}"
-    );
+    let labels = [("sending_domain", "shop.test"), ("sending_ip", "127.0.0.1")];
+    assert!(srv.metric(BOUNCES, &labels).await.is_some());
     srv.shutdown().await;
-}
-
-/// An RFC 5965 feedback report (Yahoo-style) about the message `rcpt` received, returned
-/// with its headers: Return-Path (the VERP sender it was delivered with) and Message-ID.
-fn arf(rcpt: &str, return_path: &str, message_id: &str) -> String {
-    format!(
-        "From: Yahoo! Mail AntiSpam Feedback <feedback@arf.mail.yahoo.com>\r\nTo: bounce@example.test\r\nSubject: FW: Invoice\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"ARF\"\r\n\r\n--ARF\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report for an email message received from IP 127.0.0.1.\r\n\r\n--ARF\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: Yahoo!-Mail-Feedback/2.0\r\nVersion: 1\r\nOriginal-Mail-From: <{return_path}>\r\nOriginal-Rcpt-To: <{rcpt}>\r\nSource-IP: 127.0.0.1\r\n\r\n--ARF\r\nContent-Type: text/rfc822-headers\r\n\r\nReturn-Path: <{return_path}>\r\nFrom: news@shop.test\r\nTo: {rcpt}\r\nSubject: Invoice\r\nMessage-ID: <{message_id}>\r\n\r\n--ARF--\r\n"
-    )
 }
 
 /// Mails `body` to `bounce@example.test` (where feedback loops write) from the null sender.

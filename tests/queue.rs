@@ -1,19 +1,21 @@
 //! The durable queue on a real RocksDB in a temp dir: round trips, durability across a drop
 //! and across a process abort, group commit, state transitions, restart.
 
+#[path = "common/metrics.rs"]
+mod metrics;
+
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mxgate::bounce::Category;
 use mxgate::clock::Clock;
 use mxgate::config::{HumanDuration, QueueConfig};
-use mxgate::delivery::Outcome;
-use mxgate::envelope::{Address, ListenerKind, QueueId, ReversePath};
-use mxgate::metrics::Metrics;
-use mxgate::queue::{NewMessage, Queue, QueueOptions, RcptState, StoreError};
-use mxgate::routing::Destination;
+use mxgate::envelope::{Address, Destination, ListenerKind, QueueId, ReversePath};
+use mxgate::metrics::{Metrics, STORE_COMMITS};
+use mxgate::queue::{NewMessage, Outcome, Queue, QueueOptions, RcptState, StoreError};
 use tempfile::TempDir;
 
 /// On the real disk (not tmpfs), so fsync costs what it costs in production.
@@ -27,6 +29,7 @@ fn cfg() -> QueueConfig {
         retry_max: HumanDuration::secs(3600),
         expire_after: HumanDuration::secs(86_400),
         concurrency: 4,
+        ..QueueConfig::default()
     }
 }
 
@@ -177,19 +180,6 @@ fn crash_child(dir: &Path) -> ! {
     std::process::abort()
 }
 
-fn metric(metrics: &Metrics, name: &str) -> u64 {
-    let text = metrics.render();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("{name} not in:\n{text}")) as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_enqueues_share_fsyncs() {
     let dir = tempdir();
@@ -213,7 +203,9 @@ async fn concurrent_enqueues_share_fsyncs() {
     }
     assert_eq!(ids.len(), 50);
     assert_eq!(count(&q, RcptState::Queued), 50);
-    let commits = metric(&metrics, "mxgate_store_commits_total");
+    let text = metrics.render();
+    let commits = metrics::sample(&text, STORE_COMMITS, &[])
+        .unwrap_or_else(|| panic!("{STORE_COMMITS} not in:\n{text}")) as u64;
     assert!(
         commits < 50,
         "{commits} fsyncs for 50 messages: no group commit"
@@ -500,7 +492,7 @@ async fn a_failure_and_the_dsn_it_owes_are_written_together_or_not_at_all() {
     let q = open(dir.path(), &clock, &metrics);
     let id = q.enqueue(sales("original\r\n")).await.expect("enqueue");
     let bounced = Outcome::Bounced {
-        category: Some("Invalid address".into()),
+        category: Some(Category::InvalidAddress),
         reply: "550 5.1.1 unknown".into(),
     };
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None));

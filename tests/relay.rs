@@ -5,22 +5,17 @@ mod common;
 
 use std::time::Duration;
 
+use common::messages::raw;
 use common::sink::{Sink, SinkOptions, SinkTls, refused_port};
 use common::submit::{python_send, submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually};
 use mxgate::queue::{QueuedMessage, RcptState};
-use mxgate::session::reply;
+use mxgate::reply;
 
 /// A smart host entry pointing at a loopback port.
 fn smarthost(name: &str, port: u16, priority: u32, extra: &str) -> String {
     format!(
         "[[relay.smarthosts]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\npriority = {priority}\nsecurity = \"none\"\n{extra}\n"
-    )
-}
-
-fn raw(from: &str, to: &str, subject: &str) -> String {
-    format!(
-        "From: Shop <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@erp.test>\r\nDate: Mon, 23 Nov 2026 08:00:00 +0000\r\n\r\nHello {to}\r\n"
     )
 }
 

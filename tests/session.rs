@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::messages::plain;
 use common::{Listener, SmtpClient, TestServer, eventually, message};
-use mxgate::session::reply;
+use mxgate::reply;
 
 /// Asserts that `r` is exactly the catalogue reply `want` (code, status, text prefix).
 #[track_caller]
@@ -429,11 +430,6 @@ fn submission_user(max_failures: usize) -> String {
         "[smtp]\nmax_auth_failures = {max_failures}\n[[submission.users]]\nname = \"odoo\"\npassword_hash = \"{}\"\ndomains = [\"example.test\"]\n",
         hash("s3cret")
     )
-}
-
-fn plain(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
 }
 
 #[tokio::test]

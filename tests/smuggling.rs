@@ -5,7 +5,8 @@
 mod common;
 
 use common::{Listener, SmtpClient, TestServer, eventually, message};
-use mxgate::session::reply;
+use mxgate::metrics::{INBOUND_MESSAGES, INBOUND_RECIPIENTS};
+use mxgate::reply;
 
 #[track_caller]
 fn expect_reply(r: &common::SmtpReply, want: &reply::Reply) {
@@ -75,13 +76,8 @@ async fn relay_attempts_are_counted_as_rejected_recipients() {
     let mut c = in_transaction(&srv).await;
     c.cmd("RCPT TO:<a%b@example.test>").await.expect_code(550);
     c.cmd("RCPT TO:<a@elsewhere.test>").await.expect_code(550);
-    let metrics = srv.running().metrics.render();
-    assert!(
-        metrics.contains(
-            "mxgate_inbound_recipients_total{result=\"rejected\",reason=\"relay_denied\"} 2"
-        ),
-        "{metrics}"
-    );
+    let labels = [("result", "rejected"), ("reason", "relay_denied")];
+    assert_eq!(srv.metric(INBOUND_RECIPIENTS, &labels).await, Some(2.0));
     srv.shutdown().await;
 }
 
@@ -122,17 +118,14 @@ async fn smuggling_vectors_never_end_data_nor_yield_a_second_message() {
     ] {
         smuggle(&srv, vector).await;
     }
-    let metrics = srv.running().metrics.render();
-    assert!(
-        !metrics.contains("mxgate_inbound_messages_total{result=\"accepted\""),
-        "nothing accepted: {metrics}"
+    let accepted = [("result", "accepted")];
+    assert_eq!(
+        srv.metric(INBOUND_MESSAGES, &accepted).await,
+        None,
+        "nothing accepted"
     );
-    assert!(
-        metrics.contains(
-            "mxgate_inbound_messages_total{result=\"rejected\",reason=\"bare_newline\"} 6"
-        ),
-        "{metrics}"
-    );
+    let labels = [("result", "rejected"), ("reason", "bare_newline")];
+    assert_eq!(srv.metric(INBOUND_MESSAGES, &labels).await, Some(6.0));
     assert!(srv.erp.pushes().is_empty());
     srv.shutdown().await;
 }

@@ -9,12 +9,13 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
+use common::messages::erp_mail;
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, TestServer, eventually};
-use mxgate::envelope::{Address, ListenerKind, ReversePath};
-use mxgate::queue::{NewMessage, QueuedMessage, RcptState, Stream};
-use mxgate::routing::Destination;
+use mxgate::envelope::{Address, Destination, ListenerKind, ReversePath, Stream};
+use mxgate::metrics::MESSAGES_DELIVERED;
+use mxgate::queue::{NewMessage, QueuedMessage, RcptState};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -57,12 +58,6 @@ impl Hang {
     }
 }
 
-fn raw(from: &str, to: &str, subject: &str, stream: &str) -> String {
-    format!(
-        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nX-Mxgate-Stream: {stream}\r\nMessage-ID: <{subject}@erp.test>\r\n\r\nHello\r\n"
-    )
-}
-
 fn by_from(srv: &TestServer, from: &str) -> Vec<QueuedMessage> {
     srv.running()
         .queue
@@ -99,7 +94,12 @@ async fn a_transactional_message_is_not_delayed_by_10000_queued_mass_messages() 
         srv.addr(Listener::Submission),
         "news@example.test",
         &["reader0@remote.test"],
-        &raw("news@example.test", "reader0@remote.test", "news-0", "mass"),
+        &erp_mail(
+            "news@example.test",
+            "reader0@remote.test",
+            "news-0",
+            Some("mass"),
+        ),
     )
     .await
     .expect("mass submitted");
@@ -126,7 +126,8 @@ async fn a_transactional_message_is_not_delayed_by_10000_queued_mass_messages() 
                     Address::parse("news@example.test").expect("address"),
                 ),
                 recipients: vec![(Address::parse(&to).expect("address"), Destination::Relay)],
-                body: raw("news@example.test", &to, &format!("news-{i}"), "mass").into_bytes(),
+                body: erp_mail("news@example.test", &to, &format!("news-{i}"), Some("mass"))
+                    .into_bytes(),
             };
             q.enqueue_stream(msg, Stream::Mass).await.expect("enqueued");
         });
@@ -140,11 +141,11 @@ async fn a_transactional_message_is_not_delayed_by_10000_queued_mass_messages() 
         srv.addr(Listener::Submission),
         "shop@example.test",
         &["customer@remote.test"],
-        &raw(
+        &erp_mail(
             "shop@example.test",
             "customer@remote.test",
             "invoice",
-            "transactional",
+            Some("transactional"),
         ),
     )
     .await
@@ -233,7 +234,7 @@ async fn send_stream(srv: &TestServer, from: &str, to: &str, subject: &str, stre
         srv.addr(Listener::Submission),
         from,
         &[to],
-        &raw(from, to, subject, stream),
+        &erp_mail(from, to, subject, Some(stream)),
     )
     .await
     .unwrap_or_else(|e| panic!("{subject} submitted: {e}"));
@@ -279,17 +280,17 @@ async fn each_stream_leaves_from_its_own_source_ip() {
     );
 
     // The `sending_ip` of the delivery metrics is the stream's source.
-    let m = srv.running().metrics.render();
-    let delivered = |email_type: &str, ip: &str| {
-        m.lines().any(|l| {
-            l.starts_with("mxgate_messages_delivered_total{")
-                && l.contains(&format!("email_type=\"{email_type}\""))
-                && l.contains(&format!("sending_ip=\"{ip}\""))
-                && l.ends_with(" 2")
-        })
-    };
-    assert!(delivered("mass", "127.0.0.2"), "{m}");
-    assert!(delivered("transactional", "127.0.0.1"), "{m}");
+    // Each series' whole label set: one series, not a sum.
+    for (email_type, ip) in [("mass", "127.0.0.2"), ("transactional", "127.0.0.1")] {
+        let labels = [
+            ("sending_domain", "example.test"),
+            ("provider", "other"),
+            ("email_type", email_type),
+            ("sending_ip", ip),
+        ];
+        let delivered = srv.metric(MESSAGES_DELIVERED, &labels).await;
+        assert_eq!(delivered, Some(2.0), "{email_type} from {ip}");
+    }
     srv.shutdown().await;
 }
 

@@ -7,7 +7,7 @@ mod common;
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{python_send, submit, user_toml};
 use common::{Listener, TestServer, eventually};
-use mxgate::session::reply;
+use mxgate::reply;
 
 fn relay_to(sink: &Sink, extra: &str) -> String {
     format!(

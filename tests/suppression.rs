@@ -7,15 +7,12 @@
 mod common;
 
 use common::erp::http_request;
+use common::messages::{arf, dsn, plain};
 use common::{Listener, SmtpClient, TestServer, eventually, submit};
-use mxgate::bounce::SuppressionSource;
 use mxgate::envelope::QueueId;
+use mxgate::metrics::BOUNCES;
+use mxgate::suppression::Source as SuppressionSource;
 use serde_json::Value;
-
-fn plain(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
-}
 
 /// An authenticated submission session (implicit TLS) with MAIL FROM given.
 async fn submission(srv: &TestServer) -> SmtpClient {
@@ -53,64 +50,6 @@ async fn submit_to(srv: &TestServer, rcpt: &str) -> QueueId {
     .await
 }
 
-fn dsn(rcpt: &str, status: &str, diagnostic: &str) -> String {
-    format!(
-        "From: MAILER-DAEMON@mx.remote.test\r\n\
-To: bounce@example.test\r\n\
-Subject: Undelivered Mail Returned to Sender\r\n\
-MIME-Version: 1.0\r\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\
-\r\n\
---b1\r\n\
-Content-Type: text/plain\r\n\
-\r\n\
-Your message could not be delivered.\r\n\
---b1\r\n\
-Content-Type: message/delivery-status\r\n\
-\r\n\
-Reporting-MTA: dns; mx.remote.test\r\n\
-\r\n\
-Final-Recipient: rfc822; {rcpt}\r\n\
-Action: failed\r\n\
-Status: {status}\r\n\
-Diagnostic-Code: smtp; {diagnostic}\r\n\
---b1--\r\n"
-    )
-}
-
-fn arf(rcpt: &str, return_path: &str) -> String {
-    format!(
-        "From: Feedback Loop <fbl@isp.test>\r\n\
-To: bounce@example.test\r\n\
-Subject: Complaint\r\n\
-MIME-Version: 1.0\r\n\
-Content-Type: multipart/report; report-type=feedback-report; boundary=\"ARF\"\r\n\
-\r\n\
---ARF\r\n\
-Content-Type: text/plain\r\n\
-\r\n\
-This is an abuse report.\r\n\
---ARF\r\n\
-Content-Type: message/feedback-report\r\n\
-\r\n\
-Feedback-Type: abuse\r\n\
-User-Agent: fbl/1.0\r\n\
-Version: 1\r\n\
-Original-Rcpt-To: <{rcpt}>\r\n\
-\r\n\
---ARF\r\n\
-Content-Type: message/rfc822\r\n\
-\r\n\
-Return-Path: <{return_path}>\r\n\
-From: odoo@example.test\r\n\
-To: {rcpt}\r\n\
-Subject: Invoice\r\n\
-\r\n\
-Invoice attached.\r\n\
---ARF--\r\n"
-    )
-}
-
 /// Sends a report to `local@example.test` on the inbound listener and waits until the
 /// intake has processed it.
 async fn send_report(srv: &TestServer, local: &str, body: &str) {
@@ -139,6 +78,7 @@ async fn a_hard_bounce_suppresses_the_recipient_and_submission_refuses_it_even_a
         &srv,
         &format!("bounce+{token}"),
         &dsn(
+            "mx.remote.test",
             "gone@remote.test",
             "5.1.1",
             "550 5.1.1 <gone@remote.test>: Recipient address rejected: User unknown",
@@ -157,16 +97,12 @@ async fn a_hard_bounce_suppresses_the_recipient_and_submission_refuses_it_even_a
         entry.detail.as_deref().unwrap_or("").contains("5.1.1"),
         "{entry:?}"
     );
-    let (_, metrics) = srv.admin_get("/metrics").await;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("mxgate_bounces_total{")
-                && l.contains("category=\"Invalid address\"")
-                && l.contains("sending_domain=\"example.test\"")
-                && l.contains("kind=\"permanent\"")),
-        "{metrics}"
-    );
+    let labels = [
+        ("category", "Invalid address"),
+        ("sending_domain", "example.test"),
+        ("kind", "permanent"),
+    ];
+    assert!(srv.metric(BOUNCES, &labels).await.is_some());
 
     let mut c = submission(&srv).await;
     c.cmd("RCPT TO:<Gone@Remote.test>")
@@ -191,6 +127,7 @@ async fn soft_bounces_and_forged_tokens_suppress_nothing() {
         &srv,
         &format!("bounce+{token}"),
         &dsn(
+            "mx.remote.test",
             "full@remote.test",
             "4.2.2",
             "452 4.2.2 <full@remote.test>: Mailbox full",
@@ -201,6 +138,7 @@ async fn soft_bounces_and_forged_tokens_suppress_nothing() {
         &srv,
         "bounce+aaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         &dsn(
+            "mx.remote.test",
             "victim@remote.test",
             "5.1.1",
             "550 5.1.1 <victim@remote.test>: User unknown",
@@ -208,15 +146,13 @@ async fn soft_bounces_and_forged_tokens_suppress_nothing() {
     )
     .await;
     // Both reports were classified and counted ...
-    let (_, metrics) = srv.admin_get("/metrics").await;
-    assert!(metrics.contains("category=\"Mailbox Full\""), "{metrics}");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.contains("category=\"Invalid address\"")
-                && l.contains("sending_domain=\"unknown\"")),
-        "{metrics}"
-    );
+    let full = [("category", "Mailbox Full")];
+    assert!(srv.metric(BOUNCES, &full).await.is_some());
+    let unknown = [
+        ("category", "Invalid address"),
+        ("sending_domain", "unknown"),
+    ];
+    assert!(srv.metric(BOUNCES, &unknown).await.is_some());
     // ... and neither suppressed anyone.
     let list = srv.running().suppressions.clone();
     assert!(list.is_empty(), "{:?}", list.list(None, None, 10));
@@ -238,6 +174,7 @@ async fn a_complaint_suppresses_the_recipient_named_by_the_returned_return_path(
         &arf(
             "grumpy@remote.test",
             &format!("bounce+{token}@example.test"),
+            "complained-about@example.test",
         ),
     )
     .await;

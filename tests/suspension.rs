@@ -7,17 +7,14 @@
 mod common;
 
 use common::erp::http_request;
+use common::messages::{erp_mail, plain};
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Erp, Listener, SmtpClient, TestServer, eventually};
+use mxgate::metrics::DOMAIN_SUSPENDED;
 use mxgate::queue::RcptState;
-use mxgate::session::reply;
+use mxgate::reply;
 use serde_json::Value;
-
-fn plain(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
-}
 
 fn config(sink: &Sink, events: &Erp) -> String {
     format!(
@@ -27,12 +24,6 @@ fn config(sink: &Sink, events: &Erp) -> String {
         user_toml(&["example.test", "other.test"]),
         sink.addr.port(),
         events.url()
-    )
-}
-
-fn raw(from: &str, subject: &str) -> String {
-    format!(
-        "From: <{from}>\r\nTo: <list@remote.test>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@erp.test>\r\n\r\nHello\r\n"
     )
 }
 
@@ -59,7 +50,7 @@ async fn send_and_settle(srv: &TestServer, from: &str, rcpts: &[&str], subject: 
         srv.addr(Listener::Submission),
         from,
         rcpts,
-        &raw(from, subject),
+        &erp_mail(from, "list@remote.test", subject, None),
     )
     .await
     .expect("submitted");
@@ -148,11 +139,8 @@ async fn a_bounce_storm_suspends_the_domain_until_an_operator_lifts_it() {
     assert!(mail_from(&srv, "shop@other.test").await.starts_with("250"));
 
     // Metric and event.
-    let (_, metrics) = srv.admin_get("/metrics").await;
-    assert!(
-        metrics.contains("mxgate_sending_domain_suspended{sending_domain=\"example.test\"} 1"),
-        "{metrics}"
-    );
+    let domain = [("sending_domain", "example.test")];
+    assert_eq!(srv.metric(DOMAIN_SUSPENDED, &domain).await, Some(1.0));
     let ev = eventually(20, "suspended event", || async {
         events
             .pushes()
@@ -214,11 +202,8 @@ async fn a_bounce_storm_suspends_the_domain_until_an_operator_lifts_it() {
     )
     .await;
     assert_eq!(status, 404, "{body}");
-    let (_, metrics) = srv.admin_get("/metrics").await;
-    assert!(
-        metrics.contains("mxgate_sending_domain_suspended{sending_domain=\"example.test\"} 0"),
-        "{metrics}"
-    );
+    let domain = [("sending_domain", "example.test")];
+    assert_eq!(srv.metric(DOMAIN_SUSPENDED, &domain).await, Some(0.0));
     srv.shutdown().await;
 }
 

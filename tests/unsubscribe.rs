@@ -6,24 +6,19 @@
 mod common;
 
 use common::erp::http_request;
+use common::messages::erp_mail;
 use common::sink::{Received, Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::{Listener, TestServer, eventually, message};
-use mxgate::bounce::SuppressionSource;
-use mxgate::session::reply;
-
-fn raw(to: &str, subject: &str, stream: &str) -> String {
-    format!(
-        "From: <news@example.test>\r\nTo: <{to}>\r\nSubject: {subject}\r\nX-Mxgate-Stream: {stream}\r\nMessage-ID: <{subject}@erp.test>\r\n\r\nHello\r\n"
-    )
-}
+use mxgate::reply;
+use mxgate::suppression::Source as SuppressionSource;
 
 async fn send(srv: &TestServer, sink: &Sink, to: &str, subject: &str, stream: &str) -> Received {
     submit(
         srv.addr(Listener::Submission),
         "news@example.test",
         &[to],
-        &raw(to, subject, stream),
+        &erp_mail("news@example.test", to, subject, Some(stream)),
     )
     .await
     .expect("submitted");
@@ -154,7 +149,12 @@ async fn one_click_post_and_mail_to_the_alias_unsubscribe_and_submission_refuses
         srv.addr(Listener::Submission),
         "news@example.test",
         &["reader@remote.test"],
-        &raw("reader@remote.test", "news-2", "mass"),
+        &erp_mail(
+            "news@example.test",
+            "reader@remote.test",
+            "news-2",
+            Some("mass"),
+        ),
     )
     .await
     .expect_err("suppressed recipient refused");

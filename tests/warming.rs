@@ -10,6 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::{Erp, Listener, SmtpClient, TestServer, eventually};
 use mxgate::config::HumanDuration;
+use mxgate::metrics::{
+    DELIVERY_ATTEMPTS, MESSAGES_DELIVERED, PROVIDER_HOURLY_CAP, PROVIDER_HOURLY_SENT,
+    PROVIDER_THROTTLE_EVENTS, PROVIDER_THROTTLE_LEVEL, WARMING_DAILY_CAP, WARMING_DAILY_SENT,
+    WARMING_DAY, WARMING_DEFERRALS, WARMING_IP_DAILY_CAP, WARMING_IP_DAILY_SENT, WARMING_IP_DAY,
+};
 use mxgate::queue::RcptState;
 
 const DAY: u64 = 86_400;
@@ -147,10 +152,6 @@ async fn wait_sink(sink: &Sink, n: usize) {
     .await;
 }
 
-fn metric_line(srv: &TestServer, line: &str) -> bool {
-    srv.running().metrics.render().lines().any(|l| l == line)
-}
-
 #[tokio::test]
 async fn day_one_cap_holds_the_next_message_for_the_next_day_and_day_four_allows_more() {
     let sink = sink().await;
@@ -161,17 +162,32 @@ async fn day_one_cap_holds_the_next_message_for_the_next_day_and_day_four_allows
     relay(&srv, "app@example.test", &addrs("a", "remote.test", 5)).await;
     wait_states(&srv, "warming cap", 3, 2).await;
     assert_eq!(sink.received().len(), 3);
-    let m = srv.running().metrics.render();
-    for l in [
-        r#"mxgate_warming_day{sending_domain="example.test"} 1"#,
-        r#"mxgate_warming_daily_cap{sending_domain="example.test"} 3"#,
-        r#"mxgate_warming_daily_sent{sending_domain="example.test"} 3"#,
-    ] {
-        assert!(m.lines().any(|x| x == l), "{l} missing in\n{m}");
-    }
-    assert!(m.contains(
-        r#"mxgate_warming_deferrals_total{sending_domain="example.test",reason="warming cap"}"#
-    ));
+    assert_eq!(
+        srv.metric(WARMING_DAY, &[("sending_domain", "example.test")])
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        srv.metric(WARMING_DAILY_CAP, &[("sending_domain", "example.test")])
+            .await,
+        Some(3.0)
+    );
+    assert_eq!(
+        srv.metric(WARMING_DAILY_SENT, &[("sending_domain", "example.test")])
+            .await,
+        Some(3.0)
+    );
+    assert!(
+        srv.metric(
+            WARMING_DEFERRALS,
+            &[
+                ("sending_domain", "example.test"),
+                ("reason", "warming cap")
+            ]
+        )
+        .await
+        .is_some()
+    );
 
     // Day 2: the held two go out, in the new day's window.
     srv.running().clock.advance(Duration::from_secs(DAY));
@@ -183,24 +199,27 @@ async fn day_one_cap_holds_the_next_message_for_the_next_day_and_day_four_allows
     relay(&srv, "app@example.test", &addrs("b", "remote.test", 7)).await;
     wait_states(&srv, "warming cap", 10, 2).await;
     assert_eq!(sink.received().len(), 10);
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_warming_daily_cap{sending_domain="example.test"} 5"#
-    ));
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_warming_day{sending_domain="example.test"} 4"#
-    ));
+    assert_eq!(
+        srv.metric(WARMING_DAILY_CAP, &[("sending_domain", "example.test")])
+            .await,
+        Some(5.0)
+    );
+    assert_eq!(
+        srv.metric(WARMING_DAY, &[("sending_domain", "example.test")])
+            .await,
+        Some(4.0)
+    );
 
     // Day 7+: full quota, nothing held.
     srv.running().clock.advance(Duration::from_secs(3 * DAY));
     wait_states(&srv, "warming cap", 12, 0).await;
     relay(&srv, "app@example.test", &addrs("c", "remote.test", 6)).await;
     wait_states(&srv, "warming cap", 18, 0).await;
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_warming_daily_cap{sending_domain="example.test"} inf"#
-    ));
+    assert_eq!(
+        srv.metric(WARMING_DAILY_CAP, &[("sending_domain", "example.test")])
+            .await,
+        Some(f64::INFINITY)
+    );
     common::promtool_check_metrics(&srv.running().metrics.render());
     srv.shutdown().await;
 }
@@ -253,14 +272,22 @@ warmed_hourly = 4
         2,
         "{rcpts:?}"
     );
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_provider_hourly_cap{sending_domain="example.test",provider="gmail"} 2"#
-    ));
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_provider_hourly_sent{sending_domain="example.test",provider="gmail"} 2"#
-    ));
+    assert_eq!(
+        srv.metric(
+            PROVIDER_HOURLY_CAP,
+            &[("sending_domain", "example.test"), ("provider", "gmail")]
+        )
+        .await,
+        Some(2.0)
+    );
+    assert_eq!(
+        srv.metric(
+            PROVIDER_HOURLY_SENT,
+            &[("sending_domain", "example.test"), ("provider", "gmail")]
+        )
+        .await,
+        Some(2.0)
+    );
 
     // Paced, not held to the top of the next hour: governor frees one cell per half hour
     // (2 an hour), and the held recipients wait for the next free cell.
@@ -349,16 +376,23 @@ warmed_hourly = 1
             .is_some_and(|l| l.starts_with("provider rate:")),
         "{json}"
     );
-    let m = srv.running().metrics.render();
-    assert!(
-        !m.lines()
-            .any(|l| l.starts_with("mxgate_delivery_attempts_total{")
-                && l.contains(r#"result="deferred""#)),
-        "a hold counted as a delivery attempt:\n{m}"
+    assert_eq!(
+        srv.metric(DELIVERY_ATTEMPTS, &[("result", "deferred")])
+            .await,
+        None,
+        "a hold counted as a delivery attempt"
     );
-    assert!(m.contains(
-        r#"mxgate_warming_deferrals_total{sending_domain="example.test",reason="provider rate"}"#
-    ));
+    assert!(
+        srv.metric(
+            WARMING_DEFERRALS,
+            &[
+                ("sending_domain", "example.test"),
+                ("reason", "provider rate")
+            ]
+        )
+        .await
+        .is_some()
+    );
 
     // The hour after, it goes out on its first attempt; the events, in order, report three
     // deliveries and nothing in between.
@@ -405,16 +439,24 @@ warmed_hourly = 8
     // Two rate-limit replies: 8 → 4 → 2 per hour. The two refused attempts count towards
     // the rate (the provider saw them), so the 2 an hour are in use: the message is held.
     wait_states(&srv, "provider rate", 0, 1).await;
-    let level = r#"mxgate_provider_throttle_level{sending_domain="example.test",provider="gmail"}"#;
-    assert!(metric_line(&srv, &format!("{level} 2")));
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_provider_throttle_events_total{sending_domain="example.test",provider="gmail"} 2"#
-    ));
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_provider_hourly_cap{sending_domain="example.test",provider="gmail"} 2"#
-    ));
+    let gmail = [("sending_domain", "example.test"), ("provider", "gmail")];
+    assert_eq!(srv.metric(PROVIDER_THROTTLE_LEVEL, &gmail).await, Some(2.0));
+    assert_eq!(
+        srv.metric(
+            PROVIDER_THROTTLE_EVENTS,
+            &[("sending_domain", "example.test"), ("provider", "gmail")]
+        )
+        .await,
+        Some(2.0)
+    );
+    assert_eq!(
+        srv.metric(
+            PROVIDER_HOURLY_CAP,
+            &[("sending_domain", "example.test"), ("provider", "gmail")]
+        )
+        .await,
+        Some(2.0)
+    );
     relay(&srv, "app@example.test", &addrs("g", "gmail.com", 4)).await;
     wait_states(&srv, "provider rate", 0, 5).await;
     assert!(sink.received().is_empty());
@@ -422,15 +464,19 @@ warmed_hourly = 8
     // Quiet for 10 minutes (same hour): one step back, 4 per hour with 2 in use, two go out.
     srv.running().clock.advance(Duration::from_secs(600));
     wait_states(&srv, "provider rate", 2, 3).await;
-    assert!(metric_line(&srv, &format!("{level} 1")));
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_provider_hourly_cap{sending_domain="example.test",provider="gmail"} 4"#
-    ));
+    assert_eq!(srv.metric(PROVIDER_THROTTLE_LEVEL, &gmail).await, Some(1.0));
+    assert_eq!(
+        srv.metric(
+            PROVIDER_HOURLY_CAP,
+            &[("sending_domain", "example.test"), ("provider", "gmail")]
+        )
+        .await,
+        Some(4.0)
+    );
     // Another quiet period: the full 8 per hour again with 4 in use, the last three go.
     srv.running().clock.advance(Duration::from_secs(600));
     wait_states(&srv, "provider rate", 5, 0).await;
-    assert!(metric_line(&srv, &format!("{level} 0")));
+    assert_eq!(srv.metric(PROVIDER_THROTTLE_LEVEL, &gmail).await, Some(0.0));
     assert_eq!(sink.received().len(), 5);
     srv.shutdown().await;
 }
@@ -469,21 +515,24 @@ async fn a_source_ip_has_its_own_tier_shared_by_its_sending_domains() {
     relay(&srv, "news@other.test", &addrs("c", "remote.test", 2)).await;
     wait_states(&srv, "warming cap: source IP 127.0.0.1", 3, 1).await;
     assert_eq!(sink.received().len(), 3);
-    let m = srv.running().metrics.render();
-    for l in [
-        r#"mxgate_warming_ip_day{sending_ip="127.0.0.1"} 1"#,
-        r#"mxgate_warming_ip_daily_cap{sending_ip="127.0.0.1"} 3"#,
-        r#"mxgate_warming_ip_daily_sent{sending_ip="127.0.0.1"} 3"#,
-    ] {
-        assert!(m.lines().any(|x| x == l), "{l} missing in\n{m}");
-    }
-    // The relay reports the address it sent from: the `sending_ip` label is filled.
-    assert!(
-        m.lines()
-            .any(|l| l.starts_with("mxgate_messages_delivered_total{")
-                && l.contains(r#"sending_ip="127.0.0.1""#)),
-        "{m}"
+    assert_eq!(
+        srv.metric(WARMING_IP_DAY, &[("sending_ip", "127.0.0.1")])
+            .await,
+        Some(1.0)
     );
+    assert_eq!(
+        srv.metric(WARMING_IP_DAILY_CAP, &[("sending_ip", "127.0.0.1")])
+            .await,
+        Some(3.0)
+    );
+    assert_eq!(
+        srv.metric(WARMING_IP_DAILY_SENT, &[("sending_ip", "127.0.0.1")])
+            .await,
+        Some(3.0)
+    );
+    // The relay reports the address it sent from: the `sending_ip` label is filled.
+    let ip = [("sending_ip", "127.0.0.1")];
+    assert!(srv.metric(MESSAGES_DELIVERED, &ip).await.is_some());
     // Next day the held one goes.
     srv.running().clock.advance(Duration::from_secs(DAY));
     wait_states(&srv, "source IP", 4, 0).await;
@@ -509,13 +558,16 @@ async fn each_streams_source_ip_has_its_own_tier() {
     let got = sink.received();
     let from = |peer: &str| got.iter().filter(|r| r.peer.to_string() == peer).count();
     assert_eq!((from("127.0.0.2"), from("127.0.0.1")), (3, 2));
-    let m = srv.running().metrics.render();
-    for l in [
-        r#"mxgate_warming_ip_daily_sent{sending_ip="127.0.0.2"} 3"#,
-        r#"mxgate_warming_ip_daily_sent{sending_ip="127.0.0.1"} 2"#,
-    ] {
-        assert!(m.lines().any(|x| x == l), "{l} missing in\n{m}");
-    }
+    assert_eq!(
+        srv.metric(WARMING_IP_DAILY_SENT, &[("sending_ip", "127.0.0.2")])
+            .await,
+        Some(3.0)
+    );
+    assert_eq!(
+        srv.metric(WARMING_IP_DAILY_SENT, &[("sending_ip", "127.0.0.1")])
+            .await,
+        Some(2.0)
+    );
     srv.shutdown().await;
 }
 
@@ -552,10 +604,17 @@ async fn a_company_domain_is_recognised_by_its_mx_hosts_and_gets_that_providers_
     relay(&srv, "app@example.test", &addrs("w", "corp.test", 2)).await;
     relay(&srv, "app@example.test", &addrs("p", "plain.test", 2)).await;
     wait_states(&srv, "to google_workspace", 3, 1).await;
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_provider_hourly_sent{sending_domain="example.test",provider="google_workspace"} 1"#
-    ));
+    assert_eq!(
+        srv.metric(
+            PROVIDER_HOURLY_SENT,
+            &[
+                ("sending_domain", "example.test"),
+                ("provider", "google_workspace")
+            ]
+        )
+        .await,
+        Some(1.0)
+    );
     srv.shutdown().await;
 }
 
@@ -585,10 +644,14 @@ mx = ["*.orange-mx.test"]
     relay(&srv, "app@example.test", &addrs("x", "other.test", 2)).await;
     // Two of the three Orange recipients go this hour; other.test has no cap.
     wait_states(&srv, "to orange", 4, 1).await;
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_provider_hourly_sent{sending_domain="example.test",provider="orange"} 2"#
-    ));
+    assert_eq!(
+        srv.metric(
+            PROVIDER_HOURLY_SENT,
+            &[("sending_domain", "example.test"), ("provider", "orange")]
+        )
+        .await,
+        Some(2.0)
+    );
     srv.shutdown().await;
 }
 
@@ -654,10 +717,11 @@ warmed_hourly = 3
     align(&srv, HOUR);
     relay(&srv, "app@example.test", &addrs("g", "gmail.com", 4)).await;
     wait_states(&srv, "provider rate: 3 of 3", 3, 1).await;
-    assert!(metric_line(
-        &srv,
-        r#"mxgate_warming_daily_cap{sending_domain="example.test"} inf"#
-    ));
+    assert_eq!(
+        srv.metric(WARMING_DAILY_CAP, &[("sending_domain", "example.test")])
+            .await,
+        Some(f64::INFINITY)
+    );
     srv.shutdown().await;
 }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::bounce::Provider;
+use crate::providers::Provider;
 use crate::stats::{Filter, Report};
 
 const DAY_MS: u64 = 86_400_000;

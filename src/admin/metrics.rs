@@ -1,5 +1,6 @@
-//! `GET /metrics`: Prometheus text format. Queue gauges are refreshed from the store at
-//! scrape time, so they are exact without a background task.
+//! `GET /metrics`: Prometheus text format. Queue gauges (per-state counts, backlog, bytes,
+//! free disk) are refreshed from the queue's in-memory counters at scrape time, so they
+//! are exact without a background task.
 
 use axum::extract::State;
 use axum::http::header;
@@ -18,6 +19,8 @@ pub async fn metrics(State(state): State<super::State>) -> impl IntoResponse {
             state.metrics.queue_gauge(st.as_str(), n);
         }
     }
+    let u = state.queue.usage();
+    state.metrics.storage(u.messages, u.bytes, u.disk_free);
     (
         [(
             header::CONTENT_TYPE,

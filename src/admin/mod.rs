@@ -1,5 +1,5 @@
-//! Admin HTTP (SPEC "Admin HTTP"): `/healthz`, `/metrics`, `/api/queue...`; later
-//! `/api/suppressions`, `/api/bounces/...` and `/dashboard`. axum on its own listener,
+//! Admin HTTP (SPEC "Admin HTTP"): `/healthz`, `/metrics`, `/api/queue...`,
+//! `/api/suppressions`, `/api/bounces/...`, `POST /api/reload` and `/dashboard`. axum on its own listener,
 //! loopback by default; `/api` requires `Authorization: Bearer <admin.token>` when a token
 //! is configured.
 
@@ -8,11 +8,12 @@ mod dashboard;
 mod health;
 mod metrics;
 mod queue;
+mod reload;
 mod suppressions;
 mod suspensions;
 mod unsubscribe;
 
-use std::sync::Arc;
+pub use reload::{Reload, ReloadReport};
 
 use axum::Router;
 use axum::extract::Request;
@@ -24,18 +25,22 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::live::View;
 use crate::queue::Queue;
 
 /// What the admin handlers read.
 #[derive(Clone)]
 pub struct State {
-    pub config: Arc<Config>,
+    /// The config in force (the bearer token is read per request: a reload changes it).
+    pub config: View<Config>,
     pub queue: Queue,
     pub metrics: crate::metrics::Metrics,
-    pub suppressions: crate::bounce::SuppressionList,
+    pub suppressions: crate::suppression::SuppressionList,
     pub stats: crate::stats::Stats,
-    pub suspensions: crate::bounce::suspend::Suspensions,
+    pub suspensions: crate::suspension::Suspensions,
     pub token_key: crate::routing::token::TokenKey,
+    /// `POST /api/reload`.
+    pub reload: Reload,
 }
 
 pub fn router(state: State) -> Router {
@@ -58,6 +63,7 @@ pub fn router(state: State) -> Router {
         )
         .route("/api/bounces/summary", get(bounces::summary))
         .route("/api/bounces/classification", get(bounces::classification))
+        .route("/api/reload", post(reload::reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -74,7 +80,8 @@ async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    let expected = s.config.admin.token.expose();
+    let config = s.config.get();
+    let expected = config.admin.token.expose();
     if expected.is_empty() {
         return next.run(req).await;
     }

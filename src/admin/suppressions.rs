@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::bounce::suppress::{Added, Source, SuppressError, normalize_address};
+use crate::suppression::{Added, Source, SuppressError, normalize_address};
 
 #[derive(Deserialize)]
 pub struct ListQuery {

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::bounce::SuppressionSource;
+use crate::suppression::Source;
 
 /// `POST /unsubscribe/{token}`; the body (`List-Unsubscribe=One-Click`) is not needed.
 pub async fn one_click(State(s): State<super::State>, Path(token): Path<String>) -> Response {
@@ -30,7 +30,7 @@ pub async fn one_click(State(s): State<super::State>, Path(token): Path<String>)
         .add(
             &address,
             "unsubscribe",
-            SuppressionSource::Unsubscribe,
+            Source::Unsubscribe,
             Some("one-click (RFC 8058)"),
         )
         .await;

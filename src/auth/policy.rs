@@ -6,7 +6,7 @@
 
 use super::verdict::{AuthResult, AuthVerdict, DmarcPolicy};
 use crate::config::{DomainConfig, TempErrorAction};
-use crate::session::reply::{self, Reply};
+use crate::reply::{self, Reply};
 
 /// The disposition of one message for one alias domain.
 #[derive(Clone, Debug, PartialEq, Eq)]

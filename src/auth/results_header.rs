@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use super::verdict::{AuthResult, AuthVerdict, DmarcPolicy, SpfIdentity};
+use crate::message;
 
 const NAME: &str = "Authentication-Results";
 
@@ -138,84 +139,35 @@ pub const ERP_FIELD: &str = "X-Mxgate-Auth";
 /// and every `X-Mxgate-Auth` field (only mxgate writes that one, on top of the message).
 /// Other fields, other authserv-ids and the body are returned byte for byte.
 pub fn strip_forged_results(raw: &[u8], authserv_id: &str) -> Vec<u8> {
-    let header_end = header_end(raw);
+    let (head, rest) = message::split(raw);
     let mut out = Vec::with_capacity(raw.len());
-    let mut pos = 0;
-    while pos < header_end {
-        let end = field_end(raw, pos, header_end);
-        let field = &raw[pos..end];
-        if !claims(field, authserv_id) && !is_field(field, ERP_FIELD) {
-            out.extend_from_slice(field);
+    for field in message::fields(head) {
+        if !claims(&field, authserv_id) && !field.is(ERP_FIELD) {
+            out.extend_from_slice(field.raw);
         }
-        pos = end;
     }
-    out.extend_from_slice(&raw[header_end..]);
+    out.extend_from_slice(rest);
     out
-}
-
-/// Offset of the blank line ending the header section (or the end of input).
-fn header_end(raw: &[u8]) -> usize {
-    let mut pos = 0;
-    while pos < raw.len() {
-        let line_end = raw[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(raw.len(), |i| pos + i + 1);
-        let line = &raw[pos..line_end];
-        if line == b"\r\n" || line == b"\n" {
-            return pos;
-        }
-        pos = line_end;
-    }
-    raw.len()
-}
-
-/// End of the field starting at `start`: after its last continuation line.
-fn field_end(raw: &[u8], start: usize, limit: usize) -> usize {
-    let mut pos = start;
-    loop {
-        pos = raw[pos..limit]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(limit, |i| pos + i + 1);
-        if pos >= limit || !matches!(raw[pos], b' ' | b'\t') {
-            return pos;
-        }
-    }
 }
 
 /// The value of `X-Mxgate-Auth` when it is the message's first header field — where the
 /// inbound session puts it, above its own Received (anything from outside sits below that,
 /// and is removed anyway). Unfolded, trimmed. Used for the ERP push header.
 pub fn erp_header_of(raw: &[u8]) -> Option<String> {
-    let end = field_end(raw, 0, header_end(raw));
-    let field = &raw[..end];
-    if !is_field(field, ERP_FIELD) {
+    let field = message::fields(message::header_section(raw)).next()?;
+    if !field.is(ERP_FIELD) {
         return None;
     }
-    let colon = field.iter().position(|&b| b == b':')?;
-    let value = String::from_utf8_lossy(&field[colon + 1..]);
+    let value = String::from_utf8_lossy(field.value());
     let value: String = value.split_whitespace().collect::<Vec<_>>().join(" ");
     (!value.is_empty()).then_some(value)
 }
 
-fn is_field(field: &[u8], name: &str) -> bool {
-    field.iter().position(|&b| b == b':').is_some_and(|colon| {
-        String::from_utf8_lossy(&field[..colon])
-            .trim()
-            .eq_ignore_ascii_case(name)
-    })
-}
-
-fn claims(field: &[u8], authserv_id: &str) -> bool {
-    let Some(colon) = field.iter().position(|&b| b == b':') else {
-        return false;
-    };
-    let name = String::from_utf8_lossy(&field[..colon]);
-    if !name.trim().eq_ignore_ascii_case(NAME) {
+fn claims(field: &message::Field<'_>, authserv_id: &str) -> bool {
+    if !field.is(NAME) {
         return false;
     }
-    let value = String::from_utf8_lossy(&field[colon + 1..]);
+    let value = String::from_utf8_lossy(field.value());
     let id = first_token(&value);
     let ours = authserv_id.trim().trim_end_matches('.');
     !id.is_empty() && id.trim_end_matches('.').eq_ignore_ascii_case(ours)

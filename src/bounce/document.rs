@@ -84,7 +84,7 @@ pub(crate) fn build(msg: &Message<'_>) -> Document {
             .headers_raw()
             .take(200)
             .filter(|(n, _)| KEPT_HEADERS.iter().any(|k| k.eq_ignore_ascii_case(n)))
-            .map(|(n, v)| (n.to_ascii_lowercase(), unfold(v)))
+            .map(|(n, v)| (n.to_ascii_lowercase(), crate::message::unfold(v)))
             .collect(),
         ..Document::default()
     };
@@ -272,21 +272,6 @@ fn strip_html(h: &str) -> String {
         .replace("&gt;", ">")
         .replace("&amp;", "&")
         .replace("&nbsp;", " ")
-}
-
-/// Joins folded header lines (RFC 5322 §2.2.3).
-pub(crate) fn unfold(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for (i, line) in v.split('\n').enumerate() {
-        let line = line.trim_end_matches('\r');
-        if i > 0 {
-            out.push(' ');
-            out.push_str(line.trim_start());
-        } else {
-            out.push_str(line.trim());
-        }
-    }
-    out.trim().to_owned()
 }
 
 #[cfg(test)]

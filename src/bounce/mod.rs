@@ -17,33 +17,29 @@ mod classify;
 mod codes;
 mod document;
 mod heuristics;
-pub mod intake;
 mod normalize;
 mod parse;
 mod phrases;
-mod provider;
 mod rfc3463;
 mod rfc3464;
 mod rfc3834;
 pub mod rules;
-pub mod suppress;
-pub mod suspend;
 
 pub use category::{Category, DeliveryKind, Reason};
 pub use classify::{Classification, classify_reply, classify_reply_with};
 pub use codes::{find_reply_code, find_status};
 pub use parse::{parse, parse_traced};
 pub use rules::{RuleId, Rules, Trace};
-pub use suppress::{Source as SuppressionSource, Suppression, SuppressionList};
 
 /// Which phrase-table row decides `text` (for rule debugging and the corpus scorer).
 #[doc(hidden)]
 pub fn explain(text: &str) -> Option<(Reason, &'static str)> {
     phrases::explain(&normalize::normalize(text))
 }
-pub use provider::{Provider, detect_provider};
 
 use serde::Serialize;
+
+use crate::providers::Provider;
 
 /// What kind of automatic message a report is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -9,7 +9,8 @@ use super::heuristics::ses::SesNotice;
 use super::heuristics::{self, TextRecipient};
 use super::rfc3464::{self, DsnMessage, DsnRecipient};
 use super::rules::{Probe, Rules, Trace};
-use super::{BounceReport, Provider, RecipientResult, ReportKind, arf, codes, provider, rfc3834};
+use super::{BounceReport, Provider, RecipientResult, ReportKind, arf, codes, rfc3834};
+use crate::providers::detect_provider;
 
 /// Larger inputs are cut: bounces are small, and the notice is at the start.
 const MAX_INPUT: usize = 2 * 1024 * 1024;
@@ -173,7 +174,7 @@ fn failed_recipients(
 /// The recipient who complained (RFC 5965 Original-Rcpt-To): no failure, so no category.
 fn complainant(address: String) -> RecipientResult {
     RecipientResult {
-        provider: provider::detect_provider(Some(&address), &[], ""),
+        provider: detect_provider(Some(&address), &[], ""),
         address,
         original_recipient: None,
         action: None,
@@ -247,7 +248,7 @@ fn from_dsn(
         out.kind = Some(kind);
     }
     let hosts: Vec<&str> = out.remote_mta.as_deref().into_iter().collect();
-    out.provider = provider::detect_provider(Some(&address), &hosts, &out.diagnostic);
+    out.provider = detect_provider(Some(&address), &hosts, &out.diagnostic);
     out
 }
 
@@ -316,7 +317,7 @@ fn evaluate(
         diagnostic: truncate(&normalize_keep_case(shown)),
         remote_mta: None,
         last_attempt: None,
-        provider: provider::detect_provider(Some(address), &[], shown),
+        provider: detect_provider(Some(address), &[], shown),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod dkim;
 pub mod dns_check;
 mod hash_password;
 mod queue;
+mod reload;
 mod serve;
 mod suppress;
 mod suspend;
@@ -20,7 +21,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "mxgate",
-    version,
+    // build.rs: the crate version, with the git commit when built from a checkout.
+    version = env!("MXGATE_VERSION"),
     about = "Mail server for an ERP's alias domain"
 )]
 pub struct Cli {
@@ -44,6 +46,9 @@ pub enum Command {
     Dkim(dkim::DkimArgs),
     /// Check DOMAIN's MX, SPF, DKIM and DMARC records against this server's config.
     DnsCheck(dns_check::DnsCheckArgs),
+    /// Make the running server read its config file again (as SIGHUP does); prints what
+    /// changed or every problem (file:line), exit 1 when the config was refused.
+    Reload(admin_client::AdminArgs),
     /// List, add or remove suppressed recipients on the running server.
     Suppress(suppress::SuppressArgs),
     /// List or lift sending domains suspended for their bounce rate on the running server.
@@ -91,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(args) => queue::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Dkim(args) => dkim::run(&args),
         Command::DnsCheck(args) => dns_check::run(&args),
+        Command::Reload(args) => reload::run(&args),
         Command::Suppress(args) => suppress::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Suspend(args) => suspend::run(&args).map(|()| ExitCode::SUCCESS),
         Command::TestRelay(args) => test_relay::run(&args),

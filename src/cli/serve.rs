@@ -1,4 +1,5 @@
-//! `mxgate serve [--config PATH]`: run until SIGTERM/SIGINT, then shut down gracefully.
+//! `mxgate serve [--config PATH]`: run until SIGTERM/SIGINT, then shut down gracefully;
+//! SIGHUP reads the config file again ([`crate::server::reload`]).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -19,24 +20,41 @@ pub fn run(arg: &super::ConfigArg) -> anyhow::Result<ExitCode> {
         // Before the listeners open: a SIGTERM that arrives once clients can connect must
         // be a graceful shutdown, never the default action that kills the process.
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        // Likewise SIGHUP, whose default action would kill the server instead of reloading.
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let running = Server::start(config).await?;
         tracing::info!("mxgate started");
-        wait_for_signal(&running, &mut term).await?;
+        wait_for_signal(&running, &mut term, &mut hup).await?;
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
+/// Serves until SIGTERM, SIGINT or a shutdown; each SIGHUP reloads the config (the
+/// outcome is logged by the reload itself).
 async fn wait_for_signal(
     running: &crate::server::Running,
     term: &mut Signal,
+    hup: &mut Signal,
 ) -> anyhow::Result<()> {
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        r = tokio::signal::ctrl_c() => { r.context("waiting for SIGINT")?; tracing::info!("SIGINT received") }
-        _ = running.cancelled() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM received");
+                return Ok(());
+            }
+            r = tokio::signal::ctrl_c() => {
+                r.context("waiting for SIGINT")?;
+                tracing::info!("SIGINT received");
+                return Ok(());
+            }
+            _ = running.cancelled() => return Ok(()),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the config");
+                running.reload().await;
+            }
+        }
     }
-    Ok(())
 }
 
 fn init_tracing() {

@@ -5,19 +5,22 @@
 //! 2. [`Config::validate`] — every semantic problem (unknown route names, duplicate ports,
 //!    aliases outside the alias domains, ...) with the line of the offending key.
 //!
-//! `check-config` prints all problems; `serve` refuses to start on any. After load the
-//! config is immutable and shared as `Arc<Config>`.
+//! `check-config` prints all problems; `serve` refuses to start on any, and a reload keeps
+//! the running config on any. After load a config is immutable and shared as `Arc<Config>`;
+//! a reload replaces it whole.
 
 mod auth;
 mod events;
+mod queue;
 mod relay;
 mod routing;
 mod server;
+mod store;
 mod streams;
 mod suspension;
 mod types;
 mod validate;
-pub use validate::parse_day_range;
+mod values;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,9 +31,10 @@ pub use auth::{
     AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, default_key_path,
 };
 pub use events::EventsConfig;
+pub use queue::QueueConfig;
 pub use relay::{
-    FromAlignment, ProviderRate, QueueConfig, RelayConfig, Security, SmarthostConfig,
-    SubmissionConfig, SubmissionUser, WarmingConfig, WarmingStep,
+    FromAlignment, ProviderRate, RelayConfig, Security, SmarthostConfig, SubmissionConfig,
+    SubmissionUser, WarmingConfig, WarmingStep,
 };
 pub use routing::{
     AliasConfig, DomainConfig, ForwardRoute, HttpRoute, MaildirRoute, OdooRoute, RejectRoute,
@@ -39,9 +43,11 @@ pub use routing::{
 pub use server::{
     AdminConfig, DnsConfig, ListenerConfig, ListenersConfig, ServerConfig, SmtpConfig, TlsConfig,
 };
+pub use store::StoreConfig;
 pub use streams::StreamsConfig;
 pub use suspension::SuspensionConfig;
 pub use types::{ByteSize, HumanDuration, Secret};
+pub use values::{Date, DayRange, Parsed};
 
 /// The embedded default, identical to `conf/mxgate.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../../conf/mxgate.toml");
@@ -72,6 +78,12 @@ pub struct Config {
     pub suspension: SuspensionConfig,
     /// Email types (transactional / mass) of submitted mail (`[streams]`, issue 6).
     pub streams: StreamsConfig,
+    /// The one RocksDB's memory bound (`[store]`).
+    pub store: StoreConfig,
+    /// The file this config was read from, what a reload reads again; `None` for a config
+    /// built from text (the embedded default, tests).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// One thing wrong with a config file, with where it is.
@@ -91,24 +103,39 @@ pub struct ConfigError {
     pub problems: Vec<Problem>,
 }
 
+impl ConfigError {
+    /// One problem about `key` of `file`, at the key's line when the file names it: a value
+    /// that parsed but does not work (a certificate that does not load, a DKIM key file).
+    pub fn at_key(file: &Path, key: &str, message: String) -> ConfigError {
+        let line = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| validate::line_of(&text, key));
+        ConfigError {
+            file: file.to_path_buf(),
+            problems: vec![Problem {
+                path: key.to_string(),
+                line,
+                message,
+            }],
+        }
+    }
+
+    /// Every problem as `file:line: key: message`, in file order.
+    pub fn lines(&self) -> Vec<String> {
+        let file = self.file.display();
+        self.problems
+            .iter()
+            .map(|p| match p.line {
+                Some(line) => format!("{file}:{line}: {}: {}", p.path, p.message),
+                None => format!("{file}: {}: {}", p.path, p.message),
+            })
+            .collect()
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            match p.line {
-                Some(line) => write!(
-                    f,
-                    "{}:{line}: {}: {}",
-                    self.file.display(),
-                    p.path,
-                    p.message
-                )?,
-                None => write!(f, "{}: {}: {}", self.file.display(), p.path, p.message)?,
-            }
-        }
-        Ok(())
+        f.write_str(&self.lines().join("\n"))
     }
 }
 
@@ -123,7 +150,9 @@ impl Config {
                 message: format!("cannot read config: {e}"),
             }],
         })?;
-        Config::from_toml(&text, path)
+        let mut config = Config::from_toml(&text, path)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses and validates TOML text; `file` is only used in messages.

@@ -1,10 +1,12 @@
-//! `[submission]`, `[relay]`, `[[relay.smarthosts]]`, `[warming]`, `[queue]`.
+//! `[submission]`, `[relay]`, `[[relay.smarthosts]]`, `[warming]` (`[queue]` is in `queue.rs`).
 //! The keys SPEC fixes are all accepted here; the relay issue gives them behaviour.
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::types::{HumanDuration, Secret};
+use super::values::{Date, DayRange, Parsed};
+use crate::providers::HostPattern;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -159,7 +161,7 @@ pub struct WarmingConfig {
     pub schedule: Vec<WarmingStep>,
     /// Warming start per sending domain, `"example.test" = "2026-11-01"` (UTC day 1);
     /// domains without one start on their first relayed message.
-    pub start: std::collections::BTreeMap<String, String>,
+    pub start: std::collections::BTreeMap<String, Parsed<Date>>,
     /// After a provider's rate-limit reply halved its hourly cap, each quiet period without
     /// another one doubles it back, up to the configured cap.
     pub throttle_quiet: HumanDuration,
@@ -199,7 +201,7 @@ impl WarmingConfig {
         ]
         .into_iter()
         .map(|(days, daily_cap)| WarmingStep {
-            days: days.to_string(),
+            days: Parsed::new(days),
             daily_cap,
         })
         .collect()
@@ -245,7 +247,7 @@ pub fn default_provider_rates() -> std::collections::BTreeMap<String, ProviderRa
 #[serde(deny_unknown_fields)]
 pub struct WarmingStep {
     /// `"1-3"`, `"21+"` or a single day `"7"`.
-    pub days: String,
+    pub days: Parsed<DayRange>,
     /// Messages per UTC day; absent = the full quota (no cap).
     #[serde(default)]
     pub daily_cap: Option<u64>,
@@ -267,33 +269,9 @@ pub struct ProviderRate {
     /// under it). With `mx`, this is how a provider the built-in table does not know is
     /// defined; for a built-in one, it adds to what is recognised.
     #[serde(default)]
-    pub domains: Vec<String>,
+    pub domains: Vec<Parsed<HostPattern>>,
     /// MX host names of this provider (`"*.orange-mx.fr"` or `"orange-mx.fr"`: that host
     /// and every host under it): a company domain whose MX hosts match is this provider.
     #[serde(default)]
-    pub mx: Vec<String>,
-}
-
-/// Retry policy for every queued recipient (ERP routes now, relay later).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QueueConfig {
-    /// First retry delay; doubles each attempt, with ±20% jitter.
-    pub retry_initial: HumanDuration,
-    pub retry_max: HumanDuration,
-    /// Give up (state `expired`) after this long in the queue.
-    pub expire_after: HumanDuration,
-    /// Deliveries in flight at once.
-    pub concurrency: usize,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        QueueConfig {
-            retry_initial: HumanDuration::secs(60),
-            retry_max: HumanDuration::secs(3600),
-            expire_after: HumanDuration::secs(2 * 86400),
-            concurrency: 32,
-        }
-    }
+    pub mx: Vec<Parsed<HostPattern>>,
 }

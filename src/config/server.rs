@@ -38,7 +38,7 @@ pub struct ListenersConfig {
     pub submissions: Option<ListenerConfig>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub bind: SocketAddr,
@@ -125,7 +125,7 @@ impl Default for TlsConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// `ip:port` of the resolvers to ask; empty = the system resolver (/etc/resolv.conf).

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use crate::queue::Stream;
+use crate::envelope::Stream;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -29,6 +29,7 @@ impl Config {
             .problems()
             .into_iter()
             .chain(self.streams.problems())
+            .chain(self.store.problems())
         {
             p.add(key, message);
         }
@@ -216,23 +217,17 @@ impl Config {
             p.add("relay.destination_concurrency", "must be at least 1");
         }
         for (i, w) in self.warming.schedule.iter().enumerate() {
-            if parse_day_range(&w.days).is_none() {
-                p.add(
-                    format!("warming.schedule[{i}].days"),
-                    format!("{:?}: expected \"1-3\", \"7\" or \"21+\"", w.days),
-                );
+            if let Some(e) = w.days.error() {
+                p.add(format!("warming.schedule[{i}].days"), e);
             }
         }
         for (domain, date) in &self.warming.start {
-            if crate::delivery::warming::parse_date(date).is_none() {
-                p.add(
-                    format!("warming.start.{domain}"),
-                    format!("{date:?}: expected a date \"YYYY-MM-DD\""),
-                );
+            if let Some(e) = date.error() {
+                p.add(format!("warming.start.{domain}"), e);
             }
         }
         for (name, rate) in &self.warming.providers {
-            let known = crate::bounce::Provider::ALL
+            let known = crate::providers::Provider::ALL
                 .iter()
                 .any(|pr| pr.as_label() == name.to_ascii_lowercase());
             // A name of its own needs a way to recognise its recipients; without one it is
@@ -245,13 +240,8 @@ impl Config {
             }
             for (key, list) in [("domains", &rate.domains), ("mx", &rate.mx)] {
                 for (i, pat) in list.iter().enumerate() {
-                    if !crate::delivery::providers::valid_pattern(pat) {
-                        p.add(
-                            format!("warming.providers.{name}.{key}[{i}]"),
-                            format!(
-                                "{pat:?} is not a DNS name (e.g. \"orange.fr\", \"*.orange-mx.fr\")"
-                            ),
-                        );
+                    if let Some(e) = pat.error() {
+                        p.add(format!("warming.providers.{name}.{key}[{i}]"), e);
                     }
                 }
             }
@@ -275,21 +265,6 @@ impl Config {
         if q.concurrency == 0 {
             p.add("queue.concurrency", "must be at least 1");
         }
-    }
-}
-
-/// `"1-3"` → (1, Some(3)); `"21+"` → (21, None); `"7"` → (7, Some(7)).
-pub fn parse_day_range(s: &str) -> Option<(u32, Option<u32>)> {
-    let s = s.trim();
-    if let Some(from) = s.strip_suffix('+') {
-        return Some((from.trim().parse().ok()?, None));
-    }
-    match s.split_once('-') {
-        Some((a, b)) => {
-            let (a, b): (u32, u32) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-            (a <= b).then_some((a, Some(b)))
-        }
-        None => s.parse().ok().map(|d| (d, Some(d))),
     }
 }
 
@@ -369,12 +344,5 @@ url = "ftp://x"
         assert!(lines.contains(&("aliases[0].address", Some(6))), "{e}");
         assert!(lines.contains(&("aliases[1].route", Some(11))), "{e}");
         assert!(lines.contains(&("routes.crm.url", Some(15))), "{e}");
-    }
-
-    #[test]
-    fn day_ranges_parse() {
-        assert_eq!(parse_day_range("1-3"), Some((1, Some(3))));
-        assert_eq!(parse_day_range("21+"), Some((21, None)));
-        assert_eq!(parse_day_range("3-1"), None);
     }
 }

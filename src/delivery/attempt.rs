@@ -1,169 +1,144 @@
-//! One attempt for one recipient: its route's kind picks the transport. Input: the stored
-//! message, the recipient and the raw body; output: an [`Outcome`] (never an error — every
-//! failure is classified).
+//! What both delivery lanes share: the attempt [`Context`] built from one config, the
+//! [`Attempt`] under way, and its end, [`Attempt::finish`] — metrics, log, the queue's
+//! record (with the DSN the new state owes, built in the same commit), then the one
+//! [`Record`] of it handed to [`report`].
+//! Every failure is an [`Outcome`]; nothing here returns an error.
+//!
+//! The [`worker`](super::worker) matches the recipient's destination once and hands the
+//! attempt to the [`local`](super::local) or the [`relayed`](super::relayed) lane.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::outcome::classify;
+use super::forward::Forwarder;
 use super::relay::Relay;
-use super::{Error, Outcome, http, maildir, odoo};
-use crate::config::{Config, RouteConfig};
-use crate::queue::transition::STORED_FOR_BOUNCE;
-use crate::queue::{QueuedMessage, Recipient};
-use crate::routing::Destination;
+use super::warming::Warming;
+use super::{http, odoo};
+use crate::config::Config;
+use crate::envelope::QueueId;
+use crate::metrics::Metrics;
+use crate::queue::{
+    Due, NewMessage, Outcome, Queue, QueuedMessage, RcptState, Recipient, StoreError,
+};
+use crate::report::{self, MessageInfo, Observer, Record};
 
-/// What every attempt needs, built once by the worker.
+/// Pause after the queue failed to record an outcome, so a broken store is not hammered.
+const STORE_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What an attempt needs, all built from one config: the server builds one per config (at
+/// start and on every reload) and each attempt takes the current one for its whole run.
 pub struct Context {
     pub config: Arc<Config>,
     pub http: http::Client,
     /// uids of `odoo` routes configured with a login.
     pub odoo: odoo::Logins,
-    /// Outbound relay (relayed recipients, `forward` routes, DSNs); `None` = defer them.
+    /// The `forward` route; `None` = its mail is deferred (a process without a relay).
+    pub forward: Option<Forwarder>,
+    /// The relay lane (relayed recipients, returned bounces, DSNs); `None` = defer them.
     pub relay: Option<Arc<Relay>>,
-    /// Metrics, statistics and ERP events of each recorded outcome; `None` = metrics only.
-    pub observer: Option<crate::stats::observe::Observer>,
     /// Warming tiers and provider rates of relayed mail; `None` = `[warming]` is off.
-    pub warming: Option<super::warming::Warming>,
+    pub warming: Option<Warming>,
+    /// Metrics, statistics and ERP events of each recorded outcome; `None` = metrics only.
+    pub observer: Option<Observer>,
 }
 
 impl Context {
-    pub fn new(config: Arc<Config>) -> Context {
+    pub fn new(
+        config: Arc<Config>,
+        forward: Option<Forwarder>,
+        relay: Option<Arc<Relay>>,
+        warming: Option<Warming>,
+        observer: Option<Observer>,
+    ) -> Context {
         Context {
             config,
             http: http::client(),
             odoo: odoo::Logins::default(),
-            relay: None,
-            observer: None,
-            warming: None,
+            forward,
+            relay,
+            warming,
+            observer,
         }
     }
+}
 
-    /// `provider` label of the delivery metrics: the recipient's provider for relayed mail,
-    /// else the route kind (`http`, `odoo`, `maildir`, ...).
-    pub fn kind_label(&self, rcpt: &Recipient) -> &'static str {
-        match &rcpt.dest {
-            Destination::Bounce { .. } => "bounce",
-            // Relayed mail: the mailbox provider (gmail, microsoft, ..., other), as SPEC's
-            // `mxgate_delivery_attempts_total{result,provider}` means it; bounded set.
-            Destination::Relay => {
-                crate::bounce::detect_provider(Some(&rcpt.address), &[], "").as_label()
+/// The attempt under way, as both lanes see it.
+pub(super) struct Attempt<'a> {
+    pub ctx: &'a Context,
+    pub queue: &'a Queue,
+    pub metrics: &'a Metrics,
+    pub msg: &'a QueuedMessage,
+    /// The recipient as loaded before this attempt.
+    pub rcpt: &'a Recipient,
+    pub due: Due,
+    /// What the observer reads from the message's header (default without observer).
+    pub info: MessageInfo,
+    pub start: Instant,
+}
+
+/// Outcome of an attempt whose stored message has no body: a damaged store. Deferred, so
+/// it is visible and expires.
+pub(super) fn body_missing() -> Outcome {
+    Outcome::deferred("queue: message body is missing")
+}
+
+impl Attempt<'_> {
+    /// Records `outcome` (from `sending_ip`, when it left over SMTP) with the message
+    /// `follow` makes from the recorded state (the DSN owed, if any), then reports it.
+    /// `kind`: the `provider` label of `mxgate_delivery_attempts_total`.
+    pub async fn finish(
+        &self,
+        outcome: Outcome,
+        kind: &'static str,
+        sending_ip: Option<IpAddr>,
+        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
+    ) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        self.metrics
+            .delivery_attempt(outcome.as_label(), kind, elapsed);
+        log(&outcome, &self.rcpt.address, kind);
+        let (id, rcpt) = (self.due.id, self.due.rcpt);
+        let recorded = self.queue.record_then(id, rcpt, &outcome, follow).await;
+        if let Some(state) = recorded_state(self.msg, recorded).await
+            && let Some(o) = &self.ctx.observer
+        {
+            let a = report::Attempt::recorded(
+                self.msg, self.rcpt, &self.info, &outcome, state, sending_ip,
+            );
+            o.report(Record::Attempt(a)).await;
+        }
+    }
+}
+
+/// The recipient's new state once the queue recorded it (and the DSN it owes, logged);
+/// store failures are logged (the `d/` entry stays, so the recipient comes round again).
+pub(super) async fn recorded_state(
+    msg: &QueuedMessage,
+    recorded: Result<Option<(RcptState, Option<QueueId>)>, StoreError>,
+) -> Option<RcptState> {
+    match recorded {
+        Ok(Some((state, dsn))) => {
+            if let Some(dsn) = dsn {
+                tracing::info!(queue_id = %msg.id, %dsn, to = %msg.mail_from, "DSN queued");
             }
-            Destination::SrsReturn { .. } => "relay",
-            Destination::Route { route, .. } => self
-                .config
-                .route(route)
-                .map_or("unknown", RouteConfig::kind),
+            Some(state)
+        }
+        Ok(None) | Err(StoreError::Closed) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record a delivery outcome; the attempt will be repeated");
+            tokio::time::sleep(STORE_ERROR_PAUSE).await;
+            None
         }
     }
 }
 
-/// Runs one attempt and classifies its result.
-pub async fn run(ctx: &Context, msg: &QueuedMessage, rcpt: &Recipient, body: Vec<u8>) -> Outcome {
-    run_from(ctx, msg, rcpt, body).await.0
-}
-
-/// As [`run`], with the local IP a relayed message left from (`sending_ip`), when it did.
-pub async fn run_from(
-    ctx: &Context,
-    msg: &QueuedMessage,
-    rcpt: &Recipient,
-    body: Vec<u8>,
-) -> (Outcome, Option<IpAddr>) {
-    let result = match (&rcpt.dest, &ctx.relay) {
-        (Destination::Relay, Some(relay)) => {
-            // Recipients are unique per message (RCPT de-duplicates), so the address
-            // finds the index the VERP token names.
-            let idx = msg
-                .recipients
-                .iter()
-                .position(|r| r.address == rcpt.address)
-                .and_then(|i| u16::try_from(i).ok())
-                .unwrap_or(0);
-            relay.deliver_from(msg, idx, &rcpt.address, &body).await
+fn log(outcome: &Outcome, rcpt: &str, kind: &str) {
+    match outcome {
+        Outcome::Sent { reply } => tracing::info!(rcpt, route_kind = kind, reply, "delivered"),
+        Outcome::Deferred { reason, .. } => {
+            tracing::info!(rcpt, route_kind = kind, reason, "deferred")
         }
-        _ => (deliver(ctx, msg, rcpt, body).await, None),
-    };
-    match result {
-        (Ok(reply), ip) => (Outcome::Sent { reply }, ip),
-        (Err(e), ip) => (classify(&e), ip),
+        Outcome::Bounced { reply, .. } => tracing::info!(rcpt, route_kind = kind, reply, "bounced"),
     }
-}
-
-async fn deliver(
-    ctx: &Context,
-    msg: &QueuedMessage,
-    rcpt: &Recipient,
-    body: Vec<u8>,
-) -> Result<String, Error> {
-    let (route, alias, thread, detail) = match &rcpt.dest {
-        Destination::Route {
-            route,
-            alias,
-            thread,
-            detail,
-        } => (route, alias, thread, detail),
-        // Stored for the bounce stage at enqueue; never delivered anywhere.
-        Destination::Bounce { .. } => return Ok(STORED_FOR_BOUNCE.to_string()),
-        Destination::Relay => {
-            let relay = ctx.relay.as_ref().ok_or(Error::NoRelay)?;
-            // Recipients are unique per message (RCPT de-duplicates), so the address
-            // finds the index the VERP token names.
-            let idx = msg
-                .recipients
-                .iter()
-                .position(|r| r.address == rcpt.address)
-                .and_then(|i| u16::try_from(i).ok())
-                .unwrap_or(0);
-            return relay.deliver(msg, idx, &rcpt.address, &body).await;
-        }
-        Destination::SrsReturn { to } => {
-            let relay = ctx.relay.as_ref().ok_or(Error::NoRelay)?;
-            return relay.deliver(msg, 0, to, &body).await;
-        }
-    };
-    let Some(cfg) = ctx.config.route(route) else {
-        return Err(Error::UnknownRoute(route.clone()));
-    };
-    match cfg {
-        RouteConfig::Http(h) => {
-            let meta = http::Metadata {
-                route,
-                alias,
-                thread: thread.as_deref(),
-                detail: detail.as_deref(),
-                envelope_from: &msg.mail_from,
-                envelope_to: &rcpt.address,
-                queue_id: msg.id.to_string(),
-            };
-            http::post(&ctx.http, h, &meta, body).await
-        }
-        RouteConfig::Maildir(m) => {
-            deliver_maildir(m.path.clone(), ctx.config.server.hostname.clone(), body).await
-        }
-        RouteConfig::Discard => Ok("discarded".to_string()),
-        // Refused at RCPT; only reachable if the config changed while the message waited.
-        RouteConfig::Reject(r) => Err(Error::Rejected(
-            r.message
-                .clone()
-                .unwrap_or_else(|| "route rejects mail".to_string()),
-        )),
-        RouteConfig::Forward(f) => {
-            let relay = ctx.relay.as_ref().ok_or(Error::NoRelay)?;
-            relay.forward(msg, &f.to, &body).await
-        }
-        RouteConfig::Odoo(o) => odoo::deliver(&ctx.http, &ctx.odoo, route, o, &body).await,
-    }
-}
-
-async fn deliver_maildir(dir: PathBuf, hostname: String, body: Vec<u8>) -> Result<String, Error> {
-    let path = tokio::task::spawn_blocking(move || maildir::deliver(&dir, &hostname, &body))
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(format!("maildir new/{name}"))
 }

@@ -144,12 +144,8 @@ fn clean(s: &str) -> String {
 
 /// The header section of `raw`, ending with a CRLF (at most 64 KiB of it).
 fn header_section(raw: &[u8]) -> &[u8] {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(raw.len(), |i| i + 2);
-    let end = end.min(64 * 1024);
-    &raw[..end]
+    let head = crate::message::header_section(raw);
+    &head[..head.len().min(64 * 1024)]
 }
 
 pub fn rfc5322_date(t: SystemTime) -> String {

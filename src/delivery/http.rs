@@ -5,35 +5,21 @@
 //! Plain `http://` only: the ERP usually sits next to mxgate. `https://` would need
 //! hyper-rustls (a new dependency); until then such a route defers with a clear reason.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Request, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::Error;
 use crate::config::HttpRoute;
 
-/// Shared by all attempts: keeps connections to the ERP alive between deliveries.
-pub type Client = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+/// Shared by all attempts (one pool of connections to the ERP).
+pub use crate::http_client::{Client, client};
 
 /// How much of the ERP's answer is read (the rest is dropped with the connection).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// How much of an error answer goes into the recipient's `last_reply`.
 const REPLY_EXCERPT: usize = 200;
-
-pub fn client() -> Client {
-    let mut conn = HttpConnector::new();
-    conn.set_nodelay(true);
-    conn.set_connect_timeout(Some(Duration::from_secs(10)));
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(conn)
-}
 
 /// What the ERP is told about the message, one header each.
 #[derive(Clone, Debug)]

@@ -1,18 +1,21 @@
-//! Stage ⑤ — delivery: due recipients from the [`queue`](crate::queue) in, an [`Outcome`]
+//! Stage ⑤ — delivery: due recipients from the [`queue`](crate::queue) in, an [`Outcome`](crate::queue::Outcome)
 //! per attempt recorded back into it.
 //!
 //! - [`worker`]: the scheduler — reads the queue's `d/` index in due order, runs up to
 //!   `queue.concurrency` attempts at once, never the same recipient twice concurrently.
-//! - [`attempt`]: one recipient, one attempt: the route kind decides the transport
-//!   (the only `match` on route kinds in delivery).
-//! - [`http`] (POST to the ERP), [`odoo`] (XML-RPC `message_process`), [`maildir`]; `discard` is sent at once; `forward` queues
-//!   an SRS copy ([`relay`], [`crate::routing::srs`]).
-//! - [`relay`]: relayed recipients — [`plan`] (smart hosts by priority and `from_filter`,
-//!   or MX), [`smtp`] (mail-send sessions, pooled), [`dsn`] back to the sender on failure.
+//! - [`attempt`]: one recipient, one attempt: its destination is matched once and picks
+//!   the lane; both lanes end in the same record-and-report step.
+//! - The local lane, [`local`]: the route kind picks the transport — [`http`] (POST to the
+//!   ERP), [`odoo`] (XML-RPC `message_process`), [`maildir`], `discard`, `reject`, and
+//!   [`forward`] (queues an SRS copy, [`crate::routing::srs`], whose recipients are then
+//!   relayed).
+//! - The relay lane, [`relayed`]: [`plan`] (smart hosts by priority and `from_filter`, or
+//!   MX; the recipient's provider), [`warming`] admit and settle, [`relay`] over [`smtp`]
+//!   (mail-send sessions, pooled), [`dsn`] back to the sender on failure.
 //! - [`warming`]: daily caps by day in warming, provider hourly [`rate`]s (governor),
 //!   [`throttle`] on rate-limit replies; over a cap the recipient is held (`deferred`, no
 //!   attempt counted) until its window opens.
-//! - [`outcome`]: `Outcome` and [`outcome::classify`], the only error → outcome mapping.
+//! - [`outcome`]: [`outcome::classify`], the only error → [`Outcome`](crate::queue::Outcome) mapping.
 //!
 //! Delivery is at-least-once: an attempt's `d/` key stays until its outcome is recorded, so
 //! a crash mid-attempt repeats it after restart (the ERP gets `X-Mxgate-Queue-Id` to
@@ -20,29 +23,30 @@
 
 pub mod attempt;
 pub mod dsn;
+pub mod forward;
 pub mod http;
+pub mod local;
 pub mod maildir;
 pub mod odoo;
 pub mod outcome;
 pub mod plan;
-pub mod providers;
 pub mod rate;
 pub mod relay;
+pub mod relayed;
 pub mod smtp;
 pub mod throttle;
 pub mod tls_client;
 pub mod warming;
 pub mod worker;
 
-pub use outcome::Outcome;
 pub use worker::Worker;
 
 use std::time::Duration;
 
-/// Why an attempt failed; [`outcome::classify`] turns it into an [`Outcome`].
+/// Why an attempt failed; [`outcome::classify`] turns it into an [`Outcome`](crate::queue::Outcome).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("HTTP request failed: {}", chain(.0))]
+    #[error("HTTP request failed: {}", crate::error_chain::chain(.0))]
     Http(#[source] hyper_util::client::legacy::Error),
     #[error("timed out: no answer within {0:?}")]
     Timeout(Duration),
@@ -71,7 +75,8 @@ pub enum Error {
     /// Every hop failed temporarily, DNS did not answer, or no route is configured.
     #[error("{0}")]
     RelayLater(String),
-    /// Relaying is not wired (a worker started without [`relay::Relay`]).
+    /// Relaying is not wired (a worker started without [`relay::Relay`], or a `forward`
+    /// route without its [`forward::Forwarder`]).
     #[error("outbound relay is not configured in this process")]
     NoRelay,
     #[error("the forwarded copy could not be queued")]
@@ -79,17 +84,4 @@ pub enum Error {
     /// An XML-RPC fault or unreadable answer from an `odoo` route (Odoo's words).
     #[error("{0}")]
     Fault(String),
-}
-
-/// `client error (Connect): tcp connect error: Connection refused` — hyper's top-level
-/// message alone says too little for an operator reading `last_reply`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

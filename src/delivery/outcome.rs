@@ -1,4 +1,5 @@
-//! Delivery results as data, and the one place that maps failures to them ([`classify`]).
+//! The one place that maps delivery failures to [`Outcome`]s ([`classify`]), the data the
+//! queue records.
 //!
 //! The rule for ERP routes: anything that says "not now" (connection refused, timeout, HTTP
 //! 408/429/5xx, a full disk) is `Deferred` — the queue retries with backoff, nothing is
@@ -6,54 +7,8 @@
 //! the status line as reply. The message stays in the store, so an operator can fix the ERP
 //! side and `mxgate queue retry` it.
 
-use serde::{Deserialize, Serialize};
-
 use super::Error;
-
-/// What one delivery attempt for one recipient came to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
-    /// Delivered; `reply` is what the other side said (`HTTP 200 OK`, an SMTP reply line).
-    Sent { reply: String },
-    /// Transient failure: retried with backoff until expiry.
-    Deferred { reason: String },
-    /// Permanent failure.
-    Bounced {
-        /// SPEC bounce category, when known (remote MTA bounces); `None` for an ERP refusal.
-        category: Option<String>,
-        reply: String,
-    },
-}
-
-impl Outcome {
-    /// A transient failure retried on the normal backoff.
-    pub fn deferred(reason: impl Into<String>) -> Outcome {
-        Outcome::Deferred {
-            reason: reason.into(),
-        }
-    }
-
-    /// `result` label of `mxgate_delivery_attempts_total`.
-    pub fn as_label(&self) -> &'static str {
-        match self {
-            Outcome::Sent { .. } => "sent",
-            Outcome::Deferred { .. } => "deferred",
-            Outcome::Bounced { .. } => "failed",
-        }
-    }
-}
-
-/// No attempt at all: a warming cap or a provider rate holds the recipient until its window
-/// opens ([`warming`](super::warming)). The queue keeps it `deferred` with `reason` until
-/// `retry_at` without counting an attempt (so the later 4xx backoff does not grow), and no
-/// `deferred` event or `mxgate_delivery_attempts_total` sample is produced for it; expiry
-/// still applies.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hold {
-    pub reason: String,
-    /// When the window opens (ms since the epoch).
-    pub retry_at: u64,
-}
+use crate::queue::Outcome;
 
 /// The outcome of a failed attempt.
 pub fn classify(err: &Error) -> Outcome {
@@ -65,12 +20,7 @@ pub fn classify(err: &Error) -> Outcome {
         },
         // A remote MTA's refusal: categorised like the bounces that come back by mail.
         Error::SmtpRejected(reply) | Error::Unroutable(reply) => Outcome::Bounced {
-            category: Some(
-                crate::bounce::classify_reply(None, None, reply)
-                    .category
-                    .as_str()
-                    .to_string(),
-            ),
+            category: Some(crate::bounce::classify_reply(None, None, reply).category),
             reply: reply.clone(),
         },
         Error::RelayLater(_) | Error::NoRelay | Error::ForwardQueue => {

@@ -16,8 +16,9 @@ use std::net::{IpAddr, SocketAddr};
 use super::smtp::{Hop, TlsMode};
 use crate::config::{Config, Security, SmarthostConfig};
 use crate::dns::Dns;
-use crate::queue::Stream;
-use crate::session::reply;
+use crate::envelope::Stream;
+use crate::providers::ProviderTable;
+use crate::reply;
 
 /// Why no hop could be planned.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,25 +31,60 @@ pub enum PlanError {
     Later(String),
 }
 
-/// The hops for recipient domain `domain` of a `stream` message from `sender`
-/// (`local@domain`).
+/// Where one relayed recipient goes: the hops to try, the source IP they leave from and,
+/// when asked for, the recipient's mailbox provider (what warming caps and counts).
+#[derive(Debug)]
+pub struct Plan {
+    pub hops: Vec<Hop>,
+    /// The stream's source IP (`streams.*_source_ip`); `None` = the OS picks.
+    pub source: Option<IpAddr>,
+    /// The provider label by `providers` (domain, then MX hosts); `None` when not asked.
+    pub provider: Option<String>,
+}
+
+/// The plan for recipient domain `domain` of a `stream` message from `sender`
+/// (`local@domain`). With `providers`, the recipient's provider is placed too: by its
+/// domain, else by its MX hosts — the MX lookup of direct delivery when there was one, so a
+/// domain's MX is asked once per attempt.
 pub async fn plan(
+    config: &Config,
+    dns: Option<&Dns>,
+    providers: Option<&ProviderTable>,
+    sender: &str,
+    domain: &str,
+    stream: Stream,
+) -> Result<Plan, PlanError> {
+    let source = config.streams.source_ip(stream);
+    let (mut hops, mx) = hops(config, dns, sender, domain, stream).await?;
+    for hop in &mut hops {
+        hop.source = source;
+    }
+    let provider = match providers {
+        Some(table) => Some(provider(table, dns, domain, mx).await),
+        None => None,
+    };
+    Ok(Plan {
+        hops,
+        source,
+        provider,
+    })
+}
+
+/// The hops, and the domain's MX host names when direct delivery looked them up.
+async fn hops(
     config: &Config,
     dns: Option<&Dns>,
     sender: &str,
     domain: &str,
     stream: Stream,
-) -> Result<Vec<Hop>, PlanError> {
-    let source = config.streams.source_ip(stream);
+) -> Result<(Vec<Hop>, Option<Vec<String>>), PlanError> {
     let hosts = smarthosts(config, sender, stream);
     if !hosts.is_empty() {
         let mut hops = Vec::with_capacity(hosts.len());
         for h in hosts {
-            let mut hop = smarthost_hop(h).await;
-            hop.source = source;
-            hops.push(hop);
+            hops.push(smarthost_hop(h).await);
         }
-        return Ok(hops);
+        return Ok((hops, None));
     }
     if !config.relay.direct_mx {
         return Err(PlanError::Later(format!(
@@ -60,11 +96,36 @@ pub async fn plan(
     let Some(dns) = dns else {
         return Err(PlanError::Later("DNS resolver not available".into()));
     };
-    let mut hops = mx_hops(dns, domain, config.relay.mx_port).await?;
-    for hop in &mut hops {
-        hop.source = source;
+    let later = |e: crate::dns::LookupError| PlanError::Later(format!("{domain}: {e}"));
+    let mx = dns.mx(domain).await.map_err(later)?;
+    let names = mx.iter().map(|(_, h)| h.clone()).collect();
+    Ok((
+        mx_hops(dns, domain, mx, config.relay.mx_port).await?,
+        Some(names),
+    ))
+}
+
+/// The provider label of recipient domain `domain`: by the domain alone, else by its MX
+/// hosts (`mx`, or looked up here; none on DNS trouble, which makes it `other`).
+async fn provider(
+    table: &ProviderTable,
+    dns: Option<&Dns>,
+    domain: &str,
+    mx: Option<Vec<String>>,
+) -> String {
+    if let Some(p) = table.by_domain(domain) {
+        return p;
     }
-    Ok(hops)
+    let hosts = match (mx, dns) {
+        (Some(hosts), _) => hosts,
+        (None, Some(dns)) => dns
+            .mx(domain)
+            .await
+            .map(|mx| mx.into_iter().map(|(_, h)| h).collect())
+            .unwrap_or_default(),
+        (None, None) => Vec::new(),
+    };
+    table.by_hosts(domain, &hosts)
 }
 
 /// Smart hosts that take `sender`'s mail of `stream`, in the order they are tried.
@@ -113,9 +174,13 @@ pub async fn smarthost_hop(h: &SmarthostConfig) -> Hop {
     }
 }
 
-async fn mx_hops(dns: &Dns, domain: &str, port: u16) -> Result<Vec<Hop>, PlanError> {
-    let later = |e: crate::dns::LookupError| PlanError::Later(format!("{domain}: {e}"));
-    let mx = dns.mx(domain).await.map_err(later)?;
+/// The hops of direct delivery to `domain`, whose MX records are `mx`.
+async fn mx_hops(
+    dns: &Dns,
+    domain: &str,
+    mx: Vec<(u16, String)>,
+    port: u16,
+) -> Result<Vec<Hop>, PlanError> {
     // RFC 7505 §3: a single MX with the root as exchange ("." → "").
     if mx.len() == 1 && mx[0].1.is_empty() {
         return Err(PlanError::Unroutable(reply::NULL_MX.to_string()));
@@ -214,6 +279,7 @@ from_filter = "@other.test"
         let e = plan(
             &c,
             None,
+            None,
             "a@example.test",
             "elsewhere.test",
             Stream::Transactional,
@@ -274,10 +340,10 @@ name = "main"
 host = "127.0.0.1"
 "#,
         );
-        let hop = |stream| plan(&c, None, "a@example.test", "remote.test", stream);
-        let mass = hop(Stream::Mass).await.expect("planned");
+        let hop = |stream| plan(&c, None, None, "a@example.test", "remote.test", stream);
+        let mass = hop(Stream::Mass).await.expect("planned").hops;
         assert_eq!(mass[0].source, Some("127.0.0.2".parse().expect("ip")));
-        let tx = hop(Stream::Transactional).await.expect("planned");
+        let tx = hop(Stream::Transactional).await.expect("planned").hops;
         assert_eq!(tx[0].source, None);
     }
 }

@@ -1,30 +1,33 @@
-//! The outbound relay: one attempt for a [`Destination::Relay`] recipient, the `forward`
-//! route, and the DSN sent when a relayed recipient finally fails.
+//! The outbound relay, as the relay lane ([`relayed`](super::relayed)) uses it: the plan
+//! for a recipient, one SMTP transaction per hop until one takes the message, and the DSN
+//! a relayed recipient's failure owes its sender.
 //!
-//! Attempt: [`plan`] gives the hops; each is tried in turn through the [`smtp::Pool`].
+//! Hops: [`plan`] gives them; each is tried in turn through the [`smtp::Pool`](super::smtp).
 //! Connection, TLS or AUTH trouble and 4xx replies move on to the next hop; a 5xx to MAIL,
 //! RCPT or DATA bounces the recipient at once; when every hop failed the recipient is
 //! deferred (the queue's backoff decides when to try again) with every hop's error kept.
 //!
 //! Envelope sender: mail submitted by the ERP leaves as `bounce+TOKEN@<bounce domain>`
 //! (VERP, [`TokenKey`]): the token names message and recipient, so an asynchronous bounce
-//! closes the loop in [`bounce::intake`](crate::bounce::intake). Forwarded copies carry
+//! closes the loop in [`intake`](crate::intake). Forwarded copies carry
 //! their SRS sender and DSNs the null sender, both unchanged.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-use super::smtp::{Envelope, Pool};
-use super::{Error, dsn, plan};
+use super::plan::{self, Plan};
+use super::smtp::{Envelope, Hop, Pool};
+use super::{Error, dsn};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dns::Dns;
-use crate::envelope::{Address, ListenerKind, ReversePath};
-use crate::queue::{NewMessage, Queue, QueuedMessage, RcptState, Recipient, Stream};
+use crate::envelope::{Address, ListenerKind, ReversePath, Stream};
+use crate::providers::ProviderTable;
+use crate::queue::{NewMessage, QueuedMessage, RcptState, Recipient};
+use crate::routing::Router;
 use crate::routing::srs;
 use crate::routing::token::TokenKey;
-use crate::routing::{Destination, Router};
 
 /// What the relay needs; built once in `server.rs`.
 pub struct Relay {
@@ -32,7 +35,6 @@ pub struct Relay {
     dns: Option<Dns>,
     key: TokenKey,
     router: Arc<Router>,
-    queue: Queue,
     clock: Clock,
     pool: Pool,
 }
@@ -43,7 +45,6 @@ impl Relay {
         dns: Option<Dns>,
         key: TokenKey,
         router: Arc<Router>,
-        queue: Queue,
         clock: Clock,
     ) -> Relay {
         let pool = Pool::new(&config.relay, &config.server.hostname);
@@ -52,31 +53,8 @@ impl Relay {
             dns,
             key,
             router,
-            queue,
             clock,
             pool,
-        }
-    }
-
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
-    /// The source IP `stream`'s mail leaves from (`streams.mass_source_ip` /
-    /// `streams.transactional_source_ip`); `None` = the OS picks per connection.
-    pub fn source_ip(&self, stream: Stream) -> Option<IpAddr> {
-        self.config.streams.source_ip(stream)
-    }
-
-    /// The MX host names of `domain`, for recognising its provider; empty without a
-    /// resolver or on DNS trouble (the attempt's own lookup reports that).
-    pub async fn mx_hosts(&self, domain: &str) -> Vec<String> {
-        let Some(dns) = &self.dns else {
-            return Vec::new();
-        };
-        match dns.mx(domain).await {
-            Ok(mx) => mx.into_iter().map(|(_, h)| h).collect(),
-            Err(_) => Vec::new(),
         }
     }
 
@@ -92,26 +70,14 @@ impl Relay {
         )
     }
 
-    /// One attempt for relayed recipient `idx` of `msg`, to address `to` (the recipient's,
-    /// or the original sender an SRS address encodes); the remote's final reply on success.
-    pub async fn deliver(
+    /// The plan for `to` (the recipient's address, or the original sender an SRS address
+    /// encodes) of `msg`; with `providers`, the recipient's provider is placed too.
+    pub async fn plan(
         &self,
         msg: &QueuedMessage,
-        idx: u16,
         to: &str,
-        body: &[u8],
-    ) -> Result<String, Error> {
-        self.deliver_from(msg, idx, to, body).await.0
-    }
-
-    /// As [`Relay::deliver`], with the local (sending) IP address the message left from.
-    pub async fn deliver_from(
-        &self,
-        msg: &QueuedMessage,
-        idx: u16,
-        to: &str,
-        body: &[u8],
-    ) -> (Result<String, Error>, Option<IpAddr>) {
+        providers: Option<&ProviderTable>,
+    ) -> Result<Plan, Error> {
         let domain = to
             .rsplit_once('@')
             .map_or("", |(_, d)| d)
@@ -122,21 +88,33 @@ impl Relay {
         } else {
             msg.mail_from.clone()
         };
-        let hops = match plan::plan(
+        let dns = self.dns.as_ref();
+        plan::plan(
             &self.config,
-            self.dns.as_ref(),
+            dns,
+            providers,
             &filter_sender,
             &domain,
             msg.stream,
         )
         .await
-        {
-            Ok(hops) => hops,
-            Err(plan::PlanError::Unroutable(reply)) => {
-                return (Err(Error::Unroutable(reply)), None);
-            }
-            Err(plan::PlanError::Later(reason)) => return (Err(Error::RelayLater(reason)), None),
-        };
+        .map_err(|e| match e {
+            plan::PlanError::Unroutable(reply) => Error::Unroutable(reply),
+            plan::PlanError::Later(reason) => Error::RelayLater(reason),
+        })
+    }
+
+    /// One transaction for recipient `idx` of `msg`, to address `to`, on each of `hops` in
+    /// turn until one takes or refuses it: the remote's final reply on success, with the
+    /// local (sending) IP address the message left from.
+    pub async fn send(
+        &self,
+        msg: &QueuedMessage,
+        idx: u16,
+        to: &str,
+        body: &[u8],
+        hops: &[Hop],
+    ) -> (Result<String, Error>, Option<IpAddr>) {
         let from = self.envelope_sender(msg, idx);
         let env = Envelope {
             from: &from,
@@ -145,8 +123,8 @@ impl Relay {
         };
         let mut failures = Vec::new();
         let mut ip = None;
-        for hop in &hops {
-            let (result, hop_ip) = self.pool.send_from(hop, &env).await;
+        for hop in hops {
+            let (result, hop_ip) = self.pool.send(hop, &env).await;
             ip = hop_ip.or(ip);
             match result {
                 Ok(reply) => return (Ok(format!("{reply} [{}]", hop.label)), ip),
@@ -163,64 +141,8 @@ impl Relay {
         (Err(Error::RelayLater(failures.join("; "))), ip)
     }
 
-    /// The `forward` route: queue one copy for all of `to`, with an SRS envelope sender.
-    pub async fn forward(
-        &self,
-        msg: &QueuedMessage,
-        to: &[String],
-        body: &[u8],
-    ) -> Result<String, Error> {
-        let hops = received_count(body);
-        if hops > self.config.smtp.max_hops {
-            return Err(Error::Rejected(format!(
-                "forwarding loop: {hops} Received headers"
-            )));
-        }
-        let today = self.clock.now_ms() / 86_400_000;
-        let sender = srs::forward(
-            &self.key,
-            &msg.mail_from,
-            self.config.bounce_domain(),
-            today,
-        );
-        let mut recipients = Vec::new();
-        for t in to {
-            let Some(addr) = Address::parse(t.trim()) else {
-                continue;
-            };
-            match self.router.resolve_or_relay(&addr) {
-                Ok(dest) => recipients.push((addr, dest)),
-                Err(e) => tracing::info!(target = %t, error = %e, "forward target refused"),
-            }
-        }
-        if recipients.is_empty() {
-            return Err(Error::Rejected("no forward target accepts mail".into()));
-        }
-        let trace = format!(
-            "Received: by {} (mxgate) with forward id {};\r\n\t{}\r\n",
-            self.config.server.hostname,
-            msg.id,
-            dsn::rfc5322_date(SystemTime::now())
-        );
-        let mut copy = trace.into_bytes();
-        copy.extend_from_slice(body);
-        let new = NewMessage {
-            listener: ListenerKind::Inbound,
-            peer_ip: msg.peer_ip,
-            helo: msg.helo.clone(),
-            mail_from: reverse_path(&sender),
-            recipients,
-            body: copy,
-        };
-        let id = self.queue.enqueue(new).await.map_err(|e| {
-            tracing::warn!(error = %e, "cannot queue a forwarded copy");
-            Error::ForwardQueue
-        })?;
-        Ok(format!("forwarded as {id}"))
-    }
-
-    /// The DSN recipient `idx` of `msg` (as the queue just recorded it, in `state`) owes
-    /// its sender, if any: relayed mail with a sender to tell, on a bounce, on expiry, or
+    /// The DSN relayed recipient `idx` of `msg` (as the queue just recorded it, in `state`)
+    /// owes its sender, if any: when there is a sender to tell, on a bounce, on expiry, or
     /// once on the deferral that crosses `relay.delay_warning`. `before`: the recipient as
     /// loaded before this attempt; `reply`: the attempt's reply or reason; `headers`: the
     /// original's header section. Runs inside the queue's commit, so the DSN is written in
@@ -234,7 +156,7 @@ impl Relay {
         reply: &str,
         headers: &[u8],
     ) -> Option<NewMessage> {
-        if before.dest != Destination::Relay || msg.mail_from.is_empty() {
+        if msg.mail_from.is_empty() {
             return None;
         }
         let kind = match state {
@@ -301,36 +223,6 @@ impl Relay {
         }
         mail_from.to_string()
     }
-}
-
-/// `local@domain` as a reverse path; SRS local parts may exceed what [`Address::parse`]
-/// accepts (64 octets), so they are built directly.
-fn reverse_path(sender: &str) -> ReversePath {
-    if sender.is_empty() {
-        return ReversePath::Null;
-    }
-    if let Some(a) = Address::parse(sender) {
-        return ReversePath::Address(a);
-    }
-    match sender.rsplit_once('@') {
-        Some((local, domain)) => ReversePath::Address(Address {
-            local: local.to_string(),
-            domain: domain.to_ascii_lowercase(),
-        }),
-        None => ReversePath::Null,
-    }
-}
-
-/// Received fields in the header section (loop detection for forwarding).
-fn received_count(message: &[u8]) -> usize {
-    message
-        .split(|&b| b == b'\n')
-        .take_while(|line| !line.is_empty() && *line != b"\r")
-        .filter(|line| {
-            line.get(..9)
-                .is_some_and(|h| h.eq_ignore_ascii_case(b"received:"))
-        })
-        .count()
 }
 
 /// Used by `mxgate test-relay` without a running server.

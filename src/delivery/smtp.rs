@@ -24,15 +24,17 @@
 //! The code is split by what can go wrong where: [`pool`] (idle connections, the pool key,
 //! per-destination permits — no I/O), [`open`] (source-IP bind, connect, greeting, EHLO,
 //! STARTTLS, AUTH — failures here try the next address or host), [`transaction`] (MAIL,
-//! RCPT, DATA and the mapping of mail-send errors and replies to [`SmtpError`]). This file
-//! keeps the types the rest of delivery sees and the [`Pool`] entry points.
+//! RCPT, DATA), [`error`] ([`SmtpError`] and the one mapping of mail-send errors and replies
+//! to it, shared by `open` and `transaction` so neither imports the other). This file keeps
+//! the types the rest of delivery sees and the [`Pool`] entry points.
 
+mod error;
 mod open;
 mod pool;
 mod transaction;
 
+pub use error::{SmtpError, reply_line};
 pub use open::IoStream;
-pub use transaction::reply_line;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -86,48 +88,6 @@ pub struct Envelope<'a> {
     pub body: &'a [u8],
 }
 
-/// Where a transaction failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SmtpError {
-    /// TCP connect, DNS of a smart host name, timeouts, a dropped connection.
-    #[error("{host}: {reason}")]
-    Connect { host: String, reason: String },
-    #[error("{host}: TLS failed: {reason}")]
-    Tls { host: String, reason: String },
-    #[error("{host}: authentication failed: {reason}")]
-    Auth { host: String, reason: String },
-    /// The source IP could not be bound (not an address of this host) or the host has no
-    /// address of its family.
-    #[error("{host}: cannot connect from source IP {ip}: {reason}")]
-    Bind {
-        host: String,
-        ip: IpAddr,
-        reason: String,
-    },
-    /// A negative reply; `in_transaction` = to MAIL, RCPT or DATA (else greeting/EHLO).
-    #[error("{reply}")]
-    Reply {
-        host: String,
-        code: u16,
-        reply: String,
-        in_transaction: bool,
-    },
-}
-
-impl SmtpError {
-    /// A 5xx to MAIL, RCPT or DATA: this recipient is refused, trying elsewhere won't help.
-    pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            SmtpError::Reply {
-                code: 500..=599,
-                in_transaction: true,
-                ..
-            }
-        )
-    }
-}
-
 /// Connections and per-destination limits shared by all relay attempts.
 pub struct Pool {
     helo: String,
@@ -156,14 +116,10 @@ impl Pool {
         }
     }
 
-    /// One transaction to `hop`. Returns the final reply (`250 2.0.0 Ok: queued as X`).
-    pub async fn send(&self, hop: &Hop, env: &Envelope<'_>) -> Result<String, SmtpError> {
-        self.send_from(hop, env).await.0
-    }
-
-    /// As [`Pool::send`], with the local (sending) IP address of the connection used, also
-    /// when the transaction failed after connecting (a 5xx is counted per sending IP too).
-    pub async fn send_from(
+    /// One transaction to `hop`: the final reply (`250 2.0.0 Ok: queued as X`), with the
+    /// local (sending) IP address of the connection used, also when the transaction failed
+    /// after connecting (a 5xx is counted per sending IP too).
+    pub async fn send(
         &self,
         hop: &Hop,
         env: &Envelope<'_>,

@@ -1,10 +1,11 @@
 //! Warming tiers and provider rates (issue 6 §1–4, §8): before a relayed recipient's
-//! attempt, [`Warming::admit`] checks the sending domain's daily cap (by its day in warming)
-//! and the recipient provider's hourly rate (new or warmed sender, slowed by the
-//! [`throttle`](super::throttle)). Over a cap, nothing is dropped: the recipient is held
-//! ([`Hold`], `deferred` with reason `warming cap` / `provider rate`, no attempt counted)
-//! until its window opens. After the attempt, [`Warming::settle`] gives back the daily slot
-//! of a deferred attempt and slows the provider down on a rate-limit reply.
+//! attempt, once its plan has placed the recipient's provider, [`Warming::admit`] checks
+//! the sending domain's daily cap (by its day in warming) and the provider's hourly rate
+//! (new or warmed sender, slowed by the [`throttle`](super::throttle)). Over a cap,
+//! nothing is dropped: the recipient is held ([`Hold`], `deferred` with reason `warming
+//! cap` / `provider rate`, no attempt counted) until its window opens. After the attempt,
+//! [`Warming::settle`] gives back the daily slot of a deferred attempt and slows the
+//! provider down on a rate-limit reply.
 //!
 //! Daily caps are day counters: the next window is the next UTC day. Provider rates are
 //! `governor` GCRA limiters ([`rate`](super::rate)) per (sending domain, provider),
@@ -16,7 +17,7 @@
 //! (4xx) keeps its cell: the provider saw it, and counting it is the cautious reading of a
 //! provider's rate, above all of the `421`s that throttling answers.
 //!
-//! Storage: its own RocksDB (`<data_dir>/warming`): `f/<domain>` → first day (UTC day
+//! Storage: the `warming` family of the one RocksDB: `f/<domain>` → first day (UTC day
 //! number), `d/<domain>/<day>` → messages that day, `h/<domain>/<provider>/<hour>` →
 //! attempts admitted that clock hour; so a restart neither resets the day in warming nor its
 //! count. governor's state is in memory only: after a restart a provider's limiter is seeded
@@ -29,63 +30,57 @@
 //! limiters; [`store`] holds the counters and last-IP records (RocksDB, cached, written
 //! through) and the `warming.start` date parsing.
 
+mod policy;
 mod provider_rate;
 mod store;
-
-pub use store::parse_date;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rocksdb::{DB, Options};
 use tokio::sync::Semaphore;
 
-use super::Outcome;
-use super::outcome::Hold;
-use super::providers::ProviderTable;
+use super::plan::Plan;
 use super::rate::{HOUR_MS, ProviderLimiter};
-use super::relay::Relay;
 use super::throttle::{self, Throttles};
 use crate::clock::Clock;
-use crate::config::{Config, ProviderRate, WarmingStep, parse_day_range};
+use crate::config::Config;
+use crate::db::{Column, Db, DbError, Family};
+use crate::envelope::Stream;
 use crate::metrics::Metrics;
-use crate::queue::{QueuedMessage, Recipient, Stream};
-use crate::routing::Destination;
+use crate::providers::ProviderTable;
+use crate::queue::{Hold, Outcome, QueuedMessage};
+use policy::Policy;
 
 const DAY_MS: u64 = 86_400_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarmingError {
     #[error("warming store: {0}")]
-    Rocks(#[from] rocksdb::Error),
+    Db(#[from] DbError),
 }
 
-/// ((first day, last day or open-ended), daily cap or full quota).
-type Step = ((u32, Option<u32>), Option<u64>);
-
-/// Handle; cheap to clone.
+/// Handle on the warming counters and limiters, with the `[warming]` policy it was built
+/// for; cheap to clone. A reload makes a new handle on the same counters
+/// ([`Warming::reconfigured`]): a new schedule or provider table never resets a domain's
+/// day in warming, today's count or the provider limiters.
 #[derive(Clone)]
 pub struct Warming {
     inner: Arc<Inner>,
+    policy: Arc<Policy>,
 }
 
+/// What lives as long as the server: the store and the counters.
 struct Inner {
-    db: Mutex<Option<DB>>,
-    steps: Vec<Step>,
-    rates: std::collections::BTreeMap<String, ProviderRate>,
-    /// Recognises a recipient's provider (config table, then built-in).
-    providers: ProviderTable,
-    /// Configured start day per domain.
-    start: HashMap<String, u64>,
-    quiet_ms: u64,
-    bounce_domain: String,
+    /// The `warming` family; closed at shutdown (then everything is admitted).
+    col: Column,
     clock: Clock,
     metrics: Metrics,
     state: Mutex<State>,
-    /// Connection limits per provider (`connections`).
-    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Connection limits per (provider, its `connections`): a reload that changes the
+    /// number starts a new semaphore rather than resizing one in use.
+    limits: Mutex<HashMap<(String, usize), Arc<Semaphore>>>,
 }
 
 #[derive(Default)]
@@ -115,65 +110,59 @@ pub struct Ticket {
 }
 
 impl Warming {
-    /// Opens (creating) the store; `None` when `[warming] enabled` is off.
+    /// The counters in the `warming` family of the server's database, with `config`'s
+    /// policy. Made whether or not `[warming] enabled` is on, so that a reload can turn
+    /// warming on; the server only hands the handle to delivery while it is on.
+    pub fn in_db(db: &Db, config: &Config, clock: Clock, metrics: Metrics) -> Warming {
+        Warming::with_column(Column::new(db, Family::Warming), config, clock, metrics)
+    }
+
+    /// As [`Warming::in_db`], alone in a database of its own in `dir` (tests).
     pub fn open(
         dir: &Path,
         config: &Config,
         clock: Clock,
         metrics: Metrics,
-    ) -> Result<Option<Warming>, WarmingError> {
-        let w = &config.warming;
-        if !w.enabled {
-            return Ok(None);
-        }
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        let db = DB::open(&opts, dir)?;
-        let steps = w
-            .steps()
-            .iter()
-            .filter_map(|s: &WarmingStep| parse_day_range(&s.days).map(|r| (r, s.daily_cap)))
-            .collect();
-        let start = w
-            .start
-            .iter()
-            .filter_map(|(d, date)| parse_date(date).map(|day| (d.to_ascii_lowercase(), day)))
-            .collect();
-        Ok(Some(Warming {
+    ) -> Result<Warming, WarmingError> {
+        let col = Column::standalone(dir, Family::Warming)?;
+        Ok(Warming::with_column(col, config, clock, metrics))
+    }
+
+    fn with_column(col: Column, config: &Config, clock: Clock, metrics: Metrics) -> Warming {
+        Warming {
             inner: Arc::new(Inner {
-                db: Mutex::new(Some(db)),
-                steps,
-                rates: w.provider_rates(),
-                providers: ProviderTable::new(&w.provider_rates()),
-                start,
-                quiet_ms: w.throttle_quiet.get().as_millis() as u64,
-                bounce_domain: config.bounce_domain().to_ascii_lowercase(),
+                col,
                 clock,
                 metrics,
                 state: Mutex::new(State::default()),
                 limits: Mutex::new(HashMap::new()),
             }),
-        }))
+            policy: Arc::new(Policy::new(config)),
+        }
+    }
+
+    /// The same counters under `config`'s policy (a reload).
+    pub fn reconfigured(&self, config: &Config) -> Warming {
+        Warming {
+            inner: self.inner.clone(),
+            policy: Arc::new(Policy::new(config)),
+        }
     }
 
     /// Closes the store (graceful shutdown); later calls admit everything.
     pub fn close(&self) {
-        if let Ok(mut db) = self.inner.db.lock() {
-            db.take();
-        }
+        self.inner.col.close();
     }
 
-    /// The sending domain warming applies to: relayed mail with a sender (not DSNs, not
-    /// SRS-forwarded copies, whose sender is an SRS address of the bounce domain).
-    fn sending_domain(&self, msg: &QueuedMessage, rcpt: &Recipient) -> Option<String> {
-        if rcpt.dest != Destination::Relay {
-            return None;
-        }
+    /// The sending domain warming applies to: mail with a sender (not DSNs, not
+    /// SRS-forwarded copies, whose sender is an SRS address of the bounce domain). Only the
+    /// relay lane asks, and only for relayed recipients.
+    fn sending_domain(&self, msg: &QueuedMessage) -> Option<String> {
         let (local, d) = msg.mail_from.rsplit_once('@')?;
         let d = d.to_ascii_lowercase();
         let local = local.to_ascii_lowercase();
         let srs = local.starts_with("srs0=") || local.starts_with("srs1=");
-        let forwarded = srs && d == self.inner.bounce_domain;
+        let forwarded = srs && d == self.policy.bounce_domain;
         (!d.is_empty() && !forwarded).then_some(d)
     }
 
@@ -185,7 +174,7 @@ impl Warming {
         today: u64,
         record_first: bool,
     ) -> (u64, Option<u64>) {
-        let start = match self.inner.start.get(domain) {
+        let start = match self.policy.start.get(domain) {
             Some(d) => Some(*d),
             None => {
                 let key = format!("f/{domain}");
@@ -201,7 +190,7 @@ impl Warming {
         };
         let day = start.map_or(1, |s| today.saturating_sub(s) + 1);
         let cap = self
-            .inner
+            .policy
             .steps
             .iter()
             .find(|((from, to), _)| {
@@ -225,39 +214,27 @@ impl Warming {
         cap.is_some_and(|c| sent >= c)
     }
 
-    /// The provider label of recipient `to`: by its domain, else by the domain's MX hosts
-    /// ([`ProviderTable`]).
-    async fn provider(&self, to: &str, relay: Option<&Relay>) -> String {
-        let domain = to.rsplit_once('@').map_or("", |(_, d)| d);
-        if let Some(p) = self.inner.providers.by_domain(domain) {
-            return p;
-        }
-        let hosts = match relay {
-            Some(r) => r.mx_hosts(domain).await,
-            None => Vec::new(),
-        };
-        self.inner.providers.by_hosts(domain, &hosts)
+    /// The provider table the plan places recipients with (config table, then built-in).
+    pub fn providers(&self) -> &ProviderTable {
+        &self.policy.providers
     }
 
     /// Takes a slot for this attempt, or the hold that waits for the next window.
     /// `Ok(None)`: warming does not apply to this recipient.
-    pub async fn admit(
-        &self,
-        msg: &QueuedMessage,
-        rcpt: &Recipient,
-        relay: Option<&Relay>,
-    ) -> Result<Option<Ticket>, Hold> {
-        let Some(domain) = self.sending_domain(msg, rcpt) else {
+    /// `plan`: the attempt's plan, made with [`Warming::providers`] (its provider and the
+    /// stream's source IP are what is counted).
+    pub fn admit(&self, msg: &QueuedMessage, plan: &Plan) -> Result<Option<Ticket>, Hold> {
+        let Some(domain) = self.sending_domain(msg) else {
             return Ok(None);
         };
-        let provider = self.provider(&rcpt.address, relay).await;
+        let provider = plan.provider.clone().unwrap_or_else(|| "other".to_string());
         let now = self.inner.clock.now_ms();
         let today = now / DAY_MS;
         let m = &self.inner.metrics;
         let Ok(mut st) = self.inner.state.lock() else {
             return Ok(None);
         };
-        if self.inner.db.lock().map(|d| d.is_none()).unwrap_or(true) {
+        if self.inner.col.is_closed() {
             return Ok(None);
         }
         if st.pruned_hour != Some(now / HOUR_MS) {
@@ -279,7 +256,7 @@ impl Warming {
                 retry_at: (today + 1) * DAY_MS,
             });
         }
-        let ip = self.source_ip_tier(&mut st, msg, relay, &domain, today)?;
+        let ip = self.source_ip_tier(&mut st, msg, plan.source, &domain, today)?;
         let rated = self.provider_rate(&mut st, &domain, &provider, cap.is_some(), now)?;
         self.put(&mut st, &day_key, sent + 1);
         m.warming_day(&domain, day, cap, sent + 1);
@@ -298,19 +275,18 @@ impl Warming {
     }
 
     /// The source IP's own tier: checked against the stream's configured source IP
-    /// (`streams.*_source_ip`), else the IP mail of this stream last left from (a host
+    /// (`source`, from the plan: `streams.*_source_ip`), else the IP mail of this stream last left from (a host
     /// without several outbound addresses always uses that one); the attempt's actual
     /// IP is counted in `settle`. `Ok(Some((ip, its day counter key)))` to reserve.
     fn source_ip_tier(
         &self,
         st: &mut State,
         msg: &QueuedMessage,
-        relay: Option<&Relay>,
+        source: Option<IpAddr>,
         domain: &str,
         today: u64,
     ) -> Result<Option<(String, String)>, Hold> {
-        let expected = relay
-            .and_then(|r| r.source_ip(msg.stream))
+        let expected = source
             .map(|a| a.to_string())
             .or_else(|| self.last_ip(st, msg.stream));
         let Some(addr) = expected else {

@@ -1,5 +1,6 @@
 //! The delivery scheduler: due recipients from the queue's `d/` index in, attempts out, each
-//! outcome recorded back into the queue.
+//! outcome recorded back into the queue. Each attempt matches its recipient's destination
+//! once and runs in the local or the relay lane (see [`attempt`]'s doc below).
 //!
 //! Loop: seek the index from its earliest key, dispatch what is due (up to
 //! `queue.concurrency` in flight), then sleep until the next due time, a queue change
@@ -18,73 +19,51 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Outcome;
-use super::attempt::{self, Context};
-use super::relay::Relay;
+use super::attempt::{Attempt, Context};
+use super::{local, relayed};
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::envelope::QueueId;
+use crate::envelope::Destination;
+use crate::live::View;
 use crate::metrics::Metrics;
-use crate::queue::{
-    Due, DueScan, NewMessage, Queue, QueuedMessage, RcptKey, RcptState, Recipient, StoreError,
-};
+use crate::queue::{Due, DueScan, Queue, RcptKey, StoreError};
+use crate::report::MessageInfo;
 
 /// Longest sleep between looks at the index, even when nothing is due sooner: bounds the
 /// effect of a wall-clock jump (and of a test stepping the [`Clock`]) on the schedule.
 const MAX_IDLE: Duration = Duration::from_secs(1);
-/// Pause after the queue failed to record an outcome, so a broken store is not hammered.
-const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct Worker {
     queue: Queue,
-    ctx: Arc<Context>,
+    /// The attempt context of the config in force; each attempt takes one snapshot.
+    contexts: View<Context>,
     metrics: Metrics,
     clock: Clock,
+    /// `queue.concurrency` at start (the queue's settings take a restart).
     concurrency: usize,
-    /// Slots `mass` mail may hold (`streams.mass_share_percent`): the rest stay free for
-    /// transactional mail, which mass mail therefore never delays (issue 6 item 5).
-    mass_slots: usize,
     drain: Duration,
 }
 
 impl Worker {
-    pub fn new(queue: Queue, config: Arc<Config>, metrics: Metrics, clock: Clock) -> Worker {
-        let concurrency = config.queue.concurrency.max(1);
-        let drain = config.server.shutdown_timeout.get() * 3 / 4;
-        let mass_slots = config.streams.mass_slots(concurrency);
+    pub fn new(queue: Queue, contexts: View<Context>, metrics: Metrics, clock: Clock) -> Worker {
+        let config = contexts.get().config.clone();
         Worker {
             queue,
-            ctx: Arc::new(Context::new(config)),
+            contexts,
             metrics,
             clock,
-            concurrency,
-            mass_slots,
-            drain,
+            concurrency: config.queue.concurrency.max(1),
+            drain: config.server.shutdown_timeout.get() * 3 / 4,
         }
     }
 
-    /// Relays `Destination::Relay` recipients and `forward` routes, and sends DSNs.
-    pub fn with_relay(mut self, relay: Relay) -> Worker {
-        Arc::get_mut(&mut self.ctx)
-            .expect("the context is not shared before the worker runs")
-            .relay = Some(Arc::new(relay));
-        self
-    }
-
-    /// Feeds every recorded outcome to `observer` (statistics, ERP events, delivery metrics).
-    pub fn with_observer(mut self, observer: crate::stats::observe::Observer) -> Worker {
-        Arc::get_mut(&mut self.ctx)
-            .expect("the context is not shared before the worker runs")
-            .observer = Some(observer);
-        self
-    }
-
-    /// Holds relayed recipients to the warming caps and provider rates.
-    pub fn with_warming(mut self, warming: Option<super::warming::Warming>) -> Worker {
-        Arc::get_mut(&mut self.ctx)
-            .expect("the context is not shared before the worker runs")
-            .warming = warming;
-        self
+    /// Slots `mass` mail may hold (`streams.mass_share_percent`, reloadable): the rest stay
+    /// free for transactional mail, which mass mail therefore never delays (issue 6 item 5).
+    fn mass_slots(&self) -> usize {
+        self.contexts
+            .get()
+            .config
+            .streams
+            .mass_slots(self.concurrency)
     }
 
     /// Delivers until `shutdown` is cancelled, then lets in-flight attempts finish.
@@ -97,7 +76,7 @@ impl Worker {
             // With no free slot, only a finishing attempt (or shutdown) matters: no timer.
             let mut wait = None;
             if free > 0 {
-                let mass_free = self.mass_slots.saturating_sub(mass.len());
+                let mass_free = self.mass_slots().saturating_sub(mass.len());
                 let scan = self.scan(&in_flight, free, mass_free).await;
                 for due in scan.ready {
                     let handle = tasks.spawn(self.attempt(due));
@@ -157,13 +136,13 @@ impl Worker {
         })
     }
 
-    /// One recipient's attempt, as a task of its own.
+    /// One recipient's attempt, as a task of its own, on the config in force now.
     fn attempt(&self, due: Due) -> impl Future<Output = ()> + Send + 'static {
         let queue = self.queue.clone();
-        let ctx = self.ctx.clone();
+        let ctx = self.contexts.get();
         let metrics = self.metrics.clone();
         let span = tracing::info_span!("delivery", queue_id = %due.id, rcpt = due.rcpt);
-        async move { attempt_one(queue, ctx, metrics, due).await }.instrument(span)
+        async move { attempt(queue, ctx, metrics, due).await }.instrument(span)
     }
 
     async fn finish(self, mut tasks: JoinSet<()>) {
@@ -181,7 +160,15 @@ impl Worker {
     }
 }
 
-async fn attempt_one(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due) {
+/// One attempt for `due` on `ctx`, recorded. The recipient's destination is matched here,
+/// once, to pick its lane:
+/// - the local lane ([`local`]): `Route` — the route kind decides between http, odoo,
+///   maildir, discard, reject and forward (which re-queues an SRS copy whose recipients
+///   are relayed as a message of their own);
+/// - the relay lane ([`relayed`]): `Relay` (plan, warming, SMTP, DSN to the sender) and
+///   `SrsReturn` (a bounce sent on to the original sender of a forwarded message: plan
+///   and SMTP only).
+async fn attempt(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due) {
     let q = queue.clone();
     let loaded = tokio::task::spawn_blocking(move || (q.get(due.id), q.body(due.id))).await;
     let (msg, body) = loaded.unwrap_or((None, None));
@@ -196,128 +183,27 @@ async fn attempt_one(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due
         }
         return;
     };
-    let kind = ctx.kind_label(rcpt);
-    let start = Instant::now();
     let mut info = match (&ctx.observer, &body) {
-        (Some(_), Some(b)) => crate::stats::observe::MessageInfo::from_message(b),
-        _ => Default::default(),
+        (Some(_), Some(b)) => MessageInfo::from_message(b),
+        _ => MessageInfo::default(),
     };
     // The stored email type wins over what the headers suggest.
     info.email_type = msg.stream.as_str();
-    // Over a warming cap or provider rate: held until the window opens, no attempt.
-    let ticket = match &ctx.warming {
-        Some(w) => w.admit(msg, rcpt, ctx.relay.as_deref()).await,
-        None => Ok(None),
+    let a = Attempt {
+        ctx: &ctx,
+        queue: &queue,
+        metrics: &metrics,
+        msg,
+        rcpt,
+        due,
+        info,
+        start: Instant::now(),
     };
-    let headers = body.as_deref().map(header_section).unwrap_or_default();
-    let mut sending_ip = None;
-    let outcome = match (ticket, body) {
-        // Held: recorded as `deferred` until the window opens, without counting an
-        // attempt, without a `mxgate_delivery_attempts_total` sample and without a
-        // `deferred` event. Expiry still applies (event, DSN), and so does the delay
-        // warning: held mail is delayed mail all the same.
-        (Err(hold), _) => {
-            tracing::info!(rcpt = %rcpt.address, reason = %hold.reason, retry_at_ms = hold.retry_at, "held");
-            let follow = dsn_follow(&ctx, due, rcpt, hold.reason.clone(), headers);
-            let recorded = queue.hold_then(due.id, due.rcpt, &hold, follow).await;
-            if recorded_state(msg, recorded).await == Some(RcptState::Expired)
-                && let Some(o) = &ctx.observer
-            {
-                o.held_expired(msg, rcpt, &info, &hold.reason);
-            }
-            return;
+    match &rcpt.dest {
+        Destination::Route { .. } | Destination::Bounce { .. } => local::attempt(&a, body).await,
+        Destination::Relay => relayed::attempt(&a, body, relayed::Job::Relayed).await,
+        Destination::SrsReturn { to } => {
+            relayed::attempt(&a, body, relayed::Job::SrsReturn { to }).await
         }
-        (Ok(ticket), Some(body)) => {
-            let _connection = match (&ctx.warming, &ticket) {
-                (Some(w), Some(t)) => w.connection(t).await,
-                _ => None,
-            };
-            let (outcome, ip) = attempt::run_from(&ctx, msg, rcpt, body).await;
-            if let (Some(w), Some(t)) = (&ctx.warming, ticket) {
-                w.settle(t, &outcome, ip);
-            }
-            sending_ip = ip;
-            outcome
-        }
-        // Meta without body: a damaged store. Deferred, so it is visible and expires.
-        (Ok(ticket), None) => {
-            let outcome = Outcome::deferred("queue: message body is missing");
-            if let (Some(w), Some(t)) = (&ctx.warming, ticket) {
-                w.settle(t, &outcome, None);
-            }
-            outcome
-        }
-    };
-    metrics.delivery_attempt(outcome.as_label(), kind, start.elapsed().as_secs_f64());
-    log(&outcome, &rcpt.address, kind);
-    let follow = dsn_follow(&ctx, due, rcpt, outcome_reply(&outcome), headers);
-    let recorded = queue.record_then(due.id, due.rcpt, &outcome, follow).await;
-    if let Some(state) = recorded_state(msg, recorded).await
-        && let Some(o) = &ctx.observer
-    {
-        o.attempt_from(msg, rcpt, &info, &outcome, state, sending_ip);
-    }
-}
-
-/// The recipient's new state once the queue recorded it (and the DSN it owes, logged);
-/// store failures are logged (the `d/` entry stays, so the recipient comes round again).
-async fn recorded_state(
-    msg: &QueuedMessage,
-    recorded: Result<Option<(RcptState, Option<QueueId>)>, StoreError>,
-) -> Option<RcptState> {
-    match recorded {
-        Ok(Some((state, dsn))) => {
-            if let Some(dsn) = dsn {
-                tracing::info!(queue_id = %msg.id, %dsn, to = %msg.mail_from, "DSN queued");
-            }
-            Some(state)
-        }
-        Ok(None) | Err(StoreError::Closed) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot record a delivery outcome; the attempt will be repeated");
-            tokio::time::sleep(STORE_ERROR_PAUSE).await;
-            None
-        }
-    }
-}
-
-/// What the queue writes with the recipient's new state: the DSN, if any, that state owes
-/// the sender, with `reply` as its words and `headers` (the original's header section)
-/// returned. Built inside the queue's commit so failure and DSN land together.
-fn dsn_follow(
-    ctx: &Context,
-    due: Due,
-    before: &Recipient,
-    reply: String,
-    headers: Vec<u8>,
-) -> impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static {
-    let relay = ctx.relay.clone();
-    let before = before.clone();
-    move |msg, state| relay?.dsn_for(msg, due.rcpt, &before, state, &reply, &headers)
-}
-
-/// The header section of `body` (through the blank line), what a DSN returns.
-fn header_section(body: &[u8]) -> Vec<u8> {
-    let end = body
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(body.len(), |i| i + 4);
-    body[..end].to_vec()
-}
-
-fn outcome_reply(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Sent { reply } | Outcome::Bounced { reply, .. } => reply.clone(),
-        Outcome::Deferred { reason } => reason.clone(),
-    }
-}
-
-fn log(outcome: &Outcome, rcpt: &str, kind: &str) {
-    match outcome {
-        Outcome::Sent { reply } => tracing::info!(rcpt, route_kind = kind, reply, "delivered"),
-        Outcome::Deferred { reason, .. } => {
-            tracing::info!(rcpt, route_kind = kind, reason, "deferred")
-        }
-        Outcome::Bounced { reply, .. } => tracing::info!(rcpt, route_kind = kind, reply, "bounced"),
     }
 }

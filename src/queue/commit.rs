@@ -15,14 +15,16 @@
 //! was told to retry — a duplicate, never a loss (at-least-once).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use rocksdb::{DB, WriteBatch, WriteOptions};
-use tokio::sync::oneshot;
+use rocksdb::WriteBatch;
+use tokio::sync::{Notify, oneshot};
 
 use super::{RcptState, StoreError};
+use crate::db::{Cf, Column};
 use crate::metrics::Metrics;
 
 /// Most requests sharing one fsync; bounds the latency of the first waiter in a group.
@@ -39,17 +41,61 @@ pub struct Change {
     pub moves: Vec<Move>,
     /// Earliest `d/` entry the batch adds: lowers the schedule scan's floor.
     pub min_due_ms: Option<u64>,
+    /// Recipients deleted with their message (retention): they leave the state counts.
+    pub removed: Vec<RcptState>,
+    /// Messages not yet done, and their bytes, that the batch adds (or removes).
+    pub live: LiveDelta,
+    /// The batch gives a message its retention entry (wakes the purge when retention is 0).
+    pub finalized: bool,
+}
+
+/// A change of [`Live`] usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveDelta {
+    pub messages: i64,
+    pub bytes: i64,
+}
+
+impl LiveDelta {
+    /// One message of `size` bytes enters (`sign` = 1) or leaves (`sign` = -1).
+    pub fn message(size: u64, sign: i64) -> LiveDelta {
+        LiveDelta {
+            messages: sign,
+            bytes: sign * i64::try_from(size).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// One change can hold several messages (a failure and the DSN it owes): deltas add up.
+impl std::ops::AddAssign for LiveDelta {
+    fn add_assign(&mut self, other: LiveDelta) {
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+    }
+}
+
+/// What `queue.max_messages` and `max_bytes` limit: messages not yet done (a recipient still
+/// queued or deferred, or a DSN the bounce stage has not read) and the size of their bodies.
+/// Finished messages waiting out `queue.retention` are not counted: the disk guard covers
+/// them. Kept by the committer from each change, so admission is two atomic loads.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub messages: AtomicI64,
+    pub bytes: AtomicI64,
 }
 
 /// Builds a change on the committer thread, reading current state from the DB if needed.
-pub type Job = Box<dyn FnOnce(&DB) -> Result<Change, StoreError> + Send>;
+pub type Job = Box<dyn FnOnce(Cf<'_>) -> Result<Change, StoreError> + Send>;
 
 /// What the committer thread and the [`Queue`](super::Queue) handles share.
 pub struct Shared {
-    /// `None` once closed: close takes the write lock, so it waits for readers in progress.
-    pub db: RwLock<Option<DB>>,
+    /// The `queue` family of the server's one database.
+    pub col: Column,
     pub counts: Mutex<HashMap<RcptState, u64>>,
     pub due_floor: Mutex<DueFloor>,
+    pub live: Live,
+    /// Notified when a durable change gave a message its retention entry.
+    pub finalized: Notify,
 }
 
 /// Where the schedule scan may start: no `d/` entry is due before `ms`. Every delivered
@@ -70,31 +116,43 @@ pub struct DueFloor {
 pub const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Shared {
-    /// Runs `f` on the open DB, or fails with `Closed`.
+    /// Runs `f` on the queue's family, or fails with `Closed`.
     pub fn with_db<T>(
         &self,
-        f: impl FnOnce(&DB) -> Result<T, StoreError>,
+        f: impl FnOnce(Cf<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        match guard.as_ref() {
-            Some(db) => f(db),
-            None => Err(StoreError::Closed),
-        }
+        self.col.with(f)
     }
 
-    fn apply(&self, moves: &[Move]) {
+    fn apply(&self, w: &Written) {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        for (from, to) in moves {
-            if let Some(from) = from {
-                let n = counts.entry(*from).or_insert(0);
-                *n = n.saturating_sub(1);
-            }
+        let mut leave = |st: &RcptState| {
+            let n = counts.entry(*st).or_insert(0);
+            *n = n.saturating_sub(1);
+        };
+        for (from, _) in &w.moves {
+            from.iter().for_each(&mut leave);
+        }
+        w.removed.iter().for_each(leave);
+        for (_, to) in &w.moves {
             *counts.entry(*to).or_insert(0) += 1;
         }
+        self.live
+            .messages
+            .fetch_add(w.live.messages, Ordering::Relaxed);
+        self.live.bytes.fetch_add(w.live.bytes, Ordering::Relaxed);
     }
 }
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
+
+/// What a written change does to the in-memory counts once it is durable.
+struct Written {
+    moves: Vec<Move>,
+    removed: Vec<RcptState>,
+    live: LiveDelta,
+    finalized: bool,
+}
 
 enum Msg {
     Commit(Job, Done),
@@ -171,22 +229,29 @@ fn run(shared: &Shared, rx: &mpsc::Receiver<Msg>, metrics: &Metrics) {
 }
 
 fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
-    let guard = shared.db.read().unwrap_or_else(PoisonError::into_inner);
-    let Some(db) = guard.as_ref() else {
+    let mut group = Some(group);
+    let done = shared.with_db(|q| {
+        if let Some(group) = group.take() {
+            write_group(shared, q, group, metrics);
+        }
+        Ok(())
+    });
+    if let (Err(_), Some(group)) = (done, group) {
         for (_, done) in group {
             let _ = done.send(Err(StoreError::Closed));
         }
-        return;
-    };
-    let mut unsynced = WriteOptions::default();
-    unsynced.set_sync(false);
+    }
+}
+
+/// Writes the group's changes unsynced, then makes them durable with one WAL fsync.
+fn write_group(shared: &Shared, q: Cf<'_>, group: Vec<(Job, Done)>, metrics: &Metrics) {
     let mut written = Vec::with_capacity(group.len());
     for (job, done) in group {
         if done.is_closed() {
             continue; // the waiter gave up: do not store what it was told failed
         }
-        let result = job(db).and_then(|change| {
-            db.write_opt(change.batch, &unsynced)?;
+        let result = job(q).and_then(|change| {
+            q.write(change.batch, false)?;
             if let Some(due) = change.min_due_ms {
                 let mut floor = shared
                     .due_floor
@@ -195,10 +260,15 @@ fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
                 floor.ms = floor.ms.min(due);
                 floor.lowered = floor.lowered.min(due);
             }
-            Ok(change.moves)
+            Ok(Written {
+                moves: change.moves,
+                removed: change.removed,
+                live: change.live,
+                finalized: change.finalized,
+            })
         });
         match result {
-            Ok(moves) => written.push((moves, done)),
+            Ok(w) => written.push((w, done)),
             Err(e) => {
                 let _ = done.send(Err(e));
             }
@@ -207,12 +277,16 @@ fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
     if written.is_empty() {
         return;
     }
-    // The one fsync of this group: every batch above becomes durable together.
-    let synced = db.flush_wal(true);
+    // The one fsync of this group: every batch above becomes durable together (and with
+    // them whatever other stores wrote unsynced to the shared WAL meanwhile).
+    let synced = q.sync_wal();
     metrics.store_commit(written.len());
     // Counts mirror what the DB holds, and a failed sync leaves the writes in it.
-    for (moves, _) in &written {
-        shared.apply(moves);
+    for (w, _) in &written {
+        shared.apply(w);
+    }
+    if written.iter().any(|(w, _)| w.finalized) {
+        shared.finalized.notify_one();
     }
     match synced {
         Ok(()) => {

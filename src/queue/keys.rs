@@ -9,9 +9,14 @@
 //! | `d/<due_ms u64><id><rcpt u16>`          | empty: schedule index, pending recipients only |
 //! | `s/<state u8><id><rcpt u16>`            | empty: per-state index (admin lists, counts) |
 //! | `B/<id>`                                | empty: a DSN not yet processed by the bounce stage |
+//! | `r/<final_ms u64><id>`                  | one state byte per recipient: retention index |
+//! | `v/<name>`                              | store format markers (e.g. the retention index is complete) |
 //!
-//! Invariant kept by every batch: a recipient in `queued`/`deferred` has exactly one `d/`
-//! key, at its `next_attempt_ms`; every recipient has exactly one `s/` key, for its state.
+//! Invariants kept by every batch: a recipient in `queued`/`deferred` has exactly one `d/`
+//! key, at its `next_attempt_ms`; every recipient has exactly one `s/` key, for its state;
+//! a message has an `r/` key exactly when all its recipients are final and it holds no
+//! unread DSN (`B/`), at the time of its last transition, and the key's value lists the
+//! recipients' states (so the purge deletes their `s/` keys without reading the meta).
 
 use crate::envelope::QueueId;
 
@@ -22,6 +27,9 @@ pub const BODY: &[u8] = b"b/";
 pub const DUE: &[u8] = b"d/";
 pub const STATE: &[u8] = b"s/";
 pub const BOUNCE: &[u8] = b"B/";
+pub const RETAIN: &[u8] = b"r/";
+/// Written once every final message of a store made before retention has its `r/` key.
+pub const RETAIN_INDEXED: &[u8] = b"v/retention-index";
 
 /// A recipient: message id and index into its `recipients`.
 pub type RcptKey = (QueueId, u16);
@@ -65,8 +73,12 @@ pub fn parse_due(k: &[u8]) -> Option<(u64, QueueId, u16)> {
     Some((due, id, rcpt))
 }
 
-fn state_byte(st: RcptState) -> u8 {
+pub fn state_byte(st: RcptState) -> u8 {
     RcptState::ALL.iter().position(|s| *s == st).unwrap_or(0) as u8
+}
+
+pub fn state_from_byte(b: u8) -> Option<RcptState> {
+    RcptState::ALL.get(usize::from(b)).copied()
 }
 
 /// `s/<state>`: the prefix of one state's index.
@@ -91,6 +103,30 @@ pub fn parse_state(k: &[u8]) -> Option<(RcptState, QueueId, u16)> {
     let id = QueueId::from_bytes(&k[3..11])?;
     let rcpt = u16::from_be_bytes(k[11..13].try_into().ok()?);
     Some((st, id, rcpt))
+}
+
+/// `r/<final_ms>`: where the retention entries of messages finished at `final_ms` start.
+pub fn retain_from(final_ms: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..2].copy_from_slice(RETAIN);
+    k[2..].copy_from_slice(&final_ms.to_be_bytes());
+    k
+}
+
+pub fn retain(final_ms: u64, id: QueueId) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    k[..10].copy_from_slice(&retain_from(final_ms));
+    k[10..].copy_from_slice(&id.to_bytes());
+    k
+}
+
+/// `r/` key → (final_ms, id).
+pub fn parse_retain(k: &[u8]) -> Option<(u64, QueueId)> {
+    if k.len() != 18 || !k.starts_with(RETAIN) {
+        return None;
+    }
+    let ms = u64::from_be_bytes(k[2..10].try_into().ok()?);
+    Some((ms, QueueId::from_bytes(&k[10..])?))
 }
 
 /// The id in an `m/`, `b/` or `B/` key.
@@ -134,6 +170,18 @@ mod tests {
             let k = state(st, QueueId(42), 7);
             assert!(k.starts_with(&state_prefix(st)));
             assert_eq!(parse_state(&k), Some((st, QueueId(42), 7)));
+        }
+    }
+
+    #[test]
+    fn retain_keys_sort_by_time_and_round_trip() {
+        let a = retain(1_000, QueueId(9));
+        let b = retain(2_000, QueueId(1));
+        assert!(a < b && retain_from(1_001).as_slice() < b.as_slice());
+        assert!(a.starts_with(&retain_from(1_000)));
+        assert_eq!(parse_retain(&b), Some((2_000, QueueId(1))));
+        for st in RcptState::ALL {
+            assert_eq!(state_from_byte(state_byte(st)), Some(st));
         }
     }
 

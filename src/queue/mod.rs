@@ -19,6 +19,10 @@
 //! - admin API / CLI: [`Queue::list`], [`Queue::get`], [`Queue::retry`],
 //!   [`Queue::retry_failed`], [`Queue::cancel`], [`Queue::counts`] (→ `mxgate_queue_messages`);
 //! - bounce stage: [`Queue::pending_bounces`], [`Queue::bounce_processed`];
+//! - sessions, before MAIL and RCPT: [`Queue::admit`] (`queue.max_messages`, `max_bytes`,
+//!   `min_free_disk` → `452 4.3.1`, [`quota`]);
+//! - background tasks the server runs: [`Queue::run_retention`] (deletes finished messages
+//!   `queue.retention` after their last transition, [`purger`]) and [`Queue::watch_disk`];
 //! - server shutdown: [`Queue::close`] (last; idempotent).
 //!
 //! Read methods (`get`, `body`, `list`, `due`, `pending_bounces`) are short blocking RocksDB
@@ -28,43 +32,46 @@
 //! write goes through and [`Queue::close`]; the methods are grouped by who calls them and how
 //! they touch the store — [`read`] (blocking reads, no committer), [`record`] (per-recipient
 //! transitions of the delivery and bounce path) and [`admin`] (operator actions on whole
-//! messages).
+//! messages); [`retention`] keeps the index of finished messages that [`purger`] deletes.
 
 mod admin;
 mod commit;
 mod keys;
 pub mod model;
+pub mod purger;
+pub mod quota;
 mod read;
 mod record;
+mod retention;
+mod rows;
 pub mod schedule;
 mod store;
 pub mod transition;
 
 pub use keys::RcptKey;
-pub use model::{NewMessage, QueuedMessage, RcptState, Recipient, Stream};
+pub use model::{Hold, NewMessage, Outcome, QueuedMessage, RcptState, Recipient};
+pub use quota::{StorageFull, Usage};
 pub use store::{Due, DueScan};
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rocksdb::DB;
 use tokio::sync::{Notify, oneshot};
 
 use crate::clock::Clock;
 use crate::config::QueueConfig;
-use crate::envelope::QueueId;
+use crate::db::{Cf, Column, Db, DbError, Family};
+
+use crate::envelope::{Destination, QueueId, Stream};
 use crate::metrics::Metrics;
-use crate::routing::Destination;
 use commit::{Change, Committer, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create queue directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Db(DbError),
     #[error("RocksDB: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt queue record {key}: {reason}")]
@@ -81,6 +88,16 @@ pub enum StoreError {
     Thread(#[source] std::io::Error),
 }
 
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> StoreError {
+        match e {
+            DbError::Closed => StoreError::Closed,
+            DbError::Rocks(e) => StoreError::Rocks(e),
+            e => StoreError::Db(e),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {
     #[error(transparent)]
@@ -91,8 +108,8 @@ pub enum EnqueueError {
 
 impl EnqueueError {
     /// Whatever went wrong, the peer may retry later: `451 4.4.2` (no internals leak).
-    pub fn reply(&self) -> crate::session::reply::Reply {
-        crate::session::reply::STORE_UNAVAILABLE
+    pub fn reply(&self) -> crate::reply::Reply {
+        crate::reply::STORE_UNAVAILABLE
     }
 }
 
@@ -128,6 +145,14 @@ struct Inner {
     changed: Notify,
     /// Serialises schedule scans (see [`Queue::due_streams`]).
     scanning: Mutex<()>,
+    /// The database's directory: its filesystem's free space is what `min_free_disk` checks.
+    dir: PathBuf,
+    metrics: Metrics,
+    /// Last free-space sample ([`quota::DISK_FREE_UNKNOWN`] until taken).
+    disk_free: AtomicU64,
+    /// The last admission check refused: log only when that changes.
+    refusing: AtomicBool,
+    progress: purger::Progress,
 }
 
 impl Drop for Inner {
@@ -139,7 +164,19 @@ impl Drop for Inner {
 }
 
 impl Queue {
-    /// Opens (or creates) the store in `dir`; pending recipients are resumed from its index.
+    /// The queue in the `queue` family of the server's database; pending recipients are
+    /// resumed from its index. The server closes the database after [`Queue::close`].
+    pub fn in_db(
+        db: &Db,
+        cfg: QueueConfig,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> Result<Queue, StoreError> {
+        let col = Column::new(db, Family::Queue);
+        Queue::open_column(col, cfg, clock, metrics, QueueOptions::default())
+    }
+
+    /// A queue alone in a database of its own in `dir` (tests, benches), closed with it.
     pub fn open(
         dir: &Path,
         cfg: QueueConfig,
@@ -149,6 +186,7 @@ impl Queue {
         Queue::open_with(dir, cfg, clock, metrics, QueueOptions::default())
     }
 
+    /// As [`Queue::open`], with store tunables.
     pub fn open_with(
         dir: &Path,
         cfg: QueueConfig,
@@ -156,14 +194,35 @@ impl Queue {
         metrics: Metrics,
         opts: QueueOptions,
     ) -> Result<Queue, StoreError> {
-        let db = store::open_db(dir)?;
-        let counts = store::load_counts(&db)?;
+        let col = Column::standalone(dir, Family::Queue)?;
+        Queue::open_column(col, cfg, clock, metrics, opts)
+    }
+
+    fn open_column(
+        col: Column,
+        cfg: QueueConfig,
+        clock: Clock,
+        metrics: Metrics,
+        opts: QueueOptions,
+    ) -> Result<Queue, StoreError> {
+        let (counts, (live_messages, live_bytes)) = col.with(|q| {
+            let counts = store::load_counts(q)?;
+            let live = quota::load_live(q)?;
+            retention::mark_new_store(q)?;
+            Ok::<_, StoreError>((counts, live))
+        })?;
+        let dir = col.db().path().to_path_buf();
         let shared = Arc::new(Shared {
-            db: RwLock::new(Some(db)),
+            col,
             counts: Mutex::new(counts),
             due_floor: Mutex::new(commit::DueFloor::default()),
+            live: commit::Live {
+                messages: (live_messages as i64).into(),
+                bytes: (live_bytes as i64).into(),
+            },
+            finalized: Notify::new(),
         });
-        let committer = Committer::spawn(shared.clone(), metrics)?;
+        let committer = Committer::spawn(shared.clone(), metrics.clone())?;
         let inner = Inner {
             shared,
             committer,
@@ -172,10 +231,18 @@ impl Queue {
             opts,
             changed: Notify::new(),
             scanning: Mutex::new(()),
+            dir,
+            metrics,
+            disk_free: AtomicU64::new(quota::DISK_FREE_UNKNOWN),
+            refusing: AtomicBool::new(false),
+            progress: purger::Progress::default(),
         };
-        Ok(Queue {
+        let queue = Queue {
             inner: Arc::new(inner),
-        })
+        };
+        // Sampled before the first session can ask, so a full disk refuses from the start.
+        queue.refresh_disk_free();
+        Ok(queue)
     }
 
     /// Stores the message durably (fsync'd WAL, group commit); only then may the session say 250.
@@ -196,7 +263,11 @@ impl Queue {
         let id = QueueId::generate();
         let mut stored = new_meta(id, self.inner.clock.now_ms(), &msg);
         stored.stream = stream;
-        let change = store::enqueue(&stored, &msg.body)?;
+        // Built here, not on the committer thread, which serialises every write.
+        let change = self
+            .inner
+            .shared
+            .with_db(|q| store::enqueue(q, &stored, &msg.body))?;
         self.commit(move |_| Ok((change, ()))).await?;
         self.inner.changed.notify_one();
         Ok(id)
@@ -205,7 +276,7 @@ impl Queue {
     /// Runs `f` on the committer thread and waits (up to the deadline) until its change is durable.
     async fn commit<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&DB) -> Result<(Change, T), StoreError> + Send + 'static,
+        f: impl FnOnce(Cf<'_>) -> Result<(Change, T), StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (value_tx, value_rx) = oneshot::channel();
         let done = self.inner.committer.submit(Box::new(move |db| {
@@ -224,23 +295,12 @@ impl Queue {
         }
     }
 
-    /// Commits what is queued, stops the committer, flushes memtables and closes RocksDB.
-    /// Every later call fails with `Closed` (reads return nothing). Idempotent.
+    /// Commits what is queued and stops the committer. Every later call fails with
+    /// `Closed` (reads return nothing). The database is flushed and closed by its owner
+    /// ([`Db::close`], last at shutdown; a standalone queue's own, here). Idempotent.
     pub fn close(&self) {
         self.inner.committer.stop();
-        let db = self
-            .inner
-            .shared
-            .db
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(db) = db {
-            // Not needed for durability (the WAL is synced); it makes the next open faster.
-            if let Err(e) = db.flush() {
-                tracing::warn!(error = %e, "queue flush at close failed");
-            }
-        }
+        self.inner.shared.col.close();
     }
 }
 

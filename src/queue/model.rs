@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{Address, ListenerKind, QueueId, ReversePath};
-use crate::routing::Destination;
+use crate::bounce::Category;
+use crate::envelope::{Address, Destination, ListenerKind, QueueId, ReversePath, Stream};
 
 /// A message a session has received and wants stored before it answers 250.
 #[derive(Clone, Debug)]
@@ -22,33 +22,49 @@ pub struct NewMessage {
     pub body: Vec<u8>,
 }
 
-/// A message's email type (issue 6 item 5): `transactional` (the default: invoices,
-/// password resets, replies) or `mass` (newsletters, campaigns). Mass mail gets its own share
-/// of the delivery concurrency so it never delays transactional mail.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    #[default]
-    Transactional,
-    Mass,
+/// What one delivery attempt for one recipient came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered; `reply` is what the other side said (`HTTP 200 OK`, an SMTP reply line).
+    Sent { reply: String },
+    /// Transient failure: retried with backoff until expiry.
+    Deferred { reason: String },
+    /// Permanent failure.
+    Bounced {
+        /// SPEC bounce category, when known (remote MTA bounces); `None` for an ERP refusal.
+        category: Option<Category>,
+        reply: String,
+    },
 }
 
-impl Stream {
-    /// The `email_type` label value.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Stream::Transactional => "transactional",
-            Stream::Mass => "mass",
+impl Outcome {
+    /// A transient failure retried on the normal backoff.
+    pub fn deferred(reason: impl Into<String>) -> Outcome {
+        Outcome::Deferred {
+            reason: reason.into(),
         }
     }
 
-    pub fn parse(s: &str) -> Option<Stream> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "transactional" => Some(Stream::Transactional),
-            "mass" => Some(Stream::Mass),
-            _ => None,
+    /// `result` label of `mxgate_delivery_attempts_total`.
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Deferred { .. } => "deferred",
+            Outcome::Bounced { .. } => "failed",
         }
     }
+}
+
+/// No attempt at all: a warming cap or a provider rate holds the recipient until its window
+/// opens ([`warming`](crate::delivery::warming)). The queue keeps it `deferred` with `reason` until
+/// `retry_at` without counting an attempt (so the later 4xx backoff does not grow), and no
+/// `deferred` event or `mxgate_delivery_attempts_total` sample is produced for it; expiry
+/// still applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub reason: String,
+    /// When the window opens (ms since the epoch).
+    pub retry_at: u64,
 }
 
 /// Stored metadata of a queued message (key `m/<id>`).

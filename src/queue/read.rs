@@ -9,13 +9,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::PoisonError;
 
-use rocksdb::DB;
-
-use super::{DueScan, Queue, QueuedMessage, RcptKey, RcptState, StoreError, commit, store};
+use super::{DueScan, Queue, QueuedMessage, RcptKey, RcptState, StoreError, commit, rows, store};
+use crate::db::Cf;
 use crate::envelope::QueueId;
 
 impl Queue {
-    fn read<T>(&self, what: &str, f: impl FnOnce(&DB) -> Result<T, StoreError>) -> Option<T> {
+    fn read<T>(&self, what: &str, f: impl FnOnce(Cf<'_>) -> Result<T, StoreError>) -> Option<T> {
         match self.inner.shared.with_db(f) {
             Ok(v) => Some(v),
             Err(StoreError::Closed) => None,
@@ -28,7 +27,7 @@ impl Queue {
 
     /// A message's metadata and recipients.
     pub fn get(&self, id: QueueId) -> Option<QueuedMessage> {
-        self.read("get", |db| store::read_meta(db, id)).flatten()
+        self.read("get", |db| rows::read_meta(db, id)).flatten()
     }
 
     /// The raw message as it will be delivered.

@@ -10,11 +10,13 @@
 //! the failure and lose the DSN. Operator actions live in [`super::admin`].
 
 use super::{
-    Due, NewMessage, Queue, QueuedMessage, RcptState, Recipient, StoreError, new_meta, schedule,
-    store, transition,
+    Due, NewMessage, Queue, QueuedMessage, RcptState, Recipient, StoreError, new_meta, retention,
+    schedule, store, transition,
 };
-use crate::delivery::Outcome;
-use crate::delivery::outcome::Hold;
+use super::{Hold, Outcome};
+use crate::bounce::Category;
+use crate::db::Write;
+
 use crate::envelope::QueueId;
 
 impl Queue {
@@ -48,7 +50,30 @@ impl Queue {
             transition::record(r, &outcome, at)
         };
         let jitter = schedule::random_jitter();
-        self.transition_then(id, rcpt, jitter, step, follow).await
+        self.transition_then(id, rcpt, jitter, step, follow, |_, _| Vec::new())
+            .await
+    }
+
+    /// As [`Queue::record_then`], and in the same batch — under the same WAL fsync — the
+    /// writes `also` makes to other stores of the database from the message as recorded
+    /// and the recipient's new state (e.g. its statistics counter,
+    /// [`Stats::delivered_write`](crate::stats::Stats::delivered_write)): a crash keeps both
+    /// or neither.
+    pub async fn record_then_writing(
+        &self,
+        id: QueueId,
+        rcpt: u16,
+        outcome: &Outcome,
+        follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
+        also: impl FnOnce(&QueuedMessage, RcptState) -> Vec<Write> + Send + 'static,
+    ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
+        let outcome = outcome.clone();
+        let step = move |r: &mut Recipient, at: &transition::Attempt<'_>| {
+            transition::record(r, &outcome, at)
+        };
+        let jitter = schedule::random_jitter();
+        self.transition_then(id, rcpt, jitter, step, follow, also)
+            .await
     }
 
     /// A warming cap or provider rate holds recipient `rcpt` of `id` until its window opens
@@ -66,12 +91,13 @@ impl Queue {
         let hold = hold.clone();
         let step =
             move |r: &mut Recipient, at: &transition::Attempt<'_>| transition::hold(r, &hold, at);
-        self.transition_then(id, rcpt, 0.0, step, follow).await
+        self.transition_then(id, rcpt, 0.0, step, follow, |_, _| Vec::new())
+            .await
     }
 
     /// One transition (`step`, false = the recipient was no longer pending) of recipient
-    /// `rcpt` of message `id`, plus the follow-up message its new state calls for, in one
-    /// batch.
+    /// `rcpt` of message `id`, plus the follow-up message its new state calls for and the
+    /// other stores' writes `also` makes, in one batch.
     async fn transition_then(
         &self,
         id: QueueId,
@@ -79,6 +105,7 @@ impl Queue {
         jitter: f64,
         step: impl FnOnce(&mut Recipient, &transition::Attempt<'_>) -> bool + Send + 'static,
         follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
+        also: impl FnOnce(&QueuedMessage, RcptState) -> Vec<Write> + Send + 'static,
     ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
         let cfg = self.inner.cfg.clone();
         let now_ms = self.inner.clock.now_ms();
@@ -96,16 +123,19 @@ impl Queue {
                         return None;
                     }
                     let state = r.state;
-                    Some((state, follow(m, state)))
+                    Some((state, follow(m, state), also(m, state)))
                 })?;
-                let Some((state, new)) = state else {
+                let Some((state, new, writes)) = state else {
                     return Ok((change, None));
                 };
+                for w in &writes {
+                    db.add(&mut change.batch, w);
+                }
                 let mut queued = None;
                 if let Some(new) = new.filter(|n| !n.recipients.is_empty()) {
                     let new_id = QueueId::generate();
                     let meta = new_meta(new_id, now_ms, &new);
-                    store::enqueue_into(&mut change, &meta, &new.body)?;
+                    store::enqueue_into(db, &mut change, &meta, &new.body)?;
                     queued = Some(new_id);
                 }
                 Ok((change, Some((state, queued))))
@@ -125,7 +155,7 @@ impl Queue {
         &self,
         id: QueueId,
         rcpt: u16,
-        category: Option<String>,
+        category: Option<Category>,
         reply: String,
     ) -> Result<Option<RcptState>, StoreError> {
         let now_ms = self.inner.clock.now_ms();
@@ -140,7 +170,7 @@ impl Queue {
 
     /// The bounce stage has processed this DSN: drop it from [`Queue::pending_bounces`].
     pub async fn bounce_processed(&self, id: QueueId) -> Result<(), StoreError> {
-        self.commit(move |_| Ok((store::bounce_processed(id), ())))
+        self.commit(move |db| Ok((retention::dsn_read(db, id)?, ())))
             .await
     }
 

@@ -1,71 +1,29 @@
-//! RocksDB access for the queue: opening, reads, and building the [`Change`] of each state
-//! transition. Every function here is blocking; [`Queue`](super::Queue) calls them on the
+//! RocksDB access for the queue (its `queue` family of [`crate::db`]): reads, and building
+//! the [`Change`] of each state transition. Every function here is blocking; [`Queue`](super::Queue) calls them on the
 //! committer thread (writes) or from `spawn_blocking`/short synchronous reads.
 //!
 //! Index maintenance lives in one place, [`update`]: it diffs each recipient before and after
-//! a transition and moves its `d/` and `s/` keys accordingly, in the same batch as the meta.
+//! a transition and moves its `d/` and `s/` keys accordingly, in the same batch as the meta
+//! (and the message's `r/` retention entry, through [`retention::follow`]).
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
-use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 
 use super::commit::Change;
 use super::keys::{self, RcptKey};
-use super::{QueuedMessage, RcptState, Recipient, StoreError, Stream};
-use crate::envelope::QueueId;
-use crate::routing::Destination;
+use super::retention;
+use super::rows::{corrupt, read_meta, scan};
+use super::{QueuedMessage, RcptState, Recipient, StoreError};
+use crate::db::Cf;
+use crate::envelope::{Destination, QueueId, Stream};
 
-pub fn open_db(dir: &Path) -> Result<DB, StoreError> {
-    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut opts = Options::default();
-    opts.create_if_missing(true);
-    // Small machines: two background jobs are enough for a queue's write rate.
-    opts.set_max_background_jobs(2);
-    Ok(DB::open(&opts, dir)?)
-}
-
-/// One raw RocksDB entry as the iterator yields it.
-type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
-
-/// Iterates the keys (and values) starting with `prefix`, from `start` (≥ prefix).
-fn scan<'a>(db: &'a DB, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Entry> + 'a {
-    let mut ro = ReadOptions::default();
-    ro.set_iterate_upper_bound(keys::prefix_end(prefix));
-    db.iterator_opt(IteratorMode::From(start, Direction::Forward), ro)
-}
-
-fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
-    let (kind, rest) = key.split_at(key.len().min(2));
-    StoreError::Corrupt {
-        key: format!("{}{}", String::from_utf8_lossy(kind), hex(rest)),
-        reason: reason.to_string(),
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
-
-pub fn read_meta(db: &DB, id: QueueId) -> Result<Option<QueuedMessage>, StoreError> {
-    let key = keys::meta(id);
-    match db.get_pinned(key)? {
-        None => Ok(None),
-        Some(v) => serde_json::from_slice(&v)
-            .map(Some)
-            .map_err(|e| corrupt(&key, e)),
-    }
-}
-
-pub fn read_body(db: &DB, id: QueueId) -> Result<Option<Vec<u8>>, StoreError> {
+pub fn read_body(db: Cf<'_>, id: QueueId) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(db.get(keys::body(id))?)
 }
 
 /// Recipients per state, from the `s/` index (once, at open; then kept by the committer).
-pub fn load_counts(db: &DB) -> Result<HashMap<RcptState, u64>, StoreError> {
+pub fn load_counts(db: Cf<'_>) -> Result<HashMap<RcptState, u64>, StoreError> {
     let mut counts = HashMap::new();
     for item in scan(db, keys::STATE, keys::STATE) {
         let (k, _) = item?;
@@ -77,7 +35,7 @@ pub fn load_counts(db: &DB) -> Result<HashMap<RcptState, u64>, StoreError> {
 
 /// Messages in arrival order; with `state`, those having at least one recipient in it.
 pub fn list(
-    db: &DB,
+    db: Cf<'_>,
     state: Option<RcptState>,
     limit: usize,
 ) -> Result<Vec<QueuedMessage>, StoreError> {
@@ -109,7 +67,7 @@ pub fn list(
 }
 
 /// Ids of messages with a recipient `deferred`, `bounced` or `expired` (admin "retry failed").
-pub fn retryable_ids(db: &DB) -> Result<Vec<QueueId>, StoreError> {
+pub fn retryable_ids(db: Cf<'_>) -> Result<Vec<QueueId>, StoreError> {
     let mut ids = std::collections::BTreeSet::new();
     for st in [RcptState::Deferred, RcptState::Bounced, RcptState::Expired] {
         let prefix = keys::state_prefix(st);
@@ -123,7 +81,7 @@ pub fn retryable_ids(db: &DB) -> Result<Vec<QueueId>, StoreError> {
 }
 
 /// Messages holding a DSN (`bounce+TOKEN` recipient) the bounce stage has not processed.
-pub fn pending_bounces(db: &DB) -> Result<Vec<QueueId>, StoreError> {
+pub fn pending_bounces(db: Cf<'_>) -> Result<Vec<QueueId>, StoreError> {
     scan(db, keys::BOUNCE, keys::BOUNCE)
         .map(|item| {
             let (k, _) = item?;
@@ -158,7 +116,7 @@ pub struct DueScan {
 /// matters: every delivered recipient leaves a tombstone there, and iterating over
 /// thousands of them on every scan was the relay's main CPU cost.
 pub fn due(
-    db: &DB,
+    db: Cf<'_>,
     from_ms: u64,
     now_ms: u64,
     in_flight: &HashSet<RcptKey>,
@@ -199,11 +157,11 @@ pub fn due(
 const MASS: &[u8] = b"m";
 
 /// Index keys of a recipient in its current state.
-fn put_indexes(change: &mut Change, id: QueueId, i: u16, r: &Recipient, stream: Stream) {
-    change.batch.put(keys::state(r.state, id, i), []);
+fn put_indexes(q: Cf<'_>, change: &mut Change, id: QueueId, i: u16, r: &Recipient, stream: Stream) {
+    q.put_in(&mut change.batch, keys::state(r.state, id, i), []);
     if r.state.is_pending() {
         let v: &[u8] = if stream == Stream::Mass { MASS } else { &[] };
-        change.batch.put(keys::due(r.next_attempt_ms, id, i), v);
+        q.put_in(&mut change.batch, keys::due(r.next_attempt_ms, id, i), v);
         change.min_due_ms = Some(
             change
                 .min_due_ms
@@ -212,10 +170,10 @@ fn put_indexes(change: &mut Change, id: QueueId, i: u16, r: &Recipient, stream: 
     }
 }
 
-fn delete_indexes(batch: &mut WriteBatch, id: QueueId, i: u16, r: &Recipient) {
-    batch.delete(keys::state(r.state, id, i));
+fn delete_indexes(q: Cf<'_>, batch: &mut WriteBatch, id: QueueId, i: u16, r: &Recipient) {
+    q.delete_in(batch, keys::state(r.state, id, i));
     if r.state.is_pending() {
-        batch.delete(keys::due(r.next_attempt_ms, id, i));
+        q.delete_in(batch, keys::due(r.next_attempt_ms, id, i));
     }
 }
 
@@ -226,40 +184,44 @@ fn rcpt_index(i: usize) -> u16 {
 
 /// The batch that stores a new message: meta, body, every recipient's indexes, and the
 /// `B/` marker if it holds a DSN.
-pub fn enqueue(msg: &QueuedMessage, body: &[u8]) -> Result<Change, StoreError> {
+pub fn enqueue(q: Cf<'_>, msg: &QueuedMessage, body: &[u8]) -> Result<Change, StoreError> {
     let mut change = Change::default();
-    enqueue_into(&mut change, msg, body)?;
+    enqueue_into(q, &mut change, msg, body)?;
     Ok(change)
 }
 
 /// As [`enqueue`], into a change that also carries other writes (one atomic batch).
 pub fn enqueue_into(
+    q: Cf<'_>,
     change: &mut Change,
     msg: &QueuedMessage,
     body: &[u8],
 ) -> Result<(), StoreError> {
     for (i, r) in msg.recipients.iter().enumerate() {
-        put_indexes(change, msg.id, rcpt_index(i), r, msg.stream);
+        put_indexes(q, change, msg.id, rcpt_index(i), r, msg.stream);
         change.moves.push((None, r.state));
     }
-    if msg
+    let has_dsn = msg
         .recipients
         .iter()
-        .any(|r| matches!(r.dest, Destination::Bounce { .. }))
-    {
-        change.batch.put(keys::bounce(msg.id), []);
+        .any(|r| matches!(r.dest, Destination::Bounce { .. }));
+    if has_dsn {
+        q.put_in(&mut change.batch, keys::bounce(msg.id), []);
     }
-    change
-        .batch
-        .put(keys::meta(msg.id), serde_json::to_vec(msg)?);
-    change.batch.put(keys::body(msg.id), body);
+    retention::enqueued(q, change, msg, has_dsn);
+    q.put_in(
+        &mut change.batch,
+        keys::meta(msg.id),
+        serde_json::to_vec(msg)?,
+    );
+    q.put_in(&mut change.batch, keys::body(msg.id), body);
     Ok(())
 }
 
 /// Read-modify-write of one message (run on the committer thread, which serialises writes):
 /// `mutate` changes recipients in place; index keys follow each recipient's change.
 pub fn update<T>(
-    db: &DB,
+    db: Cf<'_>,
     id: QueueId,
     mutate: impl FnOnce(&mut QueuedMessage) -> T,
 ) -> Result<(Change, T), StoreError> {
@@ -272,32 +234,26 @@ pub fn update<T>(
         if !moved && (!new.state.is_pending() || old.next_attempt_ms == new.next_attempt_ms) {
             continue;
         }
-        delete_indexes(&mut change.batch, id, rcpt_index(i), old);
-        put_indexes(&mut change, id, rcpt_index(i), new, msg.stream);
+        delete_indexes(db, &mut change.batch, id, rcpt_index(i), old);
+        put_indexes(db, &mut change, id, rcpt_index(i), new, msg.stream);
         if moved {
             change.moves.push((Some(old.state), new.state));
         }
     }
-    change.batch.put(keys::meta(id), serde_json::to_vec(&msg)?);
+    retention::follow(db, &mut change, &before, &msg)?;
+    db.put_in(&mut change.batch, keys::meta(id), serde_json::to_vec(&msg)?);
     Ok((change, result))
 }
 
 /// Removes a `d/` entry that no longer matches a pending recipient (a message deleted under
 /// it, or a stale time); without this the scheduler would pick it up forever.
-pub fn forget_due(db: &DB, due: Due) -> Result<Change, StoreError> {
+pub fn forget_due(db: Cf<'_>, due: Due) -> Result<Change, StoreError> {
     let mut change = Change::default();
     let current = read_meta(db, due.id)?
         .and_then(|m| m.recipients.get(usize::from(due.rcpt)).cloned())
         .filter(|r| r.state.is_pending() && r.next_attempt_ms == due.due_ms);
     if current.is_none() {
-        change.batch.delete(keys::due(due.due_ms, due.id, due.rcpt));
+        db.delete_in(&mut change.batch, keys::due(due.due_ms, due.id, due.rcpt));
     }
     Ok(change)
-}
-
-/// The bounce stage is done with a DSN message.
-pub fn bounce_processed(id: QueueId) -> Change {
-    let mut change = Change::default();
-    change.batch.delete(keys::bounce(id));
-    change
 }

@@ -17,9 +17,9 @@
 //! A warming [`Hold`] moves like `Deferred` (and past expiry to `expired`), but it was no
 //! attempt: the attempt count stays and its window, not the backoff, sets the next attempt.
 
+use super::{Hold, Outcome};
+use crate::bounce::Category;
 use crate::config::QueueConfig;
-use crate::delivery::Outcome;
-use crate::delivery::outcome::Hold;
 
 use super::schedule::{self, Next};
 use super::{RcptState, Recipient};
@@ -52,7 +52,7 @@ pub fn record(r: &mut Recipient, outcome: &Outcome, at: &Attempt<'_>) -> bool {
         }
         Outcome::Bounced { category, reply } => {
             r.state = RcptState::Bounced;
-            r.category = category.clone();
+            r.category = category.map(|c| c.as_str().to_string());
             r.last_reply = Some(reply.clone());
         }
         Outcome::Deferred { reason } => {
@@ -121,7 +121,7 @@ pub fn cancel(r: &mut Recipient, now_ms: u64) -> bool {
 /// An asynchronous bounce (DSN) for this recipient: `sent` or still pending → `bounced`.
 pub fn bounce_reported(
     r: &mut Recipient,
-    category: Option<String>,
+    category: Option<Category>,
     reply: String,
     now_ms: u64,
 ) -> bool {
@@ -129,7 +129,7 @@ pub fn bounce_reported(
         return false;
     }
     r.state = RcptState::Bounced;
-    r.category = category;
+    r.category = category.map(|c| c.as_str().to_string());
     r.last_reply = Some(reply);
     r.updated_ms = now_ms;
     true
@@ -139,7 +139,7 @@ pub fn bounce_reported(
 mod tests {
     use super::*;
     use crate::config::HumanDuration;
-    use crate::routing::Destination;
+    use crate::envelope::Destination;
 
     fn rcpt(state: RcptState) -> Recipient {
         Recipient {
@@ -162,6 +162,7 @@ mod tests {
             retry_max: HumanDuration::secs(3600),
             expire_after: HumanDuration::secs(86_400),
             concurrency: 1,
+            ..QueueConfig::default()
         }
     }
 
@@ -242,7 +243,7 @@ mod tests {
         let c = cfg();
         let mut r = rcpt(RcptState::Queued);
         let o = Outcome::Bounced {
-            category: Some("Rejection".into()),
+            category: Some(Category::Rejection),
             reply: "HTTP 404 Not Found".into(),
         };
         assert!(record(&mut r, &o, &at(&c, 1)));

@@ -1,8 +1,8 @@
-//! Stage ③ — routing: an accepted RCPT address → a [`Destination`] (a configured route, or
+//! Stage ③ — routing: an accepted RCPT address → a [`Destination`](crate::envelope::Destination) (a configured route, or
 //! bounce processing), per SPEC "Inbound routing". Pure: no IO, built once from config.
 
 mod resolve;
 pub mod srs;
 pub mod token;
 
-pub use resolve::{Destination, Error, Router};
+pub use resolve::{Error, Router};

@@ -4,36 +4,11 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::clock::Clock;
 use crate::config::{Config, RouteConfig};
-use crate::envelope::Address;
+use crate::envelope::{Address, Destination};
+use crate::reply::{self, Reply};
 use crate::routing::token::TokenKey;
-use crate::session::reply::{self, Reply};
-
-/// Where one accepted recipient goes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Destination {
-    /// A configured route (`http`, `maildir`, ...).
-    Route {
-        route: String,
-        /// The alias address that matched (`sales@example.test`), or the catchall address.
-        alias: String,
-        /// `reply+TOKEN`: the ERP's thread token, passed on as `X-Mxgate-Thread`.
-        thread: Option<String>,
-        /// `alias+detail`: the detail part.
-        detail: Option<String>,
-    },
-    /// `bounce+TOKEN@`: a DSN for the bounce stage; TOKEN may be empty or forged.
-    Bounce { token: String },
-    /// Outbound relay to a remote domain (authenticated submission, a trusted network, a
-    /// forwarded copy or a DSN we send): smart hosts or MX, see `delivery::plan`.
-    Relay,
-    /// `SRS0=...@<bounce domain>` of ours (a bounce of a forwarded copy): relayed on to the
-    /// original sender `to` that the SRS address encodes.
-    SrsReturn { to: String },
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

@@ -19,7 +19,7 @@
 //!   stays in sync with the client) but discarded, then [`BodyError::TooBig`] (`552 5.3.4`).
 //! - input may arrive split anywhere: the result is the same for any split.
 
-use super::reply::{self, Reply};
+use crate::reply::{self, Reply};
 
 /// Why a complete message is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

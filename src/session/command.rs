@@ -18,7 +18,7 @@ mod mail_rcpt;
 
 use crate::envelope::{Address, ReversePath};
 
-use super::reply::{self, Reply};
+use crate::reply::{self, Reply};
 use mail_rcpt::{parse_mail, parse_rcpt};
 
 /// One parsed SMTP command.

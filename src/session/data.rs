@@ -18,11 +18,10 @@ use tracing::{info, warn};
 use super::body::{Body, BodyError, Chunk, DataDecoder};
 use super::command::BodyType;
 use super::io::Conn;
-use super::reply::{self, Reply};
 use super::{Session, State, Transaction, prep, verify};
-use crate::envelope::ListenerKind;
-use crate::queue::{NewMessage, Stream};
-use crate::routing::Destination;
+use crate::envelope::{Destination, ListenerKind, Stream};
+use crate::queue::NewMessage;
+use crate::reply::{self, Reply};
 
 /// How long the store may take before the client is told to retry (KumoMTA uses 60 s too).
 const ENQUEUE_DEADLINE: Duration = Duration::from_secs(60);
@@ -145,7 +144,7 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
             return e.reply();
         }
     };
-    let hops = received_count(&content);
+    let hops = crate::message::received_count(&content);
     if hops > s.ctx.config.smtp.max_hops {
         info!(hops, "mail loop: too many Received headers");
         metrics.inbound_message("rejected", "mail_loop");
@@ -204,7 +203,7 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
             reply::QUEUED.with_text(format!("{} {id}", reply::QUEUED.text))
         }
         Ok(Err(e)) => {
-            warn!(error = %error_chain(&e), "enqueue failed");
+            warn!(error = %crate::error_chain::chain(&e), "enqueue failed");
             metrics.inbound_message("tempfail", "store");
             e.reply()
         }
@@ -245,30 +244,6 @@ fn prepare_submission(
     )
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
-
-/// Received headers in the message's header section (up to the first empty line). Like
-/// Postfix `hopcount_limit`, more than `smtp.max_hops` of them is a loop.
-fn received_count(message: &[u8]) -> usize {
-    message
-        .split(|&b| b == b'\n')
-        .take_while(|line| !line.is_empty() && *line != b"\r")
-        .filter(|line| {
-            line.get(..9)
-                .is_some_and(|h| h.eq_ignore_ascii_case(b"received:"))
-        })
-        .count()
-}
-
 /// RFC 5321 §4.4 trace header. No rDNS lookup is made, so TCP-info is the address literal
 /// alone. Protocol per RFC 3848 (ESMTPS = TLS, ESMTPA = authenticated). `for` only with a
 /// single recipient, so one recipient does not learn the others (as Postfix).
@@ -294,17 +269,4 @@ fn received_header(s: &Session, txn: &Transaction) -> String {
     format!(
         "Received: from {helo} ([{ip}])\r\n\tby {host} (mxgate) with {proto}{for_rcpt};\r\n\t{date}\r\n"
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn received_headers_are_counted_in_the_header_section_only() {
-        let msg = b"Received: a\r\nreceived: b\r\n\tcontinued\r\nSubject: x\r\nRECEIVED:c\r\n\r\nReceived: body\r\n";
-        assert_eq!(received_count(msg), 3);
-        assert_eq!(received_count(b""), 0);
-        assert_eq!(received_count(b"\r\nReceived: x\r\n"), 0);
-    }
 }

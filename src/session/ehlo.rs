@@ -1,8 +1,8 @@
 //! EHLO / HELO (RFC 5321 §4.1.1.1): greet, reset any transaction, advertise extensions.
 
-use super::reply::{self, Reply};
 use super::{Session, State};
 use crate::envelope::ListenerKind;
+use crate::reply::{self, Reply};
 
 /// `extended`: EHLO (with the keyword list) rather than HELO.
 pub(super) fn ehlo(s: &mut Session, name: String, extended: bool) -> Reply {

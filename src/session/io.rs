@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::command::{LineReader, Scan};
-use super::reply::Reply;
+use crate::reply::Reply;
 
 /// Read granularity; the buffer holds at most one command line plus one read.
 const READ_CHUNK: usize = 16 * 1024;

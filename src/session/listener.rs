@@ -17,21 +17,24 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::reply::{self, Reply};
 use super::{Session, SessionContext};
 use crate::envelope::{ListenerKind, Peer};
+use crate::live::View;
+use crate::reply::{self, Reply};
 
 /// How long AUTH failures from one address are remembered.
 const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Bound on the failure map (an address spray must not grow it without limit).
 const AUTH_FAILURE_ENTRIES: usize = 10_000;
 
-/// Accepts connections until `ctx.shutdown` is cancelled; every session is spawned on
-/// `tracker` so the server can wait for them to drain.
+/// Accepts connections until the contexts' `shutdown` is cancelled; every session is
+/// spawned on `tracker` so the server can wait for them to drain. Each connection takes the
+/// context current when it is accepted and keeps it to the end (a reload in between does
+/// not change its routing, certificate or limits); the socket itself is never reopened.
 pub async fn serve(
     kind: ListenerKind,
     tcp: TcpListener,
-    ctx: Arc<SessionContext>,
+    contexts: View<SessionContext>,
     tracker: TaskTracker,
 ) {
     match tcp.local_addr() {
@@ -39,9 +42,11 @@ pub async fn serve(
         Err(e) => warn!(listener = %kind.as_str(), error = %e, "listening on an unknown address"),
     }
     let shared = Arc::new(Shared::default());
+    // One token for the server's life, the same in every context.
+    let shutdown = contexts.get().shutdown.clone();
     loop {
         let accepted = tokio::select! {
-            () = ctx.shutdown.cancelled() => break,
+            () = shutdown.cancelled() => break,
             r = tcp.accept() => r,
         };
         let (stream, addr) = match accepted {
@@ -54,6 +59,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        let ctx = contexts.get();
         let smtp = &ctx.config.smtp;
         let slot = match shared.clone().acquire(
             addr.ip(),

@@ -3,13 +3,16 @@
 //! Inbound: any sender, including the null sender `<>` (bounces must get through).
 //! Submission: AUTH first (or a `relay.trusted_networks` peer), and an authenticated user
 //! may only use its enrolled sending domains (SPEC "Submission").
+//! Every listener: over a queue limit or short of disk, `452 4.3.1` ([`Queue::admit`]).
+//!
+//! [`Queue::admit`]: crate::queue::Queue::admit
 
 use tracing::info;
 
 use super::command::{BodyType, MailFrom};
-use super::reply::{self, Reply};
 use super::{Session, State, Transaction};
 use crate::envelope::{ListenerKind, ReversePath};
+use crate::reply::{self, Reply};
 
 pub(super) fn mail(s: &mut Session, m: MailFrom) -> Reply {
     match s.state {
@@ -35,6 +38,12 @@ pub(super) fn mail(s: &mut Session, m: MailFrom) -> Reply {
         info!(size = m.size, "declared size over the limit");
         s.ctx.metrics.inbound_message("rejected", "too_big");
         return reply::MESSAGE_TOO_BIG_DECLARED;
+    }
+    // Last, so a sender refused for good hears that rather than "try later".
+    if let Err(full) = s.ctx.queue.admit() {
+        info!(reason = %full, "queue full: new mail deferred");
+        s.ctx.metrics.inbound_message("tempfail", "storage");
+        return full.reply();
     }
     s.state = State::Mail(Box::new(Transaction {
         mail: m,

@@ -23,7 +23,6 @@ pub mod listener;
 mod mail;
 pub mod prep;
 mod rcpt;
-pub mod reply;
 mod sasl;
 mod starttls;
 mod verify;
@@ -39,17 +38,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::Config;
-use crate::envelope::{Address, ListenerKind, Peer};
+use crate::envelope::{Address, Destination, ListenerKind, Peer};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
-use crate::routing::{Destination, Router};
+use crate::routing::Router;
 
+use crate::reply::{self, Reply};
 use command::{Command, MailFrom};
 use io::{Conn, Input};
 use listener::Shared;
-use reply::Reply;
 
-/// What every session of one server shares. Built once in `server.rs`.
+/// What a session works with: one config and what is built from it, plus the server's
+/// stores. The server builds one at start and one per reload; a session keeps the one that
+/// was current when its connection was accepted.
 pub struct SessionContext {
     pub config: Arc<Config>,
     pub router: Arc<Router>,
@@ -58,9 +59,9 @@ pub struct SessionContext {
     /// STARTTLS / implicit TLS; `None` only in tests that run without a certificate.
     pub tls: Option<TlsAcceptor>,
     /// Suppressed recipients are refused on submission ([`rcpt`]).
-    pub suppressions: crate::bounce::SuppressionList,
+    pub suppressions: crate::suppression::SuppressionList,
     /// Sending domains suspended for their bounce rate are refused at MAIL ([`mail`]).
-    pub suspensions: crate::bounce::suspend::Suspensions,
+    pub suspensions: crate::suspension::Suspensions,
     /// Issues and checks `unsubscribe+TOKEN` / one-click unsubscribe tokens.
     pub token_key: crate::routing::token::TokenKey,
     /// Warming caps: with `warming.tempfail`, MAIL is 451 once the day's cap is spent ([`mail`]).

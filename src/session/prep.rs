@@ -13,9 +13,10 @@
 
 use std::time::SystemTime;
 
-use super::reply::{self, Reply};
 use crate::auth::sign::{SignError, Signer};
 use crate::config::FromAlignment;
+use crate::message;
+use crate::reply::{self, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepError {
@@ -49,7 +50,7 @@ pub fn prepare(
     who: &Submitter<'_>,
     now: SystemTime,
 ) -> Result<Vec<u8>, PrepError> {
-    let (head, body) = split(content);
+    let (head, body) = message::split(content);
     let mut headers = head.to_vec();
     let mut added = String::new();
     if find(head, "message-id").is_none() {
@@ -109,39 +110,9 @@ pub fn prepare(
     Ok(out)
 }
 
-/// (header section including its final CRLF, rest starting at the empty line).
-fn split(content: &[u8]) -> (&[u8], &[u8]) {
-    if content.starts_with(b"\r\n") {
-        return (&[], content);
-    }
-    match content.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => content.split_at(i + 2),
-        None => (content, &[]),
-    }
-}
-
 /// Byte range of the first header field named `name` (with its folded lines and CRLF).
 fn find(head: &[u8], name: &str) -> Option<(usize, usize)> {
-    let mut pos = 0;
-    while pos < head.len() {
-        let line_end = next_line(head, pos);
-        let line = &head[pos..line_end];
-        let is_field = line.len() > name.len()
-            && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-            && line[name.len()..]
-                .iter()
-                .find(|b| **b != b' ' && **b != b'\t')
-                == Some(&b':');
-        if is_field {
-            let mut end = line_end;
-            while end < head.len() && matches!(head[end], b' ' | b'\t') {
-                end = next_line(head, end);
-            }
-            return Some((pos, end));
-        }
-        pos = line_end;
-    }
-    None
+    message::find(head, name).map(|f| (f.start, f.end))
 }
 
 /// Prepends RFC 8058 one-click unsubscribe headers naming `token` (issue 6 item 6), unless
@@ -152,7 +123,7 @@ pub fn add_list_unsubscribe(
     mailto_domain: &str,
     token: &str,
 ) -> Vec<u8> {
-    let (head, _) = split(&content);
+    let (head, _) = message::split(&content);
     if find(head, "list-unsubscribe").is_some() {
         return content;
     }
@@ -168,8 +139,11 @@ pub fn add_list_unsubscribe(
 
 /// Removes every `name:` header field (the `[streams] header`) from `content`; returns the
 /// message without it and the stream the last one named (`None`: absent or unknown value).
-pub fn take_stream_header(content: Vec<u8>, name: &str) -> (Vec<u8>, Option<crate::queue::Stream>) {
-    let (head, _) = split(&content);
+pub fn take_stream_header(
+    content: Vec<u8>,
+    name: &str,
+) -> (Vec<u8>, Option<crate::envelope::Stream>) {
+    let (head, _) = message::split(&content);
     let head_len = head.len();
     let mut stream = None;
     let mut cut: Vec<(usize, usize)> = Vec::new();
@@ -178,7 +152,7 @@ pub fn take_stream_header(content: Vec<u8>, name: &str) -> (Vec<u8>, Option<crat
         let (start, end) = (pos + start, pos + end);
         let field = String::from_utf8_lossy(&content[start..end]);
         let value = field.split_once(':').map_or("", |(_, v)| v);
-        stream = crate::queue::Stream::parse(value).or(stream);
+        stream = crate::envelope::Stream::parse(value).or(stream);
         cut.push((start, end));
         pos = end;
     }
@@ -193,13 +167,6 @@ pub fn take_stream_header(content: Vec<u8>, name: &str) -> (Vec<u8>, Option<crat
     }
     out.extend_from_slice(&content[from..]);
     (out, stream)
-}
-
-fn next_line(head: &[u8], from: usize) -> usize {
-    head[from..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(head.len(), |i| from + i + 1)
 }
 
 /// The address of a From value: inside `<...>`, else the bare value.

@@ -1,15 +1,16 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): each recipient is routed now, so the client learns at once
 //! which addresses we take. Outside the alias domains it is relaying: `550 5.7.1`, unless
 //! the client is an authenticated submission user or in `relay.trusted_networks` — then the
-//! recipient goes to the outbound relay ([`Destination::Relay`]).
+//! recipient goes to the outbound relay ([`Destination::Relay`]). Over a queue limit or
+//! short of disk, every recipient gets `452 4.3.1` until there is room.
 
 use tracing::info;
 
 use super::command::RcptTo;
-use super::reply::{self, Reply};
 use super::{Session, State};
-use crate::envelope::ListenerKind;
-use crate::routing::{self, Destination};
+use crate::envelope::{Destination, ListenerKind};
+use crate::reply::{self, Reply};
+use crate::routing;
 
 pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
     let may_relay =
@@ -25,6 +26,12 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
         metrics.inbound_recipient("rejected", "too_many");
         return reply::TOO_MANY_RECIPIENTS;
     }
+    // Again at RCPT: the queue may have filled since MAIL (a long session, a burst).
+    if let Err(full) = s.ctx.queue.admit() {
+        info!(rcpt = %r.to, reason = %full, "queue full: recipient deferred");
+        metrics.inbound_recipient("tempfail", "storage");
+        return full.reply();
+    }
     if !txn.mail.smtputf8 && !r.to.to_string().is_ascii() {
         metrics.inbound_recipient("rejected", "smtputf8");
         return reply::SMTPUTF8_REQUIRED;
@@ -39,7 +46,7 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
             let r = list.add_blocking(
                 &address,
                 "unsubscribe",
-                crate::bounce::SuppressionSource::Unsubscribe,
+                crate::suppression::Source::Unsubscribe,
                 Some("mail to the unsubscribe alias"),
             );
             if let Err(e) = r {

@@ -15,9 +15,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tracing::info;
 
-use super::reply::{self, Reply};
 use super::{Session, State};
 use crate::envelope::ListenerKind;
+use crate::reply::{self, Reply};
 
 /// An AUTH exchange waiting for the client's next line.
 #[derive(Debug)]

@@ -11,11 +11,10 @@
 
 use tracing::info;
 
-use super::reply::Reply;
 use super::{Session, Transaction};
 use crate::auth::{self, Policy};
-use crate::envelope::ListenerKind;
-use crate::routing::Destination;
+use crate::envelope::{Destination, ListenerKind};
+use crate::reply::Reply;
 
 /// The header fields to put on top, and the message with forged results removed.
 pub(super) struct Verified {

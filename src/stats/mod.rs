@@ -3,7 +3,7 @@
 //! and provider, bounces also by category, reply code, enhanced code and kind. They answer
 //! `/api/bounces/summary`, `/api/bounces/classification` and the dashboard.
 //!
-//! Input: [`Stats::delivered`] / [`Stats::bounced`], called by the [`observe::Observer`]
+//! Input: [`Stats::delivered`] / [`Stats::bounced`], called by the [`report::Observer`](crate::report::Observer)
 //! where outcomes are recorded (delivery worker, bounce intake). Output: [`Report`] for a
 //! [`Filter`] (hour range plus dimension filters).
 //!
@@ -14,7 +14,6 @@
 //! a late DSN or complaint find its delivery (sending IP, Message-ID) and their pruning are in
 //! [`sent_records`].
 
-pub mod observe;
 mod sent_records;
 pub mod store;
 
@@ -23,12 +22,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::bounce::{Category, Provider};
+use crate::bounce::Category;
+use crate::providers::Provider;
+
+use crate::db::{Db, Write};
 pub use sent_records::{PRUNE_EVERY, SENT_FROM_GRACE};
+use store::{BOUNCED, DELIVERED, bounced_key, count_write, delivered_key};
 pub use store::{StatsError, Store};
 
-const DELIVERED: u8 = b'D';
-const BOUNCED: u8 = b'B';
 const HOUR_MS: u64 = 3_600_000;
 
 /// The dimensions every counter has.
@@ -62,7 +63,15 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Opens `<data_dir>/stats`.
+    /// The statistics in the `stats` family of the server's database.
+    pub fn in_db(db: &Db, clock: crate::clock::Clock) -> Stats {
+        Stats {
+            store: Store::in_db(db),
+            clock,
+        }
+    }
+
+    /// Statistics alone in a database of their own in `<data_dir>/stats` (tests).
     pub fn open(data_dir: &Path, clock: crate::clock::Clock) -> Result<Stats, StatsError> {
         Ok(Stats {
             store: Store::open(&data_dir.join("stats"))?,
@@ -84,20 +93,23 @@ impl Stats {
     }
 
     pub fn delivered(&self, at_ms: u64, d: &Dims) {
-        let key = store::hour_key(hour(at_ms), DELIVERED, &dims_of(d));
-        self.add(&key);
+        self.add(&delivered_key(at_ms, d));
     }
 
     pub fn bounced(&self, at_ms: u64, d: &Dims, b: &BounceInfo) {
-        let mut dims = dims_of(d).to_vec();
-        let kind = if b.permanent {
-            "permanent"
-        } else {
-            "transient"
-        };
-        dims.extend([b.category.as_str(), &b.reply_code, &b.status, kind]);
-        let key = store::hour_key(hour(at_ms), BOUNCED, &dims);
-        self.add(&key);
+        self.add(&bounced_key(at_ms, d, b));
+    }
+
+    /// [`Stats::delivered`] as a write for another store's batch: given to
+    /// `Queue::record_then_writing`, the count is committed with the recipient's state
+    /// change, under the same WAL fsync.
+    pub fn delivered_write(at_ms: u64, d: &Dims) -> Write {
+        count_write(delivered_key(at_ms, d))
+    }
+
+    /// [`Stats::bounced`] as a write for another store's batch.
+    pub fn bounced_write(at_ms: u64, d: &Dims, b: &BounceInfo) -> Write {
+        count_write(bounced_key(at_ms, d, b))
     }
 
     fn add(&self, key: &[u8]) {
@@ -121,10 +133,6 @@ impl Stats {
         })?;
         Ok(acc.finish(f))
     }
-}
-
-fn dims_of(d: &Dims) -> [&str; 4] {
-    [&d.sending_domain, &d.email_type, &d.sending_ip, &d.provider]
 }
 
 pub fn hour(ms: u64) -> u32 {

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 
 use super::{Stats, StatsError, store};
 use crate::envelope::QueueId;
@@ -84,25 +84,23 @@ impl Stats {
         let mut deleted = 0;
         for prefix in [store::SENT_FROM, store::MESSAGE_IDS] {
             self.store.with(|db| {
-                let mut ro = ReadOptions::default();
-                ro.set_iterate_upper_bound(store::prefix_end(prefix));
                 let mut batch = WriteBatch::default();
-                for item in db.iterator_opt(IteratorMode::From(prefix, Direction::Forward), ro) {
+                for item in db.scan(prefix, store::prefix_end(prefix)) {
                     let (k, v) = item?;
                     match parse_stamped(&v) {
                         (Some(at), _) if at < cutoff => {
-                            batch.delete(&k);
+                            db.delete_in(&mut batch, &k);
                             deleted += 1;
                         }
                         (Some(_), _) => {}
-                        (None, data) => batch.put(&k, stamped(now, data)),
+                        (None, data) => db.put_in(&mut batch, &k, stamped(now, data)),
                     }
                     if batch.len() >= PRUNE_BATCH {
-                        db.write(std::mem::take(&mut batch))?;
+                        db.write(std::mem::take(&mut batch), false)?;
                     }
                 }
                 if !batch.is_empty() {
-                    db.write(batch)?;
+                    db.write(batch, false)?;
                 }
                 Ok(())
             })?;

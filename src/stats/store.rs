@@ -1,7 +1,8 @@
-//! RocksDB of the statistics (`<data_dir>/stats`): hourly counters and the events outbox.
-//! Separate from the queue's store so that counting never competes with the queue's fsync'd
-//! group commits; writes here go to the WAL without fsync (a process crash keeps them, a
-//! power loss may lose the last second of counts — acceptable for statistics).
+//! The statistics' family (`stats`) of the server's one RocksDB ([`crate::db`]): hourly
+//! counters and the events outbox. Writes here go to the shared WAL without fsync: they
+//! become durable with the queue's next group commit fsync (or the OS's writeback), so a
+//! process crash keeps them and a power loss may lose the last moment of counts —
+//! acceptable for statistics, and counting never adds an fsync of its own.
 //!
 //! | key                                   | value                                   |
 //! |---------------------------------------|-----------------------------------------|
@@ -16,9 +17,10 @@
 //! `kind` = `D` delivered, `B` bounced; `dims` = the dimensions joined by 0x1F.
 
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
 
-use rocksdb::{DB, Direction, IteratorMode, MergeOperands, Options, ReadOptions};
+use super::{BounceInfo, Dims};
+use crate::db::{Cf, Column, Db, DbError, Family, Write};
+pub use crate::db::{decode_i64 as decode, prefix_end};
 
 pub const HOURS: &[u8] = b"h/";
 pub const OUTBOX: &[u8] = b"o/";
@@ -26,68 +28,66 @@ pub const OUTBOX: &[u8] = b"o/";
 pub const SENT_FROM: &[u8] = b"i/";
 /// `m/<Message-ID>` → the queue id of a relayed message, for complaints that quote only it.
 pub const MESSAGE_IDS: &[u8] = b"m/";
-/// `u/<domain>` → a suspended sending domain (`bounce::suspend`).
+/// `u/<domain>` → a suspended sending domain (`suspension`).
 pub const SUSPENSIONS: &[u8] = b"u/";
-/// `w/<domain>` → the domain's window of recent sends (`bounce::suspend`).
+/// `w/<domain>` → the domain's window of recent sends (`suspension`).
 pub const SEND_WINDOWS: &[u8] = b"w/";
 pub const SEP: char = '\u{1f}';
+/// `kind` of a delivered recipient's counter.
+pub const DELIVERED: u8 = b'D';
+/// `kind` of a bounced recipient's counter.
+pub const BOUNCED: u8 = b'B';
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
-    #[error("cannot create statistics directory {path}: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Db(DbError),
     #[error("RocksDB: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("statistics store is closed")]
     Closed,
 }
 
+impl From<DbError> for StatsError {
+    fn from(e: DbError) -> StatsError {
+        match e {
+            DbError::Closed => StatsError::Closed,
+            DbError::Rocks(e) => StatsError::Rocks(e),
+            e => StatsError::Db(e),
+        }
+    }
+}
+
 /// Raw entries as [`Store::first`] returns them.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Shared handle; `close` releases the DB (and its lock) for a restart in the same process.
+/// Shared handle on the `stats` family (counters merge with the family's i64 add
+/// operator); `close` makes later calls fail with `Closed`.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<RwLock<Option<DB>>>,
-}
-
-fn add_i64(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
-    let mut sum = existing.map_or(0, decode);
-    for op in operands {
-        sum = sum.saturating_add(decode(op));
-    }
-    Some(sum.to_le_bytes().to_vec())
-}
-
-pub fn decode(v: &[u8]) -> i64 {
-    v.try_into().map(i64::from_le_bytes).unwrap_or(0)
+    col: Column,
 }
 
 impl Store {
+    /// The `stats` family of the server's database.
+    pub fn in_db(db: &Db) -> Store {
+        Store {
+            col: Column::new(db, Family::Stats),
+        }
+    }
+
+    /// A store alone in a database of its own in `dir` (tests), closed with it.
     pub fn open(dir: &Path) -> Result<Store, StatsError> {
-        std::fs::create_dir_all(dir).map_err(|source| StatsError::CreateDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.set_max_background_jobs(1);
-        opts.set_merge_operator_associative("mxgate_add_i64", add_i64);
-        let db = DB::open(&opts, dir)?;
         Ok(Store {
-            db: Arc::new(RwLock::new(Some(db))),
+            col: Column::standalone(dir, Family::Stats)?,
         })
     }
 
-    pub fn with<T>(&self, f: impl FnOnce(&DB) -> Result<T, StatsError>) -> Result<T, StatsError> {
-        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        match guard.as_ref() {
-            Some(db) => f(db),
-            None => Err(StatsError::Closed),
-        }
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(Cf<'_>) -> Result<T, StatsError>,
+    ) -> Result<T, StatsError> {
+        self.col.with(f)
     }
 
     /// Adds `n` to a counter.
@@ -103,9 +103,7 @@ impl Store {
         mut f: impl FnMut(&[u8], &[u8]),
     ) -> Result<(), StatsError> {
         self.with(|db| {
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_upper_bound(end.to_vec());
-            for item in db.iterator_opt(IteratorMode::From(start, Direction::Forward), ro) {
+            for item in db.scan(start, end.to_vec()) {
                 let (k, v) = item?;
                 f(&k, &v);
             }
@@ -118,12 +116,7 @@ impl Store {
         let mut out = Vec::new();
         let end = prefix_end(prefix);
         self.with(|db| {
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_upper_bound(end);
-            for item in db
-                .iterator_opt(IteratorMode::From(prefix, Direction::Forward), ro)
-                .take(n)
-            {
+            for item in db.scan(prefix, end).take(n) {
                 let (k, v) = item?;
                 out.push((k.to_vec(), v.to_vec()));
             }
@@ -136,7 +129,7 @@ impl Store {
     pub fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StatsError> {
         let end = prefix_end(prefix);
         self.with(|db| {
-            let mut it = db.iterator(IteratorMode::From(&end, Direction::Reverse));
+            let mut it = db.scan_back(&end);
             match it.next() {
                 Some(item) => {
                     let (k, _) = item?;
@@ -161,31 +154,35 @@ impl Store {
         self.with(|db| Ok(db.delete(key)?))
     }
 
-    /// Flushes and closes; later calls fail with `Closed`. Idempotent.
+    /// Later calls fail with `Closed` (a standalone store also closes its database).
+    /// Idempotent.
     pub fn close(&self) {
-        let db = self
-            .db
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(db) = db
-            && let Err(e) = db.flush()
-        {
-            tracing::warn!(error = %e, "statistics flush at close failed");
-        }
+        self.col.close();
     }
 }
 
-/// The smallest key greater than every key starting with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    end
+pub(super) fn delivered_key(at_ms: u64, d: &Dims) -> Vec<u8> {
+    hour_key(super::hour(at_ms), DELIVERED, &dims_of(d))
+}
+
+pub(super) fn bounced_key(at_ms: u64, d: &Dims, b: &BounceInfo) -> Vec<u8> {
+    let mut dims = dims_of(d).to_vec();
+    let kind = if b.permanent {
+        "permanent"
+    } else {
+        "transient"
+    };
+    dims.extend([b.category.as_str(), &b.reply_code, &b.status, kind]);
+    hour_key(super::hour(at_ms), BOUNCED, &dims)
+}
+
+/// One more on counter `key`, by the `stats` family's merge operator.
+pub(super) fn count_write(key: Vec<u8>) -> Write {
+    Write::Merge(Family::Stats, key, 1i64.to_le_bytes().to_vec())
+}
+
+fn dims_of(d: &Dims) -> [&str; 4] {
+    [&d.sending_domain, &d.email_type, &d.sending_ip, &d.provider]
 }
 
 /// `h/<hour>` (+ kind and dims when given).

@@ -4,6 +4,8 @@
 
 pub mod dns;
 pub mod erp;
+pub mod messages;
+pub mod metrics;
 pub mod process;
 pub mod sink;
 pub mod smtp;
@@ -145,6 +147,44 @@ impl TestServer {
         }
     }
 
+    /// Starts a server from a config *file* — the base config, the test's DNS server and
+    /// `extra` — so that it can reload: [`TestServer::write_config`] changes that file.
+    pub async fn start_from_file(extra: &str) -> TestServer {
+        let erp = Erp::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dns = dns::DnsServer::start().await;
+        let path = config_file(dir.path());
+        std::fs::write(&path, file_toml(dir.path(), &erp.url(), &dns, extra)).expect("write");
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let running = Server::start(config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
+        TestServer {
+            running: Some(running),
+            dir,
+            erp,
+            config,
+            dns,
+        }
+    }
+
+    /// Replaces the config file of a [`TestServer::start_from_file`] server (base config,
+    /// DNS server, `extra`); returns its text. The server reads it at its next reload.
+    pub fn write_config(&self, extra: &str) -> String {
+        let text = file_toml(self.dir.path(), &self.erp.url(), &self.dns, extra);
+        self.write_config_text(&text);
+        text
+    }
+
+    /// Replaces the config file with `text` as is.
+    pub fn write_config_text(&self, text: &str) {
+        std::fs::write(config_file(self.dir.path()), text).expect("write config");
+    }
+
+    pub fn config_path(&self) -> std::path::PathBuf {
+        config_file(self.dir.path())
+    }
+
     pub fn running(&self) -> &Running {
         self.running.as_ref().expect("server running")
     }
@@ -200,6 +240,13 @@ impl TestServer {
         erp::http_get(&format!("{}{path}", self.admin_url())).await
     }
 
+    /// `name`'s value for `labels` ([`metrics::sample`]) as `GET /metrics` shows it now.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let (status, scrape) = self.admin_get("/metrics").await;
+        assert_eq!(status, 200, "{scrape}");
+        metrics::sample(&scrape, name, labels)
+    }
+
     /// Sends one message through the inbound listener and returns the final reply.
     pub async fn send_inbound(&self, from: &str, to: &[&str], body: &str) -> SmtpReply {
         let mut c = self.smtp(Listener::Inbound).await;
@@ -211,6 +258,15 @@ impl TestServer {
         c.cmd("DATA").await.expect_code(354);
         c.send_data(body).await
     }
+}
+
+fn config_file(dir: &Path) -> std::path::PathBuf {
+    dir.join("mxgate.toml")
+}
+
+/// The base config with `dns`'s `[dns]` table and `extra` (new tables only).
+pub fn file_toml(dir: &Path, erp_url: &str, dns: &dns::DnsServer, extra: &str) -> String {
+    base_toml(dir, erp_url, &format!("{}{extra}", dns.config_toml()))
 }
 
 /// Polls `f` every 20 ms until it returns Some, or panics after `secs` seconds.

@@ -60,6 +60,8 @@ impl std::fmt::Display for SmtpReply {
 pub struct SmtpClient {
     io: Pin<Box<dyn Io>>,
     buf: Vec<u8>,
+    /// DER of the certificate the server presented, once TLS is up.
+    peer_cert: Option<Vec<u8>>,
 }
 
 impl SmtpClient {
@@ -68,6 +70,7 @@ impl SmtpClient {
         SmtpClient {
             io: Box::pin(tcp),
             buf: Vec::new(),
+            peer_cert: None,
         }
     }
 
@@ -79,6 +82,7 @@ impl SmtpClient {
             .await
             .expect("TLS handshake");
         SmtpClient {
+            peer_cert: leaf(&tls),
             io: Box::pin(tls),
             buf: Vec::new(),
         }
@@ -96,9 +100,15 @@ impl SmtpClient {
             .await
             .expect("TLS handshake");
         SmtpClient {
+            peer_cert: leaf(&tls),
             io: Box::pin(tls),
             buf: Vec::new(),
         }
+    }
+
+    /// DER of the certificate the server presented in the TLS handshake.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        self.peer_cert.as_deref()
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
@@ -204,6 +214,11 @@ impl SmtpClient {
             Ok(Ok(0)) | Ok(Err(_))
         )
     }
+}
+
+fn leaf<S>(tls: &tokio_rustls::client::TlsStream<S>) -> Option<Vec<u8>> {
+    let certs = tls.get_ref().1.peer_certificates()?;
+    certs.first().map(|c| c.as_ref().to_vec())
 }
 
 fn server_name() -> ServerName<'static> {

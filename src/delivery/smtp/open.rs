@@ -14,8 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
-use super::transaction::{describe, mail_err, reply_err, reply_line, tls_err};
-use super::{Hop, Pool, SmtpError, TlsMode};
+use super::error::{SmtpError, describe, mail_err, reply_err, reply_line, tls_err};
+use super::{Hop, Pool, TlsMode};
 
 pub(super) type Io = Box<dyn IoStream>;
 pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}

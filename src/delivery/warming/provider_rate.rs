@@ -13,9 +13,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{State, Ticket, Warming};
 use crate::config::ProviderRate;
-use crate::delivery::outcome::Hold;
 use crate::delivery::rate::{self, Check, HOUR_MS, ProviderLimiter};
 use crate::delivery::throttle;
+use crate::queue::Hold;
 
 impl Warming {
     /// Takes a cell of the provider's hourly rate, or the hold until the next free one.
@@ -28,7 +28,7 @@ impl Warming {
         new_sender: bool,
         now: u64,
     ) -> Result<bool, Hold> {
-        let Some(rate) = self.inner.rates.get(provider) else {
+        let Some(rate) = self.policy.rates.get(provider) else {
             return Ok(false);
         };
         let hour = now / HOUR_MS;
@@ -48,7 +48,7 @@ impl Warming {
                 // The next free cell, or the throttle's next recovery step if sooner.
                 let retry_at = st
                     .throttles
-                    .recovers_at(domain, provider, self.inner.quiet_ms)
+                    .recovers_at(domain, provider, self.policy.quiet_ms)
                     .map_or(retry_at_ms, |t| t.min(retry_at_ms));
                 let wait_s = retry_at.saturating_sub(now).div_ceil(1000);
                 Err(Hold {
@@ -83,7 +83,7 @@ impl Warming {
         };
         let (level, change) = st
             .throttles
-            .level(domain, provider, now, self.inner.quiet_ms);
+            .level(domain, provider, now, self.policy.quiet_ms);
         if let Some(c) = change {
             tracing::info!(
                 sending_domain = %domain, provider = %provider, from = c.from, to = c.to,
@@ -136,13 +136,13 @@ impl Warming {
     /// Waits for one of the provider's `connections` (held for the attempt); `None` when
     /// the provider has no limit.
     pub async fn connection(&self, ticket: &Ticket) -> Option<OwnedSemaphorePermit> {
-        let n = self.inner.rates.get(&ticket.provider)?.connections?;
+        let n = self.policy.rates.get(&ticket.provider)?.connections?;
         let sem = self
             .inner
             .limits
             .lock()
             .ok()?
-            .entry(ticket.provider.clone())
+            .entry((ticket.provider.clone(), n))
             .or_insert_with(|| Arc::new(Semaphore::new(n.max(1))))
             .clone();
         sem.acquire_owned().await.ok()

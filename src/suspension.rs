@@ -4,7 +4,7 @@
 //! MAIL FROM with `550 5.7.1 Sending domain suspended for bounce rate` — until an operator
 //! lifts it (`DELETE /api/suspensions?domain=D`, `mxgate suspend lift D`).
 //!
-//! Fed by the [`Observer`](crate::stats::observe::Observer): every relayed recipient that
+//! Fed by the [`Observer`](crate::report::Observer): every relayed recipient that
 //! reaches a final outcome is one send (delivered, or bounced permanently, synchronously or
 //! by a DSN later). Both the suspensions and the sliding windows are persisted in the
 //! statistics RocksDB, so a restart neither lifts a suspension nor forgets how close a
@@ -51,18 +51,21 @@ pub struct Suspension {
     pub created_ms: u64,
 }
 
-/// Handle; cheap to clone.
+/// Handle on the suspensions and send windows, with the `[suspension]` config and the
+/// events outbox it was built for; cheap to clone. A reload makes a new handle on the same
+/// state ([`Suspensions::reconfigured`]): suspensions and windows are kept.
 #[derive(Clone)]
 pub struct Suspensions {
     inner: Arc<Inner>,
+    cfg: Arc<SuspensionConfig>,
+    /// Where `suspended` events go.
+    events: Events,
 }
 
 struct Inner {
-    cfg: SuspensionConfig,
     store: Store,
     clock: Clock,
     metrics: Metrics,
-    events: Events,
     /// Suspended domains (the MAIL FROM fast path).
     suspended: RwLock<HashMap<String, Suspension>>,
     windows: Mutex<HashMap<String, Window>>,
@@ -165,15 +168,25 @@ impl Suspensions {
         }
         Ok(Suspensions {
             inner: Arc::new(Inner {
-                cfg,
                 store,
                 clock,
                 metrics,
-                events,
                 suspended: RwLock::new(suspended),
                 windows: Mutex::new(windows),
             }),
+            cfg: Arc::new(cfg),
+            events,
         })
+    }
+
+    /// The same suspensions and windows under `cfg`, reporting to `events` (a reload).
+    /// A shorter `window` trims a domain's window at its next send.
+    pub fn reconfigured(&self, cfg: &SuspensionConfig, events: Events) -> Suspensions {
+        Suspensions {
+            inner: self.inner.clone(),
+            cfg: Arc::new(cfg.clone()),
+            events,
+        }
     }
 
     /// The suspension of `domain`, if any (case-insensitive).
@@ -207,7 +220,7 @@ impl Suspensions {
     /// One send of `domain` reached a final outcome; `bounced` = permanent bounce. May
     /// suspend the domain (persisted, metric, event). Blocking (a store write when it trips).
     pub fn record(&self, domain: &str, bounced: bool) {
-        let cfg = &self.inner.cfg;
+        let cfg = &self.cfg;
         if !cfg.enabled {
             return;
         }
@@ -258,7 +271,7 @@ impl Suspensions {
         let s = Suspension {
             reason: format!(
                 "permanent bounce rate {pct:.1}% ({bounces} of the last {sends} sends) over {}%",
-                self.inner.cfg.threshold_percent
+                self.cfg.threshold_percent
             ),
             domain,
             bounces,
@@ -278,7 +291,7 @@ impl Suspensions {
         self.write(&window_key(&s.domain), None);
         tracing::warn!(domain = %s.domain, reason = %s.reason, "sending domain suspended");
         self.inner.metrics.domain_suspended(&s.domain, true);
-        self.inner.events.emit(Event {
+        self.events.emit(Event {
             id: 0,
             event: Kind::Suspended,
             timestamp: String::new(),

@@ -1,42 +1,47 @@
 //! Counting: where an outcome becomes Prometheus metrics, hourly statistics, the sent
-//! records (`i/` sending IP, `m/` Message-ID), a suppression and a bounce-rate sample.
+//! records (`i/` sending IP, `m/` Message-ID) and a bounce-rate sample.
 //!
 //! Split from the observer's entry points ([`super`]) because what is counted, and under
 //! which labels (the `sending_domain`, provider and category rules), is one concern shared
 //! by the attempt and the DSN paths, while turning an outcome into an ERP event is another
 //! ([`super::event`]).
 
-use crate::bounce::{self, Category, RecipientResult};
-use crate::envelope::QueueId;
+use crate::bounce::{self, Category, DeliveryKind, RecipientResult};
 use crate::events::Kind;
 use crate::metrics::BounceLabels;
 use crate::queue::QueuedMessage;
 use crate::stats::{BounceInfo, Dims};
 
-use super::{Attempted, Observer};
+use super::{Attempt, Observer, Returned};
+
+/// `sending_domain` label of a bounce whose original message is unknown (no valid token).
+const UNKNOWN_DOMAIN: &str = "unknown";
 
 impl Observer {
     /// The relayed side of a reported attempt: a delivery is counted and its Message-ID and
-    /// sending IP remembered; a bounce or an expiry is classified and counted, and fed to
-    /// the suspension and (a bounce) the suppression list. Returns that classification.
-    pub(super) fn count_outbound(&self, a: &Attempted) -> Option<BounceInfo> {
+    /// sending IP remembered; a bounce or an expiry is counted under the category the record
+    /// carries, and fed to the suspension and (a bounce) the suppression rule. Returns what
+    /// it was counted as.
+    pub(super) async fn count_outbound(&self, a: &Attempt<'_>, kind: Kind) -> Option<BounceInfo> {
         let now = self.inner.clock.now_ms();
         let mut dims = self.dims(a.msg, &a.rcpt.address, a.info.email_type, &a.reply);
-        if let Some(ip) = a.tried.sending_ip {
+        if let Some(ip) = a.sending_ip {
             dims.sending_ip = ip.to_string();
         }
-        match a.kind {
+        match kind {
             Kind::Delivered => {
                 self.count_delivered(a, &dims, now);
                 None
             }
             Kind::Bounced | Kind::Expired => {
-                let b = classify(&a.reply, a.category.as_deref(), a.kind == Kind::Expired);
+                let b = bounce_info(&a.reply, a.category, kind == Kind::Expired);
                 self.count_bounce(now, &dims, &b, true);
-                if a.kind == Kind::Bounced {
-                    self.suppress(&a.rcpt.address, &b, &a.reply, a.msg.id);
+                if kind == Kind::Bounced {
+                    let address = Some(a.rcpt.address.as_str());
+                    self.suppress_bounce(address, b.category, b.permanent, &a.reply, a.msg.id)
+                        .await;
                 }
-                self.count_send(&dims.sending_domain, a.kind == Kind::Bounced && b.permanent);
+                self.count_send(&dims.sending_domain, kind == Kind::Bounced && b.permanent);
                 Some(b)
             }
             Kind::Deferred | Kind::Suspended | Kind::Complained => None,
@@ -45,12 +50,12 @@ impl Observer {
 
     /// A relayed recipient delivered: remembers its Message-ID and sending IP (for reports
     /// that come back later), then counts it.
-    fn count_delivered(&self, a: &Attempted, dims: &Dims, now: u64) {
+    fn count_delivered(&self, a: &Attempt, dims: &Dims, now: u64) {
         let stats = &self.inner.stats;
         if !a.info.message_id.is_empty() {
             stats.remember_message_id(&a.info.message_id, a.msg.id);
         }
-        if let Some(ip) = a.tried.sending_ip {
+        if let Some(ip) = a.sending_ip {
             let idx = a
                 .msg
                 .recipients
@@ -70,8 +75,8 @@ impl Observer {
         self.count_send(&dims.sending_domain, false);
     }
 
-    /// A DSN made recipient `idx` of `msg` `bounced`: counted in the statistics (the intake
-    /// counts the metrics itself) and, when permanent, in the suspension. Returns the
+    /// A DSN made recipient `idx` of `msg` `bounced`: counted in the statistics (its
+    /// metrics are counted for the whole DSN, [`Self::count_returned`]) and, when permanent, in the suspension. Returns the
     /// category the bounce is counted under.
     pub(super) fn count_dsn(
         &self,
@@ -94,7 +99,7 @@ impl Observer {
             permanent: failed.kind != Some(bounce::DeliveryKind::Transient),
         };
         let now = self.inner.clock.now_ms();
-        // Metrics for DSNs are counted by the intake itself (also for DSNs without a token).
+        // Metrics for DSNs are counted per DSN (also for DSNs without a token).
         self.count_bounce(now, &dims, &b, false);
         if b.permanent {
             self.count_send(&dims.sending_domain, true);
@@ -102,49 +107,56 @@ impl Observer {
         category
     }
 
+    /// The metrics of a DSN (with or without a valid token): one bounce sample per
+    /// classified recipient, labelled by the first original message its tokens name.
+    pub(super) fn count_returned(&self, r: &Returned<'_>) {
+        let report = r.report;
+        if !report.is_bounce {
+            tracing::info!(kind = ?report.kind, feedback_type = ?report.feedback_type, "message at the bounce address is no bounce");
+            return;
+        }
+        let sending_domain = r
+            .origins
+            .iter()
+            .find_map(super::Origin::mail_from)
+            .map_or_else(|| UNKNOWN_DOMAIN.to_owned(), |f| self.sending_domain(f));
+        let first = r.origins.first();
+        let email_type = first
+            .and_then(|o| o.message.as_ref())
+            .map_or("transactional", |m| m.stream.as_str());
+        let sending_ip = first.map_or_else(String::new, |o| {
+            self.inner.stats.sending_ip_of(o.id, o.rcpt)
+        });
+        for f in report.recipients.iter() {
+            let Some(category) = f.category else {
+                continue;
+            };
+            let dims = Dims {
+                sending_domain: sending_domain.clone(),
+                email_type: email_type.to_owned(),
+                sending_ip: sending_ip.clone(),
+                provider: f.provider.as_label().to_owned(),
+            };
+            let b = BounceInfo {
+                category,
+                reply_code: String::new(),
+                status: String::new(),
+                permanent: f.kind.unwrap_or(DeliveryKind::Permanent) == DeliveryKind::Permanent,
+            };
+            self.count_bounce_metrics(&dims, &b);
+        }
+    }
+
     /// One final send of `sending_domain` (a label: `other` is not tracked).
     fn count_send(&self, sending_domain: &str, permanent_bounce: bool) {
-        if let Some(s) = self.inner.suspensions.get()
-            && sending_domain != "other"
-        {
-            s.record(sending_domain, permanent_bounce);
+        if sending_domain != "other" {
+            self.inner
+                .suspensions
+                .record(sending_domain, permanent_bounce);
         }
     }
 
     /// Metrics first, statistics last (tests wait for the statistics to see both).
-    /// A synchronous hard bounce puts the address on the suppression list (off the async
-    /// threads: the store syncs each write).
-    fn suppress(&self, address: &str, b: &BounceInfo, reply: &str, id: QueueId) {
-        let Some(list) = self.inner.suppressions.get() else {
-            return;
-        };
-        if !crate::bounce::suppress::suppresses_category(b.category, b.permanent) {
-            return;
-        }
-        let (list, address, reason) = (list.clone(), address.to_string(), b.category.as_str());
-        let detail = format!("{} (message {id})", reply.trim());
-        let task = move || {
-            let r = list.add_blocking(
-                &address,
-                reason,
-                crate::bounce::SuppressionSource::Bounce,
-                Some(&detail),
-            );
-            match r {
-                Ok((added, _)) => {
-                    tracing::info!(rcpt = %address, reason, ?added, "address suppressed")
-                }
-                Err(e) => {
-                    tracing::warn!(rcpt = %address, error = %e, "cannot record the suppression")
-                }
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(task)),
-            Err(_) => task(),
-        }
-    }
-
     fn count_bounce(&self, now: u64, dims: &Dims, b: &BounceInfo, metrics: bool) {
         if metrics {
             self.count_bounce_metrics(dims, b);
@@ -165,13 +177,15 @@ impl Observer {
                 "transient"
             },
         });
-        if b.category == Category::Blocked && dims.provider != bounce::Provider::Other.as_label() {
+        if b.category == Category::Blocked
+            && dims.provider != crate::providers::Provider::Other.as_label()
+        {
             self.inner.metrics.esp_block(&dims.provider);
         }
     }
 
     /// The `sending_domain` label of a sender: its domain when enrolled or served, else `other`.
-    pub fn sending_domain(&self, mail_from: &str) -> String {
+    fn sending_domain(&self, mail_from: &str) -> String {
         let d = domain_of(mail_from);
         if self.inner.domains.contains(&d) {
             d
@@ -185,22 +199,24 @@ impl Observer {
             sending_domain: self.sending_domain(&msg.mail_from),
             email_type: email_type.to_string(),
             sending_ip: String::new(),
-            provider: bounce::detect_provider(Some(rcpt), &[], reply)
+            provider: crate::providers::detect_provider(Some(rcpt), &[], reply)
                 .as_label()
                 .to_string(),
         }
     }
 }
 
-/// A synchronous refusal (5xx) or an expiry → category, codes, permanence.
-fn classify(reply: &str, category: Option<&str>, expired: bool) -> BounceInfo {
+/// A synchronous refusal (5xx) or an expiry → what it is counted as: the category delivery
+/// classified the refusal under (an expiry is a recipient error), the codes the reply text
+/// carries. A relayed refusal always has a category; one without (none reaches here) counts
+/// as a recipient error, as a DSN without one does.
+fn bounce_info(reply: &str, category: Option<Category>, expired: bool) -> BounceInfo {
     let code = bounce::find_reply_code(reply);
     let status = bounce::find_status(reply).map(str::to_string);
-    let c = bounce::classify_reply(code, status.as_deref(), reply);
     let category = if expired {
         Category::RecipientError
     } else {
-        category.and_then(Category::from_name).unwrap_or(c.category)
+        category.unwrap_or(Category::RecipientError)
     };
     BounceInfo {
         category,
@@ -231,13 +247,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn synchronous_refusals_and_expiry_classify() {
-        let b = classify("550 5.1.1 <x@gmail.com>: user unknown", None, false);
-        assert_eq!(b.category, Category::InvalidAddress);
+    fn synchronous_refusals_count_under_the_category_delivery_gave_and_expiry_as_recipient_error() {
+        let reply = "550 5.1.1 <x@gmail.com>: user unknown";
+        // The reply says "user unknown"; the record's category is what counts.
+        let b = bounce_info(reply, Some(Category::Blocked), false);
+        assert_eq!(b.category, Category::Blocked);
         assert_eq!((b.reply_code.as_str(), b.status.as_str()), ("550", "5.1.1"));
-        let e = classify("421 4.4.2 connection timed out", None, true);
+        assert!(b.permanent);
+        let e = bounce_info(
+            "421 4.4.2 connection timed out",
+            Some(Category::Blocked),
+            true,
+        );
         assert_eq!(e.category, Category::RecipientError);
         assert!(e.permanent);
+        assert_eq!(e.status, "4.4.2");
+        let e = bounce_info("timed out", None, true);
+        assert_eq!((e.reply_code.as_str(), e.status.as_str()), ("", "4.4.7"));
         assert_eq!(domain_of("Bob@Example.TEST"), "example.test");
         assert_eq!(domain_of(""), "unknown");
     }

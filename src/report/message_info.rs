@@ -15,19 +15,20 @@ pub struct MessageInfo {
 impl MessageInfo {
     /// Reads the header section of `raw` (bounded).
     pub fn from_message(raw: &[u8]) -> MessageInfo {
-        let head = header_section(raw);
-        let text = String::from_utf8_lossy(head);
+        let head = crate::message::header_section(&raw[..raw.len().min(64 * 1024)]);
         let mut message_id = String::new();
         let mut bulk = false;
-        for (name, value) in header_fields(&text) {
-            let v = value.trim();
-            match name.to_ascii_lowercase().as_str() {
+        for field in crate::message::fields(head) {
+            let name = String::from_utf8_lossy(field.name()).to_ascii_lowercase();
+            match name.as_str() {
                 "message-id" if message_id.is_empty() => {
+                    let v = field.unfolded();
                     message_id = v.trim_start_matches('<').trim_end_matches('>').to_string();
                 }
                 "list-unsubscribe" | "list-id" => bulk = true,
                 "precedence" => {
-                    bulk |= matches!(v.to_ascii_lowercase().as_str(), "bulk" | "list" | "junk")
+                    let v = field.unfolded().to_ascii_lowercase();
+                    bulk |= matches!(v.as_str(), "bulk" | "list" | "junk")
                 }
                 _ => {}
             }
@@ -44,31 +45,6 @@ impl MessageInfo {
 /// Only a fallback: the stream stored with a queued message wins (see `attempt`/`dsn`).
 pub fn email_type(raw: &[u8]) -> &'static str {
     MessageInfo::from_message(raw).email_type
-}
-
-fn header_section(raw: &[u8]) -> &[u8] {
-    let raw = &raw[..raw.len().min(64 * 1024)];
-    raw.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| &raw[..i])
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| &raw[..i]))
-        .unwrap_or(raw)
-}
-
-/// Unfolded `(name, value)` pairs.
-fn header_fields(text: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = out.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(line.trim());
-            }
-        } else if let Some((n, v)) = line.split_once(':') {
-            out.push((n.trim().to_string(), v.to_string()));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

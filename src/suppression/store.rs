@@ -1,6 +1,7 @@
-//! The list's storage: its own RocksDB (`<data_dir>/suppressions`), one key `s/<address>`
-//! per entry holding the JSON of a [`Suppression`], every write synced before it returns,
-//! and the in-memory set of addresses the RCPT check reads.
+//! The list's storage: the `suppressions` family of the server's one RocksDB
+//! ([`crate::db`]), one key `s/<address>` per entry holding the JSON of a [`Suppression`],
+//! every write synced before it returns, and the in-memory set of addresses the RCPT check
+//! reads.
 //!
 //! Split from [`super`] because this is the only code that touches RocksDB or the locks
 //! keeping the store and the set in step; the entry types, the rule of which bounces
@@ -10,10 +11,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, WriteOptions};
-
 use super::{Added, Source, SuppressError, Suppression, cut, normalize_address};
 use crate::clock::Clock;
+use crate::db::{Cf, Column, Db, Entry, Family, prefix_end};
 
 /// Handle to the list; cheap to clone.
 #[derive(Clone)]
@@ -22,7 +22,7 @@ pub struct SuppressionList {
 }
 
 struct Inner {
-    db: RwLock<Option<DB>>,
+    col: Column,
     /// Every listed address (the RCPT fast path).
     addresses: RwLock<HashSet<String>>,
     /// Serialises add/remove so the store and the in-memory set never disagree.
@@ -39,25 +39,30 @@ fn key(address: &str) -> Vec<u8> {
 }
 
 impl SuppressionList {
-    /// Opens (or creates) the list in `dir` and loads its addresses into memory.
+    /// The list in the `suppressions` family of the server's database, its addresses
+    /// loaded into memory.
+    pub fn in_db(db: &Db, clock: Clock) -> Result<SuppressionList, SuppressError> {
+        SuppressionList::load(Column::new(db, Family::Suppressions), clock)
+    }
+
+    /// A list alone in a database of its own in `dir` (tests), closed with it.
     pub fn open(dir: &Path, clock: Clock) -> Result<SuppressionList, SuppressError> {
-        std::fs::create_dir_all(dir).map_err(|source| SuppressError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.set_max_background_jobs(1);
-        let db = DB::open(&opts, dir)?;
+        SuppressionList::load(Column::standalone(dir, Family::Suppressions)?, clock)
+    }
+
+    fn load(col: Column, clock: Clock) -> Result<SuppressionList, SuppressError> {
         let mut addresses = HashSet::new();
-        for entry in scan(&db, PREFIX) {
-            let (k, _) = entry?;
-            addresses.insert(String::from_utf8_lossy(&k[PREFIX.len()..]).into_owned());
-        }
+        col.with(|db| {
+            for entry in scan(db, PREFIX) {
+                let (k, _) = entry?;
+                addresses.insert(String::from_utf8_lossy(&k[PREFIX.len()..]).into_owned());
+            }
+            Ok::<_, SuppressError>(())
+        })?;
         tracing::info!(entries = addresses.len(), "suppression list loaded");
         Ok(SuppressionList {
             inner: Arc::new(Inner {
-                db: RwLock::new(Some(db)),
+                col,
                 addresses: RwLock::new(addresses),
                 writes: Mutex::new(()),
                 clock,
@@ -92,11 +97,9 @@ impl SuppressionList {
 
     fn with_db<T>(
         &self,
-        f: impl FnOnce(&DB) -> Result<T, SuppressError>,
+        f: impl FnOnce(Cf<'_>) -> Result<T, SuppressError>,
     ) -> Result<T, SuppressError> {
-        let guard = self.inner.db.read().unwrap_or_else(PoisonError::into_inner);
-        let db = guard.as_ref().ok_or(SuppressError::Closed)?;
-        f(db)
+        self.inner.col.with(f)
     }
 
     /// The entry for `address`, if listed. Blocking (a RocksDB read).
@@ -130,10 +133,7 @@ impl SuppressionList {
                     k
                 },
             );
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_upper_bound(prefix_end(PREFIX));
-            let iter = db.iterator_opt(IteratorMode::From(&start, Direction::Forward), ro);
-            for entry in iter {
+            for entry in db.scan(&start, prefix_end(PREFIX)) {
                 let (k, v) = entry?;
                 let s: Suppression =
                     serde_json::from_slice(&v).map_err(|source| SuppressError::Corrupt {
@@ -184,7 +184,7 @@ impl SuppressionList {
             address: a.clone(),
             source,
         })?;
-        self.with_db(|db| Ok(db.put_opt(key(&a), value, &synced())?))?;
+        self.with_db(|db| Ok(db.put_synced(key(&a), value)?))?;
         self.inner
             .addresses
             .write()
@@ -209,7 +209,7 @@ impl SuppressionList {
             .unwrap_or_else(PoisonError::into_inner);
         let was = self.get(&a)?.is_some();
         if was {
-            self.with_db(|db| Ok(db.delete_opt(key(&a), &synced())?))?;
+            self.with_db(|db| Ok(db.delete_synced(key(&a))?))?;
         }
         self.inner
             .addresses
@@ -248,44 +248,15 @@ impl SuppressionList {
             .map_err(|e| SuppressError::Task(e.to_string()))?
     }
 
-    /// Flushes and closes the store; later writes fail with `Closed`, `is_suppressed` keeps
-    /// answering from memory. Idempotent.
+    /// Closes the store; later writes fail with `Closed`, `is_suppressed` keeps answering
+    /// from memory. Idempotent.
     pub fn close(&self) {
-        let db = self
-            .inner
-            .db
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(db) = db
-            && let Err(e) = db.flush()
-        {
-            tracing::warn!(error = %e, "suppression store flush failed at close");
-        }
+        self.inner.col.close();
     }
 }
 
-fn synced() -> WriteOptions {
-    let mut w = WriteOptions::default();
-    w.set_sync(true);
-    w
-}
-
-type Entry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
-
-fn scan<'a>(db: &'a DB, prefix: &[u8]) -> impl Iterator<Item = Entry> + 'a {
-    let mut ro = ReadOptions::default();
-    ro.set_iterate_upper_bound(prefix_end(prefix));
-    db.iterator_opt(IteratorMode::From(prefix, Direction::Forward), ro)
-}
-
-/// The first key after every key starting with `prefix` (prefix ends in `/`, so +1 works).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    end
+fn scan<'a>(db: Cf<'a>, prefix: &[u8]) -> impl Iterator<Item = Entry> + 'a {
+    db.scan(prefix, prefix_end(prefix))
 }
 
 #[cfg(test)]

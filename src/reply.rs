@@ -205,6 +205,11 @@ pub const STORE_UNAVAILABLE: Reply = Reply::new(
     "4.4.2",
     "Queue temporarily unavailable, try again later",
 );
+/// The queue is over `queue.max_messages` / `max_bytes`, or the data filesystem under
+/// `queue.min_free_disk` (SPEC "Names fixed on 2026-12-05"): given at MAIL and RCPT on
+/// every listener, so the client keeps the message and retries; RFC 5321 §4.2.3 452,
+/// RFC 3463 X.3.1 "mail system full". Store trouble while saving is [`STORE_UNAVAILABLE`].
+pub const INSUFFICIENT_STORAGE: Reply = Reply::new(452, "4.3.1", "Insufficient system storage");
 pub const LOCAL_ERROR: Reply =
     Reply::new(451, "4.3.0", "Local error in processing, try again later");
 pub const BAD_MESSAGE_HEADER: Reply = Reply::new(554, "5.6.0", "Message header is malformed");
@@ -260,6 +265,12 @@ mod tests {
             "550 5.7.1 Recipient suppressed"
         );
         assert_eq!(WARMING_CAP.to_string(), "451 4.7.1 Warming tier rate limit");
+        assert_eq!(
+            INSUFFICIENT_STORAGE.to_string(),
+            "452 4.3.1 Insufficient system storage"
+        );
+        assert_eq!(STORE_UNAVAILABLE.code, 451);
+        assert_eq!(STORE_UNAVAILABLE.status, "4.4.2");
         assert_eq!(MESSAGE_TOO_BIG.code, 552);
         assert_eq!(MESSAGE_TOO_BIG.status, "5.3.4");
         assert_eq!(MAIL_LOOP.status, "5.4.6");

@@ -4,7 +4,7 @@
 //! `/api/suppressions` and `mxgate suppress`. Submission asks [`SuppressionList::is_suppressed`]
 //! at RCPT and answers `550 5.7.1 Recipient suppressed`.
 //!
-//! Storage: its own RocksDB (`<data_dir>/suppressions`), one key `s/<address>` per entry,
+//! Storage: the `suppressions` family of the one RocksDB, one key `s/<address>` per entry,
 //! the value the JSON of [`Suppression`]; every write is synced before it returns. The set
 //! of addresses is also held in memory (loaded at open), so the RCPT check is a hash lookup
 //! that never blocks on disk.
@@ -13,28 +13,23 @@
 //! mailbox provider in practice treats `Bob@` and `bob@` as two people, and a suppression
 //! that misses on case would mail a dead or complaining address again.
 //!
-//! This file holds what the API, the CLI and the bounce stage share — the entry types, the
-//! rule of which bounces suppress, address normalisation and text limits; the store behind
-//! [`SuppressionList`] is in [`store`].
+//! This file holds what the API, the CLI and report share — the entry types, the rules of
+//! which bounces and complaints suppress (applied by [`report`](crate::report) alone),
+//! address normalisation and text limits; the store behind [`SuppressionList`] is in `store`.
 
 mod store;
 
 pub use store::SuppressionList;
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 
-use super::Category;
+use crate::bounce::Category;
 
 /// Errors of the suppression store.
 #[derive(Debug, thiserror::Error)]
 pub enum SuppressError {
-    #[error("cannot create suppression store directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("suppression store: {0}")]
+    Db(crate::db::DbError),
     #[error("suppression store: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt suppression record for {address}: {source}")]
@@ -48,6 +43,16 @@ pub enum SuppressError {
     Closed,
     #[error("suppression store task failed: {0}")]
     Task(String),
+}
+
+impl From<crate::db::DbError> for SuppressError {
+    fn from(e: crate::db::DbError) -> SuppressError {
+        match e {
+            crate::db::DbError::Closed => SuppressError::Closed,
+            crate::db::DbError::Rocks(e) => SuppressError::Rocks(e),
+            e => SuppressError::Db(e),
+        }
+    }
 }
 
 /// Why an address is on the list.
@@ -109,6 +114,14 @@ pub fn suppresses_category(category: Category, permanent: bool) -> bool {
     permanent && matches!(category, Category::InvalidAddress | Category::Mailbox)
 }
 
+/// Does a complaint of this RFC 5965 Feedback-Type mean the recipient does not want the
+/// mail? `not-spam` says the opposite and `auth-failure` is a DMARC/DKIM failure report
+/// about the sender, not the recipient's wish; everything else (abuse, fraud, virus, other,
+/// or no type at all, as some feedback loops send) is a complaint.
+pub fn complaint_suppresses(feedback_type: Option<&str>) -> bool {
+    !matches!(feedback_type, Some("not-spam" | "auth-failure"))
+}
+
 /// What [`SuppressionList::add`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Added {
@@ -152,4 +165,28 @@ fn cut(s: &str) -> String {
         end -= 1;
     }
     s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hard_permanent_bounces_suppress() {
+        assert!(suppresses_category(Category::InvalidAddress, true));
+        assert!(suppresses_category(Category::Mailbox, true));
+        assert!(!suppresses_category(Category::InvalidAddress, false));
+        for &c in Category::ALL {
+            let hard = matches!(c, Category::InvalidAddress | Category::Mailbox);
+            assert_eq!(suppresses_category(c, true), hard, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn complaints_suppress_unless_not_spam_or_an_auth_failure_report() {
+        assert!(complaint_suppresses(Some("abuse")));
+        assert!(complaint_suppresses(None));
+        assert!(!complaint_suppresses(Some("not-spam")));
+        assert!(!complaint_suppresses(Some("auth-failure")));
+    }
 }

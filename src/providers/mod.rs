@@ -1,6 +1,14 @@
-//! Which mailbox provider ("ESP/ISP") refused the mail: from the recipient's domain, the
-//! remote MTA's host name, host names quoted in the diagnostic and the report's own hosts.
-//! The set is closed (metric label cardinality stays bounded); the rest is `Other`.
+//! The provider table: which mailbox provider ("ESP/ISP") an address, a host or a failure
+//! belongs to. A leaf both the bounce stage (who refused the mail) and relay warming (whose
+//! hourly caps apply, [`ProviderTable`]) use, and config checks its provider names against.
+//!
+//! Detection goes by the recipient's domain, the remote MTA's host name, host names quoted in
+//! the diagnostic and the report's own hosts. The set is closed (metric label cardinality
+//! stays bounded); the rest is `Other`.
+
+mod table;
+
+pub use table::{HostPattern, ProviderTable};
 
 use serde::Serialize;
 

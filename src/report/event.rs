@@ -10,17 +10,19 @@ use crate::events::{Event, Kind};
 use crate::queue::{QueuedMessage, Recipient};
 use crate::stats::BounceInfo;
 
-use super::Attempted;
+use super::Attempt;
 
-/// The event of a reported attempt; `bounce` is the classification counting made of a
-/// relayed bounce or expiry (its category wins over the delivery's own).
-pub(super) fn attempt_event(a: Attempted, bounce: Option<&BounceInfo>) -> Event {
+/// The event of a reported attempt; `bounce` is what counting made of a relayed bounce or
+/// expiry (an expiry's category is its own, a recipient error).
+pub(super) fn attempt_event(a: Attempt, kind: Kind, bounce: Option<&BounceInfo>) -> Event {
     let category = bounce
-        .map(|b| b.category.as_str().to_string())
-        .or(a.category);
+        .map(|b| b.category)
+        .or(a.category)
+        .map(|c| c.as_str().to_string());
+    let direction = if a.outbound() { "outbound" } else { "inbound" };
     Event {
         id: 0,
-        event: a.kind,
+        event: kind,
         timestamp: String::new(),
         queue_id: a.msg.id.to_string(),
         message_id: a.info.message_id.clone(),
@@ -29,8 +31,8 @@ pub(super) fn attempt_event(a: Attempted, bounce: Option<&BounceInfo>) -> Event 
         status: bounce.map(|b| b.status.clone()).filter(|s| !s.is_empty()),
         reply: a.reply,
         category,
-        attempts: a.tried.attempts,
-        direction: if a.outbound { "outbound" } else { "inbound" },
+        attempts: a.attempts,
+        direction,
         feedback_type: None,
         provider: None,
     }

@@ -2,13 +2,29 @@
 //! connection limits (issue 6 §2): by a table in config first — the `domains` and `mx` of
 //! `[warming.providers.NAME]`, so an operator can add a provider (a national ISP, a hosting
 //! company) or more hosts of a known one — then by the built-in table the bounce stage uses
-//! ([`crate::bounce::detect_provider`]: Gmail, Google Workspace, Microsoft, Yahoo, AOL,
+//! ([`detect_provider`](super::detect_provider): Gmail, Google Workspace, Microsoft, Yahoo, AOL,
 //! iCloud, ...). The recipient's domain decides before its MX hosts, so an `@gmail.com`
 //! address is Gmail without a DNS lookup; everything else is `other`.
 
-use std::collections::BTreeMap;
+/// A `domains` / `mx` entry of `[warming.providers.NAME]`: a DNS name, optionally
+/// `*.`-prefixed, kept normalised (`"*.Mail.OVH.net."` → `"mail.ovh.net"`). It matches itself
+/// and every name under it. Parsed once when the config loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPattern(String);
 
-use crate::config::ProviderRate;
+impl TryFrom<String> for HostPattern {
+    type Error = String;
+
+    fn try_from(pattern: String) -> Result<HostPattern, String> {
+        if valid_pattern(&pattern) {
+            Ok(HostPattern(normalise(&pattern)))
+        } else {
+            Err(format!(
+                "{pattern:?} is not a DNS name (e.g. \"orange.fr\", \"*.orange-mx.fr\")"
+            ))
+        }
+    }
+}
 
 /// Configured recognition entries, in name order.
 #[derive(Clone, Debug, Default)]
@@ -19,20 +35,23 @@ pub struct ProviderTable {
 #[derive(Clone, Debug)]
 struct Entry {
     name: String,
-    /// Normalised suffixes: a domain or host matches itself and every name under it.
-    domains: Vec<String>,
-    mx: Vec<String>,
+    domains: Vec<HostPattern>,
+    mx: Vec<HostPattern>,
 }
 
 impl ProviderTable {
-    pub fn new(rates: &BTreeMap<String, ProviderRate>) -> ProviderTable {
-        let entries = rates
-            .iter()
-            .filter(|(_, r)| !r.domains.is_empty() || !r.mx.is_empty())
-            .map(|(name, r)| Entry {
+    /// From `(name, domains, mx)` per configured provider; entries without patterns only
+    /// set rates and are skipped.
+    pub fn new<'a>(
+        providers: impl IntoIterator<Item = (&'a str, Vec<HostPattern>, Vec<HostPattern>)>,
+    ) -> ProviderTable {
+        let entries = providers
+            .into_iter()
+            .filter(|(_, domains, mx)| !domains.is_empty() || !mx.is_empty())
+            .map(|(name, domains, mx)| Entry {
                 name: name.to_ascii_lowercase(),
-                domains: r.domains.iter().map(|d| normalise(d)).collect(),
-                mx: r.mx.iter().map(|h| normalise(h)).collect(),
+                domains,
+                mx,
             })
             .collect();
         ProviderTable { entries }
@@ -44,11 +63,11 @@ impl ProviderTable {
         let configured = self
             .entries
             .iter()
-            .find(|e| e.domains.iter().any(|s| matches(&d, s)));
+            .find(|e| e.domains.iter().any(|s| matches(&d, &s.0)));
         if let Some(e) = configured {
             return Some(e.name.clone());
         }
-        crate::bounce::Provider::from_mailbox_domain(&d).map(|p| p.as_label().to_string())
+        super::Provider::from_mailbox_domain(&d).map(|p| p.as_label().to_string())
     }
 
     /// The provider label of a recipient domain that [`by_domain`](Self::by_domain) did not
@@ -58,13 +77,13 @@ impl ProviderTable {
         let configured = self
             .entries
             .iter()
-            .find(|e| hosts.iter().any(|h| e.mx.iter().any(|s| matches(h, s))));
+            .find(|e| hosts.iter().any(|h| e.mx.iter().any(|s| matches(h, &s.0))));
         if let Some(e) = configured {
             return e.name.clone();
         }
         let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
         let to = format!("x@{domain}");
-        crate::bounce::detect_provider(Some(&to), &hosts, "")
+        super::detect_provider(Some(&to), &hosts, "")
             .as_label()
             .to_string()
     }
@@ -87,7 +106,7 @@ fn matches(name: &str, suffix: &str) -> bool {
 }
 
 /// Whether `pattern` can be a `domains` / `mx` entry (a DNS name, optionally `*.`-prefixed).
-pub fn valid_pattern(pattern: &str) -> bool {
+fn valid_pattern(pattern: &str) -> bool {
     let n = normalise(pattern);
     !n.is_empty()
         && n.split('.').all(|l| {
@@ -102,20 +121,21 @@ mod tests {
     use super::*;
 
     fn table() -> ProviderTable {
-        let rate = |domains: &[&str], mx: &[&str]| ProviderRate {
-            new_hourly: 1,
-            warmed_hourly: 2,
-            connections: None,
-            domains: domains.iter().map(|s| s.to_string()).collect(),
-            mx: mx.iter().map(|s| s.to_string()).collect(),
+        let hosts = |names: &[&str]| -> Vec<HostPattern> {
+            names
+                .iter()
+                .map(|n| HostPattern::try_from(n.to_string()).expect("pattern"))
+                .collect()
         };
-        let mut rates = crate::config::WarmingConfig::default().provider_rates();
-        rates.insert(
-            "orange".into(),
-            rate(&["orange.test", "wanadoo.test"], &["*.orange-mx.test"]),
-        );
-        rates.insert("microsoft".into(), rate(&[], &["mail.protection.example"]));
-        ProviderTable::new(&rates)
+        ProviderTable::new([
+            ("gmail", hosts(&[]), hosts(&[])),
+            (
+                "orange",
+                hosts(&["orange.test", "wanadoo.test"]),
+                hosts(&["*.orange-mx.test"]),
+            ),
+            ("microsoft", hosts(&[]), hosts(&["mail.protection.example"])),
+        ])
     }
 
     #[test]

@@ -1,17 +1,17 @@
 //! Spam complaints (RFC 5965 ARF feedback reports, provider feedback loops) at the bounce
-//! address: which ones count as the recipient's wish ([`complaint_suppresses`]) and the
-//! `complained` event to the ERP, with the message complained about found by VERP token or,
-//! without one, by the quoted Message-ID.
+//! address: the `complained` event to the ERP, with the message complained about found by
+//! VERP token or, without one, by the quoted Message-ID.
 //!
 //! Split from the DSN path in [`super`] because a complaint is not a failed delivery: it
 //! marks no recipient `bounced` and is reported even without a valid token (as an event
-//! only — suppression still needs the token, see [`super`]'s docs).
+//! only — suppression still needs the token, see [`super::suppress`]).
 
-use super::{Intake, Origin};
-use crate::bounce::{BounceReport, detect_provider};
-use crate::envelope::QueueId;
+use super::{MessageInfo, Observer, Origin};
+use crate::bounce::{BounceReport, ReportKind};
+use crate::envelope::{Destination, QueueId};
 use crate::events::{Event, Kind};
-use crate::routing::Destination;
+use crate::providers::detect_provider;
+use crate::suppression::complaint_suppresses;
 
 /// What a `complained` event says about the message complained about.
 struct Complaint {
@@ -33,25 +33,20 @@ impl Complaint {
     }
 }
 
-/// Does a complaint of this RFC 5965 Feedback-Type mean the recipient does not want the
-/// mail? `not-spam` says the opposite and `auth-failure` is a DMARC/DKIM failure report
-/// about the sender, not the recipient's wish; everything else (abuse, fraud, virus, other,
-/// or no type at all, as some feedback loops send) is a complaint.
-pub fn complaint_suppresses(feedback_type: Option<&str>) -> bool {
-    !matches!(feedback_type, Some("not-spam" | "auth-failure"))
+/// Is `report` a complaint the ERP is told about (the types that also suppress)?
+pub(super) fn tells_erp(report: &BounceReport) -> bool {
+    report.kind == ReportKind::Complaint && complaint_suppresses(report.feedback_type.as_deref())
 }
 
-impl Intake {
+impl Observer {
     /// A spam complaint: one `complained` event to the ERP per message and recipient the
     /// report names through a valid token (its stored address, Message-ID and sender), or,
     /// without one, a single event about the complaining address the report gives, with
     /// the returned message's Message-ID and, when that is one we delivered, its queue id
     /// and sender. The event only informs: the suppression rules (token required) are
-    /// those of `close_loop`.
+    /// those of [`super::suppress`].
     pub(super) async fn complained(&self, dsn: QueueId, report: &BounceReport, origins: &[Origin]) {
-        let Some(events) = self.observer.as_ref().map(|o| o.events()) else {
-            return;
-        };
+        let events = &self.inner.events;
         if !events.enabled() {
             return;
         }
@@ -60,7 +55,7 @@ impl Intake {
         let mut events_out = Vec::new();
         for origin in origins {
             let recipient = origin.address().or(reported).unwrap_or("").to_owned();
-            let queue = self.queue.clone();
+            let queue = self.inner.queue.clone();
             let id = origin.id;
             let body = tokio::task::spawn_blocking(move || queue.body(id))
                 .await
@@ -68,7 +63,7 @@ impl Intake {
                 .flatten();
             let message_id = body
                 .as_deref()
-                .map(|b| crate::stats::observe::MessageInfo::from_message(b).message_id)
+                .map(|b| MessageInfo::from_message(b).message_id)
                 .filter(|m| !m.is_empty())
                 .or_else(|| report.original_message_id.clone())
                 .unwrap_or_default();
@@ -98,12 +93,13 @@ impl Intake {
     async fn by_message_id(&self, report: &BounceReport, reported: Option<&str>) -> Complaint {
         let message_id = report.original_message_id.clone().unwrap_or_default();
         let complainant = reported.unwrap_or("").to_owned();
-        let (Some(observer), false) = (&self.observer, message_id.is_empty()) else {
+        if message_id.is_empty() {
             return Complaint::unmapped(message_id, complainant);
-        };
-        let (observer, queue, mid) = (observer.clone(), self.queue.clone(), message_id.clone());
+        }
+        let (stats, queue) = (self.inner.stats.clone(), self.inner.queue.clone());
+        let mid = message_id.clone();
         let found = tokio::task::spawn_blocking(move || {
-            let id = observer.message_of(&mid)?;
+            let id = stats.message_of(&mid)?;
             queue.get(id)
         })
         .await
