@@ -93,6 +93,20 @@ fn all_rules_run(samples: &[Sample]) -> (Score, RuleUse) {
     (score, uses)
 }
 
+/// The learned rules that matched `s` with every rule on, each with the number of families
+/// it matches in: tells a miss whose rule is off (its own family only) from one no rule reads.
+fn matched_elsewhere(s: &Sample, uses: &RuleUse) -> String {
+    let (_, traces) = bounce::parse_traced(&s.raw, &Rules::all());
+    let list: Vec<String> = traces
+        .iter()
+        .take(1)
+        .flat_map(|t| &t.matched)
+        .filter(|r| !r.is_standard())
+        .map(|r| format!("{r}[{}]", uses.families.get(r).map_or(0, BTreeSet::len)))
+        .collect();
+    format!("matched: {}", list.join(", "))
+}
+
 /// Classifies each family with the learned rules only it matches switched off.
 fn leave_one_family_out(samples: &[Sample], uses: &RuleUse) -> BTreeMap<String, (Score, usize)> {
     let families: BTreeSet<&str> = samples.iter().map(|s| s.family.as_str()).collect();
@@ -109,9 +123,9 @@ fn leave_one_family_out(samples: &[Sample], uses: &RuleUse) -> BTreeMap<String, 
         let mut score = Score::default();
         for s in samples.iter().filter(|s| s.family == fam) {
             let (report, traces) = bounce::parse_traced(&s.raw, &rules);
-            let rule = traces
-                .first()
-                .map_or(String::new(), |t| t.decided.to_string());
+            let rule = traces.first().map_or(String::new(), |t| {
+                format!("{}; {}", t.decided, matched_elsewhere(s, uses))
+            });
             score.add(&s.label, &report, &rule);
         }
         out.insert(fam.to_owned(), (score, n_off));

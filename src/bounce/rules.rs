@@ -112,10 +112,11 @@ impl<'a> Probe<'a> {
     /// Whether `rule` may decide; records it as matched when it may.
     pub fn hit(&mut self, rule: RuleId) -> bool {
         let on = self.rules.is_on(rule);
-        if on && let Some(m) = &mut self.matched {
-            if !m.contains(&rule) {
-                m.push(rule);
-            }
+        if on
+            && let Some(m) = &mut self.matched
+            && !m.contains(&rule)
+        {
+            m.push(rule);
         }
         on
     }

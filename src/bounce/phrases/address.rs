@@ -347,4 +347,6 @@ pub(super) const FALLBACK: &[(Reason, &[&str])] = &[
         ],
     ),
     (Reason::Blocked, &["access denied", "denied", "not allowed"]),
+    // Says only that the failure may pass, not why: any concept of the same text speaks first.
+    (Reason::SystemError, &["try again"]),
 ];

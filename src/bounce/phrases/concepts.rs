@@ -5,7 +5,8 @@
 //!
 //! A predicate counts when it follows the subject within `AFTER` bytes, or stands right
 //! before it (`BEFORE`: "unknown user", "invalid recipient"), so words of neighbouring
-//! sentences do not pair up.
+//! sentences do not pair up. A predicate written with a trailing space is a determiner
+//! ("no relaying"): it counts only before the subject, so "relay=none" is no refusal.
 
 use std::sync::LazyLock;
 
@@ -28,6 +29,7 @@ type Concept = (
 
 const SENDER: &[&str] = &[
     "sender",
+    "from: domain",
     "envelope from",
     "envelope-from",
     "mail from",
@@ -104,6 +106,16 @@ const ABSENT: &[&str] = &[
 
 const CONCEPTS: &[Concept] = &[
     ("sender-refused", Reason::Rejected, SENDER, NOT_GOOD),
+    // Before ip-blocked and too-much-mail: "rate limited due to IP reputation" is about the
+    // sender's standing, not its pace.
+    (
+        "bad-reputation",
+        Reason::BadReputation,
+        &["reputation"],
+        &["low", "poor", "bad", "ip", "negative", "sender"],
+    ),
+    // The sending host itself is refused: listed, banned, or not the host it claims to be
+    // (unverifiable sending IPs, a domain that "mismatches client ip", no PTR).
     (
         "ip-blocked",
         Reason::Blocked,
@@ -111,11 +123,17 @@ const CONCEPTS: &[Concept] = &[
             "your ip",
             "ip address",
             "sending ip",
+            "client ip",
+            "ip for sending",
             "client host",
             "your host",
             "your server",
         ],
         &[
+            "unverifyable",
+            "unverifiable",
+            "mismatches",
+            "does not match",
             "blocked",
             "blacklisted",
             "blocklisted",
@@ -217,8 +235,14 @@ const CONCEPTS: &[Concept] = &[
     (
         "auth-required",
         Reason::SecurityError,
-        &["authentication", "smtp auth", "starttls", "encryption"],
-        &["required", "needed", "must", "mandatory"],
+        &[
+            "authentication",
+            "smtp auth",
+            "starttls",
+            "encryption",
+            "authrequired",
+        ],
+        &["required", "needed", "must", "mandatory", "resolver.rst."],
     ),
     (
         "relay-denied",
@@ -231,13 +255,31 @@ const CONCEPTS: &[Concept] = &[
             "prohibited",
             "refused",
             "unable to",
+            "no ",
         ],
     ),
+    // The sender should hand its mail to its provider's server: a dynamic or residential
+    // address, or a network on a block list ("use the smtp server of your ISP", "contact
+    // your Internet service provider").
     (
-        "too-many-recipients",
+        "use-your-isp",
+        Reason::Blocked,
+        &["your isp", "internet service provider"],
+        &["server of", "contact your", "relay through", "through your"],
+    ),
+    // Too much mail at once: too many recipients or connections, a rate over a limit.
+    (
+        "too-much-mail",
         Reason::TooManyConn,
-        &["recipients", "connections", "sessions"],
-        &["too many"],
+        &["recipients", "connections", "sessions", " rate"],
+        &["too many", "limit", "exceeded", "prevents", "too high"],
+    ),
+    // The recipient domain has no usable MX: it takes no mail (RFC 7505 in spirit).
+    (
+        "no-mx",
+        Reason::NotAccept,
+        &["mx record", "type=mx"],
+        &["no", "not found", "missing", "not correct", "misconfigured"],
     ),
     (
         "delivery-expired",
@@ -305,7 +347,7 @@ pub(super) fn matches(lower: &str) -> impl Iterator<Item = (&'static str, Reason
         .filter(move |(_, _, subjects, preds)| {
             hits.iter().filter(|h| subjects.contains(&h.2)).any(|s| {
                 hits.iter().filter(|h| preds.contains(&h.2)).any(|p| {
-                    let after = p.0 >= s.1 && p.0 - s.1 <= AFTER;
+                    let after = p.0 >= s.1 && p.0 - s.1 <= AFTER && !p.2.ends_with(' ');
                     let before = p.1 <= s.0 && s.0 - p.1 <= BEFORE;
                     after || before
                 })
@@ -347,6 +389,35 @@ mod tests {
         assert_eq!(
             first("52 too many recipients in this message"),
             Some(Reason::TooManyConn)
+        );
+    }
+
+    #[test]
+    fn concepts_read_sender_side_refusals_across_wordings() {
+        assert_eq!(
+            first("please use the smtp server of your isp."),
+            Some(Reason::Blocked)
+        );
+        assert_eq!(
+            first("we recommend that you contact your internet service provider."),
+            Some(Reason::Blocked)
+        );
+        assert_eq!(
+            first("recipient address rejected: no relaying."),
+            Some(Reason::NoRelaying)
+        );
+        assert_eq!(first("relay=none, delay=0.2"), None);
+        assert_eq!(
+            first("connection rate limit exceeded."),
+            Some(Reason::TooManyConn)
+        );
+        assert_eq!(
+            first("rate limited due to ip reputation"),
+            Some(Reason::BadReputation)
+        );
+        assert_eq!(
+            first("no mx record found for domain=example.org"),
+            Some(Reason::NotAccept)
         );
     }
 

@@ -72,7 +72,7 @@ static MATCHER: LazyLock<Matcher> = LazyLock::new(|| {
 pub fn explain(lower: &str) -> Option<(Reason, &'static str)> {
     let (reason, rule) = explain_with(lower, &mut Probe::new(&Rules::all(), false))?;
     match rule {
-        RuleId::Phrase(_, p) => Some((reason, p)),
+        RuleId::Phrase(_, p) | RuleId::Concept(p) => Some((reason, p)),
         _ => None,
     }
 }
@@ -90,27 +90,29 @@ pub(crate) fn explain_with(lower: &str, probe: &mut Probe<'_>) -> Option<(Reason
     }
     for w in &m.wildcards {
         let could_win = best.is_none_or(|b| w.0 < b.0);
-        if (could_win || tracing)
-            && contains_phrase(lower, w.2)
-            && probe.hit(RuleId::Phrase(w.1, w.2))
-            && could_win
-        {
+        // A trace records every rule that matches, not only the winner.
+        if !(could_win || tracing) || !contains_phrase(lower, w.2) {
+            continue;
+        }
+        if probe.hit(RuleId::Phrase(w.1, w.2)) && could_win {
             best = Some(*w);
         }
     }
     let found = best.map(|(_, r, p)| (r, RuleId::Phrase(r, p)));
     match best {
         Some((row, ..)) if row < m.strong_rows => found,
+        // The same idea as the "domain-unknown" concept, with a host name as the subject
+        // word: one rule id, so it counts as the concept it is.
         _ => domain_does_not_exist(lower)
-            .filter(|(r, p)| probe.hit(RuleId::Phrase(*r, p)))
-            .map(|(r, p)| (r, RuleId::Phrase(r, p)))
+            .filter(|_| probe.hit(RuleId::Concept("domain-unknown")))
+            .map(|r| (r, RuleId::Concept("domain-unknown")))
             .or(found),
     }
 }
 
 /// "`example.com` does not exist": the subject is a host name, so the domain is unknown
 /// (not the user, which the generic "does not exist" would say).
-fn domain_does_not_exist(lower: &str) -> Option<(Reason, &'static str)> {
+fn domain_does_not_exist(lower: &str) -> Option<Reason> {
     const TAIL: &str = " does not exist";
     let at = lower.find(TAIL)?;
     let word = lower[..at]
@@ -123,7 +125,7 @@ fn domain_does_not_exist(lower: &str) -> Option<(Reason, &'static str)> {
             .rsplit('.')
             .next()
             .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic()));
-    host_like.then_some((Reason::HostUnknown, "<domain> does not exist"))
+    host_like.then_some(Reason::HostUnknown)
 }
 
 /// The first concept (subject word + predicate) `lower` expresses among the rules `probe`

@@ -178,7 +178,6 @@ pub(super) const SYSTEM: &[(Reason, &[&str])] = &[
             "temporary failure",
             "temporary error",
             "temporarily unavailable",
-            "try again",
             "processing error",
             "i/o error",
             "interrupted system call",
