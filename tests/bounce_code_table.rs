@@ -14,7 +14,39 @@ use std::collections::BTreeMap;
 use mxgate::bounce::{Category, classify_reply};
 
 /// (category, reply code, status as written, why the classifier reads it otherwise).
-const DISAGREE: &[(&str, &str, &str, &str)] = &[];
+const DISAGREE: &[(&str, &str, &str, &str)] = &[
+    ("DMARC", "550", "no code", BARE_CODE),
+    ("DMARC", "553", "-", BARE_CODE),
+    ("Invalid address", "554", "5.2.2", FULL),
+    ("Mailbox", "450", "4.2.2", FULL),
+    ("Mailbox", "522", "5.2.2", FULL),
+    ("Mailbox", "550", "4.2.2", FULL),
+    ("Invalid address", "525", "5.7.13", DISABLED),
+    ("Invalid address", "550", "5.7.13", DISABLED),
+    ("Rejection", "550", "5.7.13", DISABLED),
+    (
+        "Invalid address",
+        "550",
+        "5.2.1",
+        "the note \"inactive account\" is the product's own definition of Mailbox",
+    ),
+    (
+        "Rejection",
+        "550",
+        "5.4.6",
+        "the note \"loop\" is one word, no reply: \"mail loop\", \"routing loop\" are read",
+    ),
+    (
+        "Rejection",
+        "554",
+        "NA",
+        "names the sender domain and a poor reputation: the reputation phrase decides (Blocked)",
+    ),
+];
+
+const BARE_CODE: &str = "a bare 550/553 is RFC 5321's generic refusal: only words can name DMARC";
+const FULL: &str = "RFC 3463 X.2.2 is mailbox full whatever reply code carries it";
+const DISABLED: &str = "X.7.13 is \"user account disabled\" (IANA registry): the product's Mailbox";
 
 #[derive(Debug, Clone)]
 struct Entry {

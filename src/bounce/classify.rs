@@ -3,8 +3,8 @@
 //! The same function serves DSNs received at `bounce+TOKEN@` and the replies mxgate's own
 //! delivery attempts get, so synchronous and asynchronous bounces land in one table.
 //! Order of evidence: a status code that can only mean one thing (RFC 3463 rows marked
-//! decisive: X.2.2 full, X.7.26 authentication) → the diagnostic phrase tables → provider
-//! code ranges → the rest of the RFC 3463 table → generic wordings → the bare reply code →
+//! decisive: X.2.2 full, X.7.26 authentication) → the diagnostic phrase tables → the
+//! product's code table (`code_table`) → provider code ranges → the rest of the RFC 3463 table → generic wordings → the bare reply code →
 //! `Recipient Error` when nothing speaks. Every step is a named rule (`rules::RuleId`).
 
 use serde::Serialize;
@@ -13,7 +13,7 @@ use super::category::{Category, DeliveryKind, Reason};
 use super::normalize::normalize;
 use super::rfc3463::{self, Strength};
 use super::rules::{Probe, RuleId, Rules};
-use super::{codes, phrases};
+use super::{code_table, codes, phrases};
 
 /// The verdict on one failed recipient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -99,6 +99,7 @@ pub(crate) fn reason_from_texts(
         out = pick(out, probe, RuleId::Status(id), reason, false);
     }
     let (near, far) = texts.split_at(specific.min(texts.len()));
+    let wordless = texts.iter().all(|t| t.trim().is_empty());
     // Normalised lazily: the broad texts (the whole notice) are rarely needed.
     let mut seen = Vec::new();
     for t in near {
@@ -107,17 +108,26 @@ pub(crate) fn reason_from_texts(
         }
         out = read_text(out, t, &mut seen, probe);
     }
+    if let Some(reply) = reply_code
+        && let Some((spelled, category)) = code_table::lookup(reply, status, wordless)
+    {
+        let rule = RuleId::CodeTable(reply, spelled);
+        // Weak: the code alone, so the SMTP stage a refusal came at still speaks over it.
+        out = pick(out, probe, rule, code_table::reason(category), true);
+    }
     if let Some((reason, id)) = status.and_then(rfc3463::provider_row) {
         out = pick(out, probe, RuleId::ProviderStatus(id), reason, false);
     }
     if let Some((reason, Strength::Table, id)) = row {
         out = pick(out, probe, RuleId::Status(id), reason, false);
     }
+    // The notice's words still speak over a verdict of the code table alone (weak).
     for t in far {
-        if out.is_some() && !tracing {
+        let strong = out.filter(|v| !v.weak);
+        if strong.is_some() && !tracing {
             return out.unwrap_or_else(nothing);
         }
-        out = read_text(out, t, &mut seen, probe);
+        out = read_text(strong, t, &mut seen, probe).or(out);
     }
     for t in &seen {
         if let Some((reason, rule)) = phrases::match_fallback_with(t, probe) {

@@ -14,6 +14,7 @@
 mod arf;
 mod category;
 mod classify;
+mod code_table;
 mod codes;
 mod document;
 mod heuristics;

@@ -49,7 +49,7 @@ pub(crate) fn row(status: &str) -> Option<Row> {
         (1, 2) => (HostUnknown, T, "X.1.2"),
         (1, 3) => (UserUnknown, T, "X.1.3"),
         (1, 4) => (UserUnknown, T, "X.1.4"),
-        (1, 6) => (HasMoved, D, "X.1.6"),
+        (1, 6) => (HasMoved, T, "X.1.6"),
         (1, 7) => (Rejected, D, "X.1.7"),
         (1, 8) => (Rejected, D, "X.1.8"),
         (1, 9) => (SystemError, T, "X.1.9"),
@@ -57,7 +57,7 @@ pub(crate) fn row(status: &str) -> Option<Row> {
         (1, 10) => (NotAccept, T, "X.1.10"),
         (2, 1) => (Suspend, T, "X.2.1"),
         (2, 2) => (MailboxFull, D, "X.2.2"),
-        (2, 3) => (ExceedLimit, D, "X.2.3"),
+        (2, 3) => (ExceedLimit, T, "X.2.3"),
         (2, 4) => (SystemError, T, "X.2.4"),
         (3, 0) => (SystemError, T, "X.3.0"),
         (3, 1) => (SystemFull, T, "X.3.1"),
@@ -88,7 +88,11 @@ pub(crate) fn row(status: &str) -> Option<Row> {
         (7, 9) => (PolicyViolation, T, "X.7.9"),
         (7, 10) | (7, 30) => (FailedStartTls, T, "X.7.10"),
         (7, 13) => (Suspend, D, "X.7.13"),
-        (7, 20..=24) | (7, 26) | (7, 29) => (AuthFailure, D, "X.7.20-29"),
+        // RFC 7372: X.7.21 no acceptable DKIM signature, X.7.23/24 SPF failed or erred
+        // are the sending domain's own records (the product's Rejection); X.7.20/22/26/29
+        // are the alignment checks DMARC stands on.
+        (7, 21) | (7, 23) | (7, 24) => (Rejected, D, "X.7.21-24"),
+        (7, 20) | (7, 22) | (7, 26) | (7, 29) => (AuthFailure, D, "X.7.20-29"),
         (7, 25) => (RequirePtr, D, "X.7.25"),
         (7, 27) => (Rejected, D, "X.7.27"),
         (7, 28) => (PolicyViolation, T, "X.7.28"),

@@ -4,9 +4,9 @@
 //! off every rule that only one MTA family ever matches, to see how that family would fare
 //! if it had never been seen).
 //!
-//! Rules come in two kinds. Standard rules read what RFCs define (the RFC 3463 status
-//! table, RFC 5321 reply codes, the SMTP stage a refusal came at): they were written for no
-//! family. Learned rules (diagnostic phrases, provider code ranges, generic wordings) were
+//! Rules come in two kinds. Standard rules read what RFCs and the product's own category
+//! code table define (the RFC 3463 status table, RFC 5321 reply codes, the SMTP stage a
+//! refusal came at, the code table): they were written for no family. Learned rules (diagnostic phrases, provider code ranges, generic wordings) were
 //! written from real mail and are what can overfit.
 
 use std::collections::HashSet;
@@ -19,6 +19,8 @@ use super::category::Reason;
 pub enum RuleId {
     /// A row of the RFC 3463 subject/detail table, e.g. `X.2.2` (see `codes`).
     Status(&'static str),
+    /// A row of the product's category code table (`code_table`): reply code and status.
+    CodeTable(u16, &'static str),
     /// A code range one provider documents, e.g. Microsoft's `X.7.650-699`.
     ProviderStatus(&'static str),
     /// A diagnostic phrase of the phrase tables, with the reason its row names.
@@ -40,7 +42,11 @@ impl RuleId {
     pub fn is_standard(&self) -> bool {
         matches!(
             self,
-            RuleId::Status(_) | RuleId::Reply(_) | RuleId::Stage(_) | RuleId::Nothing
+            RuleId::Status(_)
+                | RuleId::CodeTable(..)
+                | RuleId::Reply(_)
+                | RuleId::Stage(_)
+                | RuleId::Nothing
         )
     }
 }
@@ -49,6 +55,7 @@ impl fmt::Display for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RuleId::Status(s) => write!(f, "status:{s}"),
+            RuleId::CodeTable(r, s) => write!(f, "code-table:{r} {s}"),
             RuleId::ProviderStatus(s) => write!(f, "provider-status:{s}"),
             RuleId::Phrase(r, p) => write!(f, "phrase:{}:{p}", r.as_str()),
             RuleId::Concept(c) => write!(f, "concept:{c}"),
