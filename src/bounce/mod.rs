@@ -25,6 +25,7 @@ mod rfc3463;
 mod rfc3464;
 mod rfc3834;
 pub mod rules;
+mod stage;
 
 pub use category::{Category, DeliveryKind, Reason};
 pub use classify::{Classification, classify_reply, classify_reply_with};

@@ -3,12 +3,13 @@
 //! classification.
 
 use super::category::DeliveryKind;
-use super::classify::{Classification, reason_from_texts, sender_stage, transient_class};
+use super::classify::{Classification, reason_from_texts, transient_class};
 use super::document::{self, Document};
 use super::heuristics::ses::SesNotice;
 use super::heuristics::{self, TextRecipient};
 use super::rfc3464::{self, DsnMessage, DsnRecipient};
 use super::rules::{Probe, Rules, Trace};
+use super::stage::{sender_named, sender_stage};
 use super::{BounceReport, Provider, RecipientResult, ReportKind, arf, codes, rfc3834};
 use crate::providers::detect_provider;
 
@@ -284,7 +285,17 @@ fn evaluate(
         .find_map(|s| codes::find_failure_reply_code(s));
     let mut probe = Probe::new(ctx.rules, ctx.trace);
     let verdict = reason_from_texts(reply_code, status.as_deref(), &sources, 2, &mut probe);
-    let verdict = sender_stage(verdict, &format!("{diag}\n{block}"), &mut probe);
+    let own_words = format!("{diag}\n{block}");
+    let verdict = sender_stage(verdict, &own_words, &mut probe);
+    let senders: Vec<&str> = doc
+        .to
+        .iter()
+        .map(String::as_str)
+        .chain(doc.original.from.as_deref())
+        .collect();
+    // The reply's own words: a notice's paragraph starts with the recipient it is about.
+    let reply = if diag.trim().is_empty() { block } else { diag };
+    let verdict = sender_named(verdict, reply, &senders, address, &mut probe);
     let transient = status
         .as_deref()
         .map_or(reply_code.is_some_and(|c| c < 500), |s| s.starts_with('4'));

@@ -232,6 +232,8 @@ const CONCEPTS: &[Concept] = &[
         ],
     ),
     ("addressee-unknown", Reason::UserUnknown, ADDRESSEE, ABSENT),
+    // The sender must authenticate, or is not authorized to send here ("delivery not
+    // authorized", "authentication required"): the sender's side must change.
     (
         "auth-required",
         Reason::SecurityError,
@@ -240,9 +242,9 @@ const CONCEPTS: &[Concept] = &[
             "smtp auth",
             "starttls",
             "encryption",
-            "authrequired",
+            "delivery",
         ],
-        &["required", "needed", "must", "mandatory", "resolver.rst."],
+        &["required", "needed", "must", "mandatory", "not authorized"],
     ),
     (
         "relay-denied",
@@ -414,6 +416,10 @@ mod tests {
         assert_eq!(
             first("rate limited due to ip reputation"),
             Some(Reason::BadReputation)
+        );
+        assert_eq!(
+            first("recipient address rejected: delivery not authorized."),
+            Some(Reason::SecurityError)
         );
         assert_eq!(
             first("no mx record found for domain=example.org"),
