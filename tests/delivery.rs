@@ -383,6 +383,11 @@ async fn erp_404_bounces_with_the_status_line_and_is_not_retried() {
         r.last_reply.as_deref(),
         Some("HTTP 404 Not Found: no such alias")
     );
+    // The state is readable once written; the counts follow once the group's fsync is done.
+    eventually(10, "bounced counted", || {
+        (mx.queue.counts().get(&RcptState::Bounced) == Some(&1)).then_some(())
+    })
+    .await;
     assert_eq!(mx.queue.counts().get(&RcptState::Bounced), Some(&1));
     mx.stop().await;
 }

@@ -227,13 +227,15 @@ async fn enqueue_past_its_deadline_fails_with_451_never_a_late_ok() {
         opts,
     )
     .expect("open");
-    // A zero deadline still races a fast disk (the timer fires on the runtime's next turn),
-    // so send a crowd at once: those queued behind the first fsync miss it. Every Ok must be
-    // stored; every miss must be a 451.
+    // A zero deadline still races a fast disk (the timer fires on the runtime's next
+    // millisecond tick), so send a crowd of 256 KiB messages at once: a group commit of them
+    // takes several milliseconds, and those queued behind it miss. Every Ok must be stored;
+    // every miss must be a 451.
+    let filler = format!("{}\r\n", "x".repeat(76)).repeat(256 * 1024 / 78);
     let tasks: Vec<_> = (0..200)
         .map(|i| {
-            let q = q.clone();
-            tokio::spawn(async move { q.enqueue(sales(&format!("late {i}\r\n"))).await })
+            let (q, body) = (q.clone(), format!("late {i}\r\n{filler}"));
+            tokio::spawn(async move { q.enqueue(sales(&body)).await })
         })
         .collect();
     let mut missed = 0;
@@ -247,6 +249,7 @@ async fn enqueue_past_its_deadline_fails_with_451_never_a_late_ok() {
             }
         }
     }
+    eprintln!("{missed} of 200 enqueues missed the zero deadline");
     assert!(
         missed > 0,
         "200 concurrent enqueues all beat a zero deadline"

@@ -107,6 +107,12 @@ async fn max_messages_refuses_at_mail_and_rcpt_on_every_listener_and_resumes_aft
     .await
     .expect_code(250);
     delivered(&srv, &["third"]).await;
+    // The ERP has the push before the queue has recorded it as sent: wait for the gauge.
+    eventually(20, "queue bytes back to 0", || async {
+        let (_, scrape) = srv.admin_get("/metrics").await;
+        (sample(&scrape, QUEUE_BYTES, &[]) == Some(0.0)).then_some(())
+    })
+    .await;
     let (_, scrape) = srv.admin_get("/metrics").await;
     assert_eq!(sample(&scrape, QUEUE_BYTES, &[]), Some(0.0), "{scrape}");
     srv.shutdown().await;

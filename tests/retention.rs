@@ -123,6 +123,14 @@ async fn finished_messages_are_deleted_after_the_window_and_pending_ones_stay() 
     // Past it: the delivered message goes, body and indexes; the deferred one stays.
     srv.running().clock.advance(Duration::from_secs(240));
     wait_gone(&q, sent).await;
+    // The rows vanish at the write; the state counts and the purge counter follow once the
+    // group's fsync is done.
+    eventually(20, "purge counted", || async {
+        let counted = q.counts().get(&RcptState::Sent).copied().unwrap_or(0) == 0
+            && srv.metric(QUEUE_PURGED, &[]).await == Some(1.0);
+        counted.then_some(())
+    })
+    .await;
     assert!(q.body(sent).is_none(), "body left behind");
     assert!(
         q.list(Some(RcptState::Sent), 100).is_empty(),

@@ -4,6 +4,7 @@
 //! migrated on first start without losing queued mail — or refused when it is ambiguous.
 
 mod common;
+mod traffic;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -168,6 +169,36 @@ async fn statistics_written_with_a_queue_change_commit_in_its_batch() {
     assert_eq!(q.get(id).expect("msg").recipients[0].state, RcptState::Sent);
     q.close();
     db.close();
+}
+
+/// Issue 12 item 4 on the delivery path: an attempt's statistics (its hourly counter and,
+/// for a delivery, the sending-IP and Message-ID records) are committed in the batch that
+/// records the recipient's new state. The server's statistics handle is closed first, so
+/// any statistics written beside the queue's commit are refused; after a restart every
+/// send is counted all the same.
+#[tokio::test]
+async fn a_relayed_attempt_commits_its_statistics_in_the_batch_recording_its_state() {
+    let sink = traffic::sink().await;
+    let mut srv = TestServer::start(&traffic::relay_toml(&sink, "")).await;
+    srv.running().stats.close();
+    traffic::record_final(&srv, &sink, traffic::MIX).await;
+    drop(sink);
+    srv.restart().await;
+
+    let (status, body) = srv.admin_get("/api/bounces/summary").await;
+    assert_eq!(status, 200, "{body}");
+    let s: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        (s["delivered"].as_u64(), s["bounced"].as_u64()),
+        (Some(5), Some(4)),
+        "{s}"
+    );
+    let stats = &srv.running().stats;
+    let first = stats
+        .message_of("<traffic-0-ann@gmail.com@erp.test>")
+        .expect("the delivered Message-ID is remembered");
+    assert_eq!(stats.sending_ip_of(first, 0), "127.0.0.1");
+    srv.shutdown().await;
 }
 
 fn add_i64(_: &[u8], old: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {

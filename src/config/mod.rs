@@ -47,7 +47,7 @@ pub use store::StoreConfig;
 pub use streams::StreamsConfig;
 pub use suspension::SuspensionConfig;
 pub use types::{ByteSize, HumanDuration, Secret};
-pub use values::{Date, DayRange, Parsed};
+pub use values::{Date, DayRange, HttpUrl, Parsed};
 
 /// The embedded default, identical to `conf/mxgate.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../../conf/mxgate.toml");

@@ -88,7 +88,7 @@ impl RouteConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRoute {
-    pub url: String,
+    pub url: super::Parsed<super::HttpUrl>,
     /// Whole-request deadline; past it the attempt counts as failed and is retried.
     #[serde(default = "default_http_timeout")]
     pub timeout: HumanDuration,

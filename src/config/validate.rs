@@ -133,7 +133,11 @@ impl Config {
         for (name, r) in &self.routes {
             let at = |k: &str| format!("routes.{name}.{k}");
             match r {
-                RouteConfig::Http(h) => check_url(p, &at("url"), &h.url),
+                RouteConfig::Http(h) => {
+                    if let Some(e) = h.url.error() {
+                        p.add(at("url"), e);
+                    }
+                }
                 RouteConfig::Odoo(o) => {
                     check_url(p, &at("url"), &o.url);
                     if o.uid.is_none() && o.user.trim().is_empty() {

@@ -58,6 +58,24 @@ impl<'de, T: TryFrom<String, Error = String>> Deserialize<'de> for Parsed<T> {
     }
 }
 
+/// An `http://` or `https://` URL with a host: an `http` route's endpoint, parsed once so
+/// each delivery attempt posts to the value, not to a string it parses again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl(pub hyper::Uri);
+
+impl TryFrom<String> for HttpUrl {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<HttpUrl, String> {
+        match s.parse::<hyper::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                Ok(HttpUrl(u))
+            }
+            _ => Err(format!("{s:?} is not an http:// or https:// URL")),
+        }
+    }
+}
+
 /// A `YYYY-MM-DD` UTC date, as days since 1970-01-01.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Date(pub u64);

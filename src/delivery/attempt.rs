@@ -16,6 +16,7 @@ use super::relay::Relay;
 use super::warming::Warming;
 use super::{http, odoo};
 use crate::config::Config;
+use crate::db::Write;
 use crate::envelope::QueueId;
 use crate::metrics::Metrics;
 use crate::queue::{
@@ -99,7 +100,10 @@ impl Attempt<'_> {
             .delivery_attempt(outcome.as_label(), kind, elapsed);
         log(&outcome, &self.rcpt.address, kind);
         let (id, rcpt) = (self.due.id, self.due.rcpt);
-        let recorded = self.queue.record_then(id, rcpt, &outcome, follow).await;
+        let stats = self.stats_writes(&outcome, sending_ip);
+        let recorded = (self.queue)
+            .record_then_writing(id, rcpt, &outcome, follow, stats)
+            .await;
         if let Some(state) = recorded_state(self.msg, recorded).await
             && let Some(o) = &self.ctx.observer
         {
@@ -107,6 +111,40 @@ impl Attempt<'_> {
                 self.msg, self.rcpt, &self.info, &outcome, state, sending_ip,
             );
             o.report(Record::Attempt(a)).await;
+        }
+    }
+}
+
+impl Attempt<'_> {
+    /// What the queue writes to the statistics with the recipient's new state: the
+    /// [`Record`] the observer will get, counted by it
+    /// ([`Observer::stats_writes`]), so the count and the state share one fsync.
+    fn stats_writes(
+        &self,
+        outcome: &Outcome,
+        sending_ip: Option<IpAddr>,
+    ) -> impl FnOnce(&QueuedMessage, RcptState) -> Vec<Write> + Send + 'static {
+        let observer = self.ctx.observer.clone();
+        let (before, info, outcome) = (self.rcpt.clone(), self.info.clone(), outcome.clone());
+        move |msg, state| {
+            observer.map_or_else(Vec::new, |o| {
+                let a = report::Attempt::recorded(msg, &before, &info, &outcome, state, sending_ip);
+                o.stats_writes(&a)
+            })
+        }
+    }
+
+    /// As [`Attempt::stats_writes`] for a held recipient, whose only counted state is an
+    /// expiry ([`report::Attempt::held_expired`]).
+    pub(super) fn held_stats_writes(
+        &self,
+        reason: &str,
+    ) -> impl FnOnce(&QueuedMessage, RcptState) -> Vec<Write> + Send + 'static {
+        let observer = self.ctx.observer.clone();
+        let (before, info, reason) = (self.rcpt.clone(), self.info.clone(), reason.to_owned());
+        move |msg, state| match observer.filter(|_| state == RcptState::Expired) {
+            Some(o) => o.stats_writes(&report::Attempt::held_expired(msg, &before, &info, &reason)),
+            None => Vec::new(),
         }
     }
 }

@@ -7,11 +7,11 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::Request;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
-use hyper::{Request, Uri};
 
 use super::Error;
-use crate::config::HttpRoute;
+use crate::config::{HttpRoute, HttpUrl};
 
 /// Shared by all attempts (one pool of connections to the ERP).
 pub use crate::http_client::{Client, client};
@@ -91,17 +91,20 @@ fn request(
     body: Vec<u8>,
 ) -> Result<Request<Full<Bytes>>, Error> {
     let bad = |reason: &str| Error::BadUrl {
-        url: route.url.clone(),
+        url: route.url.as_str().to_owned(),
         reason: reason.to_string(),
     };
-    let uri: Uri = route.url.parse().map_err(|_| bad("not a valid URL"))?;
+    // Parsed at config load; `None` only in a config that failed validation.
+    let Some(HttpUrl(uri)) = route.url.get() else {
+        return Err(bad("not a valid URL"));
+    };
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => return Err(bad("https routes are not supported yet (use http://)")),
         _ => return Err(bad("the URL must start with http://")),
     }
     let auth = crate::auth::erp_header_of(&body);
-    let mut req = Request::post(uri)
+    let mut req = Request::post(uri.clone())
         .body(Full::new(Bytes::from(body)))
         .map_err(|_| bad("cannot build a request for this URL"))?;
     let h = req.headers_mut();
@@ -159,7 +162,7 @@ mod tests {
 
     fn route(url: &str) -> HttpRoute {
         HttpRoute {
-            url: url.into(),
+            url: crate::config::Parsed::new(url),
             timeout: crate::config::HumanDuration::secs(1),
             token: Secret::new("t0k"),
         }

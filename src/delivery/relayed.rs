@@ -100,7 +100,10 @@ async fn hold(
     follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
 ) {
     tracing::info!(rcpt = %a.rcpt.address, reason = %hold.reason, retry_at_ms = hold.retry_at, "held");
-    let recorded = a.queue.hold_then(a.due.id, a.due.rcpt, &hold, follow).await;
+    let stats = a.held_stats_writes(&hold.reason);
+    let recorded = (a.queue)
+        .hold_then(a.due.id, a.due.rcpt, &hold, follow, stats)
+        .await;
     if recorded_state(a.msg, recorded).await == Some(RcptState::Expired)
         && let Some(o) = &a.ctx.observer
     {

@@ -18,6 +18,7 @@
 //! unread DSN (`B/`), at the time of its last transition, and the key's value lists the
 //! recipients' states (so the purge deletes their `s/` keys without reading the meta).
 
+pub use crate::db::prefix_end;
 use crate::envelope::QueueId;
 
 use super::RcptState;
@@ -135,19 +136,6 @@ pub fn parse_id(k: &[u8]) -> Option<QueueId> {
         return None;
     }
     QueueId::from_bytes(&k[2..])
-}
-
-/// The smallest key greater than every key starting with `prefix` (an iterator upper bound).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    // All 0xFF: no upper bound exists; an empty bound is never used for our prefixes.
-    end
 }
 
 #[cfg(test)]

@@ -79,19 +79,21 @@ impl Queue {
     /// A warming cap or provider rate holds recipient `rcpt` of `id` until its window opens
     /// ([`transition::hold`]): `deferred` with the hold's reason, no attempt counted, or
     /// `expired` past `queue.expire_after`; with the follow-up message that state calls
-    /// for, written atomically as in [`Queue::record_then`]. `None` when the recipient was
-    /// no longer pending.
+    /// for and the other stores' writes `also` makes (an expiry's statistics), written
+    /// atomically as in [`Queue::record_then_writing`]. `None` when the recipient was no
+    /// longer pending.
     pub async fn hold_then(
         &self,
         id: QueueId,
         rcpt: u16,
         hold: &Hold,
         follow: impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static,
+        also: impl FnOnce(&QueuedMessage, RcptState) -> Vec<Write> + Send + 'static,
     ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
         let hold = hold.clone();
         let step =
             move |r: &mut Recipient, at: &transition::Attempt<'_>| transition::hold(r, &hold, at);
-        self.transition_then(id, rcpt, 0.0, step, follow, |_, _| Vec::new())
+        self.transition_then(id, rcpt, 0.0, step, follow, also)
             .await
     }
 

@@ -7,10 +7,11 @@
 //! ([`super::event`]).
 
 use crate::bounce::{self, Category, DeliveryKind, RecipientResult};
+use crate::db::Write;
 use crate::events::Kind;
 use crate::metrics::BounceLabels;
 use crate::queue::QueuedMessage;
-use crate::stats::{BounceInfo, Dims};
+use crate::stats::{BounceInfo, Dims, Stats};
 
 use super::{Attempt, Observer, Returned};
 
@@ -18,24 +19,58 @@ use super::{Attempt, Observer, Returned};
 const UNKNOWN_DOMAIN: &str = "unknown";
 
 impl Observer {
-    /// The relayed side of a reported attempt: a delivery is counted and its Message-ID and
-    /// sending IP remembered; a bounce or an expiry is counted under the category the record
-    /// carries, and fed to the suspension and (a bounce) the suppression rule. Returns what
-    /// it was counted as.
-    pub(super) async fn count_outbound(&self, a: &Attempt<'_>, kind: Kind) -> Option<BounceInfo> {
+    /// The statistics of a reported attempt, as writes for the queue's batch: what
+    /// [`Observer::report`] counts in the statistics for `a`, committed with the
+    /// recipient's new state under one WAL fsync (`Queue::record_then_writing`), so a crash
+    /// keeps both or neither. A delivery adds its hourly counter and the records a later
+    /// DSN or complaint finds it by (Message-ID, sending IP); a bounce or an expiry its
+    /// counter under the category the record carries. `report` counts everything else
+    /// (metrics, suspension, suppression) and leaves the statistics to this.
+    pub fn stats_writes(&self, a: &Attempt<'_>) -> Vec<Write> {
+        let Some(kind) = self.counted_kind(a).filter(|_| a.outbound()) else {
+            return Vec::new();
+        };
         let now = self.inner.clock.now_ms();
-        let mut dims = self.dims(a.msg, &a.rcpt.address, a.info.email_type, &a.reply);
-        if let Some(ip) = a.sending_ip {
-            dims.sending_ip = ip.to_string();
-        }
+        let dims = self.outbound_dims(a);
         match kind {
             Kind::Delivered => {
-                self.count_delivered(a, &dims, now);
+                let mut writes = vec![Stats::delivered_write(now, &dims)];
+                writes.extend(Stats::message_id_write(now, &a.info.message_id, a.msg.id));
+                if let (Some(ip), Some(idx)) = (a.sending_ip, rcpt_index(a)) {
+                    let ip = ip.to_string();
+                    writes.push(Stats::sending_ip_write(now, a.msg.id, idx, &ip));
+                }
+                writes
+            }
+            Kind::Bounced | Kind::Expired => {
+                let b = bounce_info(&a.reply, a.category, kind == Kind::Expired);
+                vec![Stats::bounced_write(now, &dims, &b)]
+            }
+            Kind::Deferred | Kind::Suspended | Kind::Complained => Vec::new(),
+        }
+    }
+
+    /// The relayed side of a reported attempt, but for its statistics (already committed
+    /// with the queue's record, [`Observer::stats_writes`]): a delivery is counted in the
+    /// metrics; a bounce or an expiry is counted under the category the record carries, and
+    /// fed to the suspension and (a bounce) the suppression rule. Returns what it was
+    /// counted as.
+    pub(super) async fn count_outbound(&self, a: &Attempt<'_>, kind: Kind) -> Option<BounceInfo> {
+        let dims = self.outbound_dims(a);
+        match kind {
+            Kind::Delivered => {
+                self.inner.metrics.delivered(
+                    &dims.sending_domain,
+                    &dims.provider,
+                    &dims.email_type,
+                    &dims.sending_ip,
+                );
+                self.count_send(&dims.sending_domain, false);
                 None
             }
             Kind::Bounced | Kind::Expired => {
                 let b = bounce_info(&a.reply, a.category, kind == Kind::Expired);
-                self.count_bounce(now, &dims, &b, true);
+                self.count_bounce_metrics(&dims, &b);
                 if kind == Kind::Bounced {
                     let address = Some(a.rcpt.address.as_str());
                     self.suppress_bounce(address, b.category, b.permanent, &a.reply, a.msg.id)
@@ -48,31 +83,13 @@ impl Observer {
         }
     }
 
-    /// A relayed recipient delivered: remembers its Message-ID and sending IP (for reports
-    /// that come back later), then counts it.
-    fn count_delivered(&self, a: &Attempt, dims: &Dims, now: u64) {
-        let stats = &self.inner.stats;
-        if !a.info.message_id.is_empty() {
-            stats.remember_message_id(&a.info.message_id, a.msg.id);
-        }
+    /// The dimensions a relayed attempt is counted under.
+    fn outbound_dims(&self, a: &Attempt<'_>) -> Dims {
+        let mut dims = self.dims(a.msg, &a.rcpt.address, a.info.email_type, &a.reply);
         if let Some(ip) = a.sending_ip {
-            let idx = a
-                .msg
-                .recipients
-                .iter()
-                .position(|r| r.address == a.rcpt.address);
-            if let Some(idx) = idx.and_then(|i| u16::try_from(i).ok()) {
-                stats.remember_sending_ip(a.msg.id, idx, &ip.to_string());
-            }
+            dims.sending_ip = ip.to_string();
         }
-        self.inner.metrics.delivered(
-            &dims.sending_domain,
-            &dims.provider,
-            &dims.email_type,
-            &dims.sending_ip,
-        );
-        stats.delivered(now, dims);
-        self.count_send(&dims.sending_domain, false);
+        dims
     }
 
     /// A DSN made recipient `idx` of `msg` `bounced`: counted in the statistics (its
@@ -100,7 +117,7 @@ impl Observer {
         };
         let now = self.inner.clock.now_ms();
         // Metrics for DSNs are counted per DSN (also for DSNs without a token).
-        self.count_bounce(now, &dims, &b, false);
+        self.inner.stats.bounced(now, &dims, &b);
         if b.permanent {
             self.count_send(&dims.sending_domain, true);
         }
@@ -156,14 +173,6 @@ impl Observer {
         }
     }
 
-    /// Metrics first, statistics last (tests wait for the statistics to see both).
-    fn count_bounce(&self, now: u64, dims: &Dims, b: &BounceInfo, metrics: bool) {
-        if metrics {
-            self.count_bounce_metrics(dims, b);
-        }
-        self.inner.stats.bounced(now, dims, b);
-    }
-
     fn count_bounce_metrics(&self, dims: &Dims, b: &BounceInfo) {
         self.inner.metrics.bounce(&BounceLabels {
             category: b.category.as_str(),
@@ -204,6 +213,16 @@ impl Observer {
                 .to_string(),
         }
     }
+}
+
+/// The index of the attempt's recipient in its message (the `i/` record's key).
+fn rcpt_index(a: &Attempt<'_>) -> Option<u16> {
+    let idx = a
+        .msg
+        .recipients
+        .iter()
+        .position(|r| r.address == a.rcpt.address)?;
+    u16::try_from(idx).ok()
 }
 
 /// A synchronous refusal (5xx) or an expiry → what it is counted as: the category delivery

@@ -96,7 +96,9 @@ impl Observer {
         }
     }
 
-    /// The one entry point: reports `record` everywhere it counts.
+    /// The one entry point: reports `record` everywhere it counts. The statistics of an
+    /// [`Record::Attempt`] are not written here: the queue committed them with the
+    /// attempt's record ([`Observer::stats_writes`]).
     pub async fn report(&self, record: Record<'_>) {
         match record {
             Record::Attempt(a) => self.attempt(a).await,
@@ -104,22 +106,13 @@ impl Observer {
         }
     }
 
+    /// An attempt the queue recorded, its statistics already committed with it
+    /// ([`Observer::stats_writes`]): metrics, suspension and suppression, then the event.
     async fn attempt(&self, a: Attempt<'_>) {
-        let outbound = a.outbound();
-        // DSNs mxgate sends itself (null sender) are not the ERP's sends: neither counted
-        // nor reported, like the `bounce+TOKEN` copies stored for the bounce stage.
-        if matches!(a.rcpt.dest, Destination::Bounce { .. })
-            || (outbound && a.msg.mail_from.is_empty())
-        {
+        let Some(kind) = self.counted_kind(&a) else {
             return;
-        }
-        let kind = match a.state {
-            RcptState::Sent => Kind::Delivered,
-            RcptState::Bounced => Kind::Bounced,
-            RcptState::Expired => Kind::Expired,
-            RcptState::Deferred | RcptState::Queued => Kind::Deferred,
-            RcptState::Cancelled => return,
         };
+        let outbound = a.outbound();
         let bounce_info = if outbound {
             self.count_outbound(&a, kind).await
         } else {
@@ -128,6 +121,26 @@ impl Observer {
         if self.inner.events.enabled() && (outbound || self.inner.events.inbound()) {
             let e = event::attempt_event(a, kind, bounce_info.as_ref());
             self.inner.events.emit(e);
+        }
+    }
+
+    /// What an attempt is reported as, `None` when it is not reported at all. Shared by
+    /// [`Observer::report`] and [`Observer::stats_writes`], so the statistics committed
+    /// with the queue's record and the rest of the report agree.
+    fn counted_kind(&self, a: &Attempt<'_>) -> Option<Kind> {
+        // DSNs mxgate sends itself (null sender) are not the ERP's sends: neither counted
+        // nor reported, like the `bounce+TOKEN` copies stored for the bounce stage.
+        if matches!(a.rcpt.dest, Destination::Bounce { .. })
+            || (a.outbound() && a.msg.mail_from.is_empty())
+        {
+            return None;
+        }
+        match a.state {
+            RcptState::Sent => Some(Kind::Delivered),
+            RcptState::Bounced => Some(Kind::Bounced),
+            RcptState::Expired => Some(Kind::Expired),
+            RcptState::Deferred | RcptState::Queued => Some(Kind::Deferred),
+            RcptState::Cancelled => None,
         }
     }
 

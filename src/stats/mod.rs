@@ -3,8 +3,9 @@
 //! and provider, bounces also by category, reply code, enhanced code and kind. They answer
 //! `/api/bounces/summary`, `/api/bounces/classification` and the dashboard.
 //!
-//! Input: [`Stats::delivered`] / [`Stats::bounced`], called by the [`report::Observer`](crate::report::Observer)
-//! where outcomes are recorded (delivery worker, bounce intake). Output: [`Report`] for a
+//! Input: what the [`report::Observer`](crate::report::Observer) counts — a delivery
+//! attempt's as writes ([`Stats::delivered_write`], [`Stats::bounced_write`]) committed in
+//! the queue's batch that records it, a DSN's by [`Stats::bounced`] (bounce intake). Output: [`Report`] for a
 //! [`Filter`] (hour range plus dimension filters).
 //!
 //! Only relayed (outbound) recipients are counted: these statistics describe the ERP's sends,

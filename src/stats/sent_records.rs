@@ -12,6 +12,7 @@ use std::time::Duration;
 use rocksdb::WriteBatch;
 
 use super::{Stats, StatsError, store};
+use crate::db::{Family, Write};
 use crate::envelope::QueueId;
 
 /// How long a delivered recipient's sending IP (`i/`) and its message's Message-ID (`m/`)
@@ -38,6 +39,26 @@ impl Stats {
     pub fn remember_sending_ip(&self, id: QueueId, rcpt: u16, ip: &str) {
         let value = stamped(self.clock.now_ms(), ip.as_bytes());
         self.put(&sent_from_key(id, rcpt), &value, "sending IP");
+    }
+
+    /// [`Stats::remember_sending_ip`] as a write for another store's batch, stamped `at_ms`.
+    pub fn sending_ip_write(at_ms: u64, id: QueueId, rcpt: u16, ip: &str) -> Write {
+        Write::Put(
+            Family::Stats,
+            sent_from_key(id, rcpt),
+            stamped(at_ms, ip.as_bytes()),
+        )
+    }
+
+    /// [`Stats::remember_message_id`] as a write for another store's batch, stamped
+    /// `at_ms`; `None` for a Message-ID that is not remembered (empty or too long).
+    pub fn message_id_write(at_ms: u64, message_id: &str, id: QueueId) -> Option<Write> {
+        let key = message_id_key(message_id)?;
+        Some(Write::Put(
+            Family::Stats,
+            key,
+            stamped(at_ms, &id.to_bytes()),
+        ))
     }
 
     /// The IP [`Stats::remember_sending_ip`] recorded, or `""`.

@@ -7,6 +7,7 @@
 use crate::common::sink::{Sink, SinkOptions, SinkTls};
 use crate::common::submit::{submit, user_toml};
 use crate::common::{Listener, TestServer, eventually};
+use mxgate::metrics::{BOUNCES, MESSAGES_DELIVERED};
 use mxgate::queue::RcptState;
 
 /// One message of the traffic: sender, recipient, and the smart host's RCPT reply
@@ -67,8 +68,29 @@ pub async fn sink() -> Sink {
     .await
 }
 
-/// Submits each message and waits until its recipient is final (sent or bounced).
+/// Submits each message, waits until its recipient is final (sent or bounced), then
+/// until the statistics count every send.
 pub async fn record(srv: &TestServer, sink: &Sink, sends: &[Send]) {
+    record_final(srv, sink, sends).await;
+    // The statistics are committed with the queue's record of the state: wait for them.
+    eventually(20, "statistics count every send", || async {
+        let (status, body) = srv.admin_get("/api/bounces/summary").await;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let n = v["delivered"].as_u64()? + v["bounced"].as_u64()?;
+        (status == 200 && n >= sends.len() as u64).then_some(())
+    })
+    .await;
+    // The report counts its metrics just after that commit: wait for those too.
+    eventually(20, "metrics count every send", || async {
+        let delivered = srv.metric(MESSAGES_DELIVERED, &[]).await.unwrap_or(0.0);
+        let bounced = srv.metric(BOUNCES, &[]).await.unwrap_or(0.0);
+        (delivered + bounced >= sends.len() as f64).then_some(())
+    })
+    .await;
+}
+
+/// Submits each message and waits until its recipient is final (sent or bounced).
+pub async fn record_final(srv: &TestServer, sink: &Sink, sends: &[Send]) {
     for (i, s) in sends.iter().enumerate() {
         if let Some(reply) = s.refuse {
             sink.script_rcpt(&[reply]);
@@ -98,12 +120,4 @@ pub async fn record(srv: &TestServer, sink: &Sink, sends: &[Send]) {
         })
         .await;
     }
-    // The statistics are counted right after the queue records the state: wait for them.
-    eventually(20, "statistics count every send", || async {
-        let (status, body) = srv.admin_get("/api/bounces/summary").await;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let n = v["delivered"].as_u64()? + v["bounced"].as_u64()?;
-        (status == 200 && n >= sends.len() as u64).then_some(())
-    })
-    .await;
 }
