@@ -18,6 +18,8 @@ const CONNECT_STAGE: &[&str] = &[
     "smtp greeting",
     "in reply to the greeting",
     "while connected",
+    // Postfix (smtp_connect.c): the server's greeting was a refusal.
+    "refused to talk to me",
 ];
 
 /// A failure reported "in reply to MAIL FROM" is about the sender, whatever the words say
@@ -36,13 +38,20 @@ pub(crate) fn sender_stage(v: Verdict, text: &str, probe: &mut Probe<'_>) -> Ver
                 | Reason::Suspend
                 | Reason::Filtered
         );
-    let lower = text.to_ascii_lowercase();
+    // Folded: notices wrap "(in reply to end of\n    DATA command)" anywhere.
+    let lower = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
     let stage = |reason, id| Verdict {
         reason,
         weak: false,
         rule: RuleId::Stage(id),
     };
-    if (reason == Reason::Undefined || v.weak)
+    // A refusal worded at the greeting means the server answered: a "connection failed"
+    // reading of the same words ("host ... refused") is wrong.
+    if (reason == Reason::Undefined || reason == Reason::NetworkError || v.weak)
         && CONNECT_STAGE.iter().any(|p| lower.contains(p))
         && probe.hit(RuleId::Stage("connect"))
     {
@@ -64,7 +73,7 @@ pub(crate) fn sender_stage(v: Verdict, text: &str, probe: &mut Probe<'_>) -> Ver
         return stage(Reason::Rejected, "mail-from");
     }
     // The address passed RCPT and was refused only after the message was seen: a filter at
-    // the recipient refused this message (sisimai's "filtered").
+    // the recipient refused this message (sisimai's "filtered"), also when no words say why.
     let after_data = [
         "in reply to end of data",
         "after end of data",
@@ -73,7 +82,8 @@ pub(crate) fn sender_stage(v: Verdict, text: &str, probe: &mut Probe<'_>) -> Ver
     ]
     .iter()
     .any(|p| lower.contains(p));
-    if after_data && reason == Reason::UserUnknown && probe.hit(RuleId::Stage("data")) {
+    let unexplained_or_user = matches!(reason, Reason::UserUnknown | Reason::Undefined);
+    if after_data && unexplained_or_user && probe.hit(RuleId::Stage("data")) {
         stage(Reason::Filtered, "data")
     } else {
         v
@@ -115,6 +125,42 @@ pub(crate) fn sender_named(
 mod tests {
     use super::*;
     use crate::bounce::rules::Rules;
+
+    fn verdict(reason: Reason, weak: bool) -> Verdict {
+        Verdict {
+            reason,
+            weak,
+            rule: RuleId::Nothing,
+        }
+    }
+
+    #[test]
+    fn a_refusal_at_the_greeting_is_a_block_not_a_connection_failure() {
+        let rules = Rules::all();
+        let mut probe = Probe::new(&rules, false);
+        let text =
+            "host mx.example.net[192.0.2.1] refused to talk to me: 421 Service not\n    available";
+        let v = sender_stage(verdict(Reason::NetworkError, false), text, &mut probe);
+        assert_eq!(v.reason, Reason::Blocked);
+        // A connection that never reached a greeting stays a network error.
+        let refused = "connect to mx.example.net[192.0.2.1]:25: Connection refused";
+        let v = sender_stage(verdict(Reason::NetworkError, false), refused, &mut probe);
+        assert_eq!(v.reason, Reason::NetworkError);
+    }
+
+    #[test]
+    fn an_unexplained_refusal_after_end_of_data_is_a_filter() {
+        let rules = Rules::all();
+        let mut probe = Probe::new(&rules, false);
+        // Wrapped as Postfix wraps it.
+        let text =
+            "said: 554 Transaction failed: Duplicate header (in reply to end of\n    DATA command)";
+        let v = sender_stage(verdict(Reason::Undefined, true), text, &mut probe);
+        assert_eq!(v.reason, Reason::Filtered);
+        // Words that gave a cause keep it.
+        let v = sender_stage(verdict(Reason::SpamDetected, false), text, &mut probe);
+        assert_eq!(v.reason, Reason::SpamDetected);
+    }
 
     #[test]
     fn a_reply_naming_the_sender_not_the_recipient_is_a_rejection() {

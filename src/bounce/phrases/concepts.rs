@@ -258,6 +258,8 @@ const CONCEPTS: &[Concept] = &[
             "refused",
             "unable to",
             "no ",
+            // "This system is not configured to relay mail" (Exchange, appliances).
+            "not configured to",
         ],
     ),
     // The sender should hand its mail to its provider's server: a dynamic or residential
@@ -406,6 +408,10 @@ mod tests {
         );
         assert_eq!(
             first("recipient address rejected: no relaying."),
+            Some(Reason::NoRelaying)
+        );
+        assert_eq!(
+            first("5.7.1 this system is not configured to relay mail from <a@b.test>"),
             Some(Reason::NoRelaying)
         );
         assert_eq!(first("relay=none, delay=0.2"), None);

@@ -211,6 +211,20 @@ mod tests {
     }
 
     #[test]
+    fn a_recipient_refused_in_any_wording_is_a_weak_unknown_user() {
+        let fallback =
+            |t: &str| match_fallback_with(t, &mut Probe::new(&Rules::all(), false)).map(|(r, _)| r);
+        for text in [
+            "recipient address rejected: see the admin",
+            "each of the following recipients was rejected by a remote mail server.",
+            "recipient rejected",
+        ] {
+            assert_eq!(fallback(text), Some(Reason::UserUnknown), "{text}");
+        }
+        assert_eq!(fallback("the sender was rejected"), None);
+    }
+
+    #[test]
     fn specific_reasons_win_over_broad_ones() {
         assert_eq!(
             match_reason("procmail: no such user"),

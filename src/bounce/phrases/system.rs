@@ -53,7 +53,6 @@ pub(super) const SYSTEM: &[(Reason, &[&str])] = &[
     (
         Reason::SecurityError,
         &[
-            "authentication required",
             "authentication is required",
             "auth required",
             "must authenticate",
@@ -64,7 +63,6 @@ pub(super) const SYSTEM: &[(Reason, &[&str])] = &[
             "relay requires authentication",
             "unauthenticated",
             "insecure",
-            "not authorized",
             "user not authenticated",
             "please use the smtp server",
         ],
@@ -151,7 +149,6 @@ pub(super) const SYSTEM: &[(Reason, &[&str])] = &[
             "connection refused",
             "could not connect",
             "unable to connect",
-            "lost connection",
             "name server",
             "dns error",
             "temporary dns",
@@ -199,7 +196,6 @@ pub(super) const SYSTEM: &[(Reason, &[&str])] = &[
             "line too long",
             "invalid command",
             "command not recognized",
-            "parameter not implemented",
             "malformed address",
             "incorrectly constructed",
         ],
