@@ -20,7 +20,12 @@ use super::{code_table, codes, phrases};
 pub struct Classification {
     pub category: Category,
     pub reason: Reason,
-    /// The address is dead (unknown user or host, moved, domain takes no mail).
+    /// Words or a status code with one meaning decided, not only the code table, a bare
+    /// reply code or a generic wording ("recipient rejected"): a verdict to act on.
+    pub certain: bool,
+    /// The address is dead (unknown user or host, moved, domain takes no mail), and the
+    /// verdict is `certain`: a bare "550" the code table files under Invalid address says
+    /// nothing about the mailbox.
     pub hard: bool,
     pub kind: DeliveryKind,
 }
@@ -57,15 +62,17 @@ pub fn classify_reply_with(
     } else {
         DeliveryKind::Permanent
     };
-    (Classification::from_reason(v.reason, kind), v.rule)
+    let certain = certain(&v, status);
+    (Classification::from_reason(v.reason, kind, certain), v.rule)
 }
 
 impl Classification {
-    pub(crate) fn from_reason(reason: Reason, kind: DeliveryKind) -> Classification {
+    pub(crate) fn from_reason(reason: Reason, kind: DeliveryKind, certain: bool) -> Classification {
         Classification {
             category: reason.category(),
             reason,
-            hard: reason.is_hard(),
+            certain,
+            hard: certain && reason.is_hard(),
             kind,
         }
     }
@@ -201,6 +208,16 @@ fn pick(
         return cur;
     }
     cur.or(Some(Verdict { reason, weak, rule }))
+}
+
+/// Whether `v` is a verdict to act on (suppress an address): the words or a status code
+/// with one meaning decided it, or the status code's RFC 3463 row names the category the
+/// weak rule chose ("550 5.1.1" without words: the code table decided, and X.1.1 "the
+/// mailbox does not exist" says the same). A bare "550", or "550 5.7.1" (X.7.1 is policy),
+/// filed under Invalid address by the code table alone, is not.
+pub(crate) fn certain(v: &Verdict, status: Option<&str>) -> bool {
+    let agrees = |s| rfc3463::row(s).is_some_and(|(r, ..)| r.category() == v.reason.category());
+    !v.weak || status.is_some_and(agrees)
 }
 
 fn nothing() -> Verdict {

@@ -93,6 +93,9 @@ pub struct RecipientResult {
     /// `None` for recipients that did not fail.
     pub category: Option<Category>,
     pub reason: Option<Reason>,
+    /// See [`Classification::certain`]: what suppression may act on.
+    pub certain: bool,
+    /// See [`Classification::hard`].
     pub hard: bool,
     pub kind: Option<DeliveryKind>,
     /// The receiver's words (Diagnostic-Code or the notice's lines about this recipient).

@@ -3,7 +3,7 @@
 //! classification.
 
 use super::category::DeliveryKind;
-use super::classify::{Classification, reason_from_texts, transient_class};
+use super::classify::{Classification, certain, reason_from_texts, transient_class};
 use super::document::{self, Document};
 use super::heuristics::ses::SesNotice;
 use super::heuristics::{self, TextRecipient};
@@ -183,6 +183,7 @@ fn complainant(address: String) -> RecipientResult {
         reply_code: None,
         category: None,
         reason: None,
+        certain: false,
         hard: false,
         kind: None,
         diagnostic: String::new(),
@@ -313,7 +314,8 @@ fn evaluate(
     } else {
         DeliveryKind::Permanent
     };
-    let c = Classification::from_reason(reason, kind);
+    let certain = certain(&verdict, status.as_deref());
+    let c = Classification::from_reason(reason, kind, certain);
     let shown = if diag.trim().is_empty() { block } else { diag };
     RecipientResult {
         address: address.to_owned(),
@@ -323,6 +325,7 @@ fn evaluate(
         reply_code,
         category: Some(c.category),
         reason: Some(c.reason),
+        certain: c.certain,
         hard: c.hard,
         kind: Some(c.kind),
         diagnostic: truncate(&normalize_keep_case(shown)),
