@@ -111,8 +111,8 @@ pub struct Suppression {
 /// (issue 6 §6)? Only permanent `Invalid address` and `Mailbox` failures: a full mailbox,
 /// a block or a rate limit is about this message or this sender, not the address. And only
 /// a `certain` verdict ([`Classification::certain`](crate::bounce::Classification)): a bare
-/// "550" or "550 5.7.1" with no readable words is filed under Invalid address by the code
-/// table, yet as often a policy refusal; Postfix and KumoMTA users expect an address
+/// reply code 550, or 550 with status 5.7.1 and no readable words, is filed under Invalid
+/// address by the code table, yet as often a policy refusal; Postfix and KumoMTA users expect an address
 /// suppressed on a clear "no such user" only, since a wrong suppression silently loses a
 /// customer while a missed one costs one more bounce.
 pub fn suppresses_bounce(category: Category, permanent: bool, certain: bool) -> bool {
