@@ -163,6 +163,33 @@ async fn soft_bounces_and_forged_tokens_suppress_nothing() {
 }
 
 #[tokio::test]
+async fn a_bare_550_without_readable_words_is_counted_as_invalid_address_but_suppresses_nothing() {
+    let srv = TestServer::start(&submit::user_toml(&["example.test"])).await;
+    // The code table or a generic wording files both under Invalid address; nothing says
+    // "no such user".
+    for (rcpt, status, diagnostic) in [
+        ("policy@remote.test", "5.7.1", "550 5.7.1"),
+        ("rejected@remote.test", "5.0.0", "550 Recipient rejected"),
+    ] {
+        let id = submit_to(&srv, rcpt).await;
+        let token = srv.running().token_key.issue(id, 0);
+        let report = dsn("mx.remote.test", rcpt, status, diagnostic);
+        send_report(&srv, &format!("bounce+{token}"), &report).await;
+    }
+    let labels = [("category", "Invalid address"), ("kind", "permanent")];
+    let counted = srv.metric(BOUNCES, &labels).await;
+    assert_eq!(counted, Some(2.0), "both bounces counted");
+    let list = srv.running().suppressions.clone();
+    assert!(list.is_empty(), "{:?}", list.list(None, None, 10));
+    let mut c = submission(&srv).await;
+    c.cmd("RCPT TO:<policy@remote.test>").await.expect_code(250);
+    c.cmd("RCPT TO:<rejected@remote.test>")
+        .await
+        .expect_code(250);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_complaint_suppresses_the_recipient_named_by_the_returned_return_path() {
     let srv = TestServer::start(&submit::user_toml(&["example.test"])).await;
     let id = submit_to(&srv, "grumpy@remote.test").await;

@@ -125,7 +125,7 @@ impl DeliveryKind {
 macro_rules! reasons {
     ($($variant:ident => $name:literal, $cat:ident;)*) => {
         /// The fine-grained reason behind a category (sisimai's reason names).
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(rename_all = "lowercase")]
         pub enum Reason { $($variant,)* }
 

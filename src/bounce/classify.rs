@@ -2,253 +2,237 @@
 //!
 //! The same function serves DSNs received at `bounce+TOKEN@` and the replies mxgate's own
 //! delivery attempts get, so synchronous and asynchronous bounces land in one table.
-//! Order of evidence: a status code that can only mean one thing (5.7.26 DMARC, 5.7.25 PTR)
-//! → the diagnostic phrase tables → the status code table → the bare reply code.
+//! Order of evidence: a status code that can only mean one thing (RFC 3463 rows marked
+//! decisive: X.2.2 full, X.7.26 authentication) → the diagnostic phrase tables → the
+//! product's code table (`code_table`) → provider code ranges → the rest of the RFC 3463 table → generic wordings → the bare reply code →
+//! `Recipient Error` when nothing speaks. Every step is a named rule (`rules::RuleId`).
 
 use serde::Serialize;
 
 use super::category::{Category, DeliveryKind, Reason};
-use super::codes;
-use super::phrases;
+use super::normalize::normalize;
+use super::rfc3463::{self, Strength};
+use super::rules::{Probe, RuleId, Rules};
+use super::{code_table, codes, phrases};
 
 /// The verdict on one failed recipient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Classification {
     pub category: Category,
     pub reason: Reason,
-    /// The address is dead (unknown user or host, moved, domain takes no mail).
+    /// Words or a status code with one meaning decided, not only the code table, a bare
+    /// reply code or a generic wording ("recipient rejected"): a verdict to act on.
+    pub certain: bool,
+    /// The address is dead (unknown user or host, moved, domain takes no mail), and the
+    /// verdict is `certain`: a bare "550" the code table files under Invalid address says
+    /// nothing about the mailbox.
     pub hard: bool,
     pub kind: DeliveryKind,
 }
 
 /// Classifies one SMTP reply or DSN diagnostic, e.g.
-/// `classify_reply(Some(550), Some("5.1.1"), "<x@y>: Recipient address rejected: User unknown")`.
+/// `classify_reply(Some(550), Some("5.1.1"), "<x@y.test>: Recipient address rejected: User unknown")`.
 /// `status` may be `None`; then one is looked for in `text`.
 pub fn classify_reply(reply_code: Option<u16>, status: Option<&str>, text: &str) -> Classification {
+    classify_reply_with(reply_code, status, text, &Rules::all()).0
+}
+
+/// [`classify_reply`] with some rules switched off; also returns the rule that decided.
+pub fn classify_reply_with(
+    reply_code: Option<u16>,
+    status: Option<&str>,
+    text: &str,
+    rules: &Rules,
+) -> (Classification, RuleId) {
     let status = status
         .filter(|s| !s.is_empty())
         .or_else(|| codes::find_status(text));
     let reply_code = reply_code.or_else(|| codes::find_reply_code(text));
-    let (reason, _) = reason_from_texts(reply_code, status, &[text]);
+    let mut probe = Probe::new(rules, false);
+    let v = reason_from_texts(reply_code, status, &[text], 1, &mut probe);
     let transient = match (status, reply_code) {
         (Some(s), _) if s.starts_with('4') => true,
         (Some(s), _) if s.starts_with('5') => false,
         (_, Some(c)) => (400..500).contains(&c),
         _ => false,
     };
-    Classification::from_reason(
-        reason,
-        if transient {
-            DeliveryKind::Transient
-        } else {
-            DeliveryKind::Permanent
-        },
-    )
+    let v = transient_class(v, transient, &mut probe);
+    let kind = if transient {
+        DeliveryKind::Transient
+    } else {
+        DeliveryKind::Permanent
+    };
+    let certain = certain(&v, status);
+    (Classification::from_reason(v.reason, kind, certain), v.rule)
 }
 
 impl Classification {
-    pub(crate) fn from_reason(reason: Reason, kind: DeliveryKind) -> Classification {
+    pub(crate) fn from_reason(reason: Reason, kind: DeliveryKind, certain: bool) -> Classification {
         Classification {
             category: reason.category(),
             reason,
-            hard: reason.is_hard(),
+            certain,
+            hard: certain && reason.is_hard(),
             kind,
         }
     }
 }
 
-/// The reason behind a failure, from the strongest evidence available, trying the texts most
-/// specific first: a decisive status code, the phrase tables, the status code table, generic
-/// wordings, the bare reply code. The flag is true when only weak evidence (generic wording
-/// or the reply code alone) decided.
+/// The reason behind a failure and the rule that gave it. `weak` when only a generic
+/// wording, the bare reply code or nothing at all decided.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Verdict {
+    pub reason: Reason,
+    pub weak: bool,
+    pub rule: RuleId,
+}
+
+/// The reason behind a failure, from the strongest evidence available (see the module doc).
+/// The first `specific` texts speak about this recipient (its Diagnostic-Code, its block of
+/// the notice); the rest (the whole notice) are read after the status table, since a notice
+/// also holds boilerplate. When the probe traces, every step runs so that every matching
+/// rule is recorded; otherwise the first verdict returns.
 pub(crate) fn reason_from_texts(
     reply_code: Option<u16>,
     status: Option<&str>,
     texts: &[&str],
-) -> (Reason, bool) {
-    if let Some(r) = status.and_then(decisive_status) {
-        return (r, false);
+    specific: usize,
+    probe: &mut Probe<'_>,
+) -> Verdict {
+    let tracing = probe.matched.is_some();
+    let row = status.and_then(rfc3463::row);
+    let mut out = None;
+    if let Some((reason, Strength::Decisive, id)) = row {
+        out = pick(out, probe, RuleId::Status(id), reason, false);
     }
+    let (near, far) = texts.split_at(specific.min(texts.len()));
+    let wordless = texts.iter().all(|t| t.trim().is_empty());
     // Normalised lazily: the broad texts (the whole notice) are rarely needed.
-    let texts = texts
-        .iter()
-        .filter(|t| !t.trim().is_empty())
-        .map(|t| normalize(t));
     let mut seen = Vec::new();
-    for t in texts {
-        if let Some(r) = phrases::match_reason(&t) {
-            return (r, false);
+    for t in near {
+        if out.is_some() && !tracing {
+            return out.unwrap_or_else(nothing);
         }
-        seen.push(t);
+        out = read_text(out, t, &mut seen, probe);
     }
-    let texts = seen;
-    if let Some(r) = status.and_then(codes::reason_from_status) {
-        return (r, false);
+    if let Some(reply) = reply_code
+        && let Some((spelled, category)) = code_table::lookup(reply, status, wordless)
+    {
+        let rule = RuleId::CodeTable(reply, spelled);
+        // Weak: the code alone, so the SMTP stage a refusal came at still speaks over it.
+        out = pick(out, probe, rule, code_table::reason(category), true);
     }
-    let weak = texts
-        .iter()
-        .find_map(|t| phrases::match_fallback(t))
-        .or_else(|| reply_code.and_then(codes::reason_from_reply))
-        .or_else(|| status.and_then(policy_status));
-    (weak.unwrap_or(Reason::Undefined), true)
+    if let Some((reason, id)) = status.and_then(rfc3463::provider_row) {
+        out = pick(out, probe, RuleId::ProviderStatus(id), reason, false);
+    }
+    if let Some((reason, Strength::Table, id)) = row {
+        out = pick(out, probe, RuleId::Status(id), reason, false);
+    }
+    // The notice's words still speak over a verdict of the code table alone (weak).
+    for t in far {
+        let strong = out.filter(|v| !v.weak);
+        if strong.is_some() && !tracing {
+            return out.unwrap_or_else(nothing);
+        }
+        out = read_text(strong, t, &mut seen, probe).or(out);
+    }
+    for t in &seen {
+        if let Some((reason, rule)) = phrases::match_fallback_with(t, probe) {
+            out = out.or(Some(Verdict {
+                reason,
+                weak: true,
+                rule,
+            }));
+        }
+    }
+    if let Some((reason, code)) = reply_code.and_then(codes::reason_from_reply) {
+        out = pick(out, probe, RuleId::Reply(code), reason, true);
+    }
+    if let Some((reason, id)) = status.and_then(policy_status) {
+        out = pick(out, probe, RuleId::Status(id), reason, true);
+    }
+    out.unwrap_or_else(nothing)
+}
+
+/// The exact phrases, then the concepts, of one text; keeps the normalised text in `seen`.
+fn read_text(
+    cur: Option<Verdict>,
+    text: &str,
+    seen: &mut Vec<String>,
+    probe: &mut Probe<'_>,
+) -> Option<Verdict> {
+    if text.trim().is_empty() {
+        return cur;
+    }
+    let t = normalize(text);
+    let tracing = probe.matched.is_some();
+    let mut out = cur;
+    for find in [phrases::explain_with, phrases::concept_with] {
+        if out.is_some() && !tracing {
+            break;
+        }
+        if let Some((reason, rule)) = find(&t, probe) {
+            out = out.or(Some(Verdict {
+                reason,
+                weak: false,
+                rule,
+            }));
+        }
+    }
+    seen.push(t);
+    out
+}
+
+/// RFC 3463 §3.1: class 4 is a transient failure, and a domain that does not exist is no
+/// transient condition; a 4.x.x "host not found" is a resolver failing, a network error.
+pub(crate) fn transient_class(v: Verdict, transient: bool, probe: &mut Probe<'_>) -> Verdict {
+    if transient && v.reason == Reason::HostUnknown && probe.hit(RuleId::Stage("transient")) {
+        return Verdict {
+            reason: Reason::NetworkError,
+            weak: false,
+            rule: RuleId::Stage("transient"),
+        };
+    }
+    v
+}
+
+/// `cur` if already decided, else `reason` when `rule` is on.
+fn pick(
+    cur: Option<Verdict>,
+    probe: &mut Probe<'_>,
+    rule: RuleId,
+    reason: Reason,
+    weak: bool,
+) -> Option<Verdict> {
+    if !probe.hit(rule) {
+        return cur;
+    }
+    cur.or(Some(Verdict { reason, weak, rule }))
+}
+
+/// Whether `v` is a verdict to act on (suppress an address): the words or a status code
+/// with one meaning decided it, or the status code's RFC 3463 row names the category the
+/// weak rule chose ("550 5.1.1" without words: the code table decided, and X.1.1 "the
+/// mailbox does not exist" says the same). A bare "550", or "550 5.7.1" (X.7.1 is policy),
+/// filed under Invalid address by the code table alone, is not.
+pub(crate) fn certain(v: &Verdict, status: Option<&str>) -> bool {
+    let agrees = |s| rfc3463::row(s).is_some_and(|(r, ..)| r.category() == v.reason.category());
+    !v.weak || status.is_some_and(agrees)
+}
+
+fn nothing() -> Verdict {
+    Verdict {
+        reason: Reason::Undefined,
+        weak: true,
+        rule: RuleId::Nothing,
+    }
 }
 
 /// RFC 3463 X.7.0 / X.7.1 ("delivery not authorized, message refused") with words that
 /// name no cause: the receiver's policy refused the mail.
-fn policy_status(status: &str) -> Option<Reason> {
+fn policy_status(status: &str) -> Option<(Reason, &'static str)> {
     let (_, rest) = status.split_once('.')?;
-    matches!(rest, "7.0" | "7.1").then_some(Reason::PolicyViolation)
-}
-
-/// Codes whose meaning no wording can change.
-fn decisive_status(status: &str) -> Option<Reason> {
-    let (_, rest) = status.split_once('.')?;
-    match rest {
-        "7.26" | "7.509" | "7.510" | "7.23" | "7.20" | "7.21" | "7.22" | "7.24" => {
-            Some(Reason::AuthFailure)
-        }
-        "7.25" => Some(Reason::RequirePtr),
-        // Microsoft: 4.7.650-4.7.699 are reputation throttles, whatever the wording.
-        r if r
-            .strip_prefix("7.")
-            .and_then(|d| d.parse::<u16>().ok())
-            .is_some_and(|d| (650..700).contains(&d)) =>
-        {
-            Some(Reason::BadReputation)
-        }
-        "7.13" => Some(Reason::Suspend),
-        _ => None,
-    }
-}
-
-/// Wordings of a refusal at connection time (banner, HELO/EHLO).
-const CONNECT_STAGE: &[&str] = &[
-    "after initial connection",
-    "in reply to helo",
-    "in reply to ehlo",
-    "after helo",
-    "after ehlo",
-    "smtp greeting",
-    "in reply to the greeting",
-    "while connected",
-];
-
-/// A failure reported "in reply to MAIL FROM" is about the sender, whatever the words say
-/// about an unknown user or domain (Exim "after MAIL FROM", Postfix "in reply to MAIL FROM
-/// command", Sendmail ">>> MAIL From:").
-pub(crate) fn sender_stage(reason: Reason, weak: bool, text: &str) -> Reason {
-    let address_like = weak
-        || matches!(
-            reason,
-            Reason::UserUnknown
-                | Reason::HostUnknown
-                | Reason::HasMoved
-                | Reason::NotAccept
-                | Reason::Undefined
-                | Reason::Suspend
-                | Reason::Filtered
-        );
-    let lower = text.to_ascii_lowercase();
-    if (reason == Reason::Undefined || weak) && CONNECT_STAGE.iter().any(|p| lower.contains(p)) {
-        // Refused before any envelope was sent: the sending host itself is not wanted.
-        return Reason::Blocked;
-    }
-    if !address_like {
-        return reason;
-    }
-    let after_mail = [
-        "after mail from",
-        "in reply to mail from",
-        ">>> mail from",
-        "reply to mail from",
-    ]
-    .iter()
-    .any(|p| lower.contains(p));
-    if after_mail {
-        return Reason::Rejected;
-    }
-    // The address passed RCPT and was refused only after the message was seen: a filter at
-    // the recipient refused this message (sisimai's "filtered").
-    let after_data = [
-        "in reply to end of data",
-        "after end of data",
-        "in reply to data",
-        "after data",
-    ]
-    .iter()
-    .any(|p| lower.contains(p));
-    if after_data && reason == Reason::UserUnknown {
-        Reason::Filtered
-    } else {
-        reason
-    }
-}
-
-/// Drops the `550-5.7.1 ` prefixes of multi-line replies (RFC 5321 §4.2.1) so the phrases
-/// read across the lines; the codes themselves are taken from the raw text.
-fn strip_reply_prefix(line: &str) -> &str {
-    let t = line.trim_start();
-    let b = t.as_bytes();
-    let is_code = b.len() >= 4
-        && matches!(b[0], b'2' | b'4' | b'5')
-        && b[1].is_ascii_digit()
-        && b[2].is_ascii_digit()
-        && matches!(b[3], b' ' | b'-');
-    if !is_code {
-        return line;
-    }
-    let rest = &t[4..];
-    match codes::find_status(rest) {
-        Some(s) if rest.starts_with(s) => rest[s.len()..].trim_start(),
-        _ => rest,
-    }
-}
-
-/// Lower-cases and collapses runs of whitespace to one space, so phrases match across the
-/// line folds MTAs put into long replies. Bounded: texts longer than 16 KiB are cut.
-fn normalize_lines(text: &str) -> String {
-    const MAX: usize = 16 * 1024;
-    let mut out = String::with_capacity(text.len().min(MAX));
-    let mut space = false;
-    for c in text
-        .lines()
-        .flat_map(|l| strip_reply_prefix(l).chars().chain(std::iter::once('\n')))
-    {
-        if out.len() >= MAX {
-            break;
-        }
-        if c.is_whitespace() {
-            space = true;
-            continue;
-        }
-        if space && !out.is_empty() {
-            out.push(' ');
-        }
-        space = false;
-        if c.is_ascii() {
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
-}
-
-/// Lower-cases and collapses whitespace (see `normalize_lines`), then drops the repeats of
-/// the reply's `550 5.7.1` prefix that re-wrapping MTAs (Postfix) leave mid-line.
-pub(crate) fn normalize(text: &str) -> String {
-    let out = normalize_lines(text);
-    let (Some(code), Some(status)) = (codes::find_reply_code(text), codes::find_status(text))
-    else {
-        return out;
-    };
-    let spaced = format!("{code} {status} ");
-    let dashed = format!("{code}-{status} ");
-    if out.contains(&spaced) || out.contains(&dashed) {
-        out.replace(&spaced, "").replace(&dashed, "")
-    } else {
-        out
-    }
+    matches!(rest, "7.0" | "7.1").then_some((Reason::PolicyViolation, "X.7.0-1"))
 }
 
 #[cfg(test)]

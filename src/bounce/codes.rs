@@ -134,57 +134,9 @@ fn reply_code_at(b: &[u8], i: usize) -> Option<u16> {
     })
 }
 
-/// What an enhanced status code means on its own (RFC 3463 / RFC 5248 and the codes the big
-/// providers document). `None` when the code is generic (X.0.0, X.7.1, ...): then only the
-/// text can tell.
-pub fn reason_from_status(status: &str) -> Option<Reason> {
-    let mut it = status.splitn(3, '.');
-    let class = it.next()?;
-    let subject: u16 = it.next()?.parse().ok()?;
-    let detail: u16 = it.next()?.parse().ok()?;
-    if class == "2" {
-        return None;
-    }
-    let transient = class == "4";
-    Some(match (subject, detail) {
-        (1, 1) | (1, 3) | (1, 10) | (1, 351) => Reason::UserUnknown,
-        (1, 2) => Reason::HostUnknown,
-        (1, 6) => Reason::HasMoved,
-        (1, 7) | (1, 8) => Reason::Rejected,
-        (1, 9) | (4, 3) | (3, 5) | (3, 0) | (2, 4) | (3, 3) => Reason::SystemError,
-        (2, 1) => Reason::Suspend,
-        (2, 2) => Reason::MailboxFull,
-        (2, 3) => Reason::ExceedLimit,
-        (2, 121) | (2, 122) => Reason::Speeding,
-        (3, 1) => Reason::SystemFull,
-        (3, 2) => Reason::NotAccept,
-        (3, 4) => Reason::MesgTooBig,
-        (4, 1) if transient => Reason::NetworkError,
-        (4, 4) if transient => Reason::NetworkError,
-        (4, 4) => Reason::HostUnknown,
-        (4, 0) | (4, 2) | (4, 6) | (4, 310) | (4, 312) => Reason::NetworkError,
-        (4, 7) | (4, 316) | (4, 317) => Reason::Expired,
-        (5, _) => Reason::SyntaxError,
-        (6, _) => Reason::ContentError,
-        (7, 13) => Reason::Suspend,
-        (7, 20..=24) | (7, 26) | (7, 509) | (7, 510) => Reason::AuthFailure,
-        (7, 25) => Reason::RequirePtr,
-        (7, 27) => Reason::Rejected,
-        (7, 8) | (7, 0) if transient => return None,
-        (7, 4) | (7, 8) | (7, 11) | (7, 57) => Reason::SecurityError,
-        (7, 10) | (7, 30) => Reason::FailedStartTls,
-        (7, 7) => Reason::SecurityError,
-        (7, 9) | (7, 28) => Reason::PolicyViolation,
-        (7, 650..=699) => Reason::BadReputation,
-        (7, 600..=649) | (7, 708) | (7, 750) | (7, 511) => Reason::Blocked,
-        (7, 705) => Reason::TooManyConn,
-        _ => return None,
-    })
-}
-
-/// What a bare reply code says: only the few codes with one meaning.
-pub fn reason_from_reply(code: u16) -> Option<Reason> {
-    Some(match code {
+/// What a bare reply code says: only the few codes with one meaning (RFC 5321 §4.2.3).
+pub(crate) fn reason_from_reply(code: u16) -> Option<(Reason, u16)> {
+    let reason = match code {
         421 => Reason::Blocked,
         452 => Reason::TooManyConn,
         552 => Reason::MailboxFull,
@@ -194,7 +146,8 @@ pub fn reason_from_reply(code: u16) -> Option<Reason> {
         551 => Reason::UserUnknown,
         556 | 521 => Reason::NotAccept,
         _ => return None,
-    })
+    };
+    Some((reason, code))
 }
 
 #[cfg(test)]
@@ -235,14 +188,5 @@ mod tests {
         assert_eq!(find_failure_status("Status: 2.0.0"), Some("2.0.0"));
         assert_eq!(find_failure_reply_code("250 ok"), Some(250));
         assert_eq!(find_failure_status("no code"), None);
-    }
-
-    #[test]
-    fn specific_codes_have_reasons_and_generic_ones_do_not() {
-        assert_eq!(reason_from_status("5.1.1"), Some(Reason::UserUnknown));
-        assert_eq!(reason_from_status("5.7.26"), Some(Reason::AuthFailure));
-        assert_eq!(reason_from_status("4.4.7"), Some(Reason::Expired));
-        assert_eq!(reason_from_status("5.0.0"), None);
-        assert_eq!(reason_from_status("5.7.1"), None);
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Data path: `document` (MIME walk with mail-parser) → `rfc3464` (delivery-status fields)
 //! or `heuristics` (non-standard notices of Exim, qmail, Sendmail, Exchange, ...) → `classify`
-//! (code and phrase tables, shared with outbound delivery through `classify_reply`).
+//! (RFC 3463 code table, phrase tables, provider code ranges; shared with outbound delivery
+//! through `classify_reply`). Every rule has an id (`rules`): `parse_traced` tells which
+//! rule decided each recipient, and can run with rules switched off.
 //! `arf` and `rfc3834` tell complaints and auto-replies apart: they are no bounces.
 //!
 //! Invariants: `parse` never panics and does bounded work on any input (input, parts,
@@ -12,23 +14,29 @@
 mod arf;
 mod category;
 mod classify;
+mod code_table;
 mod codes;
 mod document;
 mod heuristics;
+mod normalize;
 mod parse;
 mod phrases;
+mod rfc3463;
 mod rfc3464;
 mod rfc3834;
+pub mod rules;
+mod stage;
 
 pub use category::{Category, DeliveryKind, Reason};
-pub use classify::{Classification, classify_reply};
+pub use classify::{Classification, classify_reply, classify_reply_with};
 pub use codes::{find_reply_code, find_status};
-pub use parse::parse;
+pub use parse::{parse, parse_traced};
+pub use rules::{RuleId, Rules, Trace};
 
 /// Which phrase-table row decides `text` (for rule debugging and the corpus scorer).
 #[doc(hidden)]
 pub fn explain(text: &str) -> Option<(Reason, &'static str)> {
-    phrases::explain(&classify::normalize(text))
+    phrases::explain(&normalize::normalize(text))
 }
 
 use serde::Serialize;
@@ -85,6 +93,9 @@ pub struct RecipientResult {
     /// `None` for recipients that did not fail.
     pub category: Option<Category>,
     pub reason: Option<Reason>,
+    /// See [`Classification::certain`]: what suppression may act on.
+    pub certain: bool,
+    /// See [`Classification::hard`].
     pub hard: bool,
     pub kind: Option<DeliveryKind>,
     /// The receiver's words (Diagnostic-Code or the notice's lines about this recipient).

@@ -3,11 +3,13 @@
 //! classification.
 
 use super::category::DeliveryKind;
-use super::classify::{Classification, reason_from_texts, sender_stage};
+use super::classify::{Classification, certain, reason_from_texts, transient_class};
 use super::document::{self, Document};
 use super::heuristics::ses::SesNotice;
 use super::heuristics::{self, TextRecipient};
 use super::rfc3464::{self, DsnMessage, DsnRecipient};
+use super::rules::{Probe, Rules, Trace};
+use super::stage::{sender_named, sender_stage};
 use super::{BounceReport, Provider, RecipientResult, ReportKind, arf, codes, rfc3834};
 use crate::providers::detect_provider;
 
@@ -19,12 +21,46 @@ const MAX_DIAGNOSTIC: usize = 1000;
 /// Parses and classifies a DSN, non-delivery notice, feedback report or auto-reply.
 /// Never panics; anything unreadable is `NotBounce`.
 pub fn parse(raw: &[u8]) -> BounceReport {
+    run(raw, &mut Ctx::new(&Rules::all(), false))
+}
+
+/// [`parse`] with some classification rules switched off, and for each failed recipient
+/// the rule that decided and every rule that matched (rule debugging, the corpus scorer).
+pub fn parse_traced(raw: &[u8], rules: &Rules) -> (BounceReport, Vec<Trace>) {
+    let mut ctx = Ctx::new(rules, true);
+    let report = run(raw, &mut ctx);
+    let traces = if report.is_bounce {
+        ctx.traces
+    } else {
+        Vec::new()
+    };
+    (report, traces)
+}
+
+/// The rules in force and the traces collected during one parse.
+struct Ctx<'a> {
+    rules: &'a Rules,
+    trace: bool,
+    traces: Vec<Trace>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(rules: &'a Rules, trace: bool) -> Ctx<'a> {
+        Ctx {
+            rules,
+            trace,
+            traces: Vec::new(),
+        }
+    }
+}
+
+fn run(raw: &[u8], ctx: &mut Ctx<'_>) -> BounceReport {
     let raw = &raw[..raw.len().min(MAX_INPUT)];
     let Some(msg) = document::PARSER.parse(raw) else {
         return empty(ReportKind::NotBounce);
     };
     let doc = document::build(&msg);
-    assemble(&doc)
+    assemble(&doc, ctx)
 }
 
 fn empty(kind: ReportKind) -> BounceReport {
@@ -40,7 +76,7 @@ fn empty(kind: ReportKind) -> BounceReport {
     }
 }
 
-fn assemble(doc: &Document) -> BounceReport {
+fn assemble(doc: &Document, ctx: &mut Ctx<'_>) -> BounceReport {
     let mut report = empty(ReportKind::NotBounce);
     report.original_message_id = doc.original.message_id.clone();
     let Some(dsn) = delivery_fields(doc, &mut report) else {
@@ -58,11 +94,9 @@ fn assemble(doc: &Document) -> BounceReport {
         .any(|r| !is_success(r.action.as_deref()));
     if !dsn.recipients.is_empty() && !failed_dsn {
         report.kind = ReportKind::DeliveryNotice;
-        report.recipients = dsn
-            .recipients
-            .iter()
-            .map(|r| from_dsn(r, &text, doc, false))
-            .collect();
+        for r in &dsn.recipients {
+            report.recipients.push(from_dsn(r, &text, doc, false, ctx));
+        }
         return report;
     }
     if !failed_dsn && !rfc3834::looks_like_bounce(doc) {
@@ -73,7 +107,7 @@ fn assemble(doc: &Document) -> BounceReport {
     }
     report.kind = ReportKind::Bounce;
     report.is_bounce = true;
-    report.recipients = failed_recipients(&dsn, failed_dsn, &text, doc);
+    report.recipients = failed_recipients(&dsn, failed_dsn, &text, doc, ctx);
     report.provider = report
         .first_failed()
         .map_or(Provider::Other, |r| r.provider);
@@ -114,19 +148,20 @@ fn failed_recipients(
     failed_dsn: bool,
     text: &[TextRecipient],
     doc: &Document,
+    ctx: &mut Ctx<'_>,
 ) -> Vec<RecipientResult> {
     if failed_dsn {
         let single = dsn.recipients.len() == 1;
         return dsn
             .recipients
             .iter()
-            .map(|r| from_dsn(r, text, doc, single))
+            .map(|r| from_dsn(r, text, doc, single, ctx))
             .collect();
     }
     if !text.is_empty() {
         return text
             .iter()
-            .map(|t| from_text(t, doc, text.len() == 1))
+            .map(|t| from_text(t, doc, text.len() == 1, ctx))
             .collect();
     }
     let address = doc.original.to.first().cloned().unwrap_or_default();
@@ -134,7 +169,7 @@ fn failed_recipients(
         address,
         diagnostic: String::new(),
     };
-    vec![from_text(&only, doc, true)]
+    vec![from_text(&only, doc, true, ctx)]
 }
 
 /// The recipient who complained (RFC 5965 Original-Rcpt-To): no failure, so no category.
@@ -148,6 +183,7 @@ fn complainant(address: String) -> RecipientResult {
         reply_code: None,
         category: None,
         reason: None,
+        certain: false,
         hard: false,
         kind: None,
         diagnostic: String::new(),
@@ -179,6 +215,7 @@ fn from_dsn(
     text: &[TextRecipient],
     doc: &Document,
     single: bool,
+    ctx: &mut Ctx<'_>,
 ) -> RecipientResult {
     let address = r.address().unwrap_or("").to_ascii_lowercase();
     let block = text
@@ -187,7 +224,14 @@ fn from_dsn(
         .or_else(|| (text.len() == 1).then(|| &text[0]))
         .map_or("", |t| t.diagnostic.as_str());
     let diag = r.diagnostic.as_deref().unwrap_or("");
-    let mut out = evaluate(&address, r.status.as_deref(), [diag, block], doc, single);
+    let mut out = evaluate(
+        &address,
+        r.status.as_deref(),
+        [diag, block],
+        doc,
+        single,
+        ctx,
+    );
     out.original_recipient = r.original_recipient.clone();
     out.action = r.action.clone();
     out.remote_mta = r.remote_mta.clone();
@@ -210,8 +254,13 @@ fn from_dsn(
     out
 }
 
-fn from_text(t: &TextRecipient, doc: &Document, single: bool) -> RecipientResult {
-    evaluate(&t.address, None, ["", &t.diagnostic], doc, single)
+fn from_text(
+    t: &TextRecipient,
+    doc: &Document,
+    single: bool,
+    ctx: &mut Ctx<'_>,
+) -> RecipientResult {
+    evaluate(&t.address, None, ["", &t.diagnostic], doc, single, ctx)
 }
 
 /// Codes and classification for one recipient: the DSN diagnostic first, then the notice's
@@ -223,6 +272,7 @@ fn evaluate(
     [diag, block]: [&str; 2],
     doc: &Document,
     single: bool,
+    ctx: &mut Ctx<'_>,
 ) -> RecipientResult {
     let sources = [diag, block, doc.notice.as_str()];
     let own = if single || (diag.trim().is_empty() && block.trim().is_empty()) {
@@ -234,17 +284,38 @@ fn evaluate(
     let reply_code = sources
         .iter()
         .find_map(|s| codes::find_failure_reply_code(s));
-    let (reason, weak) = reason_from_texts(reply_code, status.as_deref(), &sources);
-    let reason = sender_stage(reason, weak, &format!("{diag}\n{block}"));
+    let mut probe = Probe::new(ctx.rules, ctx.trace);
+    let verdict = reason_from_texts(reply_code, status.as_deref(), &sources, 2, &mut probe);
+    let own_words = format!("{diag}\n{block}");
+    let verdict = sender_stage(verdict, &own_words, &mut probe);
+    let senders: Vec<&str> = doc
+        .to
+        .iter()
+        .map(String::as_str)
+        .chain(doc.original.from.as_deref())
+        .collect();
+    // The reply's own words: a notice's paragraph starts with the recipient it is about.
+    let reply = if diag.trim().is_empty() { block } else { diag };
+    let verdict = sender_named(verdict, reply, &senders, address, &mut probe);
     let transient = status
         .as_deref()
         .map_or(reply_code.is_some_and(|c| c < 500), |s| s.starts_with('4'));
+    let verdict = transient_class(verdict, transient, &mut probe);
+    let reason = verdict.reason;
+    if let Some(matched) = probe.matched {
+        ctx.traces.push(Trace {
+            address: address.to_owned(),
+            decided: verdict.rule,
+            matched,
+        });
+    }
     let kind = if transient {
         DeliveryKind::Transient
     } else {
         DeliveryKind::Permanent
     };
-    let c = Classification::from_reason(reason, kind);
+    let certain = certain(&verdict, status.as_deref());
+    let c = Classification::from_reason(reason, kind, certain);
     let shown = if diag.trim().is_empty() { block } else { diag };
     RecipientResult {
         address: address.to_owned(),
@@ -254,6 +325,7 @@ fn evaluate(
         reply_code,
         category: Some(c.category),
         reason: Some(c.reason),
+        certain: c.certain,
         hard: c.hard,
         kind: Some(c.kind),
         diagnostic: truncate(&normalize_keep_case(shown)),

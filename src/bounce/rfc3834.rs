@@ -134,7 +134,7 @@ pub(crate) fn looks_like_bounce(doc: &Document) -> bool {
     notice_sender
         && (returned_message(doc)
             || names_a_failure_code(&head)
-            || super::phrases::match_reason(&super::classify::normalize(&head)).is_some())
+            || super::phrases::match_reason(&super::normalize::normalize(&head)).is_some())
 }
 
 /// A 4xx/5xx reply code or enhanced status code anywhere in the text.

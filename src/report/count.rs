@@ -78,7 +78,11 @@ impl Observer {
                 self.count_bounce_metrics(&dims, &b);
                 if kind == Kind::Bounced {
                     let address = Some(a.rcpt.address.as_str());
-                    self.suppress_bounce(address, b.category, b.permanent, &a.reply, a.msg.id)
+                    // The record keeps the category `delivery::outcome` read from this reply;
+                    // reading it again (pure, same function) tells whether words decided.
+                    let certain = crate::bounce::classify_reply(None, None, &a.reply).certain;
+                    let verdict = (b.category, b.permanent, certain);
+                    self.suppress_bounce(address, verdict, &a.reply, a.msg.id)
                         .await;
                 }
                 self.count_send(&dims.sending_domain, kind == Kind::Bounced && b.permanent);

@@ -203,6 +203,7 @@ mod tests {
             reply_code: Some(550),
             category: Some(Category::InvalidAddress),
             reason: None,
+            certain: true,
             hard: true,
             kind: Some(kind),
             diagnostic: " user unknown ".into(),

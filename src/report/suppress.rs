@@ -1,6 +1,6 @@
 //! Suppression: the one place an outcome puts an address on the
 //! [`SuppressionList`](crate::suppression::SuppressionList). The rules themselves are pure
-//! functions of [`suppression`](crate::suppression) ([`suppresses_category`],
+//! functions of [`suppression`](crate::suppression) ([`suppresses_bounce`],
 //! [`complaint_suppresses`]); this applies them to both sources of hard bounces — a
 //! synchronous refusal of a relayed attempt and a DSN — and to complaints.
 //!
@@ -10,22 +10,22 @@
 
 use crate::bounce::{Category, ReportKind};
 use crate::envelope::QueueId;
-use crate::suppression::{Source, complaint_suppresses, suppresses_category};
+use crate::suppression::{Source, complaint_suppresses, suppresses_bounce};
 
 use super::{Observer, Origin, Returned};
 
 impl Observer {
     /// A hard permanent bounce — a relayed attempt refused, or a DSN — suppresses the
     /// recipient `address` of message `id` (`None`: the message is gone, nothing to do).
+    /// `certain`: the classification rested on words or a one-meaning status code.
     pub(super) async fn suppress_bounce(
         &self,
         address: Option<&str>,
-        category: Category,
-        permanent: bool,
+        (category, permanent, certain): (Category, bool, bool),
         reply: &str,
         id: QueueId,
     ) {
-        if !suppresses_category(category, permanent) {
+        if !suppresses_bounce(category, permanent, certain) {
             return;
         }
         let Some(address) = address else {
@@ -48,8 +48,8 @@ impl Observer {
                 .as_ref()
                 .and_then(|f| Some((f, f.result.category?)))
             {
-                let permanent = !f.transient();
-                self.suppress_bounce(origin.address(), category, permanent, &f.reply, origin.id)
+                let verdict = (category, !f.transient(), f.result.certain);
+                self.suppress_bounce(origin.address(), verdict, &f.reply, origin.id)
                     .await;
             }
             return;

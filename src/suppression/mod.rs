@@ -1,5 +1,5 @@
 //! The suppression list: addresses mxgate stops mailing (issue 6 §6). Hard bounces (Invalid
-//! address, Mailbox), spam complaints (ARF / SES feedback) and unsubscribes add an address
+//! address, Mailbox, when words or the status code said so), spam complaints (ARF / SES feedback) and unsubscribes add an address
 //! with its reason, time and source; operators list, add and remove entries through
 //! `/api/suppressions` and `mxgate suppress`. Submission asks [`SuppressionList::is_suppressed`]
 //! at RCPT and answers `550 5.7.1 Recipient suppressed`.
@@ -109,9 +109,14 @@ pub struct Suppression {
 
 /// Does a bounce of `category` say the address itself is dead, so mail to it must stop
 /// (issue 6 §6)? Only permanent `Invalid address` and `Mailbox` failures: a full mailbox,
-/// a block or a rate limit is about this message or this sender, not the address.
-pub fn suppresses_category(category: Category, permanent: bool) -> bool {
-    permanent && matches!(category, Category::InvalidAddress | Category::Mailbox)
+/// a block or a rate limit is about this message or this sender, not the address. And only
+/// a `certain` verdict ([`Classification::certain`](crate::bounce::Classification)): a bare
+/// reply code 550, or 550 with status 5.7.1 and no readable words, is filed under Invalid
+/// address by the code table, yet as often a policy refusal; Postfix and KumoMTA users expect an address
+/// suppressed on a clear "no such user" only, since a wrong suppression silently loses a
+/// customer while a missed one costs one more bounce.
+pub fn suppresses_bounce(category: Category, permanent: bool, certain: bool) -> bool {
+    permanent && certain && matches!(category, Category::InvalidAddress | Category::Mailbox)
 }
 
 /// Does a complaint of this RFC 5965 Feedback-Type mean the recipient does not want the
@@ -172,14 +177,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_hard_permanent_bounces_suppress() {
-        assert!(suppresses_category(Category::InvalidAddress, true));
-        assert!(suppresses_category(Category::Mailbox, true));
-        assert!(!suppresses_category(Category::InvalidAddress, false));
+    fn only_certain_hard_permanent_bounces_suppress() {
+        assert!(suppresses_bounce(Category::InvalidAddress, true, true));
+        assert!(suppresses_bounce(Category::Mailbox, true, true));
+        assert!(!suppresses_bounce(Category::InvalidAddress, false, true));
+        assert!(!suppresses_bounce(Category::InvalidAddress, true, false));
+        assert!(!suppresses_bounce(Category::Mailbox, true, false));
         for &c in Category::ALL {
             let hard = matches!(c, Category::InvalidAddress | Category::Mailbox);
-            assert_eq!(suppresses_category(c, true), hard, "{c:?}");
+            assert_eq!(suppresses_bounce(c, true, true), hard, "{c:?}");
         }
+    }
+
+    #[test]
+    fn a_code_table_invalid_address_does_not_suppress_a_clear_no_such_user_does() {
+        use crate::bounce::classify_reply;
+        let suppresses = |code, status, text| {
+            let c = classify_reply(Some(code), status, text);
+            suppresses_bounce(c.category, true, c.certain)
+        };
+        // Filed under Invalid address by the code table alone: no suppression.
+        assert!(!suppresses(550, None, ""));
+        assert!(!suppresses(550, Some("5.7.1"), ""));
+        assert!(!suppresses(550, Some("5.7.1"), "xq-77 zz"));
+        assert!(!suppresses(550, None, "Recipient rejected"));
+        // Words, or a status code with one meaning (RFC 3463 X.1.1), say the user is gone.
+        assert!(suppresses(550, Some("5.7.1"), "No such user here"));
+        assert!(suppresses(550, Some("5.1.1"), ""));
+        assert!(suppresses(
+            550,
+            None,
+            "The email account that you tried to reach is disabled"
+        ));
     }
 
     #[test]

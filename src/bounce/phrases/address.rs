@@ -22,7 +22,6 @@ pub(super) const MAILBOX: &[(Reason, &[&str])] = &[
             "not enough storage",
             "mailbox size limit exceeded",
             "mail quota exceeded",
-            "disk quota",
             "diskspace quota",
             "mailfolder is full",
             "full mailbox",
@@ -74,7 +73,6 @@ pub(super) const MAILBOX: &[(Reason, &[&str])] = &[
         Reason::MesgTooBig,
         &[
             "message too big",
-            "message too large",
             "message size exceeds",
             "message file too big",
             "max message size",
@@ -87,7 +85,6 @@ pub(super) const MAILBOX: &[(Reason, &[&str])] = &[
             "message exceeds maximum",
             "message size limit",
             "exceeds size limit",
-            "too large for",
             "mail size",
             "size of the message",
         ],
@@ -108,7 +105,6 @@ pub(super) const MAILBOX: &[(Reason, &[&str])] = &[
             "has been suspended",
             "is disabled",
             "mailbox currently suspended",
-            "mailbox is frozen",
             "account has been disabled",
             "temporarily inactive",
             "recipient suspend",
@@ -137,12 +133,7 @@ pub(super) const MAILBOX: &[(Reason, &[&str])] = &[
     ),
     (
         Reason::HasMoved,
-        &[
-            " has been replaced by ",
-            "address has moved",
-            "mailbox has moved",
-            "has moved",
-        ],
+        &[" has been replaced by ", "address has moved"],
     ),
     (
         Reason::NotAccept,
@@ -153,7 +144,6 @@ pub(super) const MAILBOX: &[(Reason, &[&str])] = &[
             "does not accept email",
             "domain does not accept",
             "mail receiving disabled",
-            "no mx record found",
             "no route for current request",
             "accepts no mail",
             "not accept any mail",
@@ -169,7 +159,6 @@ pub(super) const RECIPIENT: &[(Reason, &[&str])] = &[
         Reason::HostUnknown,
         &[
             "host unknown",
-            "unknown host",
             "host or domain name not found",
             "domain does not exist",
             "no such domain",
@@ -189,11 +178,9 @@ pub(super) const RECIPIENT: &[(Reason, &[&str])] = &[
             "domain doesn't exist",
             "domain does not have",
             "invalid domain",
-            "the account or domain may not exist",
             "unknown or illegal alias domain",
             "dns records for the destination computer could not be found",
             "bad destination",
-            "illegal host/domain name",
             "no valid host",
             "no such host",
             "host * not found",
@@ -214,7 +201,6 @@ pub(super) const RECIPIENT: &[(Reason, &[&str])] = &[
             "mailbox unavailable",
             "mailbox does not exist",
             "mailbox not present",
-            "invalid recipient",
             "invalid mailbox",
             "invalid address",
             "address unknown",
@@ -224,7 +210,6 @@ pub(super) const RECIPIENT: &[(Reason, &[&str])] = &[
             "does not exist",
             "doesn't exist",
             "not exist",
-            "user not found",
             "recipient not found",
             "no mailbox here",
             "no mailbox by that name",
@@ -289,7 +274,6 @@ pub(super) const RECIPIENT: &[(Reason, &[&str])] = &[
             "unknown account",
             "unknown recipient",
             "unknown e-mail address",
-            "user not exist",
             "not have a mailbox",
             "no such mail drop",
             "isn't a valid",
@@ -340,11 +324,13 @@ pub(super) const FALLBACK: &[(Reason, &[&str])] = &[
     (
         Reason::UserUnknown,
         &[
-            "recipient address rejected",
-            "recipient rejected",
+            // Any wording: "recipient address rejected", "recipients were rejected".
+            "recipient* rejected",
             "rcpt rejected",
             "invalid rcpt",
         ],
     ),
     (Reason::Blocked, &["access denied", "denied", "not allowed"]),
+    // Says only that the failure may pass, not why: any concept of the same text speaks first.
+    (Reason::SystemError, &["try again"]),
 ];

@@ -5,6 +5,7 @@
 //! domain not found" is the sender's problem, not an unknown recipient host).
 
 mod address;
+mod concepts;
 mod policy;
 mod system;
 
@@ -13,6 +14,7 @@ use std::sync::LazyLock;
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
 use super::category::Reason;
+use super::rules::{Probe, RuleId, Rules};
 
 /// The phrase groups in the order they are tried.
 const GROUPS: &[&[(Reason, &[&str])]] = &[
@@ -68,28 +70,49 @@ static MATCHER: LazyLock<Matcher> = LazyLock::new(|| {
 
 /// The first matching reason and the phrase that matched it.
 pub fn explain(lower: &str) -> Option<(Reason, &'static str)> {
+    let (reason, rule) = explain_with(lower, &mut Probe::new(&Rules::all(), false))?;
+    match rule {
+        RuleId::Phrase(_, p) | RuleId::Concept(p) => Some((reason, p)),
+        _ => None,
+    }
+}
+
+/// The first matching reason among the rules `probe` lets decide, and its rule.
+pub(crate) fn explain_with(lower: &str, probe: &mut Probe<'_>) -> Option<(Reason, RuleId)> {
     let m = &*MATCHER;
+    let tracing = probe.matched.is_some();
     let mut best: Option<(usize, Reason, &'static str)> = None;
     for hit in m.automaton.find_overlapping_iter(lower) {
         let cand = m.patterns[hit.pattern().as_usize()];
-        if best.is_none_or(|b| cand.0 < b.0) {
+        if probe.hit(RuleId::Phrase(cand.1, cand.2)) && best.is_none_or(|b| cand.0 < b.0) {
             best = Some(cand);
         }
     }
     for w in &m.wildcards {
-        if best.is_none_or(|b| w.0 < b.0) && contains_phrase(lower, w.2) {
+        let could_win = best.is_none_or(|b| w.0 < b.0);
+        // A trace records every rule that matches, not only the winner.
+        if !(could_win || tracing) || !contains_phrase(lower, w.2) {
+            continue;
+        }
+        if probe.hit(RuleId::Phrase(w.1, w.2)) && could_win {
             best = Some(*w);
         }
     }
+    let found = best.map(|(_, r, p)| (r, RuleId::Phrase(r, p)));
     match best {
-        Some((row, reason, phrase)) if row < m.strong_rows => Some((reason, phrase)),
-        other => domain_does_not_exist(lower).or(other.map(|(_, r, p)| (r, p))),
+        Some((row, ..)) if row < m.strong_rows => found,
+        // The same idea as the "domain-unknown" concept, with a host name as the subject
+        // word: one rule id, so it counts as the concept it is.
+        _ => domain_does_not_exist(lower)
+            .filter(|_| probe.hit(RuleId::Concept("domain-unknown")))
+            .map(|r| (r, RuleId::Concept("domain-unknown")))
+            .or(found),
     }
 }
 
 /// "`example.com` does not exist": the subject is a host name, so the domain is unknown
 /// (not the user, which the generic "does not exist" would say).
-fn domain_does_not_exist(lower: &str) -> Option<(Reason, &'static str)> {
+fn domain_does_not_exist(lower: &str) -> Option<Reason> {
     const TAIL: &str = " does not exist";
     let at = lower.find(TAIL)?;
     let word = lower[..at]
@@ -102,15 +125,38 @@ fn domain_does_not_exist(lower: &str) -> Option<(Reason, &'static str)> {
             .rsplit('.')
             .next()
             .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic()));
-    host_like.then_some((Reason::HostUnknown, "<domain> does not exist"))
+    host_like.then_some(Reason::HostUnknown)
+}
+
+/// The first concept (subject word + predicate) `lower` expresses among the rules `probe`
+/// lets decide.
+pub(crate) fn concept_with(lower: &str, probe: &mut Probe<'_>) -> Option<(Reason, RuleId)> {
+    let mut out = None;
+    for (id, reason) in concepts::matches(lower) {
+        if probe.hit(RuleId::Concept(id)) {
+            out = out.or(Some((reason, RuleId::Concept(id))));
+            if probe.matched.is_none() {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// The reason a generic wording suggests (tried only when codes say nothing either).
-pub fn match_fallback(lower: &str) -> Option<Reason> {
-    address::FALLBACK
-        .iter()
-        .find(|(_, phrases)| phrases.iter().any(|p| contains_phrase(lower, p)))
-        .map(|(r, _)| *r)
+pub(crate) fn match_fallback_with(lower: &str, probe: &mut Probe<'_>) -> Option<(Reason, RuleId)> {
+    let mut out = None;
+    for (reason, phrases) in address::FALLBACK {
+        for p in phrases.iter() {
+            if contains_phrase(lower, p) && probe.hit(RuleId::Fallback(p)) {
+                out = out.or(Some((*reason, RuleId::Fallback(p))));
+                if probe.matched.is_none() {
+                    return out;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Longest gap a `*` in a phrase bridges ("host * not found").
@@ -162,6 +208,20 @@ mod tests {
             match_reason("553 <a@neko.example.com> does not exist"),
             Some(Reason::UserUnknown)
         );
+    }
+
+    #[test]
+    fn a_recipient_refused_in_any_wording_is_a_weak_unknown_user() {
+        let fallback =
+            |t: &str| match_fallback_with(t, &mut Probe::new(&Rules::all(), false)).map(|(r, _)| r);
+        for text in [
+            "recipient address rejected: see the admin",
+            "each of the following recipients was rejected by a remote mail server.",
+            "recipient rejected",
+        ] {
+            assert_eq!(fallback(text), Some(Reason::UserUnknown), "{text}");
+        }
+        assert_eq!(fallback("the sender was rejected"), None);
     }
 
     #[test]
