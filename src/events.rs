@@ -91,6 +91,9 @@ pub struct Events {
     /// `None` only for [`Events::disabled`] (no store at all).
     outbox: Option<Arc<Outbox>>,
     cfg: Arc<EventsConfig>,
+    /// Built with `cfg` (its `ca_file`, `tls_verify`): a reload that changes them takes effect
+    /// at the next POST.
+    client: crate::http_client::Client,
 }
 
 struct Outbox {
@@ -104,9 +107,11 @@ struct Outbox {
 impl Events {
     /// Events that are dropped as they are emitted, with no outbox to enable later.
     pub fn disabled() -> Events {
+        let cfg = EventsConfig::default();
         Events {
             outbox: None,
-            cfg: Arc::new(EventsConfig::default()),
+            client: client(&cfg),
+            cfg: Arc::new(cfg),
         }
     }
 
@@ -124,6 +129,7 @@ impl Events {
                 pending: AtomicU64::new(pending),
                 wake: Notify::new(),
             })),
+            client: client(cfg),
             cfg: Arc::new(cfg.clone()),
         })
     }
@@ -132,6 +138,7 @@ impl Events {
     pub fn reconfigured(&self, cfg: &EventsConfig) -> Events {
         Events {
             outbox: self.outbox.clone(),
+            client: client(cfg),
             cfg: Arc::new(cfg.clone()),
         }
     }
@@ -194,7 +201,6 @@ impl Events {
     /// Sends the outbox until `shutdown`, each event under the config `current` holds
     /// then (a reload changes `url` for the next event). Returns at once without an outbox.
     pub async fn run(current: View<Events>, shutdown: CancellationToken) {
-        let client = crate::http_client::client();
         let mut backoff = Duration::from_secs(1);
         loop {
             let events = current.get();
@@ -220,7 +226,7 @@ impl Events {
             let id = parse_id(&key).unwrap_or(0);
             match tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = post(&events.cfg, &client, id, json) => r,
+                r = post(&events.cfg, &events.client, id, json) => r,
             } {
                 Sent::Done => {
                     outbox.remove(&key);
@@ -242,6 +248,10 @@ impl Events {
             }
         }
     }
+}
+
+fn client(cfg: &EventsConfig) -> crate::http_client::Client {
+    crate::http_client::client("events", &cfg.trust())
 }
 
 /// What the outbox holds next for the sender.

@@ -1,23 +1,87 @@
 //! The HTTP client mxgate talks to the ERP with: deliveries to `http` and `odoo` routes and
 //! the events webhook. Shared infrastructure, like [`dns`](crate::dns) and
 //! [`tls`](crate::tls), so the webhook does not reach into the delivery stage for it.
+//!
+//! `http://` and `https://` alike. HTTPS checks the server's certificate against the webpki
+//! roots, the system store and the endpoint's `ca_file` — all three, so a private CA does not
+//! cost the public ones (Odoo.sh and a self-hosted ERP behind the same mxgate). With
+//! `tls_verify = false` any certificate passes and a warning says so each time a client
+//! is built (start and reload). A failed handshake is a connect error whose cause chain
+//! (`invalid peer certificate: UnknownIssuer`) becomes the recipient's last reply.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::{ClientConfig, RootCertStore};
+
+use crate::config::HttpsTrust;
+use crate::tls::AnyCert;
 
 /// Keeps connections to the ERP alive between requests.
-pub type Client = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+pub type Client = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-pub fn client() -> Client {
+/// A client for one endpoint; `name` (`routes.crm`, `events`) only labels the warning.
+pub fn client(name: &str, trust: &HttpsTrust<'_>) -> Client {
+    if trust.insecure {
+        tracing::warn!(
+            endpoint = name,
+            "tls_verify = false: the certificate of this https:// endpoint is not checked"
+        );
+    }
     let mut conn = HttpConnector::new();
     conn.set_nodelay(true);
     conn.set_connect_timeout(Some(Duration::from_secs(10)));
+    // The TLS wrapper needs the inner connector to pass https:// URIs through.
+    conn.enforce_http(false);
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(name, trust))
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(conn);
     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .build(conn)
+        .build(https)
+}
+
+fn tls_config(name: &str, trust: &HttpsTrust<'_>) -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default TLS versions");
+    if trust.insecure {
+        return builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert::new(provider)))
+            .with_no_client_auth();
+    }
+    builder
+        .with_root_certificates(roots(name, trust))
+        .with_no_client_auth()
+}
+
+/// webpki roots + the system store + `ca_file`. A system store that cannot be read
+/// (a minimal container) leaves the other two: logged, not fatal.
+fn roots(name: &str, trust: &HttpsTrust<'_>) -> RootCertStore {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let native = rustls_native_certs::load_native_certs();
+    if let Some(e) = native.errors.first() {
+        tracing::debug!(endpoint = name, error = %e, "system certificate store partly unreadable");
+    }
+    let (ok, bad) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(endpoint = name, ok, bad, "system roots loaded");
+    if let Some(ca) = trust.ca_file {
+        let (ok, bad) = roots.add_parsable_certificates(ca.certs.iter().cloned());
+        if bad > 0 || ok == 0 {
+            tracing::warn!(endpoint = name, ca_file = %ca.path, ok, bad, "ca_file: certificates that are no CA were skipped");
+        }
+    }
+    roots
 }

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use common::test_ca::TestCa;
 use common::{TestServer, eventually, message};
 use mxgate::queue::RcptState;
 use serde_json::Value;
@@ -17,16 +18,28 @@ struct FakeOdoo {
     child: Child,
     port: u16,
     log: PathBuf,
+    https: bool,
 }
 
 impl FakeOdoo {
     fn start(dir: &Path, faults: u32) -> FakeOdoo {
+        Self::spawn(dir, faults, None)
+    }
+
+    /// Serving HTTPS with a certificate `ca` signed.
+    fn start_tls(dir: &Path, ca: &TestCa) -> FakeOdoo {
+        Self::spawn(dir, 0, Some(ca.server_pem_files(dir)))
+    }
+
+    fn spawn(dir: &Path, faults: u32, tls: Option<(PathBuf, PathBuf)>) -> FakeOdoo {
         let log = dir.join("odoo-calls.jsonl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/fake_odoo.py");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(&log)
-            .arg(faults.to_string())
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).arg(&log).arg(faults.to_string());
+        if let Some((cert, key)) = &tls {
+            cmd.arg(cert).arg(key);
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -36,11 +49,17 @@ impl FakeOdoo {
             .read_line(&mut line)
             .expect("port line");
         let port = line.trim().parse().expect("fake odoo prints its port");
-        FakeOdoo { child, port, log }
+        FakeOdoo {
+            child,
+            port,
+            log,
+            https: tls.is_some(),
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn calls(&self) -> Vec<Value> {
@@ -194,6 +213,38 @@ async fn odoo_fault_defers_with_odoos_words_and_the_retry_delivers() {
         .filter(|c| c["method"] == "execute_kw")
         .count();
     assert_eq!(n, 3, "two faults, then success");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn odoo_over_https_with_a_private_ca_gets_the_message() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = TestCa::new(dir.path(), "odoo");
+    let odoo = FakeOdoo::start_tls(dir.path(), &ca);
+    let extra = format!(
+        "{}ca_file = \"{}\"\n",
+        route_toml(&odoo, "user = \"admin\"", "crm.lead"),
+        ca.pem_path.display()
+    );
+    let srv = TestServer::start(&extra).await;
+    srv.send_inbound(
+        "alice@client.test",
+        &["leads@example.test"],
+        &message("odoo-https", "over TLS"),
+    )
+    .await
+    .expect_code(250);
+    let (state, reply) = eventually(10, "recipient final", || final_state(&srv)).await;
+    assert_eq!(
+        (state, reply.as_str()),
+        (RcptState::Sent, "XML-RPC message_process: 42")
+    );
+    let methods: Vec<_> = odoo.calls().iter().map(|c| c["method"].clone()).collect();
+    assert_eq!(
+        methods,
+        ["authenticate", "execute_kw"],
+        "login and push, both over TLS"
+    );
     srv.shutdown().await;
 }
 

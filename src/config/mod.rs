@@ -32,7 +32,7 @@ use serde::Deserialize;
 pub use auth::{
     AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, default_key_path,
 };
-pub use endpoints::{HostAddr, OdooUrl, SenderFilter, WebhookUrl};
+pub use endpoints::{CaFile, HostAddr, HttpsTrust, OdooUrl, SenderFilter, WebhookUrl};
 pub use events::EventsConfig;
 pub use queue::QueueConfig;
 pub use relay::{

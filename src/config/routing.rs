@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::endpoints::{CaFile, HttpsTrust};
 use super::types::{HumanDuration, Secret};
+use super::values::Parsed;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +101,16 @@ pub struct HttpRoute {
     /// Sent as `Authorization: Bearer ...` when set.
     #[serde(default)]
     pub token: Secret,
+    /// PEM file of a private CA the `https://` server's certificate may chain to (besides
+    /// the webpki and system roots).
+    #[serde(default)]
+    pub ca_file: Option<super::Parsed<super::CaFile>>,
+    /// `false` accepts any certificate (self-signed test ERPs); a warning at every start.
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// Adds `X-Mxgate-Signature` (HMAC-SHA256 of the body) to every request when set.
+    #[serde(default)]
+    pub signing_secret: Secret,
 }
 
 fn default_http_timeout() -> HumanDuration {
@@ -125,6 +137,36 @@ pub struct OdooRoute {
     pub model: String,
     #[serde(default = "default_http_timeout")]
     pub timeout: HumanDuration,
+    /// PEM file of a private CA the `https://` server's certificate may chain to (besides
+    /// the webpki and system roots).
+    #[serde(default)]
+    pub ca_file: Option<super::Parsed<super::CaFile>>,
+    /// `false` accepts any certificate (self-signed test ERPs); a warning at every start.
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// Adds `X-Mxgate-Signature` (HMAC-SHA256 of the body) to every request when set.
+    #[serde(default)]
+    pub signing_secret: Secret,
+}
+
+impl HttpRoute {
+    pub fn trust(&self) -> HttpsTrust<'_> {
+        trust(self.ca_file.as_ref(), self.tls_verify)
+    }
+}
+
+impl OdooRoute {
+    pub fn trust(&self) -> HttpsTrust<'_> {
+        trust(self.ca_file.as_ref(), self.tls_verify)
+    }
+}
+
+/// The trust of an endpoint from its `ca_file` and `tls_verify` keys.
+pub(super) fn trust(ca_file: Option<&Parsed<CaFile>>, tls_verify: bool) -> HttpsTrust<'_> {
+    HttpsTrust {
+        ca_file: ca_file.and_then(Parsed::get),
+        insecure: !tls_verify,
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

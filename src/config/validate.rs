@@ -19,6 +19,9 @@ impl Config {
         if let Some(e) = self.events.url.error() {
             p.add("events.url", e);
         }
+        if let Some(e) = self.events.ca_file.as_ref().and_then(|c| c.error()) {
+            p.add("events.ca_file", e);
+        }
         for (key, message) in self
             .suspension
             .problems()
@@ -133,10 +136,16 @@ impl Config {
                     if let Some(e) = h.url.error() {
                         p.add(at("url"), e);
                     }
+                    if let Some(e) = h.ca_file.as_ref().and_then(|c| c.error()) {
+                        p.add(at("ca_file"), e);
+                    }
                 }
                 RouteConfig::Odoo(o) => {
                     if let Some(e) = o.url.error() {
                         p.add(at("url"), e);
+                    }
+                    if let Some(e) = o.ca_file.as_ref().and_then(|c| c.error()) {
+                        p.add(at("ca_file"), e);
                     }
                     if o.uid.is_none() && o.user.trim().is_empty() {
                         p.add(at("uid"), "an odoo route needs `uid` or `user` (login)");

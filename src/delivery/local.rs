@@ -64,9 +64,11 @@ async fn deliver(a: &Attempt<'_>, body: Vec<u8>) -> Result<String, Error> {
                 envelope_to: &a.rcpt.address,
                 queue_id: msg.id.to_string(),
             };
-            http::post(&ctx.http, h, &meta, body).await
+            http::post(ctx.http.route(route)?, h, &meta, body).await
         }
-        RouteConfig::Odoo(o) => odoo::deliver(&ctx.http, &ctx.odoo, route, o, &body).await,
+        RouteConfig::Odoo(o) => {
+            odoo::deliver(ctx.http.route(route)?, &ctx.odoo, route, o, &body).await
+        }
         RouteConfig::Maildir(m) => {
             deliver_maildir(m.path.clone(), ctx.config.server.hostname.clone(), body).await
         }

@@ -186,10 +186,7 @@ fn endpoint(route: &OdooRoute, service: Service) -> Result<Uri, Error> {
         Service::Common => &url.common,
         Service::Object => &url.object,
     };
-    match uri.scheme_str() {
-        Some("http") => Ok(uri.clone()),
-        _ => Err(bad("https routes are not supported yet (use http://)")),
-    }
+    Ok(uri.clone())
 }
 
 /// XML-RPC parameters mxgate sends.
@@ -352,6 +349,9 @@ mod tests {
             password: Secret::new("s3cret"),
             model: model.into(),
             timeout: HumanDuration::secs(5),
+            ca_file: None,
+            tls_verify: true,
+            signing_secret: Secret::default(),
         }
     }
 
@@ -396,6 +396,7 @@ mod tests {
         let e =
             endpoint(&at("http://erp.test:8069/xmlrpc/2/object"), Service::Common).expect("uri");
         assert_eq!(e.to_string(), "http://erp.test:8069/xmlrpc/2/common");
-        assert!(endpoint(&at("https://erp.test"), Service::Object).is_err());
+        let e = endpoint(&at("https://erp.test"), Service::Object).expect("https");
+        assert_eq!(e.to_string(), "https://erp.test/xmlrpc/2/object");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// One request the ERP received.
@@ -34,12 +35,45 @@ impl Push {
 struct Shared {
     pushes: Arc<Mutex<Vec<Push>>>,
     status: Arc<AtomicU16>,
+    handshake_failures: Arc<AtomicU64>,
+}
+
+/// Accepts TCP, then the TLS handshake; a failed handshake is counted and skipped.
+struct TlsListener {
+    tcp: TcpListener,
+    tls: TlsAcceptor,
+    failures: Arc<AtomicU64>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            match self.tls.accept(tcp).await {
+                Ok(s) => return (s, addr),
+                Err(_) => {
+                    self.failures.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
 }
 
 pub struct Erp {
     pub addr: SocketAddr,
     shared: Shared,
     stop: Option<CancellationToken>,
+    /// Set: the ERP speaks HTTPS with this certificate.
+    tls: Option<TlsAcceptor>,
 }
 
 impl Erp {
@@ -49,6 +83,16 @@ impl Erp {
         // races with every other socket the parallel tests open.
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut erp = Erp::reserve_at(l.local_addr().expect("addr"));
+        l.set_nonblocking(true).expect("nonblocking");
+        erp.serve(TcpListener::from_std(l).expect("listener"));
+        erp
+    }
+
+    /// Listening now over HTTPS with `tls`'s certificate, answering 200.
+    pub async fn start_tls(tls: TlsAcceptor) -> Erp {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut erp = Erp::reserve_at(l.local_addr().expect("addr"));
+        erp.tls = Some(tls);
         l.set_nonblocking(true).expect("nonblocking");
         erp.serve(TcpListener::from_std(l).expect("listener"));
         erp
@@ -69,6 +113,7 @@ impl Erp {
             addr,
             shared,
             stop: None,
+            tls: None,
         }
     }
 
@@ -87,11 +132,27 @@ impl Erp {
             .fallback(record)
             .with_state(self.shared.clone());
         let s = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(s.cancelled_owned())
-                .await;
-        });
+        match self.tls.clone() {
+            None => {
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(s.cancelled_owned())
+                        .await;
+                });
+            }
+            Some(tls) => {
+                let listener = TlsListener {
+                    tcp: listener,
+                    tls,
+                    failures: self.shared.handshake_failures.clone(),
+                };
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(s.cancelled_owned())
+                        .await;
+                });
+            }
+        }
         self.stop = Some(stop);
     }
 
@@ -101,7 +162,13 @@ impl Erp {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// TLS handshakes that failed (the client refused the certificate, ...).
+    pub fn handshake_failures(&self) -> u64 {
+        self.shared.handshake_failures.load(Ordering::SeqCst)
     }
 
     pub fn pushes(&self) -> Vec<Push> {

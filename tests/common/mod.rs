@@ -11,6 +11,7 @@ pub mod rspamd;
 pub mod sink;
 pub mod smtp;
 pub mod submit;
+pub mod test_ca;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -5,7 +5,8 @@ XML-RPC implementation, so mxgate's requests are parsed the way Odoo parses them
   /xmlrpc/2/common  authenticate(db, login, password, ctx) -> uid 7 for login "admin"
   /xmlrpc/2/object  execute_kw(db, uid, password, model, method, args[, kw])
 
-Usage: fake_odoo.py CALLS_LOG FAULTS
+Usage: fake_odoo.py CALLS_LOG FAULTS [CERT KEY]
+With CERT and KEY (PEM files) it serves HTTPS (Odoo.sh, an Odoo behind a TLS proxy).
 Every call is appended to CALLS_LOG as one JSON line (binary arguments as text). The first
 FAULTS execute_kw calls answer an XML-RPC fault, as Odoo does when it cannot route a mail.
 Prints the listening port on stdout, then serves until killed or stdin closes.
@@ -76,6 +77,11 @@ class PathHandler(Handler):
 
 server = Server()
 server.RequestHandlerClass = PathHandler
+if len(sys.argv) > 4:
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 sys.stdin.read()
