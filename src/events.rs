@@ -279,6 +279,8 @@ async fn post(
     let Some(WebhookUrl(Some(HttpUrl(uri)))) = cfg.url.get() else {
         return Sent::Later(format!("bad events.url: {:?}", cfg.url.as_str()));
     };
+    let signature =
+        crate::http_client::signature(&cfg.signing_secret, crate::http_client::unix_now(), &json);
     let mut req = match Request::post(uri).body(Full::new(Bytes::from(json))) {
         Ok(r) => r,
         Err(e) => return Sent::Later(format!("bad events.url: {e}")),
@@ -289,6 +291,9 @@ async fn post(
         HeaderName::from_static("x-mxgate-event-id"),
         HeaderValue::from(id),
     );
+    if let Some(sig) = signature {
+        h.insert(crate::http_client::SIGNATURE, sig);
+    }
     if !cfg.token.is_empty()
         && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", cfg.token.expose()))
     {

@@ -23,21 +23,34 @@ struct FakeOdoo {
 
 impl FakeOdoo {
     fn start(dir: &Path, faults: u32) -> FakeOdoo {
-        Self::spawn(dir, faults, None)
+        Self::spawn(dir, faults, None, None)
+    }
+
+    /// Checking `X-Mxgate-Signature` with `secret` (each logged call has `signature_ok`).
+    fn start_verifying(dir: &Path, secret: &str) -> FakeOdoo {
+        Self::spawn(dir, 0, None, Some(secret))
     }
 
     /// Serving HTTPS with a certificate `ca` signed.
     fn start_tls(dir: &Path, ca: &TestCa) -> FakeOdoo {
-        Self::spawn(dir, 0, Some(ca.server_pem_files(dir)))
+        Self::spawn(dir, 0, Some(ca.server_pem_files(dir)), None)
     }
 
-    fn spawn(dir: &Path, faults: u32, tls: Option<(PathBuf, PathBuf)>) -> FakeOdoo {
+    fn spawn(
+        dir: &Path,
+        faults: u32,
+        tls: Option<(PathBuf, PathBuf)>,
+        secret: Option<&str>,
+    ) -> FakeOdoo {
         let log = dir.join("odoo-calls.jsonl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/fake_odoo.py");
         let mut cmd = Command::new("python3");
         cmd.arg(&script).arg(&log).arg(faults.to_string());
         if let Some((cert, key)) = &tls {
             cmd.arg(cert).arg(key);
+        }
+        if let Some(secret) = secret {
+            cmd.env("SIGNING_SECRET", secret);
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -245,6 +258,32 @@ async fn odoo_over_https_with_a_private_ca_gets_the_message() {
         ["authenticate", "execute_kw"],
         "login and push, both over TLS"
     );
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn odoo_calls_are_signed_and_the_stand_in_verifies_each() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let odoo = FakeOdoo::start_verifying(dir.path(), "whsec_odoo");
+    let extra = format!(
+        "{}signing_secret = \"whsec_odoo\"\n",
+        route_toml(&odoo, "user = \"admin\"", "")
+    );
+    let srv = TestServer::start(&extra).await;
+    srv.send_inbound(
+        "alice@client.test",
+        &["leads@example.test"],
+        &message("odoo-signed", "x"),
+    )
+    .await
+    .expect_code(250);
+    let (state, _) = eventually(10, "recipient final", || final_state(&srv)).await;
+    assert_eq!(state, RcptState::Sent);
+    let calls = odoo.calls();
+    assert_eq!(calls.len(), 2, "authenticate and execute_kw: {calls:?}");
+    for c in &calls {
+        assert_eq!(c["signature_ok"], true, "{c}");
+    }
     srv.shutdown().await;
 }
 

@@ -125,6 +125,8 @@ fn request(
         return Err(bad("not a valid URL"));
     };
     let auth = crate::auth::erp_header_of(&body);
+    let signature =
+        crate::http_client::signature(&route.signing_secret, crate::http_client::unix_now(), &body);
     let mut req = Request::post(uri.clone())
         .body(Full::new(Bytes::from(body)))
         .map_err(|_| bad("cannot build a request for this URL"))?;
@@ -146,6 +148,9 @@ fn request(
     set("x-mxgate-queue-id", &meta.queue_id);
     if let Some(a) = auth {
         set("x-mxgate-auth", &a); // the inbound verdict, from the top of the message
+    }
+    if let Some(sig) = signature {
+        h.insert(crate::http_client::SIGNATURE, sig);
     }
     if !route.token.is_empty() {
         h.insert(

@@ -147,6 +147,11 @@ async fn call(
     body: String,
 ) -> Result<Value, Error> {
     let uri = endpoint(route, service)?;
+    let signature = crate::http_client::signature(
+        &route.signing_secret,
+        crate::http_client::unix_now(),
+        body.as_bytes(),
+    );
     let mut req = Request::post(uri)
         .body(Full::new(Bytes::from(body)))
         .map_err(|_| Error::BadUrl {
@@ -155,6 +160,9 @@ async fn call(
         })?;
     req.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    if let Some(sig) = signature {
+        req.headers_mut().insert(crate::http_client::SIGNATURE, sig);
+    }
     let resp = client.request(req).await.map_err(Error::Http)?;
     let status = resp.status();
     let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)

@@ -36,6 +36,9 @@ struct Shared {
     pushes: Arc<Mutex<Vec<Push>>>,
     status: Arc<AtomicU16>,
     handshake_failures: Arc<AtomicU64>,
+    /// Set: requests must carry a valid `X-Mxgate-Signature`, else 401 (not recorded).
+    secret: Arc<Mutex<Option<String>>>,
+    bad_signatures: Arc<AtomicU64>,
 }
 
 /// Accepts TCP, then the TLS handshake; a failed handshake is counted and skipped.
@@ -166,6 +169,17 @@ impl Erp {
         format!("{scheme}://{}", self.addr)
     }
 
+    /// From now on, checks `X-Mxgate-Signature` against `secret` as an ERP would:
+    /// HMAC-SHA256 of `"<t>." + body`, `t` at most 5 minutes old; a bad one gets 401.
+    pub fn verify_signatures(&self, secret: &str) {
+        *self.shared.secret.lock().expect("lock") = Some(secret.to_string());
+    }
+
+    /// Requests refused for a missing or wrong signature.
+    pub fn bad_signatures(&self) -> u64 {
+        self.shared.bad_signatures.load(Ordering::SeqCst)
+    }
+
     /// TLS handshakes that failed (the client refused the certificate, ...).
     pub fn handshake_failures(&self) -> u64 {
         self.shared.handshake_failures.load(Ordering::SeqCst)
@@ -190,6 +204,17 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let secret = shared.secret.lock().expect("lock").clone();
+    if let Some(secret) = secret {
+        let header = headers
+            .get("x-mxgate-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !signature_valid(&secret, header, &body) {
+            shared.bad_signatures.fetch_add(1, Ordering::SeqCst);
+            return StatusCode::UNAUTHORIZED;
+        }
+    }
     let status =
         StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
     let headers = headers
@@ -209,6 +234,37 @@ async fn record(
         });
     }
     status
+}
+
+/// The receiver's check of `X-Mxgate-Signature: t=..,v1=..` (README's recipe, in Rust).
+pub fn signature_valid(secret: &str, header: &str, body: &[u8]) -> bool {
+    use hmac::{Hmac, Mac};
+    let field = |k: &str| {
+        header
+            .split(',')
+            .find_map(|p| p.trim().strip_prefix(k)?.strip_prefix('='))
+    };
+    let (Some(t), Some(v1)) = (field("t"), field("v1")) else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    match t.parse::<u64>() {
+        Ok(t) if now.abs_diff(t) <= 300 => {}
+        _ => return false,
+    }
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    hex == v1
 }
 
 /// Minimal HTTP/1.1 GET over a raw socket (admin endpoints); returns (status, body).

@@ -9,10 +9,16 @@ Usage: fake_odoo.py CALLS_LOG FAULTS [CERT KEY]
 With CERT and KEY (PEM files) it serves HTTPS (Odoo.sh, an Odoo behind a TLS proxy).
 Every call is appended to CALLS_LOG as one JSON line (binary arguments as text). The first
 FAULTS execute_kw calls answer an XML-RPC fault, as Odoo does when it cannot route a mail.
-Prints the listening port on stdout, then serves until killed or stdin closes.
+With the environment variable SIGNING_SECRET set, each logged call has "signature_ok":
+the X-Mxgate-Signature check of README (HMAC-SHA256 of "<t>." + body, t at most 5 minutes
+old). Prints the listening port on stdout, then serves until killed or stdin closes.
 """
+import hashlib
+import hmac
 import json
+import os
 import sys
+import time
 import threading
 import xmlrpc.client
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer, SimpleXMLRPCDispatcher
@@ -20,6 +26,17 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer, Simple
 log_path = sys.argv[1]
 faults = [int(sys.argv[2])]
 lock = threading.Lock()
+secret = os.environ.get("SIGNING_SECRET", "").encode()
+# The server handles one request at a time: the check of the request being dispatched.
+current = {"signature_ok": None}
+
+
+def verify(header, body):
+    f = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    if "t" not in f or abs(time.time() - int(f["t"])) > 300:
+        return False
+    mac = hmac.new(secret, f["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, f.get("v1", ""))
 
 
 def plain(v):
@@ -32,7 +49,10 @@ def plain(v):
 
 def record(service, method, args):
     with lock, open(log_path, "a") as f:
-        f.write(json.dumps({"service": service, "method": method, "args": plain(list(args))}) + "\n")
+        entry = {"service": service, "method": method, "args": plain(list(args))}
+        if secret:
+            entry["signature_ok"] = current["signature_ok"]
+        f.write(json.dumps(entry) + "\n")
 
 
 def authenticate(db, login, password, ctx):
@@ -71,7 +91,17 @@ class Server(SimpleXMLRPCServer):
 class PathHandler(Handler):
     def do_POST(self):
         d = self.server.common if self.path.endswith("/common") else self.server.object
-        self.server._marshaled_dispatch = d._marshaled_dispatch
+        if secret:
+            dispatch = d._marshaled_dispatch
+            header = self.headers.get("X-Mxgate-Signature", "")
+
+            def checked(data, *a, **kw):
+                current["signature_ok"] = verify(header, data)
+                return dispatch(data, *a, **kw)
+
+            self.server._marshaled_dispatch = checked
+        else:
+            self.server._marshaled_dispatch = d._marshaled_dispatch
         return super().do_POST()
 
 
