@@ -50,6 +50,9 @@ pub fn router(state: State) -> Router {
         .route("/api/queue/{id}", get(queue::show))
         .route("/api/queue/{id}/retry", post(queue::retry))
         .route("/api/queue/{id}/cancel", post(queue::cancel))
+        .route("/api/queue/{id}/hold", post(queue::hold))
+        .route("/api/queue/{id}/release", post(queue::release))
+        .route("/api/queue/{id}/redeliver", post(queue::redeliver))
         .route(
             "/api/suppressions",
             get(suppressions::list)

@@ -1,6 +1,6 @@
 //! `/api/queue...` (SPEC "Admin HTTP"): list by state, show one message with each
-//! recipient's state and last reply, retry, retry all failed, cancel — what an operator does
-//! on the ERP's "Emails" queue screen.
+//! recipient's state and last reply, retry, retry all failed, cancel, hold, release,
+//! redeliver — what an operator does on the ERP's "Emails" queue screen.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -26,7 +26,7 @@ pub async fn list(State(s): State<super::State>, Query(q): Query<ListQuery>) -> 
             Some(st) => Some(st),
             None => {
                 return bad_request(format!(
-                    "unknown state {name:?}; one of queued, deferred, sent, bounced, expired, cancelled"
+                    "unknown state {name:?}; one of queued, deferred, sent, bounced, expired, cancelled, held"
                 ));
             }
         },
@@ -66,6 +66,30 @@ pub async fn cancel(State(s): State<super::State>, Path(id): Path<String>) -> Re
         return bad_id(&id);
     };
     respond(s.queue.cancel(id).await, "cancelled", id)
+}
+
+/// `POST /api/queue/{id}/hold` (`postsuper -h`)
+pub async fn hold(State(s): State<super::State>, Path(id): Path<String>) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return bad_id(&id);
+    };
+    respond(s.queue.hold(id).await, "held", id)
+}
+
+/// `POST /api/queue/{id}/release` (`postsuper -H`)
+pub async fn release(State(s): State<super::State>, Path(id): Path<String>) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return bad_id(&id);
+    };
+    respond(s.queue.release(id).await, "released", id)
+}
+
+/// `POST /api/queue/{id}/redeliver`: an inbound message's `sent` recipients again to the ERP.
+pub async fn redeliver(State(s): State<super::State>, Path(id): Path<String>) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return bad_id(&id);
+    };
+    respond(s.queue.redeliver(id).await, "redelivered", id)
 }
 
 /// `POST /api/queue/retry-failed`
