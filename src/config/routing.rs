@@ -38,6 +38,32 @@ pub struct DomainConfig {
     /// `spam.rspamd_url` is empty.
     #[serde(default)]
     pub spam: super::spam::SpamMode,
+    /// What inbound auto-replies (out of office, vacation, `Auto-Submitted`) to this domain's
+    /// ERP routes become: `tag` them with `X-Mxgate-Auto-Reply: yes` (default), `deliver` them
+    /// untouched or `drop` them — so an out-of-office never turns into a CRM lead.
+    #[serde(default)]
+    pub auto_replies: AutoReplies,
+}
+
+/// `[[domains]] auto_replies`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoReplies {
+    Deliver,
+    #[default]
+    Tag,
+    Drop,
+}
+
+impl AutoReplies {
+    /// `reason` label of `mxgate_inbound_messages_total{result="auto_reply"}`.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            AutoReplies::Deliver => "deliver",
+            AutoReplies::Tag => "tag",
+            AutoReplies::Drop => "drop",
+        }
+    }
 }
 
 fn default_bounce_alias() -> String {
