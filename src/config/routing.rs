@@ -43,6 +43,11 @@ pub struct DomainConfig {
     /// untouched or `drop` them — so an out-of-office never turns into a CRM lead.
     #[serde(default)]
     pub auto_replies: AutoReplies,
+    /// When relayed mail whose envelope sender is on this domain (Odoo's
+    /// `bounce+<id>-<model>-<res_id>@`) bounces, deliver the bounce to that sender through
+    /// the domain's routes, so the ERP counts it (issue 15 item 3).
+    #[serde(default = "yes")]
+    pub bounce_feedback: bool,
 }
 
 /// `[[domains]] auto_replies`.

@@ -38,6 +38,7 @@ struct DomainRules {
     bounce_alias: String,
     reply_alias: String,
     reply_route: Option<String>,
+    bounce_feedback: bool,
 }
 
 /// The alias table, built once from config.
@@ -69,6 +70,7 @@ impl Router {
                     bounce_alias: d.bounce_alias.to_lowercase(),
                     reply_alias: d.reply_alias.to_lowercase(),
                     reply_route: d.reply_route.clone(),
+                    bounce_feedback: d.bounce_feedback,
                 };
                 (d.name.to_ascii_lowercase(), rules)
             })
@@ -164,6 +166,42 @@ impl Router {
             Err(Error::RelayDenied) => Ok(Destination::Relay),
             other => other,
         }
+    }
+
+    /// Where a bounce for relayed mail goes back to its envelope sender `sender` on one of
+    /// our domains (`bounce_feedback`): the ERP route that reads that domain's mail. The
+    /// ERP's own bounce address (`<bounce_alias>+<id>-<model>-<res_id>`, Odoo) is not read as
+    /// one of mxgate's bounce tokens, as [`Router::resolve`] would: it goes to an alias of
+    /// the exact address, of `<bounce_alias>@domain`, the catchall or the `reply_route`
+    /// (the ERP's thread route), the first that exists. Any other sender resolves as
+    /// inbound mail does. `None`: not our domain, feedback off, or no route takes it.
+    pub fn feedback(&self, sender: &Address) -> Option<Destination> {
+        let rules = self.domains.get(&sender.domain)?;
+        if !rules.bounce_feedback {
+            return None;
+        }
+        let local = sender.local.to_lowercase();
+        let base = local.split_once('+').map_or(local.as_str(), |(b, _)| b);
+        if base != rules.bounce_alias {
+            return self
+                .resolve(sender)
+                .ok()
+                .filter(|d| matches!(d, Destination::Route { .. }));
+        }
+        let full = format!("{local}@{}", sender.domain);
+        let bounce_alias = format!("{}@{}", rules.bounce_alias, sender.domain);
+        let route = self
+            .aliases
+            .get(&full)
+            .or_else(|| self.aliases.get(&bounce_alias))
+            .or(rules.catchall.as_ref())
+            .or(rules.reply_route.as_ref())?;
+        let routable =
+            !self.reject_messages.contains_key(route) && !self.empty_forwards.contains(route);
+        routable.then(|| {
+            let address = format!("{}@{}", sender.local, sender.domain);
+            route_to(route, address, None, None)
+        })
     }
 
     fn match_local(
@@ -268,6 +306,36 @@ message = "Gone"
             } => (route, thread, detail),
             other => panic!("expected a route, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn feedback_takes_the_erps_bounce_address_to_a_route_and_others_as_inbound_mail() {
+        let r = router(true);
+        let odoo = addr("bounce+42-crm.lead-7@example.test");
+        assert_eq!(route_of(r.feedback(&odoo).expect("routed")).0, "inbox");
+        assert_eq!(
+            r.resolve(&odoo).ok(),
+            Some(Destination::Bounce {
+                token: "42-crm.lead-7".into()
+            })
+        );
+        assert_eq!(
+            route_of(r.feedback(&addr("bounce@example.test")).expect("ok")).0,
+            "inbox"
+        );
+        let r = router(false);
+        assert_eq!(route_of(r.feedback(&odoo).expect("routed")).0, "threads");
+        assert_eq!(
+            route_of(r.feedback(&addr("sales@example.test")).expect("ok")).0,
+            "crm"
+        );
+        assert_eq!(r.feedback(&addr("nobody@example.test")), None);
+        assert_eq!(
+            r.feedback(&addr("old@example.test")),
+            None,
+            "a reject route"
+        );
+        assert_eq!(r.feedback(&addr("bounce+1@elsewhere.test")), None);
     }
 
     #[test]

@@ -229,6 +229,7 @@ fn spawn_background(live: &Live<Runtime>, s: &Stable, tracker: &TaskTracker) {
         s.queue.clone(),
         s.token_key.clone(),
         live.view(|r| &r.observer),
+        live.view(|r| &r.delivery),
     );
     tracker.spawn(intake.run(s.shutdown.clone()));
 }
