@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::path::Path;
-
+use common::fake_odoo::{FakeOdoo, Options};
 use common::messages::dsn_user_unknown;
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
@@ -15,53 +14,6 @@ use common::{Listener, TestServer, eventually};
 use mxgate::queue::RcptState;
 
 const ODOO_SENDER: &str = "bounce+42-crm.lead-7@example.test";
-
-/// A real `fake_odoo.py` (see tests/odoo.rs), logging its calls to `dir`.
-struct FakeOdoo {
-    child: std::process::Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl FakeOdoo {
-    fn start(dir: &Path) -> FakeOdoo {
-        use std::io::BufRead;
-        let log = dir.join("odoo-calls.jsonl");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/fake_odoo.py");
-        let mut child = std::process::Command::new("python3")
-            .arg(&script)
-            .arg(&log)
-            .arg("0")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs tests/py/fake_odoo.py");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("port line");
-        let port = line.trim().parse().expect("port");
-        FakeOdoo { child, port, log }
-    }
-
-    /// The raw messages `message_process` received.
-    fn processed(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
-            .filter(|c| c["args"][4] == "message_process")
-            .map(|c| c["args"][5][1]["binary"].as_str().unwrap_or("").to_string())
-            .collect()
-    }
-}
-
-impl Drop for FakeOdoo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Odoo on `bounce@example.test` (its bounce alias), a submission user, a smart host.
 fn config(odoo: &FakeOdoo, sink: &Sink, feedback: bool) -> String {
@@ -121,7 +73,7 @@ async fn send_dsn(srv: &TestServer, token: &str) {
 #[tokio::test]
 async fn odoo_receives_the_bounce_at_its_original_bounce_address() {
     let dir = tempfile::tempdir().expect("tmp");
-    let odoo = FakeOdoo::start(dir.path());
+    let odoo = FakeOdoo::start(dir.path(), Options::default());
     let sink = Sink::start(SinkOptions {
         tls: SinkTls::None,
         auth: None,
@@ -154,7 +106,7 @@ async fn odoo_receives_the_bounce_at_its_original_bounce_address() {
 #[tokio::test]
 async fn bounce_feedback_false_feeds_nothing_back() {
     let dir = tempfile::tempdir().expect("tmp");
-    let odoo = FakeOdoo::start(dir.path());
+    let odoo = FakeOdoo::start(dir.path(), Options::default());
     let sink = Sink::start(SinkOptions {
         tls: SinkTls::None,
         auth: None,
@@ -186,7 +138,7 @@ async fn bounce_feedback_false_feeds_nothing_back() {
 #[tokio::test]
 async fn a_refusal_during_the_relay_also_reaches_odoo_at_its_bounce_address() {
     let dir = tempfile::tempdir().expect("tmp");
-    let odoo = FakeOdoo::start(dir.path());
+    let odoo = FakeOdoo::start(dir.path(), Options::default());
     let sink = Sink::start(SinkOptions {
         tls: SinkTls::None,
         auth: None,

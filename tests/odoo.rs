@@ -1,95 +1,14 @@
-//! `odoo` routes against a real XML-RPC server: `tests/py/fake_odoo.py` runs Python's own
-//! `xmlrpc.server` with Odoo's two endpoints, so mxgate's calls are parsed as Odoo parses
-//! them, and logs every call it receives for the test to read.
+//! `odoo` routes against a real XML-RPC server, the Odoo stand-in of
+//! [`common::fake_odoo`] (Python's own `xmlrpc.server`).
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
+use common::fake_odoo::{FakeOdoo, Options};
 use common::test_ca::TestCa;
 use common::{TestServer, eventually, message};
 use mxgate::queue::RcptState;
-use serde_json::Value;
-
-/// The fake Odoo, a child process of this test; stopped (stdin closed, killed) on drop.
-struct FakeOdoo {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    https: bool,
-}
-
-impl FakeOdoo {
-    fn start(dir: &Path, faults: u32) -> FakeOdoo {
-        Self::spawn(dir, faults, None, None)
-    }
-
-    /// Checking `X-Mxgate-Signature` with `secret` (each logged call has `signature_ok`).
-    fn start_verifying(dir: &Path, secret: &str) -> FakeOdoo {
-        Self::spawn(dir, 0, None, Some(secret))
-    }
-
-    /// Serving HTTPS with a certificate `ca` signed.
-    fn start_tls(dir: &Path, ca: &TestCa) -> FakeOdoo {
-        Self::spawn(dir, 0, Some(ca.server_pem_files(dir)), None)
-    }
-
-    fn spawn(
-        dir: &Path,
-        faults: u32,
-        tls: Option<(PathBuf, PathBuf)>,
-        secret: Option<&str>,
-    ) -> FakeOdoo {
-        let log = dir.join("odoo-calls.jsonl");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/fake_odoo.py");
-        let mut cmd = Command::new("python3");
-        cmd.arg(&script).arg(&log).arg(faults.to_string());
-        if let Some((cert, key)) = &tls {
-            cmd.arg(cert).arg(key);
-        }
-        if let Some(secret) = secret {
-            cmd.env("SIGNING_SECRET", secret);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs tests/py/fake_odoo.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("port line");
-        let port = line.trim().parse().expect("fake odoo prints its port");
-        FakeOdoo {
-            child,
-            port,
-            log,
-            https: tls.is_some(),
-        }
-    }
-
-    fn url(&self) -> String {
-        let scheme = if self.https { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
-    }
-
-    fn calls(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json line"))
-            .collect()
-    }
-}
-
-impl Drop for FakeOdoo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn route_toml(odoo: &FakeOdoo, auth: &str, model: &str) -> String {
     format!(
@@ -120,7 +39,7 @@ async fn final_state(srv: &TestServer) -> Option<(RcptState, String)> {
 #[tokio::test]
 async fn odoo_route_calls_message_process_with_db_uid_password_model_and_the_raw_message() {
     let dir = tempfile::tempdir().expect("tmp");
-    let odoo = FakeOdoo::start(dir.path(), 0);
+    let odoo = FakeOdoo::start(dir.path(), Options::default());
     let srv = TestServer::start(&route_toml(&odoo, "uid = 2", "crm.lead")).await;
     let body = message("odoo-lead", "Please call me back about the quote.");
     srv.send_inbound("alice@client.test", &["leads@example.test"], &body)
@@ -156,7 +75,7 @@ async fn odoo_route_calls_message_process_with_db_uid_password_model_and_the_raw
 #[tokio::test]
 async fn odoo_login_is_resolved_once_with_authenticate_and_an_empty_model_is_false() {
     let dir = tempfile::tempdir().expect("tmp");
-    let odoo = FakeOdoo::start(dir.path(), 0);
+    let odoo = FakeOdoo::start(dir.path(), Options::default());
     let srv = TestServer::start(&route_toml(&odoo, "user = \"admin\"", "")).await;
     for i in 0..2 {
         srv.send_inbound(
@@ -189,7 +108,13 @@ async fn odoo_login_is_resolved_once_with_authenticate_and_an_empty_model_is_fal
 #[tokio::test]
 async fn odoo_fault_defers_with_odoos_words_and_the_retry_delivers() {
     let dir = tempfile::tempdir().expect("tmp");
-    let odoo = FakeOdoo::start(dir.path(), 2);
+    let odoo = FakeOdoo::start(
+        dir.path(),
+        Options {
+            faults: 2,
+            ..Options::default()
+        },
+    );
     let srv = TestServer::start(&route_toml(&odoo, "uid = 2", "")).await;
     srv.send_inbound(
         "alice@client.test",
@@ -233,7 +158,13 @@ async fn odoo_fault_defers_with_odoos_words_and_the_retry_delivers() {
 async fn odoo_over_https_with_a_private_ca_gets_the_message() {
     let dir = tempfile::tempdir().expect("tmp");
     let ca = TestCa::new(dir.path(), "odoo");
-    let odoo = FakeOdoo::start_tls(dir.path(), &ca);
+    let odoo = FakeOdoo::start(
+        dir.path(),
+        Options {
+            tls: Some(&ca),
+            ..Options::default()
+        },
+    );
     let extra = format!(
         "{}ca_file = \"{}\"\n",
         route_toml(&odoo, "user = \"admin\"", "crm.lead"),
@@ -264,7 +195,13 @@ async fn odoo_over_https_with_a_private_ca_gets_the_message() {
 #[tokio::test]
 async fn odoo_calls_are_signed_and_the_stand_in_verifies_each() {
     let dir = tempfile::tempdir().expect("tmp");
-    let odoo = FakeOdoo::start_verifying(dir.path(), "whsec_odoo");
+    let odoo = FakeOdoo::start(
+        dir.path(),
+        Options {
+            secret: Some("whsec_odoo"),
+            ..Options::default()
+        },
+    );
     let extra = format!(
         "{}signing_secret = \"whsec_odoo\"\n",
         route_toml(&odoo, "user = \"admin\"", "")

@@ -178,6 +178,16 @@ pub struct OdooRoute {
     /// Adds `X-Mxgate-Signature` (HMAC-SHA256 of the body) to every request when set.
     #[serde(default)]
     pub signing_secret: Secret,
+    /// As a domain's catchall, take only local parts that are aliases in Odoo's `mail.alias`
+    /// (read at start and every `alias_refresh`); others get 550 5.1.1.
+    #[serde(default)]
+    pub validate_aliases: bool,
+    #[serde(default = "default_alias_refresh")]
+    pub alias_refresh: HumanDuration,
+}
+
+fn default_alias_refresh() -> HumanDuration {
+    HumanDuration::secs(300)
 }
 
 impl HttpRoute {

@@ -150,6 +150,9 @@ impl Config {
                     if o.uid.is_none() && o.user.trim().is_empty() {
                         p.add(at("uid"), "an odoo route needs `uid` or `user` (login)");
                     }
+                    if o.validate_aliases && o.alias_refresh.get().as_secs() == 0 {
+                        p.add(at("alias_refresh"), "must be at least 1s");
+                    }
                     if o.database.trim().is_empty() {
                         p.add(at("database"), "an odoo route needs the database name");
                     }

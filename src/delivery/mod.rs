@@ -30,6 +30,7 @@ pub mod http;
 pub mod local;
 pub mod maildir;
 pub mod odoo;
+pub mod odoo_aliases;
 pub mod outcome;
 pub mod plan;
 pub mod rate;

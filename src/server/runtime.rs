@@ -74,6 +74,8 @@ pub struct Stable {
     pub suspensions: Suspensions,
     /// Warming counters; each runtime with `[warming] enabled` has a handle with its policy.
     pub warming: Warming,
+    /// The alias tables of `validate_aliases` routes, read from the ERP, kept across reloads.
+    pub erp_aliases: crate::routing::ErpAliases,
     pub shutdown: CancellationToken,
 }
 
@@ -99,11 +101,11 @@ impl Runtime {
         let tls = crate::tls::acceptor(&config.tls, &config.server.hostname)?;
         let signer = Arc::new(Signer::from_config(&config)?);
         let verifier = Arc::new(Verifier::new(&config, dns.clone(), s.metrics.clone()));
-        let router = Arc::new(Router::new(&config).with_srs(
-            s.token_key.clone(),
-            config.bounce_domain(),
-            s.clock.clone(),
-        ));
+        let router = Arc::new(
+            Router::new(&config)
+                .with_srs(s.token_key.clone(), config.bounce_domain(), s.clock.clone())
+                .with_erp_aliases(s.erp_aliases.clone()),
+        );
         let events = s.events.reconfigured(&config.events);
         let suspensions = s
             .suspensions

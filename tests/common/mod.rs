@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod erp;
+pub mod fake_odoo;
 pub mod messages;
 pub mod metrics;
 pub mod process;

@@ -9,7 +9,8 @@ Usage: fake_odoo.py CALLS_LOG FAULTS [CERT KEY]
 With CERT and KEY (PEM files) it serves HTTPS (Odoo.sh, an Odoo behind a TLS proxy).
 Every call is appended to CALLS_LOG as one JSON line (binary arguments as text). The first
 FAULTS execute_kw calls answer an XML-RPC fault, as Odoo does when it cannot route a mail.
-With the environment variable SIGNING_SECRET set, each logged call has "signature_ok":
+mail.alias search_read answers the names in the environment variable ODOO_ALIASES
+(comma-separated). With the environment variable SIGNING_SECRET set, each logged call has "signature_ok":
 the X-Mxgate-Signature check of README (HMAC-SHA256 of "<t>." + body, t at most 5 minutes
 old). Prints the listening port on stdout, then serves until killed or stdin closes.
 """
@@ -62,6 +63,11 @@ def authenticate(db, login, password, ctx):
 
 def execute_kw(db, uid, password, model, method, args, kw=None):
     record("object", "execute_kw", (db, uid, password, model, method, args))
+    if model == "mail.alias" and method == "search_read":
+        # ODOO_ALIASES="sales,helpdesk": Odoo's alias table (and one alias without a name).
+        names = [n for n in os.environ.get("ODOO_ALIASES", "").split(",") if n]
+        rows = [{"id": i + 1, "alias_name": n} for i, n in enumerate(names)]
+        return rows + [{"id": len(rows) + 1, "alias_name": False}]
     with lock:
         if faults[0] > 0:
             faults[0] -= 1
