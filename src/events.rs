@@ -103,6 +103,9 @@ pub struct Events {
     /// `None` only for [`Events::disabled`] (no store at all).
     outbox: Option<Arc<Outbox>>,
     cfg: Arc<EventsConfig>,
+    /// Built with `cfg` (its `ca_file`, `tls_verify`): a reload that changes them takes effect
+    /// at the next POST.
+    client: crate::http_client::Client,
 }
 
 struct Outbox {
@@ -116,9 +119,11 @@ struct Outbox {
 impl Events {
     /// Events that are dropped as they are emitted, with no outbox to enable later.
     pub fn disabled() -> Events {
+        let cfg = EventsConfig::default();
         Events {
             outbox: None,
-            cfg: Arc::new(EventsConfig::default()),
+            client: client(&cfg),
+            cfg: Arc::new(cfg),
         }
     }
 
@@ -136,6 +141,7 @@ impl Events {
                 pending: AtomicU64::new(pending),
                 wake: Notify::new(),
             })),
+            client: client(cfg),
             cfg: Arc::new(cfg.clone()),
         })
     }
@@ -144,6 +150,7 @@ impl Events {
     pub fn reconfigured(&self, cfg: &EventsConfig) -> Events {
         Events {
             outbox: self.outbox.clone(),
+            client: client(cfg),
             cfg: Arc::new(cfg.clone()),
         }
     }
@@ -206,7 +213,6 @@ impl Events {
     /// Sends the outbox until `shutdown`, each event under the config `current` holds
     /// then (a reload changes `url` for the next event). Returns at once without an outbox.
     pub async fn run(current: View<Events>, shutdown: CancellationToken) {
-        let client = crate::http_client::client();
         let mut backoff = Duration::from_secs(1);
         loop {
             let events = current.get();
@@ -232,7 +238,7 @@ impl Events {
             let id = parse_id(&key).unwrap_or(0);
             match tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = post(&events.cfg, &client, id, json) => r,
+                r = post(&events.cfg, &events.client, id, json) => r,
             } {
                 Sent::Done => {
                     outbox.remove(&key);
@@ -254,6 +260,10 @@ impl Events {
             }
         }
     }
+}
+
+fn client(cfg: &EventsConfig) -> crate::http_client::Client {
+    crate::http_client::client("events", &cfg.trust())
 }
 
 /// What the outbox holds next for the sender.
@@ -281,6 +291,8 @@ async fn post(
     let Some(WebhookUrl(Some(HttpUrl(uri)))) = cfg.url.get() else {
         return Sent::Later(format!("bad events.url: {:?}", cfg.url.as_str()));
     };
+    let signature =
+        crate::http_client::signature(&cfg.signing_secret, crate::http_client::unix_now(), &json);
     let mut req = match Request::post(uri).body(Full::new(Bytes::from(json))) {
         Ok(r) => r,
         Err(e) => return Sent::Later(format!("bad events.url: {e}")),
@@ -291,6 +303,9 @@ async fn post(
         HeaderName::from_static("x-mxgate-event-id"),
         HeaderValue::from(id),
     );
+    if let Some(sig) = signature {
+        h.insert(crate::http_client::SIGNATURE, sig);
+    }
     if !cfg.token.is_empty()
         && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", cfg.token.expose()))
     {

@@ -1,13 +1,15 @@
 //! TLS for the listeners: load the configured PEM certificate and key, or create a
 //! self-signed pair for `server.hostname` on first start when they are missing (so the
-//! default config runs as is). Built once in `server.rs`, shared by every listener.
+//! default config runs as is). Built once in `server.rs`, shared by every listener. Also
+//! [`AnyCert`], the verifier of client connections told not to check certificates.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, ServerConfig, SignatureScheme};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
@@ -94,6 +96,63 @@ fn create_self_signed(cert: &Path, key: &Path, hostname: &str) -> Result<(), Err
         )?;
     }
     Ok(())
+}
+
+/// Accepts any certificate but still checks the handshake signatures (so the session is
+/// encrypted to whoever holds the key): opportunistic TLS and `tls_verify = false` (outbound
+/// SMTP and HTTPS to the ERP).
+#[derive(Debug)]
+pub struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl AnyCert {
+    pub fn new(provider: Arc<rustls::crypto::CryptoProvider>) -> AnyCert {
+        AnyCert(provider)
+    }
+}
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 #[cfg(test)]

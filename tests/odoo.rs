@@ -1,63 +1,14 @@
-//! `odoo` routes against a real XML-RPC server: `tests/py/fake_odoo.py` runs Python's own
-//! `xmlrpc.server` with Odoo's two endpoints, so mxgate's calls are parsed as Odoo parses
-//! them, and logs every call it receives for the test to read.
+//! `odoo` routes against a real XML-RPC server, the Odoo stand-in of
+//! [`common::fake_odoo`] (Python's own `xmlrpc.server`).
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
+use common::fake_odoo::{FakeOdoo, Options};
+use common::test_ca::TestCa;
 use common::{TestServer, eventually, message};
 use mxgate::queue::RcptState;
-use serde_json::Value;
-
-/// The fake Odoo, a child process of this test; stopped (stdin closed, killed) on drop.
-struct FakeOdoo {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl FakeOdoo {
-    fn start(dir: &Path, faults: u32) -> FakeOdoo {
-        let log = dir.join("odoo-calls.jsonl");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/fake_odoo.py");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(&log)
-            .arg(faults.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs tests/py/fake_odoo.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("port line");
-        let port = line.trim().parse().expect("fake odoo prints its port");
-        FakeOdoo { child, port, log }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn calls(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json line"))
-            .collect()
-    }
-}
-
-impl Drop for FakeOdoo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn route_toml(odoo: &FakeOdoo, auth: &str, model: &str) -> String {
     format!(
@@ -88,7 +39,7 @@ async fn final_state(srv: &TestServer) -> Option<(RcptState, String)> {
 #[tokio::test]
 async fn odoo_route_calls_message_process_with_db_uid_password_model_and_the_raw_message() {
     let dir = tempfile::tempdir().expect("tmp");
-    let odoo = FakeOdoo::start(dir.path(), 0);
+    let odoo = FakeOdoo::start(dir.path(), Options::default());
     let srv = TestServer::start(&route_toml(&odoo, "uid = 2", "crm.lead")).await;
     let body = message("odoo-lead", "Please call me back about the quote.");
     srv.send_inbound("alice@client.test", &["leads@example.test"], &body)
@@ -124,7 +75,7 @@ async fn odoo_route_calls_message_process_with_db_uid_password_model_and_the_raw
 #[tokio::test]
 async fn odoo_login_is_resolved_once_with_authenticate_and_an_empty_model_is_false() {
     let dir = tempfile::tempdir().expect("tmp");
-    let odoo = FakeOdoo::start(dir.path(), 0);
+    let odoo = FakeOdoo::start(dir.path(), Options::default());
     let srv = TestServer::start(&route_toml(&odoo, "user = \"admin\"", "")).await;
     for i in 0..2 {
         srv.send_inbound(
@@ -157,7 +108,13 @@ async fn odoo_login_is_resolved_once_with_authenticate_and_an_empty_model_is_fal
 #[tokio::test]
 async fn odoo_fault_defers_with_odoos_words_and_the_retry_delivers() {
     let dir = tempfile::tempdir().expect("tmp");
-    let odoo = FakeOdoo::start(dir.path(), 2);
+    let odoo = FakeOdoo::start(
+        dir.path(),
+        Options {
+            faults: 2,
+            ..Options::default()
+        },
+    );
     let srv = TestServer::start(&route_toml(&odoo, "uid = 2", "")).await;
     srv.send_inbound(
         "alice@client.test",
@@ -194,6 +151,76 @@ async fn odoo_fault_defers_with_odoos_words_and_the_retry_delivers() {
         .filter(|c| c["method"] == "execute_kw")
         .count();
     assert_eq!(n, 3, "two faults, then success");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn odoo_over_https_with_a_private_ca_gets_the_message() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = TestCa::new(dir.path(), "odoo");
+    let odoo = FakeOdoo::start(
+        dir.path(),
+        Options {
+            tls: Some(&ca),
+            ..Options::default()
+        },
+    );
+    let extra = format!(
+        "{}ca_file = \"{}\"\n",
+        route_toml(&odoo, "user = \"admin\"", "crm.lead"),
+        ca.pem_path.display()
+    );
+    let srv = TestServer::start(&extra).await;
+    srv.send_inbound(
+        "alice@client.test",
+        &["leads@example.test"],
+        &message("odoo-https", "over TLS"),
+    )
+    .await
+    .expect_code(250);
+    let (state, reply) = eventually(10, "recipient final", || final_state(&srv)).await;
+    assert_eq!(
+        (state, reply.as_str()),
+        (RcptState::Sent, "XML-RPC message_process: 42")
+    );
+    let methods: Vec<_> = odoo.calls().iter().map(|c| c["method"].clone()).collect();
+    assert_eq!(
+        methods,
+        ["authenticate", "execute_kw"],
+        "login and push, both over TLS"
+    );
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn odoo_calls_are_signed_and_the_stand_in_verifies_each() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let odoo = FakeOdoo::start(
+        dir.path(),
+        Options {
+            secret: Some("whsec_odoo"),
+            ..Options::default()
+        },
+    );
+    let extra = format!(
+        "{}signing_secret = \"whsec_odoo\"\n",
+        route_toml(&odoo, "user = \"admin\"", "")
+    );
+    let srv = TestServer::start(&extra).await;
+    srv.send_inbound(
+        "alice@client.test",
+        &["leads@example.test"],
+        &message("odoo-signed", "x"),
+    )
+    .await
+    .expect_code(250);
+    let (state, _) = eventually(10, "recipient final", || final_state(&srv)).await;
+    assert_eq!(state, RcptState::Sent);
+    let calls = odoo.calls();
+    assert_eq!(calls.len(), 2, "authenticate and execute_kw: {calls:?}");
+    for c in &calls {
+        assert_eq!(c["signature_ok"], true, "{c}");
+    }
     srv.shutdown().await;
 }
 

@@ -130,7 +130,7 @@ fn bad_time(name: &str, v: &str) -> String {
 
 /// `YYYY-MM-DD` (start of the day, or its last millisecond when `end`), RFC 3339, or epoch
 /// seconds → ms since the epoch.
-fn parse_time(v: &str, end: bool) -> Option<u64> {
+pub(super) fn parse_time(v: &str, end: bool) -> Option<u64> {
     if let Ok(secs) = v.parse::<u64>() {
         return secs.checked_mul(1000);
     }

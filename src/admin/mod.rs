@@ -8,6 +8,7 @@ mod dashboard;
 mod health;
 mod metrics;
 mod queue;
+mod queue_filter;
 mod reload;
 mod suppressions;
 mod suspensions;
@@ -50,6 +51,10 @@ pub fn router(state: State) -> Router {
         .route("/api/queue/{id}", get(queue::show))
         .route("/api/queue/{id}/retry", post(queue::retry))
         .route("/api/queue/{id}/cancel", post(queue::cancel))
+        .route("/api/queue/{id}/hold", post(queue::hold))
+        .route("/api/queue/{id}/release", post(queue::release))
+        .route("/api/queue/{id}/redeliver", post(queue::redeliver))
+        .route("/api/queue/{id}/eml", get(queue::eml))
         .route(
             "/api/suppressions",
             get(suppressions::list)
@@ -69,6 +74,7 @@ pub fn router(state: State) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/dashboard", get(dashboard::page))
+        .route("/queue", get(dashboard::queue_page))
         .route("/unsubscribe/{token}", post(unsubscribe::one_click))
         .merge(api)
         .with_state(state)

@@ -1,5 +1,5 @@
-//! `mxgate queue list [--state S] [--json] | show ID | retry ID|--failed | cancel ID`,
-//! through the running server's admin API.
+//! `mxgate queue list [--state S] [--json] | show ID | retry ID|--failed | cancel ID |
+//! hold ID | release ID | redeliver ID`, through the running server's admin API.
 
 use anyhow::bail;
 use clap::Subcommand;
@@ -32,8 +32,14 @@ pub enum QueueAction {
         #[arg(long)]
         failed: bool,
     },
-    /// Cancel a message's pending recipients.
+    /// Cancel a message's pending (or held) recipients.
     Cancel { id: String },
+    /// Hold a message's pending recipients: no delivery until released (postsuper -h).
+    Hold { id: String },
+    /// Release a held message: its recipients are delivered now (postsuper -H).
+    Release { id: String },
+    /// Deliver an inbound message again to the ERP: its sent recipients back in the queue.
+    Redeliver { id: String },
 }
 
 pub fn run(args: &QueueArgs) -> anyhow::Result<()> {
@@ -70,11 +76,18 @@ pub fn run(args: &QueueArgs) -> anyhow::Result<()> {
             println!("{} recipient(s) requeued", v["retried"]);
         }
         QueueAction::Retry { .. } => bail!("give either a queue id or --failed"),
-        QueueAction::Cancel { id } => {
-            let v = client.call("POST", &format!("/api/queue/{id}/cancel"))?;
-            println!("{id}: {} recipient(s) cancelled", v["cancelled"]);
-        }
+        QueueAction::Cancel { id } => action(&client, id, "cancel", "cancelled")?,
+        QueueAction::Hold { id } => action(&client, id, "hold", "held")?,
+        QueueAction::Release { id } => action(&client, id, "release", "released")?,
+        QueueAction::Redeliver { id } => action(&client, id, "redeliver", "redelivered")?,
     }
+    Ok(())
+}
+
+/// `POST /api/queue/{id}/{verb}`, then "{id}: N recipient(s) {done}".
+fn action(client: &AdminClient, id: &str, verb: &str, done: &str) -> anyhow::Result<()> {
+    let v = client.call("POST", &format!("/api/queue/{id}/{verb}"))?;
+    println!("{id}: {} recipient(s) {done}", v[done]);
     Ok(())
 }
 

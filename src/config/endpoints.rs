@@ -1,9 +1,13 @@
 //! Value types for the places mxgate talks to, parsed once at load like the others in
 //! [`values`](super::values): the Odoo XML-RPC endpoints, the events webhook, a smart
-//! host's address and its sender filter. Run-time code takes these and never parses the
-//! config string again.
+//! host's address and its sender filter, the private CA an HTTPS endpoint is checked
+//! against. Run-time code takes these and never parses the config string again.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use hyper::Uri;
 
@@ -41,7 +45,7 @@ impl TryFrom<String> for OdooUrl {
     }
 }
 
-/// `[events] url`: empty = events off, otherwise an `http://` URL.
+/// `[events] url`: empty = events off, otherwise an `http://` or `https://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookUrl(pub Option<HttpUrl>);
 
@@ -52,11 +56,44 @@ impl TryFrom<String> for WebhookUrl {
         if s.is_empty() {
             return Ok(WebhookUrl(None));
         }
-        if s.starts_with("https:") {
-            return Err("https is not supported yet: use an http:// URL".into());
-        }
         HttpUrl::try_from(s).map(|u| WebhookUrl(Some(u)))
     }
+}
+
+/// `ca_file` of an HTTPS endpoint: the PEM certificates of a private CA, read at load so a
+/// missing or unreadable file is a config problem at its key, not a deferred delivery. A
+/// reload reads the file again (a renewed CA is picked up without a restart).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: String,
+    pub certs: Arc<Vec<CertificateDer<'static>>>,
+}
+
+impl TryFrom<String> for CaFile {
+    type Error = String;
+
+    fn try_from(path: String) -> Result<CaFile, String> {
+        let certs = CertificateDer::pem_file_iter(&path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{path:?}: cannot read PEM certificates: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{path:?}: no CERTIFICATE block in the file"));
+        }
+        Ok(CaFile {
+            path,
+            certs: Arc::new(certs),
+        })
+    }
+}
+
+/// How mxgate checks the certificate of one HTTPS endpoint (a route, `[events]`): the
+/// `ca_file` and `tls_verify` keys of that table, together.
+#[derive(Clone, Debug, Default)]
+pub struct HttpsTrust<'a> {
+    /// Trusted besides the webpki and system roots.
+    pub ca_file: Option<&'a CaFile>,
+    /// `tls_verify = false`: any certificate (still an encrypted session); logged at start.
+    pub insecure: bool,
 }
 
 /// A smart host's `host`: an IP address (connected to as is) or a name the system

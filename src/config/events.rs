@@ -3,17 +3,23 @@
 
 use serde::Deserialize;
 
-use super::endpoints::WebhookUrl;
+use super::endpoints::{CaFile, HttpsTrust, WebhookUrl};
 use super::types::{HumanDuration, Secret};
 use super::values::Parsed;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
-    /// `http://` URL that receives one JSON event per POST; empty = off.
+    /// `http://` or `https://` URL that receives one JSON event per POST; empty = off.
     pub url: Parsed<WebhookUrl>,
     /// Sent as `Authorization: Bearer ...` when set.
     pub token: Secret,
+    /// PEM file of a private CA for an `https://` receiver (besides webpki and system roots).
+    pub ca_file: Option<Parsed<CaFile>>,
+    /// `false` accepts any certificate; a warning at every start.
+    pub tls_verify: bool,
+    /// Adds `X-Mxgate-Signature` (HMAC-SHA256 of the body) to every POST when set.
+    pub signing_secret: Secret,
     /// Deadline of one POST; past it the event is retried.
     pub timeout: HumanDuration,
     /// Longest pause between retries while the receiver fails (backoff starts at 1 s).
@@ -31,10 +37,19 @@ impl Default for EventsConfig {
         EventsConfig {
             url: Parsed::new(""),
             token: Secret::default(),
+            ca_file: None,
+            tls_verify: true,
+            signing_secret: Secret::default(),
             timeout: HumanDuration::secs(10),
             retry_max: HumanDuration::secs(300),
             max_pending: 1_000_000,
             inbound: false,
         }
+    }
+}
+
+impl EventsConfig {
+    pub fn trust(&self) -> HttpsTrust<'_> {
+        super::routing::trust(self.ca_file.as_ref(), self.tls_verify)
     }
 }

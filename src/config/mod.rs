@@ -37,7 +37,7 @@ pub use auth::{
 };
 pub use cluster::ClusterConfig;
 pub use dnsbl::{DnsblAction, DnsblConfig};
-pub use endpoints::{HostAddr, OdooUrl, SenderFilter, WebhookUrl};
+pub use endpoints::{CaFile, HostAddr, HttpsTrust, OdooUrl, SenderFilter, WebhookUrl};
 pub use events::EventsConfig;
 pub use queue::QueueConfig;
 pub use rates::{RateLimits, RatesConfig};
@@ -46,8 +46,8 @@ pub use relay::{
     SubmissionUser, WarmingConfig, WarmingStep,
 };
 pub use routing::{
-    AliasConfig, DomainConfig, ForwardRoute, HttpRoute, MaildirRoute, OdooRoute, RejectRoute,
-    RouteConfig, Routes,
+    AliasConfig, AutoReplies, DomainConfig, ForwardRoute, HttpRoute, MaildirRoute, OdooRoute,
+    RejectRoute, RouteConfig, Routes,
 };
 pub use server::{
     AdminConfig, DnsConfig, ListenerConfig, ListenersConfig, ServerConfig, SmtpConfig, TlsConfig,
@@ -204,6 +204,14 @@ impl Config {
     /// The route a name refers to (validated to exist at load).
     pub fn route(&self, name: &str) -> Option<&RouteConfig> {
         self.routes.get(name)
+    }
+
+    /// The `[[domains]]` entry of `address`'s domain (case-insensitive).
+    pub fn domain_of(&self, address: &str) -> Option<&DomainConfig> {
+        let (_, domain) = address.rsplit_once('@')?;
+        self.domains
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(domain))
     }
 }
 

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::endpoints::{CaFile, HttpsTrust};
 use super::types::{HumanDuration, Secret};
+use super::values::Parsed;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +38,37 @@ pub struct DomainConfig {
     /// `spam.rspamd_url` is empty.
     #[serde(default)]
     pub spam: super::spam::SpamMode,
+    /// What inbound auto-replies (out of office, vacation, `Auto-Submitted`) to this domain's
+    /// ERP routes become: `tag` them with `X-Mxgate-Auto-Reply: yes` (default), `deliver` them
+    /// untouched or `drop` them — so an out-of-office never turns into a CRM lead.
+    #[serde(default)]
+    pub auto_replies: AutoReplies,
+    /// When relayed mail whose envelope sender is on this domain (Odoo's
+    /// `bounce+<id>-<model>-<res_id>@`) bounces, deliver the bounce to that sender through
+    /// the domain's routes, so the ERP counts it (issue 15 item 3).
+    #[serde(default = "yes")]
+    pub bounce_feedback: bool,
+}
+
+/// `[[domains]] auto_replies`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoReplies {
+    Deliver,
+    #[default]
+    Tag,
+    Drop,
+}
+
+impl AutoReplies {
+    /// `reason` label of `mxgate_inbound_messages_total{result="auto_reply"}`.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            AutoReplies::Deliver => "deliver",
+            AutoReplies::Tag => "tag",
+            AutoReplies::Drop => "drop",
+        }
+    }
 }
 
 fn default_bounce_alias() -> String {
@@ -99,6 +132,16 @@ pub struct HttpRoute {
     /// Sent as `Authorization: Bearer ...` when set.
     #[serde(default)]
     pub token: Secret,
+    /// PEM file of a private CA the `https://` server's certificate may chain to (besides
+    /// the webpki and system roots).
+    #[serde(default)]
+    pub ca_file: Option<super::Parsed<super::CaFile>>,
+    /// `false` accepts any certificate (self-signed test ERPs); a warning at every start.
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// Adds `X-Mxgate-Signature` (HMAC-SHA256 of the body) to every request when set.
+    #[serde(default)]
+    pub signing_secret: Secret,
 }
 
 fn default_http_timeout() -> HumanDuration {
@@ -125,6 +168,46 @@ pub struct OdooRoute {
     pub model: String,
     #[serde(default = "default_http_timeout")]
     pub timeout: HumanDuration,
+    /// PEM file of a private CA the `https://` server's certificate may chain to (besides
+    /// the webpki and system roots).
+    #[serde(default)]
+    pub ca_file: Option<super::Parsed<super::CaFile>>,
+    /// `false` accepts any certificate (self-signed test ERPs); a warning at every start.
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// Adds `X-Mxgate-Signature` (HMAC-SHA256 of the body) to every request when set.
+    #[serde(default)]
+    pub signing_secret: Secret,
+    /// As a domain's catchall, take only local parts that are aliases in Odoo's `mail.alias`
+    /// (read at start and every `alias_refresh`); others get 550 5.1.1.
+    #[serde(default)]
+    pub validate_aliases: bool,
+    #[serde(default = "default_alias_refresh")]
+    pub alias_refresh: HumanDuration,
+}
+
+fn default_alias_refresh() -> HumanDuration {
+    HumanDuration::secs(300)
+}
+
+impl HttpRoute {
+    pub fn trust(&self) -> HttpsTrust<'_> {
+        trust(self.ca_file.as_ref(), self.tls_verify)
+    }
+}
+
+impl OdooRoute {
+    pub fn trust(&self) -> HttpsTrust<'_> {
+        trust(self.ca_file.as_ref(), self.tls_verify)
+    }
+}
+
+/// The trust of an endpoint from its `ca_file` and `tls_verify` keys.
+pub(super) fn trust(ca_file: Option<&Parsed<CaFile>>, tls_verify: bool) -> HttpsTrust<'_> {
+    HttpsTrust {
+        ca_file: ca_file.and_then(Parsed::get),
+        insecure: !tls_verify,
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -22,6 +22,9 @@ impl Config {
         for (key, message) in self.spam.dnsbl_problems() {
             p.add(key, message);
         }
+        if let Some(e) = self.events.ca_file.as_ref().and_then(|c| c.error()) {
+            p.add("events.ca_file", e);
+        }
         for (key, message) in self
             .suspension
             .problems()
@@ -137,13 +140,22 @@ impl Config {
                     if let Some(e) = h.url.error() {
                         p.add(at("url"), e);
                     }
+                    if let Some(e) = h.ca_file.as_ref().and_then(|c| c.error()) {
+                        p.add(at("ca_file"), e);
+                    }
                 }
                 RouteConfig::Odoo(o) => {
                     if let Some(e) = o.url.error() {
                         p.add(at("url"), e);
                     }
+                    if let Some(e) = o.ca_file.as_ref().and_then(|c| c.error()) {
+                        p.add(at("ca_file"), e);
+                    }
                     if o.uid.is_none() && o.user.trim().is_empty() {
                         p.add(at("uid"), "an odoo route needs `uid` or `user` (login)");
+                    }
+                    if o.validate_aliases && o.alias_refresh.get().as_secs() == 0 {
+                        p.add(at("alias_refresh"), "must be at least 1s");
                     }
                     if o.database.trim().is_empty() {
                         p.add(at("database"), "an odoo route needs the database name");

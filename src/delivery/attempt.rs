@@ -31,7 +31,7 @@ const STORE_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_secs(1)
 /// start and on every reload) and each attempt takes the current one for its whole run.
 pub struct Context {
     pub config: Arc<Config>,
-    pub http: http::Client,
+    pub http: http::Clients,
     /// uids of `odoo` routes configured with a login.
     pub odoo: odoo::Logins,
     /// The `forward` route; `None` = its mail is deferred (a process without a relay).
@@ -53,8 +53,8 @@ impl Context {
         observer: Option<Observer>,
     ) -> Context {
         Context {
+            http: http::Clients::new(&config),
             config,
-            http: http::client(),
             odoo: odoo::Logins::default(),
             forward,
             relay,

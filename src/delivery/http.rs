@@ -1,9 +1,10 @@
 //! `http` routes: POST the raw message to the ERP (`Content-Type: message/rfc822`), routing
 //! metadata in `X-Mxgate-*` headers, within the route's `timeout`. `Ok` is a 2xx; any
 //! other answer is an [`Error::Status`] for [`classify`](super::outcome::classify).
-//!
-//! Plain `http://` only: the ERP usually sits next to mxgate. `https://` would need
-//! hyper-rustls (a new dependency); until then such a route defers with a clear reason.
+//! `http://` or `https://` ([`crate::http_client`]): each route has its own client, as each
+//! has its own `ca_file` and `tls_verify`.
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -11,10 +12,35 @@ use hyper::Request;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 
 use super::Error;
-use crate::config::{HttpRoute, HttpUrl};
+use crate::config::{Config, HttpRoute, HttpUrl, RouteConfig};
 
-/// Shared by all attempts (one pool of connections to the ERP).
-pub use crate::http_client::{Client, client};
+pub use crate::http_client::Client;
+
+/// The clients of the `http` and `odoo` routes, by route name, built with the config they
+/// come from (each keeps its pool of connections to the ERP between attempts).
+pub struct Clients(HashMap<String, Client>);
+
+impl Clients {
+    pub fn new(config: &Config) -> Clients {
+        let clients = config.routes.iter().filter_map(|(name, r)| {
+            let trust = match r {
+                RouteConfig::Http(h) => h.trust(),
+                RouteConfig::Odoo(o) => o.trust(),
+                _ => return None,
+            };
+            let client = crate::http_client::client(&format!("routes.{name}"), &trust);
+            Some((name.clone(), client))
+        });
+        Clients(clients.collect())
+    }
+
+    /// The client of route `name`.
+    pub fn route(&self, name: &str) -> Result<&Client, Error> {
+        self.0
+            .get(name)
+            .ok_or_else(|| Error::UnknownRoute(name.to_owned()))
+    }
+}
 
 /// How much of the ERP's answer is read (the rest is dropped with the connection).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -98,12 +124,9 @@ fn request(
     let Some(HttpUrl(uri)) = route.url.get() else {
         return Err(bad("not a valid URL"));
     };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(bad("https routes are not supported yet (use http://)")),
-        _ => return Err(bad("the URL must start with http://")),
-    }
     let auth = crate::auth::erp_header_of(&body);
+    let signature =
+        crate::http_client::signature(&route.signing_secret, crate::http_client::unix_now(), &body);
     let mut req = Request::post(uri.clone())
         .body(Full::new(Bytes::from(body)))
         .map_err(|_| bad("cannot build a request for this URL"))?;
@@ -125,6 +148,9 @@ fn request(
     set("x-mxgate-queue-id", &meta.queue_id);
     if let Some(a) = auth {
         set("x-mxgate-auth", &a); // the inbound verdict, from the top of the message
+    }
+    if let Some(sig) = signature {
+        h.insert(crate::http_client::SIGNATURE, sig);
     }
     if !route.token.is_empty() {
         h.insert(
@@ -165,6 +191,9 @@ mod tests {
             url: crate::config::Parsed::new(url),
             timeout: crate::config::HumanDuration::secs(1),
             token: Secret::new("t0k"),
+            ca_file: None,
+            tls_verify: true,
+            signing_secret: Secret::default(),
         }
     }
 
@@ -193,8 +222,8 @@ mod tests {
     }
 
     #[test]
-    fn https_and_garbage_urls_are_refused_with_a_reason() {
-        for url in ["https://erp.test/in", "ftp://erp.test/", "not a url"] {
+    fn garbage_urls_are_refused_with_a_reason() {
+        for url in ["ftp://erp.test/", "not a url"] {
             let e = request(&route(url), &meta(), Vec::new()).expect_err(url);
             assert!(matches!(e, Error::BadUrl { .. }), "{url}: {e}");
         }

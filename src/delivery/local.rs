@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use super::attempt::{Attempt, body_missing};
+use super::auto_reply::{self, Decision};
 use super::outcome::classify;
 use super::{Error, http, maildir, odoo};
 use crate::config::RouteConfig;
@@ -53,6 +54,11 @@ async fn deliver(a: &Attempt<'_>, body: Vec<u8>) -> Result<String, Error> {
     let Some(cfg) = ctx.config.route(route) else {
         return Err(Error::UnknownRoute(route.clone()));
     };
+    let body = match auto_replies(a, &body) {
+        Decision::Deliver => body,
+        Decision::Rewritten(rewritten) => rewritten,
+        Decision::Drop => return Ok(AUTO_REPLY_DROPPED.to_string()),
+    };
     match cfg {
         RouteConfig::Http(h) => {
             let meta = http::Metadata {
@@ -64,9 +70,11 @@ async fn deliver(a: &Attempt<'_>, body: Vec<u8>) -> Result<String, Error> {
                 envelope_to: &a.rcpt.address,
                 queue_id: msg.id.to_string(),
             };
-            http::post(&ctx.http, h, &meta, body).await
+            http::post(ctx.http.route(route)?, h, &meta, body).await
         }
-        RouteConfig::Odoo(o) => odoo::deliver(&ctx.http, &ctx.odoo, route, o, &body).await,
+        RouteConfig::Odoo(o) => {
+            odoo::deliver(ctx.http.route(route)?, &ctx.odoo, route, o, &body).await
+        }
         RouteConfig::Maildir(m) => {
             deliver_maildir(m.path.clone(), ctx.config.server.hostname.clone(), body).await
         }
@@ -82,6 +90,30 @@ async fn deliver(a: &Attempt<'_>, body: Vec<u8>) -> Result<String, Error> {
             forward.forward(msg, &f.to, &body).await
         }
     }
+}
+
+/// `last_reply` of a recipient whose auto-reply was dropped (`auto_replies = "drop"`).
+const AUTO_REPLY_DROPPED: &str = "auto-reply dropped (auto_replies = drop)";
+
+/// The recipient domain's `auto_replies` applied to `body`. An auto-reply is counted once
+/// per message: at the first attempt of its first ERP recipient.
+fn auto_replies(a: &Attempt<'_>, body: &[u8]) -> Decision {
+    let mode = a
+        .ctx
+        .config
+        .domain_of(&a.rcpt.address)
+        .map(|d| d.auto_replies)
+        .unwrap_or_default();
+    let auto = auto_reply::is_auto_reply(body);
+    let first_erp_rcpt = a
+        .msg
+        .recipients
+        .iter()
+        .position(|r| matches!(r.dest, Destination::Route { .. }));
+    if auto && a.rcpt.attempts == 0 && first_erp_rcpt == Some(usize::from(a.due.rcpt)) {
+        a.metrics.inbound_message("auto_reply", mode.as_label());
+    }
+    auto_reply::decide(mode, auto, body)
 }
 
 async fn deliver_maildir(dir: PathBuf, hostname: String, body: Vec<u8>) -> Result<String, Error> {

@@ -5,7 +5,8 @@
 //!   `queue.concurrency` attempts at once, never the same recipient twice concurrently.
 //! - [`attempt`]: one recipient, one attempt: its destination is matched once and picks
 //!   the lane; both lanes end in the same record-and-report step.
-//! - The local lane, [`local`]: the route kind picks the transport — [`http`] (POST to the
+//! - The local lane, [`local`]: inbound auto-replies tagged or dropped per domain
+//!   ([`auto_reply`]), then the route kind picks the transport — [`http`] (POST to the
 //!   ERP), [`odoo`] (XML-RPC `message_process`), [`maildir`], `discard`, `reject`, and
 //!   [`forward`] (queues an SRS copy, [`crate::routing::srs`], whose recipients are then
 //!   relayed).
@@ -22,12 +23,14 @@
 //! de-duplicate).
 
 pub mod attempt;
+pub mod auto_reply;
 pub mod dsn;
 pub mod forward;
 pub mod http;
 pub mod local;
 pub mod maildir;
 pub mod odoo;
+pub mod odoo_aliases;
 pub mod outcome;
 pub mod plan;
 pub mod rate;

@@ -181,7 +181,10 @@ impl Relay {
             tracing::info!(sender = %to, "no DSN: the sender is not a deliverable address");
             return None;
         };
-        let dest = match self.router.resolve_or_relay(&addr) {
+        // The ERP's own bounce address on one of our domains: to its route, not read as
+        // one of our bounce tokens (which would swallow it).
+        let feedback = self.router.feedback(&addr);
+        let dest = match feedback.map_or_else(|| self.router.resolve_or_relay(&addr), Ok) {
             Ok(d) => d,
             Err(e) => {
                 tracing::info!(sender = %to, error = %e, "no DSN: the sender's address takes no mail");
@@ -192,6 +195,50 @@ impl Relay {
             recipient: &before.address,
             reply,
             kind,
+        };
+        let body = dsn::build(
+            &self.config.server.hostname,
+            msg,
+            &to,
+            &[failure],
+            headers,
+            UNIX_EPOCH + Duration::from_millis(self.clock.now_ms()),
+        );
+        Some(NewMessage {
+            listener: ListenerKind::Inbound,
+            peer_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            helo: self.config.server.hostname.clone(),
+            mail_from: ReversePath::Null,
+            recipients: vec![(addr, dest)],
+            body,
+        })
+    }
+
+    /// The bounce a recipient of `msg` that a DSN reported failed owes the ERP that sent it
+    /// (`bounce_feedback`): an RFC 3464 report to the original envelope sender, routed to
+    /// the sender's domain's ERP route ([`Router::feedback`](crate::routing::resolve::Router::feedback)),
+    /// the category in its text. `None` for a sender not on one of our domains (it was told
+    /// nothing before either: the remote MTA's DSN came to us).
+    pub fn feedback_for(
+        &self,
+        msg: &QueuedMessage,
+        idx: u16,
+        reply: &str,
+        category: Option<&str>,
+        headers: &[u8],
+    ) -> Option<NewMessage> {
+        let to = self.original_sender(&msg.mail_from);
+        let addr = Address::parse(&to)?;
+        let dest = self.router.feedback(&addr)?;
+        let rcpt = msg.recipients.get(usize::from(idx))?;
+        let reply = match category {
+            Some(c) => format!("{reply} (bounce category: {c})"),
+            None => reply.to_string(),
+        };
+        let failure = dsn::Failure {
+            recipient: &rcpt.address,
+            reply: &reply,
+            kind: dsn::Kind::Failed,
         };
         let body = dsn::build(
             &self.config.server.hostname,

@@ -3,7 +3,9 @@
 //! once there) → the original recipients their valid tokens name → for a permanent failure,
 //! the recipient marked `bounced` in the queue with its category and the remote words →
 //! one [`Record::Returned`] to [`report`](crate::report), which counts it, emits the events
-//! and applies the suppression rules.
+//! and applies the suppression rules. When the original's envelope sender is on one of our
+//! `[[domains]]` (Odoo's `bounce+<id>-<model>-<res_id>@`), the bounce is also fed back to it
+//! through the domain's ERP route, queued in the batch that marks the recipient bounced.
 //!
 //! A bounce with no valid token (forged, foreign, or sent to plain `bounce@`) is still
 //! parsed, classified and counted; it stays stored, so nothing is lost; report suppresses
@@ -15,9 +17,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::delivery::attempt::Context;
 use crate::envelope::{Destination, QueueId};
 use crate::live::View;
-use crate::queue::{Queue, QueuedMessage};
+use crate::queue::{NewMessage, Queue, QueuedMessage};
 use crate::report::{Failure, Observer, Origin, Record, Returned};
 use crate::routing::token::TokenKey;
 
@@ -29,6 +32,8 @@ pub struct Intake {
     key: TokenKey,
     /// Where returned reports go, under the config in force.
     observers: View<Observer>,
+    /// The delivery context in force: its relay builds the bounce fed back to the ERP.
+    delivery: View<Context>,
 }
 
 /// Length of a VERP token (18 bytes in lower-case base32, see `routing::token`).
@@ -61,11 +66,17 @@ fn quoted_tokens(body: &[u8]) -> Vec<String> {
 }
 
 impl Intake {
-    pub fn new(queue: Queue, key: TokenKey, observers: View<Observer>) -> Intake {
+    pub fn new(
+        queue: Queue,
+        key: TokenKey,
+        observers: View<Observer>,
+        delivery: View<Context>,
+    ) -> Intake {
         Intake {
             queue,
             key,
             observers,
+            delivery,
         }
     }
 
@@ -175,6 +186,33 @@ impl Intake {
         out
     }
 
+    /// What makes the bounce fed back to the ERP that sent the original (the relay's
+    /// [`feedback_for`](crate::delivery::relay::Relay::feedback_for)), with the original's
+    /// header section read here, outside the queue's commit.
+    async fn feedback(
+        &self,
+        origin: &Origin,
+        reply: String,
+        category: Option<crate::bounce::Category>,
+    ) -> impl FnOnce(&QueuedMessage) -> Option<NewMessage> + Send + 'static {
+        let relay = self.delivery.get().relay.clone();
+        let (queue, id) = (self.queue.clone(), origin.id);
+        let headers = match &relay {
+            Some(_) => tokio::task::spawn_blocking(move || queue.body(id))
+                .await
+                .ok()
+                .flatten()
+                .map(|b| crate::message::header_section(&b).to_vec())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let idx = origin.rcpt;
+        move |m: &QueuedMessage| {
+            let category = category.map(|c| c.as_str());
+            relay?.feedback_for(m, idx, &reply, category, &headers)
+        }
+    }
+
     /// A permanent failure makes the recipient TOKEN names `bounced` (the queue's record
     /// of the outcome); true when this DSN did, so report counts it.
     async fn close_loop(&self, dsn: QueueId, origin: &Origin, failed: &Failure<'_>) -> bool {
@@ -187,9 +225,17 @@ impl Intake {
         let category = failed.result.category;
         let (observer, result, idx) = (self.observers.get(), failed.result.clone(), origin.rcpt);
         let stats = move |m: &QueuedMessage| vec![observer.dsn_stats_write(m, idx, &result)];
+        let feedback = self.feedback(origin, reply.clone(), category).await;
         let recorded = self
             .queue
-            .bounce_reported(origin.id, origin.rcpt, category, reply.clone(), stats)
+            .bounce_reported(
+                origin.id,
+                origin.rcpt,
+                category,
+                reply.clone(),
+                stats,
+                feedback,
+            )
             .await;
         match recorded {
             Ok(Some(_)) => {

@@ -1,5 +1,6 @@
 //! Operator actions from the admin API and the CLI: requeue ([`Queue::retry`],
-//! [`Queue::retry_failed`]) and cancel ([`Queue::cancel`]).
+//! [`Queue::retry_failed`]), cancel ([`Queue::cancel`]), hold and release
+//! ([`Queue::hold`], [`Queue::release`]), redeliver to the ERP ([`Queue::redeliver`]).
 //!
 //! Split from `mod.rs` because these act on every recipient of a message at once, whatever
 //! its state, on an operator's say-so — unlike the delivery path ([`super::record`]), which
@@ -47,13 +48,44 @@ impl Queue {
         Ok(total)
     }
 
-    /// Cancels the message's pending recipients. Returns how many; `NotFound` for an unknown id.
+    /// Cancels the message's pending and held recipients. Returns how many; `NotFound` for
+    /// an unknown id.
     pub async fn cancel(&self, id: QueueId) -> Result<usize, StoreError> {
+        self.apply(id, transition::cancel).await
+    }
+
+    /// Holds the message's pending recipients ([`transition::admin_hold`]).
+    pub async fn hold(&self, id: QueueId) -> Result<usize, StoreError> {
+        self.apply(id, transition::admin_hold).await
+    }
+
+    /// Releases the message's held recipients, due now ([`transition::release`]).
+    pub async fn release(&self, id: QueueId) -> Result<usize, StoreError> {
+        self.apply(id, transition::release).await
+    }
+
+    /// Puts the message's recipients already delivered to an ERP route back in the queue,
+    /// due now ([`transition::redeliver`]). A message past `queue.retention` is purged:
+    /// `NotFound`.
+    pub async fn redeliver(&self, id: QueueId) -> Result<usize, StoreError> {
+        self.apply(id, transition::redeliver).await
+    }
+
+    /// Applies `f` to every recipient of `id` in one batch; wakes the scheduler when a
+    /// recipient became due.
+    async fn apply(
+        &self,
+        id: QueueId,
+        f: fn(&mut Recipient, u64) -> bool,
+    ) -> Result<usize, StoreError> {
         let now_ms = self.inner.clock.now_ms();
-        self.commit(move |db| {
-            store::update(db, id, |m| apply_all(m, |r| transition::cancel(r, now_ms)))
-        })
-        .await
+        let n = self
+            .commit(move |db| store::update(db, id, |m| apply_all(m, |r| f(r, now_ms))))
+            .await?;
+        if n > 0 {
+            self.inner.changed.notify_one();
+        }
+        Ok(n)
     }
 }
 

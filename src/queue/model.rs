@@ -111,16 +111,22 @@ pub enum RcptState {
     Bounced,
     Expired,
     Cancelled,
+    /// Put on hold by an operator (Postfix's hold queue, `postsuper -h`): not delivered and
+    /// not expired until released, never purged by retention. Not in SPEC's list of states;
+    /// an extension (issue 15 item 7).
+    Held,
 }
 
 impl RcptState {
-    pub const ALL: [RcptState; 6] = [
+    /// In the order of their stored index byte: new states are appended, never inserted.
+    pub const ALL: [RcptState; 7] = [
         RcptState::Queued,
         RcptState::Deferred,
         RcptState::Sent,
         RcptState::Bounced,
         RcptState::Expired,
         RcptState::Cancelled,
+        RcptState::Held,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -131,6 +137,7 @@ impl RcptState {
             RcptState::Bounced => "bounced",
             RcptState::Expired => "expired",
             RcptState::Cancelled => "cancelled",
+            RcptState::Held => "held",
         }
     }
 
@@ -141,5 +148,10 @@ impl RcptState {
     /// Still waiting for delivery (the scheduler's index holds it).
     pub fn is_pending(self) -> bool {
         matches!(self, RcptState::Queued | RcptState::Deferred)
+    }
+
+    /// Done for good: neither pending nor held (retention may purge the message).
+    pub fn is_final(self) -> bool {
+        !self.is_pending() && self != RcptState::Held
     }
 }

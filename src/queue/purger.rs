@@ -104,7 +104,7 @@ impl Purged {
             }
             a = b;
         }
-        for st in RcptState::ALL.into_iter().filter(|s| !s.is_pending()) {
+        for st in RcptState::ALL.into_iter().filter(|s| s.is_final()) {
             let range = |id| keys::state(st, QueueId(id), 0).to_vec();
             out.push((range(lo), range(hi)));
         }

@@ -155,6 +155,10 @@ impl Queue {
     /// recipient is already final in another way (cancelled, expired, bounced). The
     /// other stores' writes `also` makes (the bounce's statistics) go in the same batch, as
     /// in [`Queue::record_then_writing`].
+    ///
+    /// `follow` makes the message the bounce owes (the bounce fed back to the ERP that sent
+    /// the original), enqueued in that same batch: a crash cannot record the bounce and
+    /// lose the feedback, and a DSN read twice finds the recipient final and owes nothing.
     pub async fn bounce_reported(
         &self,
         id: QueueId,
@@ -162,24 +166,36 @@ impl Queue {
         category: Option<Category>,
         reply: String,
         also: impl FnOnce(&QueuedMessage) -> Vec<Write> + Send + 'static,
+        follow: impl FnOnce(&QueuedMessage) -> Option<NewMessage> + Send + 'static,
     ) -> Result<Option<RcptState>, StoreError> {
         let now_ms = self.inner.clock.now_ms();
-        self.commit(move |db| {
-            let (mut change, state) = store::update(db, id, |m| {
-                let r = m.recipients.get_mut(usize::from(rcpt))?;
-                let state =
-                    transition::bounce_reported(r, category, reply, now_ms).then_some(r.state)?;
-                Some((state, also(m)))
-            })?;
-            let Some((state, writes)) = state else {
-                return Ok((change, None));
-            };
-            for w in &writes {
-                db.add(&mut change.batch, w);
-            }
-            Ok((change, Some(state)))
-        })
-        .await
+        let done = self
+            .commit(move |db| {
+                let (mut change, state) = store::update(db, id, |m| {
+                    let r = m.recipients.get_mut(usize::from(rcpt))?;
+                    let state = transition::bounce_reported(r, category, reply, now_ms)
+                        .then_some(r.state)?;
+                    Some((state, also(m), follow(m)))
+                })?;
+                let Some((state, writes, new)) = state else {
+                    return Ok((change, None));
+                };
+                for w in &writes {
+                    db.add(&mut change.batch, w);
+                }
+                let mut queued = false;
+                if let Some(new) = new.filter(|n| !n.recipients.is_empty()) {
+                    let meta = new_meta(QueueId::generate(), now_ms, &new);
+                    store::enqueue_into(db, &mut change, &meta, &new.body)?;
+                    queued = true;
+                }
+                Ok((change, Some((state, queued))))
+            })
+            .await?;
+        if done.is_some_and(|(_, queued)| queued) {
+            self.inner.changed.notify_one();
+        }
+        Ok(done.map(|(state, _)| state))
     }
 
     /// The bounce stage has processed this DSN: drop it from [`Queue::pending_bounces`].

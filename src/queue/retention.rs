@@ -16,7 +16,7 @@ use crate::envelope::QueueId;
 
 /// When the message's last transition happened, if every recipient is final.
 pub fn final_ms(recipients: &[Recipient]) -> Option<u64> {
-    if recipients.is_empty() || recipients.iter().any(|r| r.state.is_pending()) {
+    if recipients.is_empty() || recipients.iter().any(|r| !r.state.is_final()) {
         return None;
     }
     recipients.iter().map(|r| r.updated_ms).max()

@@ -12,6 +12,9 @@
 //!  │            │ cancel                └──────► expired
 //!  │            ▼                      cancel ─► cancelled
 //!  └── deferred | bounced | expired
+//!
+//!  queued | deferred ── admin_hold ──► held ── release ──► queued (due now)
+//!  sent (to an ERP route) ── redeliver ──► queued (due now)
 //! ```
 //!
 //! A warming [`Hold`] moves like `Deferred` (and past expiry to `expired`), but it was no
@@ -20,6 +23,7 @@
 use super::{Hold, Outcome};
 use crate::bounce::Category;
 use crate::config::QueueConfig;
+use crate::envelope::Destination;
 
 use super::schedule::{self, Next};
 use super::{RcptState, Recipient};
@@ -108,12 +112,50 @@ pub fn retry(r: &mut Recipient, now_ms: u64) -> bool {
     true
 }
 
-/// Admin cancel: a pending recipient → `cancelled`.
+/// Admin cancel: a pending or held recipient → `cancelled`.
 pub fn cancel(r: &mut Recipient, now_ms: u64) -> bool {
-    if !r.state.is_pending() {
+    if !(r.state.is_pending() || r.state == RcptState::Held) {
         return false;
     }
     r.state = RcptState::Cancelled;
+    r.updated_ms = now_ms;
+    true
+}
+
+/// Admin hold (`postsuper -h`): a pending recipient → `held`, out of the schedule. Its
+/// attempts and last reply stay; an attempt already under way finds it no longer pending
+/// and its outcome is dropped (as for cancel), so it is delivered again after release.
+pub fn admin_hold(r: &mut Recipient, now_ms: u64) -> bool {
+    if !r.state.is_pending() {
+        return false;
+    }
+    r.state = RcptState::Held;
+    r.updated_ms = now_ms;
+    true
+}
+
+/// Admin release (`postsuper -H`): `held` → `queued`, due now. Expiry still counts from
+/// reception, so a message held past `expire_after` gets one attempt, as after a retry.
+pub fn release(r: &mut Recipient, now_ms: u64) -> bool {
+    if r.state != RcptState::Held {
+        return false;
+    }
+    r.state = RcptState::Queued;
+    r.next_attempt_ms = now_ms;
+    r.updated_ms = now_ms;
+    true
+}
+
+/// Admin redeliver: a recipient already handed to an ERP route (`sent`) → `queued`, due
+/// now — Odoo's "fetch again" after the ERP processed a message wrongly. Only `Route`
+/// recipients: re-sending relayed mail to the Internet is not a redelivery to the ERP, and
+/// a `bounce+TOKEN` copy was never delivered anywhere.
+pub fn redeliver(r: &mut Recipient, now_ms: u64) -> bool {
+    if r.state != RcptState::Sent || !matches!(r.dest, Destination::Route { .. }) {
+        return false;
+    }
+    r.state = RcptState::Queued;
+    r.next_attempt_ms = now_ms;
     r.updated_ms = now_ms;
     true
 }
@@ -139,7 +181,6 @@ pub fn bounce_reported(
 mod tests {
     use super::*;
     use crate::config::HumanDuration;
-    use crate::envelope::Destination;
 
     fn rcpt(state: RcptState) -> Recipient {
         Recipient {
@@ -278,6 +319,54 @@ mod tests {
                 assert_eq!((r.state, r.next_attempt_ms), (RcptState::Queued, 9));
             }
         }
+    }
+
+    #[test]
+    fn hold_takes_pending_recipients_and_release_makes_them_due_now() {
+        for (st, ok) in [
+            (RcptState::Queued, true),
+            (RcptState::Deferred, true),
+            (RcptState::Sent, false),
+            (RcptState::Bounced, false),
+            (RcptState::Cancelled, false),
+            (RcptState::Held, false),
+        ] {
+            let mut r = rcpt(st);
+            assert_eq!(admin_hold(&mut r, 5), ok, "{st:?}");
+        }
+        let mut r = rcpt(RcptState::Deferred);
+        r.next_attempt_ms = 99;
+        assert!(admin_hold(&mut r, 5) && !r.state.is_pending() && !r.state.is_final());
+        assert!(!retry(&mut r, 6), "retry does not release");
+        assert!(release(&mut r, 7));
+        assert_eq!((r.state, r.next_attempt_ms), (RcptState::Queued, 7));
+        assert!(!release(&mut r, 8));
+        let mut held = rcpt(RcptState::Held);
+        assert!(cancel(&mut held, 9));
+    }
+
+    #[test]
+    fn redeliver_requeues_only_recipients_sent_to_an_erp_route() {
+        let route = Destination::Route {
+            route: "crm".into(),
+            alias: "sales@example.test".into(),
+            thread: None,
+            detail: None,
+        };
+        let mut r = Recipient {
+            dest: route.clone(),
+            ..rcpt(RcptState::Sent)
+        };
+        assert!(redeliver(&mut r, 4));
+        assert_eq!((r.state, r.next_attempt_ms), (RcptState::Queued, 4));
+        assert!(!redeliver(&mut r, 5), "already pending");
+        let mut bounced = Recipient {
+            dest: route,
+            ..rcpt(RcptState::Bounced)
+        };
+        assert!(!redeliver(&mut bounced, 4));
+        let mut copy = rcpt(RcptState::Sent); // a bounce+TOKEN copy
+        assert!(!redeliver(&mut copy, 4));
     }
 
     #[test]

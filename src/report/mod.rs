@@ -140,7 +140,7 @@ impl Observer {
             RcptState::Bounced => Some(Kind::Bounced),
             RcptState::Expired => Some(Kind::Expired),
             RcptState::Deferred | RcptState::Queued => Some(Kind::Deferred),
-            RcptState::Cancelled => None,
+            RcptState::Cancelled | RcptState::Held => None,
         }
     }
 

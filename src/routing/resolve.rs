@@ -2,12 +2,13 @@
 //! exact alias → `reply+TOKEN` → `bounce+TOKEN` → `alias+detail` → catchall → 550 5.1.1.
 //! Domains that are not alias domains are relaying: 550 5.7.1, whatever the local part.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::clock::Clock;
 use crate::config::{Config, RouteConfig};
 use crate::envelope::{Address, Destination};
 use crate::reply::{self, Reply};
+use crate::routing::erp_aliases::ErpAliases;
 use crate::routing::token::TokenKey;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +39,7 @@ struct DomainRules {
     bounce_alias: String,
     reply_alias: String,
     reply_route: Option<String>,
+    bounce_feedback: bool,
 }
 
 /// The alias table, built once from config.
@@ -50,6 +52,9 @@ pub struct Router {
     empty_forwards: std::collections::HashSet<String>,
     /// Reverses our SRS addresses (see [`Router::with_srs`]).
     srs: Option<Srs>,
+    /// Routes whose ERP alias table limits what their catchall takes (`validate_aliases`).
+    validated: HashSet<String>,
+    erp_aliases: ErpAliases,
 }
 
 struct Srs {
@@ -69,6 +74,7 @@ impl Router {
                     bounce_alias: d.bounce_alias.to_lowercase(),
                     reply_alias: d.reply_alias.to_lowercase(),
                     reply_route: d.reply_route.clone(),
+                    bounce_feedback: d.bounce_feedback,
                 };
                 (d.name.to_ascii_lowercase(), rules)
             })
@@ -102,13 +108,38 @@ impl Router {
             .filter(|(_, r)| matches!(r, RouteConfig::Forward(f) if f.to.iter().all(|t| t.trim().is_empty())))
             .map(|(name, _)| name.clone())
             .collect();
+        let validated = config
+            .routes
+            .iter()
+            .filter(|(_, r)| matches!(r, RouteConfig::Odoo(o) if o.validate_aliases))
+            .map(|(name, _)| name.clone())
+            .collect();
         Router {
             domains,
             aliases,
             reject_messages,
             empty_forwards,
             srs: None,
+            validated,
+            erp_aliases: ErpAliases::default(),
         }
+    }
+
+    /// Checks catchall mail to `validate_aliases` routes against these tables.
+    pub fn with_erp_aliases(mut self, erp_aliases: ErpAliases) -> Router {
+        self.erp_aliases = erp_aliases;
+        self
+    }
+
+    /// Whether a catchall `route` takes local part `base`: yes unless the route validates
+    /// aliases and the ERP's table (once there is one) lacks it.
+    fn catchall_takes(&self, route: &str, base: &str) -> bool {
+        if !self.validated.contains(route) {
+            return true;
+        }
+        self.erp_aliases
+            .get(route)
+            .is_none_or(|names| names.contains(base))
     }
 
     /// Recognise `SRS0=...@<bounce domain>` addresses made with `key` (forwarded copies):
@@ -166,6 +197,42 @@ impl Router {
         }
     }
 
+    /// Where a bounce for relayed mail goes back to its envelope sender `sender` on one of
+    /// our domains (`bounce_feedback`): the ERP route that reads that domain's mail. The
+    /// ERP's own bounce address (`<bounce_alias>+<id>-<model>-<res_id>`, Odoo) is not read as
+    /// one of mxgate's bounce tokens, as [`Router::resolve`] would: it goes to an alias of
+    /// the exact address, of `<bounce_alias>@domain`, the catchall or the `reply_route`
+    /// (the ERP's thread route), the first that exists. Any other sender resolves as
+    /// inbound mail does. `None`: not our domain, feedback off, or no route takes it.
+    pub fn feedback(&self, sender: &Address) -> Option<Destination> {
+        let rules = self.domains.get(&sender.domain)?;
+        if !rules.bounce_feedback {
+            return None;
+        }
+        let local = sender.local.to_lowercase();
+        let base = local.split_once('+').map_or(local.as_str(), |(b, _)| b);
+        if base != rules.bounce_alias {
+            return self
+                .resolve(sender)
+                .ok()
+                .filter(|d| matches!(d, Destination::Route { .. }));
+        }
+        let full = format!("{local}@{}", sender.domain);
+        let bounce_alias = format!("{}@{}", rules.bounce_alias, sender.domain);
+        let route = self
+            .aliases
+            .get(&full)
+            .or_else(|| self.aliases.get(&bounce_alias))
+            .or(rules.catchall.as_ref())
+            .or(rules.reply_route.as_ref())?;
+        let routable =
+            !self.reject_messages.contains_key(route) && !self.empty_forwards.contains(route);
+        routable.then(|| {
+            let address = format!("{}@{}", sender.local, sender.domain);
+            route_to(route, address, None, None)
+        })
+    }
+
     fn match_local(
         &self,
         rcpt: &Address,
@@ -199,8 +266,10 @@ impl Router {
             }
         }
         match &rules.catchall {
-            Some(route) => Ok(route_to(route, full, None, None)),
-            None => Err(Error::UnknownUser),
+            Some(route) if self.catchall_takes(route, &base) => {
+                Ok(route_to(route, full, None, None))
+            }
+            _ => Err(Error::UnknownUser),
         }
     }
 }
@@ -220,130 +289,5 @@ fn route_to(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    fn router(catchall: bool) -> Router {
-        let toml = format!(
-            r#"
-[[domains]]
-name = "example.test"
-{}
-reply_route = "threads"
-[[aliases]]
-address = "Sales@example.test"
-route = "crm"
-[[aliases]]
-address = "old@example.test"
-route = "closed"
-[routes.crm]
-kind = "http"
-url = "http://127.0.0.1:1/"
-[routes.threads]
-kind = "http"
-url = "http://127.0.0.1:1/"
-[routes.inbox]
-kind = "discard"
-[routes.closed]
-kind = "reject"
-message = "Gone"
-"#,
-            if catchall { "catchall = \"inbox\"" } else { "" }
-        );
-        Router::new(&Config::from_toml(&toml, Path::new("t")).unwrap_or_else(|e| panic!("{e}")))
-    }
-
-    fn addr(s: &str) -> Address {
-        Address::parse(s).expect("valid test address")
-    }
-
-    fn route_of(d: Destination) -> (String, Option<String>, Option<String>) {
-        match d {
-            Destination::Route {
-                route,
-                thread,
-                detail,
-                ..
-            } => (route, thread, detail),
-            other => panic!("expected a route, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn exact_alias_matches_case_insensitively() {
-        let r = router(false);
-        assert_eq!(
-            route_of(r.resolve(&addr("SALES@Example.Test")).expect("ok")).0,
-            "crm"
-        );
-    }
-
-    #[test]
-    fn reply_token_goes_to_thread_route_with_token_kept() {
-        let (route, thread, _) = route_of(
-            router(false)
-                .resolve(&addr("reply+AbC123@example.test"))
-                .expect("ok"),
-        );
-        assert_eq!(
-            (route.as_str(), thread.as_deref()),
-            ("threads", Some("AbC123"))
-        );
-    }
-
-    #[test]
-    fn bounce_token_goes_to_bounce_processing() {
-        let d = router(false)
-            .resolve(&addr("bounce+TOK@example.test"))
-            .expect("ok");
-        assert_eq!(
-            d,
-            Destination::Bounce {
-                token: "TOK".into()
-            }
-        );
-    }
-
-    #[test]
-    fn alias_detail_goes_to_alias_with_detail() {
-        let (route, _, detail) = route_of(
-            router(false)
-                .resolve(&addr("sales+q3@example.test"))
-                .expect("ok"),
-        );
-        assert_eq!((route.as_str(), detail.as_deref()), ("crm", Some("q3")));
-    }
-
-    #[test]
-    fn unknown_local_part_uses_catchall_or_is_unknown_user() {
-        assert_eq!(
-            route_of(router(true).resolve(&addr("who@example.test")).expect("ok")).0,
-            "inbox"
-        );
-        assert_eq!(
-            router(false).resolve(&addr("who@example.test")),
-            Err(Error::UnknownUser)
-        );
-    }
-
-    #[test]
-    fn other_domains_are_relay_denied() {
-        let r = router(true);
-        for a in [
-            "sales@other.test",
-            "sales@example.test.evil.test",
-            "sales@sub.example.test",
-        ] {
-            assert_eq!(r.resolve(&addr(a)), Err(Error::RelayDenied), "{a}");
-        }
-    }
-
-    #[test]
-    fn reject_route_refuses_with_its_message() {
-        assert_eq!(
-            router(true).resolve(&addr("old@example.test")),
-            Err(Error::Rejected("Gone".into()))
-        );
-    }
-}
+#[path = "resolve_tests.rs"]
+mod tests;

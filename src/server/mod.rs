@@ -208,6 +208,7 @@ fn open_stable(config: &Config, clock: Clock) -> Result<(Stable, Db), StartError
         suspensions,
         warming,
         cluster: None,
+        erp_aliases: crate::routing::ErpAliases::open(data_dir),
         shutdown: CancellationToken::new(),
     };
     Ok((stable, db))
@@ -238,8 +239,31 @@ fn spawn_background(live: &Live<Runtime>, s: &Stable, tracker: &TaskTracker) {
         s.queue.clone(),
         s.token_key.clone(),
         live.view(|r| &r.observer),
+        live.view(|r| &r.delivery),
     );
     tracker.spawn(intake.run(s.shutdown.clone()));
+    spawn_alias_refresh(&config, s, tracker);
+}
+
+/// One task per `odoo` route with `validate_aliases` (the routes of the config at start: a
+/// reload does not add or stop these tasks).
+fn spawn_alias_refresh(config: &Config, s: &Stable, tracker: &TaskTracker) {
+    for (name, route) in &config.routes {
+        let crate::config::RouteConfig::Odoo(o) = route else {
+            continue;
+        };
+        if !o.validate_aliases {
+            continue;
+        }
+        let client = crate::http_client::client(&format!("routes.{name}"), &o.trust());
+        tracker.spawn(crate::delivery::odoo_aliases::run(
+            client,
+            name.clone(),
+            o.clone(),
+            s.erp_aliases.clone(),
+            s.shutdown.clone(),
+        ));
+    }
 }
 
 fn admin_state(running: &Running, live: &Live<Runtime>) -> crate::admin::State {

@@ -76,6 +76,8 @@ pub struct Stable {
     pub warming: Warming,
     /// The cluster's Redis (`[cluster] redis_url`); `None` = a single node.
     pub cluster: Option<crate::cluster::Cluster>,
+    /// The alias tables of `validate_aliases` routes, read from the ERP, kept across reloads.
+    pub erp_aliases: crate::routing::ErpAliases,
     pub shutdown: CancellationToken,
 }
 
@@ -101,11 +103,11 @@ impl Runtime {
         let tls = crate::tls::acceptor(&config.tls, &config.server.hostname)?;
         let signer = Arc::new(Signer::from_config(&config)?);
         let verifier = Arc::new(Verifier::new(&config, dns.clone(), s.metrics.clone()));
-        let router = Arc::new(Router::new(&config).with_srs(
-            s.token_key.clone(),
-            config.bounce_domain(),
-            s.clock.clone(),
-        ));
+        let router = Arc::new(
+            Router::new(&config)
+                .with_srs(s.token_key.clone(), config.bounce_domain(), s.clock.clone())
+                .with_erp_aliases(s.erp_aliases.clone()),
+        );
         let events = s.events.reconfigured(&config.events);
         let suspensions = s
             .suspensions

@@ -59,7 +59,7 @@ impl Scanner {
         let base = config.rspamd_url.trim().trim_end_matches('/');
         let endpoint = format!("{base}/checkv2").parse().ok()?;
         Some(Scanner {
-            client: crate::http_client::client(),
+            client: crate::http_client::client("spam", &crate::config::HttpsTrust::default()),
             endpoint,
             timeout: config.timeout.get(),
             metrics,

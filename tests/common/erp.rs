@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// One request the ERP received.
@@ -34,12 +35,48 @@ impl Push {
 struct Shared {
     pushes: Arc<Mutex<Vec<Push>>>,
     status: Arc<AtomicU16>,
+    handshake_failures: Arc<AtomicU64>,
+    /// Set: requests must carry a valid `X-Mxgate-Signature`, else 401 (not recorded).
+    secret: Arc<Mutex<Option<String>>>,
+    bad_signatures: Arc<AtomicU64>,
+}
+
+/// Accepts TCP, then the TLS handshake; a failed handshake is counted and skipped.
+struct TlsListener {
+    tcp: TcpListener,
+    tls: TlsAcceptor,
+    failures: Arc<AtomicU64>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            match self.tls.accept(tcp).await {
+                Ok(s) => return (s, addr),
+                Err(_) => {
+                    self.failures.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
 }
 
 pub struct Erp {
     pub addr: SocketAddr,
     shared: Shared,
     stop: Option<CancellationToken>,
+    /// Set: the ERP speaks HTTPS with this certificate.
+    tls: Option<TlsAcceptor>,
 }
 
 impl Erp {
@@ -49,6 +86,16 @@ impl Erp {
         // races with every other socket the parallel tests open.
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut erp = Erp::reserve_at(l.local_addr().expect("addr"));
+        l.set_nonblocking(true).expect("nonblocking");
+        erp.serve(TcpListener::from_std(l).expect("listener"));
+        erp
+    }
+
+    /// Listening now over HTTPS with `tls`'s certificate, answering 200.
+    pub async fn start_tls(tls: TlsAcceptor) -> Erp {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut erp = Erp::reserve_at(l.local_addr().expect("addr"));
+        erp.tls = Some(tls);
         l.set_nonblocking(true).expect("nonblocking");
         erp.serve(TcpListener::from_std(l).expect("listener"));
         erp
@@ -69,6 +116,7 @@ impl Erp {
             addr,
             shared,
             stop: None,
+            tls: None,
         }
     }
 
@@ -87,11 +135,27 @@ impl Erp {
             .fallback(record)
             .with_state(self.shared.clone());
         let s = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(s.cancelled_owned())
-                .await;
-        });
+        match self.tls.clone() {
+            None => {
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(s.cancelled_owned())
+                        .await;
+                });
+            }
+            Some(tls) => {
+                let listener = TlsListener {
+                    tcp: listener,
+                    tls,
+                    failures: self.shared.handshake_failures.clone(),
+                };
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(s.cancelled_owned())
+                        .await;
+                });
+            }
+        }
         self.stop = Some(stop);
     }
 
@@ -101,7 +165,24 @@ impl Erp {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// From now on, checks `X-Mxgate-Signature` against `secret` as an ERP would:
+    /// HMAC-SHA256 of `"<t>." + body`, `t` at most 5 minutes old; a bad one gets 401.
+    pub fn verify_signatures(&self, secret: &str) {
+        *self.shared.secret.lock().expect("lock") = Some(secret.to_string());
+    }
+
+    /// Requests refused for a missing or wrong signature.
+    pub fn bad_signatures(&self) -> u64 {
+        self.shared.bad_signatures.load(Ordering::SeqCst)
+    }
+
+    /// TLS handshakes that failed (the client refused the certificate, ...).
+    pub fn handshake_failures(&self) -> u64 {
+        self.shared.handshake_failures.load(Ordering::SeqCst)
     }
 
     pub fn pushes(&self) -> Vec<Push> {
@@ -123,6 +204,17 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let secret = shared.secret.lock().expect("lock").clone();
+    if let Some(secret) = secret {
+        let header = headers
+            .get("x-mxgate-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !signature_valid(&secret, header, &body) {
+            shared.bad_signatures.fetch_add(1, Ordering::SeqCst);
+            return StatusCode::UNAUTHORIZED;
+        }
+    }
     let status =
         StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
     let headers = headers
@@ -142,6 +234,37 @@ async fn record(
         });
     }
     status
+}
+
+/// The receiver's check of `X-Mxgate-Signature: t=..,v1=..` (README's recipe, in Rust).
+pub fn signature_valid(secret: &str, header: &str, body: &[u8]) -> bool {
+    use hmac::{Hmac, Mac};
+    let field = |k: &str| {
+        header
+            .split(',')
+            .find_map(|p| p.trim().strip_prefix(k)?.strip_prefix('='))
+    };
+    let (Some(t), Some(v1)) = (field("t"), field("v1")) else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    match t.parse::<u64>() {
+        Ok(t) if now.abs_diff(t) <= 300 => {}
+        _ => return false,
+    }
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    hex == v1
 }
 
 /// Minimal HTTP/1.1 GET over a raw socket (admin endpoints); returns (status, body).

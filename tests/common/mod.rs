@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod erp;
+pub mod fake_odoo;
 pub mod messages;
 pub mod metrics;
 pub mod process;
@@ -12,6 +13,7 @@ pub mod rspamd;
 pub mod sink;
 pub mod smtp;
 pub mod submit;
+pub mod test_ca;
 
 use std::net::SocketAddr;
 use std::path::Path;
