@@ -7,8 +7,8 @@
 //! and is replayed when Redis is back. Once a second the node compares: a domain Redis has
 //! and the node not was suspended elsewhere (adopted, without a second event); a domain the
 //! node has and Redis not was lifted elsewhere if the node saw it in Redis before, else it
-//! is the node's to publish (Redis came back empty). Bounce windows stay per node: each
-//! node judges the sends it made.
+//! is the node's to publish (Redis came back empty). Bounce windows are shared too, see
+//! [`super::shared_window`].
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
@@ -87,7 +87,12 @@ impl Suspensions {
             for (domain, s) in &pending {
                 match s.as_ref().map(serde_json::to_string) {
                     Some(Ok(json)) => pipe.hset(&hash, domain, json).ignore(),
-                    _ => pipe.hdel(&hash, domain).ignore(),
+                    // A lift: the domain's shared bounce window starts afresh too.
+                    _ => pipe
+                        .hdel(&hash, domain)
+                        .ignore()
+                        .del(&super::shared_window::window_keys(cluster, domain))
+                        .ignore(),
                 };
             }
             if let Err(e) = cluster.guard(pipe.query_async::<()>(&mut conn)).await {
