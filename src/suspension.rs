@@ -235,6 +235,37 @@ impl Suspensions {
         }
     }
 
+    /// Persists this node's view of `domain` (`Some` = suspended, `None` = lifted) in one
+    /// synced batch: the `u/` record, the end of the window and, when the change is made
+    /// here and shared (`publish`), its outbox record, so a change made while Redis is down
+    /// reaches Redis even across a restart. Synced although statistics are not: changes are
+    /// rare and an operator's lift must not come back after a power loss.
+    fn persist(&self, domain: &str, s: Option<&Suspension>, publish: bool) {
+        let json = match s.map(serde_json::to_vec).transpose() {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "cannot encode a suspension");
+                return;
+            }
+        };
+        let published = self.inner.store.with(|db| {
+            let mut batch = rocksdb::WriteBatch::default();
+            match &json {
+                Some(j) => db.put_in(&mut batch, key(domain), j),
+                None => db.delete_in(&mut batch, key(domain)),
+            }
+            db.delete_in(&mut batch, window_key(domain));
+            let published = publish && self.outbox_put(db, &mut batch, domain, json.as_deref());
+            db.write(batch, true)?;
+            Ok(published)
+        });
+        match published {
+            Ok(true) => self.published(),
+            Ok(false) | Err(StatsError::Closed) => {}
+            Err(e) => tracing::warn!(domain, error = %e, "cannot persist a suspension change"),
+        }
+    }
+
     fn suspend(&self, domain: String, bounces: usize, sends: usize) {
         let pct = bounces as f64 * 100.0 / sends as f64;
         let s = Suspension {
@@ -247,17 +278,9 @@ impl Suspensions {
             sends,
             created_ms: self.inner.clock.now_ms(),
         };
-        match serde_json::to_vec(&s) {
-            Ok(json) => {
-                if let Err(e) = self.inner.store.put(&key(&s.domain), &json) {
-                    tracing::warn!(domain = %s.domain, error = %e, "cannot persist a suspension");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot encode a suspension"),
-        }
-        // Only now (a crash in between keeps both, and a lift removes both): the window
-        // starts afresh once the suspension is lifted.
-        self.write(&window_key(&s.domain), None);
+        // The window goes with it (a crash keeps both or neither): it starts afresh once
+        // the suspension is lifted.
+        self.persist(&s.domain, Some(&s), true);
         tracing::warn!(domain = %s.domain, reason = %s.reason, "sending domain suspended");
         self.inner.metrics.domain_suspended(&s.domain, true);
         self.events.emit(Event {
@@ -276,7 +299,6 @@ impl Suspensions {
             feedback_type: None,
             provider: None,
         });
-        self.publish(&s.domain, Some(&s));
         self.inner
             .suspended
             .write()
@@ -291,18 +313,13 @@ impl Suspensions {
         if !self.is_suspended(&domain) {
             return Ok(false);
         }
-        self.publish(&domain, None);
-        self.lift_local(&domain);
+        self.lift_local(&domain, true);
         Ok(true)
     }
 
-    /// The lift itself, on this node only (also for a lift made on another node).
-    fn lift_local(&self, domain: &str) {
-        for k in [key(domain), window_key(domain)] {
-            if let Err(e) = self.inner.store.delete(&k) {
-                tracing::warn!(domain, error = %e, "cannot delete a suspension record");
-            }
-        }
+    /// The lift itself, on this node; `publish` = made here (not another node's lift).
+    fn lift_local(&self, domain: &str, publish: bool) {
+        self.persist(domain, None, publish);
         self.inner
             .suspended
             .write()

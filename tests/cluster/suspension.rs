@@ -1,5 +1,6 @@
 //! Suspensions and bounce windows across the two nodes: a storm split between them is
-//! judged on one window, a suspension or a lift on one node holds on the other.
+//! judged on one window, a suspension or a lift on one node holds on the other, also when it
+//! was made while Redis was down and the node restarted before Redis came back.
 
 use super::*;
 
@@ -87,6 +88,69 @@ async fn a_bounce_storm_split_over_two_nodes_suspends_the_domain_on_both() {
         .expect("HGET");
     let entry = entry.expect("the suspension is in Redis");
     assert!(entry.contains("of the last 5 sends"), "{entry}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Waits until `srv` has replayed `n` suspension changes to Redis.
+async fn wait_replayed(srv: &TestServer, n: f64) {
+    let replayed = [("kind", "suspension")];
+    eventually(15, "suspension changes replayed", || async {
+        (srv.metric(CLUSTER_REPLAYED, &replayed).await == Some(n)).then_some(())
+    })
+    .await;
+}
+
+/// Suspends example.test on `srv` (five permanent bounces).
+async fn suspend(srv: &TestServer) {
+    for _ in 0..5 {
+        srv.running().suspensions.record("example.test", true).await;
+    }
+    assert!(srv.running().suspensions.is_suspended("example.test"));
+}
+
+#[tokio::test]
+async fn a_suspension_made_while_redis_is_down_reaches_b_after_a_restarts() {
+    let mut redis = Redis::start().await;
+    let mut a = node(&redis, "a", SUSPEND).await;
+    let b = node(&redis, "b", SUSPEND).await;
+    wait_up(&a, 1.0).await;
+    wait_up(&b, 1.0).await;
+    redis.stop_saving().await;
+    wait_up(&a, 0.0).await;
+    suspend(&a).await;
+    a.restart().await;
+    assert_eq!(mail_from_code(&b).await, 250, "B cannot know yet");
+    redis.start_again().await;
+    wait_mail_from(&b, 550, "B refuses the domain A suspended").await;
+    wait_replayed(&a, 1.0).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lift_made_while_redis_is_down_survives_a_restart_and_frees_b() {
+    let mut redis = Redis::start().await;
+    let mut a = node(&redis, "a", SUSPEND).await;
+    let b = node(&redis, "b", SUSPEND).await;
+    wait_up(&a, 1.0).await;
+    wait_up(&b, 1.0).await;
+    suspend(&a).await;
+    wait_mail_from(&b, 550, "B refuses the domain A suspended").await;
+    redis.stop_saving().await;
+    wait_up(&a, 0.0).await;
+    let (status, body) = common::erp::http_request(
+        "DELETE",
+        &format!("{}/api/suspensions?domain=example.test", a.admin_url()),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    a.restart().await;
+    redis.start_again().await;
+    wait_mail_from(&b, 250, "B accepts the domain again after A's lift").await;
+    wait_replayed(&a, 1.0).await;
+    assert_eq!(mail_from_code(&a).await, 250, "A kept its lift");
     a.shutdown().await;
     b.shutdown().await;
 }
