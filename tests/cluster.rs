@@ -5,6 +5,8 @@
 //! windows: [`suspension`].
 
 mod common;
+#[path = "cluster/round_trips.rs"]
+mod round_trips;
 #[path = "cluster/suspension.rs"]
 mod suspension;
 
