@@ -20,8 +20,10 @@
 //! process crash keeps every recorded send, a power loss may forget the last second of them.
 
 mod shared;
+mod shared_window;
+mod window;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -31,13 +33,12 @@ use crate::config::SuspensionConfig;
 use crate::events::{Event, Events, Kind};
 use crate::metrics::Metrics;
 use crate::stats::store::{self, StatsError, Store};
+use window::Window;
 
 /// Key prefix of persisted suspensions in the statistics store.
 const PREFIX: &[u8] = store::SUSPENSIONS;
 /// Key prefix of persisted send windows.
 const WINDOWS: &[u8] = store::SEND_WINDOWS;
-/// Version byte of an encoded window.
-const WINDOW_V1: u8 = 1;
 
 /// One suspended sending domain.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,13 +77,6 @@ struct Inner {
     shared: shared::Shared,
 }
 
-/// The last `window` sends of one domain: `true` = permanent bounce.
-#[derive(Default)]
-struct Window {
-    outcomes: VecDeque<bool>,
-    bounces: usize,
-}
-
 fn key(domain: &str) -> Vec<u8> {
     prefixed(PREFIX, domain)
 }
@@ -95,44 +89,6 @@ fn prefixed(prefix: &[u8], domain: &str) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.extend_from_slice(domain.as_bytes());
     k
-}
-
-impl Window {
-    /// `[1][n u32 LE][n bits, oldest first, LSB first]`.
-    fn encode(&self) -> Vec<u8> {
-        let n = self.outcomes.len();
-        let mut v = Vec::with_capacity(5 + n.div_ceil(8));
-        v.push(WINDOW_V1);
-        v.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
-        v.resize(5 + n.div_ceil(8), 0);
-        for (i, bounced) in self.outcomes.iter().enumerate() {
-            if *bounced {
-                v[5 + i / 8] |= 1 << (i % 8);
-            }
-        }
-        v
-    }
-
-    /// The inverse of [`Window::encode`], keeping the newest `cap` sends (the window may
-    /// have shrunk since it was written); `None` for a value that is not a window.
-    fn decode(v: &[u8], cap: usize) -> Option<Window> {
-        let (&version, rest) = v.split_first()?;
-        if version != WINDOW_V1 || rest.len() < 4 {
-            return None;
-        }
-        let n = usize::try_from(u32::from_le_bytes(rest[..4].try_into().ok()?)).ok()?;
-        let bits = &rest[4..];
-        if bits.len() != n.div_ceil(8) {
-            return None;
-        }
-        let mut w = Window::default();
-        for i in n.saturating_sub(cap)..n {
-            let bounced = bits[i / 8] & (1 << (i % 8)) != 0;
-            w.outcomes.push_back(bounced);
-            w.bounces += usize::from(bounced);
-        }
-        Some(w)
-    }
 }
 
 impl Suspensions {
@@ -225,8 +181,10 @@ impl Suspensions {
     }
 
     /// One send of `domain` reached a final outcome; `bounced` = permanent bounce. May
-    /// suspend the domain (persisted, metric, event). Blocking (a store write when it trips).
-    pub fn record(&self, domain: &str, bounced: bool) {
+    /// suspend the domain (persisted, metric, event). Judged on the cluster's window when
+    /// the cluster's Redis answers (one round trip), else on this node's. Blocking (store
+    /// writes).
+    pub async fn record(&self, domain: &str, bounced: bool) {
         let cfg = &self.cfg;
         if !cfg.enabled {
             return;
@@ -235,29 +193,33 @@ impl Suspensions {
         if self.is_suspended(&domain) {
             return;
         }
-        let (bounces, sends) = {
-            let mut windows = self
-                .inner
+        // The node's own window is kept either way: it is what judges once Redis is gone.
+        let local = self.record_local(&domain, bounced);
+        let tripped = match self.record_shared(&domain, bounced).await {
+            Some(shared) => shared,
+            None => window::trips(cfg, local.0, local.1).then_some(local),
+        };
+        if let Some((bounces, sends)) = tripped {
+            self.inner
                 .windows
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let w = windows.entry(domain.clone()).or_default();
-            w.outcomes.push_back(bounced);
-            w.bounces += usize::from(bounced);
-            while w.outcomes.len() > cfg.window {
-                if w.outcomes.pop_front() == Some(true) {
-                    w.bounces -= 1;
-                }
-            }
-            let (b, n) = (w.bounces, w.outcomes.len());
-            if n < cfg.min_sends || (b as f64) * 100.0 <= cfg.threshold_percent * n as f64 {
-                self.write(&window_key(&domain), Some(&w.encode()));
-                return;
-            }
-            windows.remove(&domain);
-            (b, n)
-        };
-        self.suspend(domain, bounces, sends);
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&domain);
+            self.suspend(domain, bounces, sends);
+        }
+    }
+
+    /// Adds the send to this node's window (persisted); (bounces, sends) in it after.
+    fn record_local(&self, domain: &str, bounced: bool) -> (usize, usize) {
+        let mut windows = self
+            .inner
+            .windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let w = windows.entry(domain.to_string()).or_default();
+        let counts = w.push(bounced, self.cfg.window);
+        self.write(&window_key(domain), Some(&w.encode()));
+        counts
     }
 
     /// Writes (`Some`) or deletes a window record; a failure only costs the memory of the
@@ -273,6 +235,37 @@ impl Suspensions {
         }
     }
 
+    /// Persists this node's view of `domain` (`Some` = suspended, `None` = lifted) in one
+    /// synced batch: the `u/` record, the end of the window and, when the change is made
+    /// here and shared (`publish`), its outbox record, so a change made while Redis is down
+    /// reaches Redis even across a restart. Synced although statistics are not: changes are
+    /// rare and an operator's lift must not come back after a power loss.
+    fn persist(&self, domain: &str, s: Option<&Suspension>, publish: bool) {
+        let json = match s.map(serde_json::to_vec).transpose() {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "cannot encode a suspension");
+                return;
+            }
+        };
+        let published = self.inner.store.with(|db| {
+            let mut batch = rocksdb::WriteBatch::default();
+            match &json {
+                Some(j) => db.put_in(&mut batch, key(domain), j),
+                None => db.delete_in(&mut batch, key(domain)),
+            }
+            db.delete_in(&mut batch, window_key(domain));
+            let published = publish && self.outbox_put(db, &mut batch, domain, json.as_deref());
+            db.write(batch, true)?;
+            Ok(published)
+        });
+        match published {
+            Ok(true) => self.published(),
+            Ok(false) | Err(StatsError::Closed) => {}
+            Err(e) => tracing::warn!(domain, error = %e, "cannot persist a suspension change"),
+        }
+    }
+
     fn suspend(&self, domain: String, bounces: usize, sends: usize) {
         let pct = bounces as f64 * 100.0 / sends as f64;
         let s = Suspension {
@@ -285,17 +278,9 @@ impl Suspensions {
             sends,
             created_ms: self.inner.clock.now_ms(),
         };
-        match serde_json::to_vec(&s) {
-            Ok(json) => {
-                if let Err(e) = self.inner.store.put(&key(&s.domain), &json) {
-                    tracing::warn!(domain = %s.domain, error = %e, "cannot persist a suspension");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot encode a suspension"),
-        }
-        // Only now (a crash in between keeps both, and a lift removes both): the window
-        // starts afresh once the suspension is lifted.
-        self.write(&window_key(&s.domain), None);
+        // The window goes with it (a crash keeps both or neither): it starts afresh once
+        // the suspension is lifted.
+        self.persist(&s.domain, Some(&s), true);
         tracing::warn!(domain = %s.domain, reason = %s.reason, "sending domain suspended");
         self.inner.metrics.domain_suspended(&s.domain, true);
         self.events.emit(Event {
@@ -314,7 +299,6 @@ impl Suspensions {
             feedback_type: None,
             provider: None,
         });
-        self.publish(&s.domain, Some(&s));
         self.inner
             .suspended
             .write()
@@ -329,18 +313,13 @@ impl Suspensions {
         if !self.is_suspended(&domain) {
             return Ok(false);
         }
-        self.publish(&domain, None);
-        self.lift_local(&domain);
+        self.lift_local(&domain, true);
         Ok(true)
     }
 
-    /// The lift itself, on this node only (also for a lift made on another node).
-    fn lift_local(&self, domain: &str) {
-        for k in [key(domain), window_key(domain)] {
-            if let Err(e) = self.inner.store.delete(&k) {
-                tracing::warn!(domain, error = %e, "cannot delete a suspension record");
-            }
-        }
+    /// The lift itself, on this node; `publish` = made here (not another node's lift).
+    fn lift_local(&self, domain: &str, publish: bool) {
+        self.persist(domain, None, publish);
         self.inner
             .suspended
             .write()
@@ -360,42 +339,8 @@ impl Suspensions {
 mod tests {
     use super::*;
 
-    fn window(outcomes: &[bool]) -> Window {
-        Window {
-            outcomes: outcomes.iter().copied().collect(),
-            bounces: outcomes.iter().filter(|b| **b).count(),
-        }
-    }
-
-    #[test]
-    fn windows_encode_compactly_and_round_trip() {
-        let outcomes: Vec<bool> = (0..500).map(|i| i % 7 == 3).collect();
-        let w = window(&outcomes);
-        let v = w.encode();
-        assert_eq!(v.len(), 1 + 4 + 63);
-        let back = Window::decode(&v, 500).expect("decode");
-        assert_eq!(back.outcomes, w.outcomes);
-        assert_eq!(back.bounces, w.bounces);
-        let empty = Window::decode(&Window::default().encode(), 500).expect("empty");
-        assert!(empty.outcomes.is_empty());
-    }
-
-    #[test]
-    fn a_shrunk_window_keeps_the_newest_sends_and_junk_is_refused() {
-        let w = window(&[true, true, false, false, true]);
-        let back = Window::decode(&w.encode(), 3).expect("decode");
-        assert_eq!(back.outcomes, [false, false, true]);
-        assert_eq!(back.bounces, 1);
-        assert!(Window::decode(b"", 10).is_none());
-        assert!(Window::decode(&[2, 0, 0, 0, 0], 10).is_none());
-        assert!(
-            Window::decode(&[1, 9, 0, 0, 0, 0], 10).is_none(),
-            "9 bits need 2 bytes"
-        );
-    }
-
-    #[test]
-    fn windows_survive_reopening_the_store() {
+    #[tokio::test]
+    async fn windows_survive_reopening_the_store() {
         let dir = tempfile::tempdir().expect("tmp");
         let cfg = SuspensionConfig {
             enabled: true,
@@ -416,13 +361,13 @@ mod tests {
         let store = Store::open(dir.path()).expect("store");
         let s = open(&store);
         for i in 0..10 {
-            s.record("Shop.test", i == 4);
+            s.record("Shop.test", i == 4).await;
         }
         assert!(!s.is_suspended("shop.test"), "1 of 10 is not over 10%");
         store.close();
         let store = Store::open(dir.path()).expect("reopen");
         let s = open(&store);
-        s.record("shop.test", true);
+        s.record("shop.test", true).await;
         let got = s.get("shop.test").expect("2 of the last 10 sends trip it");
         assert_eq!((got.bounces, got.sends), (2, 10));
         assert_eq!(

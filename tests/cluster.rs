@@ -1,9 +1,14 @@
 //! Two nodes sharing one Redis (issue 18): two real servers with their own data dirs and a
 //! real `redis-server` started by the test. A bounce on A suppresses on B, a token from A
 //! is good on B, a daily cap of 10 lets 10 out across both, and with Redis killed both go
-//! on under `cap / cluster.nodes`, then converge once Redis is back.
+//! on under `cap / cluster.nodes`, then converge once Redis is back. Suspensions and bounce
+//! windows: [`suspension`].
 
 mod common;
+#[path = "cluster/round_trips.rs"]
+mod round_trips;
+#[path = "cluster/suspension.rs"]
+mod suspension;
 
 use common::messages::{dsn, plain};
 use common::redis::Redis;
@@ -371,48 +376,6 @@ async fn with_redis_killed_both_nodes_go_on_at_half_the_cap_and_converge_when_it
         .await
         .expect("HGET");
     assert!(entry.is_some_and(|e| e.contains("asked")));
-    a.shutdown().await;
-    b.shutdown().await;
-}
-
-/// The reply to MAIL FROM:<odoo@example.test> on a fresh authenticated session of `srv`.
-async fn mail_from_code(srv: &TestServer) -> u16 {
-    let mut c = srv.smtp(Listener::Submissions).await;
-    c.cmd("EHLO erp.test").await.expect_code(250);
-    c.cmd(&format!("AUTH PLAIN {}", plain("odoo", "s3cret")))
-        .await
-        .expect_code(235);
-    c.cmd("MAIL FROM:<odoo@example.test>").await.code
-}
-
-#[tokio::test]
-async fn a_domain_suspended_on_node_a_is_refused_on_node_b_and_a_lift_on_b_frees_both() {
-    let redis = Redis::start().await;
-    let more = "[suspension]\nwindow = 10\nmin_sends = 5\nthreshold_percent = 50\n";
-    let a = node(&redis, "a", more).await;
-    let b = node(&redis, "b", more).await;
-    wait_up(&a, 1.0).await;
-    wait_up(&b, 1.0).await;
-    assert_eq!(mail_from_code(&b).await, 250);
-    for _ in 0..5 {
-        a.running().suspensions.record("example.test", true);
-    }
-    assert!(a.running().suspensions.is_suspended("example.test"));
-    eventually(15, "B refuses the domain A suspended", || async {
-        (mail_from_code(&b).await == 550).then_some(())
-    })
-    .await;
-    let (status, body) = common::erp::http_request(
-        "DELETE",
-        &format!("{}/api/suspensions?domain=example.test", b.admin_url()),
-        "",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    eventually(15, "A accepts the domain again after B's lift", || async {
-        (mail_from_code(&a).await == 250).then_some(())
-    })
-    .await;
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -70,7 +70,7 @@ impl Observer {
                     &dims.email_type,
                     &dims.sending_ip,
                 );
-                self.count_send(&dims.sending_domain, false);
+                self.count_send(&dims.sending_domain, false).await;
                 None
             }
             Kind::Bounced | Kind::Expired => {
@@ -85,7 +85,8 @@ impl Observer {
                     self.suppress_bounce(address, verdict, &a.reply, a.msg.id)
                         .await;
                 }
-                self.count_send(&dims.sending_domain, kind == Kind::Bounced && b.permanent);
+                self.count_send(&dims.sending_domain, kind == Kind::Bounced && b.permanent)
+                    .await;
                 Some(b)
             }
             Kind::Deferred
@@ -123,7 +124,7 @@ impl Observer {
     /// that, [`Self::dsn_stats_write`]; its metrics are counted for the whole DSN,
     /// [`Self::count_returned`]): counted, when permanent, in the suspension. Returns the
     /// category the bounce is counted under.
-    pub(super) fn count_dsn(
+    pub(super) async fn count_dsn(
         &self,
         msg: &QueuedMessage,
         idx: u16,
@@ -131,7 +132,7 @@ impl Observer {
     ) -> Category {
         let (dims, b) = self.dsn_counted(msg, idx, failed);
         if b.permanent {
-            self.count_send(&dims.sending_domain, true);
+            self.count_send(&dims.sending_domain, true).await;
         }
         b.category
     }
@@ -199,11 +200,12 @@ impl Observer {
     }
 
     /// One final send of `sending_domain` (a label: `other` is not tracked).
-    fn count_send(&self, sending_domain: &str, permanent_bounce: bool) {
+    async fn count_send(&self, sending_domain: &str, permanent_bounce: bool) {
         if sending_domain != "other" {
             self.inner
                 .suspensions
-                .record(sending_domain, permanent_bounce);
+                .record(sending_domain, permanent_bounce)
+                .await;
         }
     }
 

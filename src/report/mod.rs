@@ -175,7 +175,7 @@ impl Observer {
             .as_deref()
             .map(MessageInfo::from_message)
             .unwrap_or_default();
-        let category = self.count_dsn(&msg, idx, failed);
+        let category = self.count_dsn(&msg, idx, failed).await;
         let e = event::dsn_event(&msg, rcpt, info.message_id, failed, category);
         self.inner.events.emit(e);
     }

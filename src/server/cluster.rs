@@ -25,7 +25,7 @@ pub(super) async fn join(config: &Config, stable: &mut Stable) -> Result<(), Sta
     stable.token_key = token_key(&cluster, &stable.token_key, &config.server.data_dir).await;
     stable.suppressions.share(&cluster)?;
     stable.warming.share(&cluster);
-    stable.suspensions.share(&cluster);
+    stable.suspensions.share(&cluster)?;
     stable.cluster = Some(cluster);
     Ok(())
 }

@@ -32,6 +32,8 @@ pub const MESSAGE_IDS: &[u8] = b"m/";
 pub const SUSPENSIONS: &[u8] = b"u/";
 /// `w/<domain>` → the domain's window of recent sends (`suspension`).
 pub const SEND_WINDOWS: &[u8] = b"w/";
+/// `U/<seq>` → a suspension change not yet in the cluster's Redis (`suspension`).
+pub const SUSPENSION_OUTBOX: &[u8] = b"U/";
 pub const SEP: char = '\u{1f}';
 /// `kind` of a delivered recipient's counter.
 pub const DELIVERED: u8 = b'D';

@@ -75,6 +75,25 @@ impl Redis {
         self.spawn().await;
     }
 
+    /// Stops the server the way a Redis with persistence stops (`SHUTDOWN SAVE`): its data
+    /// is on disk for [`Redis::start_again`].
+    pub async fn stop_saving(&mut self) {
+        let mut conn = self.connection().await;
+        // The server closes the connection instead of answering.
+        let _ = ::redis::cmd("SHUTDOWN")
+            .arg("SAVE")
+            .query_async::<()>(&mut conn)
+            .await;
+        if let Some(mut c) = self.child.take() {
+            c.wait().expect("reap redis-server");
+        }
+    }
+
+    /// The server again on the same port, with the data [`Redis::stop_saving`] kept.
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
     /// A connection for the test's own look at the data.
     pub async fn connection(&self) -> ::redis::aio::MultiplexedConnection {
         let client = ::redis::Client::open(self.url()).expect("url");
