@@ -22,7 +22,7 @@ use super::{Error, dsn};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dns::Dns;
-use crate::envelope::{Address, ListenerKind, ReversePath, Stream};
+use crate::envelope::{Address, Destination, ListenerKind, ReversePath, Stream};
 use crate::providers::ProviderTable;
 use crate::queue::{NewMessage, QueuedMessage, RcptState, Recipient};
 use crate::routing::Router;
@@ -196,22 +196,7 @@ impl Relay {
             reply,
             kind,
         };
-        let body = dsn::build(
-            &self.config.server.hostname,
-            msg,
-            &to,
-            &[failure],
-            headers,
-            UNIX_EPOCH + Duration::from_millis(self.clock.now_ms()),
-        );
-        Some(NewMessage {
-            listener: ListenerKind::Inbound,
-            peer_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            helo: self.config.server.hostname.clone(),
-            mail_from: ReversePath::Null,
-            recipients: vec![(addr, dest)],
-            body,
-        })
+        Some(self.report_to(msg, &to, addr, dest, failure, headers))
     }
 
     /// The bounce a recipient of `msg` that a DSN reported failed owes the ERP that sent it
@@ -240,22 +225,36 @@ impl Relay {
             reply: &reply,
             kind: dsn::Kind::Failed,
         };
+        Some(self.report_to(msg, &to, addr, dest, failure, headers))
+    }
+
+    /// The RFC 3464 report of `failure` for `msg`, from the null sender (RFC 5321 §4.5.5: a
+    /// report never bounces) to `to` (`addr`, routed to `dest`): a DSN or a bounce fed back.
+    fn report_to(
+        &self,
+        msg: &QueuedMessage,
+        to: &str,
+        addr: Address,
+        dest: Destination,
+        failure: dsn::Failure<'_>,
+        headers: &[u8],
+    ) -> NewMessage {
         let body = dsn::build(
             &self.config.server.hostname,
             msg,
-            &to,
+            to,
             &[failure],
             headers,
             UNIX_EPOCH + Duration::from_millis(self.clock.now_ms()),
         );
-        Some(NewMessage {
+        NewMessage {
             listener: ListenerKind::Inbound,
             peer_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             helo: self.config.server.hostname.clone(),
             mail_from: ReversePath::Null,
             recipients: vec![(addr, dest)],
             body,
-        })
+        }
     }
 
     /// The sender a DSN goes to: an SRS address of ours is turned back into the original.
