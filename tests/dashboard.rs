@@ -6,8 +6,7 @@
 mod common;
 mod traffic;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use common::TestServer;
 use serde_json::Value;
@@ -121,53 +120,9 @@ async fn bounce_api_requires_the_admin_token_and_the_page_does_not() {
 
 // ---- headless Chromium ------------------------------------------------------------------
 
-fn chromium() -> Option<PathBuf> {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            std::process::Command::new(name)
-                .arg("--version")
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|_| PathBuf::from(name))
-        });
-    if found.is_none() {
-        eprintln!(
-            "SKIPPED: no chromium installed (apt-get install chromium, or MXGATE_DEPS_EXTRA=1 .ci/deps); browser test not run"
-        );
-    }
-    found
-}
-
-/// Runs headless Chromium on `url` with `args` (e.g. `--dump-dom`); returns stdout.
+/// The page in this test's window (1280×1500).
 async fn browse(bin: &Path, profile: &Path, url: &str, args: &[&str]) -> String {
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--virtual-time-budget=15000",
-        "--window-size=1280,1500",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args)
-    .arg(url)
-    .kill_on_drop(true)
-    .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("chromium finished within 2 minutes")
-        .expect("chromium runs");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::browser::browse(bin, profile, url, 1500, args).await
 }
 
 /// Text of the element with `id` in a dumped DOM.
@@ -202,7 +157,9 @@ fn categories(dom: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn dashboard_in_headless_chromium_shows_the_api_figures_and_a_filter_changes_the_table() {
-    let Some(bin) = chromium() else { return };
+    let Some(bin) = common::browser::chromium() else {
+        return;
+    };
     let srv = start_with_traffic("").await;
     let profile = tempfile::tempdir().expect("profile dir");
     let url = format!("{}/dashboard", srv.admin_url());

@@ -5,59 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use common::{TestServer, eventually, message};
 use mxgate::queue::RcptState;
 
-fn chromium() -> Option<PathBuf> {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            std::process::Command::new(name)
-                .arg("--version")
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|_| PathBuf::from(name))
-        });
-    if found.is_none() {
-        eprintln!(
-            "SKIPPED: no chromium installed (apt-get install chromium); browser test not run"
-        );
-    }
-    found
-}
-
-/// Headless Chromium on `url` with `args` (`--dump-dom`, `--screenshot=`); returns stdout.
+/// The page in this test's window (1280×1000).
 async fn browse(bin: &Path, profile: &Path, url: &str, args: &[&str]) -> String {
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--virtual-time-budget=15000",
-        "--window-size=1280,1000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args)
-    .arg(url)
-    .kill_on_drop(true)
-    .stdin(std::process::Stdio::null());
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("chromium finished within 2 minutes")
-        .expect("chromium runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::browser::browse(bin, profile, url, 1000, args).await
 }
 
 /// The `data-id`s of the list's rows, in page order.
@@ -116,7 +71,9 @@ async fn two_messages(srv: &TestServer) -> (String, String) {
 
 #[tokio::test]
 async fn queue_console_lists_filters_and_shows_a_message_with_its_actions() {
-    let Some(bin) = chromium() else { return };
+    let Some(bin) = common::browser::chromium() else {
+        return;
+    };
     let srv = TestServer::start("").await;
     let (sent, held) = two_messages(&srv).await;
     let profile = tempfile::tempdir().expect("profile");

@@ -2,6 +2,7 @@
 //! temp data dir, a real HTTP receiver standing in for the ERP, and a raw SMTP client.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod dns;
 pub mod erp;
 pub mod fake_odoo;
