@@ -7,6 +7,14 @@
 #
 # Usage: benches/load/inbound.sh [MESSAGES] [SESSIONS] [SIZE_BYTES]   (defaults 20000 20 4096)
 #        MXGATE_BIN=/path/to/mxgate skips `cargo build --release`.
+#        REUSE=on: many messages per connection (smtp-source -d), for all three servers.
+#        100 KiB messages: pass SIZE_BYTES=102400.
+#        IDLE=N: after the runs, open N idle SMTP sessions (greeted, EHLO'd) to mxgate and
+#        report its memory per session (PSS delta / N).
+# Also printed, for issue 13's goals: the smtp-sink ceiling (smtp-source → smtp-sink, no
+# storage at all) in the same run, server CPU per message (mxgate: its utime+stime; Postfix:
+# the master's own and reaped children's plus live children's), and peak PSS under load
+# (sampled every 0.1 s from /proc/*/smaps_rollup; Postfix: all its processes summed).
 #        AUTH=off (default): mxgate's SPF/DKIM/DMARC checks off, like a default Postfix.
 #        AUTH=on: checks on, the sender's SPF/DMARC records served by a private dnsmasq on
 #        127.0.0.1:$DNS_PORT (installed when missing), so DNS answers come from cache.
@@ -18,7 +26,10 @@ MSGS=${1:-20000}
 SESSIONS=${2:-20}
 SIZE=${3:-4096}
 AUTH=${AUTH:-off}
+REUSE=${REUSE:-off}
+IDLE=${IDLE:-0}
 DNS_PORT=${DNS_PORT:-2653}
+SINK_PORT=${SINK_PORT:-2627}
 MX_PORT=${MX_PORT:-2625}
 PF_PORT=${PF_PORT:-2626}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mxgate-target}"
@@ -28,6 +39,7 @@ if ! command -v smtp-source >/dev/null 2>&1 && ! [ -x /usr/sbin/smtp-source ]; t
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
 fi
 SMTP_SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
+SMTP_SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 
 # MXGATE_BIN=path skips the build (measure a binary you already have).
 if [ -z "${MXGATE_BIN:-}" ]; then
@@ -39,7 +51,11 @@ WORK=$(mktemp -d /tmp/mxgate-bench.XXXXXX)
 chmod 755 "$WORK" # Postfix daemons run as the postfix user
 MX_PID=""
 DNS_PID=""
+SINK_PID=""
+IDLE_PID=""
 cleanup() {
+  [ -n "$IDLE_PID" ] && kill "$IDLE_PID" 2>/dev/null || true
+  [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null || true
   [ -n "$MX_PID" ] && kill "$MX_PID" 2>/dev/null && wait "$MX_PID" 2>/dev/null || true
   [ -n "$DNS_PID" ] && kill "$DNS_PID" 2>/dev/null || true
   postfix -c "$WORK/pf/etc" stop >/dev/null 2>&1 || true
@@ -86,7 +102,8 @@ bind = "127.0.0.1:0"
 cert = "$WORK/mx.crt"
 key = "$WORK/mx.key"
 [smtp]
-max_connections_per_ip = 200
+max_connections = $((IDLE + 1000))
+max_connections_per_ip = $((IDLE + 200))
 [[domains]]
 name = "example.test"
 [[aliases]]
@@ -125,29 +142,109 @@ CF
 chown -R postfix "$PF/data"
 postfix -c "$PF/etc" start >/dev/null 2>&1 || { echo "postfix failed to start:"; cat "$PF/maillog" 2>/dev/null; exit 1; }
 
+"$SMTP_SINK" -u nobody -c "127.0.0.1:$SINK_PORT" 1000 >"$WORK/sink.out" 2>&1 &
+SINK_PID=$!
+
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port "$MX_PORT"; wait_port "$PF_PORT"
+wait_port "$MX_PORT"; wait_port "$PF_PORT"; wait_port "$SINK_PORT"
 
-run() { # name port → messages/s
-  local start end
-  start=$(date +%s.%N)
-  "$SMTP_SOURCE" -c -s "$SESSIONS" -m "$MSGS" -l "$SIZE" -f bench@client.test -t sales@example.test "127.0.0.1:$2" >"$WORK/$1.out" 2>&1
-  end=$(date +%s.%N)
-  awk -v n="$MSGS" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", n / (e - s) }'
+SOURCE_FLAGS=(-s "$SESSIONS" -l "$SIZE" -f bench@client.test -t sales@example.test)
+[ "$REUSE" = on ] && SOURCE_FLAGS+=(-d)
+PF_MASTER=$(tr -d ' ' <"$PF/queue/pid/master.pid")
+HZ=$(getconf CLK_TCK)
+
+pids_of() { # name → the PIDs whose CPU and memory count for that server
+  case $1 in
+    mxgate) echo "$MX_PID" ;;
+    postfix) echo "$PF_MASTER" $(pgrep -P "$PF_MASTER" || true) ;;
+    sink) echo "$SINK_PID" ;;
+  esac
 }
-# Warm-up so both have their processes and caches up.
-"$SMTP_SOURCE" -s 4 -m 200 -l "$SIZE" -f bench@client.test -t sales@example.test "127.0.0.1:$MX_PORT" >/dev/null 2>&1
-"$SMTP_SOURCE" -s 4 -m 200 -l "$SIZE" -f bench@client.test -t sales@example.test "127.0.0.1:$PF_PORT" >/dev/null 2>&1
+cpu_ticks() { # name → utime+stime (+ reaped children's for Postfix's master) in clock ticks
+  local total=0 pid f
+  for pid in $(pids_of "$1"); do
+    f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    f=${f##*) }  # fields after the command name, which may hold spaces
+    # shellcheck disable=SC2086
+    set -- $f    # now $12=utime $13=stime $14=cutime $15=cstime (stat fields 14..17)
+    total=$((total + ${12} + ${13} + ${14} + ${15}))
+  done
+  echo "$total"
+}
+pss_kib() { # name → summed PSS in KiB
+  local total=0 pid v
+  for pid in $(pids_of "$1"); do
+    v=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null) || continue
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+sample_peak() { # name → writes the peak PSS seen until killed to $WORK/name.peak
+  local peak=0 now
+  while :; do
+    now=$(pss_kib "$1"); [ "$now" -gt "$peak" ] && peak=$now && echo "$peak" >"$WORK/$1.peak"
+    sleep 0.1
+  done
+}
 
-MX_RATE=$(run mxgate "$MX_PORT")
-PF_RATE=$(run postfix "$PF_PORT")
-echo "messages=$MSGS sessions=$SESSIONS size=$SIZE mxgate_auth_checks=$AUTH"
-echo "mxgate:  $MX_RATE msg/s"
-echo "postfix: $PF_RATE msg/s"
-awk -v a="$MX_RATE" -v b="$PF_RATE" 'BEGIN { printf "ratio mxgate/postfix: %.2f\n", a / b }'
+run() { # name port → "msg/s cpu_ms_per_msg peak_pss_mib"
+  local start end c0 c1 sampler
+  echo 0 >"$WORK/$1.peak"
+  sample_peak "$1" & sampler=$!
+  c0=$(cpu_ticks "$1")
+  start=$(date +%s.%N)
+  "$SMTP_SOURCE" -c -m "$MSGS" "${SOURCE_FLAGS[@]}" "127.0.0.1:$2" >"$WORK/$1.out" 2>&1
+  end=$(date +%s.%N)
+  c1=$(cpu_ticks "$1")
+  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+  awk -v n="$MSGS" -v s="$start" -v e="$end" -v c="$((c1 - c0))" -v hz="$HZ" -v p="$(cat "$WORK/$1.peak")" \
+    'BEGIN { printf "%.0f %.3f %.1f", n / (e - s), c * 1000 / hz / n, p / 1024 }'
+}
+# Warm-up so all three have their processes and caches up.
+for port in "$MX_PORT" "$PF_PORT" "$SINK_PORT"; do
+  "$SMTP_SOURCE" -s 4 -m 200 -l "$SIZE" -f bench@client.test -t sales@example.test "127.0.0.1:$port" >/dev/null 2>&1
+done
+
+read -r MX_RATE MX_CPU MX_PSS <<<"$(run mxgate "$MX_PORT")"
+read -r PF_RATE PF_CPU PF_PSS <<<"$(run postfix "$PF_PORT")"
+read -r SINK_RATE _ _ <<<"$(run sink "$SINK_PORT")"
+echo "messages=$MSGS sessions=$SESSIONS size=$SIZE reuse=$REUSE mxgate_auth_checks=$AUTH"
+echo "mxgate:    $MX_RATE msg/s  cpu $MX_CPU ms/msg  peak PSS $MX_PSS MiB"
+echo "postfix:   $PF_RATE msg/s  cpu $PF_CPU ms/msg  peak PSS $PF_PSS MiB"
+echo "smtp-sink: $SINK_RATE msg/s (no storage: the loopback + smtp-source ceiling)"
+awk -v a="$MX_RATE" -v b="$PF_RATE" -v c="$SINK_RATE" \
+  'BEGIN { printf "ratio mxgate/postfix: %.2f   mxgate/smtp-sink: %.2f\n", a / b, a / c }'
 ADMIN=$(grep -o 'listener="admin" addr=[0-9.:]*' "$WORK/mxgate.log" | head -1 | sed 's/.*addr=//')
 METRICS=$(curl -s "http://$ADMIN/metrics")
 ACCEPTED=$(awk '/^mxgate_inbound_messages_total\{.*result="accepted"/ { s += $2 } END { print s + 0 }' <<<"$METRICS")
 COMMITS=$(awk '/^mxgate_store_commits_total / { print $2 }' <<<"$METRICS")
 PF_SENT=$(grep -c "status=sent" "$PF/maillog" || true)
 echo "mxgate accepted $ACCEPTED messages in $COMMITS WAL fsyncs; postfix delivered $PF_SENT so far (both incl. 200 warm-up)"
+
+if [ "$IDLE" -gt 0 ]; then
+  # N idle sessions: each greeted and EHLO'd, then silent (well inside the idle timeout).
+  BEFORE=$(pss_kib mxgate)
+  python3 - "$MX_PORT" "$IDLE" "$WORK/idle.ready" <<'PY' &
+import socket, sys, time
+port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+socks = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.recv(512)
+    s.sendall(b"EHLO idle.test\r\n")
+    socks.append(s)
+for s in socks:
+    buf = b""
+    while not buf.endswith(b"\r\n") or b"250 " not in buf:
+        buf += s.recv(4096)
+open(ready, "w").write(str(len(socks)))
+time.sleep(600)
+PY
+  IDLE_PID=$!
+  for _ in $(seq 1 600); do [ -f "$WORK/idle.ready" ] && break; sleep 0.1; done
+  [ -f "$WORK/idle.ready" ] || { echo "idle sessions never all opened" >&2; exit 1; }
+  sleep 1
+  AFTER=$(pss_kib mxgate)
+  awk -v n="$IDLE" -v a="$BEFORE" -v b="$AFTER" \
+    'BEGIN { printf "idle sessions: %d, mxgate PSS %.1f -> %.1f MiB, %.1f KiB per session\n", n, a / 1024, b / 1024, (b - a) / n }'
+fi
