@@ -123,7 +123,11 @@ async fn serve(
             messages.lock().expect("messages").push(data);
             "250 2.0.0 Ok: queued as HOP1\r\n".into()
         } else if let Some(n) = upper.strip_prefix("BDAT ") {
-            let size: usize = n.split(' ').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let size: usize = n
+                .split(' ')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let mut data = vec![0; size];
             io.read_exact(&mut data).await?;
             messages.lock().expect("messages").push(data);
@@ -225,7 +229,11 @@ fn queued_dsns(srv: &TestServer) -> usize {
 async fn parameters_are_stored_and_reach_a_hop_that_offers_them() {
     let hop = Hop::start(&["PIPELINING", "8BITMIME", "SMTPUTF8", "DSN"]).await;
     let srv = TestServer::start(&relay_via(hop.port)).await;
-    let ehlo = srv.smtp(Listener::Submission).await.cmd("EHLO erp.test").await;
+    let ehlo = srv
+        .smtp(Listener::Submission)
+        .await
+        .cmd("EHLO erp.test")
+        .await;
     assert!(ehlo.has_line("DSN"), "{}", ehlo.text());
     submit_with(
         &srv,
@@ -238,7 +246,12 @@ async fn parameters_are_stored_and_reach_a_hop_that_offers_them() {
     let got = hop.wait_message().await;
     assert!(got.contains("Schöne Grüße"), "{got}");
     let mail = hop.line("MAIL FROM:");
-    for p in [" SMTPUTF8", " BODY=8BITMIME", " RET=HDRS", " ENVID=inv+2B42"] {
+    for p in [
+        " SMTPUTF8",
+        " BODY=8BITMIME",
+        " RET=HDRS",
+        " ENVID=inv+2B42",
+    ] {
         assert!(mail.contains(p), "{p} missing in {mail}");
     }
     let rcpt = hop.line("RCPT TO:");
@@ -251,7 +264,10 @@ async fn parameters_are_stored_and_reach_a_hop_that_offers_them() {
     assert_eq!(m.esmtp.body, BodyType::EightBitMime);
     assert_eq!(m.esmtp.ret, Some(Ret::Hdrs));
     assert_eq!(m.esmtp.envid.as_deref(), Some("inv+2B42"));
-    assert_eq!(m.recipients[0].esmtp.notify, Notify::parse("SUCCESS,FAILURE"));
+    assert_eq!(
+        m.recipients[0].esmtp.notify,
+        Notify::parse("SUCCESS,FAILURE")
+    );
     // The hop took NOTIFY=SUCCESS: reporting success is its job, so mxgate owes nothing.
     assert_eq!(queued_dsns(&srv), 0);
     srv.shutdown().await;
@@ -282,7 +298,10 @@ async fn a_hop_without_the_extensions_gets_bare_commands_and_success_is_reported
         dsn.contains("Original-Recipient: rfc822;Bob+shop@remote.test"),
         "{dsn}"
     );
-    assert!(dsn.contains("Final-Recipient: rfc822; bob@remote.test"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; bob@remote.test"),
+        "{dsn}"
+    );
     srv.shutdown().await;
 }
 
@@ -346,7 +365,9 @@ async fn binarymime_goes_by_bdat_to_a_hop_with_chunking() {
     assert!(got.contains("payload"), "{got}");
     assert!(hop.line("MAIL FROM:").ends_with(" BODY=BINARYMIME"));
     assert!(
-        hop.lines().iter().any(|l| l.starts_with("BDAT ") && l.ends_with(" LAST")),
+        hop.lines()
+            .iter()
+            .any(|l| l.starts_with("BDAT ") && l.ends_with(" LAST")),
         "{:?}",
         hop.lines()
     );
@@ -378,7 +399,10 @@ async fn notify_never_gets_no_dsn_and_ret_hdrs_returns_no_body() {
     // Each DSN is written in the same batch as its bounce: both final, one DSN owed.
     assert_eq!(queued_dsns(&srv), 1);
     let dsn = dsns(&srv, 1).await.remove(0);
-    assert!(dsn.contains("Final-Recipient: rfc822; loud@remote.test"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; loud@remote.test"),
+        "{dsn}"
+    );
     assert!(!dsn.contains("quiet@remote.test"), "{dsn}");
     assert!(dsn.contains("text/rfc822-headers"), "{dsn}");
     assert!(dsn.contains("Subject: Invoice"), "{dsn}");

@@ -127,7 +127,11 @@ pub fn build(
     );
     // RFC 3464 §2.2: Original-Envelope-Id first among the per-message fields.
     if let Some(envid) = &msg.esmtp.envid {
-        let _ = write!(out, "Original-Envelope-Id: {}\r\n", clean(&xtext_decode(envid)));
+        let _ = write!(
+            out,
+            "Original-Envelope-Id: {}\r\n",
+            clean(&xtext_decode(envid))
+        );
     }
     let _ = write!(
         out,
@@ -139,7 +143,11 @@ pub fn build(
     for f in failures {
         out.push_str("\r\n");
         if let Some(orcpt) = f.orcpt {
-            let _ = write!(out, "Original-Recipient: {}\r\n", clean(&xtext_decode(orcpt)));
+            let _ = write!(
+                out,
+                "Original-Recipient: {}\r\n",
+                clean(&xtext_decode(orcpt))
+            );
         }
         let action = match f.kind {
             Kind::Delayed => "delayed",

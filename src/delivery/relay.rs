@@ -25,8 +25,8 @@ use crate::dns::Dns;
 use crate::envelope::esmtp::{RcptParams, Ret};
 use crate::envelope::{Address, Destination, ListenerKind, ReversePath, Stream};
 use crate::providers::ProviderTable;
-use crate::reply;
 use crate::queue::{NewMessage, QueuedMessage, RcptState, Recipient};
+use crate::reply;
 use crate::routing::Router;
 use crate::routing::srs;
 use crate::routing::token::TokenKey;
@@ -159,7 +159,9 @@ impl Relay {
                 }
                 Err(e) => {
                     tracing::info!(smarthost = %hop.label, error = %e, "relay hop failed, trying the next");
-                    if requiretls && matches!(e, SmtpError::Tls { .. } | SmtpError::RequireTls { .. }) {
+                    if requiretls
+                        && matches!(e, SmtpError::Tls { .. } | SmtpError::RequireTls { .. })
+                    {
                         tls_unmet += 1;
                     }
                     failures.push(format!("{e} [{}]", hop.label));

@@ -19,8 +19,8 @@ use super::body::{Body, BodyError, Chunk, DataDecoder};
 use super::command::BodyType;
 use super::io::Conn;
 use super::{Session, State, Transaction, prep, scan, verify};
-use crate::envelope::{Destination, ListenerKind, QueueId, Stream};
 use crate::envelope::esmtp::{Esmtp, MessageParams, Ret};
+use crate::envelope::{Destination, ListenerKind, QueueId, Stream};
 use crate::queue::NewMessage;
 use crate::reply::{self, Reply};
 
@@ -221,7 +221,12 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
         recipients: txn.recipients,
         body: message,
     };
-    match tokio::time::timeout(ENQUEUE_DEADLINE, s.ctx.queue.enqueue_as(id, msg, stream, esmtp)).await {
+    match tokio::time::timeout(
+        ENQUEUE_DEADLINE,
+        s.ctx.queue.enqueue_as(id, msg, stream, esmtp),
+    )
+    .await
+    {
         Ok(Ok(id)) => {
             info!(queue_id = %id, bytes = content.len(), "message queued");
             metrics.inbound_message("accepted", "ok");

@@ -48,7 +48,11 @@ pub(super) enum Refusal {
 
 /// The hop's EHLO keywords (`capabilities` bits) and whether the session runs over TLS
 /// with a verified certificate.
-pub(super) fn negotiate(env: &Envelope<'_>, caps: u32, verified_tls: bool) -> Result<Wire, Refusal> {
+pub(super) fn negotiate(
+    env: &Envelope<'_>,
+    caps: u32,
+    verified_tls: bool,
+) -> Result<Wire, Refusal> {
     let has = |ext: u32| caps & ext != 0;
     let mut w = Wire::default();
     let msg = env.esmtp;
@@ -150,12 +154,8 @@ mod tests {
         }
     }
 
-    const ALL: u32 = EXT_8BIT_MIME
-        | EXT_BINARY_MIME
-        | EXT_CHUNKING
-        | EXT_DSN
-        | EXT_REQUIRE_TLS
-        | EXT_SMTP_UTF8;
+    const ALL: u32 =
+        EXT_8BIT_MIME | EXT_BINARY_MIME | EXT_CHUNKING | EXT_DSN | EXT_REQUIRE_TLS | EXT_SMTP_UTF8;
 
     #[test]
     fn everything_offered_passes_every_parameter() {
@@ -204,8 +204,12 @@ mod tests {
         };
         let w = negotiate(&env("b@x.test", b"a\rb", &m, &r), ALL, false).expect("ok");
         assert!(w.bdat && w.mail == " BODY=BINARYMIME");
-        let w = negotiate(&env("b@x.test", "ä\r\n".as_bytes(), &m, &r), EXT_8BIT_MIME, false)
-            .expect("ok");
+        let w = negotiate(
+            &env("b@x.test", "ä\r\n".as_bytes(), &m, &r),
+            EXT_8BIT_MIME,
+            false,
+        )
+        .expect("ok");
         assert!(!w.bdat && w.mail == " BODY=8BITMIME");
         let bare_cr = negotiate(&env("b@x.test", b"a\rb", &m, &r), EXT_8BIT_MIME, false);
         assert_eq!(bare_cr, Err(Refusal::EightBit));
@@ -219,7 +223,10 @@ mod tests {
             ..MessageParams::default()
         };
         let e = env("b@x.test", b"x\r\n", &m, &r);
-        assert!(matches!(negotiate(&e, ALL, false), Err(Refusal::RequireTls(_))));
+        assert!(matches!(
+            negotiate(&e, ALL, false),
+            Err(Refusal::RequireTls(_))
+        ));
         assert!(matches!(
             negotiate(&e, ALL & !EXT_REQUIRE_TLS, true),
             Err(Refusal::RequireTls(_))

@@ -15,7 +15,8 @@ pub(super) async fn transaction(
     env: &Envelope<'_>,
 ) -> Result<Accepted, SmtpError> {
     let host = hop.host.as_str();
-    let wire = params::negotiate(env, conn.caps, conn.verified_tls).map_err(|r| refused(host, r))?;
+    let wire =
+        params::negotiate(env, conn.caps, conn.verified_tls).map_err(|r| refused(host, r))?;
     let mail = format!("MAIL FROM:<{}>{}\r\n", env.from, wire.mail);
     let rcpt = format!("RCPT TO:<{}>{}\r\n", env.to, wire.rcpt);
     let client = &mut conn.client;
