@@ -23,8 +23,8 @@ pub enum Kind {
     Expired,
     /// Still trying after `relay.delay_warning`: `Action: delayed` (RFC 3464 §2.3.3).
     Delayed,
-    /// Taken by a hop that does not offer DSN, NOTIFY=SUCCESS asked: `Action: relayed`
-    /// (RFC 3461 §5.2.2), status 2.0.0 — the last word the sender will get.
+    /// Taken by the next hop, NOTIFY=SUCCESS asked: `Action: relayed` (RFC 3461 §5.2.2),
+    /// status 2.0.0 — the last report the sender will get (see `Relay::dsn_for`).
     Relayed,
 }
 
@@ -72,8 +72,8 @@ pub fn build(
     } else if relayed {
         (
             "Successful Mail Relay Report",
-            "Your message was relayed to the recipients' mail system below, which does not\r\n\
-             send delivery notifications: this is the last report you will get about it.",
+            "Your message was relayed to the mail system of the recipients below. This is\r\n\
+             the last delivery report you will get about it.",
         )
     } else {
         (

@@ -179,8 +179,10 @@ impl Relay {
     /// owes its sender, if any: when there is a sender to tell and the recipient's NOTIFY
     /// (RFC 3461 §4.1) asks for it (absent: failures and delays) — on a bounce, on expiry,
     /// once on the deferral that crosses `relay.delay_warning` (the only delay notion:
-    /// without it no delay DSN, whatever NOTIFY says), and on success with NOTIFY=SUCCESS
-    /// when the hop did not take the DSN parameters (RFC 3461 §5.2.2: `relayed`). `before`:
+    /// without it no delay DSN, whatever NOTIFY says), and on success with NOTIFY=SUCCESS:
+    /// `relayed` (RFC 3461 §5.2.2). Also when the hop offers DSN and got NOTIFY: it leaves
+    /// with our VERP sender, so the hop's own success report comes back to us, where it
+    /// is not forwarded — ours is the one the sender gets. `before`:
     /// the recipient as loaded before this attempt. Runs inside the queue's commit, so the
     /// DSN is written in the same batch as the new state ([`Queue::record_then`]).
     pub fn dsn_for(
@@ -210,9 +212,7 @@ impl Relay {
                 }
                 dsn::Kind::Delayed
             }
-            RcptState::Sent if params.wants_success() && !attempt.dsn_passed_on => {
-                dsn::Kind::Relayed
-            }
+            RcptState::Sent if params.wants_success() => dsn::Kind::Relayed,
             _ => return None,
         };
         let to = self.original_sender(&msg.mail_from);
@@ -328,8 +328,6 @@ pub struct Attempted<'a> {
     /// What a DSN may return of the original: the whole message when the sender asked
     /// RET=FULL, else (at least) its header section.
     pub content: &'a [u8],
-    /// The taking hop got NOTIFY/ORCPT (it offered DSN).
-    pub dsn_passed_on: bool,
 }
 
 /// Used by `mxgate test-relay` without a running server.

@@ -54,7 +54,7 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
     };
     let Some(body) = body else {
         let outcome = body_missing();
-        let follow = dsn_follow(a, relayed, outcome_reply(&outcome), headers, false);
+        let follow = dsn_follow(a, relayed, outcome_reply(&outcome), headers);
         return a.finish(outcome, kind, None, follow).await;
     };
     let warming = a.ctx.warming.as_ref().filter(|_| relayed);
@@ -62,7 +62,7 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
         Ok(plan) => plan,
         Err(e) => {
             let outcome = classify(&e);
-            let follow = dsn_follow(a, relayed, outcome_reply(&outcome), headers, false);
+            let follow = dsn_follow(a, relayed, outcome_reply(&outcome), headers);
             return a.finish(outcome, kind, None, follow).await;
         }
     };
@@ -73,7 +73,7 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
     };
     let ticket = match admitted {
         Some(Err(h)) => {
-            let follow = dsn_follow(a, relayed, h.reason.clone(), headers, false);
+            let follow = dsn_follow(a, relayed, h.reason.clone(), headers);
             return hold(a, h, follow).await;
         }
         Some(Ok(ticket)) => ticket,
@@ -86,19 +86,16 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
     let (result, ip) = relay
         .send(a.msg, verp_index(a), to, &body, &plan.hops)
         .await;
-    let (outcome, dsn_passed_on) = match result {
-        Ok(accepted) => (
-            Outcome::Sent {
-                reply: accepted.reply,
-            },
-            accepted.dsn_passed_on,
-        ),
-        Err(e) => (classify(&e), false),
+    let outcome = match result {
+        Ok(accepted) => Outcome::Sent {
+            reply: accepted.reply,
+        },
+        Err(e) => classify(&e),
     };
     if let (Some(w), Some(t)) = (warming, ticket) {
         w.settle(t, &outcome, ip);
     }
-    let follow = dsn_follow(a, relayed, outcome_reply(&outcome), headers, dsn_passed_on);
+    let follow = dsn_follow(a, relayed, outcome_reply(&outcome), headers);
     a.finish(outcome, kind, ip, follow).await;
 }
 
@@ -137,15 +134,13 @@ fn verp_index(a: &Attempt<'_>) -> u16 {
 
 /// What the queue writes with the recipient's new state: for a relayed recipient, the DSN
 /// (if any) that state owes the sender, with `reply` as its words and `content` (the
-/// original's header section, or all of it for RET=FULL) returned; `dsn_passed_on`: the
-/// hop that took it got NOTIFY (so no success DSN of ours). Built inside the queue's
-/// commit so the new state and its DSN land together.
+/// original's header section, or all of it for RET=FULL) returned. Built inside the
+/// queue's commit so the new state and its DSN land together.
 fn dsn_follow(
     a: &Attempt<'_>,
     relayed: bool,
     reply: String,
     content: Vec<u8>,
-    dsn_passed_on: bool,
 ) -> impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static {
     let owed = a
         .ctx
@@ -159,7 +154,6 @@ fn dsn_follow(
         let attempt = Attempted {
             reply: &reply,
             content: &content,
-            dsn_passed_on,
         };
         relay.dsn_for(msg, idx, &before, state, &attempt)
     }

@@ -102,8 +102,6 @@ pub struct Envelope<'a> {
 pub struct Accepted {
     /// Its final reply (`250 2.0.0 Ok: queued as X`).
     pub reply: String,
-    /// It offered DSN and got NOTIFY/ORCPT: success reports are its to send (RFC 3461 §5.2).
-    pub dsn_passed_on: bool,
 }
 
 impl Hop {

@@ -12,8 +12,7 @@
 //! - RFC 3030: `BODY=BINARYMIME` goes by BDAT to a hop with BINARYMIME and CHUNKING;
 //!   otherwise content that is valid as 8BITMIME (CRLF lines of at most 998 octets, no
 //!   NUL) is sent as such, the rest fails with 5.6.3.
-//! - RFC 3461: RET/ENVID on MAIL and NOTIFY/ORCPT on RCPT only to a hop offering DSN;
-//!   [`Wire::dsn_passed_on`] tells the relay whether success reports are now its business.
+//! - RFC 3461: RET/ENVID on MAIL and NOTIFY/ORCPT on RCPT only to a hop offering DSN.
 //! - RFC 8689 §4.2.1: a REQUIRETLS message only over TLS with a verified certificate, to a
 //!   hop that offers REQUIRETLS, and the parameter goes with it.
 
@@ -31,8 +30,6 @@ pub(super) struct Wire {
     pub rcpt: String,
     /// Send the content with `BDAT LAST` (BINARYMIME), not DATA.
     pub bdat: bool,
-    /// The hop took the DSN parameters: it reports success itself.
-    pub dsn_passed_on: bool,
 }
 
 /// Why this hop cannot take the message.
@@ -89,7 +86,6 @@ pub(super) fn negotiate(
         w.mail.push_str(" REQUIRETLS");
     }
     if has(EXT_DSN) {
-        w.dsn_passed_on = true;
         if let Some(ret) = msg.ret {
             w.mail.push_str(" RET=");
             w.mail.push_str(ret.as_str());
@@ -176,7 +172,7 @@ mod tests {
             " SMTPUTF8 BODY=8BITMIME REQUIRETLS RET=HDRS ENVID=QQ+2B1"
         );
         assert_eq!(w.rcpt, " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@x.test");
-        assert!(w.dsn_passed_on && !w.bdat);
+        assert!(!w.bdat);
     }
 
     #[test]

@@ -50,7 +50,6 @@ pub(super) async fn transaction(
     .map_err(|e| mail_err(host, e, true))?;
     Ok(Accepted {
         reply: reply_line(&done),
-        dsn_passed_on: wire.dsn_passed_on,
     })
 }
 
