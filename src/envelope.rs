@@ -1,5 +1,6 @@
 //! Types that cross stages: [`Address`], [`ReversePath`], [`Envelope`], [`QueueId`], [`Peer`],
-//! a recipient's [`Destination`] and a message's [`Stream`].
+//! a recipient's [`Destination`] and a message's [`Stream`]; [`esmtp`]: the MAIL/RCPT
+//! parameters that travel with a message.
 //!
 //! Nothing else lives here. A session builds an `Envelope`, routing resolves its recipients
 //! to `Destination`s, the queue stores it under a `QueueId`, delivery reads it back.
@@ -10,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+pub mod esmtp;
 
 /// A mailbox `local@domain` as it appeared on the wire (local part verbatim, domain
 /// lower-cased and without a trailing dot, as DNS compares it).

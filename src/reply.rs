@@ -243,6 +243,21 @@ pub const NO_RELAY_ROUTE: Reply = Reply::new(451, "4.4.0", "No relay route for t
 /// Expired in the queue (RFC 3463 4.4.7), the status of the DSN sent then.
 pub const DELIVERY_EXPIRED: Reply =
     Reply::new(451, "4.4.7", "Delivery time expired, message returned");
+/// RFC 6531 §3.5: a non-ASCII envelope address, and the next hop does not offer SMTPUTF8.
+pub const SMTPUTF8_NOT_OFFERED: Reply = Reply::new(
+    553,
+    "5.6.7",
+    "Non-ASCII address and the next hop does not offer SMTPUTF8",
+);
+/// RFC 6152 §3: 8-bit content and the next hop lacks 8BITMIME. Not converted to 7 bit:
+/// that would break the DKIM signature made at submission.
+pub const EIGHTBIT_NOT_OFFERED: Reply = Reply::new(
+    554,
+    "5.6.3",
+    "8-bit message and the next hop does not offer 8BITMIME (not converted, to keep its DKIM signature)",
+);
+/// RFC 8689 §5: a REQUIRETLS message and no hop with verified TLS and REQUIRETLS.
+pub const REQUIRETLS_NOT_MET: Reply = Reply::new(550, "5.7.30", "REQUIRETLS support required");
 /// A forwarded copy could not be queued.
 pub const FORWARD_QUEUE_FAILED: Reply = Reply::new(451, "4.3.0", "Forwarded copy not queued");
 

@@ -1,14 +1,17 @@
 //! Outgoing delivery status notifications (RFC 3464, inside an RFC 6522 multipart/report):
-//! what the original sender gets when a relayed recipient bounced (5xx) or expired.
+//! what the original sender gets when a relayed recipient bounced (5xx) or expired, was
+//! delayed, or was relayed to a hop without DSN while the sender asked NOTIFY=SUCCESS.
 //!
-//! Input: the queued message, the failed recipient with its last remote reply, and the
-//! original message's header section. Output: a complete RFC 5322 message, queued by
+//! Input: the queued message (its RFC 3461 ENVID becomes `Original-Envelope-Id`), the
+//! reported recipient with its last remote reply and ORCPT (`Original-Recipient`), and
+//! what is returned of the original: its header section, or all of it (RET=FULL). Output: a complete RFC 5322 message, queued by
 //! [`relay`](super::relay) with the null sender (RFC 5321 §4.5.5: a DSN never bounces).
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::bounce::find_status;
+use crate::envelope::esmtp::xtext_decode;
 use crate::queue::QueuedMessage;
 
 /// What happened to the reported recipient.
@@ -20,6 +23,18 @@ pub enum Kind {
     Expired,
     /// Still trying after `relay.delay_warning`: `Action: delayed` (RFC 3464 §2.3.3).
     Delayed,
+    /// Taken by the next hop, NOTIFY=SUCCESS asked: `Action: relayed` (RFC 3461 §5.2.2),
+    /// status 2.0.0 — the last report the sender will get (see `Relay::dsn_for`).
+    Relayed,
+}
+
+/// What the DSN returns of the original (RFC 3461 §4.3 RET).
+#[derive(Clone, Copy)]
+pub enum Returned<'a> {
+    /// The header section of this (whole message or headers): `text/rfc822-headers`.
+    Headers(&'a [u8]),
+    /// The whole message: `message/rfc822`.
+    Full(&'a [u8]),
 }
 
 /// One recipient the DSN reports.
@@ -28,16 +43,18 @@ pub struct Failure<'a> {
     /// The last reply (remote SMTP reply line, or mxgate's own reason).
     pub reply: &'a str,
     pub kind: Kind,
+    /// RFC 3461 ORCPT as given at RCPT (`addr-type;xtext`).
+    pub orcpt: Option<&'a str>,
 }
 
-/// The DSN for `failures` of `msg`, addressed to `to`. `original` is the message as queued
-/// (only its header section is returned, RFC 3462 text/rfc822-headers: never the content).
+/// The DSN for `failures` of `msg`, addressed to `to`, returning `original` as the sender
+/// asked (by default only the header section, RFC 3462 text/rfc822-headers).
 pub fn build(
     hostname: &str,
     msg: &QueuedMessage,
     to: &str,
     failures: &[Failure<'_>],
-    original: &[u8],
+    original: Returned<'_>,
     now: SystemTime,
 ) -> Vec<u8> {
     let boundary = format!("{}/{hostname}", msg.id);
@@ -45,11 +62,18 @@ pub fn build(
     let arrival = rfc5322_date(UNIX_EPOCH + Duration::from_millis(msg.received_ms));
     let mut out = String::with_capacity(2048);
     let delayed = failures.iter().all(|f| f.kind == Kind::Delayed);
+    let relayed = failures.iter().all(|f| f.kind == Kind::Relayed);
     let (subject, intro) = if delayed {
         (
             "Delayed Mail (still being retried)",
             "Your message has not been delivered yet to the recipients below; delivery\r\n\
              is still being attempted. You do not need to resend it.",
+        )
+    } else if relayed {
+        (
+            "Successful Mail Relay Report",
+            "Your message was relayed to the mail system of the recipients below. This is\r\n\
+             the last delivery report you will get about it.",
         )
     } else {
         (
@@ -86,6 +110,7 @@ pub fn build(
             Kind::Failed => "the remote server refused it",
             Kind::Expired => "delivery time expired; last error",
             Kind::Delayed => "delayed; last error",
+            Kind::Relayed => "relayed; the next hop said",
         };
         let _ = write!(
             out,
@@ -98,32 +123,58 @@ pub fn build(
         out,
         "\r\n--{boundary}\r\n\
          Content-Type: message/delivery-status\r\n\
-         \r\n\
-         Reporting-MTA: dns; {hostname}\r\n\
+         \r\n",
+    );
+    // RFC 3464 §2.2: Original-Envelope-Id first among the per-message fields.
+    if let Some(envid) = &msg.esmtp.envid {
+        let _ = write!(
+            out,
+            "Original-Envelope-Id: {}\r\n",
+            clean(&xtext_decode(envid))
+        );
+    }
+    let _ = write!(
+        out,
+        "Reporting-MTA: dns; {hostname}\r\n\
          X-Mxgate-Queue-ID: {id}\r\n\
          Arrival-Date: {arrival}\r\n",
         id = msg.id,
     );
     for f in failures {
+        out.push_str("\r\n");
+        if let Some(orcpt) = f.orcpt {
+            let _ = write!(
+                out,
+                "Original-Recipient: {}\r\n",
+                clean(&xtext_decode(orcpt))
+            );
+        }
+        let action = match f.kind {
+            Kind::Delayed => "delayed",
+            Kind::Relayed => "relayed",
+            Kind::Failed | Kind::Expired => "failed",
+        };
         let _ = write!(
             out,
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: {}\r\nStatus: {}\r\nDiagnostic-Code: smtp; {}\r\n",
+            "Final-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {}\r\nDiagnostic-Code: smtp; {}\r\n",
             f.recipient,
-            if f.kind == Kind::Delayed {
-                "delayed"
-            } else {
-                "failed"
-            },
             status_of(f),
             clean(f.reply)
         );
     }
+    let (content_type, returned) = match original {
+        Returned::Headers(raw) => ("text/rfc822-headers", header_section(raw)),
+        Returned::Full(raw) => ("message/rfc822", raw),
+    };
     let _ = write!(
         out,
-        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        "\r\n--{boundary}\r\nContent-Type: {content_type}\r\n\r\n"
     );
     let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(header_section(original));
+    bytes.extend_from_slice(returned);
+    if !returned.ends_with(b"\r\n") {
+        bytes.extend_from_slice(b"\r\n");
+    }
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     bytes
 }
@@ -131,10 +182,13 @@ pub fn build(
 /// RFC 3463 status: the one in the reply, else 5.0.0 (4.4.7 expired, 4.0.0 delayed).
 fn status_of(f: &Failure<'_>) -> String {
     match (find_status(f.reply), f.kind) {
-        (Some(s), _) => s.to_string(),
+        (Some(s), Kind::Failed | Kind::Expired | Kind::Delayed) => s.to_string(),
         (None, Kind::Failed) => "5.0.0".into(),
         (None, Kind::Expired) => "4.4.7".into(),
         (None, Kind::Delayed) => "4.0.0".into(),
+        // The hop's 250 may carry its own 2.x.y; anything else is no status of ours.
+        (Some(s), Kind::Relayed) if s.starts_with('2') => s.to_string(),
+        (_, Kind::Relayed) => "2.0.0".into(),
     }
 }
 
@@ -169,11 +223,13 @@ mod tests {
             size: 10,
             recipients: Vec::new(),
             stream: Default::default(),
+            esmtp: Default::default(),
         };
         let f = Failure {
             recipient: "nobody@remote.test",
             reply: "550 5.1.1 <nobody@remote.test>: Recipient address rejected: User unknown",
             kind: Kind::Failed,
+            orcpt: None,
         };
         let original = b"From: odoo@example.test\r\nSubject: Invoice\r\n\r\nsecret body\r\n";
         let dsn = build(
@@ -181,7 +237,7 @@ mod tests {
             &msg,
             "odoo@example.test",
             &[f],
-            original,
+            Returned::Headers(original),
             SystemTime::now(),
         );
         let text = String::from_utf8_lossy(&dsn);

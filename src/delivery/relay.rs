@@ -17,14 +17,16 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::plan::{self, Plan};
-use super::smtp::{Envelope, Hop, Pool};
+use super::smtp::{Accepted, Envelope, Hop, Pool, SmtpError};
 use super::{Error, dsn};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dns::Dns;
+use crate::envelope::esmtp::{RcptParams, Ret};
 use crate::envelope::{Address, Destination, ListenerKind, ReversePath, Stream};
 use crate::providers::ProviderTable;
 use crate::queue::{NewMessage, QueuedMessage, RcptState, Recipient};
+use crate::reply;
 use crate::routing::Router;
 use crate::routing::srs;
 use crate::routing::token::TokenKey;
@@ -105,8 +107,12 @@ impl Relay {
     }
 
     /// One transaction for recipient `idx` of `msg`, to address `to`, on each of `hops` in
-    /// turn until one takes or refuses it: the remote's final reply on success, with the
-    /// local (sending) IP address the message left from.
+    /// turn until one takes or refuses it: what the taking hop said, with the local
+    /// (sending) IP address the message left from.
+    ///
+    /// A REQUIRETLS message (RFC 8689) goes to each hop with TLS required and verified
+    /// ([`Hop::requiring_tls`]); when no hop met that (TLS failed or unverified, REQUIRETLS
+    /// not offered) the recipient fails with 5.7.30 — never a fallback to a weaker hop.
     pub async fn send(
         &self,
         msg: &QueuedMessage,
@@ -114,55 +120,87 @@ impl Relay {
         to: &str,
         body: &[u8],
         hops: &[Hop],
-    ) -> (Result<String, Error>, Option<IpAddr>) {
+    ) -> (Result<Accepted, Error>, Option<IpAddr>) {
         let from = self.envelope_sender(msg, idx);
+        let default_rcpt = RcptParams::default();
+        let rcpt = msg
+            .recipients
+            .get(usize::from(idx))
+            .map_or(&default_rcpt, |r| &r.esmtp);
         let env = Envelope {
             from: &from,
             to,
             body,
+            esmtp: &msg.esmtp,
+            rcpt,
         };
+        let requiretls = msg.esmtp.requiretls;
         let mut failures = Vec::new();
+        let mut tls_unmet = 0;
         let mut ip = None;
         for hop in hops {
+            let strict;
+            let hop = if requiretls {
+                strict = hop.requiring_tls();
+                &strict
+            } else {
+                hop
+            };
             let (result, hop_ip) = self.pool.send(hop, &env).await;
             ip = hop_ip.or(ip);
             match result {
-                Ok(reply) => return (Ok(format!("{reply} [{}]", hop.label)), ip),
+                Ok(mut accepted) => {
+                    accepted.reply = format!("{} [{}]", accepted.reply, hop.label);
+                    return (Ok(accepted), ip);
+                }
                 Err(e) if e.is_permanent() => {
                     let reply = format!("{e} [{}]", hop.label);
                     return (Err(Error::SmtpRejected(reply)), ip);
                 }
                 Err(e) => {
                     tracing::info!(smarthost = %hop.label, error = %e, "relay hop failed, trying the next");
+                    if requiretls
+                        && matches!(e, SmtpError::Tls { .. } | SmtpError::RequireTls { .. })
+                    {
+                        tls_unmet += 1;
+                    }
                     failures.push(format!("{e} [{}]", hop.label));
                 }
             }
+        }
+        if requiretls && tls_unmet > 0 && tls_unmet == failures.len() {
+            let reply = format!("{} ({})", reply::REQUIRETLS_NOT_MET, failures.join("; "));
+            return (Err(Error::SmtpRejected(reply)), ip);
         }
         (Err(Error::RelayLater(failures.join("; "))), ip)
     }
 
     /// The DSN relayed recipient `idx` of `msg` (as the queue just recorded it, in `state`)
-    /// owes its sender, if any: when there is a sender to tell, on a bounce, on expiry, or
-    /// once on the deferral that crosses `relay.delay_warning`. `before`: the recipient as
-    /// loaded before this attempt; `reply`: the attempt's reply or reason; `headers`: the
-    /// original's header section. Runs inside the queue's commit, so the DSN is written in
-    /// the same batch as the failure ([`Queue::record_then`]).
+    /// owes its sender, if any: when there is a sender to tell and the recipient's NOTIFY
+    /// (RFC 3461 §4.1) asks for it (absent: failures and delays) — on a bounce, on expiry,
+    /// once on the deferral that crosses `relay.delay_warning` (the only delay notion:
+    /// without it no delay DSN, whatever NOTIFY says), and on success with NOTIFY=SUCCESS:
+    /// `relayed` (RFC 3461 §5.2.2). Also when the hop offers DSN and got NOTIFY: it leaves
+    /// with our VERP sender, so the hop's own success report comes back to us, where it
+    /// is not forwarded — ours is the one the sender gets. `before`:
+    /// the recipient as loaded before this attempt. Runs inside the queue's commit, so the
+    /// DSN is written in the same batch as the new state ([`Queue::record_then`]).
     pub fn dsn_for(
         &self,
         msg: &QueuedMessage,
         idx: u16,
         before: &Recipient,
         state: RcptState,
-        reply: &str,
-        headers: &[u8],
+        attempt: &Attempted<'_>,
     ) -> Option<NewMessage> {
         if msg.mail_from.is_empty() {
             return None;
         }
+        let params = &msg.recipients.get(usize::from(idx))?.esmtp;
         let kind = match state {
-            RcptState::Bounced => dsn::Kind::Failed,
-            RcptState::Expired => dsn::Kind::Expired,
-            RcptState::Deferred => {
+            RcptState::Bounced if params.wants_failure() => dsn::Kind::Failed,
+            RcptState::Expired if params.wants_failure() => dsn::Kind::Expired,
+            RcptState::Deferred if params.wants_delay() => {
                 let warn = self.config.relay.delay_warning?.get().as_millis() as u64;
                 // Both instants as the queue recorded them (the clock may have moved since):
                 // the deferral before this attempt and this one.
@@ -174,6 +212,7 @@ impl Relay {
                 }
                 dsn::Kind::Delayed
             }
+            RcptState::Sent if params.wants_success() => dsn::Kind::Relayed,
             _ => return None,
         };
         let to = self.original_sender(&msg.mail_from);
@@ -193,10 +232,19 @@ impl Relay {
         };
         let failure = dsn::Failure {
             recipient: &before.address,
-            reply,
+            reply: attempt.reply,
             kind,
+            orcpt: params.orcpt.as_deref(),
         };
-        Some(self.report_to(msg, &to, addr, dest, failure, headers))
+        // RFC 3461 §4.3: RET=FULL returns the whole message, on failures only.
+        let full = msg.esmtp.ret == Some(Ret::Full)
+            && matches!(kind, dsn::Kind::Failed | dsn::Kind::Expired);
+        let returned = if full {
+            dsn::Returned::Full(attempt.content)
+        } else {
+            dsn::Returned::Headers(attempt.content)
+        };
+        Some(self.report_to(msg, &to, addr, dest, failure, returned))
     }
 
     /// The bounce a recipient of `msg` that a DSN reported failed owes the ERP that sent it
@@ -224,8 +272,10 @@ impl Relay {
             recipient: &rcpt.address,
             reply: &reply,
             kind: dsn::Kind::Failed,
+            orcpt: rcpt.esmtp.orcpt.as_deref(),
         };
-        Some(self.report_to(msg, &to, addr, dest, failure, headers))
+        let returned = dsn::Returned::Headers(headers);
+        Some(self.report_to(msg, &to, addr, dest, failure, returned))
     }
 
     /// The RFC 3464 report of `failure` for `msg`, from the null sender (RFC 5321 §4.5.5: a
@@ -237,14 +287,14 @@ impl Relay {
         addr: Address,
         dest: Destination,
         failure: dsn::Failure<'_>,
-        headers: &[u8],
+        returned: dsn::Returned<'_>,
     ) -> NewMessage {
         let body = dsn::build(
             &self.config.server.hostname,
             msg,
             to,
             &[failure],
-            headers,
+            returned,
             UNIX_EPOCH + Duration::from_millis(self.clock.now_ms()),
         );
         NewMessage {
@@ -269,6 +319,15 @@ impl Relay {
         }
         mail_from.to_string()
     }
+}
+
+/// What one attempt of a relayed recipient came to, as its DSN needs it.
+pub struct Attempted<'a> {
+    /// The attempt's reply or reason.
+    pub reply: &'a str,
+    /// What a DSN may return of the original: the whole message when the sender asked
+    /// RET=FULL, else (at least) its header section.
+    pub content: &'a [u8],
 }
 
 /// Used by `mxgate test-relay` without a running server.

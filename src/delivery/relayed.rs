@@ -14,6 +14,7 @@
 use super::Error;
 use super::attempt::{Attempt, body_missing, recorded_state};
 use super::outcome::classify;
+use super::relay::Attempted;
 use super::warming::Warming;
 use crate::queue::{Hold, Outcome};
 use crate::queue::{NewMessage, QueuedMessage, RcptState};
@@ -40,8 +41,10 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
         ),
         Job::SrsReturn { to } => (to, "relay"),
     };
-    // What a DSN returns of the original: its header section.
+    // What a DSN returns of the original: its header section, or all of it (RET=FULL).
+    let full = a.msg.esmtp.ret == Some(crate::envelope::esmtp::Ret::Full);
     let headers = match (&body, relayed) {
+        (Some(b), true) if full => b.clone(),
         (Some(b), true) => crate::message::header_section(b).to_vec(),
         _ => Vec::new(),
     };
@@ -84,7 +87,9 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
         .send(a.msg, verp_index(a), to, &body, &plan.hops)
         .await;
     let outcome = match result {
-        Ok(reply) => Outcome::Sent { reply },
+        Ok(accepted) => Outcome::Sent {
+            reply: accepted.reply,
+        },
         Err(e) => classify(&e),
     };
     if let (Some(w), Some(t)) = (warming, ticket) {
@@ -128,14 +133,14 @@ fn verp_index(a: &Attempt<'_>) -> u16 {
 }
 
 /// What the queue writes with the recipient's new state: for a relayed recipient, the DSN
-/// (if any) that state owes the sender, with `reply` as its words and `headers` (the
-/// original's header section) returned. Built inside the queue's commit so failure and
-/// DSN land together.
+/// (if any) that state owes the sender, with `reply` as its words and `content` (the
+/// original's header section, or all of it for RET=FULL) returned. Built inside the
+/// queue's commit so the new state and its DSN land together.
 fn dsn_follow(
     a: &Attempt<'_>,
     relayed: bool,
     reply: String,
-    headers: Vec<u8>,
+    content: Vec<u8>,
 ) -> impl FnOnce(&QueuedMessage, RcptState) -> Option<NewMessage> + Send + 'static {
     let owed = a
         .ctx
@@ -146,7 +151,11 @@ fn dsn_follow(
     let idx = a.due.rcpt;
     move |msg, state| {
         let (relay, before) = owed?;
-        relay.dsn_for(msg, idx, &before, state, &reply, &headers)
+        let attempt = Attempted {
+            reply: &reply,
+            content: &content,
+        };
+        relay.dsn_for(msg, idx, &before, state, &attempt)
     }
 }
 

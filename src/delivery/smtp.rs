@@ -10,6 +10,9 @@
 //!   (STARTTLS when offered, certificate not verified — Postfix `smtp_tls_security_level =
 //!   may`). Smart hosts verify certificates against the webpki roots unless `tls_verify =
 //!   false`.
+//! - ESMTP parameters ([`params`]): SMTPUTF8, BODY, DSN's RET/ENVID/NOTIFY/ORCPT and
+//!   REQUIRETLS passed on as far as the hop offers them; where a message needs what the hop
+//!   lacks, nothing is sent ([`SmtpError::Unsupported`], [`SmtpError::RequireTls`]).
 //! - Pipelining (RFC 2920): MAIL and RCPT go in one write when the host offers it.
 //! - Reuse: after a transaction the connection is kept idle for `relay.connection_idle`;
 //!   the next message to the same host sends its MAIL on it (RSET first only after a
@@ -30,6 +33,7 @@
 
 mod error;
 mod open;
+mod params;
 mod pool;
 mod transaction;
 
@@ -46,6 +50,7 @@ use tokio_rustls::TlsConnector;
 
 use super::tls_client::connector;
 use crate::config::RelayConfig;
+use crate::envelope::esmtp::{MessageParams, RcptParams};
 use open::Conn;
 
 /// How a connection to a hop is secured.
@@ -86,6 +91,33 @@ pub struct Envelope<'a> {
     pub from: &'a str,
     pub to: &'a str,
     pub body: &'a [u8],
+    /// The message's MAIL parameters and the recipient's RCPT parameters, passed on as far
+    /// as the hop offers them ([`params`]).
+    pub esmtp: &'a MessageParams,
+    pub rcpt: &'a RcptParams,
+}
+
+/// A hop took the message.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    /// Its final reply (`250 2.0.0 Ok: queued as X`).
+    pub reply: String,
+}
+
+impl Hop {
+    /// This hop for a REQUIRETLS message (RFC 8689 §4.2.1): TLS required, certificate
+    /// verified, whatever the hop's own settings.
+    pub fn requiring_tls(&self) -> Hop {
+        let tls = match self.tls {
+            TlsMode::Implicit => TlsMode::Implicit,
+            TlsMode::StartTls | TlsMode::Opportunistic | TlsMode::None => TlsMode::StartTls,
+        };
+        Hop {
+            tls,
+            tls_verify: true,
+            ..self.clone()
+        }
+    }
 }
 
 /// Connections and per-destination limits shared by all relay attempts.
@@ -123,7 +155,7 @@ impl Pool {
         &self,
         hop: &Hop,
         env: &Envelope<'_>,
-    ) -> (Result<String, SmtpError>, Option<IpAddr>) {
+    ) -> (Result<Accepted, SmtpError>, Option<IpAddr>) {
         let _permit = self.permit(&hop.limit_key()).await;
         let key = hop.pool_key();
         // An idle session the server may have closed meanwhile: if it fails before any

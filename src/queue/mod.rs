@@ -64,6 +64,7 @@ use crate::clock::Clock;
 use crate::config::QueueConfig;
 use crate::db::{Cf, Column, Db, DbError, Family};
 
+use crate::envelope::esmtp::{Esmtp, MessageParams, RcptParams};
 use crate::envelope::{Destination, QueueId, Stream};
 use crate::metrics::Metrics;
 use commit::{Change, Committer, Shared};
@@ -256,16 +257,19 @@ impl Queue {
         msg: NewMessage,
         stream: Stream,
     ) -> Result<QueueId, EnqueueError> {
-        self.enqueue_as(QueueId::generate(), msg, stream).await
+        self.enqueue_as(QueueId::generate(), msg, stream, Esmtp::default())
+            .await
     }
 
     /// As [`Queue::enqueue_stream`], under an id made earlier (by [`QueueId::generate`]): the
-    /// inbound session names the message to the spam filter before storing it.
+    /// inbound session names the message to the spam filter before storing it. `esmtp`: the
+    /// client's MAIL/RCPT parameters, stored with the message and its recipients.
     pub async fn enqueue_as(
         &self,
         id: QueueId,
         msg: NewMessage,
         stream: Stream,
+        esmtp: Esmtp,
     ) -> Result<QueueId, EnqueueError> {
         let n = msg.recipients.len();
         if n == 0 || n > usize::from(u16::MAX) {
@@ -273,6 +277,10 @@ impl Queue {
         }
         let mut stored = new_meta(id, self.inner.clock.now_ms(), &msg);
         stored.stream = stream;
+        stored.esmtp = esmtp.message;
+        for (r, p) in stored.recipients.iter_mut().zip(esmtp.recipients) {
+            r.esmtp = p;
+        }
         // Built here, not on the committer thread, which serialises every write.
         let change = self
             .inner
@@ -335,6 +343,7 @@ fn new_meta(id: QueueId, now_ms: u64, msg: &NewMessage) -> QueuedMessage {
                 last_reply: bounce.then(|| transition::STORED_FOR_BOUNCE.to_string()),
                 category: None,
                 updated_ms: now_ms,
+                esmtp: RcptParams::default(),
             }
         })
         .collect();
@@ -348,5 +357,6 @@ fn new_meta(id: QueueId, now_ms: u64, msg: &NewMessage) -> QueuedMessage {
         size: msg.body.len() as u64,
         recipients,
         stream: Stream::Transactional,
+        esmtp: MessageParams::default(),
     }
 }

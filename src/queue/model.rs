@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::bounce::Category;
+use crate::envelope::esmtp::{MessageParams, RcptParams};
 use crate::envelope::{Address, Destination, ListenerKind, QueueId, ReversePath, Stream};
 
 /// A message a session has received and wants stored before it answers 250.
@@ -83,6 +84,10 @@ pub struct QueuedMessage {
     /// Email type; absent in records written before streams existed (= transactional).
     #[serde(default)]
     pub stream: Stream,
+    /// MAIL's SMTPUTF8/BODY/ENVID/RET/REQUIRETLS. Absent in records written before they
+    /// were kept, and left out when all are defaults, so such records stay as they were.
+    #[serde(default, skip_serializing_if = "MessageParams::is_default")]
+    pub esmtp: MessageParams,
 }
 
 /// One recipient and where its delivery stands.
@@ -99,6 +104,9 @@ pub struct Recipient {
     /// Bounce category when `bounced` (SPEC category names).
     pub category: Option<String>,
     pub updated_ms: u64,
+    /// RCPT's NOTIFY/ORCPT; absent (defaults) in older records, as [`QueuedMessage::esmtp`].
+    #[serde(default, skip_serializing_if = "RcptParams::is_default")]
+    pub esmtp: RcptParams,
 }
 
 /// Per-recipient states, exactly as SPEC "Queue and delivery" names them.
@@ -153,5 +161,58 @@ impl RcptState {
     /// Done for good: neither pending nor held (retention may purge the message).
     pub fn is_final(self) -> bool {
         !self.is_pending() && self != RcptState::Held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::esmtp::{BodyType, Notify};
+
+    fn stored() -> QueuedMessage {
+        QueuedMessage {
+            id: QueueId(7),
+            received_ms: 1,
+            listener: ListenerKind::Submission,
+            peer_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            helo: "erp.test".into(),
+            mail_from: "app@example.test".into(),
+            size: 3,
+            recipients: vec![Recipient {
+                address: "bob@remote.test".into(),
+                dest: Destination::Relay,
+                state: RcptState::Queued,
+                attempts: 0,
+                next_attempt_ms: 1,
+                last_reply: None,
+                category: None,
+                updated_ms: 1,
+                esmtp: RcptParams::default(),
+            }],
+            stream: Stream::Transactional,
+            esmtp: MessageParams::default(),
+        }
+    }
+
+    #[test]
+    fn records_without_parameters_keep_the_earlier_format_and_decode_with_defaults() {
+        let json = serde_json::to_string(&stored()).expect("json");
+        // What a store written before the parameters existed holds, byte for byte.
+        assert!(!json.contains("esmtp"), "{json}");
+        let back: QueuedMessage = serde_json::from_str(&json).expect("decode");
+        assert!(back.esmtp.is_default() && back.recipients[0].esmtp.is_default());
+    }
+
+    #[test]
+    fn parameters_survive_the_store_encoding() {
+        let mut m = stored();
+        m.esmtp.body = BodyType::BinaryMime;
+        m.esmtp.requiretls = true;
+        m.recipients[0].esmtp.notify = Notify::parse("NEVER");
+        m.recipients[0].esmtp.orcpt = Some("rfc822;bob@remote.test".into());
+        let back: QueuedMessage =
+            serde_json::from_str(&serde_json::to_string(&m).expect("json")).expect("decode");
+        assert_eq!(back.esmtp, m.esmtp);
+        assert_eq!(back.recipients[0].esmtp, m.recipients[0].esmtp);
     }
 }

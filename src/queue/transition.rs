@@ -194,6 +194,7 @@ mod tests {
             last_reply: None,
             category: None,
             updated_ms: 0,
+            esmtp: Default::default(),
         }
     }
 

@@ -177,6 +177,7 @@ mod tests {
             last_reply: None,
             category: None,
             updated_ms: 0,
+            esmtp: Default::default(),
         }
     }
 
@@ -191,6 +192,7 @@ mod tests {
             size: 1,
             recipients: vec![r],
             stream: Default::default(),
+            esmtp: Default::default(),
         }
     }
 

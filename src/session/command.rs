@@ -49,15 +49,8 @@ pub enum Command {
     },
 }
 
-/// RFC 1652 / RFC 3030 BODY parameter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum BodyType {
-    #[default]
-    SevenBit,
-    EightBitMime,
-    /// Only with BDAT (RFC 3030 §3); bare CR/LF are then allowed in the content.
-    BinaryMime,
-}
+/// RFC 1652 / RFC 3030 BODY parameter (stored with the message, hence defined there).
+pub use crate::envelope::esmtp::BodyType;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MailFrom {
@@ -72,6 +65,8 @@ pub struct MailFrom {
     pub envid: Option<String>,
     /// RFC 4954 §5 AUTH= (informational).
     pub auth: Option<String>,
+    /// RFC 8689 REQUIRETLS (the verb checks that it was offered, i.e. TLS is on).
+    pub requiretls: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -99,6 +99,18 @@ fn mail_parameters_parse() {
 }
 
 #[test]
+fn requiretls_is_a_bare_keyword_given_once() {
+    assert!(mail("MAIL FROM:<a@b.test> requiretls").requiretls);
+    assert!(!mail("MAIL FROM:<a@b.test>").requiretls);
+    for bad in [
+        "MAIL FROM:<a@b.test> REQUIRETLS=YES",
+        "MAIL FROM:<a@b.test> REQUIRETLS REQUIRETLS",
+    ] {
+        assert_eq!(parse(bad.as_bytes()), Err(CommandError::Syntax), "{bad}");
+    }
+}
+
+#[test]
 fn bad_mail_parameters_are_syntax_or_unknown() {
     let cases = [
         ("MAIL FROM:<a@b.test> SIZE=abc", CommandError::Syntax),

@@ -19,6 +19,7 @@ use super::body::{Body, BodyError, Chunk, DataDecoder};
 use super::command::BodyType;
 use super::io::Conn;
 use super::{Session, State, Transaction, prep, scan, verify};
+use crate::envelope::esmtp::{Esmtp, MessageParams, Ret};
 use crate::envelope::{Destination, ListenerKind, QueueId, Stream};
 use crate::queue::NewMessage;
 use crate::reply::{self, Reply};
@@ -202,6 +203,16 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
     }
     message.extend_from_slice(received_header(s, &txn).as_bytes());
     message.extend_from_slice(&content);
+    let esmtp = Esmtp {
+        message: MessageParams {
+            smtputf8: txn.mail.smtputf8,
+            body: txn.mail.body,
+            envid: txn.mail.envid.clone(),
+            ret: txn.mail.ret.as_deref().and_then(Ret::parse),
+            requiretls: txn.mail.requiretls,
+        },
+        recipients: txn.rcpt_params,
+    };
     let msg = NewMessage {
         listener: s.kind,
         peer_ip: s.peer.addr.ip(),
@@ -210,7 +221,12 @@ async fn finish(s: &mut Session, txn: Box<Transaction>, body: Result<Vec<u8>, Bo
         recipients: txn.recipients,
         body: message,
     };
-    match tokio::time::timeout(ENQUEUE_DEADLINE, s.ctx.queue.enqueue_as(id, msg, stream)).await {
+    match tokio::time::timeout(
+        ENQUEUE_DEADLINE,
+        s.ctx.queue.enqueue_as(id, msg, stream, esmtp),
+    )
+    .await
+    {
         Ok(Ok(id)) => {
             info!(queue_id = %id, bytes = content.len(), "message queued");
             metrics.inbound_message("accepted", "ok");

@@ -33,6 +33,15 @@ fn keywords(s: &Session) -> Vec<&'static str> {
     if !s.peer.tls && s.ctx.tls.is_some() {
         k.push("STARTTLS");
     }
+    if s.kind != ListenerKind::Inbound {
+        // RFC 3461: NOTIFY/RET/ENVID/ORCPT are stored and honoured for relayed mail.
+        k.push("DSN");
+        // RFC 8689 §4: advertised only inside TLS, so a REQUIRETLS message never arrived
+        // in clear.
+        if s.peer.tls {
+            k.push("REQUIRETLS");
+        }
+    }
     // RFC 4954 §4 + SPEC "Submission": AUTH only on submission ports, only over TLS.
     if s.kind != ListenerKind::Inbound && s.peer.tls && s.peer.user.is_none() {
         k.push("AUTH PLAIN LOGIN");

@@ -26,6 +26,11 @@ pub(super) fn mail(s: &mut Session, m: MailFrom) -> Reply {
         // Extensions were never offered to a HELO client (RFC 5321 §4.1.1.2).
         return reply::PARAM_NOT_IMPLEMENTED;
     }
+    if m.requiretls && !(s.kind != ListenerKind::Inbound && s.peer.tls) {
+        // Not offered (RFC 8689 §4: only on submission, only over TLS).
+        info!("REQUIRETLS refused outside TLS or on the inbound listener");
+        return reply::PARAM_NOT_IMPLEMENTED;
+    }
     if s.kind != ListenerKind::Inbound
         && let Some(refusal) = submission_policy(s, &m.from)
     {
@@ -53,6 +58,7 @@ pub(super) fn mail(s: &mut Session, m: MailFrom) -> Reply {
     s.state = State::Mail(Box::new(Transaction {
         mail: m,
         recipients: Vec::new(),
+        rcpt_params: Vec::new(),
         chunks: None,
     }));
     reply::SENDER_OK

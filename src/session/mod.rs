@@ -106,6 +106,8 @@ enum State {
 struct Transaction {
     mail: MailFrom,
     recipients: Vec<(Address, Destination)>,
+    /// RCPT's NOTIFY/ORCPT, one per entry of `recipients`.
+    rcpt_params: Vec<crate::envelope::esmtp::RcptParams>,
     /// Content of the BDAT chunks so far; `Some` also means DATA is no longer allowed.
     chunks: Option<body::Body>,
 }

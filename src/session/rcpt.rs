@@ -9,6 +9,7 @@ use tracing::info;
 use super::command::RcptTo;
 use super::rates::Counted;
 use super::{Session, State};
+use crate::envelope::esmtp::{Notify, RcptParams};
 use crate::envelope::{Destination, ListenerKind};
 use crate::reply::{self, Reply};
 use crate::routing;
@@ -63,6 +64,7 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
             }
         }));
         metrics.inbound_recipient("accepted", "unsubscribe");
+        txn.rcpt_params.push(params(&r));
         txn.recipients.push((
             r.to,
             Destination::Bounce {
@@ -89,6 +91,7 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
                 .iter()
                 .any(|(a, _)| a.to_ascii_lowercase() == key)
             {
+                txn.rcpt_params.push(params(&r));
                 txn.recipients.push((r.to, dest));
             }
             reply::RECIPIENT_OK
@@ -98,6 +101,14 @@ pub(super) fn rcpt(s: &mut Session, r: RcptTo) -> Reply {
             metrics.inbound_recipient("rejected", label(&e));
             e.reply()
         }
+    }
+}
+
+/// NOTIFY and ORCPT as the queue keeps them (the parser checked their syntax).
+fn params(r: &RcptTo) -> RcptParams {
+    RcptParams {
+        notify: r.notify.as_deref().and_then(Notify::parse),
+        orcpt: r.orcpt.clone(),
     }
 }
 

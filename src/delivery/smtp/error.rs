@@ -29,6 +29,15 @@ pub enum SmtpError {
         ip: IpAddr,
         reason: String,
     },
+    /// The message needs what the hop does not offer (SMTPUTF8 for a non-ASCII address,
+    /// 8BITMIME for 8-bit content); `reply` is mxgate's own permanent refusal. Nothing was
+    /// sent.
+    #[error("{reply} ({host})")]
+    Unsupported { host: String, reply: String },
+    /// A REQUIRETLS message and this hop has no verified TLS or no REQUIRETLS; another
+    /// hop may have them. Nothing was sent.
+    #[error("{host}: REQUIRETLS: {reason}")]
+    RequireTls { host: String, reason: String },
     /// A negative reply; `in_transaction` = to MAIL, RCPT or DATA (else greeting/EHLO).
     #[error("{reply}")]
     Reply {
@@ -48,7 +57,15 @@ impl SmtpError {
                 code: 500..=599,
                 in_transaction: true,
                 ..
-            }
+            } | SmtpError::Unsupported { .. }
+        )
+    }
+
+    /// Refused before MAIL (the session is still in sync and may be reused).
+    pub fn before_mail(&self) -> bool {
+        matches!(
+            self,
+            SmtpError::Unsupported { .. } | SmtpError::RequireTls { .. }
         )
     }
 }

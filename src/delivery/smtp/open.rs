@@ -30,6 +30,10 @@ pub(super) struct Conn {
     pub(super) needs_rset: bool,
     /// Our end of the connection: the `sending_ip` of what it carries.
     pub(super) local_ip: Option<IpAddr>,
+    /// The last EHLO's keywords (`EXT_*` bits), for the ESMTP parameters ([`params`](super::params)).
+    pub(super) caps: u32,
+    /// TLS is on and the certificate was verified (REQUIRETLS, RFC 8689 §4.2.1).
+    pub(super) verified_tls: bool,
 }
 
 impl Pool {
@@ -73,6 +77,7 @@ impl Pool {
         let mut client = self.implicit_tls(hop, tcp, connector, &host).await?;
         greeting(&mut client, &host).await?;
         let mut ehlo = ehlo(&mut client, &self.helo, &host).await?;
+        let mut tls = hop.tls == TlsMode::Implicit;
         if matches!(hop.tls, TlsMode::StartTls | TlsMode::Opportunistic) {
             let offered = ehlo.has_capability(EXT_START_TLS);
             if !offered && hop.tls == TlsMode::StartTls {
@@ -84,6 +89,7 @@ impl Pool {
             if offered {
                 client = starttls(client, connector, &hop.host, &host).await?;
                 ehlo = self::ehlo(&mut client, &self.helo, &host).await?;
+                tls = true;
             }
         }
         if let Some((user, password)) = &hop.credentials {
@@ -101,6 +107,8 @@ impl Pool {
             pipelining: ehlo.has_capability(EXT_PIPELINING),
             needs_rset: false,
             local_ip,
+            caps: ehlo.capabilities,
+            verified_tls: tls && hop.tls_verify,
         })
     }
 

@@ -15,16 +15,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::open::Conn;
 use super::transaction::transaction;
-use super::{Envelope, Hop, Pool, SmtpError};
+use super::{Accepted, Envelope, Hop, Pool, SmtpError};
 
 impl Hop {
     pub(super) fn pool_key(&self) -> String {
         let user = self.credentials.as_ref().map_or("", |(u, _)| u.as_str());
+        // tls_verify too: a session opened without verifying may not carry REQUIRETLS mail.
         format!(
-            "{}|{}|{:?}|{user}|{}",
+            "{}|{}|{:?}|{}|{user}|{}",
             self.label,
             self.host,
             self.tls,
+            self.tls_verify,
             source_label(self.source)
         )
     }
@@ -81,7 +83,7 @@ impl Pool {
         mut conn: Conn,
         hop: &Hop,
         env: &Envelope<'_>,
-    ) -> (Result<String, SmtpError>, Option<IpAddr>) {
+    ) -> (Result<Accepted, SmtpError>, Option<IpAddr>) {
         let local_ip = conn.local_ip;
         let result = transaction(&mut conn, hop, env).await;
         match &result {
@@ -96,6 +98,7 @@ impl Pool {
                 conn.needs_rset = true;
                 self.put_idle(key, conn);
             }
+            Err(e) if e.before_mail() => self.put_idle(key, conn),
             Err(_) => {}
         }
         (result, local_ip)

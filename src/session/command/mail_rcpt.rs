@@ -1,6 +1,6 @@
 //! MAIL FROM and RCPT TO arguments: `KEYWORD:`, the `<path>` (source route, quoting),
 //! the mailbox, and the ESMTP parameters (RFC 5321 §4.1.2, RFC 1870, 1652, 3030, 3461,
-//! 4954, 6531).
+//! 4954, 6531, 8689).
 //!
 //! Split from the verb dispatch in `command.rs` because this is where the parser's security
 //! rule lives: a forward path that could be a relaying trick is
@@ -86,6 +86,7 @@ pub(super) fn parse_mail(args: &str) -> Result<MailFrom, CommandError> {
         ret: None,
         envid: None,
         auth: None,
+        requiretls: false,
     };
     for (key, value) in esmtp_params(params)? {
         mail_param(&mut mail, &key, value)?;
@@ -125,7 +126,13 @@ fn mail_param(mail: &mut MailFrom, key: &str, value: Option<&str>) -> Result<(),
         }
         ("ENVID", Some(v)) if is_xtext(v) && v.len() <= 100 => once(&mut mail.envid, v.to_string()),
         ("AUTH", Some(v)) if is_xtext(v) => once(&mut mail.auth, v.to_string()),
-        ("SIZE" | "BODY" | "SMTPUTF8" | "RET" | "ENVID" | "AUTH", _) => Err(CommandError::Syntax),
+        ("REQUIRETLS", None) if !mail.requiretls => {
+            mail.requiretls = true;
+            Ok(())
+        }
+        ("SIZE" | "BODY" | "SMTPUTF8" | "RET" | "ENVID" | "AUTH" | "REQUIRETLS", _) => {
+            Err(CommandError::Syntax)
+        }
         _ => Err(CommandError::UnknownParameter),
     }
 }
