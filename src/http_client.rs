@@ -56,7 +56,11 @@ pub type ResolvingClient =
 
 /// A [`ResolvingClient`] for endpoint `name`.
 pub fn resolving_client(name: &str, trust: &HttpsTrust<'_>, dns: Dns) -> ResolvingClient {
-    build(name, trust, HttpConnector::new_with_resolver(DnsResolver(dns)))
+    build(
+        name,
+        trust,
+        HttpConnector::new_with_resolver(DnsResolver(dns)),
+    )
 }
 
 fn build<R>(

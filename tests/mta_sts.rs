@@ -161,7 +161,11 @@ async fn an_enforced_policy_defers_when_the_mx_is_not_in_the_policy() {
             && reason.contains("backup.elsewhere.test"),
         "{reason}"
     );
-    assert_eq!(mx.connections(), 0, "no session to an MX outside the policy");
+    assert_eq!(
+        mx.connections(),
+        0,
+        "no session to an MX outside the policy"
+    );
     srv.shutdown().await;
 }
 
@@ -203,7 +207,11 @@ async fn the_tls_policy_override_enforces_a_testing_policy_and_none_ignores_an_e
     send(&srv, "fay@plain.test", "ignored").await;
     let got = wait_received(&mx, 1).await;
     assert_eq!(got[0].rcpts, ["fay@plain.test"]);
-    assert_eq!(host.requests(), 1, "plain.test's policy is not even fetched");
+    assert_eq!(
+        host.requests(),
+        1,
+        "plain.test's policy is not even fetched"
+    );
     srv.shutdown().await;
 }
 
@@ -221,7 +229,11 @@ async fn a_policy_is_cached_across_a_restart_and_fetched_again_when_the_id_chang
     srv.restart().await;
     send(&srv, "b@remote.test", "after-restart").await;
     wait_received(&mx, 2).await;
-    assert_eq!(host.requests(), 1, "the stored policy is used after a restart");
+    assert_eq!(
+        host.requests(),
+        1,
+        "the stored policy is used after a restart"
+    );
 
     // A new policy under a new id, naming the new MX only. (Restarted again so that the
     // resolver's cache, which keeps the old TXT answer for its TTL, asks afresh.)
@@ -233,7 +245,8 @@ async fn a_policy_is_cached_across_a_restart_and_fetched_again_when_the_id_chang
     srv.dns.txt("_mta-sts.remote.test", "v=STSv1; id=2;");
     srv.dns.remove("remote.test");
     srv.dns.mx("remote.test", 10, "mx2.remote.test");
-    srv.dns.a("mx2.remote.test", "127.0.0.1".parse().expect("ip"));
+    srv.dns
+        .a("mx2.remote.test", "127.0.0.1".parse().expect("ip"));
     srv.restart().await;
     send(&srv, "c@remote.test", "new-id").await;
     let got = wait_received(&mx, 3).await;

@@ -66,8 +66,8 @@ async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
         ca.acceptor_for(&["mx.good.test", "mx.plain.test", "mx.reports.test"]),
     )
     .await;
-    let policies = PolicyHost::start(ca.acceptor_for(&["mta-sts.good.test", "mta-sts.bad.test"]))
-        .await;
+    let policies =
+        PolicyHost::start(ca.acceptor_for(&["mta-sts.good.test", "mta-sts.bad.test"])).await;
     policies.set_policy(
         "good.test",
         "version: STSv1\nmode: enforce\nmx: mx.good.test\nmax_age: 86400\n",
@@ -97,14 +97,10 @@ async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
     srv.dns.txt("_mta-sts.good.test", "v=STSv1; id=1;");
     srv.dns.txt("_mta-sts.bad.test", "v=STSv1; id=1;");
     let https = format!("https://{}/tlsrpt", rua.addr);
-    srv.dns.txt(
-        "_smtp._tls.good.test",
-        &format!("v=TLSRPTv1; rua={https}"),
-    );
-    srv.dns.txt(
-        "_smtp._tls.plain.test",
-        &format!("v=TLSRPTv1; rua={https}"),
-    );
+    srv.dns
+        .txt("_smtp._tls.good.test", &format!("v=TLSRPTv1; rua={https}"));
+    srv.dns
+        .txt("_smtp._tls.plain.test", &format!("v=TLSRPTv1; rua={https}"));
     srv.dns.txt(
         "_smtp._tls.bad.test",
         "v=TLSRPTv1; rua=mailto:tls-reports@reports.test",
@@ -122,15 +118,23 @@ async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
     ];
     for (i, to) in traffic.iter().enumerate() {
         let body = common::messages::raw("odoo@example.test", to, &format!("m{i}"));
-        submit(srv.addr(Listener::Submission), "odoo@example.test", &[to], &body)
-            .await
-            .expect("submitted");
+        submit(
+            srv.addr(Listener::Submission),
+            "odoo@example.test",
+            &[to],
+            &body,
+        )
+        .await
+        .expect("submitted");
     }
     eventually(20, "the day's traffic at the MX", || async {
         (mx.received().len() >= traffic.len()).then_some(())
     })
     .await;
-    assert!(rua.pushes().is_empty(), "nothing is reported before the day is over");
+    assert!(
+        rua.pushes().is_empty(),
+        "nothing is reported before the day is over"
+    );
 
     let day = srv.running().clock.now_ms() / 86_400_000;
     srv.running().clock.advance(Duration::from_secs(86_400));
@@ -173,11 +177,15 @@ async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
     .await;
     assert_eq!(mail.mail_from, "", "reports go from the null sender");
     assert!(
-        mail.data.contains("Content-Type: multipart/report; report-type=\"tlsrpt\""),
+        mail.data
+            .contains("Content-Type: multipart/report; report-type=\"tlsrpt\""),
         "{}",
         mail.data
     );
-    assert!(mail.data.contains("Subject: Report Domain: bad.test Submitter: mx.example.test"));
+    assert!(
+        mail.data
+            .contains("Subject: Report Domain: bad.test Submitter: mx.example.test")
+    );
     assert!(mail.data.contains("TLS-Report-Domain: bad.test"));
     let report = attachment(&mail.data);
     let sts = policy(&report, "sts");

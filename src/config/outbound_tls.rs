@@ -100,12 +100,14 @@ pub fn problems(
         p.push(("relay.mta_sts.fetch_timeout".into(), "must not be 0".into()));
     }
     if rpt.check_interval.get().is_zero() {
-        p.push(("relay.tls_rpt.check_interval".into(), "must not be 0".into()));
+        p.push((
+            "relay.tls_rpt.check_interval".into(),
+            "must not be 0".into(),
+        ));
     }
     for domain in overrides.keys() {
-        let valid = !domain.is_empty()
-            && !domain.contains('@')
-            && domain.split('.').all(|l| !l.is_empty());
+        let valid =
+            !domain.is_empty() && !domain.contains('@') && domain.split('.').all(|l| !l.is_empty());
         if !valid {
             p.push((
                 format!("relay.tls_policy.{domain}"),

@@ -153,9 +153,10 @@ fn result_type(e: &rustls::Error) -> ResultType {
             C::NotValidForName | C::NotValidForNameContext { .. } => {
                 ResultType::CertificateHostMismatch
             }
-            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
-                ResultType::CertificateExpired
-            }
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => ResultType::CertificateExpired,
             C::UnknownIssuer => ResultType::CertificateNotTrusted,
             _ => ResultType::ValidationFailure,
         },

@@ -180,7 +180,11 @@ impl Reporter {
     /// §5.3: the report by mail, through the queue and the relay.
     async fn mail(&self, to: &str, r: &Report<'_>) {
         let Some(addr) = Address::parse(to) else {
-            tracing::info!(domain = r.domain, rua = to, "TLS-RPT: rua is not an address");
+            tracing::info!(
+                domain = r.domain,
+                rua = to,
+                "TLS-RPT: rua is not an address"
+            );
             return;
         };
         let dest = match self.router.resolve_or_relay(&addr) {
@@ -200,8 +204,12 @@ impl Reporter {
             body: message(hostname, to, r, self.clock.now_ms()),
         };
         match self.queue.enqueue(msg).await {
-            Ok(id) => tracing::info!(domain = r.domain, rua = to, queue_id = %id, "TLS-RPT report queued"),
-            Err(e) => tracing::warn!(domain = r.domain, rua = to, error = %e, "TLS-RPT: cannot queue the report"),
+            Ok(id) => {
+                tracing::info!(domain = r.domain, rua = to, queue_id = %id, "TLS-RPT report queued")
+            }
+            Err(e) => {
+                tracing::warn!(domain = r.domain, rua = to, error = %e, "TLS-RPT: cannot queue the report")
+            }
         }
     }
 
@@ -230,7 +238,12 @@ impl Reporter {
                 tracing::warn!(domain = r.domain, rua = url, %error, "TLS-RPT: report not posted");
             }
             Err(_) => {
-                tracing::warn!(domain = r.domain, rua = url, ?timeout, "TLS-RPT: report post timed out");
+                tracing::warn!(
+                    domain = r.domain,
+                    rua = url,
+                    ?timeout,
+                    "TLS-RPT: report post timed out"
+                );
             }
         }
     }

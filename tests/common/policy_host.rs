@@ -3,8 +3,8 @@
 //! request's `Host`, over TLS with a certificate a [`TestCa`](super::test_ca::TestCa)
 //! signed, and counts the requests (a cached policy must not be fetched again).
 
-use std::net::SocketAddr;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -78,9 +78,10 @@ impl PolicyHost {
                     }
                     requests.fetch_add(1, Ordering::SeqCst);
                     let served = policy.lock().expect("policies").get(&host).cloned();
-                    let response = if let (true, Some(body)) =
-                        (request_line.starts_with("GET /.well-known/mta-sts.txt "), served)
-                    {
+                    let response = if let (true, Some(body)) = (
+                        request_line.starts_with("GET /.well-known/mta-sts.txt "),
+                        served,
+                    ) {
                         format!(
                             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
                              Connection: close\r\n\r\n{body}",

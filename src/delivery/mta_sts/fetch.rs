@@ -68,7 +68,11 @@ pub async fn fetch(
     )
     .await
     .map_err(|_| fetch_error(format!("{url}: body not received within {timeout:?}")))?
-    .map_err(|e| fetch_error(format!("{url}: body: {e} (at most {MAX_POLICY_BYTES} bytes)")))?
+    .map_err(|e| {
+        fetch_error(format!(
+            "{url}: body: {e} (at most {MAX_POLICY_BYTES} bytes)"
+        ))
+    })?
     .to_bytes();
     String::from_utf8(body.to_vec()).map_err(|_| FetchError {
         result: ResultType::StsPolicyInvalid,
@@ -86,7 +90,8 @@ fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
         }
         if let Some(io) = c.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
-            && let Some(rustls::Error::InvalidCertificate(_)) = inner.downcast_ref::<rustls::Error>()
+            && let Some(rustls::Error::InvalidCertificate(_)) =
+                inner.downcast_ref::<rustls::Error>()
         {
             return true;
         }

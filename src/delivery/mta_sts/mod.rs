@@ -68,7 +68,8 @@ impl Sts {
         recorder: Option<Recorder>,
     ) -> Sts {
         let sts = &cfg.mta_sts;
-        let client = crate::http_client::resolving_client("relay.mta_sts", &sts.trust(), dns.clone());
+        let client =
+            crate::http_client::resolving_client("relay.mta_sts", &sts.trust(), dns.clone());
         let ca = sts.ca_file.as_ref().and_then(|c| c.get());
         Sts {
             cfg: sts.clone(),
@@ -100,8 +101,8 @@ impl Sts {
         let forced = over == Some(TlsPolicyOverride::Enforce);
         let (policy, enforce) = match found {
             Found::Policy(p, text) if p.mode != Mode::None => {
-                let enforce = forced
-                    || (p.mode == Mode::Enforce && over != Some(TlsPolicyOverride::Testing));
+                let enforce =
+                    forced || (p.mode == Mode::Enforce && over != Some(TlsPolicyOverride::Testing));
                 (Some((p, text)), enforce)
             }
             Found::Failed(result, reason) => {

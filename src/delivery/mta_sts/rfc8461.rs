@@ -20,9 +20,9 @@ pub fn record_id(txts: &[String]) -> Result<String, ParseError> {
     let sts: Vec<&String> = txts
         .iter()
         .filter(|t| {
-            t.trim_start()
-                .strip_prefix("v=STSv1")
-                .is_some_and(|rest| rest.trim_start().is_empty() || rest.trim_start().starts_with(';'))
+            t.trim_start().strip_prefix("v=STSv1").is_some_and(|rest| {
+                rest.trim_start().is_empty() || rest.trim_start().starts_with(';')
+            })
         })
         .collect();
     let record = match sts.as_slice() {
@@ -151,12 +151,18 @@ mod tests {
         assert_eq!(got, Ok("20160831085700Z".to_string()));
         assert_eq!(record_id(&txt(&["v=STSv1;id=abc"])), Ok("abc".into()));
         assert_eq!(record_id(&txt(&[])), Err(ParseError::NoRecord));
-        assert_eq!(record_id(&txt(&["v=STSv10; id=x"])), Err(ParseError::NoRecord));
+        assert_eq!(
+            record_id(&txt(&["v=STSv10; id=x"])),
+            Err(ParseError::NoRecord)
+        );
         assert_eq!(
             record_id(&txt(&["v=STSv1; id=a", "v=STSv1; id=b"])),
             Err(ParseError::ManyRecords(2))
         );
-        assert_eq!(record_id(&txt(&["v=STSv1; id=no-dash"])), Err(ParseError::NoId));
+        assert_eq!(
+            record_id(&txt(&["v=STSv1; id=no-dash"])),
+            Err(ParseError::NoId)
+        );
         assert_eq!(record_id(&txt(&["v=STSv1;"])), Err(ParseError::NoId));
     }
 
@@ -181,7 +187,10 @@ mod tests {
             ("version: STSv1\nmode: strict\nmx: a\nmax_age: 1\n", "mode"),
             ("version: STSv1\nmode: testing\nmax_age: 1\n", "no mx"),
             ("version: STSv1\nmode: testing\nmx: a\n", "max_age"),
-            ("version: STSv1\nmode: testing\nmx: a\nmax_age: soon\n", "max_age"),
+            (
+                "version: STSv1\nmode: testing\nmx: a\nmax_age: soon\n",
+                "max_age",
+            ),
             ("<html>not a policy</html>", "key: value"),
         ] {
             let e = Policy::parse(text).expect_err(text).to_string();

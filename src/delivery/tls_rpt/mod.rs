@@ -132,13 +132,7 @@ impl Recorder {
     /// One session to MX host `mx` of recipient domain `domain` under `policy`: successful
     /// (`None`) or failed with `failure`. A store that cannot count is logged, not fatal:
     /// the report is worth less than the mail.
-    pub fn record(
-        &self,
-        domain: &str,
-        policy: PolicyType,
-        mx: &str,
-        failure: Option<ResultType>,
-    ) {
+    pub fn record(&self, domain: &str, policy: PolicyType, mx: &str, failure: Option<ResultType>) {
         let result = failure.map_or("success", ResultType::as_str);
         self.metrics.outbound_tls_session(policy.as_str(), result);
         let Some(store) = &self.store else { return };
@@ -262,7 +256,10 @@ mod tests {
             ..s.clone()
         };
         assert_eq!(Session::parse(&ok.key()), Some(ok));
-        let later = Session { day: 20_001, ..s.clone() };
+        let later = Session {
+            day: 20_001,
+            ..s.clone()
+        };
         assert!(later.key() > s.key());
         assert_eq!(Session::parse(b"T/short"), None);
     }

@@ -138,10 +138,8 @@ pub fn day_bounds(day: u64) -> (u64, u64) {
 }
 
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-    )
-    .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }
 
 /// §5.1: the report as sent, `application/tlsrpt+gzip`.
@@ -184,7 +182,10 @@ mod tests {
         assert_eq!(rua(&txt(&["v=TLSRPTv1; rua=ftp://x"])), None);
         assert_eq!(rua(&txt(&[])), None);
         assert_eq!(
-            rua(&txt(&["v=TLSRPTv1; rua=mailto:a@x", "v=TLSRPTv1; rua=mailto:b@x"])),
+            rua(&txt(&[
+                "v=TLSRPTv1; rua=mailto:a@x",
+                "v=TLSRPTv1; rua=mailto:b@x"
+            ])),
             None
         );
     }
