@@ -254,3 +254,42 @@ async fn a_policy_is_cached_across_a_restart_and_fetched_again_when_the_id_chang
     assert_eq!(host.requests(), 2, "a new id fetches the policy again");
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_announced_policy_that_cannot_be_fetched_delivers_as_without_one_unless_enforced_by_config()
+ {
+    let dir = tempdir();
+    let ca = ca(dir.path());
+    let mx = mx_with_certificate(&ca, &["wrong.remote.test"]).await;
+    // The policy host answers 404 for remote.test: a fetch error, no policy cached.
+    let host =
+        PolicyHost::start(ca.acceptor_for(&["mta-sts.remote.test", "mta-sts.forced.test"])).await;
+    let srv = start(
+        &mx,
+        &host,
+        &ca,
+        "[relay.tls_policy]\n\"forced.test\" = \"enforce\"\n",
+    )
+    .await;
+    send(&srv, "gil@remote.test", "unfetchable").await;
+    let got = wait_received(&mx, 1).await;
+    assert_eq!(got[0].rcpts, ["gil@remote.test"]);
+    let labels = [("policy", "sts"), ("result", "sts-policy-fetch-error")];
+    eventually(20, "the fetch error in the metrics", || async {
+        srv.metric("mxgate_outbound_tls_sessions_total", &labels)
+            .await
+    })
+    .await;
+    // The same failure under relay.tls_policy enforce: deferred, nothing sent.
+    let local = "127.0.0.1".parse().expect("ip");
+    srv.dns.mx("forced.test", 10, "mx.forced.test");
+    srv.dns.a("mx.forced.test", local);
+    srv.dns.a("mta-sts.forced.test", local);
+    srv.dns.txt("_mta-sts.forced.test", "v=STSv1; id=1;");
+    send(&srv, "hal@forced.test", "forced").await;
+    let m = deferred(&srv, "hal@forced.test", 1).await;
+    let reason = m.recipients[0].last_reply.clone().unwrap_or_default();
+    assert!(reason.contains("sts-policy-fetch-error"), "{reason}");
+    assert_eq!(mx.received().len(), 1, "only the first message was sent");
+    srv.shutdown().await;
+}
