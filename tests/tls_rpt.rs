@@ -14,6 +14,7 @@ use common::sink::{Sink, SinkOptions, SinkTls};
 use common::submit::{submit, user_toml};
 use common::test_ca::TestCa;
 use common::{Erp, Listener, TestServer, eventually};
+use mxgate::queue::RcptState;
 use serde_json::Value;
 
 fn gunzip(gz: &[u8]) -> Value {
@@ -210,5 +211,100 @@ async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
         (left == 0).then_some(())
     })
     .await;
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_report_an_https_rua_missed_is_posted_again_and_mailed_only_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(dir.path(), "rpt");
+    let mx = Sink::start(SinkOptions {
+        tls: SinkTls::StartTls,
+        auth: None,
+    })
+    .await;
+    let rua = Erp::start_tls(ca.acceptor()).await;
+    rua.answer(503);
+    let toml = format!(
+        "{}[relay]\ndirect_mx = true\nmx_port = {}\n[relay.mta_sts]\nca_file = \"{}\"\n\
+         [relay.tls_rpt]\ncheck_interval = \"100ms\"\n",
+        user_toml(&["example.test"]),
+        mx.addr.port(),
+        ca.pem_path.display()
+    );
+    let srv = TestServer::start(&toml).await;
+    let local = "127.0.0.1".parse().expect("ip");
+    for d in ["plain.test", "reports.test"] {
+        srv.dns.mx(d, 10, &format!("mx.{d}"));
+        srv.dns.a(&format!("mx.{d}"), local);
+    }
+    srv.dns.txt(
+        "_smtp._tls.plain.test",
+        &format!(
+            "v=TLSRPTv1; rua=https://{}/r,mailto:tls@reports.test",
+            rua.addr
+        ),
+    );
+    let body = common::messages::raw("odoo@example.test", "a@plain.test", "once");
+    submit(
+        srv.addr(Listener::Submission),
+        "odoo@example.test",
+        &["a@plain.test"],
+        &body,
+    )
+    .await
+    .expect("submitted");
+    eventually(20, "the message at the MX", || async {
+        (!mx.received().is_empty()).then_some(())
+    })
+    .await;
+    let day = srv.running().clock.now_ms() / 86_400_000;
+    srv.running().clock.advance(Duration::from_secs(86_400));
+
+    // The round that mailed the report met a 503 at the https rua (listed first).
+    let to_rua = |m: &common::sink::Received| m.rcpts == ["tls@reports.test"];
+    eventually(20, "the mailed report", || async {
+        mx.received().into_iter().find(to_rua)
+    })
+    .await;
+    assert!(rua.pushes().is_empty());
+    rua.answer(200);
+    let posts = eventually(20, "the report posted on a later round", || async {
+        let p = rua.pushes();
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    let report = gunzip(&posts[0].body);
+    let none = policy(&report, "no-policy-found");
+    assert_eq!(none["summary"]["total-successful-session-count"], 1);
+
+    let store = srv.running().stats.store().clone();
+    eventually(20, "the reported day's counters dropped", || async {
+        let mut left = 0;
+        store
+            .scan(b"T/", &mxgate::db::prefix_end(b"T/"), |k, _| {
+                if k.get(2..10) == Some(&day.to_be_bytes()[..]) {
+                    left += 1;
+                }
+            })
+            .expect("scan");
+        (left == 0).then_some(())
+    })
+    .await;
+    // Mailed once: one at the MX, none waiting in the queue.
+    let queue = srv.running().queue.clone();
+    let waiting = queue
+        .list(None, 1000)
+        .into_iter()
+        .filter(|m| {
+            m.recipients.iter().any(|r| {
+                r.address == "tls@reports.test"
+                    && matches!(r.state, RcptState::Queued | RcptState::Deferred)
+            })
+        })
+        .count();
+    assert_eq!(waiting, 0);
+    assert_eq!(mx.received().into_iter().filter(to_rua).count(), 1);
+    assert_eq!(rua.pushes().len(), 1);
     srv.shutdown().await;
 }

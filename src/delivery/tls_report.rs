@@ -6,9 +6,11 @@
 //! never bounces), `https:` as a POST of `application/tlsrpt+gzip` (§5.4). Then the
 //! domain-day's counters are dropped: a report is sent once.
 //!
-//! A DNS failure keeps the counters for the next round; a failed POST or enqueue is
-//! logged and not retried (RFC 8460 §5.4 leaves retries to the sender; counters that are
-//! never dropped would resend the mail reports too).
+//! A DNS failure keeps the counters for the next round, and so does a `rua` that could
+//! not take the report for now (connection error, timeout, HTTP 5xx, a full queue): the
+//! next round sends it again to that `rua` only (each `rua` that took it is marked), for
+//! at most [`RETRY_DAYS`] days after the reported one. A refusal (HTTP 4xx, an address
+//! that takes no mail) is not retried.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -45,12 +47,23 @@ pub struct Reporter {
     sts: Arc<Sts>,
 }
 
+/// Days after the reported one during which a `rua` that failed is tried again.
+pub const RETRY_DAYS: u64 = 2;
+
 /// How one domain-day went.
 enum Done {
     /// Reported, or nothing to report (no `_smtp._tls`): drop the counters.
     Drop,
-    /// DNS did not answer: keep them for the next round.
+    /// DNS did not answer, or a `rua` failed for now: keep them for the next round.
     Keep,
+}
+
+/// What one `rua` did with the report.
+enum Sent {
+    /// Taken, or refused for good: not tried again.
+    Done,
+    /// Failed for now: tried again next round.
+    Retry,
 }
 
 impl Reporter {
@@ -117,9 +130,12 @@ impl Reporter {
             rest = tail;
             let sessions: Vec<(Session, i64)> =
                 group.iter().map(|(_, s, n)| (s.clone(), *n)).collect();
-            if let Done::Drop = self.report(first.day, &first.domain, &sessions).await {
+            let done = self.report(first.day, &first.domain, &sessions).await;
+            let given_up = today > first.day + 1 + RETRY_DAYS;
+            if matches!(done, Done::Drop) || given_up {
                 let keys: Vec<Vec<u8>> = group.iter().map(|(k, _, _)| k.clone()).collect();
-                if let Err(e) = tls_rpt::drop_counts(&self.store, &keys) {
+                let dropped = tls_rpt::drop_counts(&self.store, first.day, &first.domain, &keys);
+                if let Err(e) = dropped {
                     tracing::warn!(error = %e, "TLS-RPT: cannot drop reported counters");
                 }
             }
@@ -168,30 +184,43 @@ impl Reporter {
             file: rfc8460::file_name(hostname, domain, day, &unique),
             gz: &gz,
         };
+        let mut done = Done::Drop;
         for rua in ruas {
-            match &rua {
+            let (Rua::Mailto(uri) | Rua::Https(uri)) = &rua;
+            if tls_rpt::was_sent(&self.store, day, domain, uri) {
+                continue;
+            }
+            let sent = match &rua {
                 Rua::Mailto(addr) => self.mail(addr, &report).await,
                 Rua::Https(url) => self.post(url, &report).await,
+            };
+            match sent {
+                Sent::Done => {
+                    if let Err(e) = tls_rpt::mark_sent(&self.store, day, domain, uri) {
+                        tracing::warn!(domain, rua = %uri, error = %e, "TLS-RPT: cannot note the report sent");
+                    }
+                }
+                Sent::Retry => done = Done::Keep,
             }
         }
-        Done::Drop
+        done
     }
 
     /// §5.3: the report by mail, through the queue and the relay.
-    async fn mail(&self, to: &str, r: &Report<'_>) {
+    async fn mail(&self, to: &str, r: &Report<'_>) -> Sent {
         let Some(addr) = Address::parse(to) else {
             tracing::info!(
                 domain = r.domain,
                 rua = to,
                 "TLS-RPT: rua is not an address"
             );
-            return;
+            return Sent::Done;
         };
         let dest = match self.router.resolve_or_relay(&addr) {
             Ok(d) => d,
             Err(e) => {
                 tracing::info!(domain = r.domain, rua = to, error = %e, "TLS-RPT: rua takes no mail");
-                return;
+                return Sent::Done;
             }
         };
         let hostname = &self.config.server.hostname;
@@ -205,16 +234,18 @@ impl Reporter {
         };
         match self.queue.enqueue(msg).await {
             Ok(id) => {
-                tracing::info!(domain = r.domain, rua = to, queue_id = %id, "TLS-RPT report queued")
+                tracing::info!(domain = r.domain, rua = to, queue_id = %id, "TLS-RPT report queued");
+                Sent::Done
             }
             Err(e) => {
-                tracing::warn!(domain = r.domain, rua = to, error = %e, "TLS-RPT: cannot queue the report")
+                tracing::warn!(domain = r.domain, rua = to, error = %e, "TLS-RPT: cannot queue the report");
+                Sent::Retry
             }
         }
     }
 
     /// §5.4: the report POSTed as `application/tlsrpt+gzip`.
-    async fn post(&self, url: &str, r: &Report<'_>) {
+    async fn post(&self, url: &str, r: &Report<'_>) -> Sent {
         let req = match Request::post(url)
             .header(hyper::header::CONTENT_TYPE, "application/tlsrpt+gzip")
             .body(Full::new(Bytes::copy_from_slice(r.gz)))
@@ -222,20 +253,28 @@ impl Reporter {
             Ok(req) => req,
             Err(e) => {
                 tracing::info!(domain = r.domain, rua = url, error = %e, "TLS-RPT: bad rua URL");
-                return;
+                return Sent::Done;
             }
         };
         let timeout = self.config.relay.mta_sts.fetch_timeout.get();
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Ok(Ok(resp)) if resp.status().is_success() => {
                 tracing::info!(domain = r.domain, rua = url, "TLS-RPT report posted");
+                Sent::Done
             }
             Ok(Ok(resp)) => {
-                tracing::warn!(domain = r.domain, rua = url, status = %resp.status(), "TLS-RPT: report refused");
+                let status = resp.status();
+                tracing::warn!(domain = r.domain, rua = url, %status, "TLS-RPT: report refused");
+                if status.is_server_error() || status == hyper::StatusCode::TOO_MANY_REQUESTS {
+                    Sent::Retry
+                } else {
+                    Sent::Done
+                }
             }
             Ok(Err(e)) => {
                 let error = crate::error_chain::chain(&e);
                 tracing::warn!(domain = r.domain, rua = url, %error, "TLS-RPT: report not posted");
+                Sent::Retry
             }
             Err(_) => {
                 tracing::warn!(
@@ -244,6 +283,7 @@ impl Reporter {
                     ?timeout,
                     "TLS-RPT: report post timed out"
                 );
+                Sent::Retry
             }
         }
     }

@@ -218,15 +218,56 @@ pub fn finished(store: &Store, day: u64) -> Result<Vec<(Vec<u8>, Session, i64)>,
     Ok(out)
 }
 
-/// Removes counters `keys` in one batch (a reported domain-day).
-pub fn drop_counts(store: &Store, keys: &[Vec<u8>]) -> Result<(), StatsError> {
+/// Removes counters `keys` of `domain` on `day` in one batch, with the marks of the
+/// `rua`s its report went to (a reported domain-day).
+pub fn drop_counts(
+    store: &Store,
+    day: u64,
+    domain: &str,
+    keys: &[Vec<u8>],
+) -> Result<(), StatsError> {
+    let marks = sent_prefix(day, domain);
+    let mut sent = Vec::new();
+    store.scan(&marks, &crate::db::prefix_end(&marks), |k, _| {
+        sent.push(k.to_vec());
+    })?;
     store.with(|cf| {
         let mut batch = rocksdb::WriteBatch::default();
-        for k in keys {
+        for k in keys.iter().chain(&sent) {
             cf.delete_in(&mut batch, k);
         }
         Ok(cf.write(batch, false)?)
     })
+}
+
+/// Key prefix of "report sent to this rua" marks: `R/<day><domain>\0<rua>`, so that a
+/// domain-day kept for a failed `rua` is not sent again to those that took it.
+const SENT: &[u8] = b"R/";
+
+fn sent_prefix(day: u64, domain: &str) -> Vec<u8> {
+    let mut k = SENT.to_vec();
+    k.extend_from_slice(&day.to_be_bytes());
+    k.extend(domain.bytes().filter(|b| *b != SEP));
+    k.push(SEP);
+    k
+}
+
+fn sent_key(day: u64, domain: &str, rua: &str) -> Vec<u8> {
+    let mut k = sent_prefix(day, domain);
+    k.extend_from_slice(rua.as_bytes());
+    k
+}
+
+/// Whether `domain`'s report of `day` already went to `rua`.
+pub fn was_sent(store: &Store, day: u64, domain: &str, rua: &str) -> bool {
+    store
+        .with(|cf| Ok(cf.get(sent_key(day, domain, rua))?))
+        .is_ok_and(|v| v.is_some())
+}
+
+/// Notes that `domain`'s report of `day` went to `rua`.
+pub fn mark_sent(store: &Store, day: u64, domain: &str, rua: &str) -> Result<(), StatsError> {
+    store.put(&sent_key(day, domain, rua), b"")
 }
 
 /// `T/<day>`: counters of one day sort together, days in order.
