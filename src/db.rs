@@ -4,7 +4,7 @@
 //! | family         | owner                              | keys                          |
 //! |----------------|------------------------------------|-------------------------------|
 //! | `queue`        | [`crate::queue`] (store, indexes)  | `m/ b/ d/ s/ B/ r/ v/`, see `queue::keys` |
-//! | `stats`        | [`crate::stats`] (+ events outbox, suspensions) | `h/` (merge: i64 add) `o/ i/ m/ u/ w/ U/` |
+//! | `stats`        | [`crate::stats`] (+ events outbox, suspensions, MTA-STS policies, TLS-RPT counters) | `h/` (merge: i64 add) `o/ i/ m/ u/ w/ U/ S/ R/` `T/` (merge) |
 //! | `suppressions` | [`crate::bounce::SuppressionList`] | `s/<address>`                 |
 //! | `warming`      | [`crate::delivery::warming`]       | `f/ d/ h/ l/`                 |
 //! | `default`      | this module                        | `migrated/<family>` markers   |

@@ -14,13 +14,18 @@
 //! ERP developers know): the receiver proves the body came from mxgate, and refusing an old
 //! `t` stops a captured request from being replayed later.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::{ClientConfig, RootCertStore};
 
@@ -29,6 +34,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use sha2::Sha256;
 
 use crate::config::{HttpsTrust, Secret};
+use crate::dns::Dns;
 use crate::tls::AnyCert;
 
 /// Carries the request's signature when the endpoint has a `signing_secret`.
@@ -39,13 +45,41 @@ pub type Client = hyper_util::client::legacy::Client<HttpsConnector<HttpConnecto
 
 /// A client for one endpoint; `name` (`routes.crm`, `events`) only labels the warning.
 pub fn client(name: &str, trust: &HttpsTrust<'_>) -> Client {
+    build(name, trust, HttpConnector::new())
+}
+
+/// As [`client`], for hosts named by mail domains (`mta-sts.<domain>`, a TLS-RPT `rua`):
+/// names are looked up with mxgate's own resolver (`[dns]`) rather than the system's, like
+/// every other name delivery looks up.
+pub type ResolvingClient =
+    hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<DnsResolver>>, Full<Bytes>>;
+
+/// A [`ResolvingClient`] for endpoint `name`.
+pub fn resolving_client(name: &str, trust: &HttpsTrust<'_>, dns: Dns) -> ResolvingClient {
+    build(
+        name,
+        trust,
+        HttpConnector::new_with_resolver(DnsResolver(dns)),
+    )
+}
+
+fn build<R>(
+    name: &str,
+    trust: &HttpsTrust<'_>,
+    mut conn: HttpConnector<R>,
+) -> hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<R>>, Full<Bytes>>
+where
+    R: tower_service::Service<Name> + Clone + Send + Sync + 'static,
+    R::Response: Iterator<Item = SocketAddr>,
+    R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    R::Future: Send,
+{
     if trust.insecure {
         tracing::warn!(
             endpoint = name,
             "tls_verify = false: the certificate of this https:// endpoint is not checked"
         );
     }
-    let mut conn = HttpConnector::new();
     conn.set_nodelay(true);
     conn.set_connect_timeout(Some(Duration::from_secs(10)));
     // The TLS wrapper needs the inner connector to pass https:// URIs through.
@@ -59,6 +93,36 @@ pub fn client(name: &str, trust: &HttpsTrust<'_>) -> Client {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(https)
+}
+
+/// Host names of a [`ResolvingClient`], through [`Dns`] (A and AAAA). The port is left 0:
+/// the connector puts the URL's in.
+#[derive(Clone)]
+pub struct DnsResolver(Dns);
+
+impl tower_service::Service<Name> for DnsResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let dns = self.0.clone();
+        Box::pin(async move {
+            let ips = dns
+                .ips(name.as_str())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            if ips.is_empty() {
+                return Err(std::io::Error::other(format!("{name}: no address")));
+            }
+            let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+            Ok(addrs.into_iter())
+        })
+    }
 }
 
 fn tls_config(name: &str, trust: &HttpsTrust<'_>) -> ClientConfig {

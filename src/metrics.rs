@@ -50,6 +50,8 @@ pub const PROVIDER_THROTTLE_LEVEL: &str = "mxgate_provider_throttle_level";
 pub const PROVIDER_THROTTLE_EVENTS: &str = "mxgate_provider_throttle_events_total";
 pub const SPAM_RESULTS: &str = "mxgate_spam_results_total";
 pub const SPAM_SCAN: &str = "mxgate_spam_scan_seconds";
+/// Direct-MX TLS sessions (issue 17): by TLS policy and RFC 8460 result.
+pub const OUTBOUND_TLS_SESSIONS: &str = "mxgate_outbound_tls_sessions_total";
 
 const DESCRIPTIONS: &[(&str, &str)] = &[
     (
@@ -154,6 +156,11 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         SPAM_SCAN,
         "Time one rspamd scan took, failed scans included",
     ),
+    (
+        OUTBOUND_TLS_SESSIONS,
+        "Direct-MX sessions by TLS policy (sts|tlsa|no-policy-found) and result (success or \
+         an RFC 8460 result type such as certificate-host-mismatch)",
+    ),
 ];
 
 /// A server's metrics handle: cheap to clone, records into that server's registry only.
@@ -240,6 +247,16 @@ impl Metrics {
     /// `action` (reject, tag, tempfail, allow).
     pub fn smtp_policy(&self, check: &'static str, action: &'static str) {
         self.counter(SMTP_POLICY, &[("check", check), ("action", action)], 1);
+    }
+
+    /// One direct-MX session's TLS check: `policy` and `result` (`success` or an RFC 8460
+    /// result type), both from closed sets.
+    pub fn outbound_tls_session(&self, policy: &'static str, result: &'static str) {
+        self.counter(
+            OUTBOUND_TLS_SESSIONS,
+            &[("policy", policy), ("result", result)],
+            1,
+        );
     }
 
     pub fn auth_result(&self, method: &'static str, result: &'static str) {

@@ -110,3 +110,23 @@ fn missing_config_file_is_a_clear_error() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot read config"), "{err}");
 }
+
+#[test]
+fn mta_sts_and_tls_rpt_problems_are_reported_at_their_keys() {
+    let (code, err) = check_config(&bad("outbound_tls.toml"));
+    assert_eq!(code, 1);
+    for expected in [
+        "outbound_tls.toml:2: relay.mta_sts.policy_port",
+        "outbound_tls.toml:3: relay.mta_sts.ca_file",
+        "relay.tls_policy.postmaster@example.com",
+        "outbound_tls.toml:9: relay.tls_rpt.check_interval",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    let (code, err) = check_config(&bad("tls_policy_mode.toml"));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("tls_policy_mode.toml:2") && err.contains("strict"),
+        "{err}"
+    );
+}

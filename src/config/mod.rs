@@ -14,6 +14,7 @@ mod cluster;
 mod dnsbl;
 mod endpoints;
 mod events;
+mod outbound_tls;
 mod queue;
 mod rates;
 mod relay;
@@ -39,6 +40,7 @@ pub use cluster::ClusterConfig;
 pub use dnsbl::{DnsblAction, DnsblConfig};
 pub use endpoints::{CaFile, HostAddr, HttpsTrust, OdooUrl, SenderFilter, WebhookUrl};
 pub use events::EventsConfig;
+pub use outbound_tls::{MtaStsConfig, TlsPolicyOverride, TlsRptConfig};
 pub use queue::QueueConfig;
 pub use rates::{RateLimits, RatesConfig};
 pub use relay::{

@@ -1,10 +1,13 @@
 //! `[submission]`, `[relay]`, `[[relay.smarthosts]]`, `[warming]` (`[queue]` is in `queue.rs`).
 //! The keys SPEC fixes are all accepted here; the relay issue gives them behaviour.
 
+use std::collections::BTreeMap;
+
 use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::endpoints::{HostAddr, SenderFilter};
+use super::outbound_tls::{MtaStsConfig, TlsPolicyOverride, TlsRptConfig};
 use super::types::{HumanDuration, Secret};
 use super::values::{Date, DayRange, Parsed};
 use crate::providers::HostPattern;
@@ -72,6 +75,13 @@ pub struct RelayConfig {
     /// Send the sender one "delayed" DSN when a relayed recipient is still deferred this
     /// long after the message arrived (e.g. `"4h"`); unset = no delay warnings.
     pub delay_warning: Option<HumanDuration>,
+    /// MTA-STS (RFC 8461) for direct-MX delivery.
+    pub mta_sts: MtaStsConfig,
+    /// Per recipient domain (lower case): `"enforce"`, `"testing"` or `"none"`, whatever
+    /// the domain publishes.
+    pub tls_policy: BTreeMap<String, TlsPolicyOverride>,
+    /// TLS-RPT (RFC 8460): daily reports of direct-MX TLS sessions.
+    pub tls_rpt: TlsRptConfig,
 }
 
 impl Default for RelayConfig {
@@ -87,6 +97,9 @@ impl Default for RelayConfig {
             destination_concurrency: 8,
             connection_idle: HumanDuration::secs(10),
             delay_warning: None,
+            mta_sts: MtaStsConfig::default(),
+            tls_policy: BTreeMap::new(),
+            tls_rpt: TlsRptConfig::default(),
         }
     }
 }

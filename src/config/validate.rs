@@ -15,6 +15,10 @@ impl Config {
         self.validate_routing(&mut p);
         self.validate_routes(&mut p);
         self.validate_relay(&mut p);
+        let r = &self.relay;
+        for (key, message) in super::outbound_tls::problems(&r.mta_sts, &r.tls_policy, &r.tls_rpt) {
+            p.add(key, message);
+        }
         self.validate_streams(&mut p);
         if let Some(e) = self.events.url.error() {
             p.add("events.url", e);

@@ -16,6 +16,9 @@
 //! - [`warming`]: daily caps by day in warming, provider hourly [`rate`]s (governor),
 //!   [`throttle`] on rate-limit replies; over a cap the recipient is held (`deferred`, no
 //!   attempt counted) until its window opens.
+//! - Direct-MX TLS: [`mta_sts`] (RFC 8461 policies: which MX hosts, verified or not) puts
+//!   a [`tls_policy`] on each MX hop, checked after STARTTLS; [`tls_rpt`] counts each
+//!   session's result and [`tls_report`] sends the daily RFC 8460 reports.
 //! - [`outcome`]: [`outcome::classify`], the only error → [`Outcome`](crate::queue::Outcome) mapping.
 //!
 //! Delivery is at-least-once: an attempt's `d/` key stays until its outcome is recorded, so
@@ -29,6 +32,7 @@ pub mod forward;
 pub mod http;
 pub mod local;
 pub mod maildir;
+pub mod mta_sts;
 pub mod odoo;
 pub mod odoo_aliases;
 pub mod outcome;
@@ -39,6 +43,9 @@ pub mod relayed;
 pub mod smtp;
 pub mod throttle;
 pub mod tls_client;
+pub mod tls_policy;
+pub mod tls_report;
+pub mod tls_rpt;
 pub mod warming;
 pub mod worker;
 

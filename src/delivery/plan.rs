@@ -172,6 +172,7 @@ pub async fn smarthost_hop(h: &SmarthostConfig) -> Hop {
         credentials,
         dest: format!("smarthost:{}", h.name),
         source: None,
+        tls_policy: None,
     }
 }
 
@@ -211,6 +212,7 @@ async fn mx_hops(
                 credentials: None,
                 dest: format!("mx:{}", domain.to_ascii_lowercase()),
                 source: None,
+                tls_policy: None,
             }),
             Ok(_) => failures.push(format!("{name}: no address")),
             Err(e) => failures.push(format!("{name}: {e}")),

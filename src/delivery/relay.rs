@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::mta_sts::{self, Sts};
 use super::plan::{self, Plan};
 use super::smtp::{Accepted, Envelope, Hop, Pool, SmtpError};
 use super::{Error, dsn};
@@ -39,6 +40,8 @@ pub struct Relay {
     router: Arc<Router>,
     clock: Clock,
     pool: Pool,
+    /// MTA-STS policies of recipient domains (direct MX); `None` = opportunistic TLS.
+    sts: Option<Arc<Sts>>,
 }
 
 impl Relay {
@@ -57,7 +60,14 @@ impl Relay {
             router,
             clock,
             pool,
+            sts: None,
         }
+    }
+
+    /// Direct-MX hops go under their domain's TLS policy ([`mta_sts`](super::mta_sts)).
+    pub fn with_mta_sts(mut self, sts: Arc<Sts>) -> Relay {
+        self.sts = Some(sts);
+        self
     }
 
     /// The envelope sender recipient `idx` of `msg` leaves with.
@@ -91,7 +101,7 @@ impl Relay {
             msg.mail_from.clone()
         };
         let dns = self.dns.as_ref();
-        plan::plan(
+        let mut plan = plan::plan(
             &self.config,
             dns,
             providers,
@@ -103,7 +113,15 @@ impl Relay {
         .map_err(|e| match e {
             plan::PlanError::Unroutable(reply) => Error::Unroutable(reply),
             plan::PlanError::Later(reason) => Error::RelayLater(reason),
-        })
+        })?;
+        match &self.sts {
+            Some(sts) if plan.hops.first().is_some_and(mta_sts::is_direct_mx) => {
+                let hops = std::mem::take(&mut plan.hops);
+                plan.hops = sts.apply(&domain, hops).await.map_err(Error::RelayLater)?;
+                Ok(plan)
+            }
+            _ => Ok(plan),
+        }
     }
 
     /// One transaction for recipient `idx` of `msg`, to address `to`, on each of `hops` in

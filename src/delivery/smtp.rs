@@ -49,6 +49,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
 use super::tls_client::connector;
+use super::tls_policy::SessionPolicy;
 use crate::config::RelayConfig;
 use crate::envelope::esmtp::{MessageParams, RcptParams};
 use open::Conn;
@@ -83,6 +84,9 @@ pub struct Hop {
     pub dest: String,
     /// Local address to connect from (the stream's source IP); `None` = the OS picks.
     pub source: Option<IpAddr>,
+    /// Direct MX: the recipient domain's TLS policy (MTA-STS), checked after STARTTLS and
+    /// counted for TLS-RPT; `None` for smart hosts.
+    pub tls_policy: Option<Arc<SessionPolicy>>,
 }
 
 /// One transaction's envelope and content.

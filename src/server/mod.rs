@@ -242,6 +242,10 @@ fn spawn_background(live: &Live<Runtime>, s: &Stable, tracker: &TaskTracker) {
         live.view(|r| &r.delivery),
     );
     tracker.spawn(intake.run(s.shutdown.clone()));
+    tracker.spawn(crate::delivery::tls_report::Reporter::run(
+        live.view(|r| &r.tls_report),
+        s.shutdown.clone(),
+    ));
     spawn_alias_refresh(&config, s, tracker);
 }
 

@@ -20,7 +20,10 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::attempt::Context;
 use crate::delivery::forward::Forwarder;
+use crate::delivery::mta_sts::Sts;
 use crate::delivery::relay::Relay;
+use crate::delivery::tls_report::Reporter;
+use crate::delivery::tls_rpt::Recorder;
 use crate::delivery::warming::Warming;
 use crate::dns::Dns;
 use crate::events::Events;
@@ -94,6 +97,8 @@ pub struct Runtime {
     pub observer: Arc<Observer>,
     /// The events outbox under this config's `[events]`.
     pub events: Arc<Events>,
+    /// Sends the daily TLS-RPT reports under this config's `[relay.tls_rpt]`.
+    pub tls_report: Arc<Reporter>,
 }
 
 impl Runtime {
@@ -131,13 +136,36 @@ impl Runtime {
             s.queue.clone(),
             s.clock.clone(),
         );
+        let store = s.stats.store().clone();
+        let recorder = Recorder::new(
+            config.relay.tls_rpt.enabled.then(|| store.clone()),
+            s.clock.clone(),
+            s.metrics.clone(),
+        );
+        let sts = Arc::new(Sts::new(
+            &config.relay,
+            dns.clone(),
+            store.clone(),
+            s.clock.clone(),
+            Some(recorder),
+        ));
+        let tls_report = Arc::new(Reporter::new(
+            config.clone(),
+            dns.clone(),
+            store,
+            s.clock.clone(),
+            s.queue.clone(),
+            router.clone(),
+            sts.clone(),
+        ));
         let relay = Relay::new(
             config.clone(),
             Some(dns.clone()),
             s.token_key.clone(),
             router.clone(),
             s.clock.clone(),
-        );
+        )
+        .with_mta_sts(sts);
         let delivery = Context::new(
             config.clone(),
             Some(forward),
@@ -175,6 +203,7 @@ impl Runtime {
             delivery: Arc::new(delivery),
             observer: Arc::new(observer),
             events: Arc::new(events),
+            tls_report,
         })
     }
 }

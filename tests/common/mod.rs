@@ -8,6 +8,7 @@ pub mod erp;
 pub mod fake_odoo;
 pub mod messages;
 pub mod metrics;
+pub mod policy_host;
 pub mod process;
 pub mod redis;
 pub mod rspamd;

@@ -82,11 +82,17 @@ pub async fn refused_port() -> u16 {
 
 impl Sink {
     pub async fn start(opts: SinkOptions) -> Sink {
+        Sink::start_with_certificate(opts, acceptor()).await
+    }
+
+    /// As [`Sink::start`], with `acceptor`'s certificate for TLS (e.g. one a
+    /// [`TestCa`](super::test_ca::TestCa) signed for an MX host name) instead of a
+    /// self-signed one.
+    pub async fn start_with_certificate(opts: SinkOptions, acceptor: TlsAcceptor) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let addr = listener.local_addr().expect("sink addr");
         let state = Arc::new(Mutex::new(State::default()));
         let stop = CancellationToken::new();
-        let acceptor = acceptor();
         let (st, stp) = (state.clone(), stop.clone());
         tokio::spawn(async move {
             loop {

@@ -31,8 +31,14 @@ impl TestCa {
 
     /// A TLS acceptor whose certificate (for 127.0.0.1 and localhost) this CA signed.
     pub fn acceptor(&self) -> TlsAcceptor {
-        let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .expect("params");
+        self.acceptor_for(&["127.0.0.1", "localhost"])
+    }
+
+    /// A TLS acceptor whose certificate, signed by this CA, names `names` (host names or
+    /// IP addresses).
+    pub fn acceptor_for(&self, names: &[&str]) -> TlsAcceptor {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let params = CertificateParams::new(names).expect("params");
         let key = KeyPair::generate().expect("server key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
         let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key");

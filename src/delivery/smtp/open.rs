@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use mail_send::{Credentials, SmtpClient};
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use smtp_proto::{EXT_PIPELINING, EXT_START_TLS, EhloResponse};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
@@ -80,6 +80,24 @@ impl Pool {
         let mut tls = hop.tls == TlsMode::Implicit;
         if matches!(hop.tls, TlsMode::StartTls | TlsMode::Opportunistic) {
             let offered = ehlo.has_capability(EXT_START_TLS);
+            let mut chain = None;
+            if offered {
+                let started = starttls(client, connector, &hop.host, &host).await;
+                if let (Err(_), Some(p)) = (&started, &hop.tls_policy) {
+                    p.handshake_failed(&hop.host);
+                }
+                let (c, certs) = started?;
+                client = c;
+                chain = Some(certs);
+            }
+            // Before any command on the new session: an enforced policy refuses here.
+            if let Some(p) = &hop.tls_policy {
+                p.check(&hop.host, chain.as_deref())
+                    .map_err(|f| SmtpError::Tls {
+                        host: host.clone(),
+                        reason: f.reason,
+                    })?;
+            }
             if !offered && hop.tls == TlsMode::StartTls {
                 return Err(SmtpError::Tls {
                     host,
@@ -87,7 +105,6 @@ impl Pool {
                 });
             }
             if offered {
-                client = starttls(client, connector, &hop.host, &host).await?;
                 ehlo = self::ehlo(&mut client, &self.helo, &host).await?;
                 tls = true;
             }
@@ -233,13 +250,14 @@ async fn ehlo(
         .map_err(|e| mail_err(host, e, false))
 }
 
-/// STARTTLS on a boxed stream: the command, then the handshake on the same stream.
+/// STARTTLS on a boxed stream: the command, then the handshake on the same stream. With
+/// the session, the certificates the server presented (what a TLS policy checks).
 async fn starttls(
     mut client: SmtpClient<Io>,
     connector: &TlsConnector,
     sni: &str,
     host: &str,
-) -> Result<SmtpClient<Io>, SmtpError> {
+) -> Result<(SmtpClient<Io>, Vec<CertificateDer<'static>>), SmtpError> {
     let r = client
         .cmd(b"STARTTLS\r\n")
         .await
@@ -265,8 +283,17 @@ async fn starttls(
             host: host.to_string(),
             reason: e.to_string(),
         })?;
-    Ok(SmtpClient {
-        stream: Box::new(tls),
-        timeout,
-    })
+    let chain = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(<[_]>::to_vec)
+        .unwrap_or_default();
+    Ok((
+        SmtpClient {
+            stream: Box::new(tls),
+            timeout,
+        },
+        chain,
+    ))
 }
