@@ -10,6 +10,9 @@
 //!   (STARTTLS when offered, certificate not verified — Postfix `smtp_tls_security_level =
 //!   may`). Smart hosts verify certificates against the webpki roots unless `tls_verify =
 //!   false`.
+//! - DANE (RFC 7672): a hop with a [`TlsaPolicy`] needs STARTTLS and a certificate that
+//!   matches its TLSA records ([`dane`](super::dane)); no STARTTLS or no match fails the
+//!   hop (the recipient is deferred), never plaintext.
 //! - Pipelining (RFC 2920): MAIL and RCPT go in one write when the host offers it.
 //! - Reuse: after a transaction the connection is kept idle for `relay.connection_idle`;
 //!   the next message to the same host sends its MAIL on it (RSET first only after a
@@ -44,6 +47,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
+use super::dane::TlsaPolicy;
 use super::tls_client::connector;
 use crate::config::RelayConfig;
 use open::Conn;
@@ -78,6 +82,10 @@ pub struct Hop {
     pub dest: String,
     /// Local address to connect from (the stream's source IP); `None` = the OS picks.
     pub source: Option<IpAddr>,
+    /// DANE's demand on this MX host (RFC 7672), which overrides `tls`/`tls_verify`:
+    /// STARTTLS mandatory, the certificate checked against the TLSA records; `None` =
+    /// no secure TLSA RRset.
+    pub dane: Option<Arc<TlsaPolicy>>,
 }
 
 /// One transaction's envelope and content.

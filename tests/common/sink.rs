@@ -82,11 +82,16 @@ pub async fn refused_port() -> u16 {
 
 impl Sink {
     pub async fn start(opts: SinkOptions) -> Sink {
+        Self::start_with_acceptor(opts, acceptor()).await
+    }
+
+    /// As [`Sink::start`], presenting the certificate (chain) of `acceptor` (DANE tests
+    /// publish TLSA records of it).
+    pub async fn start_with_acceptor(opts: SinkOptions, acceptor: TlsAcceptor) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let addr = listener.local_addr().expect("sink addr");
         let state = Arc::new(Mutex::new(State::default()));
         let stop = CancellationToken::new();
-        let acceptor = acceptor();
         let (st, stp) = (state.clone(), stop.clone());
         tokio::spawn(async move {
             loop {

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
+use crate::delivery::dane::TlsaPolicy;
 use super::error::{SmtpError, describe, mail_err, reply_err, reply_line, tls_err};
 use super::{Hop, Pool, TlsMode};
 
@@ -36,6 +37,12 @@ impl Pool {
     /// A ready session (greeted, EHLO'd, TLS and AUTH done) to the first address that works
     /// (of the source IP's family, when the hop has one).
     pub(super) async fn open(&self, hop: &Hop) -> Result<Conn, SmtpError> {
+        if let Some(TlsaPolicy::Unusable(reason)) = hop.dane.as_deref() {
+            return Err(SmtpError::Tls {
+                host: hop.host.clone(),
+                reason: reason.clone(),
+            });
+        }
         let mut last = None;
         let addrs: Vec<SocketAddr> = hop
             .addrs
@@ -70,19 +77,24 @@ impl Pool {
         let tcp = self.tcp(hop, addr, &host).await?;
         let local_ip = tcp.local_addr().ok().map(|a| a.ip());
         let connector = self.connector(hop);
-        let mut client = self.implicit_tls(hop, tcp, connector, &host).await?;
+        let mut client = self.implicit_tls(hop, tcp, &connector, &host).await?;
         greeting(&mut client, &host).await?;
         let mut ehlo = ehlo(&mut client, &self.helo, &host).await?;
         if matches!(hop.tls, TlsMode::StartTls | TlsMode::Opportunistic) {
             let offered = ehlo.has_capability(EXT_START_TLS);
-            if !offered && hop.tls == TlsMode::StartTls {
+            if !offered && (hop.tls == TlsMode::StartTls || hop.dane.is_some()) {
                 return Err(SmtpError::Tls {
                     host,
-                    reason: "STARTTLS is not offered".into(),
+                    reason: if hop.dane.is_some() {
+                        "STARTTLS is not offered, but the host publishes TLSA records (DANE)"
+                    } else {
+                        "STARTTLS is not offered"
+                    }
+                    .into(),
                 });
             }
             if offered {
-                client = starttls(client, connector, &hop.host, &host).await?;
+                client = starttls(client, &connector, &hop.host, &host).await?;
                 ehlo = self::ehlo(&mut client, &self.helo, &host).await?;
             }
         }
@@ -123,11 +135,15 @@ impl Pool {
         Ok(tcp)
     }
 
-    fn connector(&self, hop: &Hop) -> &TlsConnector {
+    /// The certificate check of `hop`: its DANE policy's, else webpki roots or none.
+    fn connector(&self, hop: &Hop) -> TlsConnector {
+        if let Some(dane) = hop.dane.as_ref().and_then(|p| p.connector(&self.unverified)) {
+            return dane;
+        }
         if hop.tls_verify {
-            &self.verified
+            self.verified.clone()
         } else {
-            &self.unverified
+            self.unverified.clone()
         }
     }
 

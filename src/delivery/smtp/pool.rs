@@ -20,8 +20,10 @@ use super::{Envelope, Hop, Pool, SmtpError};
 impl Hop {
     pub(super) fn pool_key(&self) -> String {
         let user = self.credentials.as_ref().map_or("", |(u, _)| u.as_str());
+        // A DANE-checked session is never reused for an unchecked hop, nor the other way.
+        let dane = self.dane.as_ref().map_or("", |p| p.as_label());
         format!(
-            "{}|{}|{:?}|{user}|{}",
+            "{}|{}|{:?}{dane}|{user}|{}",
             self.label,
             self.host,
             self.tls,
