@@ -90,6 +90,7 @@ struct ByZoneCut {
     parent: Catalog,
 }
 
+#[async_trait::async_trait]
 impl RequestHandler for ByZoneCut {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
