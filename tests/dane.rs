@@ -23,9 +23,7 @@ use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, PublicKeyData,
-};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, PublicKeyData};
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_rustls::TlsAcceptor;
@@ -69,7 +67,15 @@ fn rec(owner: &str, rdata: RData) -> Record {
 }
 
 fn soa() -> RData {
-    RData::SOA(SOA::new(name("ns.test."), name("hostmaster.test."), 1, 3600, 600, 86400, 300))
+    RData::SOA(SOA::new(
+        name("ns.test."),
+        name("hostmaster.test."),
+        1,
+        3600,
+        600,
+        86400,
+        300,
+    ))
 }
 
 /// The signed zone and the server answering for it.
@@ -107,7 +113,9 @@ impl RequestHandler for ByZoneCut {
                 .handle_request::<R, T>(request, response_handle)
                 .await
         } else {
-            self.all.handle_request::<R, T>(request, response_handle).await
+            self.all
+                .handle_request::<R, T>(request, response_handle)
+                .await
         }
     }
 }
@@ -129,7 +137,10 @@ impl SignedDns {
         add(rec("ns.test.", RData::A(A::new(127, 0, 0, 1))));
         for (domain, tlsa) in [(SECURE, &secure), (TA, &ta), (BOGUS, &secure)] {
             let mx = format!("mx.{domain}.");
-            add(rec(&format!("{domain}."), RData::MX(MX::new(10, name(&mx)))));
+            add(rec(
+                &format!("{domain}."),
+                RData::MX(MX::new(10, name(&mx))),
+            ));
             add(rec(&mx, RData::A(A::new(127, 0, 0, 1))));
             add(rec(&format!("_{port}._tcp.{mx}"), tlsa.rdata()));
         }
@@ -162,7 +173,10 @@ impl SignedDns {
             rec("plain.test.", soa()),
             rec("plain.test.", RData::NS(NS(name("ns.plain.test.")))),
             rec("ns.plain.test.", RData::A(A::new(127, 0, 0, 1))),
-            rec("plain.test.", RData::MX(MX::new(10, name("mx.plain.test.")))),
+            rec(
+                "plain.test.",
+                RData::MX(MX::new(10, name("mx.plain.test."))),
+            ),
             rec("mx.plain.test.", RData::A(A::new(127, 0, 0, 1))),
         ] {
             assert!(plain.upsert_mut(r, 1), "record added");
@@ -235,10 +249,12 @@ async fn bind_pair() -> (UdpSocket, TcpListener) {
 
 /// A server certificate: self-signed, or issued by `ca` (then the chain sent is leaf + CA,
 /// as RFC 7672 §3.2.2 asks of DANE-TA servers). Returns the acceptor and the leaf's SPKI.
-fn server_tls(names: &[&str], ca: Option<&CertifiedIssuer<'static, KeyPair>>) -> (TlsAcceptor, Vec<u8>) {
-    let params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("params");
+fn server_tls(
+    names: &[&str],
+    ca: Option<&CertifiedIssuer<'static, KeyPair>>,
+) -> (TlsAcceptor, Vec<u8>) {
+    let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        .expect("params");
     let key = KeyPair::generate().expect("key");
     let spki = key.subject_public_key_info();
     let chain = match ca {
@@ -307,7 +323,9 @@ async fn wait_state(srv: &TestServer, to: &str, state: RcptState) -> QueuedMessa
 
 async fn wait_received(sink: &Sink, to: &str) -> Received {
     eventually(20, &format!("the message to {to} at the sink"), || async {
-        sink.received().into_iter().find(|r| r.rcpts.iter().any(|x| x == to))
+        sink.received()
+            .into_iter()
+            .find(|r| r.rcpts.iter().any(|x| x == to))
     })
     .await
 }
@@ -327,7 +345,11 @@ async fn dane_ee_match_delivers_over_tls_and_a_bogus_tlsa_answer_defers() {
     let got = wait_received(&sink, "ann@secure.test").await;
     assert!(got.tls, "delivered over TLS");
     let m = wait_state(&srv, "ann@secure.test", RcptState::Sent).await;
-    assert!(last_reply(&m).contains("mx mx.secure.test"), "{}", last_reply(&m));
+    assert!(
+        last_reply(&m).contains("mx mx.secure.test"),
+        "{}",
+        last_reply(&m)
+    );
 
     // Same sink, same certificate, but the TLSA answer fails validation: never used.
     send(&srv, "bob@bogus.test").await;
@@ -336,7 +358,10 @@ async fn dane_ee_match_delivers_over_tls_and_a_bogus_tlsa_answer_defers() {
     assert!(reason.contains("DNSSEC validation failed"), "{reason}");
     assert!(reason.contains("mx.bogus.test"), "{reason}");
     assert!(
-        !sink.received().iter().any(|r| r.rcpts.iter().any(|x| x == "bob@bogus.test")),
+        !sink
+            .received()
+            .iter()
+            .any(|r| r.rcpts.iter().any(|x| x == "bob@bogus.test")),
         "nothing reaches the host of a bogus TLSA RRset"
     );
     srv.shutdown().await;
@@ -355,7 +380,10 @@ async fn a_certificate_the_tlsa_records_do_not_name_defers_with_the_reason() {
     let m = wait_state(&srv, "ann@secure.test", RcptState::Deferred).await;
     let reason = last_reply(&m);
     assert!(reason.contains("no TLSA record matches"), "{reason}");
-    assert!(sink.received().is_empty(), "no message over an unauthenticated session");
+    assert!(
+        sink.received().is_empty(),
+        "no message over an unauthenticated session"
+    );
 
     // The unsigned zone is delivered as before DANE: opportunistic STARTTLS, unverified.
     send(&srv, "cy@plain.test").await;
@@ -388,7 +416,10 @@ async fn dane_ta_chains_to_the_published_ca_and_checks_the_mx_name() {
     send(&srv, "eve@secure.test").await;
     let m = wait_state(&srv, "eve@secure.test", RcptState::Deferred).await;
     let reason = last_reply(&m);
-    assert!(reason.contains("names neither the MX host nor the domain"), "{reason}");
+    assert!(
+        reason.contains("names neither the MX host nor the domain"),
+        "{reason}"
+    );
     srv.shutdown().await;
 }
 
@@ -414,7 +445,10 @@ async fn tlsa_without_starttls_defers_and_never_sends_in_plaintext() {
     let got = wait_received(&sink, "cy@plain.test").await;
     assert!(!got.tls);
     assert!(
-        !sink.received().iter().any(|r| r.rcpts.iter().any(|x| x == "ann@secure.test")),
+        !sink
+            .received()
+            .iter()
+            .any(|r| r.rcpts.iter().any(|x| x == "ann@secure.test")),
         "the DANE host's mail never went in plaintext"
     );
     srv.shutdown().await;

@@ -392,7 +392,10 @@ url = "ftp://x"
             if let Some(c) = content {
                 std::fs::write(&path, c).expect("write");
             }
-            let toml = format!("[dns]\ndnssec_trust_anchor = {:?}\n", path.display().to_string());
+            let toml = format!(
+                "[dns]\ndnssec_trust_anchor = {:?}\n",
+                path.display().to_string()
+            );
             match Config::from_toml(&toml, Path::new("t.toml")) {
                 Ok(_) => None,
                 Err(e) => e

@@ -68,7 +68,12 @@ impl TlsaPolicy {
 
 /// The policy of MX host `host` (of recipient domain `domain`) reached on TCP `port`,
 /// whose MX and address records were secure; `None` = no secure TLSA RRset (opportunistic).
-pub async fn policy(dnssec: &Dnssec, host: &str, port: u16, domain: &str) -> Option<Arc<TlsaPolicy>> {
+pub async fn policy(
+    dnssec: &Dnssec,
+    host: &str,
+    port: u16,
+    domain: &str,
+) -> Option<Arc<TlsaPolicy>> {
     let name = format!("_{port}._tcp.{host}");
     let answer = match dnssec.tlsa(&name).await {
         Ok(a) => a,

@@ -145,7 +145,12 @@ impl Lookups<'_> {
         domain: &str,
     ) -> Result<(Vec<IpAddr>, Option<Arc<TlsaPolicy>>), String> {
         let Some(dnssec) = self.dnssec else {
-            return self.dns.ips(name).await.map(|ips| (ips, None)).map_err(|e| e.to_string());
+            return self
+                .dns
+                .ips(name)
+                .await
+                .map(|ips| (ips, None))
+                .map_err(|e| e.to_string());
         };
         let ips = dnssec.ips(name).await.map_err(|e| e.to_string())?;
         let policy = if ips.secure {

@@ -85,12 +85,11 @@ impl Dnssec {
             None => TrustAnchors::default(),
         };
         opts.validate = true;
-        let resolver =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-                .with_options(opts)
-                .with_trust_anchor(Arc::new(anchors))
-                .build()
-                .map_err(|e| Error::Build(e.to_string()))?;
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .with_trust_anchor(Arc::new(anchors))
+            .build()
+            .map_err(|e| Error::Build(e.to_string()))?;
         Ok(Dnssec {
             resolver,
             probe: Arc::default(),
@@ -192,15 +191,17 @@ impl Dnssec {
                 let secure = all_secure(&records, rtype);
                 Ok(Some((records, secure)))
             }
-            Err(NetError::Dns(DnsError::DnssecBogus)) => {
-                Err(SecureLookupError::Bogus(format!("{} {rtype}", host_name(&fqdn))))
-            }
+            Err(NetError::Dns(DnsError::DnssecBogus)) => Err(SecureLookupError::Bogus(format!(
+                "{} {rtype}",
+                host_name(&fqdn)
+            ))),
             Err(e) if e.is_no_records_found() => Ok(None),
             // A denial of existence that validated as insecure or indeterminate.
             Err(NetError::Dns(DnsError::Nsec { proof, .. })) if proof != Proof::Bogus => Ok(None),
-            Err(NetError::Dns(DnsError::Nsec { .. })) => {
-                Err(SecureLookupError::Bogus(format!("{} {rtype}", host_name(&fqdn))))
-            }
+            Err(NetError::Dns(DnsError::Nsec { .. })) => Err(SecureLookupError::Bogus(format!(
+                "{} {rtype}",
+                host_name(&fqdn)
+            ))),
             Err(e) => Err(SecureLookupError::Lookup {
                 name: host_name(&fqdn),
                 reason: e.to_string(),

@@ -90,7 +90,9 @@ impl DaneVerifier {
                     .iter()
                     .any(|n| verify_server_name(leaf, n).is_ok())
                     .then_some(())
-                    .ok_or_else(|| "the certificate names neither the MX host nor the domain".into())
+                    .ok_or_else(|| {
+                        "the certificate names neither the MX host nor the domain".into()
+                    })
             });
             match result {
                 Ok(()) => return Ok(true),
@@ -197,7 +199,10 @@ mod tests {
     /// encodes it: independent of the parsing under test).
     fn self_signed(name: &str) -> (CertificateDer<'static>, Vec<u8>) {
         let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("cert");
-        (ck.cert.der().clone(), ck.signing_key.subject_public_key_info())
+        (
+            ck.cert.der().clone(),
+            ck.signing_key.subject_public_key_info(),
+        )
     }
 
     fn record(usage: u8, selector: u8, matching: u8, cert: &(CertificateDer<'_>, Vec<u8>)) -> Tlsa {

@@ -14,9 +14,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
-use crate::delivery::dane::TlsaPolicy;
 use super::error::{SmtpError, describe, mail_err, reply_err, reply_line, tls_err};
 use super::{Hop, Pool, TlsMode};
+use crate::delivery::dane::TlsaPolicy;
 
 pub(super) type Io = Box<dyn IoStream>;
 pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -137,7 +137,11 @@ impl Pool {
 
     /// The certificate check of `hop`: its DANE policy's, else webpki roots or none.
     fn connector(&self, hop: &Hop) -> TlsConnector {
-        if let Some(dane) = hop.dane.as_ref().and_then(|p| p.connector(&self.unverified)) {
+        if let Some(dane) = hop
+            .dane
+            .as_ref()
+            .and_then(|p| p.connector(&self.unverified))
+        {
             return dane;
         }
         if hop.tls_verify {
