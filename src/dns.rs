@@ -22,6 +22,9 @@ use mail_auth::{MX, MessageAuthenticator, RecordSet, ResolverCache, Txt};
 
 use crate::config::DnsConfig;
 
+mod dnssec;
+pub use dnssec::{Dnssec, SecureLookupError, Secured, Tlsa};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read the system resolver configuration: {0}")]
@@ -39,6 +42,8 @@ pub struct Dns {
 struct Inner {
     authenticator: MessageAuthenticator,
     caches: Caches,
+    /// The validating path for DANE ([`dnssec`]), on the same nameservers.
+    dnssec: Dnssec,
 }
 
 /// Parsed-record caches handed to mail-auth's lookups.
@@ -80,6 +85,9 @@ impl Dns {
         // would only stretch a dead server's cost per message.
         opts.attempts = 1;
         opts.cache_size = cfg.cache_size as u64;
+        let anchor = cfg.dnssec_trust_anchor.as_os_str();
+        let anchor = (!anchor.is_empty()).then_some(cfg.dnssec_trust_anchor.as_path());
+        let dnssec = Dnssec::new(config.clone(), opts.clone(), anchor)?;
         let authenticator =
             MessageAuthenticator::new(config, opts).map_err(|e| Error::Build(e.to_string()))?;
         let n = cfg.cache_size.max(16);
@@ -93,6 +101,7 @@ impl Dns {
                     ipv6: TtlCache::new(n),
                     ptr: TtlCache::new(n),
                 },
+                dnssec,
             }),
         })
     }
@@ -104,6 +113,11 @@ impl Dns {
 
     pub fn caches(&self) -> &Caches {
         &self.inner.caches
+    }
+
+    /// The DNSSEC-validating lookups (DANE).
+    pub fn dnssec(&self) -> &Dnssec {
+        &self.inner.dnssec
     }
 
     /// Every TXT string at `name` (character-strings of one record joined, RFC 7208 §3.3).

@@ -64,6 +64,11 @@ pub struct RelayConfig {
     pub smarthosts: Vec<SmarthostConfig>,
     /// TCP port of MX hosts (25; tests point it at a loopback sink).
     pub mx_port: u16,
+    /// DANE (RFC 7672) for direct MX: TLSA records of an MX host whose MX and address
+    /// records validate (DNSSEC) make STARTTLS mandatory and the certificate checked
+    /// against them. Used only while the resolvers give validatable answers
+    /// ([`crate::dns::Dnssec::validating`]); `false` = opportunistic TLS everywhere.
+    pub dane: bool,
     /// TCP connect (and implicit-TLS handshake) deadline per host.
     pub connect_timeout: HumanDuration,
     /// Deadline per SMTP command reply (RFC 5321 §4.5.3.2: 5 minutes; DATA end 10).
@@ -92,6 +97,7 @@ impl Default for RelayConfig {
             bounce_domain: String::new(),
             smarthosts: Vec::new(),
             mx_port: 25,
+            dane: true,
             connect_timeout: HumanDuration::secs(30),
             command_timeout: HumanDuration::secs(300),
             destination_concurrency: 8,

@@ -139,6 +139,9 @@ pub struct DnsConfig {
     pub timeout: HumanDuration,
     /// Entries kept in the resolver cache.
     pub cache_size: usize,
+    /// File of DNSKEY records (zone-file lines) the DNSSEC validation used by DANE trusts;
+    /// empty = the root zone's KSKs built into hickory (20326, 38696).
+    pub dnssec_trust_anchor: PathBuf,
 }
 
 impl Default for DnsConfig {
@@ -147,6 +150,7 @@ impl Default for DnsConfig {
             nameservers: Vec::new(),
             timeout: HumanDuration::secs(5),
             cache_size: 4096,
+            dnssec_trust_anchor: PathBuf::new(),
         }
     }
 }

@@ -7,6 +7,23 @@ use toml::de::{DeTable, DeValue};
 use super::{Config, Problem, RouteConfig};
 use crate::envelope::Address;
 
+/// What is wrong with the `dns.dnssec_trust_anchor` file, if anything (empty = built in).
+fn trust_anchor_problem(path: &std::path::Path) -> Option<String> {
+    use mail_auth::hickory_resolver::proto::dnssec::TrustAnchors;
+    if path.as_os_str().is_empty() {
+        return None;
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return Some(format!("cannot read {}: {e}", path.display())),
+    };
+    match text.parse::<TrustAnchors>() {
+        Err(e) => Some(format!("{}: not DNSKEY records: {e}", path.display())),
+        Ok(a) if a.is_empty() => Some(format!("{}: holds no DNSKEY record", path.display())),
+        Ok(_) => None,
+    }
+}
+
 impl Config {
     /// Every semantic problem, in section order. Empty = the config is usable.
     pub fn validate(&self) -> Vec<Problem> {
@@ -244,6 +261,9 @@ impl Config {
         if self.relay.destination_concurrency == 0 {
             p.add("relay.destination_concurrency", "must be at least 1");
         }
+        if let Some(e) = trust_anchor_problem(&self.dns.dnssec_trust_anchor) {
+            p.add("dns.dnssec_trust_anchor", e);
+        }
         for (i, w) in self.warming.schedule.iter().enumerate() {
             if let Some(e) = w.days.error() {
                 p.add(format!("warming.schedule[{i}].days"), e);
@@ -365,5 +385,40 @@ url = "ftp://x"
         assert!(lines.contains(&("aliases[0].address", Some(6))), "{e}");
         assert!(lines.contains(&("aliases[1].route", Some(11))), "{e}");
         assert!(lines.contains(&("routes.crm.url", Some(15))), "{e}");
+    }
+
+    #[test]
+    fn a_dnssec_trust_anchor_must_hold_dnskey_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let problem = |content: Option<&str>| {
+            let path = dir.path().join("anchor.key");
+            let _ = std::fs::remove_file(&path);
+            if let Some(c) = content {
+                std::fs::write(&path, c).expect("write");
+            }
+            let toml = format!(
+                "[dns]\ndnssec_trust_anchor = {:?}\n",
+                path.display().to_string()
+            );
+            match Config::from_toml(&toml, Path::new("t.toml")) {
+                Ok(_) => None,
+                Err(e) => e
+                    .problems
+                    .iter()
+                    .find(|p| p.path == "dns.dnssec_trust_anchor")
+                    .map(|p| p.message.clone()),
+            }
+        };
+        assert!(problem(None).is_some_and(|m| m.contains("cannot read")));
+        assert!(problem(Some("not a record\n")).is_some_and(|m| m.contains("not DNSKEY")));
+        assert!(problem(Some("")).is_some_and(|m| m.contains("no DNSKEY")));
+        use mail_auth::hickory_resolver::proto::dnssec::SigningKey;
+        use mail_auth::hickory_resolver::proto::dnssec::crypto::Ed25519SigningKey;
+        use mail_auth::hickory_resolver::proto::dnssec::rdata::DNSKEY;
+        let key = Ed25519SigningKey::generate_pkcs8().expect("generate");
+        let key = Ed25519SigningKey::from_pkcs8(&key).expect("key");
+        let dnskey = DNSKEY::from_key(&key.to_public_key().expect("public"));
+        let root = format!(". 3600 IN DNSKEY {dnskey}\n");
+        assert_eq!(problem(Some(&root)), None);
     }
 }

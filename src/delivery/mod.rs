@@ -27,6 +27,7 @@
 
 pub mod attempt;
 pub mod auto_reply;
+pub mod dane;
 pub mod dsn;
 pub mod forward;
 pub mod http;

@@ -9,13 +9,18 @@
 //! - Otherwise, with `relay.direct_mx`: the recipient domain's MX hosts by preference
 //!   (RFC 5321 §5.1), the domain itself when it has no MX (implicit MX), permanent failure
 //!   for a null MX (RFC 7505) or a domain with neither. DNS failures are temporary.
+//! - DANE (RFC 7672, `relay.dane`, [`dane`]): while the resolvers give validatable DNSSEC
+//!   answers, the MX RRset and the hosts' addresses are looked up validating; a bogus
+//!   answer defers, and a host whose MX and addresses are secure gets its TLSA policy.
 //! - Otherwise there is no route: deferred, so fixing the config releases the mail.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
+use super::dane::{self, TlsaPolicy};
 use super::smtp::{Hop, TlsMode};
 use crate::config::{Config, HostAddr, Security, SmarthostConfig};
-use crate::dns::Dns;
+use crate::dns::{Dns, Dnssec, Secured};
 use crate::envelope::Stream;
 use crate::providers::ProviderTable;
 use crate::reply;
@@ -96,13 +101,65 @@ async fn hops(
     let Some(dns) = dns else {
         return Err(PlanError::Later("DNS resolver not available".into()));
     };
-    let later = |e: crate::dns::LookupError| PlanError::Later(format!("{domain}: {e}"));
-    let mx = dns.mx(domain).await.map_err(later)?;
-    let names = mx.iter().map(|(_, h)| h.clone()).collect();
+    let dnssec = (config.relay.dane && dns.dnssec().validating().await).then(|| dns.dnssec());
+    let mx = match dnssec {
+        // RFC 7672 §2.2.1: a bogus MX RRset defers; only a secure one lets TLSA count.
+        Some(v) => v
+            .mx(domain)
+            .await
+            .map_err(|e| PlanError::Later(format!("{domain}: {e}")))?,
+        None => Secured {
+            value: dns
+                .mx(domain)
+                .await
+                .map_err(|e| PlanError::Later(format!("{domain}: {e}")))?,
+            secure: false,
+        },
+    };
+    let names = mx.value.iter().map(|(_, h)| h.clone()).collect();
+    let lookups = Lookups {
+        dns,
+        dnssec: dnssec.filter(|_| mx.secure),
+    };
     Ok((
-        mx_hops(dns, domain, mx, config.relay.mx_port).await?,
+        mx_hops(lookups, domain, mx.value, config.relay.mx_port).await?,
         Some(names),
     ))
+}
+
+/// The lookups of MX hosts' addresses: plain, or validating when DANE applies (the MX
+/// RRset was secure), in which case each host's TLSA policy is looked up too.
+#[derive(Clone, Copy)]
+struct Lookups<'a> {
+    dns: &'a Dns,
+    dnssec: Option<&'a Dnssec>,
+}
+
+impl Lookups<'_> {
+    /// The addresses of MX host `name`, and its DANE policy (RFC 7672 §2.2.2: only for a
+    /// host whose addresses are secure).
+    async fn host(
+        &self,
+        name: &str,
+        port: u16,
+        domain: &str,
+    ) -> Result<(Vec<IpAddr>, Option<Arc<TlsaPolicy>>), String> {
+        let Some(dnssec) = self.dnssec else {
+            return self
+                .dns
+                .ips(name)
+                .await
+                .map(|ips| (ips, None))
+                .map_err(|e| e.to_string());
+        };
+        let ips = dnssec.ips(name).await.map_err(|e| e.to_string())?;
+        let policy = if ips.secure {
+            dane::policy(dnssec, name, port, domain).await
+        } else {
+            None
+        };
+        Ok((ips.value, policy))
+    }
 }
 
 /// The provider label of recipient domain `domain`: by the domain alone, else by its MX
@@ -173,12 +230,13 @@ pub async fn smarthost_hop(h: &SmarthostConfig) -> Hop {
         dest: format!("smarthost:{}", h.name),
         source: None,
         tls_policy: None,
+        dane: None,
     }
 }
 
 /// The hops of direct delivery to `domain`, whose MX records are `mx`.
 async fn mx_hops(
-    dns: &Dns,
+    lookups: Lookups<'_>,
     domain: &str,
     mx: Vec<(u16, String)>,
     port: u16,
@@ -199,8 +257,8 @@ async fn mx_hops(
     let mut hops = Vec::new();
     let mut failures = Vec::new();
     for name in names {
-        match dns.ips(&name).await {
-            Ok(ips) if !ips.is_empty() => hops.push(Hop {
+        match lookups.host(&name, port, domain).await {
+            Ok((ips, dane)) if !ips.is_empty() => hops.push(Hop {
                 label: format!("mx {name}"),
                 host: name.clone(),
                 addrs: ips
@@ -213,6 +271,7 @@ async fn mx_hops(
                 dest: format!("mx:{}", domain.to_ascii_lowercase()),
                 source: None,
                 tls_policy: None,
+                dane,
             }),
             Ok(_) => failures.push(format!("{name}: no address")),
             Err(e) => failures.push(format!("{name}: {e}")),

@@ -13,6 +13,9 @@
 //! - ESMTP parameters ([`params`]): SMTPUTF8, BODY, DSN's RET/ENVID/NOTIFY/ORCPT and
 //!   REQUIRETLS passed on as far as the hop offers them; where a message needs what the hop
 //!   lacks, nothing is sent ([`SmtpError::Unsupported`], [`SmtpError::RequireTls`]).
+//! - DANE (RFC 7672): a hop with a [`TlsaPolicy`] needs STARTTLS and a certificate that
+//!   matches its TLSA records ([`dane`](super::dane)); no STARTTLS or no match fails the
+//!   hop (the recipient is deferred), never plaintext.
 //! - Pipelining (RFC 2920): MAIL and RCPT go in one write when the host offers it.
 //! - Reuse: after a transaction the connection is kept idle for `relay.connection_idle`;
 //!   the next message to the same host sends its MAIL on it (RSET first only after a
@@ -48,6 +51,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
+use super::dane::TlsaPolicy;
 use super::tls_client::connector;
 use super::tls_policy::SessionPolicy;
 use crate::config::RelayConfig;
@@ -87,6 +91,10 @@ pub struct Hop {
     /// Direct MX: the recipient domain's TLS policy (MTA-STS), checked after STARTTLS and
     /// counted for TLS-RPT; `None` for smart hosts.
     pub tls_policy: Option<Arc<SessionPolicy>>,
+    /// DANE's demand on this MX host (RFC 7672), which overrides `tls`/`tls_verify`:
+    /// STARTTLS mandatory, the certificate checked against the TLSA records; `None` =
+    /// no secure TLSA RRset.
+    pub dane: Option<Arc<TlsaPolicy>>,
 }
 
 /// One transaction's envelope and content.

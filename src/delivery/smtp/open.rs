@@ -16,6 +16,7 @@ use tokio_rustls::TlsConnector;
 
 use super::error::{SmtpError, describe, mail_err, reply_err, reply_line, tls_err};
 use super::{Hop, Pool, TlsMode};
+use crate::delivery::dane::TlsaPolicy;
 
 pub(super) type Io = Box<dyn IoStream>;
 pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -40,6 +41,12 @@ impl Pool {
     /// A ready session (greeted, EHLO'd, TLS and AUTH done) to the first address that works
     /// (of the source IP's family, when the hop has one).
     pub(super) async fn open(&self, hop: &Hop) -> Result<Conn, SmtpError> {
+        if let Some(TlsaPolicy::Unusable(reason)) = hop.dane.as_deref() {
+            return Err(SmtpError::Tls {
+                host: hop.host.clone(),
+                reason: reason.clone(),
+            });
+        }
         let mut last = None;
         let addrs: Vec<SocketAddr> = hop
             .addrs
@@ -74,16 +81,19 @@ impl Pool {
         let tcp = self.tcp(hop, addr, &host).await?;
         let local_ip = tcp.local_addr().ok().map(|a| a.ip());
         let connector = self.connector(hop);
-        let mut client = self.implicit_tls(hop, tcp, connector, &host).await?;
+        let mut client = self.implicit_tls(hop, tcp, &connector, &host).await?;
         greeting(&mut client, &host).await?;
         let mut ehlo = ehlo(&mut client, &self.helo, &host).await?;
         let mut tls = hop.tls == TlsMode::Implicit;
         if matches!(hop.tls, TlsMode::StartTls | TlsMode::Opportunistic) {
             let offered = ehlo.has_capability(EXT_START_TLS);
+            // DANE takes precedence over MTA-STS (RFC 8461 §2): a hop with TLSA records
+            // is checked by its DaneVerifier, not by the MTA-STS policy.
+            let sts = hop.tls_policy.as_ref().filter(|_| hop.dane.is_none());
             let mut chain = None;
             if offered {
-                let started = starttls(client, connector, &hop.host, &host).await;
-                if let (Err(_), Some(p)) = (&started, &hop.tls_policy) {
+                let started = starttls(client, &connector, &hop.host, &host).await;
+                if let (Err(_), Some(p)) = (&started, sts) {
                     p.handshake_failed(&hop.host);
                 }
                 let (c, certs) = started?;
@@ -91,17 +101,22 @@ impl Pool {
                 chain = Some(certs);
             }
             // Before any command on the new session: an enforced policy refuses here.
-            if let Some(p) = &hop.tls_policy {
+            if let Some(p) = sts {
                 p.check(&hop.host, chain.as_deref())
                     .map_err(|f| SmtpError::Tls {
                         host: host.clone(),
                         reason: f.reason,
                     })?;
             }
-            if !offered && hop.tls == TlsMode::StartTls {
+            if !offered && (hop.tls == TlsMode::StartTls || hop.dane.is_some()) {
                 return Err(SmtpError::Tls {
                     host,
-                    reason: "STARTTLS is not offered".into(),
+                    reason: if hop.dane.is_some() {
+                        "STARTTLS is not offered, but the host publishes TLSA records (DANE)"
+                    } else {
+                        "STARTTLS is not offered"
+                    }
+                    .into(),
                 });
             }
             if offered {
@@ -148,11 +163,19 @@ impl Pool {
         Ok(tcp)
     }
 
-    fn connector(&self, hop: &Hop) -> &TlsConnector {
+    /// The certificate check of `hop`: its DANE policy's, else webpki roots or none.
+    fn connector(&self, hop: &Hop) -> TlsConnector {
+        if let Some(dane) = hop
+            .dane
+            .as_ref()
+            .and_then(|p| p.connector(&self.unverified))
+        {
+            return dane;
+        }
         if hop.tls_verify {
-            &self.verified
+            self.verified.clone()
         } else {
-            &self.unverified
+            self.unverified.clone()
         }
     }
 

@@ -21,8 +21,16 @@ impl Hop {
     pub(super) fn pool_key(&self) -> String {
         let user = self.credentials.as_ref().map_or("", |(u, _)| u.as_str());
         // tls_verify too: a session opened without verifying may not carry REQUIRETLS mail.
+        // A DANE-checked session is never reused for an unchecked hop, nor the other way;
+        // nor one an enforced MTA-STS policy did not check for a hop that has one.
+        let dane = self.dane.as_ref().map_or("", |p| p.as_label());
+        let sts = self
+            .tls_policy
+            .as_ref()
+            .filter(|p| p.enforce && self.dane.is_none())
+            .map_or("", |p| p.label.as_str());
         format!(
-            "{}|{}|{:?}|{}|{user}|{}",
+            "{}|{}|{:?}{dane}|{sts}|{}|{user}|{}",
             self.label,
             self.host,
             self.tls,
