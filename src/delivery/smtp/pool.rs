@@ -19,7 +19,7 @@ use super::{Envelope, Hop, Pool, SmtpError};
 
 impl Hop {
     pub(super) fn pool_key(&self) -> String {
-        let user = self.credentials.as_ref().map_or("", |(u, _)| u.as_str());
+        let user = self.credentials.as_ref().map_or("", |c| c.user());
         format!(
             "{}|{}|{:?}|{user}|{}",
             self.label,
