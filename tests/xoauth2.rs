@@ -82,10 +82,11 @@ async fn wait_received(rig: &Rig, n: usize) -> Vec<(String, String)> {
 async fn wait_state(srv: &TestServer, to: &str, state: RcptState) -> QueuedMessage {
     let queue = srv.running().queue.clone();
     eventually(20, &format!("{to} in state {state:?}"), || async {
-        queue
-            .list(None, 1000)
-            .into_iter()
-            .find(|m| m.recipients.iter().any(|r| r.address == to && r.state == state))
+        queue.list(None, 1000).into_iter().find(|m| {
+            m.recipients
+                .iter()
+                .any(|r| r.address == to && r.state == state)
+        })
     })
     .await
 }
@@ -112,14 +113,23 @@ async fn concurrent_deliveries_and_later_messages_share_one_client_credentials_t
     );
     let srv = TestServer::start(&config(&host)).await;
     // Four recipients: four deliveries at once, all wanting a token from an empty cache.
-    let first = ["a@remote.test", "b@remote.test", "c@remote.test", "d@remote.test"];
+    let first = [
+        "a@remote.test",
+        "b@remote.test",
+        "c@remote.test",
+        "d@remote.test",
+    ];
     send(&srv, &first, "burst").await;
     wait_received(&rig, 4).await;
     send(&srv, &["e@remote.test"], "later").await;
     let got = wait_received(&rig, 5).await;
 
     let requests = rig.requests();
-    assert_eq!(requests.len(), 1, "one token fetch for 5 messages: {requests:?}");
+    assert_eq!(
+        requests.len(),
+        1,
+        "one token fetch for 5 messages: {requests:?}"
+    );
     let form = &requests[0];
     assert_eq!(form["grant_type"], "client_credentials");
     assert_eq!(form["client_id"], "mxgate-app");
@@ -134,7 +144,10 @@ async fn concurrent_deliveries_and_later_messages_share_one_client_credentials_t
     }
     assert!(got.iter().all(|(token, _)| token == "tok-1"), "{got:?}");
     let m = wait_state(&srv, "e@remote.test", RcptState::Sent).await;
-    assert!(reply_of(&m, "e@remote.test").contains("smarthost o365"), "{m:?}");
+    assert!(
+        reply_of(&m, "e@remote.test").contains("smarthost o365"),
+        "{m:?}"
+    );
     srv.shutdown().await;
 }
 
@@ -189,7 +202,11 @@ async fn a_refused_token_is_dropped_and_auth_retried_once_with_a_fresh_one() {
     let got = wait_received(&rig, 2).await;
 
     assert_eq!(got[1].0, "tok-2", "delivered with the fresh token");
-    assert_eq!(rig.requests().len(), 2, "one fetch to replace the refused token");
+    assert_eq!(
+        rig.requests().len(),
+        2,
+        "one fetch to replace the refused token"
+    );
     let bearer = |t: &str| format!("user={MAILBOX}\x01auth=Bearer {t}\x01\x01");
     assert_eq!(
         rig.auth_strings(),
@@ -207,7 +224,10 @@ async fn a_refused_token_is_dropped_and_auth_retried_once_with_a_fresh_one() {
     assert!(reply.contains("refused twice"), "{reply}");
     assert!(reply.contains("535 5.7.8"), "{reply}");
     assert!(reply.contains("XOAUTH2 error status 401"), "{reply}");
-    assert!(rig.requests().len() > before, "a fresh token was fetched for the retry");
+    assert!(
+        rig.requests().len() > before,
+        "a fresh token was fetched for the retry"
+    );
     srv.shutdown().await;
 }
 
@@ -268,8 +288,10 @@ async fn test_relay_shows_the_token_fetch_and_each_smtp_step_but_never_the_token
     let hosts = format!(
         "{}{}",
         oauth_host("o365", port, &url, &ca, "client_secret = \"s\""),
-        oauth_host("untrusted", port, &url, &ca, "client_secret = \"s\"")
-            .replace(&format!("token_ca_file = \"{}\"\n", ca.pem_path.display()), ""),
+        oauth_host("untrusted", port, &url, &ca, "client_secret = \"s\"").replace(
+            &format!("token_ca_file = \"{}\"\n", ca.pem_path.display()),
+            ""
+        ),
     );
     let path = dir.path().join("mxgate.toml");
     let erp = Erp::reserve();
@@ -280,7 +302,10 @@ async fn test_relay_shows_the_token_fetch_and_each_smtp_step_but_never_the_token
             .arg(&path)
             .output()
             .expect("run mxgate");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let ((ok_code, ok), (bad_code, bad)) =
         tokio::task::spawn_blocking(move || (run("o365"), run("untrusted")))
@@ -289,7 +314,10 @@ async fn test_relay_shows_the_token_fetch_and_each_smtp_step_but_never_the_token
 
     assert_eq!(ok_code, Some(0), "{ok}");
     let lines: Vec<&str> = ok.lines().collect();
-    assert!(lines[0].starts_with("OK smarthost o365") && lines[0].contains("AUTH XOAUTH2 ok"), "{ok}");
+    assert!(
+        lines[0].starts_with("OK smarthost o365") && lines[0].contains("AUTH XOAUTH2 ok"),
+        "{ok}"
+    );
     let expected = [
         format!("  token: POST {url} (client_credentials grant) -> HTTP 200, expires in "),
         format!("  connect: 127.0.0.1:{port} from 127.0.0.1"),
@@ -301,7 +329,10 @@ async fn test_relay_shows_the_token_fetch_and_each_smtp_step_but_never_the_token
     ];
     assert_eq!(lines.len(), expected.len() + 1, "{ok}");
     for (line, want) in lines[1..].iter().zip(&expected) {
-        assert!(line.starts_with(want.as_str()), "{line:?} should start with {want:?}\n{ok}");
+        assert!(
+            line.starts_with(want.as_str()),
+            "{line:?} should start with {want:?}\n{ok}"
+        );
     }
     assert!(!ok.contains("tok-1"), "the token is never printed: {ok}");
 
@@ -311,7 +342,17 @@ async fn test_relay_shows_the_token_fetch_and_each_smtp_step_but_never_the_token
         bad.starts_with("FAIL 127.0.0.1: no OAuth2 access token") && bad.contains("certificate"),
         "{bad}"
     );
-    assert!(bad.contains("  token: client_credentials grant failed: "), "{bad}");
-    assert!(!bad.contains("connect:"), "nothing after the token step: {bad}");
-    assert_eq!(rig.requests().len(), 1, "the untrusted endpoint got no request");
+    assert!(
+        bad.contains("  token: client_credentials grant failed: "),
+        "{bad}"
+    );
+    assert!(
+        !bad.contains("connect:"),
+        "nothing after the token step: {bad}"
+    );
+    assert_eq!(
+        rig.requests().len(),
+        1,
+        "the untrusted endpoint got no request"
+    );
 }

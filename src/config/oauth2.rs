@@ -28,9 +28,10 @@ impl SmarthostConfig {
             Some(u) => match (u.error(), u.get()) {
                 (Some(e), _) => p.push(("token_url", e.to_string())),
                 // RFC 6749 §3.2: the endpoint MUST be TLS (it returns bearer tokens).
-                (None, Some(url)) if url.0.scheme_str() != Some("https") => {
-                    p.push(("token_url", "must be an https:// URL (RFC 6749 §3.2)".into()))
-                }
+                (None, Some(url)) if url.0.scheme_str() != Some("https") => p.push((
+                    "token_url",
+                    "must be an https:// URL (RFC 6749 §3.2)".into(),
+                )),
                 _ => {}
             },
         }
@@ -80,7 +81,11 @@ mod tests {
         let toml = format!("[[relay.smarthosts]]\nname = \"o365\"\nhost = \"smtp.test\"\n{host}");
         match Config::from_toml(&toml, Path::new("t.toml")) {
             Ok(_) => Vec::new(),
-            Err(e) => e.problems.into_iter().map(|p| (p.path, p.message)).collect(),
+            Err(e) => e
+                .problems
+                .into_iter()
+                .map(|p| (p.path, p.message))
+                .collect(),
         }
     }
 
@@ -91,7 +96,12 @@ mod tests {
     #[test]
     fn a_complete_xoauth2_host_is_valid_with_either_grant() {
         let base = "auth = \"xoauth2\"\nusername = \"erp@tenant.test\"\ntoken_url = \"https://login.test/token\"\nclient_id = \"app\"\n";
-        assert_eq!(problems(&format!("{base}client_secret = \"s\"\nscope = \"https://outlook.office365.com/.default\"")), []);
+        assert_eq!(
+            problems(&format!(
+                "{base}client_secret = \"s\"\nscope = \"https://outlook.office365.com/.default\""
+            )),
+            []
+        );
         assert_eq!(problems(&format!("{base}refresh_token = \"r\"")), []);
     }
 
@@ -99,7 +109,14 @@ mod tests {
     fn an_incomplete_xoauth2_host_is_reported_at_each_missing_key() {
         let k = keys("auth = \"xoauth2\"\nsecurity = \"none\"\npassword = \"x\"");
         let at = |key: &str| format!("relay.smarthosts[0].{key}");
-        for key in ["token_url", "client_id", "client_secret", "username", "password", "security"] {
+        for key in [
+            "token_url",
+            "client_id",
+            "client_secret",
+            "username",
+            "password",
+            "security",
+        ] {
             assert!(k.contains(&at(key)), "{key}: {k:?}");
         }
     }
@@ -121,6 +138,9 @@ mod tests {
             k,
             ["relay.smarthosts[0].client_id", "relay.smarthosts[0].scope"]
         );
-        assert_eq!(problems("auth = \"plain\"\nusername = \"u\"\npassword = \"p\""), []);
+        assert_eq!(
+            problems("auth = \"plain\"\nusername = \"u\"\npassword = \"p\""),
+            []
+        );
     }
 }

@@ -162,7 +162,10 @@ mod tests {
             &Secret::default(),
             "",
         );
-        assert_eq!(f, "grant_type=refresh_token&refresh_token=1%2F%2Fr&client_id=app");
+        assert_eq!(
+            f,
+            "grant_type=refresh_token&refresh_token=1%2F%2Fr&client_id=app"
+        );
     }
 
     #[test]
@@ -192,8 +195,15 @@ mod tests {
         );
         let e = parse(502, b"<html>bad gateway</html>").expect_err("refused");
         assert_eq!(e.to_string(), "HTTP 502 without an OAuth2 error");
-        for bad in [&b"{}"[..], br#"{"access_token":""}"#, br#"{"access_token":"a","token_type":"mac"}"#] {
-            assert!(matches!(parse(200, bad), Err(AnswerError::Malformed { .. })));
+        for bad in [
+            &b"{}"[..],
+            br#"{"access_token":""}"#,
+            br#"{"access_token":"a","token_type":"mac"}"#,
+        ] {
+            assert!(matches!(
+                parse(200, bad),
+                Err(AnswerError::Malformed { .. })
+            ));
         }
     }
 }

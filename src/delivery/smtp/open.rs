@@ -79,7 +79,12 @@ impl Pool {
         let host = format!("{} [{addr}]", hop.host);
         let tcp = self.tcp(hop, addr, &host).await?;
         let local_ip = tcp.local_addr().ok().map(|a| a.ip());
-        steps.note(|| format!("connect: {addr} from {}", local_ip.map_or_else(|| "?".into(), |ip| ip.to_string())));
+        steps.note(|| {
+            format!(
+                "connect: {addr} from {}",
+                local_ip.map_or_else(|| "?".into(), |ip| ip.to_string())
+            )
+        });
         let connector = self.connector(hop);
         let mut client = self.implicit_tls(hop, tcp, connector, &host).await?;
         if hop.tls == TlsMode::Implicit {
@@ -265,7 +270,10 @@ fn ehlo_note(helo: &str, ehlo: &EhloResponse<String>) -> String {
         }
     }
     if ehlo.auth_mechanisms != 0 {
-        caps.push(format!("AUTH {}", xoauth2::mechanisms(ehlo.auth_mechanisms)));
+        caps.push(format!(
+            "AUTH {}",
+            xoauth2::mechanisms(ehlo.auth_mechanisms)
+        ));
     }
     if caps.is_empty() {
         return format!("EHLO {helo}: 250 {}", ehlo.hostname);

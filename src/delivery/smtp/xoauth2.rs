@@ -14,9 +14,9 @@ use base64::Engine as _;
 use mail_send::{Credentials, SmtpClient};
 use smtp_proto::response::generate::BitToString;
 use smtp_proto::{AUTH_XOAUTH2, EhloResponse, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::error::{SmtpError, mail_err, reply_line};
-use super::open::Io;
 use super::{Hop, HopAuth, Pool, Steps};
 use crate::delivery::oauth2::{Token, TokenSource};
 
@@ -41,11 +41,10 @@ impl Pool {
             host: hop.host.clone(),
             reason,
         };
-        let source = self
-            .tokens
-            .get(smarthost)
-            .cloned()
-            .ok_or_else(|| token_err(format!("smart host {smarthost:?} has no token settings")))?;
+        let source =
+            self.tokens.get(smarthost).cloned().ok_or_else(|| {
+                token_err(format!("smart host {smarthost:?} has no token settings"))
+            })?;
         let token = source.token(None).await;
         note_token(steps, &source, &token);
         let token = token.map_err(|e| token_err(e.to_string()))?;
@@ -83,8 +82,8 @@ fn note_token(
 }
 
 /// AUTH XOAUTH2 as `user`; a refused token is replaced once (the new one stays in `bearer`).
-pub(super) async fn login(
-    client: &mut SmtpClient<Io>,
+pub(super) async fn login<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
     ehlo: &EhloResponse<String>,
     user: &str,
     bearer: &mut Bearer,
@@ -156,8 +155,8 @@ impl std::fmt::Display for Refusal {
 }
 
 /// One AUTH XOAUTH2 command with its initial response, and the exchange it starts.
-async fn exchange(
-    client: &mut SmtpClient<Io>,
+async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
     user: &str,
     token: &str,
     host: &str,
