@@ -339,4 +339,28 @@ mod tests {
         assert_eq!(deadlines(1_000, Some(0)), (1_000, 1_000));
         assert_eq!(deadlines(0, None), (3_600_000, 3_540_000));
     }
+
+    fn relay(client_secret: &str) -> RelayConfig {
+        let toml = format!(
+            "[[relay.smarthosts]]\nname = \"o365\"\nhost = \"127.0.0.1\"\nauth = \"xoauth2\"\nusername = \"u@t.test\"\ntoken_url = \"https://login.test/token\"\nclient_id = \"app\"\nclient_secret = \"{client_secret}\"\n[[relay.smarthosts]]\nname = \"plain\"\nhost = \"127.0.0.1\"\n"
+        );
+        crate::config::Config::from_toml(&toml, std::path::Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .relay
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_cache_of_a_host_whose_oauth2_keys_did_not_change() {
+        let registry = Registry::new(Clock::system());
+        let first = registry.tokens_for(&relay("s1"));
+        assert!(
+            first.get("plain").is_none(),
+            "a password host has no token cache"
+        );
+        let same = registry.tokens_for(&relay("s1"));
+        let changed = registry.tokens_for(&relay("s2"));
+        let cache = |t: &Tokens| t.get("o365").cloned().expect("xoauth2 host");
+        assert!(Arc::ptr_eq(&cache(&first), &cache(&same)));
+        assert!(!Arc::ptr_eq(&cache(&first), &cache(&changed)));
+    }
 }
