@@ -1,7 +1,10 @@
 //! `mxgate test-relay NAME [--config PATH]`: the "Test Connection" button for a smart host.
-//! Connects, does TLS as configured (certificate checked unless `tls_verify = false`),
-//! EHLO, AUTH with the configured credentials, QUIT. Prints `OK ...` and exits 0, or
-//! `FAIL <host>: <precise failure>` (refused, timeout, TLS/certificate, auth) and exits 1.
+//! Gets an OAuth2 token for an `auth = "xoauth2"` host, connects, does TLS as configured
+//! (certificate checked unless `tls_verify = false`), EHLO, AUTH with the configured
+//! credentials, QUIT. Prints `OK ...` and exits 0, or `FAIL <host>: <precise failure>`
+//! (token endpoint, refused, timeout, TLS/certificate, auth) and exits 1; below that
+//! line, one indented line per step done (the token endpoint, its HTTP status and the
+//! token's expiry — never the token — connect, greeting, EHLO, STARTTLS, AUTH).
 
 use std::process::ExitCode;
 
@@ -21,14 +24,20 @@ pub fn run(args: &TestRelayArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    match runtime.block_on(crate::delivery::relay::probe_smarthost(&config, &args.name)) {
+    let (result, steps) =
+        runtime.block_on(crate::delivery::relay::probe_smarthost(&config, &args.name));
+    let code = match result {
         Ok(report) => {
             println!("OK {report}");
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Err(e) => {
             println!("FAIL {e}");
-            Ok(ExitCode::from(1))
+            ExitCode::from(1)
         }
+    };
+    for step in steps {
+        println!("  {step}");
     }
+    Ok(code)
 }

@@ -14,6 +14,7 @@ mod cluster;
 mod dnsbl;
 mod endpoints;
 mod events;
+mod oauth2;
 mod outbound_tls;
 mod queue;
 mod rates;
@@ -44,8 +45,8 @@ pub use outbound_tls::{MtaStsConfig, TlsPolicyOverride, TlsRptConfig};
 pub use queue::QueueConfig;
 pub use rates::{RateLimits, RatesConfig};
 pub use relay::{
-    FromAlignment, ProviderRate, RelayConfig, Security, SmarthostConfig, SubmissionConfig,
-    SubmissionUser, WarmingConfig, WarmingStep,
+    FromAlignment, ProviderRate, RelayConfig, Security, SmarthostAuth, SmarthostConfig,
+    SubmissionConfig, SubmissionUser, WarmingConfig, WarmingStep,
 };
 pub use routing::{
     AliasConfig, AutoReplies, DomainConfig, ForwardRoute, HttpRoute, MaildirRoute, OdooRoute,

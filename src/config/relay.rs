@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::endpoints::{HostAddr, SenderFilter};
+use super::endpoints::{CaFile, HostAddr, SenderFilter};
 use super::outbound_tls::{MtaStsConfig, TlsPolicyOverride, TlsRptConfig};
 use super::types::{HumanDuration, Secret};
-use super::values::{Date, DayRange, Parsed};
+use super::values::{Date, DayRange, HttpUrl, Parsed};
 use crate::providers::HostPattern;
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -132,6 +132,40 @@ pub struct SmarthostConfig {
     /// certificate — only for test rigs and private relays with self-signed certificates.
     #[serde(default = "yes")]
     pub tls_verify: bool,
+    /// How mxgate logs in: `password` (AUTH PLAIN/LOGIN with `username`/`password`) or
+    /// `xoauth2` (an OAuth2 access token for mailbox `username`, from `token_url`).
+    #[serde(default)]
+    pub auth: SmarthostAuth,
+    /// `auth = "xoauth2"`: the OAuth2 token endpoint (RFC 6749 §3.2), `https://` only.
+    #[serde(default)]
+    pub token_url: Option<Parsed<HttpUrl>>,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Secret,
+    /// Set: the refresh-token grant (a mailbox that consented once, RFC 6749 §6);
+    /// empty: the client-credentials grant (the application's own permission, §4.4).
+    #[serde(default)]
+    pub refresh_token: Secret,
+    /// Space-separated scopes asked for; empty = the endpoint's default for the client.
+    #[serde(default)]
+    pub scope: String,
+    /// A private CA the token endpoint's certificate is checked against, besides the
+    /// webpki and system roots (`tls_verify` is about the SMTP host, not this).
+    #[serde(default)]
+    pub token_ca_file: Option<Parsed<CaFile>>,
+}
+
+/// A smart host's `auth`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmarthostAuth {
+    /// `username`/`password` over AUTH PLAIN or LOGIN (none without a `username`).
+    #[default]
+    #[serde(alias = "plain")]
+    Password,
+    /// AUTH XOAUTH2 with an access token from `token_url` (Microsoft 365, Google).
+    Xoauth2,
 }
 
 fn any_sender() -> Parsed<SenderFilter> {

@@ -257,6 +257,9 @@ impl Config {
             if let Some(e) = h.host.error() {
                 p.add(format!("relay.smarthosts[{i}].host"), e);
             }
+            for (key, message) in h.auth_problems() {
+                p.add(format!("relay.smarthosts[{i}].{key}"), message);
+            }
         }
         if self.relay.destination_concurrency == 0 {
             p.add("relay.destination_concurrency", "must be at least 1");

@@ -12,7 +12,8 @@
 //!   relayed).
 //! - The relay lane, [`relayed`]: [`plan`] (smart hosts by priority and `from_filter`, or
 //!   MX; the recipient's provider), [`warming`] admit and settle, [`relay`] over [`smtp`]
-//!   (mail-send sessions, pooled), [`dsn`] back to the sender on failure.
+//!   (mail-send sessions, pooled; [`oauth2`] tokens for `xoauth2` smart hosts), [`dsn`]
+//!   back to the sender on failure.
 //! - [`warming`]: daily caps by day in warming, provider hourly [`rate`]s (governor),
 //!   [`throttle`] on rate-limit replies; over a cap the recipient is held (`deferred`, no
 //!   attempt counted) until its window opens.
@@ -34,6 +35,7 @@ pub mod http;
 pub mod local;
 pub mod maildir;
 pub mod mta_sts;
+pub mod oauth2;
 pub mod odoo;
 pub mod odoo_aliases;
 pub mod outcome;

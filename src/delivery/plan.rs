@@ -18,8 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::dane::{self, TlsaPolicy};
-use super::smtp::{Hop, TlsMode};
-use crate::config::{Config, HostAddr, Security, SmarthostConfig};
+use super::smtp::{Hop, HopAuth, TlsMode};
+use crate::config::{Config, HostAddr, Security, SmarthostAuth, SmarthostConfig};
 use crate::dns::{Dns, Dnssec, Secured};
 use crate::envelope::Stream;
 use crate::providers::ProviderTable;
@@ -214,8 +214,16 @@ pub async fn smarthost_hop(h: &SmarthostConfig) -> Hop {
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    let credentials =
-        (!h.username.is_empty()).then(|| (h.username.clone(), h.password.expose().to_string()));
+    let credentials = match h.auth {
+        SmarthostAuth::Xoauth2 => Some(HopAuth::XOauth2 {
+            user: h.username.clone(),
+            smarthost: h.name.clone(),
+        }),
+        SmarthostAuth::Password => (!h.username.is_empty()).then(|| HopAuth::Password {
+            user: h.username.clone(),
+            password: h.password.clone(),
+        }),
+    };
     Hop {
         label: format!("smarthost {}", h.name),
         host: h.host.as_str().to_owned(),

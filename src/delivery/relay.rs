@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::mta_sts::{self, Sts};
+use super::oauth2::{Registry, Tokens};
 use super::plan::{self, Plan};
-use super::smtp::{Accepted, Envelope, Hop, Pool, SmtpError};
+use super::smtp::{Accepted, Envelope, Hop, Pool, SmtpError, Steps};
 use super::{Error, dsn};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -51,8 +52,9 @@ impl Relay {
         key: TokenKey,
         router: Arc<Router>,
         clock: Clock,
+        tokens: Tokens,
     ) -> Relay {
-        let pool = Pool::new(&config.relay, &config.server.hostname);
+        let pool = Pool::new(&config.relay, &config.server.hostname, tokens);
         Relay {
             config,
             dns,
@@ -348,8 +350,15 @@ pub struct Attempted<'a> {
     pub content: &'a [u8],
 }
 
-/// Used by `mxgate test-relay` without a running server.
-pub async fn probe_smarthost(config: &Config, name: &str) -> Result<String, String> {
+/// Used by `mxgate test-relay` without a running server: the summary or the failure, and
+/// the steps done (token, connect, greeting, EHLO, STARTTLS, AUTH), also after a failure.
+pub async fn probe_smarthost(config: &Config, name: &str) -> (Result<String, String>, Vec<String>) {
+    let mut steps = Steps::recorded();
+    let result = probe(config, name, &mut steps).await;
+    (result, steps.lines())
+}
+
+async fn probe(config: &Config, name: &str, steps: &mut Steps) -> Result<String, String> {
     let Some(h) = config.relay.smarthosts.iter().find(|h| h.name == name) else {
         return Err(format!("no smart host named {name:?} in relay.smarthosts"));
     };
@@ -364,6 +373,7 @@ pub async fn probe_smarthost(config: &Config, name: &str) -> Result<String, Stri
     if hop.addrs.is_empty() {
         return Err(format!("{}: host {:?} does not resolve", hop.label, h.host));
     }
-    let pool = Pool::new(&config.relay, &config.server.hostname);
-    pool.probe(&hop).await.map_err(|e| e.to_string())
+    let tokens = Registry::new(Clock::system()).tokens_for(&config.relay);
+    let pool = Pool::new(&config.relay, &config.server.hostname, tokens);
+    pool.probe(&hop, steps).await.map_err(|e| e.to_string())
 }

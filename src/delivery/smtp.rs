@@ -32,13 +32,16 @@
 //! STARTTLS, AUTH — failures here try the next address or host), [`transaction`] (MAIL,
 //! RCPT, DATA), [`error`] ([`SmtpError`] and the one mapping of mail-send errors and replies
 //! to it, shared by `open` and `transaction` so neither imports the other). This file keeps
-//! the types the rest of delivery sees and the [`Pool`] entry points.
+//! the types the rest of delivery sees and the [`Pool`] entry points. AUTH XOAUTH2, with
+//! its token from [`oauth2`](super::oauth2) and one retry on a refused token, is
+//! [`xoauth2`].
 
 mod error;
 mod open;
 mod params;
 mod pool;
 mod transaction;
+mod xoauth2;
 
 pub use error::{SmtpError, reply_line};
 pub use open::IoStream;
@@ -52,9 +55,10 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
 use super::dane::TlsaPolicy;
+use super::oauth2::Tokens;
 use super::tls_client::connector;
 use super::tls_policy::SessionPolicy;
-use crate::config::RelayConfig;
+use crate::config::{RelayConfig, Secret};
 use crate::envelope::esmtp::{MessageParams, RcptParams};
 use open::Conn;
 
@@ -82,8 +86,8 @@ pub struct Hop {
     pub addrs: Vec<SocketAddr>,
     pub tls: TlsMode,
     pub tls_verify: bool,
-    /// (username, password) for AUTH; `None` = no AUTH.
-    pub credentials: Option<(String, String)>,
+    /// How to AUTH; `None` = no AUTH.
+    pub credentials: Option<HopAuth>,
     /// Concurrency key: the smart host name, or the recipient domain for MX delivery.
     pub dest: String,
     /// Local address to connect from (the stream's source IP); `None` = the OS picks.
@@ -95,6 +99,44 @@ pub struct Hop {
     /// STARTTLS mandatory, the certificate checked against the TLSA records; `None` =
     /// no secure TLSA RRset.
     pub dane: Option<Arc<TlsaPolicy>>,
+}
+
+/// A smart host's login.
+#[derive(Clone, Debug)]
+pub enum HopAuth {
+    /// AUTH PLAIN or LOGIN.
+    Password { user: String, password: Secret },
+    /// AUTH XOAUTH2 for mailbox `user`, the token from smart host `smarthost`'s cache.
+    XOauth2 { user: String, smarthost: String },
+}
+
+impl HopAuth {
+    pub fn user(&self) -> &str {
+        match self {
+            HopAuth::Password { user, .. } | HopAuth::XOauth2 { user, .. } => user,
+        }
+    }
+}
+
+/// What `mxgate test-relay` shows: a line per step of opening a session (token, connect,
+/// greeting, EHLO, STARTTLS, AUTH). Deliveries record nothing.
+#[derive(Debug, Default)]
+pub struct Steps(Option<Vec<String>>);
+
+impl Steps {
+    pub fn recorded() -> Steps {
+        Steps(Some(Vec::new()))
+    }
+
+    pub(crate) fn note(&mut self, line: impl FnOnce() -> String) {
+        if let Some(lines) = &mut self.0 {
+            lines.push(line());
+        }
+    }
+
+    pub fn lines(self) -> Vec<String> {
+        self.0.unwrap_or_default()
+    }
 }
 
 /// One transaction's envelope and content.
@@ -141,12 +183,14 @@ pub struct Pool {
     per_dest: usize,
     verified: TlsConnector,
     unverified: TlsConnector,
+    tokens: Tokens,
     conns: Mutex<HashMap<String, Vec<(Conn, Instant)>>>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Pool {
-    pub fn new(cfg: &RelayConfig, helo: &str) -> Pool {
+    /// `tokens`: the caches of the `xoauth2` smart hosts.
+    pub fn new(cfg: &RelayConfig, helo: &str, tokens: Tokens) -> Pool {
         Pool {
             helo: helo.to_string(),
             connect_timeout: cfg.connect_timeout.get(),
@@ -155,6 +199,7 @@ impl Pool {
             per_dest: cfg.destination_concurrency.max(1),
             verified: connector(true),
             unverified: connector(false),
+            tokens,
             conns: Mutex::new(HashMap::new()),
             limits: Mutex::new(HashMap::new()),
         }
@@ -181,26 +226,27 @@ impl Pool {
                 done => return done,
             }
         }
-        match self.open(hop).await {
+        match self.open(hop, &mut Steps::default()).await {
             Ok(conn) => self.run(key, conn, hop, env).await,
             Err(e) => (Err(e), None),
         }
     }
 
-    /// Connect, greeting, EHLO, TLS, AUTH, then QUIT: the "Test Connection" button.
-    pub async fn probe(&self, hop: &Hop) -> Result<String, SmtpError> {
-        let conn = self.open(hop).await?;
+    /// Connect, greeting, EHLO, TLS, AUTH, then QUIT: the "Test Connection" button. Each
+    /// step done goes to `steps`, also when a later one fails.
+    pub async fn probe(&self, hop: &Hop, steps: &mut Steps) -> Result<String, SmtpError> {
+        let conn = self.open(hop, steps).await?;
         let secured = hop.tls != TlsMode::None;
         let _ = conn.client.quit().await;
+        let auth = match &hop.credentials {
+            Some(HopAuth::Password { .. }) => ", AUTH ok",
+            Some(HopAuth::XOauth2 { .. }) => ", AUTH XOAUTH2 ok",
+            None => "",
+        };
         Ok(format!(
-            "{}: connected{}{}",
+            "{}: connected{}{auth}",
             hop.label,
             if secured { ", TLS ok" } else { "" },
-            if hop.credentials.is_some() {
-                ", AUTH ok"
-            } else {
-                ""
-            }
         ))
     }
 }

@@ -197,6 +197,7 @@ fn open_stable(config: &Config, clock: Clock) -> Result<(Stable, Db), StartError
         metrics.clone(),
         events.clone(),
     )?;
+    let oauth2 = crate::delivery::oauth2::Registry::new(clock.clone());
     let stable = Stable {
         clock,
         metrics,
@@ -209,6 +210,7 @@ fn open_stable(config: &Config, clock: Clock) -> Result<(Stable, Db), StartError
         warming,
         cluster: None,
         erp_aliases: crate::routing::ErpAliases::open(data_dir),
+        oauth2,
         shutdown: CancellationToken::new(),
     };
     Ok((stable, db))

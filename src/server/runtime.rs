@@ -81,6 +81,9 @@ pub struct Stable {
     pub cluster: Option<crate::cluster::Cluster>,
     /// The alias tables of `validate_aliases` routes, read from the ERP, kept across reloads.
     pub erp_aliases: crate::routing::ErpAliases,
+    /// OAuth2 token caches of `xoauth2` smart hosts, kept across reloads that leave a
+    /// host's OAuth2 keys alone (a rotated refresh token must not be forgotten).
+    pub oauth2: crate::delivery::oauth2::Registry,
     pub shutdown: CancellationToken,
 }
 
@@ -164,6 +167,7 @@ impl Runtime {
             s.token_key.clone(),
             router.clone(),
             s.clock.clone(),
+            s.oauth2.tokens_for(&config.relay),
         )
         .with_mta_sts(sts);
         let delivery = Context::new(

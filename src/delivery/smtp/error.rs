@@ -21,6 +21,10 @@ pub enum SmtpError {
     Tls { host: String, reason: String },
     #[error("{host}: authentication failed: {reason}")]
     Auth { host: String, reason: String },
+    /// No OAuth2 access token for AUTH XOAUTH2: the token endpoint failed (transient:
+    /// the next smart host is tried, then the recipient is deferred).
+    #[error("{host}: no OAuth2 access token: {reason}")]
+    Token { host: String, reason: String },
     /// The source IP could not be bound (not an address of this host) or the host has no
     /// address of its family.
     #[error("{host}: cannot connect from source IP {ip}: {reason}")]

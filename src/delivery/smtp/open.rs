@@ -1,5 +1,7 @@
 //! Opening a session to a [`Hop`]: bind to the source IP, TCP connect, implicit TLS,
 //! greeting, EHLO, STARTTLS (and EHLO again), AUTH. The result is a [`Conn`] ready for MAIL.
+//! An `xoauth2` hop gets its token first ([`xoauth2`](super::xoauth2)): without one there
+//! is nothing to connect for. Each step goes to [`Steps`] (what `test-relay` prints).
 //!
 //! Apart from the transaction because its failures mean something else: anything here is
 //! about the host, not the recipient, so [`relay`](crate::delivery::relay) tries the next
@@ -15,7 +17,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
 use super::error::{SmtpError, describe, mail_err, reply_err, reply_line, tls_err};
-use super::{Hop, Pool, TlsMode};
+use super::xoauth2::{self, Bearer};
+use super::{Hop, HopAuth, Pool, Steps, TlsMode};
 use crate::delivery::dane::TlsaPolicy;
 
 pub(super) type Io = Box<dyn IoStream>;
@@ -40,13 +43,14 @@ pub(super) struct Conn {
 impl Pool {
     /// A ready session (greeted, EHLO'd, TLS and AUTH done) to the first address that works
     /// (of the source IP's family, when the hop has one).
-    pub(super) async fn open(&self, hop: &Hop) -> Result<Conn, SmtpError> {
+    pub(super) async fn open(&self, hop: &Hop, steps: &mut Steps) -> Result<Conn, SmtpError> {
         if let Some(TlsaPolicy::Unusable(reason)) = hop.dane.as_deref() {
             return Err(SmtpError::Tls {
                 host: hop.host.clone(),
                 reason: reason.clone(),
             });
         }
+        let mut bearer = self.bearer(hop, steps).await?;
         let mut last = None;
         let addrs: Vec<SocketAddr> = hop
             .addrs
@@ -63,7 +67,7 @@ impl Pool {
             });
         }
         for addr in &addrs {
-            match self.open_addr(hop, *addr).await {
+            match self.open_addr(hop, *addr, bearer.as_mut(), steps).await {
                 Ok(c) => return Ok(c),
                 // Only connection-level trouble tries the host's next address.
                 Err(e @ SmtpError::Connect { .. }) => last = Some(e),
@@ -76,14 +80,31 @@ impl Pool {
         }))
     }
 
-    async fn open_addr(&self, hop: &Hop, addr: SocketAddr) -> Result<Conn, SmtpError> {
+    async fn open_addr(
+        &self,
+        hop: &Hop,
+        addr: SocketAddr,
+        bearer: Option<&mut Bearer>,
+        steps: &mut Steps,
+    ) -> Result<Conn, SmtpError> {
         let host = format!("{} [{addr}]", hop.host);
         let tcp = self.tcp(hop, addr, &host).await?;
         let local_ip = tcp.local_addr().ok().map(|a| a.ip());
+        steps.note(|| {
+            format!(
+                "connect: {addr} from {}",
+                local_ip.map_or_else(|| "?".into(), |ip| ip.to_string())
+            )
+        });
         let connector = self.connector(hop);
         let mut client = self.implicit_tls(hop, tcp, &connector, &host).await?;
-        greeting(&mut client, &host).await?;
+        if hop.tls == TlsMode::Implicit {
+            steps.note(|| format!("TLS: ok ({})", self.trust_note(hop)));
+        }
+        let hello = greeting(&mut client, &host).await?;
+        steps.note(|| format!("greeting: {hello}"));
         let mut ehlo = ehlo(&mut client, &self.helo, &host).await?;
+        steps.note(|| ehlo_note(&self.helo, &ehlo));
         let mut tls = hop.tls == TlsMode::Implicit;
         if matches!(hop.tls, TlsMode::StartTls | TlsMode::Opportunistic) {
             let offered = ehlo.has_capability(EXT_START_TLS);
@@ -120,19 +141,35 @@ impl Pool {
                 });
             }
             if offered {
+                steps.note(|| format!("STARTTLS: ok ({})", self.trust_note(hop)));
                 ehlo = self::ehlo(&mut client, &self.helo, &host).await?;
+                steps.note(|| ehlo_note(&self.helo, &ehlo));
                 tls = true;
             }
         }
-        if let Some((user, password)) = &hop.credentials {
-            let creds = Credentials::new(user.clone(), password.clone());
-            client
-                .authenticate(&creds, &ehlo)
-                .await
-                .map_err(|e| SmtpError::Auth {
-                    host: host.clone(),
-                    reason: describe(&e),
-                })?;
+        match (&hop.credentials, bearer) {
+            (Some(HopAuth::Password { user, password }), _) => {
+                let creds = Credentials::new(user.clone(), password.expose().to_string());
+                client
+                    .authenticate(&creds, &ehlo)
+                    .await
+                    .map_err(|e| SmtpError::Auth {
+                        host: host.clone(),
+                        reason: describe(&e),
+                    })?;
+                steps.note(|| format!("AUTH as {user}: ok"));
+            }
+            (Some(HopAuth::XOauth2 { user, .. }), Some(bearer)) => {
+                xoauth2::login(&mut client, &ehlo, user, bearer, &host, steps).await?;
+            }
+            // open() fetched the token before connecting; without one it returned.
+            (Some(HopAuth::XOauth2 { .. }), None) => {
+                return Err(SmtpError::Token {
+                    host,
+                    reason: "no token was fetched".into(),
+                });
+            }
+            (None, _) => {}
         }
         Ok(Conn {
             client,
@@ -161,6 +198,15 @@ impl Pool {
         };
         let _ = tcp.set_nodelay(true);
         Ok(tcp)
+    }
+
+    /// How the certificate was judged, for [`Steps`].
+    fn trust_note(&self, hop: &Hop) -> &'static str {
+        if hop.tls_verify {
+            "certificate verified"
+        } else {
+            "certificate not verified: tls_verify = false"
+        }
     }
 
     /// The certificate check of `hop`: its DANE policy's, else webpki roots or none.
@@ -247,7 +293,8 @@ fn boxed<T: IoStream + 'static>(c: SmtpClient<T>) -> SmtpClient<Io> {
     }
 }
 
-async fn greeting(client: &mut SmtpClient<Io>, host: &str) -> Result<(), SmtpError> {
+/// The server's greeting line.
+async fn greeting(client: &mut SmtpClient<Io>, host: &str) -> Result<String, SmtpError> {
     let r = tokio::time::timeout(client.timeout, client.read())
         .await
         .map_err(|_| SmtpError::Connect {
@@ -256,10 +303,30 @@ async fn greeting(client: &mut SmtpClient<Io>, host: &str) -> Result<(), SmtpErr
         })?
         .map_err(|e| mail_err(host, e, false))?;
     if r.is_positive_completion() {
-        Ok(())
+        Ok(reply_line(&r))
     } else {
         Err(reply_err(host, &r, false))
     }
+}
+
+/// `EHLO mx.example.test: 250 smtp.host (STARTTLS, PIPELINING, AUTH PLAIN XOAUTH2)`.
+fn ehlo_note(helo: &str, ehlo: &EhloResponse<String>) -> String {
+    let mut caps = Vec::new();
+    for (bit, name) in [(EXT_START_TLS, "STARTTLS"), (EXT_PIPELINING, "PIPELINING")] {
+        if ehlo.has_capability(bit) {
+            caps.push(name.to_string());
+        }
+    }
+    if ehlo.auth_mechanisms != 0 {
+        caps.push(format!(
+            "AUTH {}",
+            xoauth2::mechanisms(ehlo.auth_mechanisms)
+        ));
+    }
+    if caps.is_empty() {
+        return format!("EHLO {helo}: 250 {}", ehlo.hostname);
+    }
+    format!("EHLO {helo}: 250 {} ({})", ehlo.hostname, caps.join(", "))
 }
 
 async fn ehlo(

@@ -19,7 +19,7 @@ use super::{Accepted, Envelope, Hop, Pool, SmtpError};
 
 impl Hop {
     pub(super) fn pool_key(&self) -> String {
-        let user = self.credentials.as_ref().map_or("", |(u, _)| u.as_str());
+        let user = self.credentials.as_ref().map_or("", |c| c.user());
         // tls_verify too: a session opened without verifying may not carry REQUIRETLS mail.
         // A DANE-checked session is never reused for an unchecked hop, nor the other way;
         // nor one an enforced MTA-STS policy did not check for a hop that has one.
