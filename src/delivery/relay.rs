@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::plan::{self, Plan};
-use super::smtp::{Envelope, Hop, Pool};
+use super::pools::SourcePools;
+use super::smtp::{Envelope, Hop, Pool, SmtpError};
 use super::{Error, dsn};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -37,6 +38,8 @@ pub struct Relay {
     router: Arc<Router>,
     clock: Clock,
     pool: Pool,
+    /// The source IP pools' missing addresses (probed when this relay is built).
+    pools: SourcePools,
 }
 
 impl Relay {
@@ -48,6 +51,7 @@ impl Relay {
         clock: Clock,
     ) -> Relay {
         let pool = Pool::new(&config.relay, &config.server.hostname);
+        let pools = SourcePools::probe(&config);
         Relay {
             config,
             dns,
@@ -55,6 +59,7 @@ impl Relay {
             router,
             clock,
             pool,
+            pools,
         }
     }
 
@@ -91,6 +96,7 @@ impl Relay {
         let dns = self.dns.as_ref();
         plan::plan(
             &self.config,
+            &self.pools,
             dns,
             providers,
             &filter_sender,
@@ -104,16 +110,17 @@ impl Relay {
         })
     }
 
-    /// One transaction for recipient `idx` of `msg`, to address `to`, on each of `hops` in
-    /// turn until one takes or refuses it: the remote's final reply on success, with the
-    /// local (sending) IP address the message left from.
+    /// One transaction for recipient `idx` of `msg`, to address `to`, on each of `plan`'s
+    /// hops in turn until one takes or refuses it: the remote's final reply on success,
+    /// with the local (sending) IP address the message left from. A source IP the host
+    /// turns out to lack is replaced by the plan's next one ([`Relay::hop_send`]).
     pub async fn send(
         &self,
         msg: &QueuedMessage,
         idx: u16,
         to: &str,
         body: &[u8],
-        hops: &[Hop],
+        plan: &Plan,
     ) -> (Result<String, Error>, Option<IpAddr>) {
         let from = self.envelope_sender(msg, idx);
         let env = Envelope {
@@ -123,8 +130,9 @@ impl Relay {
         };
         let mut failures = Vec::new();
         let mut ip = None;
-        for hop in hops {
-            let (result, hop_ip) = self.pool.send(hop, &env).await;
+        let mut source = plan.source;
+        for hop in &plan.hops {
+            let (result, hop_ip) = self.hop_send(hop, &env, plan, &mut source, msg.stream).await;
             ip = hop_ip.or(ip);
             match result {
                 Ok(reply) => return (Ok(format!("{reply} [{}]", hop.label)), ip),
@@ -139,6 +147,37 @@ impl Relay {
             }
         }
         (Err(Error::RelayLater(failures.join("; "))), ip)
+    }
+
+    /// One transaction to `hop` from `source`; when the host lacks that address (bind
+    /// fails with `EADDRNOTAVAIL`), it is marked missing and the plan's next source IP not
+    /// tried yet takes its place, for this hop and the ones after it.
+    async fn hop_send(
+        &self,
+        hop: &Hop,
+        env: &Envelope<'_>,
+        plan: &Plan,
+        source: &mut Option<IpAddr>,
+        stream: Stream,
+    ) -> (Result<String, SmtpError>, Option<IpAddr>) {
+        let mut hop = hop.clone();
+        let mut tried = Vec::new();
+        loop {
+            hop.source = *source;
+            let (result, ip) = self.pool.send(&hop, env).await;
+            let Err(e @ SmtpError::Bind { missing: true, .. }) = &result else {
+                return (result, ip);
+            };
+            let Some(failed) = *source else {
+                return (result, ip);
+            };
+            self.pools.mark_missing(failed, stream, e);
+            tried.push(failed);
+            match plan.sources.iter().find(|s| !tried.contains(s)) {
+                Some(next) => *source = Some(*next),
+                None => return (result, ip),
+            }
+        }
     }
 
     /// The DSN relayed recipient `idx` of `msg` (as the queue just recorded it, in `state`)

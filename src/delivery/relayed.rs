@@ -55,7 +55,7 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
         return a.finish(outcome, kind, None, follow).await;
     };
     let warming = a.ctx.warming.as_ref().filter(|_| relayed);
-    let plan = match relay.plan(a.msg, to, warming.map(Warming::providers)).await {
+    let mut plan = match relay.plan(a.msg, to, warming.map(Warming::providers)).await {
         Ok(plan) => plan,
         Err(e) => {
             let outcome = classify(&e);
@@ -65,7 +65,7 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
     };
     // Over a warming cap or provider rate: held until the window opens, no attempt.
     let admitted = match warming {
-        Some(w) => Some(w.admit_shared(a.msg, &plan).await),
+        Some(w) => Some(w.admit_shared(a.msg, &mut plan).await),
         None => None,
     };
     let ticket = match admitted {
@@ -81,7 +81,7 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
         _ => None,
     };
     let (result, ip) = relay
-        .send(a.msg, verp_index(a), to, &body, &plan.hops)
+        .send(a.msg, verp_index(a), to, &body, &plan)
         .await;
     let outcome = match result {
         Ok(reply) => Outcome::Sent { reply },

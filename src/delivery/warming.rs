@@ -99,6 +99,24 @@ struct State {
     pruned_hour: Option<u64>,
 }
 
+/// The day counters of one source IP an admitted attempt reserved a slot in.
+#[derive(Debug)]
+struct IpSlot {
+    ip: String,
+    /// `d/<ip>/<day>`: the IP's warming tier.
+    day_key: String,
+    /// `c/<ip>/<provider>/<day>`: the IP's daily cap at this provider, when it has one.
+    provider_key: Option<String>,
+    /// That cap.
+    daily_cap: Option<u64>,
+}
+
+impl IpSlot {
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.day_key).chain(self.provider_key.as_ref())
+    }
+}
+
 /// A slot taken by [`Warming::admit`]; hand it to [`Warming::settle`].
 #[derive(Debug)]
 pub struct Ticket {
@@ -107,8 +125,8 @@ pub struct Ticket {
     provider: String,
     /// Whether the provider has a rate (and so a throttle).
     rated: bool,
-    /// (source IP, its day counter key) reserved for the IP this stream leaves from.
-    ip: Option<(String, String)>,
+    /// The slots reserved for the source IP this attempt leaves from.
+    ip: Option<IpSlot>,
     stream: Stream,
     /// The sending domain's full daily cap, and (rated providers) the full hourly cap:
     /// what the cluster's shared counters are checked against.
@@ -232,8 +250,9 @@ impl Warming {
     /// Takes a slot for this attempt, or the hold that waits for the next window.
     /// `Ok(None)`: warming does not apply to this recipient.
     /// `plan`: the attempt's plan, made with [`Warming::providers`] (its provider and the
-    /// stream's source IP are what is counted).
-    pub fn admit(&self, msg: &QueuedMessage, plan: &Plan) -> Result<Option<Ticket>, Hold> {
+    /// stream's source IP are what is counted); with a pool of source IPs, the first of
+    /// its order with room in its tier and provider cap becomes the plan's source.
+    pub fn admit(&self, msg: &QueuedMessage, plan: &mut Plan) -> Result<Option<Ticket>, Hold> {
         let Some(domain) = self.sending_domain(msg) else {
             return Ok(None);
         };
@@ -269,14 +288,24 @@ impl Warming {
                 retry_at: (today + 1) * DAY_MS,
             });
         }
-        let ip = self.source_ip_tier(&mut st, msg, plan.source, &domain, today)?;
+        let ip = self.source_ip_slot(&mut st, msg, plan, &domain, &provider, today)?;
         let hourly = self.provider_rate(&mut st, &domain, &provider, cap.is_some(), now)?;
         let rated = hourly.is_some();
         self.put(&mut st, &day_key, sent + 1);
         m.warming_day(&domain, day, cap, sent + 1);
-        if let Some((_, key)) = &ip {
+        for key in ip.iter().flat_map(IpSlot::keys) {
             let n = self.get(&mut st, key).unwrap_or(0);
             self.put(&mut st, key, n + 1);
+        }
+        if let Some(IpSlot {
+            ip,
+            provider_key: Some(key),
+            daily_cap: Some(cap),
+            ..
+        }) = &ip
+        {
+            let n = self.get(&mut st, key).unwrap_or(0);
+            m.provider_daily(ip, &provider, *cap, n);
         }
         Ok(Some(Ticket {
             domain,
@@ -291,41 +320,120 @@ impl Warming {
         }))
     }
 
-    /// The source IP's own tier: checked against the stream's configured source IP
-    /// (`source`, from the plan: `streams.*_source_ip`), else the IP mail of this stream last left from (a host
-    /// without several outbound addresses always uses that one); the attempt's actual
-    /// IP is counted in `settle`. `Ok(Some((ip, its day counter key)))` to reserve.
-    fn source_ip_tier(
+    /// The source IP this attempt counts against: the first of the plan's pool order
+    /// (`streams.*_source_ip(s)`, [`pools`](super::pools)) whose tier and daily cap at
+    /// `provider` have room, made the plan's source; without a configured source, the IP
+    /// mail of this stream last left from (a host without several outbound addresses always
+    /// uses that one); the attempt's actual IP is counted in `settle`. Every IP spent: the
+    /// first one's hold.
+    fn source_ip_slot(
         &self,
         st: &mut State,
         msg: &QueuedMessage,
-        source: Option<IpAddr>,
+        plan: &mut Plan,
         domain: &str,
+        provider: &str,
         today: u64,
-    ) -> Result<Option<(String, String)>, Hold> {
-        let expected = source
-            .map(|a| a.to_string())
-            .or_else(|| self.last_ip(st, msg.stream));
-        let Some(addr) = expected else {
-            return Ok(None);
+    ) -> Result<Option<IpSlot>, Hold> {
+        let candidates: Vec<String> = if plan.sources.is_empty() {
+            self.last_ip(st, msg.stream).into_iter().collect()
+        } else {
+            plan.sources.iter().map(IpAddr::to_string).collect()
         };
+        let mut first_hold = None;
+        for addr in &candidates {
+            match self.ip_room(st, addr, provider, today) {
+                Ok(slot) => {
+                    if let Ok(ip) = addr.parse::<IpAddr>()
+                        && !plan.sources.is_empty()
+                        && plan.source != Some(ip)
+                    {
+                        plan.use_source(ip);
+                    }
+                    return Ok(Some(slot));
+                }
+                Err(h) => {
+                    first_hold.get_or_insert(h);
+                }
+            }
+        }
+        match first_hold {
+            None => Ok(None),
+            Some(mut h) => {
+                if candidates.len() > 1 {
+                    h.reason.push_str(&format!(
+                        " (all {} source IPs of the pool are at a cap)",
+                        candidates.len()
+                    ));
+                }
+                let why = if h.reason.starts_with("provider daily cap") {
+                    "provider daily cap"
+                } else {
+                    "warming cap"
+                };
+                self.inner.metrics.warming_deferral(domain, why);
+                Err(h)
+            }
+        }
+    }
+
+    /// The slot `addr` would take: its tier's daily cap and its daily cap at `provider`
+    /// (new or warmed by the IP's own tier) checked, nothing counted yet.
+    fn ip_room(
+        &self,
+        st: &mut State,
+        addr: &str,
+        provider: &str,
+        today: u64,
+    ) -> Result<IpSlot, Hold> {
         let m = &self.inner.metrics;
-        let (iday, icap) = self.tier(st, &addr, today, true);
-        let key = format!("d/{addr}/{today}");
-        let isent = self.get(st, &key).unwrap_or(0);
-        m.warming_ip(&addr, iday, icap, isent);
+        let (iday, icap) = self.tier(st, addr, today, true);
+        let day_key = format!("d/{addr}/{today}");
+        let isent = self.get(st, &day_key).unwrap_or(0);
+        m.warming_ip(addr, iday, icap, isent);
+        let next_day = (today + 1) * DAY_MS;
         if let Some(icap) = icap
             && isent >= icap
         {
-            m.warming_deferral(domain, "warming cap");
             return Err(Hold {
                 reason: format!(
                     "warming cap: source IP {addr} is on day {iday} of warming, {isent} of {icap} messages sent today; next window at the start of the next UTC day"
                 ),
-                retry_at: (today + 1) * DAY_MS,
+                retry_at: next_day,
             });
         }
-        Ok(Some((addr, key)))
+        let daily = self.policy.rates.get(provider).and_then(|r| {
+            if icap.is_some() {
+                r.new_daily
+            } else {
+                r.warmed_daily
+            }
+        });
+        let Some(daily) = daily else {
+            return Ok(IpSlot {
+                ip: addr.to_string(),
+                day_key,
+                provider_key: None,
+                daily_cap: None,
+            });
+        };
+        let provider_key = format!("c/{addr}/{provider}/{today}");
+        let psent = self.get(st, &provider_key).unwrap_or(0);
+        m.provider_daily(addr, provider, daily, psent);
+        if psent >= daily {
+            return Err(Hold {
+                reason: format!(
+                    "provider daily cap: source IP {addr} sent {psent} of {daily} messages to {provider} today; next window at the start of the next UTC day"
+                ),
+                retry_at: next_day,
+            });
+        }
+        Ok(IpSlot {
+            ip: addr.to_string(),
+            day_key,
+            provider_key: Some(provider_key),
+            daily_cap: Some(daily),
+        })
     }
 
     /// After the attempt: a deferred one gives its daily slots back (it did not count as a
@@ -343,10 +451,10 @@ impl Warming {
                 && ticket
                     .ip
                     .as_ref()
-                    .is_none_or(|(reserved, _)| *reserved != addr)
+                    .is_none_or(|slot| slot.ip != addr)
             {
-                // Another IP than expected (or the first send): move the count to it.
-                if let Some((_, key)) = &ticket.ip {
+                // Another IP than expected (or the first send): move the counts to it.
+                for key in ticket.ip.iter().flat_map(IpSlot::keys) {
                     let n = self.get(&mut st, key).unwrap_or(0);
                     self.put(&mut st, key, n.saturating_sub(1));
                 }
@@ -356,12 +464,17 @@ impl Warming {
                 let n = self.get(&mut st, &key).unwrap_or(0) + 1;
                 self.put(&mut st, &key, n);
                 self.inner.metrics.warming_ip(&addr, day, cap, n);
+                if ticket.ip.as_ref().is_some_and(|s| s.provider_key.is_some()) {
+                    let key = format!("c/{addr}/{}/{today}", ticket.provider);
+                    let n = self.get(&mut st, &key).unwrap_or(0);
+                    self.put(&mut st, &key, n + 1);
+                }
                 self.set_last_ip(&mut st, ticket.stream, &addr);
             }
             return;
         };
         self.give_back_shared(&ticket);
-        let reserved_ip = ticket.ip.as_ref().map(|(_, k)| k);
+        let reserved_ip = ticket.ip.iter().flat_map(IpSlot::keys);
         for key in std::iter::once(&ticket.day_key).chain(reserved_ip) {
             let n = self.get(&mut st, key).unwrap_or(0);
             self.put(&mut st, key, n.saturating_sub(1));

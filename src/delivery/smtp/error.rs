@@ -28,6 +28,8 @@ pub enum SmtpError {
         host: String,
         ip: IpAddr,
         reason: String,
+        /// The host lacks the address (`EADDRNOTAVAIL`): a pool's next IP may take over.
+        missing: bool,
     },
     /// A negative reply; `in_transaction` = to MAIL, RCPT or DATA (else greeting/EHLO).
     #[error("{reply}")]
