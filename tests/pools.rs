@@ -82,7 +82,10 @@ async fn two_source_ips_share_a_stream_by_weight_and_each_domain_keeps_its_ip() 
     let (heavy, light) = (count(&first, "127.0.0.1"), count(&first, "127.0.0.2"));
     assert_eq!(heavy + light, 60, "{first:?}");
     assert!(light > 0, "the weight-1 address is used too: {first:?}");
-    assert!(heavy > light, "weight 3 takes more domains than weight 1: {heavy} vs {light}");
+    assert!(
+        heavy > light,
+        "weight 3 takes more domains than weight 1: {heavy} vs {light}"
+    );
     // A second message to each of the first 20 domains leaves from the same address.
     let again: Vec<String> = (0..20).map(|i| format!("s@d{i}.test")).collect();
     relay(srv.addr(Listener::Submission), "app@example.test", &again).await;

@@ -385,11 +385,7 @@ async fn complaints_are_counted_and_a_complaint_rate_over_the_threshold_suspends
             .to_string()
             .trim_end()
     );
-    assert!(
-        mail_from(&srv, "news@other.test")
-            .await
-            .starts_with("250")
-    );
+    assert!(mail_from(&srv, "news@other.test").await.starts_with("250"));
     let domain = [("sending_domain", "example.test")];
     assert_eq!(srv.metric(DOMAIN_SUSPENDED, &domain).await, Some(1.0));
     srv.shutdown().await;

@@ -130,10 +130,17 @@ impl StreamsConfig {
     pub fn source_pool(&self, stream: Stream) -> Vec<(IpAddr, u32)> {
         let (single, pool) = match stream {
             Stream::Mass => (&self.mass_source_ip, &self.mass_source_ips),
-            Stream::Transactional => (&self.transactional_source_ip, &self.transactional_source_ips),
+            Stream::Transactional => (
+                &self.transactional_source_ip,
+                &self.transactional_source_ips,
+            ),
         };
         match single {
-            Some(v) => parse_source_ip(v).ok().map(|ip| (ip, 1)).into_iter().collect(),
+            Some(v) => parse_source_ip(v)
+                .ok()
+                .map(|ip| (ip, 1))
+                .into_iter()
+                .collect(),
             None => pool
                 .iter()
                 .filter_map(|p| Some((parse_source_ip(&p.ip).ok()?, p.weight)))
@@ -249,10 +256,7 @@ mod tests {
             [(ip("127.0.0.1"), 3), (ip("127.0.0.2"), 1)]
         );
         assert_eq!(s.source_ip(Stream::Mass), Some(ip("127.0.0.1")));
-        assert_eq!(
-            s.source_pool(Stream::Transactional),
-            [(ip("127.0.0.3"), 1)]
-        );
+        assert_eq!(s.source_pool(Stream::Transactional), [(ip("127.0.0.3"), 1)]);
         let mut bad = StreamsConfig {
             mass_source_ip: Some("127.0.0.9".into()),
             ..s

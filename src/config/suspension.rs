@@ -48,8 +48,7 @@ impl SuspensionConfig {
                 "must be > 0 and <= 100".to_string(),
             ));
         }
-        if !(self.complaint_threshold_percent > 0.0 && self.complaint_threshold_percent <= 100.0)
-        {
+        if !(self.complaint_threshold_percent > 0.0 && self.complaint_threshold_percent <= 100.0) {
             p.push((
                 "suspension.complaint_threshold_percent",
                 "must be > 0 and <= 100".to_string(),

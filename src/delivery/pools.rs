@@ -137,7 +137,11 @@ mod tests {
 
     #[test]
     fn a_missing_address_goes_last_and_the_others_keep_their_order() {
-        let pool = [(ip("127.0.0.1"), 1), (ip("127.0.0.2"), 1), (ip("192.0.2.1"), 50)];
+        let pool = [
+            (ip("127.0.0.1"), 1),
+            (ip("127.0.0.2"), 1),
+            (ip("192.0.2.1"), 50),
+        ];
         let pools = SourcePools::default();
         let domain = (0..100)
             .map(|i| format!("d{i}.test"))

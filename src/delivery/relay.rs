@@ -132,7 +132,9 @@ impl Relay {
         let mut ip = None;
         let mut source = plan.source;
         for hop in &plan.hops {
-            let (result, hop_ip) = self.hop_send(hop, &env, plan, &mut source, msg.stream).await;
+            let (result, hop_ip) = self
+                .hop_send(hop, &env, plan, &mut source, msg.stream)
+                .await;
             ip = hop_ip.or(ip);
             match result {
                 Ok(reply) => return (Ok(format!("{reply} [{}]", hop.label)), ip),

@@ -80,9 +80,7 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
         (Some(w), Some(t)) => w.connection(t).await,
         _ => None,
     };
-    let (result, ip) = relay
-        .send(a.msg, verp_index(a), to, &body, &plan)
-        .await;
+    let (result, ip) = relay.send(a.msg, verp_index(a), to, &body, &plan).await;
     let outcome = match result {
         Ok(reply) => Outcome::Sent { reply },
         Err(e) => classify(&e),

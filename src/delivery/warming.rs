@@ -448,10 +448,7 @@ impl Warming {
         };
         let Outcome::Deferred { reason, .. } = outcome else {
             if let Some(addr) = sending_ip.map(|a| a.to_string())
-                && ticket
-                    .ip
-                    .as_ref()
-                    .is_none_or(|slot| slot.ip != addr)
+                && ticket.ip.as_ref().is_none_or(|slot| slot.ip != addr)
             {
                 // Another IP than expected (or the first send): move the counts to it.
                 for key in ticket.ip.iter().flat_map(IpSlot::keys) {
