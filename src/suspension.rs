@@ -25,6 +25,7 @@
 //! The statistics store writes to its WAL without fsync (see [`crate::stats::store`]): a
 //! process crash keeps every recorded send, a power loss may forget the last second of them.
 
+mod complaints;
 mod shared;
 mod shared_window;
 mod window;
@@ -220,35 +221,7 @@ impl Suspensions {
         }
     }
 
-    /// One spam complaint about mail of `domain` (an ARF feedback report that suppresses).
-    /// May suspend the domain for its complaint rate. Blocking (store writes).
-    pub fn record_complaint(&self, domain: &str) {
-        if !self.cfg.enabled {
-            return;
-        }
-        let domain = domain.to_ascii_lowercase();
-        if self.is_suspended(&domain) {
-            return;
-        }
-        let (complaints, sends) = {
-            let mut windows = self
-                .inner
-                .windows
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let w = windows.entry(domain.clone()).or_default();
-            let counts = w.complain(self.cfg.window);
-            self.write(&window_key(&domain), Some(&w.encode()));
-            counts
-        };
-        if window::complaints_trip(&self.cfg, complaints, sends) {
-            self.forget_window(&domain);
-            let s = self.complaint_suspension(domain, complaints, sends);
-            self.suspend(s);
-        }
-    }
-
-    fn forget_window(&self, domain: &str) {
+    pub(super) fn forget_window(&self, domain: &str) {
         self.inner
             .windows
             .lock()
@@ -272,7 +245,7 @@ impl Suspensions {
 
     /// Writes (`Some`) or deletes a window record; a failure only costs the memory of the
     /// window across a restart, so it is logged, not returned.
-    fn write(&self, key: &[u8], value: Option<&[u8]>) {
+    pub(super) fn write(&self, key: &[u8], value: Option<&[u8]>) {
         let r = match value {
             Some(v) => self.inner.store.put(key, v),
             None => self.inner.store.delete(key),
@@ -329,22 +302,7 @@ impl Suspensions {
         }
     }
 
-    fn complaint_suspension(&self, domain: String, complaints: usize, sends: usize) -> Suspension {
-        let pct = complaints as f64 * 100.0 / sends as f64;
-        Suspension {
-            reason: format!(
-                "spam complaint rate {pct:.2}% ({complaints} complaints over the last {sends} sends) over {}%",
-                self.cfg.complaint_threshold_percent
-            ),
-            domain,
-            bounces: 0,
-            sends,
-            complaints,
-            created_ms: self.inner.clock.now_ms(),
-        }
-    }
-
-    fn suspend(&self, s: Suspension) {
+    pub(super) fn suspend(&self, s: Suspension) {
         // The window goes with it (a crash keeps both or neither): it starts afresh once
         // the suspension is lifted.
         self.persist(&s.domain, Some(&s), true);

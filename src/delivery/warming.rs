@@ -27,12 +27,14 @@
 //!
 //! Split: this file is the admit/settle policy (daily caps of the sending domain and the
 //! source IP, tickets); [`provider_rate`] is the hourly provider step with its governor
-//! limiters; [`store`] holds the counters and last-IP records (RocksDB, cached, written
+//! limiters; [`source_ip`] picks the source IP of a pool with room in its tier and
+//! provider daily cap; [`store`] holds the counters and last-IP records (RocksDB, cached, written
 //! through) and the `warming.start` date parsing.
 
 mod policy;
 mod provider_rate;
 mod shared;
+mod source_ip;
 mod store;
 
 use std::collections::HashMap;
@@ -53,6 +55,7 @@ use crate::metrics::Metrics;
 use crate::providers::ProviderTable;
 use crate::queue::{Hold, Outcome, QueuedMessage};
 use policy::Policy;
+use source_ip::IpSlot;
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -97,24 +100,6 @@ struct State {
     last_ip: HashMap<Stream, Option<String>>,
     /// The hour stale counters were last pruned in ([`Warming::prune`]).
     pruned_hour: Option<u64>,
-}
-
-/// The day counters of one source IP an admitted attempt reserved a slot in.
-#[derive(Debug)]
-struct IpSlot {
-    ip: String,
-    /// `d/<ip>/<day>`: the IP's warming tier.
-    day_key: String,
-    /// `c/<ip>/<provider>/<day>`: the IP's daily cap at this provider, when it has one.
-    provider_key: Option<String>,
-    /// That cap.
-    daily_cap: Option<u64>,
-}
-
-impl IpSlot {
-    fn keys(&self) -> impl Iterator<Item = &String> {
-        std::iter::once(&self.day_key).chain(self.provider_key.as_ref())
-    }
 }
 
 /// A slot taken by [`Warming::admit`]; hand it to [`Warming::settle`].
@@ -318,122 +303,6 @@ impl Warming {
             hourly,
             pending: share > 1,
         }))
-    }
-
-    /// The source IP this attempt counts against: the first of the plan's pool order
-    /// (`streams.*_source_ip(s)`, [`pools`](super::pools)) whose tier and daily cap at
-    /// `provider` have room, made the plan's source; without a configured source, the IP
-    /// mail of this stream last left from (a host without several outbound addresses always
-    /// uses that one); the attempt's actual IP is counted in `settle`. Every IP spent: the
-    /// first one's hold.
-    fn source_ip_slot(
-        &self,
-        st: &mut State,
-        msg: &QueuedMessage,
-        plan: &mut Plan,
-        domain: &str,
-        provider: &str,
-        today: u64,
-    ) -> Result<Option<IpSlot>, Hold> {
-        let candidates: Vec<String> = if plan.sources.is_empty() {
-            self.last_ip(st, msg.stream).into_iter().collect()
-        } else {
-            plan.sources.iter().map(IpAddr::to_string).collect()
-        };
-        let mut first_hold = None;
-        for addr in &candidates {
-            match self.ip_room(st, addr, provider, today) {
-                Ok(slot) => {
-                    if let Ok(ip) = addr.parse::<IpAddr>()
-                        && !plan.sources.is_empty()
-                        && plan.source != Some(ip)
-                    {
-                        plan.use_source(ip);
-                    }
-                    return Ok(Some(slot));
-                }
-                Err(h) => {
-                    first_hold.get_or_insert(h);
-                }
-            }
-        }
-        match first_hold {
-            None => Ok(None),
-            Some(mut h) => {
-                if candidates.len() > 1 {
-                    h.reason.push_str(&format!(
-                        " (all {} source IPs of the pool are at a cap)",
-                        candidates.len()
-                    ));
-                }
-                let why = if h.reason.starts_with("provider daily cap") {
-                    "provider daily cap"
-                } else {
-                    "warming cap"
-                };
-                self.inner.metrics.warming_deferral(domain, why);
-                Err(h)
-            }
-        }
-    }
-
-    /// The slot `addr` would take: its tier's daily cap and its daily cap at `provider`
-    /// (new or warmed by the IP's own tier) checked, nothing counted yet.
-    fn ip_room(
-        &self,
-        st: &mut State,
-        addr: &str,
-        provider: &str,
-        today: u64,
-    ) -> Result<IpSlot, Hold> {
-        let m = &self.inner.metrics;
-        let (iday, icap) = self.tier(st, addr, today, true);
-        let day_key = format!("d/{addr}/{today}");
-        let isent = self.get(st, &day_key).unwrap_or(0);
-        m.warming_ip(addr, iday, icap, isent);
-        let next_day = (today + 1) * DAY_MS;
-        if let Some(icap) = icap
-            && isent >= icap
-        {
-            return Err(Hold {
-                reason: format!(
-                    "warming cap: source IP {addr} is on day {iday} of warming, {isent} of {icap} messages sent today; next window at the start of the next UTC day"
-                ),
-                retry_at: next_day,
-            });
-        }
-        let daily = self.policy.rates.get(provider).and_then(|r| {
-            if icap.is_some() {
-                r.new_daily
-            } else {
-                r.warmed_daily
-            }
-        });
-        let Some(daily) = daily else {
-            return Ok(IpSlot {
-                ip: addr.to_string(),
-                day_key,
-                provider_key: None,
-                daily_cap: None,
-            });
-        };
-        let provider_key = format!("c/{addr}/{provider}/{today}");
-        let psent = self.get(st, &provider_key).unwrap_or(0);
-        m.provider_daily(addr, provider, daily, psent);
-        if psent >= daily {
-            return Err(Hold {
-                reason: format!(
-                    "provider daily cap: source IP {addr} sent {psent} of {daily} messages to {provider} today; next window at the start of the next UTC day"
-                ),
-                retry_at: next_day,
-            });
-        }
-        Ok(IpSlot {
-            ip: addr.to_string(),
-            day_key,
-            provider_key: Some(provider_key),
-            daily_cap: Some(daily),
-        })
     }
 
     /// After the attempt: a deferred one gives its daily slots back (it did not count as a

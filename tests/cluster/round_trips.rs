@@ -44,10 +44,14 @@ async fn a_relayed_recipient_costs_two_redis_round_trips_warming_and_bounce_wind
     .await;
     // Its bounce window is recorded after the queue says `sent` (the report follows the
     // record): wait for that script call too, or it lands in the count below.
-    eventually(20, "the first recipient's bounce window in Redis", || async {
-        let calls = command_calls(&redis).await;
-        (calls.get("hexists").copied().unwrap_or(0) >= 1).then_some(())
-    })
+    eventually(
+        20,
+        "the first recipient's bounce window in Redis",
+        || async {
+            let calls = command_calls(&redis).await;
+            (calls.get("hexists").copied().unwrap_or(0) >= 1).then_some(())
+        },
+    )
     .await;
     let before = command_calls(&redis).await;
     relay(&a, "rt", 9).await;
