@@ -202,3 +202,62 @@ async fn a_providers_daily_cap_moves_to_the_next_ip_then_holds_until_the_next_da
     }
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_bind_that_fails_at_run_time_falls_back_to_the_pools_next_ip() {
+    use mxgate::envelope::{Destination, ListenerKind, QueueId, Stream};
+    use mxgate::queue::{QueuedMessage, Recipient};
+    use std::sync::Arc;
+
+    let sink = sink().await;
+    // The probe finds every address of this pool: nothing is known missing at the start.
+    let toml = relay_toml(
+        &sink,
+        "[streams]\ntransactional_source_ips = [{ ip = \"127.0.0.1\" }]",
+    );
+    let config = mxgate::config::Config::from_toml(&toml, std::path::Path::new("t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let relay = mxgate::delivery::relay::Relay::new(
+        Arc::new(config.clone()),
+        None,
+        mxgate::routing::token::TokenKey::new([7; 32]),
+        Arc::new(mxgate::routing::Router::new(&config)),
+        mxgate::clock::Clock::system(),
+    );
+    let to = "reader@remote.test";
+    let msg = QueuedMessage {
+        id: QueueId::generate(),
+        received_ms: 0,
+        listener: ListenerKind::Submission,
+        peer_ip: "127.0.0.1".parse().expect("ip"),
+        helo: "app.internal".into(),
+        mail_from: "app@example.test".into(),
+        size: 0,
+        recipients: vec![Recipient {
+            address: to.into(),
+            dest: Destination::Relay,
+            state: RcptState::Queued,
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_reply: None,
+            category: None,
+            updated_ms: 0,
+        }],
+        stream: Stream::Transactional,
+    };
+    let mut plan = relay.plan(&msg, to, None).await.expect("planned");
+    assert_eq!(
+        plan.sources,
+        ["127.0.0.1".parse::<std::net::IpAddr>().expect("ip")]
+    );
+    // An address that left the host after the start, first in the domain's order.
+    let gone: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+    plan.sources.insert(0, gone);
+    plan.use_source(gone);
+    let body = b"From: <app@example.test>\r\nSubject: fallback\r\n\r\nHello\r\n";
+    let (result, ip) = relay.send(&msg, 0, to, body, &plan).await;
+    let reply = result.unwrap_or_else(|e| panic!("sent from the next IP: {e}"));
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(ip.map(|i| i.to_string()).as_deref(), Some("127.0.0.1"));
+    assert_eq!(peers(&sink, 1).await[to], "127.0.0.1");
+}
