@@ -46,6 +46,11 @@ pub const WARMING_IP_DAILY_SENT: &str = "mxgate_warming_ip_daily_sent";
 pub const WARMING_DEFERRALS: &str = "mxgate_warming_deferrals_total";
 pub const PROVIDER_HOURLY_CAP: &str = "mxgate_provider_hourly_cap";
 pub const PROVIDER_HOURLY_SENT: &str = "mxgate_provider_hourly_sent";
+/// Per source IP × provider daily caps (issue 17 item 7).
+pub const PROVIDER_DAILY_CAP: &str = "mxgate_provider_daily_cap";
+pub const PROVIDER_DAILY_SENT: &str = "mxgate_provider_daily_sent";
+/// Spam complaints (ARF feedback reports) by sending domain and provider (SPEC).
+pub const COMPLAINTS: &str = "mxgate_complaints_total";
 pub const PROVIDER_THROTTLE_LEVEL: &str = "mxgate_provider_throttle_level";
 pub const PROVIDER_THROTTLE_EVENTS: &str = "mxgate_provider_throttle_events_total";
 pub const SPAM_RESULTS: &str = "mxgate_spam_results_total";
@@ -88,7 +93,7 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (ESP_BLOCKS, "Blocks enforced by mailbox providers"),
     (
         DOMAIN_SUSPENDED,
-        "1 while a sending domain is suspended for its bounce rate, else 0",
+        "1 while a sending domain is suspended for its bounce or complaint rate, else 0",
     ),
     (
         CONFIG_RELOADS,
@@ -130,7 +135,19 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (WARMING_IP_DAILY_SENT, "Messages a source IP sent today"),
     (
         WARMING_DEFERRALS,
-        "Recipients held for the next window, by reason (warming cap|provider rate)",
+        "Recipients held for the next window, by reason (warming cap|provider daily cap|provider rate)",
+    ),
+    (
+        PROVIDER_DAILY_CAP,
+        "Messages per UTC day a source IP may send to a provider",
+    ),
+    (
+        PROVIDER_DAILY_SENT,
+        "Messages a source IP sent to a provider today",
+    ),
+    (
+        COMPLAINTS,
+        "Spam complaints (ARF feedback reports) received, by sending domain and provider",
     ),
     (
         PROVIDER_HOURLY_CAP,
@@ -365,7 +382,25 @@ impl Metrics {
         self.gauge(WARMING_IP_DAILY_SENT, &l, sent as f64);
     }
 
-    /// A recipient held back by a cap; `reason` = `warming cap` | `provider rate`.
+    /// A source IP's daily cap at a provider and today's use of it.
+    pub fn provider_daily(&self, ip: &str, provider: &str, cap: u64, sent: u64) {
+        let l = [("sending_ip", ip), ("provider", provider)];
+        self.gauge(PROVIDER_DAILY_CAP, &l, cap as f64);
+        self.gauge(PROVIDER_DAILY_SENT, &l, sent as f64);
+    }
+
+    /// One spam complaint about mail of `sending_domain` (empty when the report names
+    /// none of ours) from a recipient at `provider`.
+    pub fn complaint(&self, sending_domain: &str, provider: &str) {
+        self.counter(
+            COMPLAINTS,
+            &[("sending_domain", sending_domain), ("provider", provider)],
+            1,
+        );
+    }
+
+    /// A recipient held back by a cap; `reason` = `warming cap` | `provider daily cap` |
+    /// `provider rate`.
     pub fn warming_deferral(&self, domain: &str, reason: &'static str) {
         self.counter(
             WARMING_DEFERRALS,

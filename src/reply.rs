@@ -177,6 +177,12 @@ pub const SENDER_DOMAIN_SUSPENDED: Reply = Reply::new(
     "5.7.1",
     "Sending domain suspended for bounce rate, contact the operator",
 );
+/// The same for its spam complaint rate (issue 17 item 7).
+pub const SENDER_DOMAIN_SUSPENDED_COMPLAINTS: Reply = Reply::new(
+    550,
+    "5.7.1",
+    "Sending domain suspended for complaint rate, contact the operator",
+);
 pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Too many recipients");
 /// A `forward` route with an empty `to` list: nowhere to send the mail.
 pub const FORWARD_NO_TARGETS: Reply = Reply::new(550, "5.1.1", "Mailbox has no forwarding address");

@@ -4,6 +4,12 @@
 //! MAIL FROM with `550 5.7.1 Sending domain suspended for bounce rate` — until an operator
 //! lifts it (`DELETE /api/suspensions?domain=D`, `mxgate suspend lift D`).
 //!
+//! Likewise for spam complaints (issue 17 item 7): complaints over the same last `window`
+//! sends ([`window::Window`] keeps both) above `suspension.complaint_threshold_percent`,
+//! with the same `min_sends`, suspend the domain ("... for complaint rate"). The
+//! suspension itself is shared in a cluster like a bounce-rate one; the complaint count is
+//! the node's own (a complaint is judged against the sends of the node that received it).
+//!
 //! Fed by the [`Observer`](crate::report::Observer): every relayed recipient that
 //! reaches a final outcome is one send (delivered, or bounced permanently, synchronously or
 //! by a DSN later). Both the suspensions and the sliding windows are persisted in the
@@ -19,6 +25,7 @@
 //! The statistics store writes to its WAL without fsync (see [`crate::stats::store`]): a
 //! process crash keeps every recorded send, a power loss may forget the last second of them.
 
+mod complaints;
 mod shared;
 mod shared_window;
 mod window;
@@ -50,6 +57,10 @@ pub struct Suspension {
     /// Permanent bounces and sends in the window when it tripped.
     pub bounces: usize,
     pub sends: usize,
+    /// Complaints in the window when a complaint-rate suspension tripped (0 = tripped by
+    /// the bounce rate).
+    #[serde(default)]
+    pub complaints: usize,
     /// When, milliseconds since the epoch.
     pub created_ms: u64,
 }
@@ -194,23 +205,33 @@ impl Suspensions {
             return;
         }
         // The node's own window is kept either way: it is what judges once Redis is gone.
-        let local = self.record_local(&domain, bounced);
+        let (local, complaints) = self.record_local(&domain, bounced);
         let tripped = match self.record_shared(&domain, bounced).await {
             Some(shared) => shared,
             None => window::trips(cfg, local.0, local.1).then_some(local),
         };
         if let Some((bounces, sends)) = tripped {
-            self.inner
-                .windows
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&domain);
-            self.suspend(domain, bounces, sends);
+            self.forget_window(&domain);
+            self.suspend(self.bounce_suspension(domain, bounces, sends));
+        } else if window::complaints_trip(cfg, complaints.0, complaints.1) {
+            // Complaints that came early in a domain's life judge once it has the volume.
+            self.forget_window(&domain);
+            let s = self.complaint_suspension(domain, complaints.0, complaints.1);
+            self.suspend(s);
         }
     }
 
-    /// Adds the send to this node's window (persisted); (bounces, sends) in it after.
-    fn record_local(&self, domain: &str, bounced: bool) -> (usize, usize) {
+    pub(super) fn forget_window(&self, domain: &str) {
+        self.inner
+            .windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(domain);
+    }
+
+    /// Adds the send to this node's window (persisted): ((bounces, sends), (complaints,
+    /// sends)) in it after.
+    fn record_local(&self, domain: &str, bounced: bool) -> ((usize, usize), (usize, usize)) {
         let mut windows = self
             .inner
             .windows
@@ -219,12 +240,12 @@ impl Suspensions {
         let w = windows.entry(domain.to_string()).or_default();
         let counts = w.push(bounced, self.cfg.window);
         self.write(&window_key(domain), Some(&w.encode()));
-        counts
+        (counts, w.complaint_counts())
     }
 
     /// Writes (`Some`) or deletes a window record; a failure only costs the memory of the
     /// window across a restart, so it is logged, not returned.
-    fn write(&self, key: &[u8], value: Option<&[u8]>) {
+    pub(super) fn write(&self, key: &[u8], value: Option<&[u8]>) {
         let r = match value {
             Some(v) => self.inner.store.put(key, v),
             None => self.inner.store.delete(key),
@@ -266,9 +287,9 @@ impl Suspensions {
         }
     }
 
-    fn suspend(&self, domain: String, bounces: usize, sends: usize) {
+    fn bounce_suspension(&self, domain: String, bounces: usize, sends: usize) -> Suspension {
         let pct = bounces as f64 * 100.0 / sends as f64;
-        let s = Suspension {
+        Suspension {
             reason: format!(
                 "permanent bounce rate {pct:.1}% ({bounces} of the last {sends} sends) over {}%",
                 self.cfg.threshold_percent
@@ -276,8 +297,12 @@ impl Suspensions {
             domain,
             bounces,
             sends,
+            complaints: 0,
             created_ms: self.inner.clock.now_ms(),
-        };
+        }
+    }
+
+    pub(super) fn suspend(&self, s: Suspension) {
         // The window goes with it (a crash keeps both or neither): it starts afresh once
         // the suspension is lifted.
         self.persist(&s.domain, Some(&s), true);
@@ -346,6 +371,7 @@ mod tests {
             enabled: true,
             window: 10,
             threshold_percent: 10.0,
+            complaint_threshold_percent: 0.3,
             min_sends: 10,
         };
         let open = |store: &Store| {

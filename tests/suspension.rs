@@ -276,6 +276,7 @@ fn bad_suspension_settings_are_config_problems() {
         enabled: true,
         window: 10,
         threshold_percent: 0.0,
+        complaint_threshold_percent: 0.3,
         min_sends: 11,
     };
     let keys: Vec<&str> = cfg.problems().into_iter().map(|(k, _)| k).collect();
@@ -283,4 +284,109 @@ fn bad_suspension_settings_are_config_problems() {
         keys,
         ["suspension.threshold_percent", "suspension.min_sends"]
     );
+}
+
+/// Sends `body` to `local@example.test` on the inbound listener (a feedback loop's report)
+/// and waits until the intake has processed it.
+async fn send_report(srv: &TestServer, local: &str, body: &str) {
+    let mut c = srv.smtp(Listener::Inbound).await;
+    c.cmd("EHLO feedback.yahoo.test").await.expect_code(250);
+    c.cmd("MAIL FROM:<>").await.expect_code(250);
+    c.cmd(&format!("RCPT TO:<{local}@example.test>"))
+        .await
+        .expect_code(250);
+    c.cmd("DATA").await.expect_code(354);
+    c.send_data(body).await.expect_code(250);
+    let q = srv.running().queue.clone();
+    eventually(10, "report processed", || {
+        let q = q.clone();
+        async move { q.pending_bounces().is_empty().then_some(()) }
+    })
+    .await;
+}
+
+/// The VERP return path recipient `rcpt`'s copy left with.
+fn return_path(srv: &TestServer, rcpt: &str) -> String {
+    let msg = srv
+        .running()
+        .queue
+        .list(None, 10_000)
+        .into_iter()
+        .find(|m| m.recipients.iter().any(|r| r.address == rcpt))
+        .expect("message queued");
+    let idx = msg
+        .recipients
+        .iter()
+        .position(|r| r.address == rcpt)
+        .expect("recipient");
+    let token = srv
+        .running()
+        .token_key
+        .issue(msg.id, u16::try_from(idx).expect("index"));
+    format!("bounce+{token}@example.test")
+}
+
+#[tokio::test]
+async fn complaints_are_counted_and_a_complaint_rate_over_the_threshold_suspends_the_domain() {
+    let sink = Sink::start(SinkOptions {
+        tls: SinkTls::None,
+        auth: None,
+    })
+    .await;
+    let toml = format!(
+        "{}[[relay.smarthosts]]\nname = \"only\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
+         [suspension]\nwindow = 20\nmin_sends = 10\ncomplaint_threshold_percent = 5.0\n",
+        user_toml(&["example.test", "other.test"]),
+        sink.addr.port(),
+    );
+    let srv = TestServer::start(&toml).await;
+    let rcpts: Vec<String> = (0..10).map(|i| format!("reader{i}@yahoo.com")).collect();
+    let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    send_and_settle(&srv, "news@example.test", &rcpts[..3], "first").await;
+
+    // One complaint over 3 sends: counted, but under min_sends no verdict yet.
+    let complaint = common::messages::arf(
+        "reader0@yahoo.com",
+        &return_path(&srv, "reader0@yahoo.com"),
+        "first@example.test",
+    );
+    send_report(&srv, "bounce", &complaint).await;
+    let labels = [("sending_domain", "example.test"), ("provider", "yahoo")];
+    let counted = eventually(10, "complaint counted", || async {
+        srv.metric(mxgate::metrics::COMPLAINTS, &labels).await
+    })
+    .await;
+    assert_eq!(counted, 1.0);
+    assert!(suspensions(&srv).await.is_empty());
+    assert!(
+        mail_from(&srv, "news@example.test")
+            .await
+            .starts_with("250")
+    );
+
+    // 7 more sends: 1 complaint over the last 10 sends is 10%, over 5%.
+    send_and_settle(&srv, "news@example.test", &rcpts[3..], "more").await;
+    let list = eventually(20, "suspension listed", || async {
+        let l = suspensions(&srv).await;
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(list[0]["domain"], "example.test");
+    assert_eq!(
+        (&list[0]["complaints"], &list[0]["sends"]),
+        (&1.into(), &10.into()),
+        "{list:?}"
+    );
+    let reason = list[0]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("complaint rate"), "{reason}");
+    assert_eq!(
+        mail_from(&srv, "news@example.test").await,
+        reply::SENDER_DOMAIN_SUSPENDED_COMPLAINTS
+            .to_string()
+            .trim_end()
+    );
+    assert!(mail_from(&srv, "news@other.test").await.starts_with("250"));
+    let domain = [("sending_domain", "example.test")];
+    assert_eq!(srv.metric(DOMAIN_SUSPENDED, &domain).await, Some(1.0));
+    srv.shutdown().await;
 }

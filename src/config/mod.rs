@@ -57,7 +57,7 @@ pub use server::{
 };
 pub use spam::{SpamConfig, SpamMode, SpamOnError};
 pub use store::StoreConfig;
-pub use streams::StreamsConfig;
+pub use streams::{PoolIp, StreamsConfig};
 pub use suspension::SuspensionConfig;
 pub use types::{ByteSize, HumanDuration, Secret};
 pub use values::{Date, DayRange, HttpUrl, Parsed};

@@ -264,13 +264,21 @@ impl WarmingConfig {
     pub fn provider_rates(&self) -> std::collections::BTreeMap<String, ProviderRate> {
         let mut rates = default_provider_rates();
         for (k, v) in &self.providers {
-            rates.insert(k.to_ascii_lowercase(), v.clone());
+            let name = k.to_ascii_lowercase();
+            let mut v = v.clone();
+            // An entry that sets only the hourly rates keeps the built-in daily caps.
+            if let Some(built_in) = rates.get(&name) {
+                v.new_daily = v.new_daily.or(built_in.new_daily);
+                v.warmed_daily = v.warmed_daily.or(built_in.warmed_daily);
+            }
+            rates.insert(name, v);
         }
         rates
     }
 }
 
-/// Issue 6 defaults: (new sender, warmed sender) messages per hour.
+/// Issue 6 defaults: (new sender, warmed sender) messages per hour; the daily caps per
+/// source IP are [`DAILY_CAPS`](crate::providers::DAILY_CAPS).
 pub fn default_provider_rates() -> std::collections::BTreeMap<String, ProviderRate> {
     [
         ("gmail", 500, 5_000),
@@ -282,11 +290,16 @@ pub fn default_provider_rates() -> std::collections::BTreeMap<String, ProviderRa
     ]
     .into_iter()
     .map(|(p, new_hourly, warmed_hourly)| {
+        let daily = crate::providers::DAILY_CAPS
+            .iter()
+            .find(|(name, _, _)| *name == p);
         (
             p.to_string(),
             ProviderRate {
                 new_hourly,
                 warmed_hourly,
+                new_daily: daily.map(|d| d.1),
+                warmed_daily: daily.map(|d| d.2),
                 connections: None,
                 domains: Vec::new(),
                 mx: Vec::new(),
@@ -314,6 +327,14 @@ pub struct ProviderRate {
     pub new_hourly: u64,
     /// Once the schedule no longer caps the day (full quota).
     pub warmed_hourly: u64,
+    /// Messages per UTC day from one source IP to this provider while that IP is in
+    /// warming (its schedule still caps its day); absent = the built-in figure of a known
+    /// provider, none for another.
+    #[serde(default)]
+    pub new_daily: Option<u64>,
+    /// As `new_daily`, once the IP is warmed.
+    #[serde(default)]
+    pub warmed_daily: Option<u64>,
     /// SMTP transactions in flight at once to this provider, from all sending domains;
     /// absent = only `relay.destination_concurrency` applies.
     #[serde(default)]

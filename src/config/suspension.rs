@@ -1,5 +1,5 @@
-//! `[suspension]`: automatic suspension of a sending domain whose permanent bounce rate is
-//! too high (issue 6 item 7; SPEC "Replies": `550` while suspended). Not named by SPEC; the
+//! `[suspension]`: automatic suspension of a sending domain whose permanent bounce rate
+//! (or spam complaint rate, issue 17) is too high (issue 6 item 7; SPEC "Replies": `550` while suspended). Not named by SPEC; the
 //! defaults are the issue's "5% of the last 500 sends".
 
 use serde::Deserialize;
@@ -14,6 +14,10 @@ pub struct SuspensionConfig {
     pub window: usize,
     /// Suspend when more than this percentage of the window bounced permanently.
     pub threshold_percent: f64,
+    /// Suspend when spam complaints (ARF feedback reports) over the same last `window`
+    /// sends are more than this percentage of them (issue 17 item 7; Gmail's and Yahoo's
+    /// bulk sender line is 0.3%). Same `min_sends` as the bounce rate.
+    pub complaint_threshold_percent: f64,
     /// No verdict before a domain has this many sends in its window (one bounce out of
     /// three first sends is no storm).
     pub min_sends: usize,
@@ -25,6 +29,7 @@ impl Default for SuspensionConfig {
             enabled: true,
             window: 500,
             threshold_percent: 5.0,
+            complaint_threshold_percent: 0.3,
             min_sends: 100,
         }
     }
@@ -40,6 +45,12 @@ impl SuspensionConfig {
         if !(self.threshold_percent > 0.0 && self.threshold_percent <= 100.0) {
             p.push((
                 "suspension.threshold_percent",
+                "must be > 0 and <= 100".to_string(),
+            ));
+        }
+        if !(self.complaint_threshold_percent > 0.0 && self.complaint_threshold_percent <= 100.0) {
+            p.push((
+                "suspension.complaint_threshold_percent",
                 "must be > 0 and <= 100".to_string(),
             ));
         }

@@ -308,6 +308,17 @@ impl Config {
                     "hourly caps must be at least 1",
                 );
             }
+            for (key, cap) in [
+                ("new_daily", rate.new_daily),
+                ("warmed_daily", rate.warmed_daily),
+            ] {
+                if cap == Some(0) {
+                    p.add(
+                        format!("warming.providers.{name}.{key}"),
+                        "must be at least 1 (remove the key for the built-in figure)",
+                    );
+                }
+            }
         }
         let q = &self.queue;
         if q.retry_initial > q.retry_max {

@@ -40,6 +40,7 @@ pub mod odoo;
 pub mod odoo_aliases;
 pub mod outcome;
 pub mod plan;
+pub mod pools;
 pub mod rate;
 pub mod relay;
 pub mod relayed;

@@ -5,7 +5,9 @@
 //!   transactional mail all others; unset = all for both) whose `from_filter` takes the
 //!   sender, lowest `priority` first (ties in config order). When one matches, only smart
 //!   hosts are used.
-//! - Every hop carries the stream's source IP (`streams.*_source_ip`), if any.
+//! - Every hop carries the stream's source IP (`streams.*_source_ip`), if any; with a pool
+//!   (`streams.*_source_ips`), the first of the pool's order for the recipient domain
+//!   ([`pools`](super::pools)), which warming may replace by a later one with room.
 //! - Otherwise, with `relay.direct_mx`: the recipient domain's MX hosts by preference
 //!   (RFC 5321 §5.1), the domain itself when it has no MX (implicit MX), permanent failure
 //!   for a null MX (RFC 7505) or a domain with neither. DNS failures are temporary.
@@ -18,6 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::dane::{self, TlsaPolicy};
+use super::pools::SourcePools;
 use super::smtp::{Hop, HopAuth, TlsMode};
 use crate::config::{Config, HostAddr, Security, SmarthostAuth, SmarthostConfig};
 use crate::dns::{Dns, Dnssec, Secured};
@@ -41,38 +44,54 @@ pub enum PlanError {
 #[derive(Debug)]
 pub struct Plan {
     pub hops: Vec<Hop>,
-    /// The stream's source IP (`streams.*_source_ip`); `None` = the OS picks.
+    /// The source IP the hops leave from (`streams.*_source_ip(s)`); `None` = the OS picks.
     pub source: Option<IpAddr>,
+    /// The stream's source IPs in the order this recipient domain tries them (empty
+    /// without a configured source).
+    pub sources: Vec<IpAddr>,
     /// The provider label by `providers` (domain, then MX hosts); `None` when not asked.
     pub provider: Option<String>,
 }
 
 /// The plan for recipient domain `domain` of a `stream` message from `sender`
-/// (`local@domain`). With `providers`, the recipient's provider is placed too: by its
+/// (`local@domain`); `pools` knows which source IPs the host lacks. With `providers`, the recipient's provider is placed too: by its
 /// domain, else by its MX hosts — the MX lookup of direct delivery when there was one, so a
 /// domain's MX is asked once per attempt.
 pub async fn plan(
     config: &Config,
+    pools: &SourcePools,
     dns: Option<&Dns>,
     providers: Option<&ProviderTable>,
     sender: &str,
     domain: &str,
     stream: Stream,
 ) -> Result<Plan, PlanError> {
-    let source = config.streams.source_ip(stream);
-    let (mut hops, mx) = hops(config, dns, sender, domain, stream).await?;
-    for hop in &mut hops {
-        hop.source = source;
-    }
+    let sources = pools.order(&config.streams.source_pool(stream), domain);
+    let (hops, mx) = hops(config, dns, sender, domain, stream).await?;
     let provider = match providers {
         Some(table) => Some(provider(table, dns, domain, mx).await),
         None => None,
     };
-    Ok(Plan {
+    let mut plan = Plan {
         hops,
-        source,
+        source: None,
+        sources,
         provider,
-    })
+    };
+    if let Some(first) = plan.sources.first() {
+        plan.use_source(*first);
+    }
+    Ok(plan)
+}
+
+impl Plan {
+    /// Every hop leaves from `ip` from now on.
+    pub fn use_source(&mut self, ip: IpAddr) {
+        self.source = Some(ip);
+        for hop in &mut self.hops {
+            hop.source = Some(ip);
+        }
+    }
 }
 
 /// The hops, and the domain's MX host names when direct delivery looked them up.
@@ -348,6 +367,7 @@ from_filter = "@other.test"
         let c = config("");
         let e = plan(
             &c,
+            &SourcePools::default(),
             None,
             None,
             "a@example.test",
@@ -410,7 +430,18 @@ name = "main"
 host = "127.0.0.1"
 "#,
         );
-        let hop = |stream| plan(&c, None, None, "a@example.test", "remote.test", stream);
+        let pools = SourcePools::default();
+        let hop = |stream| {
+            plan(
+                &c,
+                &pools,
+                None,
+                None,
+                "a@example.test",
+                "remote.test",
+                stream,
+            )
+        };
         let mass = hop(Stream::Mass).await.expect("planned").hops;
         assert_eq!(mass[0].source, Some("127.0.0.2".parse().expect("ip")));
         let tx = hop(Stream::Transactional).await.expect("planned").hops;

@@ -19,6 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::mta_sts::{self, Sts};
 use super::oauth2::{Registry, Tokens};
 use super::plan::{self, Plan};
+use super::pools::SourcePools;
 use super::smtp::{Accepted, Envelope, Hop, Pool, SmtpError, Steps};
 use super::{Error, dsn};
 use crate::clock::Clock;
@@ -43,6 +44,8 @@ pub struct Relay {
     pool: Pool,
     /// MTA-STS policies of recipient domains (direct MX); `None` = opportunistic TLS.
     sts: Option<Arc<Sts>>,
+    /// The source IP pools' missing addresses (probed when this relay is built).
+    pools: SourcePools,
 }
 
 impl Relay {
@@ -55,6 +58,7 @@ impl Relay {
         tokens: Tokens,
     ) -> Relay {
         let pool = Pool::new(&config.relay, &config.server.hostname, tokens);
+        let pools = SourcePools::probe(&config);
         Relay {
             config,
             dns,
@@ -63,6 +67,7 @@ impl Relay {
             clock,
             pool,
             sts: None,
+            pools,
         }
     }
 
@@ -105,6 +110,7 @@ impl Relay {
         let dns = self.dns.as_ref();
         let mut plan = plan::plan(
             &self.config,
+            &self.pools,
             dns,
             providers,
             &filter_sender,
@@ -126,9 +132,10 @@ impl Relay {
         }
     }
 
-    /// One transaction for recipient `idx` of `msg`, to address `to`, on each of `hops` in
-    /// turn until one takes or refuses it: what the taking hop said, with the local
-    /// (sending) IP address the message left from.
+    /// One transaction for recipient `idx` of `msg`, to address `to`, on each of `plan`'s
+    /// hops in turn until one takes or refuses it: the remote's final reply on success,
+    /// with the local (sending) IP address the message left from. A source IP the host
+    /// turns out to lack is replaced by the plan's next one ([`Relay::hop_send`]).
     ///
     /// A REQUIRETLS message (RFC 8689) goes to each hop with TLS required and verified
     /// ([`Hop::requiring_tls`]); when no hop met that (TLS failed or unverified, REQUIRETLS
@@ -139,7 +146,7 @@ impl Relay {
         idx: u16,
         to: &str,
         body: &[u8],
-        hops: &[Hop],
+        plan: &Plan,
     ) -> (Result<Accepted, Error>, Option<IpAddr>) {
         let from = self.envelope_sender(msg, idx);
         let default_rcpt = RcptParams::default();
@@ -158,7 +165,8 @@ impl Relay {
         let mut failures = Vec::new();
         let mut tls_unmet = 0;
         let mut ip = None;
-        for hop in hops {
+        let mut source = plan.source;
+        for hop in &plan.hops {
             let strict;
             let hop = if requiretls {
                 strict = hop.requiring_tls();
@@ -166,7 +174,9 @@ impl Relay {
             } else {
                 hop
             };
-            let (result, hop_ip) = self.pool.send(hop, &env).await;
+            let (result, hop_ip) = self
+                .hop_send(hop, &env, plan, &mut source, msg.stream)
+                .await;
             ip = hop_ip.or(ip);
             match result {
                 Ok(mut accepted) => {
@@ -193,6 +203,37 @@ impl Relay {
             return (Err(Error::SmtpRejected(reply)), ip);
         }
         (Err(Error::RelayLater(failures.join("; "))), ip)
+    }
+
+    /// One transaction to `hop` from `source`; when the host lacks that address (bind
+    /// fails with `EADDRNOTAVAIL`), it is marked missing and the plan's next source IP not
+    /// tried yet takes its place, for this hop and the ones after it.
+    async fn hop_send(
+        &self,
+        hop: &Hop,
+        env: &Envelope<'_>,
+        plan: &Plan,
+        source: &mut Option<IpAddr>,
+        stream: Stream,
+    ) -> (Result<Accepted, SmtpError>, Option<IpAddr>) {
+        let mut hop = hop.clone();
+        let mut tried = Vec::new();
+        loop {
+            hop.source = *source;
+            let (result, ip) = self.pool.send(&hop, env).await;
+            let Err(e @ SmtpError::Bind { missing: true, .. }) = &result else {
+                return (result, ip);
+            };
+            let Some(failed) = *source else {
+                return (result, ip);
+            };
+            self.pools.mark_missing(failed, stream, e);
+            tried.push(failed);
+            match plan.sources.iter().find(|s| !tried.contains(s)) {
+                Some(next) => *source = Some(*next),
+                None => return (result, ip),
+            }
+        }
     }
 
     /// The DSN relayed recipient `idx` of `msg` (as the queue just recorded it, in `state`)

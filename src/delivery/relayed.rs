@@ -58,7 +58,7 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
         return a.finish(outcome, kind, None, follow).await;
     };
     let warming = a.ctx.warming.as_ref().filter(|_| relayed);
-    let plan = match relay.plan(a.msg, to, warming.map(Warming::providers)).await {
+    let mut plan = match relay.plan(a.msg, to, warming.map(Warming::providers)).await {
         Ok(plan) => plan,
         Err(e) => {
             let outcome = classify(&e);
@@ -68,7 +68,7 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
     };
     // Over a warming cap or provider rate: held until the window opens, no attempt.
     let admitted = match warming {
-        Some(w) => Some(w.admit_shared(a.msg, &plan).await),
+        Some(w) => Some(w.admit_shared(a.msg, &mut plan).await),
         None => None,
     };
     let ticket = match admitted {
@@ -83,9 +83,7 @@ pub(super) async fn attempt(a: &Attempt<'_>, body: Option<Vec<u8>>, job: Job<'_>
         (Some(w), Some(t)) => w.connection(t).await,
         _ => None,
     };
-    let (result, ip) = relay
-        .send(a.msg, verp_index(a), to, &body, &plan.hops)
-        .await;
+    let (result, ip) = relay.send(a.msg, verp_index(a), to, &body, &plan).await;
     let outcome = match result {
         Ok(accepted) => Outcome::Sent {
             reply: accepted.reply,

@@ -27,12 +27,14 @@
 //!
 //! Split: this file is the admit/settle policy (daily caps of the sending domain and the
 //! source IP, tickets); [`provider_rate`] is the hourly provider step with its governor
-//! limiters; [`store`] holds the counters and last-IP records (RocksDB, cached, written
+//! limiters; [`source_ip`] picks the source IP of a pool with room in its tier and
+//! provider daily cap; [`store`] holds the counters and last-IP records (RocksDB, cached, written
 //! through) and the `warming.start` date parsing.
 
 mod policy;
 mod provider_rate;
 mod shared;
+mod source_ip;
 mod store;
 
 use std::collections::HashMap;
@@ -53,6 +55,7 @@ use crate::metrics::Metrics;
 use crate::providers::ProviderTable;
 use crate::queue::{Hold, Outcome, QueuedMessage};
 use policy::Policy;
+use source_ip::IpSlot;
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -107,8 +110,8 @@ pub struct Ticket {
     provider: String,
     /// Whether the provider has a rate (and so a throttle).
     rated: bool,
-    /// (source IP, its day counter key) reserved for the IP this stream leaves from.
-    ip: Option<(String, String)>,
+    /// The slots reserved for the source IP this attempt leaves from.
+    ip: Option<IpSlot>,
     stream: Stream,
     /// The sending domain's full daily cap, and (rated providers) the full hourly cap:
     /// what the cluster's shared counters are checked against.
@@ -232,8 +235,9 @@ impl Warming {
     /// Takes a slot for this attempt, or the hold that waits for the next window.
     /// `Ok(None)`: warming does not apply to this recipient.
     /// `plan`: the attempt's plan, made with [`Warming::providers`] (its provider and the
-    /// stream's source IP are what is counted).
-    pub fn admit(&self, msg: &QueuedMessage, plan: &Plan) -> Result<Option<Ticket>, Hold> {
+    /// stream's source IP are what is counted); with a pool of source IPs, the first of
+    /// its order with room in its tier and provider cap becomes the plan's source.
+    pub fn admit(&self, msg: &QueuedMessage, plan: &mut Plan) -> Result<Option<Ticket>, Hold> {
         let Some(domain) = self.sending_domain(msg) else {
             return Ok(None);
         };
@@ -269,14 +273,24 @@ impl Warming {
                 retry_at: (today + 1) * DAY_MS,
             });
         }
-        let ip = self.source_ip_tier(&mut st, msg, plan.source, &domain, today)?;
+        let ip = self.source_ip_slot(&mut st, msg, plan, &domain, &provider, today)?;
         let hourly = self.provider_rate(&mut st, &domain, &provider, cap.is_some(), now)?;
         let rated = hourly.is_some();
         self.put(&mut st, &day_key, sent + 1);
         m.warming_day(&domain, day, cap, sent + 1);
-        if let Some((_, key)) = &ip {
+        for key in ip.iter().flat_map(IpSlot::keys) {
             let n = self.get(&mut st, key).unwrap_or(0);
             self.put(&mut st, key, n + 1);
+        }
+        if let Some(IpSlot {
+            ip,
+            provider_key: Some(key),
+            daily_cap: Some(cap),
+            ..
+        }) = &ip
+        {
+            let n = self.get(&mut st, key).unwrap_or(0);
+            m.provider_daily(ip, &provider, *cap, n);
         }
         Ok(Some(Ticket {
             domain,
@@ -291,43 +305,6 @@ impl Warming {
         }))
     }
 
-    /// The source IP's own tier: checked against the stream's configured source IP
-    /// (`source`, from the plan: `streams.*_source_ip`), else the IP mail of this stream last left from (a host
-    /// without several outbound addresses always uses that one); the attempt's actual
-    /// IP is counted in `settle`. `Ok(Some((ip, its day counter key)))` to reserve.
-    fn source_ip_tier(
-        &self,
-        st: &mut State,
-        msg: &QueuedMessage,
-        source: Option<IpAddr>,
-        domain: &str,
-        today: u64,
-    ) -> Result<Option<(String, String)>, Hold> {
-        let expected = source
-            .map(|a| a.to_string())
-            .or_else(|| self.last_ip(st, msg.stream));
-        let Some(addr) = expected else {
-            return Ok(None);
-        };
-        let m = &self.inner.metrics;
-        let (iday, icap) = self.tier(st, &addr, today, true);
-        let key = format!("d/{addr}/{today}");
-        let isent = self.get(st, &key).unwrap_or(0);
-        m.warming_ip(&addr, iday, icap, isent);
-        if let Some(icap) = icap
-            && isent >= icap
-        {
-            m.warming_deferral(domain, "warming cap");
-            return Err(Hold {
-                reason: format!(
-                    "warming cap: source IP {addr} is on day {iday} of warming, {isent} of {icap} messages sent today; next window at the start of the next UTC day"
-                ),
-                retry_at: (today + 1) * DAY_MS,
-            });
-        }
-        Ok(Some((addr, key)))
-    }
-
     /// After the attempt: a deferred one gives its daily slots back (it did not count as a
     /// send) but keeps its provider rate cell (governor cannot give one back, and the
     /// provider saw the attempt); a rate-limit reply slows the provider down for this
@@ -340,13 +317,10 @@ impl Warming {
         };
         let Outcome::Deferred { reason, .. } = outcome else {
             if let Some(addr) = sending_ip.map(|a| a.to_string())
-                && ticket
-                    .ip
-                    .as_ref()
-                    .is_none_or(|(reserved, _)| *reserved != addr)
+                && ticket.ip.as_ref().is_none_or(|slot| slot.ip != addr)
             {
-                // Another IP than expected (or the first send): move the count to it.
-                if let Some((_, key)) = &ticket.ip {
+                // Another IP than expected (or the first send): move the counts to it.
+                for key in ticket.ip.iter().flat_map(IpSlot::keys) {
                     let n = self.get(&mut st, key).unwrap_or(0);
                     self.put(&mut st, key, n.saturating_sub(1));
                 }
@@ -356,12 +330,17 @@ impl Warming {
                 let n = self.get(&mut st, &key).unwrap_or(0) + 1;
                 self.put(&mut st, &key, n);
                 self.inner.metrics.warming_ip(&addr, day, cap, n);
+                if ticket.ip.as_ref().is_some_and(|s| s.provider_key.is_some()) {
+                    let key = format!("c/{addr}/{}/{today}", ticket.provider);
+                    let n = self.get(&mut st, &key).unwrap_or(0);
+                    self.put(&mut st, &key, n + 1);
+                }
                 self.set_last_ip(&mut st, ticket.stream, &addr);
             }
             return;
         };
         self.give_back_shared(&ticket);
-        let reserved_ip = ticket.ip.as_ref().map(|(_, k)| k);
+        let reserved_ip = ticket.ip.iter().flat_map(IpSlot::keys);
         for key in std::iter::once(&ticket.day_key).chain(reserved_ip) {
             let n = self.get(&mut st, key).unwrap_or(0);
             self.put(&mut st, key, n.saturating_sub(1));

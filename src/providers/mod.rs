@@ -8,7 +8,7 @@
 
 mod table;
 
-pub use table::{HostPattern, ProviderTable};
+pub use table::{DAILY_CAPS, HostPattern, ProviderTable};
 
 use serde::Serialize;
 

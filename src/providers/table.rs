@@ -6,6 +6,23 @@
 //! iCloud, ...). The recipient's domain decides before its MX hosts, so an `@gmail.com`
 //! address is Gmail without a DNS lookup; everything else is `other`.
 
+/// Daily caps per source IP and provider: (provider label, new IP, warmed IP) messages per
+/// UTC day (issue 17 item 7), overridable per provider with `new_daily` / `warmed_daily` in
+/// `[warming.providers.NAME]`. Where the figures come from: Gmail's warmed 50,000/day is
+/// mySMTP's published sending table as issue 17 quotes it; the other figures keep the same
+/// ratio to issue 6's hourly defaults (`config::relay::default_provider_rates`): a day is
+/// ten hours at the hourly cap, which gives Gmail's 50,000 from its 5,000/hour. They are
+/// starting points, not provider promises: a provider's replies (`421 4.7.28`, `TS03`)
+/// are what the adaptive throttle acts on.
+pub const DAILY_CAPS: &[(&str, u64, u64)] = &[
+    ("gmail", 5_000, 50_000),
+    ("google_workspace", 5_000, 50_000),
+    ("yahoo", 10_000, 100_000),
+    ("microsoft", 5_000, 30_000),
+    ("aol", 5_000, 50_000),
+    ("icloud", 5_000, 20_000),
+];
+
 /// A `domains` / `mx` entry of `[warming.providers.NAME]`: a DNS name, optionally
 /// `*.`-prefixed, kept normalised (`"*.Mail.OVH.net."` → `"mail.ovh.net"`). It matches itself
 /// and every name under it. Parsed once when the config loads.

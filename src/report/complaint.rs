@@ -1,6 +1,8 @@
 //! Spam complaints (RFC 5965 ARF feedback reports, provider feedback loops) at the bounce
-//! address: the `complained` event to the ERP, with the message complained about found by
-//! VERP token or, without one, by the quoted Message-ID.
+//! address: counted in `mxgate_complaints_total{sending_domain,provider}` and in the
+//! sending domain's complaint rate ([`crate::suspension`]), and the `complained` event to
+//! the ERP, with the message complained about found by VERP token or, without one, by the
+//! quoted Message-ID.
 //!
 //! Split from the DSN path in [`super`] because a complaint is not a failed delivery: it
 //! marks no recipient `bounced` and is reported even without a valid token (as an event
@@ -39,17 +41,44 @@ pub(super) fn tells_erp(report: &BounceReport) -> bool {
 }
 
 impl Observer {
-    /// A spam complaint: one `complained` event to the ERP per message and recipient the
-    /// report names through a valid token (its stored address, Message-ID and sender), or,
-    /// without one, a single event about the complaining address the report gives, with
-    /// the returned message's Message-ID and, when that is one we delivered, its queue id
-    /// and sender. The event only informs: the suppression rules (token required) are
-    /// those of [`super::suppress`].
+    /// A spam complaint: counted once per message and recipient it is about (metric and
+    /// the sending domain's complaint rate), then one `complained` event to the ERP per
+    /// message and recipient the report names through a valid token (its stored address,
+    /// Message-ID and sender), or, without one, a single event about the complaining
+    /// address the report gives, with the returned message's Message-ID and, when that is
+    /// one we delivered, its queue id and sender. The event only informs: the suppression
+    /// rules (token required) are those of [`super::suppress`].
     pub(super) async fn complained(&self, dsn: QueueId, report: &BounceReport, origins: &[Origin]) {
+        let complaints = self.complaints(report, origins).await;
+        for c in &complaints {
+            self.count_complaint(report, c);
+        }
         let events = &self.inner.events;
         if !events.enabled() {
             return;
         }
+        let feedback_type = report
+            .feedback_type
+            .clone()
+            .unwrap_or_else(|| "abuse".to_owned());
+        for c in complaints {
+            events.emit(complaint_event(dsn, report, c, &feedback_type));
+        }
+    }
+
+    /// The metric sample and, for one of our sending domains, a complaint in its rate.
+    fn count_complaint(&self, report: &BounceReport, c: &Complaint) {
+        let sending_domain = self.sending_domain(&c.sender);
+        let provider = provider_of(report, &c.recipient);
+        self.inner.metrics.complaint(&sending_domain, provider);
+        if sending_domain != "other" {
+            self.inner.suspensions.record_complaint(&sending_domain);
+        }
+    }
+
+    /// What the complaint is about: per origin its token names, else what the quoted
+    /// Message-ID finds.
+    async fn complaints(&self, report: &BounceReport, origins: &[Origin]) -> Vec<Complaint> {
         let reported = report.recipients.first().map(|r| r.address.as_str());
         let reported = reported.filter(|a| !a.is_empty());
         let mut events_out = Vec::new();
@@ -77,13 +106,7 @@ impl Observer {
         if events_out.is_empty() {
             events_out.push(self.by_message_id(report, reported).await);
         }
-        let feedback_type = report
-            .feedback_type
-            .clone()
-            .unwrap_or_else(|| "abuse".to_owned());
-        for c in events_out {
-            events.emit(complaint_event(dsn, report, c, &feedback_type));
-        }
+        events_out
     }
 
     /// A complaint without a valid token: the message its quoted Message-ID names, when we
@@ -139,9 +162,7 @@ fn complaint_event(
     c: Complaint,
     feedback_type: &str,
 ) -> Event {
-    let hosts: Vec<&str> = report.reporting_mta.as_deref().into_iter().collect();
-    let rcpt = Some(c.recipient.as_str()).filter(|r| !r.is_empty());
-    let provider = detect_provider(rcpt, &hosts, "");
+    let provider = provider_of(report, &c.recipient);
     tracing::info!(dsn = %dsn, queue_id = c.queue_id, rcpt = %c.recipient, feedback_type, "spam complaint");
     Event {
         id: 0,
@@ -157,6 +178,13 @@ fn complaint_event(
         attempts: 0,
         direction: "outbound",
         feedback_type: Some(feedback_type.to_owned()),
-        provider: Some(provider.as_label().to_owned()),
+        provider: Some(provider.to_owned()),
     }
+}
+
+/// The complainant's provider, by its address and the report's Reporting-MTA.
+fn provider_of(report: &BounceReport, recipient: &str) -> &'static str {
+    let hosts: Vec<&str> = report.reporting_mta.as_deref().into_iter().collect();
+    let rcpt = Some(recipient).filter(|r| !r.is_empty());
+    detect_provider(rcpt, &hosts, "").as_label()
 }

@@ -230,7 +230,7 @@ impl Observer {
     }
 
     /// The `sending_domain` label of a sender: its domain when enrolled or served, else `other`.
-    fn sending_domain(&self, mail_from: &str) -> String {
+    pub(super) fn sending_domain(&self, mail_from: &str) -> String {
         let d = domain_of(mail_from);
         if self.inner.domains.contains(&d) {
             d

@@ -89,15 +89,23 @@ fn submission_policy(s: &Session, from: &ReversePath) -> Option<Reply> {
         }
     }
     // Also for trusted-network relays: a suspended domain sends nothing (issue 6 item 7).
-    match from {
-        ReversePath::Address(a) if s.ctx.suspensions.is_suspended(&a.domain) => {
-            info!(from = %from, "sending domain suspended");
+    let suspension = match from {
+        ReversePath::Address(a) => s.ctx.suspensions.get(&a.domain),
+        _ => None,
+    };
+    match suspension {
+        Some(susp) => {
+            info!(from = %from, reason = %susp.reason, "sending domain suspended");
             s.ctx
                 .metrics
                 .inbound_message("rejected", "domain_suspended");
-            Some(reply::SENDER_DOMAIN_SUSPENDED)
+            Some(if susp.complaints > 0 {
+                reply::SENDER_DOMAIN_SUSPENDED_COMPLAINTS
+            } else {
+                reply::SENDER_DOMAIN_SUSPENDED
+            })
         }
-        _ => warming_tempfail(s, from),
+        None => warming_tempfail(s, from),
     }
 }
 

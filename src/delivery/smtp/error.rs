@@ -32,6 +32,8 @@ pub enum SmtpError {
         host: String,
         ip: IpAddr,
         reason: String,
+        /// The host lacks the address (`EADDRNOTAVAIL`): a pool's next IP may take over.
+        missing: bool,
     },
     /// The message needs what the hop does not offer (SMTPUTF8 for a non-ASCII address,
     /// 8BITMIME for 8-bit content); `reply` is mxgate's own permanent refusal. Nothing was

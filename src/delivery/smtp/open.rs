@@ -64,6 +64,7 @@ impl Pool {
                 host: hop.host.clone(),
                 ip,
                 reason: format!("the host has no {family} address"),
+                missing: false,
             });
         }
         for addr in &addrs {
@@ -274,6 +275,7 @@ async fn connect(
             host: host.to_string(),
             ip,
             reason: e.to_string(),
+            missing: e.kind() == std::io::ErrorKind::AddrNotAvailable,
         })
     };
     let socket = if ip.is_ipv4() {

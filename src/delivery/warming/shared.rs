@@ -65,7 +65,7 @@ impl Warming {
     pub async fn admit_shared(
         &self,
         msg: &QueuedMessage,
-        plan: &Plan,
+        plan: &mut Plan,
     ) -> Result<Option<Ticket>, Hold> {
         let Some(ticket) = self.admit(msg, plan)? else {
             return Ok(None);
@@ -130,7 +130,7 @@ impl Warming {
         let Ok(mut st) = self.inner.state.lock() else {
             return;
         };
-        let reserved_ip = ticket.ip.as_ref().map(|(_, k)| k);
+        let reserved_ip = ticket.ip.iter().flat_map(super::IpSlot::keys);
         for key in std::iter::once(&ticket.day_key).chain(reserved_ip) {
             let n = self.get(&mut st, key).unwrap_or(0);
             self.put(&mut st, key, n.saturating_sub(1));

@@ -66,7 +66,7 @@ impl Warming {
 }
 
 impl Warming {
-    /// Drops day counters (`d/…/<day>`) older than yesterday and hourly counters
+    /// Drops day counters (`d/…/<day>`, `c/…/<day>`) older than yesterday and hourly counters
     /// (`h/…/<hour>`) older than the previous hour, from the cache and the store: nothing
     /// reads them again (a restart seeds the provider rate from this hour and the previous
     /// one), and without this both would grow by a few entries per domain every hour.
@@ -83,7 +83,7 @@ impl Warming {
                 return false;
             };
             match key.get(..2) {
-                Some(b"d/") => when + 1 < today,
+                Some(b"d/" | b"c/") => when + 1 < today,
                 Some(b"h/") => when + 1 < hour,
                 _ => false,
             }
@@ -91,7 +91,7 @@ impl Warming {
         st.counters.retain(|k, _| !stale(k.as_bytes()));
         let pruned = self.inner.col.with(|db| {
             let mut batch = rocksdb::WriteBatch::default();
-            for prefix in [&b"d/"[..], &b"h/"[..]] {
+            for prefix in [&b"d/"[..], &b"c/"[..], &b"h/"[..]] {
                 for item in db.scan(prefix, prefix_end(prefix)) {
                     let (key, _) = item?;
                     if stale(&key) {
