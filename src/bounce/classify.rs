@@ -59,7 +59,7 @@ pub fn classify_reply_with(
         (_, Some(c)) => (400..500).contains(&c),
         _ => false,
     };
-    let v = transient_class(v, transient, &mut probe);
+    let v = transient_class(v, transient, status, &mut probe);
     let kind = if transient {
         DeliveryKind::Transient
     } else {
@@ -210,12 +210,36 @@ fn read_text<'a>(
 
 /// RFC 3463 §3.1: class 4 is a transient failure, and a domain that does not exist is no
 /// transient condition; a 4.x.x "host not found" is a resolver failing, a network error.
-pub(crate) fn transient_class(v: Verdict, transient: bool, probe: &mut Probe<'_>) -> Verdict {
-    if transient && v.reason == Reason::HostUnknown && probe.hit(RuleId::Stage("transient")) {
+/// RFC 3463 §3.8: a class 4 X.7 code is the receiver's policy deferring this sender for now;
+/// with words that name no other cause ("server busy", "try again later", none at all) that
+/// is a throttle: the receiver wants this sender's mail slower.
+pub(crate) fn transient_class(
+    v: Verdict,
+    transient: bool,
+    status: Option<&str>,
+    probe: &mut Probe<'_>,
+) -> Verdict {
+    if !transient {
+        return v;
+    }
+    if v.reason == Reason::HostUnknown && probe.hit(RuleId::Stage("transient")) {
         return Verdict {
             reason: Reason::NetworkError,
             weak: false,
             rule: RuleId::Stage("transient"),
+        };
+    }
+    let policy_class = status.is_some_and(|s| s.starts_with("4.7."));
+    let causeless = v.weak
+        || matches!(
+            v.reason,
+            Reason::SystemError | Reason::NetworkError | Reason::Undefined
+        );
+    if policy_class && causeless && probe.hit(RuleId::Stage("policy-deferral")) {
+        return Verdict {
+            reason: Reason::Speeding,
+            weak: false,
+            rule: RuleId::Stage("policy-deferral"),
         };
     }
     v
@@ -373,6 +397,25 @@ mod tests {
         for (code, text, want) in cases {
             assert_eq!(cat(Some(*code), None, text), *want, "{text}");
         }
+    }
+
+    #[test]
+    fn a_transient_policy_code_without_a_cause_is_a_throttle() {
+        for text in [
+            "451 4.7.500 Server busy. Please try again later from [192.0.2.1].",
+            "421 4.7.0 Try again later, closing connection.",
+        ] {
+            assert_eq!(cat(None, None, text), Category::RateLimit, "{text}");
+        }
+        // Words that name the cause keep it; a permanent X.7 is no deferral.
+        assert_eq!(
+            cat(None, None, "421 4.7.0 [192.0.2.1] blocked using zen.spamhaus.org"),
+            Category::Blocked
+        );
+        assert_ne!(
+            cat(None, None, "554 5.7.0 Server busy"),
+            Category::RateLimit
+        );
     }
 
     #[test]

@@ -304,7 +304,7 @@ fn evaluate(
     let transient = status
         .as_deref()
         .map_or(reply_code.is_some_and(|c| c < 500), |s| s.starts_with('4'));
-    let verdict = transient_class(verdict, transient, &mut probe);
+    let verdict = transient_class(verdict, transient, status.as_deref(), &mut probe);
     let reason = verdict.reason;
     if let Some(matched) = probe.matched {
         ctx.traces.push(Trace {
