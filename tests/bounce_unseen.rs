@@ -231,7 +231,9 @@ fn score() -> (usize, usize, Vec<String>) {
         let report = bounce::parse(raw.as_bytes());
         let got = report.first_failed().and_then(|r| r.category);
         let ok = match want {
-            Some(cats) => report.kind == ReportKind::Bounce && got.is_some_and(|c| cats.contains(&c)),
+            Some(cats) => {
+                report.kind == ReportKind::Bounce && got.is_some_and(|c| cats.contains(&c))
+            }
             None => !report.is_bounce,
         };
         if ok {
@@ -254,13 +256,20 @@ fn held_out_wordings_of_unseen_mtas_are_classified_as_a_person_would() {
     }
     let share = right as f64 / total as f64;
     println!("held-out: {right}/{total} = {:.1}%", share * 100.0);
-    assert!(share >= 0.95, "held-out category accuracy {:.1}% < 95%", share * 100.0);
+    assert!(
+        share >= 0.95,
+        "held-out category accuracy {:.1}% < 95%",
+        share * 100.0
+    );
 }
 
 #[test]
 fn plain_mail_and_auto_replies_of_unseen_senders_are_no_bounces() {
     for (source, raw, want) in MESSAGES.iter().filter(|m| m.2.is_none()) {
         let report = bounce::parse(raw.as_bytes());
-        assert!(!report.is_bounce, "{source} read as a bounce (want {want:?})");
+        assert!(
+            !report.is_bounce,
+            "{source} read as a bounce (want {want:?})"
+        );
     }
 }

@@ -409,7 +409,11 @@ mod tests {
         }
         // Words that name the cause keep it; a permanent X.7 is no deferral.
         assert_eq!(
-            cat(None, None, "421 4.7.0 [192.0.2.1] blocked using zen.spamhaus.org"),
+            cat(
+                None,
+                None,
+                "421 4.7.0 [192.0.2.1] blocked using zen.spamhaus.org"
+            ),
             Category::Blocked
         );
         assert_ne!(

@@ -94,7 +94,11 @@ fn refine(block: &str, address: &str) -> String {
 fn line_starts(text: &str, ats: impl Iterator<Item = usize>) -> Vec<usize> {
     let (mut scanned, mut start) = (0, 0);
     ats.map(|at| {
-        if let Some(nl) = text.as_bytes().get(scanned..at).and_then(|b| b.iter().rposition(|&c| c == b'\n')) {
+        if let Some(nl) = text
+            .as_bytes()
+            .get(scanned..at)
+            .and_then(|b| b.iter().rposition(|&c| c == b'\n'))
+        {
             start = scanned + nl + 1;
         }
         scanned = scanned.max(at);
