@@ -7,6 +7,8 @@
 //! product's code table (`code_table`) → provider code ranges → the rest of the RFC 3463 table → generic wordings → the bare reply code →
 //! `Recipient Error` when nothing speaks. Every step is a named rule (`rules::RuleId`).
 
+use std::cell::OnceCell;
+
 use serde::Serialize;
 
 use super::category::{Category, DeliveryKind, Reason};
@@ -49,14 +51,15 @@ pub fn classify_reply_with(
         .or_else(|| codes::find_status(text));
     let reply_code = reply_code.or_else(|| codes::find_reply_code(text));
     let mut probe = Probe::new(rules, false);
-    let v = reason_from_texts(reply_code, status, &[text], 1, &mut probe);
+    let norm = OnceCell::new();
+    let v = reason_from_texts(reply_code, status, &[Text::new(text, &norm)], 1, &mut probe);
     let transient = match (status, reply_code) {
         (Some(s), _) if s.starts_with('4') => true,
         (Some(s), _) if s.starts_with('5') => false,
         (_, Some(c)) => (400..500).contains(&c),
         _ => false,
     };
-    let v = transient_class(v, transient, &mut probe);
+    let v = transient_class(v, transient, status, &mut probe);
     let kind = if transient {
         DeliveryKind::Transient
     } else {
@@ -87,6 +90,28 @@ pub(crate) struct Verdict {
     pub rule: RuleId,
 }
 
+/// A text the classifier reads and its normalised form (`normalize`), made at most once:
+/// the notice is shared by every recipient of a report, and most verdicts never need it.
+#[derive(Clone, Copy)]
+pub(crate) struct Text<'a> {
+    raw: &'a str,
+    norm: &'a OnceCell<String>,
+}
+
+impl<'a> Text<'a> {
+    pub fn new(raw: &'a str, norm: &'a OnceCell<String>) -> Text<'a> {
+        Text { raw, norm }
+    }
+
+    fn is_blank(&self) -> bool {
+        self.raw.trim().is_empty()
+    }
+
+    fn normalized(&self) -> &'a str {
+        self.norm.get_or_init(|| normalize(self.raw))
+    }
+}
+
 /// The reason behind a failure, from the strongest evidence available (see the module doc).
 /// The first `specific` texts speak about this recipient (its Diagnostic-Code, its block of
 /// the notice); the rest (the whole notice) are read after the status table, since a notice
@@ -95,7 +120,7 @@ pub(crate) struct Verdict {
 pub(crate) fn reason_from_texts(
     reply_code: Option<u16>,
     status: Option<&str>,
-    texts: &[&str],
+    texts: &[Text<'_>],
     specific: usize,
     probe: &mut Probe<'_>,
 ) -> Verdict {
@@ -106,14 +131,14 @@ pub(crate) fn reason_from_texts(
         out = pick(out, probe, RuleId::Status(id), reason, false);
     }
     let (near, far) = texts.split_at(specific.min(texts.len()));
-    let wordless = texts.iter().all(|t| t.trim().is_empty());
+    let wordless = texts.iter().all(Text::is_blank);
     // Normalised lazily: the broad texts (the whole notice) are rarely needed.
     let mut seen = Vec::new();
     for t in near {
         if out.is_some() && !tracing {
             return out.unwrap_or_else(nothing);
         }
-        out = read_text(out, t, &mut seen, probe);
+        out = read_text(out, *t, &mut seen, probe);
     }
     if let Some(reply) = reply_code
         && let Some((spelled, category)) = code_table::lookup(reply, status, wordless)
@@ -134,7 +159,7 @@ pub(crate) fn reason_from_texts(
         if strong.is_some() && !tracing {
             return out.unwrap_or_else(nothing);
         }
-        out = read_text(strong, t, &mut seen, probe).or(out);
+        out = read_text(strong, *t, &mut seen, probe).or(out);
     }
     for t in &seen {
         if let Some((reason, rule)) = phrases::match_fallback_with(t, probe) {
@@ -155,23 +180,23 @@ pub(crate) fn reason_from_texts(
 }
 
 /// The exact phrases, then the concepts, of one text; keeps the normalised text in `seen`.
-fn read_text(
+fn read_text<'a>(
     cur: Option<Verdict>,
-    text: &str,
-    seen: &mut Vec<String>,
+    text: Text<'a>,
+    seen: &mut Vec<&'a str>,
     probe: &mut Probe<'_>,
 ) -> Option<Verdict> {
-    if text.trim().is_empty() {
+    if text.is_blank() {
         return cur;
     }
-    let t = normalize(text);
+    let t = text.normalized();
     let tracing = probe.matched.is_some();
     let mut out = cur;
     for find in [phrases::explain_with, phrases::concept_with] {
         if out.is_some() && !tracing {
             break;
         }
-        if let Some((reason, rule)) = find(&t, probe) {
+        if let Some((reason, rule)) = find(t, probe) {
             out = out.or(Some(Verdict {
                 reason,
                 weak: false,
@@ -185,12 +210,36 @@ fn read_text(
 
 /// RFC 3463 §3.1: class 4 is a transient failure, and a domain that does not exist is no
 /// transient condition; a 4.x.x "host not found" is a resolver failing, a network error.
-pub(crate) fn transient_class(v: Verdict, transient: bool, probe: &mut Probe<'_>) -> Verdict {
-    if transient && v.reason == Reason::HostUnknown && probe.hit(RuleId::Stage("transient")) {
+/// RFC 3463 §3.8: a class 4 X.7 code is the receiver's policy deferring this sender for now;
+/// with words that name no other cause ("server busy", "try again later", none at all) that
+/// is a throttle: the receiver wants this sender's mail slower.
+pub(crate) fn transient_class(
+    v: Verdict,
+    transient: bool,
+    status: Option<&str>,
+    probe: &mut Probe<'_>,
+) -> Verdict {
+    if !transient {
+        return v;
+    }
+    if v.reason == Reason::HostUnknown && probe.hit(RuleId::Stage("transient")) {
         return Verdict {
             reason: Reason::NetworkError,
             weak: false,
             rule: RuleId::Stage("transient"),
+        };
+    }
+    let policy_class = status.is_some_and(|s| s.starts_with("4.7."));
+    let causeless = v.weak
+        || matches!(
+            v.reason,
+            Reason::SystemError | Reason::NetworkError | Reason::Undefined
+        );
+    if policy_class && causeless && probe.hit(RuleId::Stage("policy-deferral")) {
+        return Verdict {
+            reason: Reason::Speeding,
+            weak: false,
+            rule: RuleId::Stage("policy-deferral"),
         };
     }
     v
@@ -348,6 +397,29 @@ mod tests {
         for (code, text, want) in cases {
             assert_eq!(cat(Some(*code), None, text), *want, "{text}");
         }
+    }
+
+    #[test]
+    fn a_transient_policy_code_without_a_cause_is_a_throttle() {
+        for text in [
+            "451 4.7.500 Server busy. Please try again later from [192.0.2.1].",
+            "421 4.7.0 Try again later, closing connection.",
+        ] {
+            assert_eq!(cat(None, None, text), Category::RateLimit, "{text}");
+        }
+        // Words that name the cause keep it; a permanent X.7 is no deferral.
+        assert_eq!(
+            cat(
+                None,
+                None,
+                "421 4.7.0 [192.0.2.1] blocked using zen.spamhaus.org"
+            ),
+            Category::Blocked
+        );
+        assert_ne!(
+            cat(None, None, "554 5.7.0 Server busy"),
+            Category::RateLimit
+        );
     }
 
     #[test]

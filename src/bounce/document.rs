@@ -3,10 +3,13 @@
 //! fields (RFC 3464), the `message/feedback-report` (RFC 5965) and what is known of the
 //! original message.
 
+use std::cell::OnceCell;
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
+
+use super::codes;
 
 /// The pieces of a bounce.
 #[derive(Debug, Default)]
@@ -26,6 +29,16 @@ pub(crate) struct Document {
     pub dsn: Option<String>,
     pub feedback: Option<String>,
     pub original: Original,
+    /// What every recipient of a report reads in the notice, worked out once per report (a
+    /// report of 200 recipients normalised and scanned the notice 200 times).
+    notice_views: NoticeViews,
+}
+
+#[derive(Debug, Default)]
+struct NoticeViews {
+    normalized: OnceCell<String>,
+    reply_code: OnceCell<Option<u16>>,
+    status: OnceCell<Option<String>>,
 }
 
 /// What the returned message (or its headers) tells.
@@ -42,6 +55,27 @@ impl Document {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The notice lower-cased and folded for the phrase tables (`normalize::normalize`).
+    pub fn notice_normalized(&self) -> &OnceCell<String> {
+        &self.notice_views.normalized
+    }
+
+    /// The failure reply code the notice quotes (`codes::find_failure_reply_code`).
+    pub fn notice_reply_code(&self) -> Option<u16> {
+        *self
+            .notice_views
+            .reply_code
+            .get_or_init(|| codes::find_failure_reply_code(&self.notice))
+    }
+
+    /// The failure status code the notice quotes (`codes::find_failure_status`).
+    pub fn notice_status(&self) -> Option<&str> {
+        self.notice_views
+            .status
+            .get_or_init(|| codes::find_failure_status(&self.notice).map(str::to_owned))
+            .as_deref()
     }
 
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {

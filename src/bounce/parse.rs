@@ -2,8 +2,10 @@
 //! kind, the recipients (RFC 3464 fields first, notice text second), their codes and
 //! classification.
 
+use std::cell::OnceCell;
+
 use super::category::DeliveryKind;
-use super::classify::{Classification, certain, reason_from_texts, transient_class};
+use super::classify::{Classification, Text, certain, reason_from_texts, transient_class};
 use super::document::{self, Document};
 use super::heuristics::ses::SesNotice;
 use super::heuristics::{self, TextRecipient};
@@ -274,18 +276,20 @@ fn evaluate(
     single: bool,
     ctx: &mut Ctx<'_>,
 ) -> RecipientResult {
-    let sources = [diag, block, doc.notice.as_str()];
-    let own = if single || (diag.trim().is_empty() && block.trim().is_empty()) {
-        3
-    } else {
-        2
-    };
-    let status = pick_status(status, &sources[..own]);
-    let reply_code = sources
+    let own = single || (diag.trim().is_empty() && block.trim().is_empty());
+    let status = pick_status(status, [diag, block], own.then(|| doc.notice_status()));
+    let reply_code = [diag, block]
         .iter()
-        .find_map(|s| codes::find_failure_reply_code(s));
+        .find_map(|s| codes::find_failure_reply_code(s))
+        .or_else(|| doc.notice_reply_code());
     let mut probe = Probe::new(ctx.rules, ctx.trace);
-    let verdict = reason_from_texts(reply_code, status.as_deref(), &sources, 2, &mut probe);
+    let (diag_norm, block_norm) = (OnceCell::new(), OnceCell::new());
+    let texts = [
+        Text::new(diag, &diag_norm),
+        Text::new(block, &block_norm),
+        Text::new(&doc.notice, doc.notice_normalized()),
+    ];
+    let verdict = reason_from_texts(reply_code, status.as_deref(), &texts, 2, &mut probe);
     let own_words = format!("{diag}\n{block}");
     let verdict = sender_stage(verdict, &own_words, &mut probe);
     let senders: Vec<&str> = doc
@@ -300,7 +304,7 @@ fn evaluate(
     let transient = status
         .as_deref()
         .map_or(reply_code.is_some_and(|c| c < 500), |s| s.starts_with('4'));
-    let verdict = transient_class(verdict, transient, &mut probe);
+    let verdict = transient_class(verdict, transient, status.as_deref(), &mut probe);
     let reason = verdict.reason;
     if let Some(matched) = probe.matched {
         ctx.traces.push(Trace {
@@ -335,9 +339,18 @@ fn evaluate(
     }
 }
 
-/// The DSN Status unless it is generic (X.0.0) and the text names a precise code.
-fn pick_status(status: Option<&str>, sources: &[&str]) -> Option<String> {
-    let from_text = sources.iter().find_map(|s| codes::find_failure_status(s));
+/// The DSN Status unless it is generic (X.0.0) and the text names a precise code. The
+/// recipient's own texts first, then the notice's code (`None` when the notice is not about
+/// this recipient alone).
+fn pick_status(
+    status: Option<&str>,
+    own: [&str; 2],
+    notice: Option<Option<&str>>,
+) -> Option<String> {
+    let from_text = own
+        .iter()
+        .find_map(|s| codes::find_failure_status(s))
+        .or_else(|| notice.flatten());
     match (status, from_text) {
         (Some(s), Some(t))
             if s.ends_with(".0.0") && t.as_bytes().first() == s.as_bytes().first() =>

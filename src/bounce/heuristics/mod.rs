@@ -24,6 +24,9 @@ pub(crate) struct TextRecipient {
 
 /// At most this many recipients per notice.
 const MAX_RECIPIENTS: usize = 200;
+/// A recipient's block is cut after this many bytes: real ones are a few lines, and blocks
+/// of addresses sharing one long line would otherwise each run to the end of the notice.
+const MAX_BLOCK: usize = 16 * 1024;
 
 /// Recipients and their blocks, from the notice text.
 pub(crate) fn scan(doc: &Document) -> Vec<TextRecipient> {
@@ -50,15 +53,17 @@ pub(crate) fn scan(doc: &Document) -> Vec<TextRecipient> {
     if found.iter().any(|f| failed.contains(&f.address)) {
         found.retain(|f| failed.contains(&f.address));
     }
+    let starts = line_starts(notice, found.iter().map(|f| f.at));
     let mut out: Vec<TextRecipient> = Vec::with_capacity(found.len());
     for (i, f) in found.iter().enumerate() {
-        let start = line_start(notice, f.at);
-        let end = found[i + 1..]
+        let start = starts[i];
+        let end = starts[i + 1..]
             .iter()
-            .map(|n| line_start(notice, n.at))
+            .copied()
             .find(|&e| e > start)
-            .unwrap_or(notice.len());
-        let block = notice.get(start..end.max(start)).unwrap_or("");
+            .unwrap_or(notice.len())
+            .min(start + MAX_BLOCK);
+        let block = text_between(notice, start, end);
         out.push(TextRecipient {
             address: f.address.clone(),
             diagnostic: refine(block, &f.address),
@@ -84,10 +89,31 @@ fn refine(block: &str, address: &str) -> String {
     qmail::strip(&block)
 }
 
-fn line_start(text: &str, at: usize) -> usize {
-    text.get(..at)
-        .and_then(|t| t.rfind('\n'))
-        .map_or(0, |i| i + 1)
+/// The start of the line holding each offset of `ats` (ascending), in one pass over `text`:
+/// a notice naming hundreds of addresses on one long line must not be re-scanned per address.
+fn line_starts(text: &str, ats: impl Iterator<Item = usize>) -> Vec<usize> {
+    let (mut scanned, mut start) = (0, 0);
+    ats.map(|at| {
+        if let Some(nl) = text
+            .as_bytes()
+            .get(scanned..at)
+            .and_then(|b| b.iter().rposition(|&c| c == b'\n'))
+        {
+            start = scanned + nl + 1;
+        }
+        scanned = scanned.max(at);
+        start
+    })
+    .collect()
+}
+
+/// `text[start..end]`, `end` moved back to a char boundary.
+fn text_between(text: &str, start: usize, mut end: usize) -> &str {
+    end = end.min(text.len());
+    while end > start && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(start..end).unwrap_or("")
 }
 
 /// The original sender (the bounce's To, the original From) and the report's own From.

@@ -263,7 +263,6 @@ pub(super) const POLICY: &[(Reason, &[&str])] = &[
             "due to user complaints",
             "sender score",
             "senderscore",
-            "tss04",
         ],
     ),
     (
@@ -274,6 +273,7 @@ pub(super) const POLICY: &[(Reason, &[&str])] = &[
             "rate-limit",
             "ratelimit",
             "too fast",
+            "too quickly",
             "sending rate",
             "exceeded the rate",
             "message rate",
