@@ -223,6 +223,7 @@ async fn a_bind_that_fails_at_run_time_falls_back_to_the_pools_next_ip() {
         mxgate::routing::token::TokenKey::new([7; 32]),
         Arc::new(mxgate::routing::Router::new(&config)),
         mxgate::clock::Clock::system(),
+        mxgate::delivery::oauth2::Tokens::default(),
     );
     let to = "reader@remote.test";
     let msg = QueuedMessage {
@@ -242,8 +243,10 @@ async fn a_bind_that_fails_at_run_time_falls_back_to_the_pools_next_ip() {
             last_reply: None,
             category: None,
             updated_ms: 0,
+            esmtp: Default::default(),
         }],
         stream: Stream::Transactional,
+        esmtp: Default::default(),
     };
     let mut plan = relay.plan(&msg, to, None).await.expect("planned");
     assert_eq!(
@@ -257,7 +260,7 @@ async fn a_bind_that_fails_at_run_time_falls_back_to_the_pools_next_ip() {
     let body = b"From: <app@example.test>\r\nSubject: fallback\r\n\r\nHello\r\n";
     let (result, ip) = relay.send(&msg, 0, to, body, &plan).await;
     let reply = result.unwrap_or_else(|e| panic!("sent from the next IP: {e}"));
-    assert!(reply.starts_with("250"), "{reply}");
+    assert!(reply.reply.starts_with("250"), "{}", reply.reply);
     assert_eq!(ip.map(|i| i.to_string()).as_deref(), Some("127.0.0.1"));
     assert_eq!(peers(&sink, 1).await[to], "127.0.0.1");
 }

@@ -289,9 +289,11 @@ async fn each_stream_leaves_from_its_own_source_ip() {
             ("sending_ip", ip),
         ];
         // The sink has the message before the outcome's report counts it: poll.
-        eventually(20, &format!("2 {email_type} deliveries from {ip}"), || async {
-            (srv.metric(MESSAGES_DELIVERED, &labels).await == Some(2.0)).then_some(())
-        })
+        eventually(
+            20,
+            &format!("2 {email_type} deliveries from {ip}"),
+            || async { (srv.metric(MESSAGES_DELIVERED, &labels).await == Some(2.0)).then_some(()) },
+        )
         .await;
     }
     srv.shutdown().await;
