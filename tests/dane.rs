@@ -330,6 +330,21 @@ async fn wait_received(sink: &Sink, to: &str) -> Received {
     .await
 }
 
+/// TLS-RPT counts a DANE host's sessions under policy type `tlsa` (RFC 8460 §4.3).
+async fn tlsa_sessions(srv: &TestServer, result: &str) {
+    let labels = [("policy", "tlsa"), ("result", result)];
+    eventually(
+        20,
+        &format!("a tlsa session counted as {result}"),
+        || async {
+            srv.metric("mxgate_outbound_tls_sessions_total", &labels)
+                .await
+                .filter(|n| *n >= 1.0)
+        },
+    )
+    .await;
+}
+
 fn last_reply(m: &QueuedMessage) -> String {
     m.recipients[0].last_reply.clone().unwrap_or_default()
 }
@@ -351,6 +366,8 @@ async fn dane_ee_match_delivers_over_tls_and_a_bogus_tlsa_answer_defers() {
         last_reply(&m)
     );
 
+    tlsa_sessions(&srv, "success").await;
+
     // Same sink, same certificate, but the TLSA answer fails validation: never used.
     send(&srv, "bob@bogus.test").await;
     let m = wait_state(&srv, "bob@bogus.test", RcptState::Deferred).await;
@@ -364,6 +381,7 @@ async fn dane_ee_match_delivers_over_tls_and_a_bogus_tlsa_answer_defers() {
             .any(|r| r.rcpts.iter().any(|x| x == "bob@bogus.test")),
         "nothing reaches the host of a bogus TLSA RRset"
     );
+    tlsa_sessions(&srv, "dnssec-invalid").await;
     srv.shutdown().await;
 }
 
@@ -384,6 +402,7 @@ async fn a_certificate_the_tlsa_records_do_not_name_defers_with_the_reason() {
         sink.received().is_empty(),
         "no message over an unauthenticated session"
     );
+    tlsa_sessions(&srv, "tlsa-invalid").await;
 
     // The unsigned zone is delivered as before DANE: opportunistic STARTTLS, unverified.
     send(&srv, "cy@plain.test").await;

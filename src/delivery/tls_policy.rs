@@ -108,6 +108,15 @@ impl SessionPolicy {
         self.count(mx, Some(ResultType::ValidationFailure));
     }
 
+    /// A session to a host whose TLSA records (DANE) decided its TLS: counted for TLS-RPT
+    /// under policy type `tlsa` (RFC 8460 §4.3), since DANE replaces the domain's MTA-STS
+    /// policy for that host (RFC 8461 §2).
+    pub fn dane_session(&self, mx: &str, failure: Option<ResultType>) {
+        if let Some(r) = &self.recorder {
+            r.record(&self.domain, PolicyType::Tlsa, mx, failure);
+        }
+    }
+
     fn count(&self, mx: &str, failure: Option<ResultType>) {
         if let Some(r) = &self.recorder {
             r.record(&self.domain, self.policy_type, mx, failure);

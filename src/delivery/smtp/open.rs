@@ -20,6 +20,7 @@ use super::error::{SmtpError, describe, mail_err, reply_err, reply_line, tls_err
 use super::xoauth2::{self, Bearer};
 use super::{Hop, HopAuth, Pool, Steps, TlsMode};
 use crate::delivery::dane::TlsaPolicy;
+use crate::delivery::tls_rpt::ResultType;
 
 pub(super) type Io = Box<dyn IoStream>;
 pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -45,6 +46,9 @@ impl Pool {
     /// (of the source IP's family, when the hop has one).
     pub(super) async fn open(&self, hop: &Hop, steps: &mut Steps) -> Result<Conn, SmtpError> {
         if let Some(TlsaPolicy::Unusable(reason)) = hop.dane.as_deref() {
+            if let Some(p) = &hop.tls_policy {
+                p.dane_session(&hop.host, Some(ResultType::DnssecInvalid));
+            }
             return Err(SmtpError::Tls {
                 host: hop.host.clone(),
                 reason: reason.clone(),
@@ -112,11 +116,17 @@ impl Pool {
             // DANE takes precedence over MTA-STS (RFC 8461 §2): a hop with TLSA records
             // is checked by its DaneVerifier, not by the MTA-STS policy.
             let sts = hop.tls_policy.as_ref().filter(|_| hop.dane.is_none());
+            // …and counted for TLS-RPT as a `tlsa` session.
+            let dane_rpt = hop.tls_policy.as_ref().filter(|_| hop.dane.is_some());
             let mut chain = None;
             if offered {
                 let started = starttls(client, &connector, &hop.host, &host).await;
                 if let (Err(_), Some(p)) = (&started, sts) {
                     p.handshake_failed(&hop.host);
+                }
+                if let Some(p) = dane_rpt {
+                    let failure = started.as_ref().err().map(|_| ResultType::TlsaInvalid);
+                    p.dane_session(&hop.host, failure);
                 }
                 let (c, certs) = started?;
                 client = c;
@@ -129,6 +139,9 @@ impl Pool {
                         host: host.clone(),
                         reason: f.reason,
                     })?;
+            }
+            if let (false, Some(p)) = (offered, dane_rpt) {
+                p.dane_session(&hop.host, Some(ResultType::StartTlsNotSupported));
             }
             if !offered && (hop.tls == TlsMode::StartTls || hop.dane.is_some()) {
                 return Err(SmtpError::Tls {
