@@ -1,0 +1,142 @@
+//! Held-out check of issue 14 on WHOLE messages: bounces of MTA families and providers that
+//! are not in the shared corpus (Sendmail, qmail, Courier, OpenSMTPD, Domino, Gmail, SES,
+//! GMX/Web.de, Mail.ru, Biglobe, MessageLabs, ...) and non-bounces (auto-replies with and
+//! without RFC 3834 headers, challenge-response, read receipts, people quoting a bounce),
+//! in `tests/bounce_unseen_mail/` (see its README). The set was written before the parser
+//! was tuned on it; fixes since go to general causes, never to one file.
+//!
+//! Scores category, enhanced status, reply code, the failed recipient's address and
+//! bounce / non-bounce, per family, and prints every miss.
+//! Run: `cargo test --test bounce_unseen_mail -- --nocapture`.
+
+#[path = "bounce_corpus/score.rs"]
+mod score;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use mxgate::bounce;
+use score::{Score, pct};
+use serde_json::Value;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bounce_unseen_mail")
+}
+
+/// Address of the first failed recipient against the label's (when it names one).
+fn score_address(
+    label: &Value,
+    report: &bounce::BounceReport,
+    ok: &mut usize,
+    total: &mut usize,
+    misses: &mut Vec<String>,
+) {
+    let Some(want) = label["recipients"][0]["address"].as_str() else {
+        return;
+    };
+    if !label["is_bounce"].as_bool().unwrap_or(false) {
+        return;
+    }
+    *total += 1;
+    let got = report.first_failed().map_or("", |r| r.address.as_str());
+    if got.eq_ignore_ascii_case(want) {
+        *ok += 1;
+    } else {
+        misses.push(format!(
+            "{}: recipient want {want} got {got:?}",
+            label["file"].as_str().unwrap_or("?")
+        ));
+    }
+}
+
+#[test]
+fn unseen_whole_messages_meet_the_issue_goals() {
+    let labels = std::fs::read_to_string(dir().join("labels.jsonl")).expect("labels readable");
+    let mut total = Score::default();
+    let mut families: BTreeMap<String, Score> = BTreeMap::new();
+    let (mut addr_ok, mut addr_total, mut addr_misses) = (0, 0, Vec::new());
+    for line in labels.lines().filter(|l| !l.trim().is_empty()) {
+        let label: Value = serde_json::from_str(line).expect("labels.jsonl line is JSON");
+        let file = label["file"].as_str().expect("label has a file");
+        let raw = std::fs::read(dir().join(file)).expect("labelled email is readable");
+        let (report, traces) = bounce::parse_traced(&raw, &bounce::Rules::all());
+        let rule = traces
+            .first()
+            .map_or(String::new(), |t| t.decided.to_string());
+        total.add(&label, &report, &rule);
+        let family = label["family"].as_str().unwrap_or("?").to_owned();
+        families
+            .entry(family)
+            .or_default()
+            .add(&label, &report, &rule);
+        score_address(
+            &label,
+            &report,
+            &mut addr_ok,
+            &mut addr_total,
+            &mut addr_misses,
+        );
+    }
+    println!("per family (category, status, reply, is_bounce):");
+    for (fam, s) in &families {
+        let ok_bounce = s.emails - s.false_pos - s.false_neg;
+        println!(
+            "  {fam:<16} {:>3} cat {:>3}/{:<3} status {:>3}/{:<3} reply {:>3}/{:<3} is_bounce {:>3}/{:<3} ({:.0}%)",
+            s.emails,
+            s.cat_ok,
+            s.cat_total,
+            s.status_ok,
+            s.status_total,
+            s.reply_ok,
+            s.reply_total,
+            ok_bounce,
+            s.emails,
+            pct(s.cat_ok, s.cat_total)
+        );
+    }
+    total.print("held-out whole messages");
+    println!(
+        "  recipient accuracy: {addr_ok}/{addr_total} = {:.2}%",
+        pct(addr_ok, addr_total)
+    );
+    for m in &addr_misses {
+        println!("    {m}");
+    }
+    // Issue 14's goals here are category >= 95%, status >= 98%, no non-bounce read as a
+    // bounce. Scored as written (2026-12-06, before any tuning on this set): category 44/49,
+    // status 38/39, reply 34/35, 1 false positive, 2 false negatives, recipients 47/49. The
+    // goals are NOT met yet (issue 14 stays open); until they are, this guards the as-written
+    // floor, so a change that makes unseen mail worse fails here.
+    assert!(
+        total.cat_ok >= 44,
+        "category {}/{} fell below the as-written 44",
+        total.cat_ok,
+        total.cat_total
+    );
+    assert!(
+        total.status_ok >= 38,
+        "status {}/{} fell below the as-written 38",
+        total.status_ok,
+        total.status_total
+    );
+    assert!(
+        total.reply_ok >= 34,
+        "reply {}/{} fell below the as-written 34",
+        total.reply_ok,
+        total.reply_total
+    );
+    assert!(
+        total.false_pos <= 1,
+        "{} non-bounces read as bounces (as written: 1)",
+        total.false_pos
+    );
+    assert!(
+        total.false_neg <= 2,
+        "{} bounces missed (as written: 2)",
+        total.false_neg
+    );
+    assert!(
+        addr_ok >= 47,
+        "recipients {addr_ok}/{addr_total} fell below the as-written 47"
+    );
+}
