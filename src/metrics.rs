@@ -410,24 +410,40 @@ impl Metrics {
     }
 
     /// A provider's hourly cap in effect (after throttling), this hour's use, throttle level.
-    pub fn provider_rate(&self, domain: &str, provider: &str, cap: u64, used: u64, level: u32) {
-        let l = [("sending_domain", domain), ("provider", provider)];
+    /// `ip`: the pool source IP the rate is kept for (a `sending_ip` label, the SPEC's name
+    /// for it); `None` for a stream with one source IP, whose series keep their labels.
+    pub fn provider_rate(
+        &self,
+        domain: &str,
+        provider: &str,
+        ip: Option<&str>,
+        cap: u64,
+        used: u64,
+        level: u32,
+    ) {
+        let l = rate_labels(domain, provider, ip);
         self.gauge(PROVIDER_HOURLY_CAP, &l, cap as f64);
         self.gauge(PROVIDER_HOURLY_SENT, &l, used as f64);
-        self.provider_throttle_level(domain, provider, level);
+        self.provider_throttle_level(domain, provider, ip, level);
     }
 
     /// Throttle level: the hourly cap is divided by 2^level (0 = not throttled).
-    pub fn provider_throttle_level(&self, domain: &str, provider: &str, level: u32) {
-        let l = [("sending_domain", domain), ("provider", provider)];
+    pub fn provider_throttle_level(
+        &self,
+        domain: &str,
+        provider: &str,
+        ip: Option<&str>,
+        level: u32,
+    ) {
+        let l = rate_labels(domain, provider, ip);
         self.gauge(PROVIDER_THROTTLE_LEVEL, &l, f64::from(level));
     }
 
-    /// A rate-limit reply (421 / 4.7.x) that slowed a provider down.
-    pub fn throttle_event(&self, domain: &str, provider: &str) {
+    /// A rate-limit reply (421 / 4.7.x) that slowed a provider down (for `ip` of a pool).
+    pub fn throttle_event(&self, domain: &str, provider: &str, ip: Option<&str>) {
         self.counter(
             PROVIDER_THROTTLE_EVENTS,
-            &[("sending_domain", domain), ("provider", provider)],
+            &rate_labels(domain, provider, ip),
             1,
         );
     }
@@ -483,6 +499,19 @@ fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
 
 fn metadata() -> Metadata<'static> {
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
+}
+
+/// Labels of a provider-rate series: `sending_ip` only for a pool IP's own rate.
+fn rate_labels<'a>(
+    domain: &'a str,
+    provider: &'a str,
+    ip: Option<&'a str>,
+) -> Vec<(&'static str, &'a str)> {
+    let mut l = vec![("sending_domain", domain), ("provider", provider)];
+    if let Some(ip) = ip {
+        l.push(("sending_ip", ip));
+    }
+    l
 }
 
 #[cfg(test)]

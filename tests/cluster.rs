@@ -314,6 +314,55 @@ async fn a_providers_hourly_rate_is_one_gcra_shared_by_both_nodes() {
 }
 
 #[tokio::test]
+async fn a_pool_ips_hourly_rate_is_its_own_gcra_shared_by_both_nodes() {
+    let redis = Redis::start().await;
+    let sink = sink().await;
+    // Gmail at 2 an hour per source IP, two IPs: 4 go out across both nodes, 2 from each.
+    let toml = format!(
+        "{}\n[streams]\ntransactional_source_ips = [{{ ip = \"127.0.0.1\" }}, {{ ip = \"127.0.0.2\" }}]\n\
+         [warming.providers.gmail]\nnew_hourly = 2\nwarmed_hourly = 2\n",
+        warming_toml(&sink)
+    );
+    let a = node(&redis, "a", &toml).await;
+    let b = node(&redis, "b", &toml).await;
+    wait_up(&a, 1.0).await;
+    wait_up(&b, 1.0).await;
+    relay_to(&a, "a", "gmail.com", 3).await;
+    relay_to(&b, "b", "gmail.com", 3).await;
+    eventually(20, "6 gmail recipients sent or held", || async {
+        let (sa, ha) = states_for(&a, "provider rate");
+        let (sb, hb) = states_for(&b, "provider rate");
+        (sa + ha + sb + hb == 6).then_some(())
+    })
+    .await;
+    let received = sink.received();
+    let from = |ip: &str| received.iter().filter(|r| r.peer.to_string() == ip).count();
+    assert_eq!(
+        (from("127.0.0.1"), from("127.0.0.2")),
+        (2, 2),
+        "one shared cell of 2 per IP, not one of 2 for the pool"
+    );
+    let mut conn = redis.connection().await;
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*warm:h:*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    keys.sort();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys[0].ends_with("warm:h:example.test:gmail:127.0.0.1"),
+        "{keys:?}"
+    );
+    assert!(
+        keys[1].ends_with("warm:h:example.test:gmail:127.0.0.2"),
+        "{keys:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
 async fn with_redis_killed_both_nodes_go_on_at_half_the_cap_and_converge_when_it_returns() {
     let mut redis = Redis::start().await;
     let sink = sink().await;

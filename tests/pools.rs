@@ -12,10 +12,15 @@ use common::process::spawn_server;
 use common::sink::{Sink, SinkOptions, SinkTls};
 use common::{Erp, Listener, SmtpClient, TestServer, eventually};
 use mxgate::config::HumanDuration;
-use mxgate::metrics::{PROVIDER_DAILY_CAP, PROVIDER_DAILY_SENT, WARMING_DEFERRALS};
+use mxgate::metrics::{
+    PROVIDER_DAILY_CAP, PROVIDER_DAILY_SENT, PROVIDER_HOURLY_CAP, PROVIDER_HOURLY_SENT,
+    PROVIDER_THROTTLE_LEVEL, WARMING_DEFERRALS,
+};
 use mxgate::queue::RcptState;
 
 const DAY: u64 = 86_400;
+const HOUR: u64 = 3_600;
+const POOL: [&str; 2] = ["127.0.0.1", "127.0.0.2"];
 
 async fn sink() -> Sink {
     Sink::start(SinkOptions {
@@ -263,4 +268,167 @@ async fn a_bind_that_fails_at_run_time_falls_back_to_the_pools_next_ip() {
     assert!(reply.reply.starts_with("250"), "{}", reply.reply);
     assert_eq!(ip.map(|i| i.to_string()).as_deref(), Some("127.0.0.1"));
     assert_eq!(peers(&sink, 1).await[to], "127.0.0.1");
+}
+
+/// Trusted relay through the pool 127.0.0.1 + 127.0.0.2 with gmail at `hourly` messages an
+/// hour per IP (new or warmed), no daily cap at gmail.
+fn hourly_toml(sink: &Sink, hourly: u64) -> String {
+    relay_toml(
+        sink,
+        &format!(
+            "[streams]\ntransactional_source_ips = [{{ ip = \"127.0.0.1\" }}, {{ ip = \"127.0.0.2\" }}]\n\
+             [warming]\nenabled = true\n\
+             [warming.providers.gmail]\nnew_hourly = {hourly}\nwarmed_hourly = {hourly}\n"
+        ),
+    )
+}
+
+async fn start_pool(toml: &str) -> TestServer {
+    TestServer::start_configured(Erp::start().await, toml, |c| {
+        c.queue.expire_after = HumanDuration::secs(10 * DAY);
+    })
+    .await
+}
+
+/// Steps `srv`'s clock to 20 minutes past the next full hour (no hour boundary inside the
+/// test); returns the step, to make again after a restart (which starts a fresh clock).
+fn align_hour(srv: &TestServer) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let step = Duration::from_secs(HOUR - now % HOUR + 20 * 60);
+    srv.running().clock.advance(step);
+    step
+}
+
+fn gmail(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}@gmail.com")).collect()
+}
+
+fn rate_labels(ip: &str) -> [(&'static str, &str); 3] {
+    [
+        ("sending_domain", "example.test"),
+        ("provider", "gmail"),
+        ("sending_ip", ip),
+    ]
+}
+
+#[tokio::test]
+async fn each_pool_ip_has_its_own_hourly_rate_at_a_provider_kept_across_a_restart() {
+    let sink = sink().await;
+    let mut srv = start_pool(&hourly_toml(&sink, 2)).await;
+    let step = align_hour(&srv);
+    relay(
+        srv.addr(Listener::Submission),
+        "app@example.test",
+        &gmail("a", 5),
+    )
+    .await;
+    let got = peers(&sink, 4).await;
+    assert_eq!(
+        (count(&got, POOL[0]), count(&got, POOL[1])),
+        (2, 2),
+        "2 an hour from each IP: {got:?}"
+    );
+    let waiting = eventually(20, "the fifth held", || async {
+        let h = held(&srv, "provider rate");
+        (h.len() == 1).then_some(h)
+    })
+    .await;
+    let reason = waiting[0].last_reply.clone().unwrap_or_default();
+    assert!(reason.contains("to gmail in use"), "{reason}");
+    assert!(reason.contains("all 2 source IPs"), "{reason}");
+    for ip in POOL {
+        let l = rate_labels(ip);
+        assert_eq!(srv.metric(PROVIDER_HOURLY_CAP, &l).await, Some(2.0), "{ip}");
+        assert_eq!(
+            srv.metric(PROVIDER_HOURLY_SENT, &l).await,
+            Some(2.0),
+            "{ip}"
+        );
+    }
+    assert_eq!(sink.received().len(), 4);
+
+    // Same hour after a restart: each IP's two sends still count, a new one is held too.
+    srv.restart().await;
+    srv.running().clock.advance(step);
+    relay(
+        srv.addr(Listener::Submission),
+        "app@example.test",
+        &gmail("b", 1),
+    )
+    .await;
+    eventually(20, "the new one held as well", || async {
+        (held(&srv, "provider rate").len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        sink.received().len(),
+        4,
+        "a fresh limiter would have let one out"
+    );
+    // Half an hour later one cell is free on each IP: both held go, one from each.
+    srv.running().clock.advance(Duration::from_secs(HOUR / 2));
+    let got = peers(&sink, 6).await;
+    assert_eq!(
+        (count(&got, POOL[0]), count(&got, POOL[1])),
+        (3, 3),
+        "{got:?}"
+    );
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_throttle_on_one_pool_ip_leaves_the_other_ips_rate_unchanged() {
+    let sink = sink().await;
+    let srv = start_pool(&hourly_toml(&sink, 4)).await;
+    align_hour(&srv);
+    // The first attempt is told to slow down.
+    sink.script_rcpt(&["421 4.7.0 Try again later"]);
+    relay(
+        srv.addr(Listener::Submission),
+        "app@example.test",
+        &gmail("a", 1),
+    )
+    .await;
+    let throttled = eventually(20, "one IP throttled", || async {
+        for ip in POOL {
+            if srv.metric(PROVIDER_THROTTLE_LEVEL, &rate_labels(ip)).await == Some(1.0) {
+                return Some(ip);
+            }
+        }
+        None
+    })
+    .await;
+    let other = POOL.into_iter().find(|ip| *ip != throttled).expect("other");
+    // The throttled IP: cap 4 halved to 2, one cell used by the 421'd attempt → one more.
+    // The other keeps its 4.
+    relay(
+        srv.addr(Listener::Submission),
+        "app@example.test",
+        &gmail("b", 6),
+    )
+    .await;
+    let got = peers(&sink, 5).await;
+    eventually(20, "the sixth held", || async {
+        (!held(&srv, "provider rate").is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        (count(&got, throttled), count(&got, other)),
+        (1, 4),
+        "{got:?}"
+    );
+    assert_eq!(sink.received().len(), 5);
+    for (ip, cap) in [(throttled, 2.0), (other, 4.0)] {
+        let got = srv.metric(PROVIDER_HOURLY_CAP, &rate_labels(ip)).await;
+        assert_eq!(got, Some(cap), "{ip}");
+    }
+    assert_eq!(
+        srv.metric(PROVIDER_THROTTLE_LEVEL, &rate_labels(other))
+            .await,
+        Some(0.0)
+    );
+    srv.shutdown().await;
 }

@@ -8,7 +8,8 @@
 //! provider down on a rate-limit reply.
 //!
 //! Daily caps are day counters: the next window is the next UTC day. Provider rates are
-//! `governor` GCRA limiters ([`rate`](super::rate)) per (sending domain, provider),
+//! `governor` GCRA limiters ([`rate`](super::rate)) per (sending domain, provider) — and per
+//! source IP for mail leaving from an IP of a pool ([`RateKey`]),
 //! `Quota::per_hour(cap)`: a burst of the cap, then one message per `1 h / cap`; a held
 //! recipient retries when governor says the next cell is free (or the throttle's next
 //! recovery step, if sooner), so held mail is paced through the hour rather than sent in a
@@ -18,8 +19,8 @@
 //! provider's rate, above all of the `421`s that throttling answers.
 //!
 //! Storage: the `warming` family of the one RocksDB: `f/<domain>` → first day (UTC day
-//! number), `d/<domain>/<day>` → messages that day, `h/<domain>/<provider>/<hour>` →
-//! attempts admitted that clock hour; so a restart neither resets the day in warming nor its
+//! number), `d/<domain>/<day>` → messages that day, `h/<domain>/<provider>/<hour>` (pool IPs:
+//! `h/<domain>/<provider>/<ip>/<hour>`) → attempts admitted that clock hour; so a restart neither resets the day in warming nor its
 //! count. governor's state is in memory only: after a restart a provider's limiter is seeded
 //! on first use from the `h/` counters of the last 60 minutes ([`rate::recent_use`]), so a
 //! restart grants no fresh burst. Values are little-endian u64. Counters are cached in
@@ -27,8 +28,8 @@
 //!
 //! Split: this file is the admit/settle policy (daily caps of the sending domain and the
 //! source IP, tickets); [`provider_rate`] is the hourly provider step with its governor
-//! limiters; [`source_ip`] picks the source IP of a pool with room in its tier and
-//! provider daily cap; [`store`] holds the counters and last-IP records (RocksDB, cached, written
+//! limiters; [`source_ip`] picks the source IP of a pool with room in its tier, provider
+//! daily cap and (per IP) provider hourly rate; [`store`] holds the counters and last-IP records (RocksDB, cached, written
 //! through) and the `warming.start` date parsing.
 
 mod policy;
@@ -46,7 +47,7 @@ use tokio::sync::Semaphore;
 
 use super::plan::Plan;
 use super::rate::{HOUR_MS, ProviderLimiter};
-use super::throttle::{self, Throttles};
+use super::throttle::{self, RateKey, Throttles};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Column, Db, DbError, Family};
@@ -55,7 +56,7 @@ use crate::metrics::Metrics;
 use crate::providers::ProviderTable;
 use crate::queue::{Hold, Outcome, QueuedMessage};
 use policy::Policy;
-use source_ip::IpSlot;
+use source_ip::{Ask, IpSlot, Slots};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -93,8 +94,8 @@ struct Inner {
 struct State {
     counters: HashMap<String, u64>,
     throttles: Throttles,
-    /// Provider rate limiters per (sending domain, provider).
-    limiters: HashMap<(String, String), ProviderLimiter>,
+    /// Provider rate limiters per (sending domain, provider[, pool source IP]).
+    limiters: HashMap<RateKey, ProviderLimiter>,
     /// Per stream, the source IP relayed mail of that stream last left from (loaded from
     /// `l/ip` (transactional) / `l/ip/mass` on first use).
     last_ip: HashMap<Stream, Option<String>>,
@@ -108,6 +109,8 @@ pub struct Ticket {
     domain: String,
     day_key: String,
     provider: String,
+    /// The hourly rate the attempt took a cell of (per source IP for a pool's IPs).
+    rate: RateKey,
     /// Whether the provider has a rate (and so a throttle).
     rated: bool,
     /// The slots reserved for the source IP this attempt leaves from.
@@ -236,8 +239,14 @@ impl Warming {
     /// `Ok(None)`: warming does not apply to this recipient.
     /// `plan`: the attempt's plan, made with [`Warming::providers`] (its provider and the
     /// stream's source IP are what is counted); with a pool of source IPs, the first of
-    /// its order with room in its tier and provider cap becomes the plan's source.
-    pub fn admit(&self, msg: &QueuedMessage, plan: &mut Plan) -> Result<Option<Ticket>, Hold> {
+    /// its order with room in its tier, provider daily cap and provider hourly rate becomes
+    /// the plan's source. `exclude`: pool IPs not to take (refused by the cluster).
+    pub fn admit(
+        &self,
+        msg: &QueuedMessage,
+        plan: &mut Plan,
+        exclude: &[IpAddr],
+    ) -> Result<Option<Ticket>, Hold> {
         let Some(domain) = self.sending_domain(msg) else {
             return Ok(None);
         };
@@ -273,8 +282,14 @@ impl Warming {
                 retry_at: (today + 1) * DAY_MS,
             });
         }
-        let ip = self.source_ip_slot(&mut st, msg, plan, &domain, &provider, today)?;
-        let hourly = self.provider_rate(&mut st, &domain, &provider, cap.is_some(), now)?;
+        let ask = Ask {
+            msg,
+            domain: &domain,
+            provider: &provider,
+            domain_new: cap.is_some(),
+            exclude,
+        };
+        let Slots { ip, rate, hourly } = self.source_ip_slot(&mut st, &ask, plan, now)?;
         let rated = hourly.is_some();
         self.put(&mut st, &day_key, sent + 1);
         m.warming_day(&domain, day, cap, sent + 1);
@@ -296,6 +311,7 @@ impl Warming {
             domain,
             day_key,
             provider,
+            rate,
             rated,
             ip,
             stream: msg.stream,
@@ -346,17 +362,24 @@ impl Warming {
             self.put(&mut st, key, n.saturating_sub(1));
         }
         if ticket.rated && throttle::is_rate_limit(reason) {
-            let c = st
-                .throttles
-                .slow_down(&ticket.domain, &ticket.provider, now);
+            // A pool IP's rate: the IP the provider saw (a failed bind may have moved the
+            // attempt to the pool's next IP) is the one slowed down.
+            let mut key = ticket.rate;
+            if key.ip.is_some()
+                && let Some(addr) = sending_ip
+            {
+                key.ip = Some(addr.to_string());
+            }
+            let c = st.throttles.slow_down(&key, now);
+            let ip = key.ip.as_deref();
             tracing::warn!(
-                sending_domain = %ticket.domain, provider = %ticket.provider,
-                from = c.from, to = c.to, reason = %reason,
+                sending_domain = %key.domain, provider = %key.provider,
+                sending_ip = ip.unwrap_or(""), from = c.from, to = c.to, reason = %reason,
                 "provider rate-limited us: hourly cap halved"
             );
             let m = &self.inner.metrics;
-            m.throttle_event(&ticket.domain, &ticket.provider);
-            m.provider_throttle_level(&ticket.domain, &ticket.provider, c.to);
+            m.throttle_event(&key.domain, &key.provider, ip);
+            m.provider_throttle_level(&key.domain, &key.provider, ip, c.to);
         }
     }
 }

@@ -1,11 +1,16 @@
-//! The provider-rate step of [`Warming::admit`]: the hourly cap of (sending domain,
-//! provider) — new or warmed sender, scaled down by the [`throttle`] level — enforced by a
-//! governor limiter ([`rate`]), and the persisted `h/` hour counters that seed a limiter
-//! after a restart.
+//! The provider-rate step of [`Warming::admit`]: the hourly cap of a [`RateKey`] — (sending
+//! domain, provider), and the source IP when the mail leaves from an IP of a pool — new or
+//! warmed sender, scaled down by the [`throttle`] level, enforced by a governor limiter
+//! ([`rate`]), and the persisted `h/` hour counters that seed a limiter after a restart.
 //!
 //! Also the provider's `connections` limit ([`Warming::connection`]), the other per-provider
 //! limit. Separate from the daily caps in `warming.rs` because it is the only part with
 //! in-memory state that must be rebuilt (limiters) and whose window is not a UTC day.
+//!
+//! Upgrade from per-domain rates: a pool IP's first counter of an hour that still has a
+//! per-domain counter (`h/<domain>/<provider>/<hour>`, written before rates were kept per
+//! IP) starts at its share of it (rounded up) and is written, so that across the upgrade
+//! the pool neither forgets those sends nor counts them once per IP.
 
 use std::sync::Arc;
 
@@ -14,67 +19,88 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{State, Ticket, Warming};
 use crate::config::ProviderRate;
 use crate::delivery::rate::{self, Check, HOUR_MS, ProviderLimiter};
-use crate::delivery::throttle;
+use crate::delivery::throttle::{self, RateKey};
 use crate::queue::Hold;
 
 impl Warming {
-    /// Takes a cell of the provider's hourly rate, or the hold until the next free one.
+    /// Takes a cell of `key`'s hourly rate, or the hold until the next free one.
     /// `Ok(Some(hourly cap))` (the full cap, before a cluster node's share);
     /// `Ok(None)`: the provider has no configured rate (nor a throttle).
+    /// `pool_size`: the IPs of the pool `key.ip` belongs to (the upgrade share).
+    /// The caller counts a hold in `mxgate_warming_deferrals_total` (once per recipient,
+    /// however many IPs of a pool were tried).
     pub(super) fn provider_rate(
         &self,
         st: &mut State,
-        domain: &str,
-        provider: &str,
+        key: &RateKey,
         new_sender: bool,
+        pool_size: usize,
         now: u64,
     ) -> Result<Option<u64>, Hold> {
-        let Some(rate) = self.policy.rates.get(provider) else {
+        let Some(rate) = self.policy.rates.get(&key.provider) else {
             return Ok(None);
         };
         let hour = now / HOUR_MS;
-        let (level, full) = self.hourly_cap(st, rate, domain, provider, new_sender, now);
+        let (level, full) = self.hourly_cap(st, rate, key, new_sender, now);
         let hcap = (full / self.share_divisor()).max(1);
-        let key = format!("h/{domain}/{provider}/{hour}");
-        let hour_used = self.get(st, &key).unwrap_or(0);
-        let mut limiter = self.limiter(st, domain, provider, hcap, now, hour);
+        let hour_key = key.hour_key(hour);
+        let hour_used = self.hour_count(st, key, hour, pool_size);
+        let mut limiter = self.limiter(st, key, hcap, now, hour, pool_size);
         let check = limiter.check();
         let cap = limiter.cap();
-        st.limiters
-            .insert((domain.to_string(), provider.to_string()), limiter);
+        st.limiters.insert(key.clone(), limiter);
         let m = &self.inner.metrics;
+        let (d, p, ip) = (&key.domain, &key.provider, key.ip.as_deref());
         match check {
             Check::Denied { retry_at_ms } => {
-                m.provider_rate(domain, provider, cap, hour_used, level);
-                m.warming_deferral(domain, "provider rate");
+                m.provider_rate(d, p, ip, cap, hour_used, level);
                 // The next free cell, or the throttle's next recovery step if sooner.
                 let retry_at = st
                     .throttles
-                    .recovers_at(domain, provider, self.policy.quiet_ms)
+                    .recovers_at(key, self.policy.quiet_ms)
                     .map_or(retry_at_ms, |t| t.min(retry_at_ms));
                 let wait_s = retry_at.saturating_sub(now).div_ceil(1000);
                 Err(Hold {
                     reason: format!(
-                        "provider rate: {cap} of {cap} messages an hour from {domain} to {provider} in use; next slot in {wait_s} s"
+                        "provider rate: {cap} of {cap} messages an hour {} in use; next slot in {wait_s} s",
+                        key.describe()
                     ),
                     retry_at,
                 })
             }
             Check::Allowed { .. } => {
-                self.put(st, &key, hour_used + 1);
-                m.provider_rate(domain, provider, cap, hour_used + 1, level);
+                self.put(st, &hour_key, hour_used + 1);
+                m.provider_rate(d, p, ip, cap, hour_used + 1, level);
                 Ok(Some(full))
             }
         }
     }
 
-    /// (throttle level, hourly cap at that level) of (`domain`, `provider`) now.
+    /// Attempts admitted for `key` in clock hour `hour`; for a pool IP without a counter of
+    /// its own yet, its share of a per-domain counter left by the previous version (module
+    /// doc), which then becomes its counter.
+    fn hour_count(&self, st: &mut State, key: &RateKey, hour: u64, pool_size: usize) -> u64 {
+        let own = key.hour_key(hour);
+        if let Some(n) = self.get(st, &own) {
+            return n;
+        }
+        if key.ip.is_none() {
+            return 0;
+        }
+        let legacy = RateKey::new(&key.domain, &key.provider, None).hour_key(hour);
+        let share = upgrade_share(self.get(st, &legacy).unwrap_or(0), pool_size);
+        if share > 0 {
+            self.put(st, &own, share);
+        }
+        share
+    }
+
+    /// (throttle level, hourly cap at that level) of `key` now.
     fn hourly_cap(
         &self,
         st: &mut State,
         rate: &ProviderRate,
-        domain: &str,
-        provider: &str,
+        key: &RateKey,
         new_sender: bool,
         now: u64,
     ) -> (u32, u64) {
@@ -83,12 +109,11 @@ impl Warming {
         } else {
             rate.warmed_hourly
         };
-        let (level, change) = st
-            .throttles
-            .level(domain, provider, now, self.policy.quiet_ms);
+        let (level, change) = st.throttles.level(key, now, self.policy.quiet_ms);
         if let Some(c) = change {
             tracing::info!(
-                sending_domain = %domain, provider = %provider, from = c.from, to = c.to,
+                sending_domain = %key.domain, provider = %key.provider,
+                sending_ip = key.ip.as_deref().unwrap_or(""), from = c.from, to = c.to,
                 hourly_cap = throttle::scaled(base, c.to),
                 "provider throttle recovers a step after a quiet period"
             );
@@ -96,39 +121,35 @@ impl Warming {
         (level, throttle::scaled(base, level))
     }
 
-    /// The rate limiter of (`domain`, `provider`) at hourly cap `hcap`: the one in use, a
-    /// replacement of the new quota seeded with the old one's cells in use when the cap
-    /// changed, or (first use since start) one seeded from the persisted hourly counters.
+    /// The rate limiter of `key` at hourly cap `hcap`: the one in use, a replacement of the
+    /// new quota seeded with the old one's cells in use when the cap changed, or (first use
+    /// since start) one seeded from the persisted hourly counters.
     fn limiter(
         &self,
         st: &mut State,
-        domain: &str,
-        provider: &str,
+        key: &RateKey,
         hcap: u64,
         now: u64,
         hour: u64,
+        pool_size: usize,
     ) -> ProviderLimiter {
         let clock = &self.inner.clock;
-        match st
-            .limiters
-            .remove(&(domain.to_string(), provider.to_string()))
-        {
+        match st.limiters.remove(key) {
             Some(l) if l.cap() == hcap.clamp(1, u64::from(u32::MAX)) => l,
             Some(old) => {
                 let used = old.used_at(now);
                 tracing::debug!(
-                    sending_domain = %domain, provider = %provider, from = old.cap(), to = hcap,
+                    sending_domain = %key.domain, provider = %key.provider,
+                    sending_ip = key.ip.as_deref().unwrap_or(""), from = old.cap(), to = hcap,
                     used, "provider hourly cap changed: new limiter, use carried over"
                 );
                 ProviderLimiter::new(hcap, used, clock)
             }
             None => {
-                let this = self
-                    .get(st, &format!("h/{domain}/{provider}/{hour}"))
-                    .unwrap_or(0);
+                let this = self.hour_count(st, key, hour, pool_size);
                 let before = hour
                     .checked_sub(1)
-                    .and_then(|h| self.get(st, &format!("h/{domain}/{provider}/{h}")))
+                    .map(|h| self.hour_count(st, key, h, pool_size))
                     .unwrap_or(0);
                 ProviderLimiter::new(hcap, rate::recent_use(this, before, now), clock)
             }
@@ -148,5 +169,25 @@ impl Warming {
             .or_insert_with(|| Arc::new(Semaphore::new(n.max(1))))
             .clone();
         sem.acquire_owned().await.ok()
+    }
+}
+
+/// A pool IP's share of a per-domain hour counter of `legacy` sends over `pool_size` IPs,
+/// rounded up: the shares add up to at least the count (none forgotten) and exceed it by
+/// less than one per IP (none counted once per IP).
+fn upgrade_share(legacy: u64, pool_size: usize) -> u64 {
+    legacy.div_ceil((pool_size as u64).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_per_domain_count_is_split_over_the_pool_rounded_up() {
+        assert_eq!(upgrade_share(10, 2), 5);
+        assert_eq!(upgrade_share(7, 2), 4);
+        assert_eq!(upgrade_share(0, 3), 0);
+        assert_eq!(upgrade_share(5, 0), 5);
     }
 }

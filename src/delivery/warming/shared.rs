@@ -8,7 +8,9 @@
 //! which no spread of mail over the nodes can overshoot; each day slot taken meanwhile is
 //! kept as a pending count (`p/<domain>/<day>` in the `warming` family) and added to the
 //! cluster's counter when Redis is back. Source IP tiers stay per node: an IP belongs to
-//! one host.
+//! one host. The provider GCRA of a pool IP is its own cell (`warm:h:<domain>:<provider>:<ip>`,
+//! [`RateKey::cluster_key`](crate::delivery::throttle::RateKey::cluster_key)): nodes that
+//! share an IP (behind one NAT address, say) share its rate.
 
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +48,23 @@ static ADMIT_SCRIPT: std::sync::LazyLock<redis::Script> =
 
 const PENDING: &[u8] = b"p/";
 
+/// The cluster's answer to one admitted ticket.
+enum Shared {
+    Admitted,
+    /// Over a shared cap: the `reason` label and the hold.
+    Held(&'static str, Hold),
+    /// Redis failed under the call: admit again (the node's share now decides).
+    Retry,
+}
+
+/// Of a hold kept from an earlier IP and a new one, the one that ends first.
+fn earlier(kept: Option<Hold>, new: Hold) -> Hold {
+    match kept {
+        Some(k) if k.retry_at <= new.retry_at => k,
+        _ => new,
+    }
+}
+
 impl Warming {
     /// Shares the caps through `cluster` from now on.
     pub fn share(&self, cluster: &Cluster) {
@@ -61,37 +80,74 @@ impl Warming {
         }
     }
 
-    /// [`Warming::admit`], then the cluster's shared check when there is one.
+    /// [`Warming::admit`], then the cluster's shared check when there is one. A pool IP
+    /// whose hourly rate the cluster has spent is passed over for the pool's next IP, as
+    /// the local admission does; the hold with the earliest retry time when none has room.
     pub async fn admit_shared(
         &self,
         msg: &QueuedMessage,
         plan: &mut Plan,
     ) -> Result<Option<Ticket>, Hold> {
-        let Some(ticket) = self.admit(msg, plan)? else {
-            return Ok(None);
-        };
+        let mut exclude = Vec::new();
+        let mut earliest: Option<Hold> = None;
+        loop {
+            let ticket = match self.admit(msg, plan, &exclude) {
+                Ok(Some(t)) => t,
+                Ok(None) => return Ok(None),
+                // The IPs left are spent locally: the earlier of that and the cluster's hold.
+                Err(h) => return Err(earlier(earliest, h)),
+            };
+            let (why, hold) = match self.admit_cluster(&ticket).await {
+                Shared::Admitted => return Ok(Some(ticket)),
+                Shared::Retry => {
+                    // Redis went away under this admission: the node's share decides instead.
+                    self.release(ticket);
+                    continue;
+                }
+                Shared::Held(why, hold) => (why, hold),
+            };
+            let ip: Option<std::net::IpAddr> =
+                ticket.rate.ip.as_deref().and_then(|i| i.parse().ok());
+            let domain = ticket.domain.clone();
+            self.release(ticket);
+            let hold = earlier(earliest.take(), hold);
+            match ip {
+                Some(ip) if why == "provider rate" && exclude.len() + 1 < plan.sources.len() => {
+                    exclude.push(ip);
+                    earliest = Some(hold);
+                }
+                _ => {
+                    self.inner.metrics.warming_deferral(&domain, why);
+                    return Err(hold);
+                }
+            }
+        }
+    }
+
+    /// The cluster's check of an admitted ticket: day cap and provider GCRA in Redis.
+    async fn admit_cluster(&self, ticket: &Ticket) -> Shared {
         let Some(cluster) = self.inner.cluster.get() else {
-            return Ok(Some(ticket));
+            return Shared::Admitted;
         };
         if ticket.pending {
             self.add_pending(&ticket.day_key, 1);
-            return Ok(Some(ticket));
+            return Shared::Admitted;
         }
         let now = self.inner.clock.now_ms();
         let today = now / DAY_MS;
         let mut script = ADMIT_SCRIPT.prepare_invoke();
         script
             .key(cluster.key(&format!("warm:d:{}:{today}", ticket.domain)))
-            .key(cluster.key(&format!("warm:h:{}:{}", ticket.domain, ticket.provider)))
+            .key(cluster.key(&ticket.rate.cluster_key()))
             .arg(ticket.cap.map_or(-1, |c| c as i64))
             .arg(now)
             .arg(ticket.hourly.unwrap_or(0))
             .arg(2 * 86_400);
         let mut conn = cluster.connection();
         let answer: Result<(u8, u64), _> = cluster.guard(script.invoke_async(&mut conn)).await;
-        let (why, hold) = match answer {
-            Ok((0, _)) => return Ok(Some(ticket)),
-            Ok((1, sent)) => (
+        match answer {
+            Ok((0, _)) => Shared::Admitted,
+            Ok((1, sent)) => Shared::Held(
                 "warming cap",
                 Hold {
                     reason: format!(
@@ -102,27 +158,19 @@ impl Warming {
                     retry_at: (today + 1) * DAY_MS,
                 },
             ),
-            Ok((_, retry_at)) => (
+            Ok((_, retry_at)) => Shared::Held(
                 "provider rate",
                 Hold {
                     reason: format!(
-                        "provider rate: {} messages an hour from {} to {} in use across the cluster",
+                        "provider rate: {} messages an hour {} in use across the cluster",
                         ticket.hourly.unwrap_or(0),
-                        ticket.domain,
-                        ticket.provider
+                        ticket.rate.describe()
                     ),
                     retry_at,
                 },
             ),
-            Err(_) => {
-                // Redis went away under this admission: the node's share decides instead.
-                self.release(ticket);
-                return Box::pin(self.admit_shared(msg, plan)).await;
-            }
-        };
-        self.inner.metrics.warming_deferral(&ticket.domain, why);
-        self.release(ticket);
-        Err(hold)
+            Err(_) => Shared::Retry,
+        }
     }
 
     /// Gives back the local day slots of a ticket the cluster refused.
