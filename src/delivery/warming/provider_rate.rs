@@ -7,10 +7,11 @@
 //! limit. Separate from the daily caps in `warming.rs` because it is the only part with
 //! in-memory state that must be rebuilt (limiters) and whose window is not a UTC day.
 //!
-//! Upgrade from per-domain rates: a pool IP's first counter of an hour that still has a
-//! per-domain counter (`h/<domain>/<provider>/<hour>`, written before rates were kept per
-//! IP) starts at its share of it (rounded up) and is written, so that across the upgrade
-//! the pool neither forgets those sends nor counts them once per IP.
+//! No migration from per-domain rates: a pool IP's counters start empty, and the old
+//! per-domain counter (still the key of streams with one source IP) is not split over the
+//! pool: a stream with one IP may share the sending domain, so that counter goes on
+//! counting its sends, not the pool's. The hour of an upgrade may send up to one cap per
+//! pool IP on top of what was sent before it, once.
 
 use std::sync::Arc;
 
@@ -26,7 +27,6 @@ impl Warming {
     /// Takes a cell of `key`'s hourly rate, or the hold until the next free one.
     /// `Ok(Some(hourly cap))` (the full cap, before a cluster node's share);
     /// `Ok(None)`: the provider has no configured rate (nor a throttle).
-    /// `pool_size`: the IPs of the pool `key.ip` belongs to (the upgrade share).
     /// The caller counts a hold in `mxgate_warming_deferrals_total` (once per recipient,
     /// however many IPs of a pool were tried).
     pub(super) fn provider_rate(
@@ -34,7 +34,6 @@ impl Warming {
         st: &mut State,
         key: &RateKey,
         new_sender: bool,
-        pool_size: usize,
         now: u64,
     ) -> Result<Option<u64>, Hold> {
         let Some(rate) = self.policy.rates.get(&key.provider) else {
@@ -44,8 +43,8 @@ impl Warming {
         let (level, full) = self.hourly_cap(st, rate, key, new_sender, now);
         let hcap = (full / self.share_divisor()).max(1);
         let hour_key = key.hour_key(hour);
-        let hour_used = self.hour_count(st, key, hour, pool_size);
-        let mut limiter = self.limiter(st, key, hcap, now, hour, pool_size);
+        let hour_used = self.get(st, &hour_key).unwrap_or(0);
+        let mut limiter = self.limiter(st, key, hcap, now, hour);
         let check = limiter.check();
         let cap = limiter.cap();
         st.limiters.insert(key.clone(), limiter);
@@ -74,25 +73,6 @@ impl Warming {
                 Ok(Some(full))
             }
         }
-    }
-
-    /// Attempts admitted for `key` in clock hour `hour`; for a pool IP without a counter of
-    /// its own yet, its share of a per-domain counter left by the previous version (module
-    /// doc), which then becomes its counter.
-    fn hour_count(&self, st: &mut State, key: &RateKey, hour: u64, pool_size: usize) -> u64 {
-        let own = key.hour_key(hour);
-        if let Some(n) = self.get(st, &own) {
-            return n;
-        }
-        if key.ip.is_none() {
-            return 0;
-        }
-        let legacy = RateKey::new(&key.domain, &key.provider, None).hour_key(hour);
-        let share = upgrade_share(self.get(st, &legacy).unwrap_or(0), pool_size);
-        if share > 0 {
-            self.put(st, &own, share);
-        }
-        share
     }
 
     /// (throttle level, hourly cap at that level) of `key` now.
@@ -131,7 +111,6 @@ impl Warming {
         hcap: u64,
         now: u64,
         hour: u64,
-        pool_size: usize,
     ) -> ProviderLimiter {
         let clock = &self.inner.clock;
         match st.limiters.remove(key) {
@@ -146,10 +125,10 @@ impl Warming {
                 ProviderLimiter::new(hcap, used, clock)
             }
             None => {
-                let this = self.hour_count(st, key, hour, pool_size);
+                let this = self.get(st, &key.hour_key(hour)).unwrap_or(0);
                 let before = hour
                     .checked_sub(1)
-                    .map(|h| self.hour_count(st, key, h, pool_size))
+                    .and_then(|h| self.get(st, &key.hour_key(h)))
                     .unwrap_or(0);
                 ProviderLimiter::new(hcap, rate::recent_use(this, before, now), clock)
             }
@@ -172,22 +151,3 @@ impl Warming {
     }
 }
 
-/// A pool IP's share of a per-domain hour counter of `legacy` sends over `pool_size` IPs,
-/// rounded up: the shares add up to at least the count (none forgotten) and exceed it by
-/// less than one per IP (none counted once per IP).
-fn upgrade_share(legacy: u64, pool_size: usize) -> u64 {
-    legacy.div_ceil((pool_size as u64).max(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_per_domain_count_is_split_over_the_pool_rounded_up() {
-        assert_eq!(upgrade_share(10, 2), 5);
-        assert_eq!(upgrade_share(7, 2), 4);
-        assert_eq!(upgrade_share(0, 3), 0);
-        assert_eq!(upgrade_share(5, 0), 5);
-    }
-}

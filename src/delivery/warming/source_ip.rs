@@ -52,7 +52,7 @@ pub(super) struct Ask<'a> {
     pub(super) msg: &'a QueuedMessage,
     pub(super) domain: &'a str,
     pub(super) provider: &'a str,
-    /// The sending domain is in warming (a new sender, for a rate not kept per IP).
+    /// The sending domain is in warming (a new sender to the provider's hourly rate).
     pub(super) domain_new: bool,
     /// Pool IPs not to take (the cluster refused them this admission).
     pub(super) exclude: &'a [IpAddr],
@@ -100,8 +100,10 @@ impl Warming {
                 }
             };
             let rate = RateKey::new(ask.domain, ask.provider, pooled.then_some(addr.as_str()));
-            let new_sender = if pooled { slot.new_ip } else { ask.domain_new };
-            match self.provider_rate(st, &rate, new_sender, plan.sources.len(), now) {
+            // A pool IP's own rate is a new sender's while the IP or the domain is in warming:
+            // the provider weighs both reputations.
+            let new_sender = ask.domain_new || (pooled && slot.new_ip);
+            match self.provider_rate(st, &rate, new_sender, now) {
                 Ok(hourly) => {
                     if let Ok(ip) = addr.parse::<IpAddr>()
                         && !plan.sources.is_empty()
@@ -121,7 +123,7 @@ impl Warming {
         let Some(mut h) = earliest else {
             // No source IP known (first send of a stream without a configured source).
             let rate = RateKey::new(ask.domain, ask.provider, None);
-            return match self.provider_rate(st, &rate, ask.domain_new, 0, now) {
+            return match self.provider_rate(st, &rate, ask.domain_new, now) {
                 Ok(hourly) => Ok(Slots {
                     ip: None,
                     rate,
@@ -346,25 +348,5 @@ mod tests {
         let from = |ip: &str| got.iter().filter(|r| r.as_deref() == Ok(ip)).count();
         assert_eq!((from(A), from(B)), (1, 4), "{got:?}");
         assert!(got[5].is_err(), "{got:?}");
-    }
-
-    #[test]
-    fn per_domain_hour_counts_from_before_the_upgrade_are_split_over_the_pool() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let w = warming(dir.path(), 3);
-        let hour = Clock::system().now_ms() / HOUR_MS;
-        {
-            let mut st = w.inner.state.lock().expect("lock");
-            w.put(&mut st, &format!("h/example.test/gmail/{hour}"), 4);
-        }
-        // 4 sends before the upgrade, 2 on each IP: one cell left on each.
-        let got = admit_n(&w, &[A, B], 3);
-        assert_eq!(got[..2], [Ok(A.into()), Ok(B.into())], "{got:?}");
-        assert!(got[2].is_err(), "{got:?}");
-        let mut st = w.inner.state.lock().expect("lock");
-        for ip in [A, B] {
-            let key = format!("h/example.test/gmail/{ip}/{hour}");
-            assert_eq!(w.get(&mut st, &key), Some(3), "{key}");
-        }
     }
 }

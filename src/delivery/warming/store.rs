@@ -148,6 +148,8 @@ mod tests {
             (format!("h/a.test/gmail/{}", hour - 2), false),
             (format!("h/a.test/gmail/{}", hour - 1), true),
             (format!("h/a.test/gmail/{hour}"), true),
+            (format!("h/a.test/gmail/2001:db8::2/{}", hour - 2), false),
+            (format!("h/a.test/gmail/2001:db8::2/{}", hour - 1), true),
             ("f/a.test".to_string(), true),
         ];
         {
