@@ -323,7 +323,8 @@ pub struct WarmingStep {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderRate {
-    /// While the sending domain is in warming (its schedule still caps the day).
+    /// While the sending domain is in warming (its schedule still caps the day); for a
+    /// pool IP's own rate, while that IP or the sending domain is.
     pub new_hourly: u64,
     /// Once the schedule no longer caps the day (full quota).
     pub warmed_hourly: u64,

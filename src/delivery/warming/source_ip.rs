@@ -239,8 +239,14 @@ mod tests {
 
     /// Warming with gmail at `hourly` an hour (new or warmed) and no daily caps.
     fn warming(dir: &Path, hourly: u64) -> Warming {
+        warming_with(dir, hourly, hourly, "")
+    }
+
+    /// Warming with gmail at `new` / `warmed` an hour and `start` (`warming.start` lines).
+    fn warming_with(dir: &Path, new: u64, warmed: u64, start: &str) -> Warming {
         let toml = format!(
-            "[warming]\nenabled = true\n[warming.providers.gmail]\nnew_hourly = {hourly}\nwarmed_hourly = {hourly}\n"
+            "[warming]\nenabled = true\n[warming.start]\n{start}\n\
+             [warming.providers.gmail]\nnew_hourly = {new}\nwarmed_hourly = {warmed}\n"
         );
         let config =
             Config::from_toml(&toml, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
@@ -348,5 +354,28 @@ mod tests {
         let from = |ip: &str| got.iter().filter(|r| r.as_deref() == Ok(ip)).count();
         assert_eq!((from(A), from(B)), (1, 4), "{got:?}");
         assert!(got[5].is_err(), "{got:?}");
+    }
+
+    #[test]
+    fn a_pool_ips_rate_is_a_new_senders_while_the_ip_or_the_domain_is_in_warming() {
+        // gmail: 1 an hour new, 3 warmed; day 21+ of the default schedule is warmed.
+        let long_ago = "\"2020-01-01\"";
+        let cases = [
+            // Warmed IPs, a new domain: the domain's reputation is still new.
+            (format!("\"{A}\" = {long_ago}\n\"{B}\" = {long_ago}"), 2),
+            // A warmed domain on new IPs.
+            (format!("\"example.test\" = {long_ago}"), 2),
+            // Both warmed.
+            (
+                format!("\"example.test\" = {long_ago}\n\"{A}\" = {long_ago}\n\"{B}\" = {long_ago}"),
+                6,
+            ),
+        ];
+        for (start, sent) in cases {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let w = warming_with(dir.path(), 1, 3, &start);
+            let got = admit_n(&w, &[A, B], 7);
+            assert_eq!(got.iter().filter(|r| r.is_ok()).count(), sent, "{start}: {got:?}");
+        }
     }
 }
