@@ -350,12 +350,20 @@ async fn a_pool_ips_hourly_rate_is_its_own_gcra_shared_by_both_nodes() {
         let r = sink.received();
         r.iter().filter(|m| m.peer.to_string() == ip).count()
     };
-    assert_eq!(from(&first), 2, "one domain leaves from one IP while it has room");
+    assert_eq!(
+        from(&first),
+        2,
+        "one domain leaves from one IP while it has room"
+    );
     // Node b's own limiter still has room on that IP: the cluster refuses it, and b takes
     // the pool's other IP (its own cell of 2) instead of holding; the third is held.
     relay_one_by_one(&b, "b", 3).await;
     assert_eq!(states_for(&b, "provider rate"), (2, 1));
-    let other = if first == "127.0.0.1" { "127.0.0.2" } else { "127.0.0.1" };
+    let other = if first == "127.0.0.1" {
+        "127.0.0.2"
+    } else {
+        "127.0.0.1"
+    };
     assert_eq!((from(&first), from(other)), (2, 2), "{:?}", sink.received());
     let mut conn = redis.connection().await;
     let mut keys: Vec<String> = redis::cmd("KEYS")

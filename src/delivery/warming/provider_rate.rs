@@ -150,4 +150,3 @@ impl Warming {
         sem.acquire_owned().await.ok()
     }
 }
-

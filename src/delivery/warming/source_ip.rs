@@ -367,7 +367,9 @@ mod tests {
             (format!("\"example.test\" = {long_ago}"), 2),
             // Both warmed.
             (
-                format!("\"example.test\" = {long_ago}\n\"{A}\" = {long_ago}\n\"{B}\" = {long_ago}"),
+                format!(
+                    "\"example.test\" = {long_ago}\n\"{A}\" = {long_ago}\n\"{B}\" = {long_ago}"
+                ),
                 6,
             ),
         ];
@@ -375,7 +377,11 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let w = warming_with(dir.path(), 1, 3, &start);
             let got = admit_n(&w, &[A, B], 7);
-            assert_eq!(got.iter().filter(|r| r.is_ok()).count(), sent, "{start}: {got:?}");
+            assert_eq!(
+                got.iter().filter(|r| r.is_ok()).count(),
+                sent,
+                "{start}: {got:?}"
+            );
         }
     }
 }
