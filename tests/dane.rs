@@ -15,7 +15,7 @@ use hickory_proto::dnssec::crypto::Ed25519SigningKey;
 use hickory_proto::dnssec::rdata::DNSKEY;
 use hickory_proto::dnssec::{DnssecSigner, SigningKey};
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
-use hickory_proto::rr::rdata::{A, MX, NS, SOA, TLSA};
+use hickory_proto::rr::rdata::{A, MX, NS, SOA, TLSA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_server::Server;
 use hickory_server::dnssec::NxProofKind;
@@ -38,6 +38,8 @@ use mxgate::queue::{QueuedMessage, RcptState};
 const SECURE: &str = "secure.test";
 const TA: &str = "ta.test";
 const BOGUS: &str = "bogus.test";
+/// DANE-secured MX host and an MTA-STS `enforce` policy that does not name it.
+const STS_DANE: &str = "sts-dane.test";
 
 /// What the TLSA record of a host says.
 enum Assoc {
@@ -135,7 +137,12 @@ impl SignedDns {
         add(rec(".", soa()));
         add(rec(".", RData::NS(NS(name("ns.test.")))));
         add(rec("ns.test.", RData::A(A::new(127, 0, 0, 1))));
-        for (domain, tlsa) in [(SECURE, &secure), (TA, &ta), (BOGUS, &secure)] {
+        for (domain, tlsa) in [
+            (SECURE, &secure),
+            (TA, &ta),
+            (BOGUS, &secure),
+            (STS_DANE, &secure),
+        ] {
             let mx = format!("mx.{domain}.");
             add(rec(
                 &format!("{domain}."),
@@ -144,6 +151,15 @@ impl SignedDns {
             add(rec(&mx, RData::A(A::new(127, 0, 0, 1))));
             add(rec(&format!("_{port}._tcp.{mx}"), tlsa.rdata()));
         }
+        // sts-dane.test also publishes MTA-STS (policy host on 127.0.0.1).
+        add(rec(
+            &format!("_mta-sts.{STS_DANE}."),
+            RData::TXT(TXT::new(vec!["v=STSv1; id=1;".to_string()])),
+        ));
+        add(rec(
+            &format!("mta-sts.{STS_DANE}."),
+            RData::A(A::new(127, 0, 0, 1)),
+        ));
         // The insecure delegation: NS and glue, no DS (the NSEC proves it).
         add(rec("plain.test.", RData::NS(NS(name("ns.plain.test.")))));
         add(rec("ns.plain.test.", RData::A(A::new(127, 0, 0, 1))));
@@ -470,5 +486,45 @@ async fn tlsa_without_starttls_defers_and_never_sends_in_plaintext() {
             .any(|r| r.rcpts.iter().any(|x| x == "ann@secure.test")),
         "the DANE host's mail never went in plaintext"
     );
+    srv.shutdown().await;
+}
+
+/// RFC 8461 §2: DANE decides for an MX host with TLSA records, whatever the domain's
+/// MTA-STS policy says: an `enforce` policy naming only another host does not drop it.
+#[tokio::test]
+async fn a_dane_host_the_enforced_sts_policy_does_not_name_is_delivered_to_via_dane() {
+    let (acceptor, spki) = server_tls(&["mx.sts-dane.test"], None);
+    let sink = Sink::start_with_certificate(SinkOptions::default(), acceptor).await;
+    let dns = SignedDns::start(sink.addr.port(), Assoc::Ee311(spki), Assoc::Ta201(vec![0])).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = common::test_ca::TestCa::new(dir.path(), "sts");
+    let policies =
+        common::policy_host::PolicyHost::start(ca.acceptor_for(&["mta-sts.sts-dane.test"])).await;
+    policies.set_policy(
+        STS_DANE,
+        "version: STSv1\nmode: enforce\nmx: mx2.sts-dane.test\nmax_age: 86400\n",
+    );
+    let extra = format!(
+        "{}{}[relay]\ndirect_mx = true\nmx_port = {}\n\
+         [relay.mta_sts]\npolicy_port = {}\nca_file = \"{}\"\nfetch_timeout = \"5s\"\n",
+        user_toml(&["example.test"]),
+        dns.config_toml(),
+        sink.addr.port(),
+        policies.addr.port(),
+        ca.pem_path.display()
+    );
+    let srv = TestServer::start(&extra).await;
+
+    send(&srv, "ann@sts-dane.test").await;
+    let got = wait_received(&sink, "ann@sts-dane.test").await;
+    assert!(got.tls, "delivered over TLS");
+    let m = wait_state(&srv, "ann@sts-dane.test", RcptState::Sent).await;
+    assert!(
+        last_reply(&m).contains("mx mx.sts-dane.test"),
+        "{}",
+        last_reply(&m)
+    );
+    assert!(policies.requests() >= 1, "the MTA-STS policy was fetched");
+    tlsa_sessions(&srv, "success").await;
     srv.shutdown().await;
 }

@@ -293,3 +293,75 @@ async fn an_announced_policy_that_cannot_be_fetched_delivers_as_without_one_unle
     assert_eq!(mx.received().len(), 1, "only the first message was sent");
     srv.shutdown().await;
 }
+
+/// A REQUIRETLS submission (STARTTLS, AUTH) from sales@example.test to `to`.
+async fn send_requiretls(srv: &TestServer, to: &str) {
+    let port = srv.addr(Listener::Submission).port();
+    let mut c = mail_send::SmtpClientBuilder::new_with_tls_connector(
+        "127.0.0.1",
+        port,
+        common::smtp::tls_connector(),
+    )
+    .implicit_tls(false)
+    .helo_host("erp.example.test")
+    .credentials(("odoo", "s3cret"))
+    .connect()
+    .await
+    .expect("submission session");
+    let r = c
+        .cmd("MAIL FROM:<sales@example.test> REQUIRETLS\r\n")
+        .await
+        .expect("MAIL");
+    assert_eq!(r.code, 250, "{r:?}");
+    let r = c.cmd(format!("RCPT TO:<{to}>\r\n")).await.expect("RCPT");
+    assert_eq!(r.code, 250, "{r:?}");
+    let body =
+        format!("From: sales@example.test\r\nTo: {to}\r\nSubject: secret\r\n\r\nTLS only\r\n");
+    assert_eq!(c.data(body.as_bytes()).await.expect("DATA").code, 250);
+    let _ = c.quit().await;
+}
+
+/// RFC 8689 §4.2.1 for direct MX: REQUIRETLS mail goes to an MX host that an MTA-STS
+/// policy (here `testing`) names, over TLS verified with the policy's trust; to a domain
+/// whose MX answer is neither DNSSEC-validated nor backed by a policy it fails 5.7.30,
+/// though the same host offers REQUIRETLS with a certificate valid for its name.
+#[tokio::test]
+async fn requiretls_mail_goes_only_to_an_mx_an_sts_policy_authorises() {
+    let dir = tempdir();
+    let ca = ca(dir.path());
+    let mx = mx_with_certificate(&ca, &["mx.remote.test", "mx.nopolicy.test"]).await;
+    mx.offer("REQUIRETLS");
+    let host = policy_host(&ca, TESTING).await;
+    let srv = start(&mx, &host, &ca, "").await;
+    srv.dns.mx("nopolicy.test", 10, "mx.nopolicy.test");
+    srv.dns
+        .a("mx.nopolicy.test", "127.0.0.1".parse().expect("ip"));
+
+    send_requiretls(&srv, "ann@remote.test").await;
+    let got = wait_received(&mx, 1).await;
+    assert_eq!(got[0].rcpts, ["ann@remote.test"]);
+    assert!(got[0].tls, "delivered over TLS");
+    assert!(
+        got[0].mail_line.ends_with(" REQUIRETLS"),
+        "{}",
+        got[0].mail_line
+    );
+
+    send_requiretls(&srv, "bob@nopolicy.test").await;
+    let queue = srv.running().queue.clone();
+    let m = eventually(20, "bob@nopolicy.test bounced", || {
+        let q = queue.clone();
+        async move {
+            q.list(None, 1000).into_iter().find(|m| {
+                m.recipients[0].address == "bob@nopolicy.test"
+                    && m.recipients[0].state == RcptState::Bounced
+            })
+        }
+    })
+    .await;
+    let last = m.recipients[0].last_reply.clone().unwrap_or_default();
+    assert!(last.starts_with("550 5.7.30"), "{last}");
+    assert!(last.contains("not authenticated"), "{last}");
+    assert_eq!(mx.transactions(), 1, "no MAIL for the refused recipient");
+    srv.shutdown().await;
+}

@@ -160,6 +160,7 @@ impl Runtime {
             s.queue.clone(),
             router.clone(),
             sts.clone(),
+            signer.clone(),
         ));
         let relay = Relay::new(
             config.clone(),

@@ -216,7 +216,9 @@ impl Pool {
 
     /// How the certificate was judged, for [`Steps`].
     fn trust_note(&self, hop: &Hop) -> &'static str {
-        if hop.tls_verify {
+        if hop.tls_verify && hop.ca_file.is_some() {
+            "certificate verified (webpki roots and ca_file)"
+        } else if hop.tls_verify {
             "certificate verified"
         } else {
             "certificate not verified: tls_verify = false"
@@ -233,7 +235,11 @@ impl Pool {
             return dane;
         }
         if hop.tls_verify {
-            self.verified.clone()
+            match &hop.ca_file {
+                // Built per new connection only: sessions are pooled and reused.
+                Some(ca) => crate::delivery::tls_client::connector_with_ca(ca),
+                None => self.verified.clone(),
+            }
         } else {
             self.unverified.clone()
         }
