@@ -108,6 +108,7 @@ impl Runtime {
     /// Builds everything `config` describes on `stable`, asking DNS through `dns`.
     pub fn build(config: Arc<Config>, stable: &Stable, dns: Dns) -> Result<Runtime, BuildError> {
         let s = stable;
+        dns.dnssec().report_to(s.metrics.clone());
         let tls = crate::tls::acceptor(&config.tls, &config.server.hostname)?;
         let signer = Arc::new(Signer::from_config(&config)?);
         let verifier = Arc::new(Verifier::new(&config, dns.clone(), s.metrics.clone()));
