@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 
 use common::messages::raw;
 use common::sink::{Received, Sink, SinkOptions, SinkTls};
-use common::submit::{submit, user_toml};
+use common::submit::{submit, submit_requiretls, user_toml};
 use common::{Listener, TestServer, eventually};
 use mxgate::queue::{QueuedMessage, RcptState};
 
@@ -40,6 +40,8 @@ const TA: &str = "ta.test";
 const BOGUS: &str = "bogus.test";
 /// DANE-secured MX host and an MTA-STS `enforce` policy that does not name it.
 const STS_DANE: &str = "sts-dane.test";
+/// Secure TLSA RRset whose only record is not usable for SMTP (PKIX-EE).
+const ENCRYPT: &str = "encrypt.test";
 
 /// What the TLSA record of a host says.
 enum Assoc {
@@ -151,6 +153,22 @@ impl SignedDns {
             add(rec(&mx, RData::A(A::new(127, 0, 0, 1))));
             add(rec(&format!("_{port}._tcp.{mx}"), tlsa.rdata()));
         }
+        // encrypt.test: a secure TLSA RRset with no usable record (PKIX-EE, RFC 7672
+        // §3.1.3): STARTTLS mandatory, no certificate check (RFC 7672 §2.2).
+        add(rec(
+            &format!("{ENCRYPT}."),
+            RData::MX(MX::new(10, name(&format!("mx.{ENCRYPT}.")))),
+        ));
+        add(rec(&format!("mx.{ENCRYPT}."), RData::A(A::new(127, 0, 0, 1))));
+        add(rec(
+            &format!("_{port}._tcp.mx.{ENCRYPT}."),
+            RData::TLSA(TLSA::new(
+                CertUsage::PkixEe,
+                Selector::Spki,
+                Matching::Sha256,
+                vec![0; 32],
+            )),
+        ));
         // sts-dane.test also publishes MTA-STS (policy host on 127.0.0.1).
         add(rec(
             &format!("_mta-sts.{STS_DANE}."),
@@ -225,10 +243,15 @@ impl SignedDns {
 
     /// `[dns]` for mxgate: this server, this zone's key as the only trust anchor.
     fn config_toml(&self) -> String {
+        self.config_toml_anchored(&self.anchor)
+    }
+
+    /// `[dns]` for mxgate: this server, the DNSKEY records in `anchor` as trust anchor.
+    fn config_toml_anchored(&self, anchor: &std::path::Path) -> String {
         format!(
             "[dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\ndnssec_trust_anchor = \"{}\"\n",
             self.addr,
-            self.anchor.display()
+            anchor.display()
         )
     }
 }
@@ -361,6 +384,14 @@ async fn tlsa_sessions(srv: &TestServer, result: &str) {
     .await;
 }
 
+/// The `mxgate_dnssec_validating` gauge, once the start-up probe has set it.
+async fn dnssec_validating(srv: &TestServer) -> f64 {
+    eventually(20, "mxgate_dnssec_validating set", || async {
+        srv.metric("mxgate_dnssec_validating", &[]).await
+    })
+    .await
+}
+
 fn last_reply(m: &QueuedMessage) -> String {
     m.recipients[0].last_reply.clone().unwrap_or_default()
 }
@@ -383,6 +414,7 @@ async fn dane_ee_match_delivers_over_tls_and_a_bogus_tlsa_answer_defers() {
     );
 
     tlsa_sessions(&srv, "success").await;
+    assert_eq!(dnssec_validating(&srv).await, 1.0, "the trust anchor validates");
 
     // Same sink, same certificate, but the TLSA answer fails validation: never used.
     send(&srv, "bob@bogus.test").await;
@@ -526,5 +558,84 @@ async fn a_dane_host_the_enforced_sts_policy_does_not_name_is_delivered_to_via_d
     );
     assert!(policies.requests() >= 1, "the MTA-STS policy was fetched");
     tlsa_sessions(&srv, "success").await;
+    srv.shutdown().await;
+}
+
+/// A trust anchor that is not the zone's key (a stale or mistyped `dnssec_trust_anchor`):
+/// nothing validates, so DANE is off and MX hosts get opportunistic TLS (a certificate the
+/// TLSA record does not name is taken, where DANE would defer). Not silent: the gauge
+/// `mxgate_dnssec_validating` is 0 from start-up on.
+#[tokio::test]
+async fn a_trust_anchor_the_zone_does_not_match_shows_as_dnssec_validating_0() {
+    let (acceptor, _) = server_tls(&["mx.secure.test"], None);
+    let sink = Sink::start_with_certificate(SinkOptions::default(), acceptor).await;
+    let (_, other) = server_tls(&["mx.secure.test"], None);
+    let dns = SignedDns::start(sink.addr.port(), Assoc::Ee311(other), Assoc::Ta201(vec![0])).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrong = dir.path().join("wrong-root.key");
+    let key = Ed25519SigningKey::from_pkcs8(
+        &Ed25519SigningKey::generate_pkcs8().expect("generate key"),
+    )
+    .expect("key");
+    let dnskey = DNSKEY::from_key(&key.to_public_key().expect("public key"));
+    std::fs::write(&wrong, format!(". 300 IN DNSKEY {dnskey}\n")).expect("write anchor");
+    let extra = format!(
+        "{}{}[relay]\ndirect_mx = true\nmx_port = {}\n",
+        user_toml(&["example.test"]),
+        dns.config_toml_anchored(&wrong),
+        sink.addr.port()
+    );
+    let srv = TestServer::start(&extra).await;
+
+    assert_eq!(dnssec_validating(&srv).await, 0.0, "before any mail");
+    send(&srv, "ann@secure.test").await;
+    let got = wait_received(&sink, "ann@secure.test").await;
+    assert!(got.tls, "opportunistic STARTTLS");
+    wait_state(&srv, "ann@secure.test", RcptState::Sent).await;
+    assert_eq!(dnssec_validating(&srv).await, 0.0);
+    srv.shutdown().await;
+}
+
+/// RFC 8689 §4.2.1: REQUIRETLS mail may go to an MX host when the MX answer was
+/// DNSSEC-validated, with no MTA-STS policy: the DANE-authenticated host (its TLSA record
+/// names the certificate's key) that offers REQUIRETLS gets it, the parameter passed on.
+#[tokio::test]
+async fn requiretls_mail_goes_to_a_dane_host_whose_mx_answer_is_dnssec_validated() {
+    let (acceptor, spki) = server_tls(&["mx.secure.test"], None);
+    let sink = Sink::start_with_certificate(SinkOptions::default(), acceptor).await;
+    sink.offer("REQUIRETLS");
+    let dns = SignedDns::start(sink.addr.port(), Assoc::Ee311(spki), Assoc::Ta201(vec![0])).await;
+    let srv = mxgate(&sink, &dns).await;
+
+    submit_requiretls(srv.addr(Listener::Submission), "ann@secure.test").await;
+    let got = wait_received(&sink, "ann@secure.test").await;
+    assert!(got.tls, "delivered over TLS");
+    assert!(got.mail_line.ends_with(" REQUIRETLS"), "{}", got.mail_line);
+    wait_state(&srv, "ann@secure.test", RcptState::Sent).await;
+    srv.shutdown().await;
+}
+
+/// RFC 8689 §4.2.1 wants the certificate verified by DANE or a trusted chain. A host whose
+/// TLSA records are none usable gets encryption without any check (RFC 7672 §2.2): plain
+/// mail goes, but REQUIRETLS mail is not sent over that unverified session (its
+/// self-signed certificate fails the PKIX check) and fails 5.7.30.
+#[tokio::test]
+async fn requiretls_mail_is_not_sent_to_a_dane_host_whose_tlsa_records_verify_nothing() {
+    let (acceptor, _) = server_tls(&["mx.encrypt.test"], None);
+    let sink = Sink::start_with_certificate(SinkOptions::default(), acceptor).await;
+    sink.offer("REQUIRETLS");
+    let (_, spki) = server_tls(&["mx.secure.test"], None);
+    let dns = SignedDns::start(sink.addr.port(), Assoc::Ee311(spki), Assoc::Ta201(vec![0])).await;
+    let srv = mxgate(&sink, &dns).await;
+
+    send(&srv, "bob@encrypt.test").await;
+    let got = wait_received(&sink, "bob@encrypt.test").await;
+    assert!(got.tls, "STARTTLS is mandatory");
+    wait_state(&srv, "bob@encrypt.test", RcptState::Sent).await;
+
+    submit_requiretls(srv.addr(Listener::Submission), "ann@encrypt.test").await;
+    let m = wait_state(&srv, "ann@encrypt.test", RcptState::Bounced).await;
+    assert!(last_reply(&m).starts_with("550 5.7.30"), "{}", last_reply(&m));
+    assert_eq!(sink.transactions(), 1, "no MAIL for the REQUIRETLS message");
     srv.shutdown().await;
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::policy_host::PolicyHost;
 use common::sink::{Sink, SinkOptions, SinkTls};
-use common::submit::{submit, user_toml};
+use common::submit::{submit, submit_requiretls, user_toml};
 use common::test_ca::TestCa;
 use common::{Listener, TestServer, eventually};
 use mxgate::queue::{QueuedMessage, RcptState};
@@ -294,33 +294,6 @@ async fn an_announced_policy_that_cannot_be_fetched_delivers_as_without_one_unle
     srv.shutdown().await;
 }
 
-/// A REQUIRETLS submission (STARTTLS, AUTH) from sales@example.test to `to`.
-async fn send_requiretls(srv: &TestServer, to: &str) {
-    let port = srv.addr(Listener::Submission).port();
-    let mut c = mail_send::SmtpClientBuilder::new_with_tls_connector(
-        "127.0.0.1",
-        port,
-        common::smtp::tls_connector(),
-    )
-    .implicit_tls(false)
-    .helo_host("erp.example.test")
-    .credentials(("odoo", "s3cret"))
-    .connect()
-    .await
-    .expect("submission session");
-    let r = c
-        .cmd("MAIL FROM:<sales@example.test> REQUIRETLS\r\n")
-        .await
-        .expect("MAIL");
-    assert_eq!(r.code, 250, "{r:?}");
-    let r = c.cmd(format!("RCPT TO:<{to}>\r\n")).await.expect("RCPT");
-    assert_eq!(r.code, 250, "{r:?}");
-    let body =
-        format!("From: sales@example.test\r\nTo: {to}\r\nSubject: secret\r\n\r\nTLS only\r\n");
-    assert_eq!(c.data(body.as_bytes()).await.expect("DATA").code, 250);
-    let _ = c.quit().await;
-}
-
 /// RFC 8689 §4.2.1 for direct MX: REQUIRETLS mail goes to an MX host that an MTA-STS
 /// policy (here `testing`) names, over TLS verified with the policy's trust; to a domain
 /// whose MX answer is neither DNSSEC-validated nor backed by a policy it fails 5.7.30,
@@ -337,7 +310,7 @@ async fn requiretls_mail_goes_only_to_an_mx_an_sts_policy_authorises() {
     srv.dns
         .a("mx.nopolicy.test", "127.0.0.1".parse().expect("ip"));
 
-    send_requiretls(&srv, "ann@remote.test").await;
+    submit_requiretls(srv.addr(Listener::Submission), "ann@remote.test").await;
     let got = wait_received(&mx, 1).await;
     assert_eq!(got[0].rcpts, ["ann@remote.test"]);
     assert!(got[0].tls, "delivered over TLS");
@@ -347,7 +320,7 @@ async fn requiretls_mail_goes_only_to_an_mx_an_sts_policy_authorises() {
         got[0].mail_line
     );
 
-    send_requiretls(&srv, "bob@nopolicy.test").await;
+    submit_requiretls(srv.addr(Listener::Submission), "bob@nopolicy.test").await;
     let queue = srv.running().queue.clone();
     let m = eventually(20, "bob@nopolicy.test bounced", || {
         let q = queue.clone();

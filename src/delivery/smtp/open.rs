@@ -227,9 +227,14 @@ impl Pool {
 
     /// The certificate check of `hop`: its DANE policy's, else webpki roots or none.
     fn connector(&self, hop: &Hop) -> TlsConnector {
+        // RFC 8689 §4.2.1: REQUIRETLS (`tls_verify` on an MX hop) wants the certificate
+        // verified by DANE or a trusted chain. DANE without a usable TLSA record checks
+        // nothing (RFC 7672 §2.2), so there the chain is checked as for any verified hop.
+        let checks_nothing = matches!(hop.dane.as_deref(), Some(TlsaPolicy::Encrypt));
         if let Some(dane) = hop
             .dane
             .as_ref()
+            .filter(|_| !(checks_nothing && hop.tls_verify))
             .and_then(|p| p.connector(&self.unverified))
         {
             return dane;
