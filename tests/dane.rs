@@ -159,7 +159,10 @@ impl SignedDns {
             &format!("{ENCRYPT}."),
             RData::MX(MX::new(10, name(&format!("mx.{ENCRYPT}.")))),
         ));
-        add(rec(&format!("mx.{ENCRYPT}."), RData::A(A::new(127, 0, 0, 1))));
+        add(rec(
+            &format!("mx.{ENCRYPT}."),
+            RData::A(A::new(127, 0, 0, 1)),
+        ));
         add(rec(
             &format!("_{port}._tcp.mx.{ENCRYPT}."),
             RData::TLSA(TLSA::new(
@@ -414,7 +417,11 @@ async fn dane_ee_match_delivers_over_tls_and_a_bogus_tlsa_answer_defers() {
     );
 
     tlsa_sessions(&srv, "success").await;
-    assert_eq!(dnssec_validating(&srv).await, 1.0, "the trust anchor validates");
+    assert_eq!(
+        dnssec_validating(&srv).await,
+        1.0,
+        "the trust anchor validates"
+    );
 
     // Same sink, same certificate, but the TLSA answer fails validation: never used.
     send(&srv, "bob@bogus.test").await;
@@ -573,10 +580,9 @@ async fn a_trust_anchor_the_zone_does_not_match_shows_as_dnssec_validating_0() {
     let dns = SignedDns::start(sink.addr.port(), Assoc::Ee311(other), Assoc::Ta201(vec![0])).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let wrong = dir.path().join("wrong-root.key");
-    let key = Ed25519SigningKey::from_pkcs8(
-        &Ed25519SigningKey::generate_pkcs8().expect("generate key"),
-    )
-    .expect("key");
+    let key =
+        Ed25519SigningKey::from_pkcs8(&Ed25519SigningKey::generate_pkcs8().expect("generate key"))
+            .expect("key");
     let dnskey = DNSKEY::from_key(&key.to_public_key().expect("public key"));
     std::fs::write(&wrong, format!(". 300 IN DNSKEY {dnskey}\n")).expect("write anchor");
     let extra = format!(
@@ -635,7 +641,11 @@ async fn requiretls_mail_is_not_sent_to_a_dane_host_whose_tlsa_records_verify_no
 
     submit_requiretls(srv.addr(Listener::Submission), "ann@encrypt.test").await;
     let m = wait_state(&srv, "ann@encrypt.test", RcptState::Bounced).await;
-    assert!(last_reply(&m).starts_with("550 5.7.30"), "{}", last_reply(&m));
+    assert!(
+        last_reply(&m).starts_with("550 5.7.30"),
+        "{}",
+        last_reply(&m)
+    );
     assert_eq!(sink.transactions(), 1, "no MAIL for the REQUIRETLS message");
     srv.shutdown().await;
 }
