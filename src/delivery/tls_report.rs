@@ -48,12 +48,18 @@ pub struct Reporter {
     client: ResolvingClient,
     store: Store,
     clock: Clock,
-    queue: Queue,
-    router: Arc<Router>,
     sts: Arc<Sts>,
-    signer: Arc<Signer>,
+    mail: Mailer,
     /// The last report day warned about for having no DKIM key: one warning per day.
     unsigned_warned: Mutex<Option<u64>>,
+}
+
+/// What a `mailto:` rua needs: the report DKIM-signed (RFC 8460 §3), routed and queued
+/// like any other message.
+pub struct Mailer {
+    pub queue: Queue,
+    pub router: Arc<Router>,
+    pub signer: Arc<Signer>,
 }
 
 /// Days after the reported one during which a `rua` that failed is tried again.
@@ -83,10 +89,8 @@ impl Reporter {
         dns: Dns,
         store: Store,
         clock: Clock,
-        queue: Queue,
-        router: Arc<Router>,
         sts: Arc<Sts>,
-        signer: Arc<Signer>,
+        mail: Mailer,
     ) -> Reporter {
         let client = crate::http_client::resolving_client(
             "relay.tls_rpt",
@@ -99,10 +103,8 @@ impl Reporter {
             client,
             store,
             clock,
-            queue,
-            router,
             sts,
-            signer,
+            mail,
             unsigned_warned: Mutex::new(None),
         }
     }
@@ -231,7 +233,7 @@ impl Reporter {
             );
             return Sent::Done;
         };
-        let dest = match self.router.resolve_or_relay(&addr) {
+        let dest = match self.mail.router.resolve_or_relay(&addr) {
             Ok(d) => d,
             Err(e) => {
                 tracing::info!(domain = r.domain, rua = to, error = %e, "TLS-RPT: rua takes no mail");
@@ -240,7 +242,7 @@ impl Reporter {
         };
         let hostname = &self.config.server.hostname;
         let unsigned = message(hostname, to, r, self.clock.now_ms());
-        let body = match self.signer.sign(hostname, &unsigned) {
+        let body = match self.mail.signer.sign(hostname, &unsigned) {
             Ok(Some(signature)) => [signature.into_bytes(), unsigned].concat(),
             Ok(None) => {
                 self.warn_unsigned(r.day, hostname);
@@ -259,7 +261,7 @@ impl Reporter {
             recipients: vec![(addr, dest)],
             body,
         };
-        match self.queue.enqueue(msg).await {
+        match self.mail.queue.enqueue(msg).await {
             Ok(id) => {
                 tracing::info!(domain = r.domain, rua = to, queue_id = %id, "TLS-RPT report queued");
                 Sent::Done

@@ -22,7 +22,7 @@ use crate::delivery::attempt::Context;
 use crate::delivery::forward::Forwarder;
 use crate::delivery::mta_sts::Sts;
 use crate::delivery::relay::Relay;
-use crate::delivery::tls_report::Reporter;
+use crate::delivery::tls_report::{Mailer, Reporter};
 use crate::delivery::tls_rpt::Recorder;
 use crate::delivery::warming::Warming;
 use crate::dns::Dns;
@@ -158,10 +158,12 @@ impl Runtime {
             dns.clone(),
             store,
             s.clock.clone(),
-            s.queue.clone(),
-            router.clone(),
             sts.clone(),
-            signer.clone(),
+            Mailer {
+                queue: s.queue.clone(),
+                router: router.clone(),
+                signer: signer.clone(),
+            },
         ));
         let relay = Relay::new(
             config.clone(),
