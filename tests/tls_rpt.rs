@@ -443,3 +443,28 @@ async fn without_a_dkim_key_the_mailto_rua_is_skipped_and_the_https_rua_still_se
     assert_eq!(mx.received().len(), 1);
     srv.shutdown().await;
 }
+
+/// `mxgate serve` logs what `check-config` warns about: with no DKIM key for
+/// `server.hostname`, that mailed reports will not be sent.
+#[tokio::test]
+async fn serve_logs_at_start_that_mailto_ruas_get_no_report_without_a_dkim_key() {
+    let erp = Erp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mxgate.toml");
+    let dns = common::dns::DnsServer::start().await;
+    let toml = common::base_toml(dir.path(), &erp.url(), &dns.config_toml());
+    std::fs::write(&config, toml).expect("write config");
+    let mut proc = common::process::spawn_server(&config);
+    let log = proc.log();
+    proc.sigterm();
+    assert_eq!(proc.wait_exit(30), Some(0));
+    let line = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("relay.tls_rpt"))
+        .unwrap_or_else(|| panic!("no TLS-RPT warning in the log:\n{log}"));
+    assert!(
+        line.contains("no [[dkim.keys]] entry for mx.example.test"),
+        "{line}"
+    );
+    assert!(line.contains("mailto:"), "{line}");
+}
