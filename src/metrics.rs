@@ -6,6 +6,7 @@
 //! cardinality is bounded.
 
 mod cluster;
+mod dnssec;
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use metrics::{Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 pub use cluster::{CLUSTER_PENDING, CLUSTER_REDIS_UP, CLUSTER_REPLAYED, CLUSTER_TRANSITIONS};
+pub use dnssec::DNSSEC_VALIDATING;
 
 pub const INBOUND_MESSAGES: &str = "mxgate_inbound_messages_total";
 pub const INBOUND_RECIPIENTS: &str = "mxgate_inbound_recipients_total";

@@ -130,3 +130,83 @@ fn mta_sts_and_tls_rpt_problems_are_reported_at_their_keys() {
         "{err}"
     );
 }
+
+/// `check-config` on `text` (written to a temp file): (exit code, stdout).
+fn check_config_text(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mxgate.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_mxgate"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run mxgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_warns_when_no_dkim_key_can_sign_tls_rpt_reports() {
+    let minimal = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/minimal.toml"),
+    )
+    .expect("minimal config");
+    let head = "[server]\nhostname = \"mx.example.test\"\n";
+    let (code, out) = check_config_text(&format!("{head}{minimal}"));
+    assert_eq!(code, 0, "a warning is no error: {out}");
+    assert!(
+        out.contains("relay.tls_rpt: warning: no [[dkim.keys]] entry for mx.example.test"),
+        "{out}"
+    );
+    assert!(out.contains("mailto:"), "{out}");
+
+    // A key of a parent domain signs for the hostname: no warning.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("k.key");
+    mxgate::auth::keys::generate_to(&key, mxgate::config::DkimAlgorithm::Ed25519).expect("key");
+    let dkim = format!(
+        "[[dkim.keys]]\ndomain = \"example.test\"\nselector = \"s1\"\n\
+         algorithm = \"ed25519\"\nkey_file = \"{}\"\n",
+        key.display()
+    );
+    let (code, out) = check_config_text(&format!("{head}{minimal}{dkim}"));
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+
+    // Reports off: nothing to warn about.
+    let off = "[relay.tls_rpt]\nenabled = false\n";
+    let (code, out) = check_config_text(&format!("{head}{minimal}{off}"));
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+}
+
+#[test]
+fn a_smarthost_ca_file_that_cannot_be_read_is_a_problem_at_its_key() {
+    let minimal = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/minimal.toml"),
+    )
+    .expect("minimal config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "no certificate here\n").expect("write");
+    for (ca_file, says) in [
+        ("/nonexistent/corp-ca.pem".to_string(), "cannot read PEM"),
+        (not_pem.display().to_string(), "no CERTIFICATE block"),
+    ] {
+        let path = dir.path().join("mxgate.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "{minimal}[[relay.smarthosts]]\nname = \"corp\"\nhost = \"127.0.0.1\"\n\
+                 security = \"starttls\"\nca_file = \"{ca_file}\"\n"
+            ),
+        )
+        .expect("write");
+        let (code, err) = check_config(&path);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("relay.smarthosts[0].ca_file"), "{err}");
+        assert!(err.contains(&ca_file) && err.contains(says), "{err}");
+    }
+}

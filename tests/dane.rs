@@ -5,284 +5,19 @@
 //! reason.
 
 mod common;
+#[path = "dane/signed_zone.rs"]
+mod signed_zone;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-
+use hickory_proto::dnssec::SigningKey;
 use hickory_proto::dnssec::crypto::Ed25519SigningKey;
 use hickory_proto::dnssec::rdata::DNSKEY;
-use hickory_proto::dnssec::{DnssecSigner, SigningKey};
-use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
-use hickory_proto::rr::rdata::{A, MX, NS, SOA, TLSA};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
-use hickory_server::Server;
-use hickory_server::dnssec::NxProofKind;
-use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, PublicKeyData};
-use sha2::{Digest, Sha256};
-use tokio::net::{TcpListener, UdpSocket};
-use tokio_rustls::TlsAcceptor;
 
 use common::messages::raw;
 use common::sink::{Received, Sink, SinkOptions, SinkTls};
-use common::submit::{submit, user_toml};
+use common::submit::{submit, submit_requiretls, user_toml};
 use common::{Listener, TestServer, eventually};
 use mxgate::queue::{QueuedMessage, RcptState};
-
-/// One host per case; each test serves them all, its sink behind every address.
-const SECURE: &str = "secure.test";
-const TA: &str = "ta.test";
-const BOGUS: &str = "bogus.test";
-
-/// What the TLSA record of a host says.
-enum Assoc {
-    /// DANE-EE(3) SPKI(1) SHA-256(1) of this SubjectPublicKeyInfo.
-    Ee311(Vec<u8>),
-    /// DANE-TA(2) Cert(0) SHA-256(1) of this CA certificate.
-    Ta201(Vec<u8>),
-}
-
-impl Assoc {
-    fn rdata(&self) -> RData {
-        let (usage, selector, data) = match self {
-            Assoc::Ee311(spki) => (CertUsage::DaneEe, Selector::Spki, spki),
-            Assoc::Ta201(cert) => (CertUsage::DaneTa, Selector::Full, cert),
-        };
-        let digest = Sha256::digest(data).to_vec();
-        RData::TLSA(TLSA::new(usage, selector, Matching::Sha256, digest))
-    }
-}
-
-fn name(s: &str) -> Name {
-    Name::from_ascii(s).expect("test name")
-}
-
-fn rec(owner: &str, rdata: RData) -> Record {
-    Record::from_rdata(name(owner), 300, rdata)
-}
-
-fn soa() -> RData {
-    RData::SOA(SOA::new(
-        name("ns.test."),
-        name("hostmaster.test."),
-        1,
-        3600,
-        600,
-        86400,
-        300,
-    ))
-}
-
-/// The signed zone and the server answering for it.
-struct SignedDns {
-    addr: SocketAddr,
-    /// `. 300 IN DNSKEY …` of the zone's key: what `dns.dnssec_trust_anchor` names.
-    anchor: PathBuf,
-    _server: Server<ByZoneCut>,
-    _dir: tempfile::TempDir,
-}
-
-/// A catalog as a recursive resolver sees the zones: DS questions go to the parent side of
-/// a zone cut (the root zone), everything else to the most specific zone. hickory's
-/// `Catalog` alone would ask the unsigned child for its own DS and nothing could prove the
-/// delegation insecure.
-struct ByZoneCut {
-    all: Catalog,
-    parent: Catalog,
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for ByZoneCut {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        response_handle: R,
-    ) -> ResponseInfo {
-        let ds = request
-            .queries
-            .queries()
-            .first()
-            .is_some_and(|q| q.query_type() == RecordType::DS);
-        if ds {
-            self.parent
-                .handle_request::<R, T>(request, response_handle)
-                .await
-        } else {
-            self.all
-                .handle_request::<R, T>(request, response_handle)
-                .await
-        }
-    }
-}
-
-impl SignedDns {
-    /// Every case's records for a sink on 127.0.0.1:`port`: `secure.test` with `secure`
-    /// as TLSA, `ta.test` with `ta`, `bogus.test` whose TLSA record is changed after
-    /// signing, and `plain.test`, an insecure delegation (NS, no DS) to an unsigned zone.
-    async fn start(port: u16, secure: Assoc, ta: Assoc) -> SignedDns {
-        let mut root = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-            Name::root(),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-            Some(NxProofKind::Nsec),
-        );
-        let mut add = |r: Record| assert!(root.upsert_mut(r, 1), "record added");
-        add(rec(".", soa()));
-        add(rec(".", RData::NS(NS(name("ns.test.")))));
-        add(rec("ns.test.", RData::A(A::new(127, 0, 0, 1))));
-        for (domain, tlsa) in [(SECURE, &secure), (TA, &ta), (BOGUS, &secure)] {
-            let mx = format!("mx.{domain}.");
-            add(rec(
-                &format!("{domain}."),
-                RData::MX(MX::new(10, name(&mx))),
-            ));
-            add(rec(&mx, RData::A(A::new(127, 0, 0, 1))));
-            add(rec(&format!("_{port}._tcp.{mx}"), tlsa.rdata()));
-        }
-        // The insecure delegation: NS and glue, no DS (the NSEC proves it).
-        add(rec("plain.test.", RData::NS(NS(name("ns.plain.test.")))));
-        add(rec("ns.plain.test.", RData::A(A::new(127, 0, 0, 1))));
-
-        let key = Ed25519SigningKey::from_pkcs8(
-            &Ed25519SigningKey::generate_pkcs8().expect("generate key"),
-        )
-        .expect("key");
-        let dnskey = DNSKEY::from_key(&key.to_public_key().expect("public key"));
-        let signer = DnssecSigner::new(
-            dnskey.clone(),
-            Box::new(key),
-            Name::root(),
-            Duration::from_secs(7 * 86400),
-        );
-        root.add_zone_signing_key_mut(signer).expect("add key");
-        root.secure_zone_mut().expect("sign zone");
-        forge_tlsa(&mut root, &format!("_{port}._tcp.mx.{BOGUS}."));
-
-        let mut plain = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-            name("plain.test."),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-            None,
-        );
-        for r in [
-            rec("plain.test.", soa()),
-            rec("plain.test.", RData::NS(NS(name("ns.plain.test.")))),
-            rec("ns.plain.test.", RData::A(A::new(127, 0, 0, 1))),
-            rec(
-                "plain.test.",
-                RData::MX(MX::new(10, name("mx.plain.test."))),
-            ),
-            rec("mx.plain.test.", RData::A(A::new(127, 0, 0, 1))),
-        ] {
-            assert!(plain.upsert_mut(r, 1), "record added");
-        }
-
-        let root: Arc<dyn ZoneHandler> = Arc::new(root);
-        let mut all = Catalog::new();
-        all.upsert(LowerName::from(Name::root()), vec![root.clone()]);
-        let plain: Arc<dyn ZoneHandler> = Arc::new(plain);
-        all.upsert(LowerName::from(name("plain.test.")), vec![plain]);
-        let mut parent = Catalog::new();
-        parent.upsert(LowerName::from(Name::root()), vec![root]);
-
-        let (udp, tcp) = bind_pair().await;
-        let addr = udp.local_addr().expect("addr");
-        let mut server = Server::new(ByZoneCut { all, parent });
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5), 65_535);
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let anchor = dir.path().join("root.key");
-        std::fs::write(&anchor, format!(". 300 IN DNSKEY {dnskey}\n")).expect("write anchor");
-        SignedDns {
-            addr,
-            anchor,
-            _server: server,
-            _dir: dir,
-        }
-    }
-
-    /// `[dns]` for mxgate: this server, this zone's key as the only trust anchor.
-    fn config_toml(&self) -> String {
-        format!(
-            "[dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\ndnssec_trust_anchor = \"{}\"\n",
-            self.addr,
-            self.anchor.display()
-        )
-    }
-}
-
-/// Replaces the record of the signed TLSA RRset at `owner` with other data, keeping the
-/// signatures made over the original: the answer no longer validates (bogus).
-fn forge_tlsa(zone: &mut InMemoryZoneHandler<TokioRuntimeProvider>, owner: &str) {
-    let key = RrKey::new(LowerName::from(name(owner)), RecordType::TLSA);
-    let rrset = zone.records_get_mut().get_mut(&key).expect("TLSA RRset");
-    let rrsigs = rrset.rrsigs().to_vec();
-    assert!(!rrsigs.is_empty(), "the TLSA RRset was signed");
-    let forged = RData::TLSA(TLSA::new(
-        CertUsage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-        vec![0x42; 32],
-    ));
-    let mut set = RecordSet::new(name(owner), RecordType::TLSA, 1);
-    assert!(set.insert(rec(owner, forged), 1));
-    set.set_rrsigs(rrsigs);
-    *rrset = Arc::new(set);
-}
-
-async fn bind_pair() -> (UdpSocket, TcpListener) {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
-        let addr = udp.local_addr().expect("udp addr");
-        if let Ok(tcp) = TcpListener::bind(addr).await {
-            return (udp, tcp);
-        }
-    }
-    panic!("no loopback port free for both UDP and TCP");
-}
-
-/// A server certificate: self-signed, or issued by `ca` (then the chain sent is leaf + CA,
-/// as RFC 7672 §3.2.2 asks of DANE-TA servers). Returns the acceptor and the leaf's SPKI.
-fn server_tls(
-    names: &[&str],
-    ca: Option<&CertifiedIssuer<'static, KeyPair>>,
-) -> (TlsAcceptor, Vec<u8>) {
-    let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-        .expect("params");
-    let key = KeyPair::generate().expect("key");
-    let spki = key.subject_public_key_info();
-    let chain = match ca {
-        Some(ca) => vec![
-            params.signed_by(&key, ca).expect("sign").der().clone(),
-            ca.der().clone(),
-        ],
-        None => vec![params.self_signed(&key).expect("self-sign").der().clone()],
-    };
-    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-    (TlsAcceptor::from(Arc::new(cfg)), spki)
-}
-
-fn test_ca() -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "DANE test CA");
-    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key")).expect("CA")
-}
+use signed_zone::{Assoc, STS_DANE, SignedDns, server_tls, test_ca};
 
 /// mxgate relaying by MX to `sink`, its resolver on `dns`.
 async fn mxgate(sink: &Sink, dns: &SignedDns) -> TestServer {
@@ -345,6 +80,14 @@ async fn tlsa_sessions(srv: &TestServer, result: &str) {
     .await;
 }
 
+/// The `mxgate_dnssec_validating` gauge, once the start-up probe has set it.
+async fn dnssec_validating(srv: &TestServer) -> f64 {
+    eventually(20, "mxgate_dnssec_validating set", || async {
+        srv.metric("mxgate_dnssec_validating", &[]).await
+    })
+    .await
+}
+
 fn last_reply(m: &QueuedMessage) -> String {
     m.recipients[0].last_reply.clone().unwrap_or_default()
 }
@@ -367,6 +110,11 @@ async fn dane_ee_match_delivers_over_tls_and_a_bogus_tlsa_answer_defers() {
     );
 
     tlsa_sessions(&srv, "success").await;
+    assert_eq!(
+        dnssec_validating(&srv).await,
+        1.0,
+        "the trust anchor validates"
+    );
 
     // Same sink, same certificate, but the TLSA answer fails validation: never used.
     send(&srv, "bob@bogus.test").await;
@@ -470,5 +218,127 @@ async fn tlsa_without_starttls_defers_and_never_sends_in_plaintext() {
             .any(|r| r.rcpts.iter().any(|x| x == "ann@secure.test")),
         "the DANE host's mail never went in plaintext"
     );
+    srv.shutdown().await;
+}
+
+/// RFC 8461 §2: DANE decides for an MX host with TLSA records, whatever the domain's
+/// MTA-STS policy says: an `enforce` policy naming only another host does not drop it.
+#[tokio::test]
+async fn a_dane_host_the_enforced_sts_policy_does_not_name_is_delivered_to_via_dane() {
+    let (acceptor, spki) = server_tls(&["mx.sts-dane.test"], None);
+    let sink = Sink::start_with_certificate(SinkOptions::default(), acceptor).await;
+    let dns = SignedDns::start(sink.addr.port(), Assoc::Ee311(spki), Assoc::Ta201(vec![0])).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = common::test_ca::TestCa::new(dir.path(), "sts");
+    let policies =
+        common::policy_host::PolicyHost::start(ca.acceptor_for(&["mta-sts.sts-dane.test"])).await;
+    policies.set_policy(
+        STS_DANE,
+        "version: STSv1\nmode: enforce\nmx: mx2.sts-dane.test\nmax_age: 86400\n",
+    );
+    let extra = format!(
+        "{}{}[relay]\ndirect_mx = true\nmx_port = {}\n\
+         [relay.mta_sts]\npolicy_port = {}\nca_file = \"{}\"\nfetch_timeout = \"5s\"\n",
+        user_toml(&["example.test"]),
+        dns.config_toml(),
+        sink.addr.port(),
+        policies.addr.port(),
+        ca.pem_path.display()
+    );
+    let srv = TestServer::start(&extra).await;
+
+    send(&srv, "ann@sts-dane.test").await;
+    let got = wait_received(&sink, "ann@sts-dane.test").await;
+    assert!(got.tls, "delivered over TLS");
+    let m = wait_state(&srv, "ann@sts-dane.test", RcptState::Sent).await;
+    assert!(
+        last_reply(&m).contains("mx mx.sts-dane.test"),
+        "{}",
+        last_reply(&m)
+    );
+    assert!(policies.requests() >= 1, "the MTA-STS policy was fetched");
+    tlsa_sessions(&srv, "success").await;
+    srv.shutdown().await;
+}
+
+/// A trust anchor that is not the zone's key (a stale or mistyped `dnssec_trust_anchor`):
+/// nothing validates, so DANE is off and MX hosts get opportunistic TLS (a certificate the
+/// TLSA record does not name is taken, where DANE would defer). Not silent: the gauge
+/// `mxgate_dnssec_validating` is 0 from start-up on.
+#[tokio::test]
+async fn a_trust_anchor_the_zone_does_not_match_shows_as_dnssec_validating_0() {
+    let (acceptor, _) = server_tls(&["mx.secure.test"], None);
+    let sink = Sink::start_with_certificate(SinkOptions::default(), acceptor).await;
+    let (_, other) = server_tls(&["mx.secure.test"], None);
+    let dns = SignedDns::start(sink.addr.port(), Assoc::Ee311(other), Assoc::Ta201(vec![0])).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrong = dir.path().join("wrong-root.key");
+    let key =
+        Ed25519SigningKey::from_pkcs8(&Ed25519SigningKey::generate_pkcs8().expect("generate key"))
+            .expect("key");
+    let dnskey = DNSKEY::from_key(&key.to_public_key().expect("public key"));
+    std::fs::write(&wrong, format!(". 300 IN DNSKEY {dnskey}\n")).expect("write anchor");
+    let extra = format!(
+        "{}{}[relay]\ndirect_mx = true\nmx_port = {}\n",
+        user_toml(&["example.test"]),
+        dns.config_toml_anchored(&wrong),
+        sink.addr.port()
+    );
+    let srv = TestServer::start(&extra).await;
+
+    assert_eq!(dnssec_validating(&srv).await, 0.0, "before any mail");
+    send(&srv, "ann@secure.test").await;
+    let got = wait_received(&sink, "ann@secure.test").await;
+    assert!(got.tls, "opportunistic STARTTLS");
+    wait_state(&srv, "ann@secure.test", RcptState::Sent).await;
+    assert_eq!(dnssec_validating(&srv).await, 0.0);
+    srv.shutdown().await;
+}
+
+/// RFC 8689 §4.2.1: REQUIRETLS mail may go to an MX host when the MX answer was
+/// DNSSEC-validated, with no MTA-STS policy: the DANE-authenticated host (its TLSA record
+/// names the certificate's key) that offers REQUIRETLS gets it, the parameter passed on.
+#[tokio::test]
+async fn requiretls_mail_goes_to_a_dane_host_whose_mx_answer_is_dnssec_validated() {
+    let (acceptor, spki) = server_tls(&["mx.secure.test"], None);
+    let sink = Sink::start_with_certificate(SinkOptions::default(), acceptor).await;
+    sink.offer("REQUIRETLS");
+    let dns = SignedDns::start(sink.addr.port(), Assoc::Ee311(spki), Assoc::Ta201(vec![0])).await;
+    let srv = mxgate(&sink, &dns).await;
+
+    submit_requiretls(srv.addr(Listener::Submission), "ann@secure.test").await;
+    let got = wait_received(&sink, "ann@secure.test").await;
+    assert!(got.tls, "delivered over TLS");
+    assert!(got.mail_line.ends_with(" REQUIRETLS"), "{}", got.mail_line);
+    wait_state(&srv, "ann@secure.test", RcptState::Sent).await;
+    srv.shutdown().await;
+}
+
+/// RFC 8689 §4.2.1 wants the certificate verified by DANE or a trusted chain. A host whose
+/// TLSA records are none usable gets encryption without any check (RFC 7672 §2.2): plain
+/// mail goes, but REQUIRETLS mail is not sent over that unverified session (its
+/// self-signed certificate fails the PKIX check) and fails 5.7.30.
+#[tokio::test]
+async fn requiretls_mail_is_not_sent_to_a_dane_host_whose_tlsa_records_verify_nothing() {
+    let (acceptor, _) = server_tls(&["mx.encrypt.test"], None);
+    let sink = Sink::start_with_certificate(SinkOptions::default(), acceptor).await;
+    sink.offer("REQUIRETLS");
+    let (_, spki) = server_tls(&["mx.secure.test"], None);
+    let dns = SignedDns::start(sink.addr.port(), Assoc::Ee311(spki), Assoc::Ta201(vec![0])).await;
+    let srv = mxgate(&sink, &dns).await;
+
+    send(&srv, "bob@encrypt.test").await;
+    let got = wait_received(&sink, "bob@encrypt.test").await;
+    assert!(got.tls, "STARTTLS is mandatory");
+    wait_state(&srv, "bob@encrypt.test", RcptState::Sent).await;
+
+    submit_requiretls(srv.addr(Listener::Submission), "ann@encrypt.test").await;
+    let m = wait_state(&srv, "ann@encrypt.test", RcptState::Bounced).await;
+    assert!(
+        last_reply(&m).starts_with("550 5.7.30"),
+        "{}",
+        last_reply(&m)
+    );
+    assert_eq!(sink.transactions(), 1, "no MAIL for the REQUIRETLS message");
     srv.shutdown().await;
 }

@@ -486,3 +486,86 @@ async fn requiretls_fails_with_5_7_30_when_no_hop_has_verified_tls_and_requiretl
     assert_eq!(self_signed.transactions(), 0);
     srv.shutdown().await;
 }
+
+/// A STARTTLS smart host offering REQUIRETLS whose certificate a test CA signed, and
+/// the config relaying through it: its `ca_file` set to that CA when `trusted`, absent
+/// otherwise (the certificate is then checked against the webpki roots only).
+async fn requiretls_smarthost(
+    dir: &std::path::Path,
+    trusted: bool,
+) -> (Sink, common::test_ca::TestCa, String) {
+    let ca = common::test_ca::TestCa::new(dir, "relay");
+    let sink = Sink::start_with_certificate(
+        SinkOptions {
+            tls: SinkTls::StartTls,
+            auth: None,
+        },
+        ca.acceptor(),
+    )
+    .await;
+    sink.offer("REQUIRETLS");
+    let ca_file = if trusted {
+        format!("ca_file = \"{}\"\n", ca.pem_path.display())
+    } else {
+        String::new()
+    };
+    let toml = format!(
+        "{}[[relay.smarthosts]]\nname = \"private\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         priority = 10\nsecurity = \"starttls\"\n{ca_file}",
+        user_toml(&["example.test"]),
+        sink.addr.port()
+    );
+    (sink, ca, toml)
+}
+
+#[tokio::test]
+async fn requiretls_mail_reaches_a_smarthost_whose_private_ca_is_in_its_ca_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sink, _ca, toml) = requiretls_smarthost(dir.path(), true).await;
+    let srv = TestServer::start(&toml).await;
+    submit_with(
+        &srv,
+        "<sales@example.test> REQUIRETLS",
+        &["<bob@remote.test>"],
+        &body("Secret", "only over TLS"),
+        false,
+    )
+    .await;
+    let got = eventually(20, "the message at the smart host", || async {
+        sink.received().into_iter().next()
+    })
+    .await;
+    assert!(got.tls, "delivered over TLS");
+    assert_eq!(got.rcpts, ["bob@remote.test"]);
+    assert!(
+        got.mail_line.ends_with(" REQUIRETLS"),
+        "REQUIRETLS carried on: {}",
+        got.mail_line
+    );
+    let m = wait_state(&srv, 0, RcptState::Sent).await;
+    let last = m.recipients[0].last_reply.clone().unwrap_or_default();
+    assert!(last.starts_with("250 "), "{last}");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn requiretls_mail_bounces_5_7_30_when_the_smarthosts_ca_is_not_trusted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sink, _ca, toml) = requiretls_smarthost(dir.path(), false).await;
+    let srv = TestServer::start(&toml).await;
+    submit_with(
+        &srv,
+        "<sales@example.test> REQUIRETLS",
+        &["<bob@remote.test>"],
+        &body("Secret", "only over TLS"),
+        false,
+    )
+    .await;
+    let m = wait_state(&srv, 0, RcptState::Bounced).await;
+    let last = m.recipients[0].last_reply.clone().unwrap_or_default();
+    assert!(last.starts_with("550 5.7.30"), "{last}");
+    let dsn = dsns(&srv, 1).await.remove(0);
+    assert!(dsn.contains("Status: 5.7.30"), "{dsn}");
+    assert_eq!(sink.transactions(), 0, "no MAIL at the smart host");
+    srv.shutdown().await;
+}

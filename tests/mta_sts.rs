@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::policy_host::PolicyHost;
 use common::sink::{Sink, SinkOptions, SinkTls};
-use common::submit::{submit, user_toml};
+use common::submit::{submit, submit_requiretls, user_toml};
 use common::test_ca::TestCa;
 use common::{Listener, TestServer, eventually};
 use mxgate::queue::{QueuedMessage, RcptState};
@@ -291,5 +291,50 @@ async fn an_announced_policy_that_cannot_be_fetched_delivers_as_without_one_unle
     let reason = m.recipients[0].last_reply.clone().unwrap_or_default();
     assert!(reason.contains("sts-policy-fetch-error"), "{reason}");
     assert_eq!(mx.received().len(), 1, "only the first message was sent");
+    srv.shutdown().await;
+}
+
+/// RFC 8689 §4.2.1 for direct MX: REQUIRETLS mail goes to an MX host that an MTA-STS
+/// policy (here `testing`) names, over TLS verified with the policy's trust; to a domain
+/// whose MX answer is neither DNSSEC-validated nor backed by a policy it fails 5.7.30,
+/// though the same host offers REQUIRETLS with a certificate valid for its name.
+#[tokio::test]
+async fn requiretls_mail_goes_only_to_an_mx_an_sts_policy_authorises() {
+    let dir = tempdir();
+    let ca = ca(dir.path());
+    let mx = mx_with_certificate(&ca, &["mx.remote.test", "mx.nopolicy.test"]).await;
+    mx.offer("REQUIRETLS");
+    let host = policy_host(&ca, TESTING).await;
+    let srv = start(&mx, &host, &ca, "").await;
+    srv.dns.mx("nopolicy.test", 10, "mx.nopolicy.test");
+    srv.dns
+        .a("mx.nopolicy.test", "127.0.0.1".parse().expect("ip"));
+
+    submit_requiretls(srv.addr(Listener::Submission), "ann@remote.test").await;
+    let got = wait_received(&mx, 1).await;
+    assert_eq!(got[0].rcpts, ["ann@remote.test"]);
+    assert!(got[0].tls, "delivered over TLS");
+    assert!(
+        got[0].mail_line.ends_with(" REQUIRETLS"),
+        "{}",
+        got[0].mail_line
+    );
+
+    submit_requiretls(srv.addr(Listener::Submission), "bob@nopolicy.test").await;
+    let queue = srv.running().queue.clone();
+    let m = eventually(20, "bob@nopolicy.test bounced", || {
+        let q = queue.clone();
+        async move {
+            q.list(None, 1000).into_iter().find(|m| {
+                m.recipients[0].address == "bob@nopolicy.test"
+                    && m.recipients[0].state == RcptState::Bounced
+            })
+        }
+    })
+    .await;
+    let last = m.recipients[0].last_reply.clone().unwrap_or_default();
+    assert!(last.starts_with("550 5.7.30"), "{last}");
+    assert!(last.contains("not authenticated"), "{last}");
+    assert_eq!(mx.transactions(), 1, "no MAIL for the refused recipient");
     srv.shutdown().await;
 }

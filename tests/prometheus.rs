@@ -124,6 +124,7 @@ fn grafana_and_alert_queries_use_only_exported_metrics_and_recorded_series() {
         BOUNCES,
         ESP_BLOCKS,
         QUEUE_MESSAGES,
+        DNSSEC_VALIDATING,
     ] {
         known.push(m.to_string());
     }

@@ -1,7 +1,9 @@
 //! TLS-RPT (RFC 8460), end to end: a day of direct-MX traffic to domains with and without
 //! MTA-STS policies, the server's clock stepped past midnight, and the daily reports
 //! received by an `https:` rua (a real HTTPS server with a test CA) and a `mailto:` rua
-//! (relayed to a sink MX), each decompressed and its JSON counts checked.
+//! (relayed to a sink MX), each decompressed and its JSON counts checked. Mailed reports
+//! carry a DKIM signature of the reporting domain (RFC 8460 §3), verified here against the
+//! key the in-process DNS serves; without a key the mailto: rua gets nothing.
 
 mod common;
 
@@ -44,6 +46,46 @@ fn attachment(message: &str) -> Value {
     gunzip(&gz)
 }
 
+/// A `[[dkim.keys]]` entry for example.test (parent of `server.hostname`
+/// mx.example.test, the reports' From domain) and the TXT record of its public key.
+fn dkim_key(dir: &std::path::Path) -> (String, String) {
+    let path = dir.join("example.test.rpt.key");
+    let key = mxgate::auth::keys::generate_to(&path, mxgate::config::DkimAlgorithm::Ed25519)
+        .expect("dkim key");
+    let toml = format!(
+        "[[dkim.keys]]\ndomain = \"example.test\"\nselector = \"rpt\"\n\
+         algorithm = \"ed25519\"\nkey_file = \"{}\"\n",
+        path.display()
+    );
+    (toml, key.dns_record())
+}
+
+/// Asserts that `data` (a mailed report, as the sink got it) has a DKIM signature of
+/// example.test that the project's verifier passes, the key looked up in the test DNS.
+async fn assert_signed_by_example_test(srv: &TestServer, data: &str) {
+    assert!(data.starts_with("DKIM-Signature: "), "{data}");
+    let dns = mxgate::dns::Dns::from_config(&srv.config.dns).expect("resolver");
+    let verifier = mxgate::auth::Verifier::new(&srv.config, dns, mxgate::metrics::Metrics::new());
+    let verdict = verifier
+        .verify(
+            "127.0.0.1".parse().expect("ip"),
+            "mx.example.test",
+            &mxgate::envelope::ReversePath::Null,
+            data.as_bytes(),
+        )
+        .await;
+    assert!(
+        verdict
+            .dkim
+            .iter()
+            .any(|d| d.result == mxgate::auth::AuthResult::Pass
+                && d.domain == "example.test"
+                && d.selector == "rpt"),
+        "{:?}\n{data}",
+        verdict.dkim
+    );
+}
+
 /// The entry of `policy_type` in a report.
 fn policy<'a>(report: &'a Value, policy_type: &str) -> &'a Value {
     report["policies"]
@@ -78,9 +120,10 @@ async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
         "version: STSv1\nmode: testing\nmx: mx.bad.test\nmax_age: 86400\n",
     );
     let rua = Erp::start_tls(ca.acceptor()).await;
+    let (dkim, dkim_record) = dkim_key(dir.path());
     // Every message on a session of its own: TLS-RPT counts sessions.
     let toml = format!(
-        "{}[relay]\ndirect_mx = true\nmx_port = {}\nconnection_idle = \"0s\"\n\
+        "{}{dkim}[relay]\ndirect_mx = true\nmx_port = {}\nconnection_idle = \"0s\"\n\
          [relay.mta_sts]\npolicy_port = {}\nca_file = \"{}\"\nfetch_timeout = \"5s\"\n\
          [relay.tls_rpt]\ncheck_interval = \"100ms\"\norganization = \"mxgate test\"\n",
         user_toml(&["example.test"]),
@@ -89,6 +132,7 @@ async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
         ca.pem_path.display()
     );
     let srv = TestServer::start(&toml).await;
+    srv.dns.txt("rpt._domainkey.example.test", &dkim_record);
     let local = "127.0.0.1".parse().expect("ip");
     for d in ["good.test", "bad.test", "plain.test", "reports.test"] {
         srv.dns.mx(d, 10, &format!("mx.{d}"));
@@ -188,6 +232,7 @@ async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
             .contains("Subject: Report Domain: bad.test Submitter: mx.example.test")
     );
     assert!(mail.data.contains("TLS-Report-Domain: bad.test"));
+    assert_signed_by_example_test(&srv, &mail.data).await;
     let report = attachment(&mail.data);
     let sts = policy(&report, "sts");
     assert_eq!(sts["summary"]["total-successful-session-count"], 0);
@@ -225,8 +270,9 @@ async fn a_report_an_https_rua_missed_is_posted_again_and_mailed_only_once() {
     .await;
     let rua = Erp::start_tls(ca.acceptor()).await;
     rua.answer(503);
+    let (dkim, _) = dkim_key(dir.path());
     let toml = format!(
-        "{}[relay]\ndirect_mx = true\nmx_port = {}\n[relay.mta_sts]\nca_file = \"{}\"\n\
+        "{}{dkim}[relay]\ndirect_mx = true\nmx_port = {}\n[relay.mta_sts]\nca_file = \"{}\"\n\
          [relay.tls_rpt]\ncheck_interval = \"100ms\"\n",
         user_toml(&["example.test"]),
         mx.addr.port(),
@@ -307,4 +353,118 @@ async fn a_report_an_https_rua_missed_is_posted_again_and_mailed_only_once() {
     assert_eq!(mx.received().into_iter().filter(to_rua).count(), 1);
     assert_eq!(rua.pushes().len(), 1);
     srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_dkim_key_the_mailto_rua_is_skipped_and_the_https_rua_still_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(dir.path(), "rpt");
+    let mx = Sink::start(SinkOptions {
+        tls: SinkTls::StartTls,
+        auth: None,
+    })
+    .await;
+    let rua = Erp::start_tls(ca.acceptor()).await;
+    // No [[dkim.keys]]: nothing can sign for mx.example.test.
+    let toml = format!(
+        "{}[relay]\ndirect_mx = true\nmx_port = {}\n[relay.mta_sts]\nca_file = \"{}\"\n\
+         [relay.tls_rpt]\ncheck_interval = \"100ms\"\n",
+        user_toml(&["example.test"]),
+        mx.addr.port(),
+        ca.pem_path.display()
+    );
+    let srv = TestServer::start(&toml).await;
+    let local = "127.0.0.1".parse().expect("ip");
+    for d in ["plain.test", "reports.test"] {
+        srv.dns.mx(d, 10, &format!("mx.{d}"));
+        srv.dns.a(&format!("mx.{d}"), local);
+    }
+    // The mailto: rua listed first: it is passed over before the https: one is served.
+    srv.dns.txt(
+        "_smtp._tls.plain.test",
+        &format!(
+            "v=TLSRPTv1; rua=mailto:tls@reports.test,https://{}/r",
+            rua.addr
+        ),
+    );
+    let body = common::messages::raw("odoo@example.test", "a@plain.test", "unsigned");
+    submit(
+        srv.addr(Listener::Submission),
+        "odoo@example.test",
+        &["a@plain.test"],
+        &body,
+    )
+    .await
+    .expect("submitted");
+    eventually(20, "the message at the MX", || async {
+        (!mx.received().is_empty()).then_some(())
+    })
+    .await;
+    let day = srv.running().clock.now_ms() / 86_400_000;
+    srv.running().clock.advance(Duration::from_secs(86_400));
+
+    let posts = eventually(20, "the report at the https rua", || async {
+        let p = rua.pushes();
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    let report = gunzip(&posts[0].body);
+    let none = policy(&report, "no-policy-found");
+    assert_eq!(none["summary"]["total-successful-session-count"], 1);
+
+    // The domain-day is done (counters dropped) without any mail to the mailto: rua.
+    let store = srv.running().stats.store().clone();
+    eventually(20, "the reported day's counters dropped", || async {
+        let mut left = 0;
+        store
+            .scan(b"T/", &mxgate::db::prefix_end(b"T/"), |k, _| {
+                if k.get(2..10) == Some(&day.to_be_bytes()[..]) {
+                    left += 1;
+                }
+            })
+            .expect("scan");
+        (left == 0).then_some(())
+    })
+    .await;
+    let queued = srv
+        .running()
+        .queue
+        .list(None, 1000)
+        .into_iter()
+        .filter(|m| m.recipients.iter().any(|r| r.address == "tls@reports.test"))
+        .count();
+    assert_eq!(queued, 0, "no unsigned report queued");
+    assert!(
+        mx.received()
+            .iter()
+            .all(|m| m.rcpts != ["tls@reports.test"]),
+        "no report mailed"
+    );
+    assert_eq!(mx.received().len(), 1);
+    srv.shutdown().await;
+}
+
+/// `mxgate serve` logs what `check-config` warns about: with no DKIM key for
+/// `server.hostname`, that mailed reports will not be sent.
+#[tokio::test]
+async fn serve_logs_at_start_that_mailto_ruas_get_no_report_without_a_dkim_key() {
+    let erp = Erp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mxgate.toml");
+    let dns = common::dns::DnsServer::start().await;
+    let toml = common::base_toml(dir.path(), &erp.url(), &dns.config_toml());
+    std::fs::write(&config, toml).expect("write config");
+    let mut proc = common::process::spawn_server(&config);
+    let log = proc.log();
+    proc.sigterm();
+    assert_eq!(proc.wait_exit(30), Some(0));
+    let line = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("relay.tls_rpt"))
+        .unwrap_or_else(|| panic!("no TLS-RPT warning in the log:\n{log}"));
+    assert!(
+        line.contains("no [[dkim.keys]] entry for mx.example.test"),
+        "{line}"
+    );
+    assert!(line.contains("mailto:"), "{line}");
 }

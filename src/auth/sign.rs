@@ -76,17 +76,8 @@ impl Signer {
     /// The configured domain that signs for `domain`: itself, else its closest parent
     /// (relaxed DMARC alignment accepts a parent's signature, RFC 7489 §3.1.1).
     pub fn signing_domain(&self, domain: &str) -> Option<&str> {
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let mut d = domain.as_str();
-        loop {
-            if let Some((k, _)) = self.by_domain.get_key_value(d) {
-                return Some(k.as_str());
-            }
-            d = d.split_once('.')?.1;
-            if !d.contains('.') {
-                return None;
-            }
-        }
+        let d = crate::config::covering_domain(domain, |d| self.by_domain.contains_key(d))?;
+        self.by_domain.get_key_value(&d).map(|(k, _)| k.as_str())
     }
 
     /// Signs `raw` with every key of `domain` (or its closest configured parent). `Ok(None)`

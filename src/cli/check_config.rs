@@ -6,7 +6,10 @@ use super::ConfigArg;
 
 pub fn run(arg: &ConfigArg) -> ExitCode {
     match arg.load() {
-        Ok(_) => {
+        Ok(config) => {
+            for (key, message) in config.warnings() {
+                println!("{key}: warning: {message}");
+            }
             println!("config OK");
             ExitCode::SUCCESS
         }

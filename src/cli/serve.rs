@@ -12,6 +12,11 @@ use crate::server::Server;
 pub fn run(arg: &super::ConfigArg) -> anyhow::Result<ExitCode> {
     init_tracing();
     let config = arg.load()?;
+    // What `check-config` prints as warnings, in the log too: a server started without
+    // running it must still say that, e.g., mailed TLS-RPT reports will not go out.
+    for (key, message) in config.warnings() {
+        tracing::warn!(key, "{message}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

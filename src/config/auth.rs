@@ -78,6 +78,34 @@ pub struct DkimKeyConfig {
     pub key_file: Option<PathBuf>,
 }
 
+impl DkimConfig {
+    /// The configured key domain that signs for `domain`: itself, else its closest parent
+    /// (relaxed DMARC alignment accepts a parent's signature, RFC 7489 §3.1.1).
+    pub fn signing_domain(&self, domain: &str) -> Option<String> {
+        covering_domain(domain, |d| {
+            self.keys
+                .iter()
+                .any(|k| k.domain.trim_end_matches('.').eq_ignore_ascii_case(d))
+        })
+    }
+}
+
+/// `domain` (lower-cased, no trailing dot) or its closest parent for which `has` holds;
+/// never a top-level domain.
+pub fn covering_domain(domain: &str, has: impl Fn(&str) -> bool) -> Option<String> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let mut d = domain.as_str();
+    loop {
+        if has(d) {
+            return Some(d.to_string());
+        }
+        d = d.split_once('.')?.1;
+        if !d.contains('.') {
+            return None;
+        }
+    }
+}
+
 impl DkimKeyConfig {
     /// The key file this entry refers to (explicit or the keygen default).
     pub fn key_path(&self, data_dir: &Path) -> PathBuf {

@@ -35,7 +35,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use auth::{
-    AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, default_key_path,
+    AuthConfig, DkimAlgorithm, DkimConfig, DkimKeyConfig, TempErrorAction, covering_domain,
+    default_key_path,
 };
 pub use cluster::ClusterConfig;
 pub use dnsbl::{DnsblAction, DnsblConfig};
@@ -190,6 +191,12 @@ impl Config {
             p.line = validate::line_of(text, &p.path);
         }
         Err(err(problems))
+    }
+
+    /// What is valid but will not work as one may expect: `mxgate check-config` prints
+    /// these as `key: warning: message` and still exits 0.
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        outbound_tls::warnings(self)
     }
 
     /// Domain of VERP and SRS envelope senders: `relay.bounce_domain`, else the first alias

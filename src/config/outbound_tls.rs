@@ -117,3 +117,22 @@ pub fn problems(
     }
     p
 }
+
+/// Warnings (not errors) of these sections: RFC 8460 §3 wants mailed reports DKIM-signed
+/// by the reporting domain, and without a key for `server.hostname` (or a parent) the
+/// `mailto:` ruas are skipped, `https:` ones still served.
+pub fn warnings(config: &super::Config) -> Vec<(String, String)> {
+    let mut w = Vec::new();
+    let hostname = &config.server.hostname;
+    if config.relay.tls_rpt.enabled && config.dkim.signing_domain(hostname).is_none() {
+        w.push((
+            "relay.tls_rpt".to_string(),
+            format!(
+                "no [[dkim.keys]] entry for {hostname} (server.hostname) or a parent domain: \
+                 TLS-RPT reports are not sent to mailto: ruas (RFC 8460 §3 requires them \
+                 DKIM-signed), only to https: ones"
+            ),
+        ));
+    }
+    w
+}

@@ -132,6 +132,11 @@ pub struct SmarthostConfig {
     /// certificate — only for test rigs and private relays with self-signed certificates.
     #[serde(default = "yes")]
     pub tls_verify: bool,
+    /// A private CA (PEM bundle) the host's certificate is also checked against, besides
+    /// the webpki roots: a relay with a company CA stays verified (REQUIRETLS mail needs
+    /// a verified session, RFC 8689 §4.2.1). Read at config load.
+    #[serde(default)]
+    pub ca_file: Option<Parsed<CaFile>>,
     /// How mxgate logs in: `password` (AUTH PLAIN/LOGIN with `username`/`password`) or
     /// `xoauth2` (an OAuth2 access token for mailbox `username`, from `token_url`).
     #[serde(default)]

@@ -257,6 +257,15 @@ impl Config {
             if let Some(e) = h.host.error() {
                 p.add(format!("relay.smarthosts[{i}].host"), e);
             }
+            if let Some(e) = h.ca_file.as_ref().and_then(|c| c.error()) {
+                p.add(format!("relay.smarthosts[{i}].ca_file"), e);
+            }
+            if h.ca_file.is_some() && !h.tls_verify {
+                p.add(
+                    format!("relay.smarthosts[{i}].ca_file"),
+                    "has no effect with tls_verify = false (any certificate is accepted)",
+                );
+            }
             for (key, message) in h.auth_problems() {
                 p.add(format!("relay.smarthosts[{i}].{key}"), message);
             }

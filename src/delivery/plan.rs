@@ -258,6 +258,9 @@ pub async fn smarthost_hop(h: &SmarthostConfig) -> Hop {
         source: None,
         tls_policy: None,
         dane: None,
+        ca_file: h.ca_file.as_ref().and_then(|c| c.get()).cloned(),
+        mx_secure: false,
+        sts_authorised: false,
     }
 }
 
@@ -299,6 +302,9 @@ async fn mx_hops(
                 source: None,
                 tls_policy: None,
                 dane,
+                ca_file: None,
+                mx_secure: lookups.dnssec.is_some(),
+                sts_authorised: false,
             }),
             Ok(_) => failures.push(format!("{name}: no address")),
             Err(e) => failures.push(format!("{name}: {e}")),

@@ -169,7 +169,15 @@ impl Relay {
         for hop in &plan.hops {
             let strict;
             let hop = if requiretls {
-                strict = hop.requiring_tls();
+                match hop.requiring_tls() {
+                    Ok(h) => strict = h,
+                    Err(e) => {
+                        tracing::info!(hop = %hop.label, error = %e, "REQUIRETLS: hop not eligible");
+                        tls_unmet += 1;
+                        failures.push(format!("{e} [{}]", hop.label));
+                        continue;
+                    }
+                }
                 &strict
             } else {
                 hop

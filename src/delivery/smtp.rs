@@ -58,7 +58,7 @@ use super::dane::TlsaPolicy;
 use super::oauth2::Tokens;
 use super::tls_client::connector;
 use super::tls_policy::SessionPolicy;
-use crate::config::{RelayConfig, Secret};
+use crate::config::{CaFile, RelayConfig, Secret};
 use crate::envelope::esmtp::{MessageParams, RcptParams};
 use open::Conn;
 
@@ -99,6 +99,13 @@ pub struct Hop {
     /// STARTTLS mandatory, the certificate checked against the TLSA records; `None` =
     /// no secure TLSA RRset.
     pub dane: Option<Arc<TlsaPolicy>>,
+    /// A smart host's `ca_file` (an MX host's: `relay.mta_sts.ca_file`): trusted besides
+    /// the webpki roots when `tls_verify`.
+    pub ca_file: Option<CaFile>,
+    /// Direct MX: the MX RRset was DNSSEC-validated (RFC 8689 §4.2.1).
+    pub mx_secure: bool,
+    /// Direct MX: the domain's MTA-STS policy (`enforce` or `testing`) names this host.
+    pub sts_authorised: bool,
 }
 
 /// A smart host's login.
@@ -160,17 +167,27 @@ pub struct Accepted {
 
 impl Hop {
     /// This hop for a REQUIRETLS message (RFC 8689 §4.2.1): TLS required, certificate
-    /// verified, whatever the hop's own settings.
-    pub fn requiring_tls(&self) -> Hop {
+    /// verified, whatever the hop's own settings. An MX host qualifies only when the MX
+    /// lookup was DNSSEC-validated (DANE state) or an MTA-STS policy names it: otherwise
+    /// a forged MX answer could send the message to any host with a valid certificate.
+    pub fn requiring_tls(&self) -> Result<Hop, SmtpError> {
+        if self.dest.starts_with("mx:") && !self.mx_secure && !self.sts_authorised {
+            return Err(SmtpError::RequireTls {
+                host: self.host.clone(),
+                reason: "MX host not authenticated (MX answer not DNSSEC-validated, \
+                         no MTA-STS policy names it)"
+                    .into(),
+            });
+        }
         let tls = match self.tls {
             TlsMode::Implicit => TlsMode::Implicit,
             TlsMode::StartTls | TlsMode::Opportunistic | TlsMode::None => TlsMode::StartTls,
         };
-        Hop {
+        Ok(Hop {
             tls,
             tls_verify: true,
             ..self.clone()
-        }
+        })
     }
 }
 

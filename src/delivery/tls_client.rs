@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 
+use crate::config::CaFile;
 use crate::tls::AnyCert;
 
 /// A rustls client config: webpki roots, or (tls_verify = false) any certificate.
@@ -27,5 +28,24 @@ pub fn connector(verify: bool) -> TlsConnector {
             .with_custom_certificate_verifier(Arc::new(AnyCert::new(provider)))
             .with_no_client_auth()
     };
+    TlsConnector::from(Arc::new(config))
+}
+
+/// A verifying client config whose roots are the webpki ones plus `ca`'s certificates (a
+/// smart host's `ca_file`). Certificates of the file that are no CA are skipped, logged.
+pub fn connector_with_ca(ca: &CaFile) -> TlsConnector {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let (_, bad) = roots.add_parsable_certificates(ca.certs.iter().cloned());
+    if bad > 0 {
+        tracing::warn!(ca_file = %ca.path, bad, "ca_file: certificates that are no CA were skipped");
+    }
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     TlsConnector::from(Arc::new(config))
 }

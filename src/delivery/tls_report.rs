@@ -6,6 +6,11 @@
 //! never bounces), `https:` as a POST of `application/tlsrpt+gzip` (§5.4). Then the
 //! domain-day's counters are dropped: a report is sent once.
 //!
+//! Mailed reports are DKIM-signed for the `From:` domain (`server.hostname`, RFC 8460
+//! §3) with the `[[dkim.keys]]` that cover it; without such a key a `mailto:` rua is
+//! skipped (never sent unsigned), with one warning per report day, and `https:` ruas are
+//! still served.
+//!
 //! A DNS failure keeps the counters for the next round, and so does a `rua` that could
 //! not take the report for now (connection error, timeout, HTTP 5xx, a full queue): the
 //! next round sends it again to that `rua` only (each `rua` that took it is marked), for
@@ -13,7 +18,7 @@
 //! that takes no mail) is not retried.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -25,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::mta_sts::Sts;
 use super::tls_rpt::rfc8460::{self, Rua};
 use super::tls_rpt::{self, DAY_MS, Session};
+use crate::auth::sign::Signer;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dns::Dns;
@@ -42,9 +48,18 @@ pub struct Reporter {
     client: ResolvingClient,
     store: Store,
     clock: Clock,
-    queue: Queue,
-    router: Arc<Router>,
     sts: Arc<Sts>,
+    mail: Mailer,
+    /// The last report day warned about for having no DKIM key: one warning per day.
+    unsigned_warned: Mutex<Option<u64>>,
+}
+
+/// What a `mailto:` rua needs: the report DKIM-signed (RFC 8460 §3), routed and queued
+/// like any other message.
+pub struct Mailer {
+    pub queue: Queue,
+    pub router: Arc<Router>,
+    pub signer: Arc<Signer>,
 }
 
 /// Days after the reported one during which a `rua` that failed is tried again.
@@ -64,6 +79,8 @@ enum Sent {
     Done,
     /// Failed for now: tried again next round.
     Retry,
+    /// Not sent and not to be tried again for this report (no DKIM key to sign it).
+    Skipped,
 }
 
 impl Reporter {
@@ -72,9 +89,8 @@ impl Reporter {
         dns: Dns,
         store: Store,
         clock: Clock,
-        queue: Queue,
-        router: Arc<Router>,
         sts: Arc<Sts>,
+        mail: Mailer,
     ) -> Reporter {
         let client = crate::http_client::resolving_client(
             "relay.tls_rpt",
@@ -87,9 +103,9 @@ impl Reporter {
             client,
             store,
             clock,
-            queue,
-            router,
             sts,
+            mail,
+            unsigned_warned: Mutex::new(None),
         }
     }
 
@@ -201,6 +217,7 @@ impl Reporter {
                     }
                 }
                 Sent::Retry => done = Done::Keep,
+                Sent::Skipped => {}
             }
         }
         done
@@ -216,7 +233,7 @@ impl Reporter {
             );
             return Sent::Done;
         };
-        let dest = match self.router.resolve_or_relay(&addr) {
+        let dest = match self.mail.router.resolve_or_relay(&addr) {
             Ok(d) => d,
             Err(e) => {
                 tracing::info!(domain = r.domain, rua = to, error = %e, "TLS-RPT: rua takes no mail");
@@ -224,15 +241,27 @@ impl Reporter {
             }
         };
         let hostname = &self.config.server.hostname;
+        let unsigned = message(hostname, to, r, self.clock.now_ms());
+        let body = match self.mail.signer.sign(hostname, &unsigned) {
+            Ok(Some(signature)) => [signature.into_bytes(), unsigned].concat(),
+            Ok(None) => {
+                self.warn_unsigned(r.day, hostname);
+                return Sent::Skipped;
+            }
+            Err(e) => {
+                tracing::warn!(domain = r.domain, rua = to, error = %e, "TLS-RPT: cannot sign the report, not mailed");
+                return Sent::Skipped;
+            }
+        };
         let msg = NewMessage {
             listener: ListenerKind::Inbound,
             peer_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             helo: hostname.clone(),
             mail_from: ReversePath::Null,
             recipients: vec![(addr, dest)],
-            body: message(hostname, to, r, self.clock.now_ms()),
+            body,
         };
-        match self.queue.enqueue(msg).await {
+        match self.mail.queue.enqueue(msg).await {
             Ok(id) => {
                 tracing::info!(domain = r.domain, rua = to, queue_id = %id, "TLS-RPT report queued");
                 Sent::Done
@@ -241,6 +270,24 @@ impl Reporter {
                 tracing::warn!(domain = r.domain, rua = to, error = %e, "TLS-RPT: cannot queue the report");
                 Sent::Retry
             }
+        }
+    }
+
+    /// §3: a report mail must be DKIM-signed; with no key for `hostname` its `mailto:`
+    /// ruas are skipped, said once per report `day` (not once per domain and round).
+    fn warn_unsigned(&self, day: u64, hostname: &str) {
+        let mut last = self
+            .unsigned_warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *last != Some(day) {
+            *last = Some(day);
+            tracing::warn!(
+                day = %date(day),
+                hostname,
+                "TLS-RPT: no [[dkim.keys]] entry signs for the report's From domain: \
+                 mailto: ruas skipped (RFC 8460 §3 requires signed reports), https: ruas still served"
+            );
         }
     }
 

@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use mail_auth::hickory_resolver::TokioResolver;
@@ -25,6 +25,7 @@ use mail_auth::hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use mail_auth::hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 use super::{Error, fqdn, host_name};
+use crate::metrics::Metrics;
 
 /// How long a failed probe is believed before the root key is asked for again.
 const PROBE_RETRY: Duration = Duration::from_secs(300);
@@ -36,6 +37,9 @@ pub struct Dnssec {
     /// `Some(true)`: the root DNSKEY validated once (kept for good); `Some(false)` until
     /// the instant: it did not, ask again after.
     probe: Arc<Mutex<Option<(bool, Instant)>>>,
+    /// Where each probe's result is shown (`mxgate_dnssec_validating`), once the server
+    /// has said so ([`Dnssec::report_to`]); the CLI's resolvers report nowhere.
+    metrics: Arc<OnceLock<Metrics>>,
 }
 
 /// A validated answer: the values, and whether every record of it was proven secure.
@@ -93,7 +97,13 @@ impl Dnssec {
         Ok(Dnssec {
             resolver,
             probe: Arc::default(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Shows every later probe's result in `metrics` (the first handle given stays).
+    pub fn report_to(&self, metrics: Metrics) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Whether the resolvers deliver validatable answers: the root DNSKEY RRset chains to
@@ -111,8 +121,13 @@ impl Dnssec {
         };
         if !ok {
             tracing::warn!(
-                "the DNS resolvers give no validatable DNSSEC answer for the root key: DANE is not used until they do"
+                "the DNS resolvers give no validatable DNSSEC answer for the root key \
+                 (dns.dnssec_trust_anchor, or resolvers stripping RRSIGs): DANE is not used \
+                 until they do, MX hosts get opportunistic TLS"
             );
+        }
+        if let Some(m) = self.metrics.get() {
+            m.dnssec_validating(ok);
         }
         *self.probe.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((ok, Instant::now() + PROBE_RETRY));

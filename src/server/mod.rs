@@ -178,6 +178,7 @@ fn open_stable(config: &Config, clock: Clock) -> Result<(Stable, Db), StartError
     })?;
     let metrics = Metrics::new();
     metrics.declare_config_reloads();
+    metrics.declare_dnssec();
     let key_path = data_dir.join("verp.key");
     let token_key = TokenKey::load_or_create(&key_path).map_err(|source| StartError::TokenKey {
         path: key_path.display().to_string(),
@@ -249,6 +250,18 @@ fn spawn_background(live: &Live<Runtime>, s: &Stable, tracker: &TaskTracker) {
         s.shutdown.clone(),
     ));
     spawn_alias_refresh(&config, s, tracker);
+    if config.relay.direct_mx && config.relay.dane {
+        // One probe at start, so `mxgate_dnssec_validating` says whether DANE can work
+        // before the first MX delivery asks (a wrong trust anchor shows at once).
+        let dnssec = live.load().dns.dnssec().clone();
+        let shutdown = s.shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = dnssec.validating() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
 }
 
 /// One task per `odoo` route with `validate_aliases` (the routes of the config at start: a

@@ -22,7 +22,7 @@ use crate::delivery::attempt::Context;
 use crate::delivery::forward::Forwarder;
 use crate::delivery::mta_sts::Sts;
 use crate::delivery::relay::Relay;
-use crate::delivery::tls_report::Reporter;
+use crate::delivery::tls_report::{Mailer, Reporter};
 use crate::delivery::tls_rpt::Recorder;
 use crate::delivery::warming::Warming;
 use crate::dns::Dns;
@@ -108,6 +108,7 @@ impl Runtime {
     /// Builds everything `config` describes on `stable`, asking DNS through `dns`.
     pub fn build(config: Arc<Config>, stable: &Stable, dns: Dns) -> Result<Runtime, BuildError> {
         let s = stable;
+        dns.dnssec().report_to(s.metrics.clone());
         let tls = crate::tls::acceptor(&config.tls, &config.server.hostname)?;
         let signer = Arc::new(Signer::from_config(&config)?);
         let verifier = Arc::new(Verifier::new(&config, dns.clone(), s.metrics.clone()));
@@ -157,9 +158,12 @@ impl Runtime {
             dns.clone(),
             store,
             s.clock.clone(),
-            s.queue.clone(),
-            router.clone(),
             sts.clone(),
+            Mailer {
+                queue: s.queue.clone(),
+                router: router.clone(),
+                signer: signer.clone(),
+            },
         ));
         let relay = Relay::new(
             config.clone(),

@@ -41,6 +41,8 @@ pub struct SinkOptions {
 #[derive(Clone, Debug)]
 pub struct Received {
     pub mail_from: String,
+    /// The MAIL command line as the client sent it (with its ESMTP parameters).
+    pub mail_line: String,
     pub rcpts: Vec<String>,
     pub data: String,
     pub tls: bool,
@@ -58,6 +60,8 @@ struct State {
     transactions: usize,
     /// Drop the connection (without a word) after each accepted message.
     hang_up_after_message: bool,
+    /// EHLO keywords offered besides the standard ones ([`Sink::offer`]).
+    keywords: Vec<String>,
 }
 
 pub struct Sink {
@@ -125,6 +129,12 @@ impl Sink {
     pub fn script_data(&self, replies: &[&str]) {
         let mut s = self.state.lock().expect("sink state");
         s.data_script.extend(replies.iter().map(|r| r.to_string()));
+    }
+
+    /// From now on, EHLO also offers `keyword` (e.g. `REQUIRETLS`).
+    pub fn offer(&self, keyword: &str) {
+        let mut s = self.state.lock().expect("sink state");
+        s.keywords.push(keyword.to_string());
     }
 
     /// From now on, close each connection right after the message's 250 (a server that
@@ -200,6 +210,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut auth_user: Option<String> = None;
     let mut mail_from: Option<String> = None;
+    let mut mail_line = String::new();
     let mut rcpts: Vec<String> = Vec::new();
     let mut line = String::new();
     loop {
@@ -216,6 +227,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             }
             if opts.auth.is_some() {
                 r.push_str("250-AUTH PLAIN LOGIN\r\n");
+            }
+            for k in &st.lock().expect("sink state").keywords {
+                r.push_str(&format!("250-{k}\r\n"));
             }
             r.push_str("250 SIZE 10000000");
             r
@@ -266,6 +280,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 "530 5.7.0 Authentication required".into()
             } else {
                 mail_from = Some(angle(&cmd[10..]));
+                mail_line = cmd.clone();
                 rcpts.clear();
                 "250 2.1.0 OK".into()
             }
@@ -303,6 +318,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     if r.starts_with('2') {
                         s.received.push(Received {
                             mail_from: mail_from.take().unwrap_or_default(),
+                            mail_line: std::mem::take(&mut mail_line),
                             rcpts: std::mem::take(&mut rcpts),
                             data,
                             tls,

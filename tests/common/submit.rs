@@ -109,3 +109,30 @@ pub async fn submit(addr: SocketAddr, from: &str, to: &[&str], raw: &str) -> Res
     let _ = client.quit().await;
     Ok(())
 }
+
+/// A REQUIRETLS (RFC 8689) submission (STARTTLS, AUTH as `odoo`) from sales@example.test
+/// to `to`, every reply asserted 250: mail-send's `Message` has no REQUIRETLS flag.
+pub async fn submit_requiretls(addr: SocketAddr, to: &str) {
+    let mut c = mail_send::SmtpClientBuilder::new_with_tls_connector(
+        "127.0.0.1",
+        addr.port(),
+        super::smtp::tls_connector(),
+    )
+    .implicit_tls(false)
+    .helo_host("erp.example.test")
+    .credentials(("odoo", "s3cret"))
+    .connect()
+    .await
+    .expect("submission session");
+    let r = c
+        .cmd("MAIL FROM:<sales@example.test> REQUIRETLS\r\n")
+        .await
+        .expect("MAIL");
+    assert_eq!(r.code, 250, "{r:?}");
+    let r = c.cmd(format!("RCPT TO:<{to}>\r\n")).await.expect("RCPT");
+    assert_eq!(r.code, 250, "{r:?}");
+    let body =
+        format!("From: sales@example.test\r\nTo: {to}\r\nSubject: secret\r\n\r\nTLS only\r\n");
+    assert_eq!(c.data(body.as_bytes()).await.expect("DATA").code, 250);
+    let _ = c.quit().await;
+}

@@ -145,7 +145,9 @@ impl Sts {
         if enforce {
             if let Some((p, _)) = &policy {
                 let all: Vec<String> = hops.iter().map(|h| h.host.clone()).collect();
-                hops.retain(|h| p.matches(&h.host));
+                // RFC 8461 §2: a host with TLSA records is DANE's to judge (its policy
+                // is ignored for that host), so the policy's mx list does not drop it.
+                hops.retain(|h| h.dane.is_some() || p.matches(&h.host));
                 if hops.is_empty() {
                     return Err(format!(
                         "{}: no MX host matches the policy (mx: {}; MX hosts: {})",
@@ -161,8 +163,13 @@ impl Sts {
             }
         }
         let session = Arc::new(session);
+        let ca = self.cfg.ca_file.as_ref().and_then(|c| c.get());
         for hop in &mut hops {
             hop.tls_policy = Some(session.clone());
+            // RFC 8689 §4.2.1: a policy (enforce or testing) naming the host lets it take
+            // REQUIRETLS mail, its certificate then verified with the policy's trust.
+            hop.sts_authorised = policy.as_ref().is_some_and(|(p, _)| p.matches(&hop.host));
+            hop.ca_file = ca.cloned();
         }
         Ok(hops)
     }

@@ -216,7 +216,9 @@ impl Pool {
 
     /// How the certificate was judged, for [`Steps`].
     fn trust_note(&self, hop: &Hop) -> &'static str {
-        if hop.tls_verify {
+        if hop.tls_verify && hop.ca_file.is_some() {
+            "certificate verified (webpki roots and ca_file)"
+        } else if hop.tls_verify {
             "certificate verified"
         } else {
             "certificate not verified: tls_verify = false"
@@ -225,15 +227,24 @@ impl Pool {
 
     /// The certificate check of `hop`: its DANE policy's, else webpki roots or none.
     fn connector(&self, hop: &Hop) -> TlsConnector {
+        // RFC 8689 §4.2.1: REQUIRETLS (`tls_verify` on an MX hop) wants the certificate
+        // verified by DANE or a trusted chain. DANE without a usable TLSA record checks
+        // nothing (RFC 7672 §2.2), so there the chain is checked as for any verified hop.
+        let checks_nothing = matches!(hop.dane.as_deref(), Some(TlsaPolicy::Encrypt));
         if let Some(dane) = hop
             .dane
             .as_ref()
+            .filter(|_| !(checks_nothing && hop.tls_verify))
             .and_then(|p| p.connector(&self.unverified))
         {
             return dane;
         }
         if hop.tls_verify {
-            self.verified.clone()
+            match &hop.ca_file {
+                // Built per new connection only: sessions are pooled and reused.
+                Some(ca) => crate::delivery::tls_client::connector_with_ca(ca),
+                None => self.verified.clone(),
+            }
         } else {
             self.unverified.clone()
         }
