@@ -28,6 +28,11 @@ SIZE=${3:-4096}
 AUTH=${AUTH:-off}
 REUSE=${REUSE:-off}
 IDLE=${IDLE:-0}
+# CACHE=32MiB: mxgate's [store] cache_bytes (block cache + memtables; default 128MiB).
+CACHE=${CACHE:-}
+STORE_TOML=""
+[ -n "$CACHE" ] && STORE_TOML="[store]
+cache_bytes = \"$CACHE\""
 DNS_PORT=${DNS_PORT:-2653}
 SINK_PORT=${SINK_PORT:-2627}
 MX_PORT=${MX_PORT:-2625}
@@ -112,6 +117,7 @@ route = "sink"
 [routes.sink]
 kind = "discard"
 $AUTH_TOML
+$STORE_TOML
 TOML
 MXGATE_LOG="warn,mxgate::server=info" "$BIN" serve --config "$WORK/mxgate.toml" 2>"$WORK/mxgate.log" &
 MX_PID=$!

@@ -77,7 +77,7 @@ impl Worker {
             let mut wait = None;
             if free > 0 {
                 let mass_free = self.mass_slots().saturating_sub(mass.len());
-                let scan = self.scan(&in_flight, free, mass_free).await;
+                let scan = self.scan(&in_flight, free, mass_free);
                 for due in scan.ready {
                     let handle = tasks.spawn(self.attempt(due));
                     in_flight.insert(handle.id(), (due.id, due.rcpt));
@@ -110,21 +110,17 @@ impl Worker {
 
     /// Due recipients not in flight, at most `max`. A store failure is logged and treated as
     /// "nothing due" (the loop looks again after [`MAX_IDLE`]).
-    async fn scan(&self, in_flight: &HashMap<Id, RcptKey>, max: usize, max_mass: usize) -> DueScan {
-        let queue = self.queue.clone();
+    fn scan(&self, in_flight: &HashMap<Id, RcptKey>, max: usize, max_mass: usize) -> DueScan {
         let skip: HashSet<RcptKey> = in_flight.values().copied().collect();
         let now = self.clock.now_ms();
-        let scanned =
-            tokio::task::spawn_blocking(move || queue.due_streams(now, &skip, max, max_mass)).await;
-        match scanned {
-            Ok(Ok(scan)) => scan,
-            Ok(Err(StoreError::Closed)) => DueScan::default(),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot read the delivery schedule");
-                DueScan::default()
-            }
+        // Inline, not `spawn_blocking`: the scan seeks to the due floor and reads at most
+        // `max` live entries, mostly from the memtable; handing it to the blocking pool cost
+        // two thread wake-ups per look, which under load was more than the scan (issue 13).
+        match self.queue.due_streams(now, &skip, max, max_mass) {
+            Ok(scan) => scan,
+            Err(StoreError::Closed) => DueScan::default(),
             Err(e) => {
-                tracing::warn!(error = %e, "delivery schedule scan task failed");
+                tracing::warn!(error = %e, "cannot read the delivery schedule");
                 DueScan::default()
             }
         }
@@ -169,9 +165,9 @@ impl Worker {
 ///   `SrsReturn` (a bounce sent on to the original sender of a forwarded message: plan
 ///   and SMTP only).
 async fn attempt(queue: Queue, ctx: Arc<Context>, metrics: Metrics, due: Due) {
-    let q = queue.clone();
-    let loaded = tokio::task::spawn_blocking(move || (q.get(due.id), q.body(due.id))).await;
-    let (msg, body) = loaded.unwrap_or((None, None));
+    // Two point reads of a message written moments ago (memtable or block cache): inline,
+    // as a blocking-pool hop costs more wake-ups than the reads (issue 13).
+    let (msg, body) = (queue.get(due.id), queue.body(due.id));
     let rcpt = msg
         .as_ref()
         .and_then(|m| m.recipients.get(usize::from(due.rcpt)))
