@@ -109,44 +109,46 @@ fn score_set(set: &str) -> (Score, usize, usize) {
 }
 
 #[test]
-fn unseen_whole_messages_hold_their_as_written_scores() {
+fn unseen_whole_messages_hold_their_scores() {
     let (total, addr_ok, addr_total) = score_set("bounce_unseen_mail");
-    // Issue 14's goals here are category >= 95%, status >= 98%, no non-bounce read as a
-    // bounce. Scored as written (2026-12-06, before any tuning on this set): category 44/49,
-    // status 38/39, reply 34/35, 1 false positive, 2 false negatives, recipients 47/49. The
-    // goals are NOT met yet (issue 14 stays open); until they are, this guards the as-written
-    // floor, so a change that makes unseen mail worse fails here.
+    // Issue 14's goals: category >= 95%, status >= 98%, no non-bounce read as a bounce.
+    // Scored as written (2026-12-06, before any tuning on this set): category 44/49, status
+    // 38/39, reply 34/35, 1 false positive, 2 false negatives, recipients 47/49. After the
+    // general fixes of round two (X.7 content refusals, people writing about a bounce, quoted
+    // DSN fields only in notices, auto-forwarded bounces, no-reply appliances): 48/49, 39/39,
+    // 35/35, 0, 0, 49/49 (biglobe-01 left: "user unknown" and a full-mailbox line in one
+    // notice). The floors are those figures: a change that makes unseen mail worse fails.
     assert!(
-        total.cat_ok >= 44,
-        "category {}/{} fell below the as-written 44",
+        total.cat_ok >= 48,
+        "category {}/{} fell below 48",
         total.cat_ok,
         total.cat_total
     );
     assert!(
-        total.status_ok >= 38,
-        "status {}/{} fell below the as-written 38",
+        total.status_ok >= 39,
+        "status {}/{} fell below 39",
         total.status_ok,
         total.status_total
     );
     assert!(
-        total.reply_ok >= 34,
-        "reply {}/{} fell below the as-written 34",
+        total.reply_ok >= 35,
+        "reply {}/{} fell below 35",
         total.reply_ok,
         total.reply_total
     );
     assert!(
-        total.false_pos <= 1,
-        "{} non-bounces read as bounces (as written: 1)",
+        total.false_pos <= 0,
+        "{} non-bounces read as bounces (at most 0)",
         total.false_pos
     );
     assert!(
-        total.false_neg <= 2,
-        "{} bounces missed (as written: 2)",
+        total.false_neg <= 0,
+        "{} bounces missed (at most 0)",
         total.false_neg
     );
     assert!(
-        addr_ok >= 47,
-        "recipients {addr_ok}/{addr_total} fell below the as-written 47"
+        addr_ok >= 49,
+        "recipients {addr_ok}/{addr_total} fell below 49"
     );
 }
 
@@ -159,37 +161,38 @@ fn unseen_set_b_holds_its_scores() {
     let (total, addr_ok, addr_total) = score_set("bounce_unseen_mail_b");
     // As written (2026-12-06, before any rule change of this round): category 22/27, status
     // 21/23, reply 22/25, 1 false positive (a list digest), 2 false negatives, recipients
-    // 24/27.
+    // 24/27. After the general fixes: 26/27, 22/23, 24/25, 0, 1, 26/27 (left: a Mailgun
+    // webhook payload in text/plain from a relay address, nothing marks it as a notice).
     assert!(
-        total.cat_ok >= 22,
-        "category {}/{} fell below the as-written 22",
+        total.cat_ok >= 26,
+        "category {}/{} fell below 26",
         total.cat_ok,
         total.cat_total
     );
     assert!(
-        total.status_ok >= 21,
-        "status {}/{} fell below the as-written 21",
+        total.status_ok >= 22,
+        "status {}/{} fell below 22",
         total.status_ok,
         total.status_total
     );
     assert!(
-        total.reply_ok >= 22,
-        "reply {}/{} fell below the as-written 22",
+        total.reply_ok >= 24,
+        "reply {}/{} fell below 24",
         total.reply_ok,
         total.reply_total
     );
     assert!(
-        total.false_pos <= 1,
-        "{} non-bounces read as bounces (as written: 1)",
+        total.false_pos <= 0,
+        "{} non-bounces read as bounces (at most 0)",
         total.false_pos
     );
     assert!(
-        total.false_neg <= 2,
-        "{} bounces missed (as written: 2)",
+        total.false_neg <= 1,
+        "{} bounces missed (at most 1)",
         total.false_neg
     );
     assert!(
-        addr_ok >= 24,
-        "recipients {addr_ok}/{addr_total} fell below the as-written 24"
+        addr_ok >= 26,
+        "recipients {addr_ok}/{addr_total} fell below 26"
     );
 }
