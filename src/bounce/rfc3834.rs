@@ -138,7 +138,13 @@ pub(crate) fn looks_like_bounce(doc: &Document) -> bool {
     if bounce_subject || doc.header("x-failed-recipients").is_some() {
         return true;
     }
+    // RFC 3834 `auto-generated`: a machine wrote this (relays of ESP bounce webhooks,
+    // appliances); an auto-reply (`auto-replied`) is a person's mailbox answering.
+    let generated = doc
+        .header("auto-submitted")
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("auto-generated"));
     let notice_sender = DAEMONS.contains(&local)
+        || generated
         || doc.header("from").is_some_and(|f| {
             BOUNCE_NAMES
                 .iter()
