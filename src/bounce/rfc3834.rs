@@ -134,7 +134,7 @@ pub(crate) fn looks_like_bounce(doc: &Document) -> bool {
     // team") uses the notices' words; without a returned message that is all there is.
     let bounce_subject = !is_reply_subject(&subject)
         && BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s))
-        && !(from_a_person(doc) && !returned_message(doc));
+        && (returned_message(doc) || !from_a_person(doc));
     if bounce_subject || doc.header("x-failed-recipients").is_some() {
         return true;
     }
