@@ -20,7 +20,7 @@ use score::{Score, pct};
 use serde_json::Value;
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bounce_unseen_mail")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
 /// Address of the first failed recipient against the label's (when it names one).
@@ -49,16 +49,18 @@ fn score_address(
     }
 }
 
-#[test]
-fn unseen_whole_messages_hold_their_as_written_scores() {
-    let labels = std::fs::read_to_string(dir().join("labels.jsonl")).expect("labels readable");
+/// Scores every labelled message of `set` (a folder beside this file), printing per-family
+/// figures and every miss; returns the totals and the recipient score (ok, total).
+fn score_set(set: &str) -> (Score, usize, usize) {
+    let dir = dir().join(set);
+    let labels = std::fs::read_to_string(dir.join("labels.jsonl")).expect("labels readable");
     let mut total = Score::default();
     let mut families: BTreeMap<String, Score> = BTreeMap::new();
     let (mut addr_ok, mut addr_total, mut addr_misses) = (0, 0, Vec::new());
     for line in labels.lines().filter(|l| !l.trim().is_empty()) {
         let label: Value = serde_json::from_str(line).expect("labels.jsonl line is JSON");
         let file = label["file"].as_str().expect("label has a file");
-        let raw = std::fs::read(dir().join(file)).expect("labelled email is readable");
+        let raw = std::fs::read(dir.join(file)).expect("labelled email is readable");
         let (report, traces) = bounce::parse_traced(&raw, &bounce::Rules::all());
         let rule = traces
             .first()
@@ -77,7 +79,7 @@ fn unseen_whole_messages_hold_their_as_written_scores() {
             &mut addr_misses,
         );
     }
-    println!("per family (category, status, reply, is_bounce):");
+    println!("{set}: per family (category, status, reply, is_bounce):");
     for (fam, s) in &families {
         let ok_bounce = s.emails - s.false_pos - s.false_neg;
         println!(
@@ -94,7 +96,7 @@ fn unseen_whole_messages_hold_their_as_written_scores() {
             pct(s.cat_ok, s.cat_total)
         );
     }
-    total.print("held-out whole messages");
+    total.print(set);
     println!(
         "  recipient accuracy: {addr_ok}/{addr_total} = {:.2}%",
         pct(addr_ok, addr_total)
@@ -102,42 +104,96 @@ fn unseen_whole_messages_hold_their_as_written_scores() {
     for m in &addr_misses {
         println!("    {m}");
     }
-    // Issue 14's goals here are category >= 95%, status >= 98%, no non-bounce read as a
-    // bounce. Scored as written (2026-12-06, before any tuning on this set): category 44/49,
-    // status 38/39, reply 34/35, 1 false positive, 2 false negatives, recipients 47/49. The
-    // goals are NOT met yet (issue 14 stays open); until they are, this guards the as-written
-    // floor, so a change that makes unseen mail worse fails here.
     println!("  category {:.2}% (goal 95%)", total.category() * 100.0);
+    (total, addr_ok, addr_total)
+}
+
+#[test]
+fn unseen_whole_messages_hold_their_scores() {
+    let (total, addr_ok, addr_total) = score_set("bounce_unseen_mail");
+    // Issue 14's goals: category >= 95%, status >= 98%, no non-bounce read as a bounce.
+    // Scored as written (2026-12-06, before any tuning on this set): category 44/49, status
+    // 38/39, reply 34/35, 1 false positive, 2 false negatives, recipients 47/49. After the
+    // general fixes of round two (X.7 content refusals, people writing about a bounce, quoted
+    // DSN fields only in notices, auto-forwarded bounces, no-reply appliances): 48/49, 39/39,
+    // 35/35, 0, 0, 49/49 (biglobe-01 left: "user unknown" and a full-mailbox line in one
+    // notice). The floors are those figures: a change that makes unseen mail worse fails.
     assert!(
-        total.cat_ok >= 44,
-        "category {}/{} fell below the as-written 44",
+        total.cat_ok >= 48,
+        "category {}/{} fell below 48",
         total.cat_ok,
         total.cat_total
     );
     assert!(
-        total.status_ok >= 38,
-        "status {}/{} fell below the as-written 38",
+        total.status_ok >= 39,
+        "status {}/{} fell below 39",
         total.status_ok,
         total.status_total
     );
     assert!(
-        total.reply_ok >= 34,
-        "reply {}/{} fell below the as-written 34",
+        total.reply_ok >= 35,
+        "reply {}/{} fell below 35",
         total.reply_ok,
         total.reply_total
     );
     assert!(
-        total.false_pos <= 1,
-        "{} non-bounces read as bounces (as written: 1)",
+        total.false_pos == 0,
+        "{} non-bounces read as bounces (want none)",
         total.false_pos
     );
     assert!(
-        total.false_neg <= 2,
-        "{} bounces missed (as written: 2)",
+        total.false_neg == 0,
+        "{} bounces missed (want none)",
         total.false_neg
     );
     assert!(
-        addr_ok >= 47,
-        "recipients {addr_ok}/{addr_total} fell below the as-written 47"
+        addr_ok >= 49,
+        "recipients {addr_ok}/{addr_total} fell below 49"
+    );
+}
+
+/// Set B (`bounce_unseen_mail_b/`, see its README): 34 more whole messages from families in
+/// neither the shared corpus, `bounce_unseen.rs` nor set A, written before any rule was
+/// changed for issue 14's second round. Its as-written score is the honest generalisation
+/// measure; the floors below are that score (raised only by general fixes).
+#[test]
+fn unseen_set_b_holds_its_scores() {
+    let (total, addr_ok, addr_total) = score_set("bounce_unseen_mail_b");
+    // As written (2026-12-06, before any rule change of this round): category 22/27, status
+    // 21/23, reply 22/25, 1 false positive (a list digest), 2 false negatives, recipients
+    // 24/27. After the general fixes: 27/27, 23/23, 25/25, 0, 0, 27/27 (the last one, a
+    // Mailgun webhook relayed as text/plain, found by `Auto-Submitted: auto-generated` plus
+    // a failure code: a fix made after seeing that miss, so set B is no longer held out).
+    assert!(
+        total.cat_ok >= 27,
+        "category {}/{} fell below 27",
+        total.cat_ok,
+        total.cat_total
+    );
+    assert!(
+        total.status_ok >= 23,
+        "status {}/{} fell below 23",
+        total.status_ok,
+        total.status_total
+    );
+    assert!(
+        total.reply_ok >= 25,
+        "reply {}/{} fell below 25",
+        total.reply_ok,
+        total.reply_total
+    );
+    assert!(
+        total.false_pos == 0,
+        "{} non-bounces read as bounces (want none)",
+        total.false_pos
+    );
+    assert!(
+        total.false_neg == 0,
+        "{} bounces missed (want none)",
+        total.false_neg
+    );
+    assert!(
+        addr_ok >= 27,
+        "recipients {addr_ok}/{addr_total} fell below 27"
     );
 }

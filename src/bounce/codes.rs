@@ -117,7 +117,9 @@ fn reply_code_at(b: &[u8], i: usize) -> Option<u16> {
         || matches!(
             b[i - 1],
             b' ' | b'\t' | b'\n' | b'(' | b'[' | b':' | b'"' | b'\'' | b'<' | b'#' | b';'
-        );
+        )
+        // The end of a non-ASCII character: CJK punctuation ("详细信息：552 ...").
+        || b[i - 1] >= 0x80;
     let after_ok = match b.get(i + 3) {
         None => true,
         Some(c) => matches!(

@@ -78,6 +78,12 @@ impl Document {
             .as_deref()
     }
 
+    /// RFC 3834 §5: any `Auto-Submitted` but `no`: a machine sent this message.
+    pub fn auto_submitted(&self) -> bool {
+        self.header("auto-submitted")
+            .is_some_and(|v| !v.trim().to_ascii_lowercase().starts_with("no"))
+    }
+
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
@@ -179,9 +185,23 @@ fn visit(
             doc.original = original_from_text(&lossy(part.contents()));
         }
         (PartType::Text(t), _, _) => texts.push(t.to_string()),
+        // Bounce webhooks (ESP event payloads) mailed on as they came.
+        (PartType::Binary(b), "application", "json") => texts.push(lossy(b)),
         (PartType::Html(t), _, _) => html.push(t.to_string()),
         _ => {}
     }
+}
+
+/// The messages attached at the top level (`message/rfc822` parts), at most 4.
+pub(crate) fn attached_messages<'a>(msg: &'a Message<'a>) -> impl Iterator<Item = &'a Message<'a>> {
+    msg.parts
+        .iter()
+        .take(64)
+        .filter_map(|p| match &p.body {
+            PartType::Message(inner) => Some(inner),
+            _ => None,
+        })
+        .take(4)
 }
 
 fn lossy(b: &[u8]) -> String {

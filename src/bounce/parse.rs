@@ -62,7 +62,17 @@ fn run(raw: &[u8], ctx: &mut Ctx<'_>) -> BounceReport {
         return empty(ReportKind::NotBounce);
     };
     let doc = document::build(&msg);
-    assemble(&doc, ctx)
+    let report = assemble(&doc, ctx);
+    if report.kind != ReportKind::NotBounce || !doc.auto_submitted() {
+        return report;
+    }
+    // A mailbox rule or a system forwarding a bounce as an attachment (RFC 3834
+    // `Auto-Submitted: auto-forwarded`): the attached notice is the report. A person's
+    // forward (no Auto-Submitted) stays ordinary mail.
+    document::attached_messages(&msg)
+        .map(|inner| assemble(&document::build(inner), ctx))
+        .find(|r| r.is_bounce)
+        .unwrap_or(report)
 }
 
 fn empty(kind: ReportKind) -> BounceReport {
@@ -137,7 +147,12 @@ fn delivery_fields(doc: &Document, report: &mut BounceReport) -> Option<DsnMessa
         }
         Some(SesNotice::Bounce(m) | SesNotice::Delivery(m)) => Some(m),
         None => {
-            let dsn_text = doc.dsn.as_deref().or_else(|| quoted_dsn(&doc.notice));
+            // DSN fields quoted in the text count only in a notice: a list digest or a
+            // person's mail quoting `Action: failed` is no bounce.
+            let dsn_text = doc
+                .dsn
+                .as_deref()
+                .or_else(|| quoted_dsn(&doc.notice).filter(|_| rfc3834::looks_like_bounce(doc)));
             Some(dsn_text.map(rfc3464::parse).unwrap_or_default())
         }
     }

@@ -18,6 +18,11 @@ const DAEMONS: &[&str] = &[
     "no-reply-bounce",
     "bounce",
     "bounces",
+    // Machines that take no replies: an appliance or service writes these, never a person.
+    "noreply",
+    "no-reply",
+    "donotreply",
+    "do-not-reply",
 ];
 
 /// Subject words of non-delivery notices (lower case).
@@ -54,6 +59,11 @@ const BOUNCE_SUBJECTS: &[&str] = &[
     "エラー",
     "不達",
     "配信",
+    // Chinese and Korean notices ("returned letter", "delivery failed", "sending failed").
+    "退信",
+    "投递失败",
+    "발송 실패",
+    "반송",
     // Localised Exchange / Outlook NDR subjects.
     "unzustellbar",
     "non remis",
@@ -91,6 +101,14 @@ const BOUNCE_BODY: &[&str] = &[
     "failed addresses",
     "failed recipient",
     "no valid recipients",
+    "not been delivered",
+    "was blocked by",
+    "无法投递",
+    "未能成功投递",
+    "投递失败",
+    "退信原因",
+    "발송되지 않았습니다",
+    "전달되지 않았습니다",
     "送信できませんでした",
     "届きませんでした",
     "配送できません",
@@ -112,12 +130,21 @@ pub(crate) fn looks_like_bounce(doc: &Document) -> bool {
             .collect::<String>()
             .to_lowercase()
     };
-    let bounce_subject =
-        !is_reply_subject(&subject) && BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s));
+    // A person writing about a failed delivery ("Delivery failure when writing to your
+    // team") uses the notices' words; without a returned message that is all there is.
+    let bounce_subject = !is_reply_subject(&subject)
+        && BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s))
+        && (returned_message(doc) || !from_a_person(doc));
     if bounce_subject || doc.header("x-failed-recipients").is_some() {
         return true;
     }
+    // RFC 3834 `auto-generated`: a machine wrote this (relays of ESP bounce webhooks,
+    // appliances); an auto-reply (`auto-replied`) is a person's mailbox answering.
+    let generated = doc
+        .header("auto-submitted")
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("auto-generated"));
     let notice_sender = DAEMONS.contains(&local)
+        || generated
         || doc.header("from").is_some_and(|f| {
             BOUNCE_NAMES
                 .iter()
@@ -135,6 +162,70 @@ pub(crate) fn looks_like_bounce(doc: &Document) -> bool {
         && (returned_message(doc)
             || names_a_failure_code(&head)
             || super::phrases::match_reason(&super::normalize::normalize(&head)).is_some())
+}
+
+/// Words of a From display name or local part that name a system, not a person.
+const SYSTEM_WORDS: &[&str] = &[
+    "mail",
+    "deliver",
+    "system",
+    "daemon",
+    "postmaster",
+    "admin",
+    "server",
+    "service",
+    "security",
+    "team",
+    "notif",
+    "support",
+    "relay",
+    "webhook",
+    "filter",
+    "gateway",
+    "robot",
+    "auto",
+    "reply",
+    "bounce",
+    "report",
+    "alert",
+    "helpdesk",
+    "noreply",
+    "no-reply",
+    "info",
+    "firewall",
+    "spam",
+    "virus",
+    "quarantine",
+    "scanner",
+    "center",
+    "centre",
+    "mta",
+    "exchange",
+    "outlook",
+];
+
+/// Whether the From names a person ("Carla Rossi <carla@…>"): a display name whose words
+/// the address is made of, and neither has a system's word. Notices come from daemons,
+/// appliances and services, which say so in their address or name.
+fn from_a_person(doc: &Document) -> bool {
+    let Some(raw) = doc.header("from") else {
+        return false;
+    };
+    let Some((name, _)) = raw.split_once('<') else {
+        return false;
+    };
+    let name = name.trim().trim_matches('"').trim().to_lowercase();
+    let local = doc.from.split('@').next().unwrap_or("");
+    let words = name.split_whitespace().count();
+    let system = |s: &str| SYSTEM_WORDS.iter().any(|w| s.contains(w));
+    let named_after = name
+        .split(|c: char| !c.is_alphabetic())
+        .any(|w| w.chars().count() >= 3 && local.contains(w));
+    (1..=4).contains(&words)
+        && named_after
+        && !system(&name)
+        && !system(local)
+        && !DAEMONS.contains(&local)
 }
 
 /// A 4xx/5xx reply code or enhanced status code anywhere in the text.

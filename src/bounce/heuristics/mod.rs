@@ -143,6 +143,8 @@ fn is_sender_context(text: &str, at: usize) -> bool {
         "from:<",
         "from: <",
         "smtp.mailfrom=",
+        // ESP event payloads (JSON) mailed on: `"From": "news@…"` is the sender.
+        "\"from\":",
     ]
     .iter()
     .any(|p| {

@@ -145,6 +145,7 @@ pub(super) const STRONG: &[(Reason, &[&str])] = &[
             "not a member of",
             "members-only list",
             "not allowed to post",
+            "permission to post",
             "returned mail not accepted here",
             "address verification failed for sender",
             "unverified sender",

@@ -122,6 +122,22 @@ mod tests {
     }
 
     #[test]
+    fn content_refusals_are_policy_blocks_in_any_wording() {
+        for text in [
+            "550 5.7.1 message rejected due to content restrictions",
+            "554 5.7.1 message rejected because of unacceptable content.",
+            "your message contents were refused by policy",
+        ] {
+            assert_eq!(first(text), Some(Reason::PolicyViolation), "{text}");
+        }
+        assert_eq!(
+            first("the domain name (x.example) does not appear to be registered."),
+            Some(Reason::HostUnknown)
+        );
+        assert_eq!(first("对方邮箱空间已满"), Some(Reason::MailboxFull));
+    }
+
+    #[test]
     fn concepts_read_sender_side_refusals_across_wordings() {
         assert_eq!(
             first("please use the smtp server of your isp."),

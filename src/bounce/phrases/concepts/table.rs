@@ -156,6 +156,26 @@ pub(super) const CONCEPTS: &[Concept] = &[
             "exceeds maximum",
         ],
     ),
+    // The receiver refused what the message says or carries ("rejected due to content
+    // restrictions", "unacceptable content"): RFC 3463 X.7 policy, a block, whatever the
+    // per-code default of the reply would say.
+    (
+        "content-refused",
+        Reason::PolicyViolation,
+        &["content", "contents"],
+        &[
+            "restriction",
+            "restricted",
+            "unacceptable",
+            "prohibited",
+            "not allowed",
+            "not accepted",
+            "rejected",
+            "refused",
+            "blocked",
+            "violat",
+        ],
+    ),
     (
         "mailbox-full",
         Reason::MailboxFull,
@@ -167,6 +187,9 @@ pub(super) const CONCEPTS: &[Concept] = &[
             "storage",
             "disk space",
             "mailfolder",
+            "邮箱",
+            "信箱",
+            "메일함",
         ],
         &[
             "full",
@@ -175,6 +198,9 @@ pub(super) const CONCEPTS: &[Concept] = &[
             "no space",
             "not enough space",
             "over quota",
+            "已满",
+            "空间不足",
+            "가득",
         ],
     ),
     (
@@ -215,6 +241,9 @@ pub(super) const CONCEPTS: &[Concept] = &[
             "not reachable",
             "nxdomain",
             "illegal",
+            // "does not appear to be registered" (MailEnable): no such domain.
+            "not registered",
+            "not appear to be registered",
         ],
     ),
     ("addressee-unknown", Reason::UserUnknown, ADDRESSEE, ABSENT),
