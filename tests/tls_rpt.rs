@@ -96,6 +96,66 @@ fn policy<'a>(report: &'a Value, policy_type: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {policy_type} entry in {report}"))
 }
 
+/// Waits until the `T/` counters of `day` are gone: the domain-day was reported for good.
+async fn day_counters_dropped(srv: &TestServer, day: u64) {
+    let store = srv.running().stats.store().clone();
+    eventually(20, "the reported day's counters dropped", || async {
+        let mut left = 0;
+        store
+            .scan(b"T/", &mxgate::db::prefix_end(b"T/"), |k, _| {
+                if k.get(2..10) == Some(&day.to_be_bytes()[..]) {
+                    left += 1;
+                }
+            })
+            .expect("scan");
+        (left == 0).then_some(())
+    })
+    .await;
+}
+
+/// A server (config `extra` added) relays one message to `a@plain.test` at `mx`, whose
+/// `_smtp._tls` record names `rua`; then one test-clock day passes. Returns the server and
+/// the day the session was counted on.
+async fn one_day_to_plain_test(
+    extra: &str,
+    mx: &Sink,
+    ca: &TestCa,
+    rua: &str,
+    subject: &str,
+) -> (TestServer, u64) {
+    let toml = format!(
+        "{}{extra}[relay]\ndirect_mx = true\nmx_port = {}\n[relay.mta_sts]\nca_file = \"{}\"\n\
+         [relay.tls_rpt]\ncheck_interval = \"100ms\"\n",
+        user_toml(&["example.test"]),
+        mx.addr.port(),
+        ca.pem_path.display()
+    );
+    let srv = TestServer::start(&toml).await;
+    let local = "127.0.0.1".parse().expect("ip");
+    for d in ["plain.test", "reports.test"] {
+        srv.dns.mx(d, 10, &format!("mx.{d}"));
+        srv.dns.a(&format!("mx.{d}"), local);
+    }
+    srv.dns
+        .txt("_smtp._tls.plain.test", &format!("v=TLSRPTv1; rua={rua}"));
+    let body = common::messages::raw("odoo@example.test", "a@plain.test", subject);
+    submit(
+        srv.addr(Listener::Submission),
+        "odoo@example.test",
+        &["a@plain.test"],
+        &body,
+    )
+    .await
+    .expect("submitted");
+    eventually(20, "the message at the MX", || async {
+        (!mx.received().is_empty()).then_some(())
+    })
+    .await;
+    let day = srv.running().clock.now_ms() / 86_400_000;
+    srv.running().clock.advance(Duration::from_secs(86_400));
+    (srv, day)
+}
+
 #[tokio::test]
 async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -243,19 +303,7 @@ async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
     assert_eq!(detail["failed-session-count"], 2);
 
     // Reported once: the day's counters are gone (the next rounds find nothing of it).
-    let store = srv.running().stats.store().clone();
-    eventually(20, "the reported day's counters dropped", || async {
-        let mut left = 0;
-        store
-            .scan(b"T/", &mxgate::db::prefix_end(b"T/"), |k, _| {
-                if k.get(2..10) == Some(&day.to_be_bytes()[..]) {
-                    left += 1;
-                }
-            })
-            .expect("scan");
-        (left == 0).then_some(())
-    })
-    .await;
+    day_counters_dropped(&srv, day).await;
     srv.shutdown().await;
 }
 
@@ -271,41 +319,14 @@ async fn a_report_an_https_rua_missed_is_posted_again_and_mailed_only_once() {
     let rua = Erp::start_tls(ca.acceptor()).await;
     rua.answer(503);
     let (dkim, _) = dkim_key(dir.path());
-    let toml = format!(
-        "{}{dkim}[relay]\ndirect_mx = true\nmx_port = {}\n[relay.mta_sts]\nca_file = \"{}\"\n\
-         [relay.tls_rpt]\ncheck_interval = \"100ms\"\n",
-        user_toml(&["example.test"]),
-        mx.addr.port(),
-        ca.pem_path.display()
-    );
-    let srv = TestServer::start(&toml).await;
-    let local = "127.0.0.1".parse().expect("ip");
-    for d in ["plain.test", "reports.test"] {
-        srv.dns.mx(d, 10, &format!("mx.{d}"));
-        srv.dns.a(&format!("mx.{d}"), local);
-    }
-    srv.dns.txt(
-        "_smtp._tls.plain.test",
-        &format!(
-            "v=TLSRPTv1; rua=https://{}/r,mailto:tls@reports.test",
-            rua.addr
-        ),
-    );
-    let body = common::messages::raw("odoo@example.test", "a@plain.test", "once");
-    submit(
-        srv.addr(Listener::Submission),
-        "odoo@example.test",
-        &["a@plain.test"],
-        &body,
+    let (srv, day) = one_day_to_plain_test(
+        &dkim,
+        &mx,
+        &ca,
+        &format!("https://{}/r,mailto:tls@reports.test", rua.addr),
+        "once",
     )
-    .await
-    .expect("submitted");
-    eventually(20, "the message at the MX", || async {
-        (!mx.received().is_empty()).then_some(())
-    })
     .await;
-    let day = srv.running().clock.now_ms() / 86_400_000;
-    srv.running().clock.advance(Duration::from_secs(86_400));
 
     // The round that mailed the report met a 503 at the https rua (listed first).
     let to_rua = |m: &common::sink::Received| m.rcpts == ["tls@reports.test"];
@@ -324,19 +345,7 @@ async fn a_report_an_https_rua_missed_is_posted_again_and_mailed_only_once() {
     let none = policy(&report, "no-policy-found");
     assert_eq!(none["summary"]["total-successful-session-count"], 1);
 
-    let store = srv.running().stats.store().clone();
-    eventually(20, "the reported day's counters dropped", || async {
-        let mut left = 0;
-        store
-            .scan(b"T/", &mxgate::db::prefix_end(b"T/"), |k, _| {
-                if k.get(2..10) == Some(&day.to_be_bytes()[..]) {
-                    left += 1;
-                }
-            })
-            .expect("scan");
-        (left == 0).then_some(())
-    })
-    .await;
+    day_counters_dropped(&srv, day).await;
     // Mailed once: one at the MX, none waiting in the queue.
     let queue = srv.running().queue.clone();
     let waiting = queue
@@ -366,42 +375,15 @@ async fn without_a_dkim_key_the_mailto_rua_is_skipped_and_the_https_rua_still_se
     .await;
     let rua = Erp::start_tls(ca.acceptor()).await;
     // No [[dkim.keys]]: nothing can sign for mx.example.test.
-    let toml = format!(
-        "{}[relay]\ndirect_mx = true\nmx_port = {}\n[relay.mta_sts]\nca_file = \"{}\"\n\
-         [relay.tls_rpt]\ncheck_interval = \"100ms\"\n",
-        user_toml(&["example.test"]),
-        mx.addr.port(),
-        ca.pem_path.display()
-    );
-    let srv = TestServer::start(&toml).await;
-    let local = "127.0.0.1".parse().expect("ip");
-    for d in ["plain.test", "reports.test"] {
-        srv.dns.mx(d, 10, &format!("mx.{d}"));
-        srv.dns.a(&format!("mx.{d}"), local);
-    }
     // The mailto: rua listed first: it is passed over before the https: one is served.
-    srv.dns.txt(
-        "_smtp._tls.plain.test",
-        &format!(
-            "v=TLSRPTv1; rua=mailto:tls@reports.test,https://{}/r",
-            rua.addr
-        ),
-    );
-    let body = common::messages::raw("odoo@example.test", "a@plain.test", "unsigned");
-    submit(
-        srv.addr(Listener::Submission),
-        "odoo@example.test",
-        &["a@plain.test"],
-        &body,
+    let (srv, day) = one_day_to_plain_test(
+        "",
+        &mx,
+        &ca,
+        &format!("mailto:tls@reports.test,https://{}/r", rua.addr),
+        "unsigned",
     )
-    .await
-    .expect("submitted");
-    eventually(20, "the message at the MX", || async {
-        (!mx.received().is_empty()).then_some(())
-    })
     .await;
-    let day = srv.running().clock.now_ms() / 86_400_000;
-    srv.running().clock.advance(Duration::from_secs(86_400));
 
     let posts = eventually(20, "the report at the https rua", || async {
         let p = rua.pushes();
@@ -413,19 +395,7 @@ async fn without_a_dkim_key_the_mailto_rua_is_skipped_and_the_https_rua_still_se
     assert_eq!(none["summary"]["total-successful-session-count"], 1);
 
     // The domain-day is done (counters dropped) without any mail to the mailto: rua.
-    let store = srv.running().stats.store().clone();
-    eventually(20, "the reported day's counters dropped", || async {
-        let mut left = 0;
-        store
-            .scan(b"T/", &mxgate::db::prefix_end(b"T/"), |k, _| {
-                if k.get(2..10) == Some(&day.to_be_bytes()[..]) {
-                    left += 1;
-                }
-            })
-            .expect("scan");
-        (left == 0).then_some(())
-    })
-    .await;
+    day_counters_dropped(&srv, day).await;
     let queued = srv
         .running()
         .queue
