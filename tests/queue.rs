@@ -117,8 +117,11 @@ async fn message_survives_dropping_the_queue_without_close() {
 
 const CRASH_CHILD: &str = "MXGATE_QUEUE_TEST_CRASH_DIR";
 
-/// Re-runs this test binary as a child that enqueues, prints each acknowledged id, and
-/// aborts (no destructors, no flush): every printed id must be in the store afterwards.
+/// Re-runs this test binary as a child that enqueues, prints each acknowledged id, records
+/// the first ten as sent (printing those too), and aborts (no destructors, no flush): every
+/// printed id must be in the store afterwards, and every recorded outcome too — an outcome
+/// is not fsync'd before its answer ([`Outcome`] writes are lazy) but is in the WAL, which
+/// a crash of the process (not of the machine) keeps.
 #[test]
 fn acknowledged_messages_survive_a_process_abort() {
     if let Ok(dir) = std::env::var(CRASH_CHILD) {
@@ -144,12 +147,22 @@ fn acknowledged_messages_survive_a_process_abort() {
         .map(|s| s.trim().parse().expect("id"))
         .collect();
     assert_eq!(acked.len(), 40, "child output: {stdout}");
+    let sent: Vec<QueueId> = stdout
+        .lines()
+        .filter_map(|l| l.find("SENT ").map(|at| &l[at + 5..]))
+        .map(|s| s.trim().parse().expect("id"))
+        .collect();
+    assert_eq!(sent.len(), 10, "child output: {stdout}");
     let q = open(dir.path(), &Clock::system(), &Metrics::new());
     for id in acked {
         let body = q
             .body(id)
             .unwrap_or_else(|| panic!("{id} acknowledged but lost"));
         assert!(body.starts_with(b"crash "));
+    }
+    for id in sent {
+        let state = q.get(id).expect("message").recipients[0].state;
+        assert_eq!(state, RcptState::Sent, "{id}: outcome lost in the abort");
     }
 }
 
@@ -170,11 +183,19 @@ fn crash_child(dir: &Path) -> ! {
                         .await
                         .expect("enqueue");
                     println!("ACK {id}");
+                    id
                 })
             })
             .collect();
+        let mut ids = Vec::new();
         for t in tasks {
-            t.await.expect("task");
+            ids.push(t.await.expect("task"));
+        }
+        for id in ids.into_iter().take(10) {
+            let reply = "250 ok".to_string();
+            let st = q.record(id, 0, &Outcome::Sent { reply }).await;
+            assert_eq!(st.expect("record"), Some(RcptState::Sent));
+            println!("SENT {id}");
         }
     });
     std::process::abort()
@@ -210,6 +231,40 @@ async fn concurrent_enqueues_share_fsyncs() {
         commits < 50,
         "{commits} fsyncs for 50 messages: no group commit"
     );
+    q.close();
+}
+
+/// A delivery outcome is answered once it is in the WAL, without an fsync of its own (a
+/// machine crash can only make the attempt happen again); the next enqueue's fsync makes it
+/// durable with itself.
+#[tokio::test]
+async fn outcomes_are_answered_without_an_fsync_of_their_own() {
+    let dir = tempdir();
+    let (clock, metrics) = (Clock::system(), Metrics::new());
+    let q = open(dir.path(), &clock, &metrics);
+    let commits = || metrics::sample(&metrics.render(), STORE_COMMITS, &[]).unwrap_or(0.0);
+    let ids = [
+        q.enqueue(sales("a\r\n")).await.expect("enqueue"),
+        q.enqueue(sales("b\r\n")).await.expect("enqueue"),
+    ];
+    assert_eq!(commits(), 2.0, "each enqueue alone: one fsync each");
+    let sent = Outcome::Sent {
+        reply: "250 ok".into(),
+    };
+    let st = q.record(ids[0], 0, &sent).await.expect("record");
+    assert_eq!(st, Some(RcptState::Sent));
+    let deferred = Outcome::deferred("451 later");
+    let st = q.record(ids[1], 0, &deferred).await.expect("record");
+    assert_eq!(st, Some(RcptState::Deferred));
+    assert_eq!(commits(), 2.0, "outcomes cost no fsync");
+    assert_eq!(q.get(ids[0]).expect("msg").recipients[0].state, RcptState::Sent);
+    assert_eq!(
+        (count(&q, RcptState::Sent), count(&q, RcptState::Deferred)),
+        (1, 1),
+        "counts follow a lazy write at once"
+    );
+    q.enqueue(sales("c\r\n")).await.expect("enqueue");
+    assert_eq!(commits(), 3.0);
     q.close();
 }
 

@@ -16,7 +16,7 @@
 //! match verdict.policy_for(recipient_domains) {
 //!     Policy::Reject { reply, .. } | Policy::TempFail(reply) => reply,
 //!     Policy::Accept | Policy::Quarantine => {
-//!         let raw = auth::strip_forged_results(&raw, hostname);
+//!         let raw = auth::strip_forged_results(raw, hostname);
 //!         prepend "X-Mxgate-Auth: " + verdict.erp_header(q) and verdict.header(hostname, q)
 //!     }
 //! }

@@ -138,13 +138,17 @@ pub const ERP_FIELD: &str = "X-Mxgate-Auth";
 /// claims `authserv_id` (case-insensitively) — results from outside saying they are ours —
 /// and every `X-Mxgate-Auth` field (only mxgate writes that one, on top of the message).
 /// Other fields, other authserv-ids and the body are returned byte for byte.
-pub fn strip_forged_results(raw: &[u8], authserv_id: &str) -> Vec<u8> {
-    let (head, rest) = message::split(raw);
+/// Takes the message by value: nearly all mail has nothing to strip and is returned as
+/// it came, with no copy of its body (issue 13).
+pub fn strip_forged_results(raw: Vec<u8>, authserv_id: &str) -> Vec<u8> {
+    let (head, rest) = message::split(&raw);
+    let forged = |f: &message::Field<'_>| claims(f, authserv_id) || f.is(ERP_FIELD);
+    if !message::fields(head).any(|f| forged(&f)) {
+        return raw;
+    }
     let mut out = Vec::with_capacity(raw.len());
-    for field in message::fields(head) {
-        if !claims(&field, authserv_id) && !field.is(ERP_FIELD) {
-            out.extend_from_slice(field.raw);
-        }
+    for field in message::fields(head).filter(|f| !forged(f)) {
+        out.extend_from_slice(field.raw);
     }
     out.extend_from_slice(rest);
     out
@@ -196,7 +200,7 @@ mod tests {
     #[test]
     fn forged_results_for_our_id_are_removed_and_others_kept() {
         let raw = b"Received: from x\r\nAuthentication-Results: MX.example.test;\r\n dkim=pass header.d=bank.test\r\nauthentication-results: (c) mx.example.test 1; spf=pass\r\nAuthentication-Results: other.test; spf=fail\r\nSubject: hi\r\n\r\nAuthentication-Results: mx.example.test; body stays\r\n";
-        let out = strip_forged_results(raw, "mx.example.test");
+        let out = strip_forged_results(raw.to_vec(), "mx.example.test");
         let s = String::from_utf8(out).expect("ascii");
         assert_eq!(
             s,
@@ -214,7 +218,7 @@ mod tests {
         );
         assert_eq!(erp_header_of(b""), None);
         let out = strip_forged_results(
-            b"x-mxgate-auth: dmarc=pass\r\nSubject: s\r\n\r\nb",
+            b"x-mxgate-auth: dmarc=pass\r\nSubject: s\r\n\r\nb".to_vec(),
             "mx.test",
         );
         assert_eq!(out, b"Subject: s\r\n\r\nb");
@@ -231,10 +235,12 @@ mod tests {
             b"x: (((",
             b"\n\n\n",
         ] {
-            let _ = strip_forged_results(raw, "mx.example.test");
+            let _ = strip_forged_results(raw.to_vec(), "mx.example.test");
         }
         let raw = b"Authentication-Results: mx.example.test";
-        assert!(strip_forged_results(raw, "mx.example.test").is_empty());
+        assert!(strip_forged_results(raw.to_vec(), "mx.example.test").is_empty());
+        let clean = b"Subject: s\r\nAuthentication-Results: other.test; spf=pass\r\n\r\nb";
+        assert_eq!(strip_forged_results(clean.to_vec(), "mx.example.test"), clean);
     }
 
     #[test]

@@ -99,21 +99,23 @@ fn assemble(doc: &Document, ctx: &mut Ctx<'_>) -> BounceReport {
         .envid
         .clone()
         .or_else(|| doc.header("x-original-envelope-id").map(str::to_owned));
-    let text = heuristics::scan(doc);
     let failed_dsn = dsn
         .recipients
         .iter()
         .any(|r| !is_success(r.action.as_deref()));
+    if dsn.recipients.is_empty() && !rfc3834::looks_like_bounce(doc) {
+        // Ordinary mail (every message an ERP route delivers is asked whether it is an
+        // auto-reply): decided before the notice's text is scanned for addresses.
+        if rfc3834::is_auto_reply(doc) {
+            report.kind = ReportKind::AutoReply;
+        }
+        return report;
+    }
+    let text = heuristics::scan(doc);
     if !dsn.recipients.is_empty() && !failed_dsn {
         report.kind = ReportKind::DeliveryNotice;
         for r in &dsn.recipients {
             report.recipients.push(from_dsn(r, &text, doc, false, ctx));
-        }
-        return report;
-    }
-    if !failed_dsn && !rfc3834::looks_like_bounce(doc) {
-        if rfc3834::is_auto_reply(doc) {
-            report.kind = ReportKind::AutoReply;
         }
         return report;
     }

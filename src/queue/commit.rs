@@ -9,6 +9,12 @@
 //! and builds its batch on this thread), so two outcomes for recipients of the same message
 //! never overwrite each other.
 //!
+//! Not every change waits for the fsync: a delivery outcome ([`Durability::Lazy`]) is written
+//! to the WAL (so a crash of the process keeps it) and answered at once; the next synced group
+//! makes it durable. Only a crash of the machine can lose it, and losing it means the attempt
+//! happens again — a duplicate, never a loss, as Postfix, which does not fsync a delivered
+//! recipient either. It halves the fsyncs of a message delivered at once (issue 13).
+//!
 //! A request whose waiter has gone (the enqueue deadline passed) before its turn is skipped,
 //! so a peer that got `451` does not also get the message stored. Past that point a late
 //! waiter can still lose the race: the message is then stored and delivered although the peer
@@ -84,6 +90,17 @@ pub struct Live {
     pub bytes: AtomicI64,
 }
 
+/// When the waiter of a change is answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// After the group's WAL fsync: what a `250` promises.
+    #[default]
+    Synced,
+    /// Once written to the WAL, before any fsync: for changes whose loss in a machine crash
+    /// only repeats work (a delivery outcome: the attempt runs again).
+    Lazy,
+}
+
 /// Builds a change on the committer thread, reading current state from the DB if needed.
 pub type Job = Box<dyn FnOnce(Cf<'_>) -> Result<Change, StoreError> + Send>;
 
@@ -155,7 +172,7 @@ struct Written {
 }
 
 enum Msg {
-    Commit(Job, Done),
+    Commit(Job, Durability, Done),
     Close,
 }
 
@@ -180,11 +197,15 @@ impl Committer {
 
     /// Queues `job`; the receiver resolves once its change is durable (or failed). Dropping
     /// the receiver before the job's turn withdraws it.
-    pub fn submit(&self, job: Job) -> oneshot::Receiver<Result<(), StoreError>> {
+    pub fn submit(
+        &self,
+        job: Job,
+        durability: Durability,
+    ) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, rx) = oneshot::channel();
         // A send error means the thread has stopped: `done` is dropped with the message and
         // the receiver reports that as `Closed`.
-        let _ = self.tx.send(Msg::Commit(job, done));
+        let _ = self.tx.send(Msg::Commit(job, durability, done));
         rx
     }
 
@@ -209,12 +230,12 @@ fn run(shared: &Shared, rx: &mpsc::Receiver<Msg>, metrics: &Metrics) {
     while let Ok(first) = rx.recv() {
         let mut closing = false;
         match first {
-            Msg::Commit(job, done) => group.push((job, done)),
+            Msg::Commit(job, durability, done) => group.push((job, durability, done)),
             Msg::Close => closing = true,
         }
         while !closing && group.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(Msg::Commit(job, done)) => group.push((job, done)),
+                Ok(Msg::Commit(job, durability, done)) => group.push((job, durability, done)),
                 Ok(Msg::Close) => closing = true,
                 Err(_) => break,
             }
@@ -228,7 +249,9 @@ fn run(shared: &Shared, rx: &mpsc::Receiver<Msg>, metrics: &Metrics) {
     }
 }
 
-fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
+type Request = (Job, Durability, Done);
+
+fn commit_group(shared: &Shared, group: Vec<Request>, metrics: &Metrics) {
     let mut group = Some(group);
     let done = shared.with_db(|q| {
         if let Some(group) = group.take() {
@@ -237,16 +260,18 @@ fn commit_group(shared: &Shared, group: Vec<(Job, Done)>, metrics: &Metrics) {
         Ok(())
     });
     if let (Err(_), Some(group)) = (done, group) {
-        for (_, done) in group {
+        for (_, _, done) in group {
             let _ = done.send(Err(StoreError::Closed));
         }
     }
 }
 
-/// Writes the group's changes unsynced, then makes them durable with one WAL fsync.
-fn write_group(shared: &Shared, q: Cf<'_>, group: Vec<(Job, Done)>, metrics: &Metrics) {
+/// Writes the group's changes unsynced, answers the lazy ones, then makes the synced ones
+/// durable with one WAL fsync (none when the group holds only lazy changes).
+fn write_group(shared: &Shared, q: Cf<'_>, group: Vec<Request>, metrics: &Metrics) {
     let mut written = Vec::with_capacity(group.len());
-    for (job, done) in group {
+    let mut finalized = false;
+    for (job, durability, done) in group {
         if done.is_closed() {
             continue; // the waiter gave up: do not store what it was told failed
         }
@@ -267,14 +292,23 @@ fn write_group(shared: &Shared, q: Cf<'_>, group: Vec<(Job, Done)>, metrics: &Me
                 finalized: change.finalized,
             })
         });
-        match result {
-            Ok(w) => written.push((w, done)),
-            Err(e) => {
+        match (result, durability) {
+            (Ok(w), Durability::Lazy) => {
+                // Counts mirror what the DB holds: the write is in it now.
+                shared.apply(&w);
+                finalized |= w.finalized;
+                let _ = done.send(Ok(()));
+            }
+            (Ok(w), Durability::Synced) => written.push((w, done)),
+            (Err(e), _) => {
                 let _ = done.send(Err(e));
             }
         }
     }
     if written.is_empty() {
+        if finalized {
+            shared.finalized.notify_one();
+        }
         return;
     }
     // The one fsync of this group: every batch above becomes durable together (and with
@@ -285,7 +319,7 @@ fn write_group(shared: &Shared, q: Cf<'_>, group: Vec<(Job, Done)>, metrics: &Me
     for (w, _) in &written {
         shared.apply(w);
     }
-    if written.iter().any(|(w, _)| w.finalized) {
+    if finalized || written.iter().any(|(w, _)| w.finalized) {
         shared.finalized.notify_one();
     }
     match synced {

@@ -67,7 +67,7 @@ use crate::db::{Cf, Column, Db, DbError, Family};
 use crate::envelope::esmtp::{Esmtp, MessageParams, RcptParams};
 use crate::envelope::{Destination, QueueId, Stream};
 use crate::metrics::Metrics;
-use commit::{Change, Committer, Shared};
+use commit::{Change, Committer, Durability, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -286,6 +286,8 @@ impl Queue {
             .inner
             .shared
             .with_db(|q| store::enqueue(q, &stored, &msg.body))?;
+        // The batch holds the body now: free this copy before the fsync wait.
+        drop(msg);
         self.commit(move |_| Ok((change, ()))).await?;
         self.inner.changed.notify_one();
         Ok(id)
@@ -296,12 +298,22 @@ impl Queue {
         &self,
         f: impl FnOnce(Cf<'_>) -> Result<(Change, T), StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.commit_as(Durability::Synced, f).await
+    }
+
+    /// As [`Queue::commit`], answered as `durability` says (see [`Durability`]).
+    async fn commit_as<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(Cf<'_>) -> Result<(Change, T), StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (value_tx, value_rx) = oneshot::channel();
-        let done = self.inner.committer.submit(Box::new(move |db| {
+        let job = Box::new(move |db: Cf<'_>| {
             let (change, value) = f(db)?;
             let _ = value_tx.send(value);
             Ok(change)
-        }));
+        });
+        let done = self.inner.committer.submit(job, durability);
         let deadline = self.inner.opts.commit_deadline;
         match tokio::time::timeout(deadline, done).await {
             Err(_) => Err(StoreError::Timeout(deadline)),

@@ -13,7 +13,7 @@ use super::{
     Due, NewMessage, Queue, QueuedMessage, RcptState, Recipient, StoreError, new_meta, retention,
     schedule, store, transition,
 };
-use super::{Hold, Outcome};
+use super::{Durability, Hold, Outcome};
 use crate::bounce::Category;
 use crate::db::Write;
 
@@ -111,8 +111,9 @@ impl Queue {
     ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
         let cfg = self.inner.cfg.clone();
         let now_ms = self.inner.clock.now_ms();
+        // Lazy: an outcome lost with the machine only repeats the attempt (see Durability).
         let done = self
-            .commit(move |db| {
+            .commit_as(Durability::Lazy, move |db| {
                 let (mut change, state) = store::update(db, id, |m| {
                     let at = transition::Attempt {
                         cfg: &cfg,
@@ -206,7 +207,9 @@ impl Queue {
 
     /// Drops a `d/` entry that matches no pending recipient (see [`store::forget_due`]).
     pub async fn forget_due(&self, due: Due) -> Result<(), StoreError> {
-        self.commit(move |db| Ok((store::forget_due(db, due)?, ())))
+        self.commit_as(Durability::Lazy, move |db| {
+            Ok((store::forget_due(db, due)?, ()))
+        })
             .await
     }
 }

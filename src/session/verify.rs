@@ -78,7 +78,7 @@ pub(super) async fn authenticate(
     fields.push_str(&verdict.header(host, quarantined));
     Ok(Verified {
         fields,
-        content: auth::strip_forged_results(&content, host),
+        content: auth::strip_forged_results(content, host),
         verdict: Some(verdict),
     })
 }
