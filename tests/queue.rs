@@ -257,7 +257,10 @@ async fn outcomes_are_answered_without_an_fsync_of_their_own() {
     let st = q.record(ids[1], 0, &deferred).await.expect("record");
     assert_eq!(st, Some(RcptState::Deferred));
     assert_eq!(commits(), 2.0, "outcomes cost no fsync");
-    assert_eq!(q.get(ids[0]).expect("msg").recipients[0].state, RcptState::Sent);
+    assert_eq!(
+        q.get(ids[0]).expect("msg").recipients[0].state,
+        RcptState::Sent
+    );
     assert_eq!(
         (count(&q, RcptState::Sent), count(&q, RcptState::Deferred)),
         (1, 1),

@@ -240,7 +240,10 @@ mod tests {
         let raw = b"Authentication-Results: mx.example.test";
         assert!(strip_forged_results(raw.to_vec(), "mx.example.test").is_empty());
         let clean = b"Subject: s\r\nAuthentication-Results: other.test; spf=pass\r\n\r\nb";
-        assert_eq!(strip_forged_results(clean.to_vec(), "mx.example.test"), clean);
+        assert_eq!(
+            strip_forged_results(clean.to_vec(), "mx.example.test"),
+            clean
+        );
     }
 
     #[test]

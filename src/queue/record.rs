@@ -210,6 +210,6 @@ impl Queue {
         self.commit_as(Durability::Lazy, move |db| {
             Ok((store::forget_due(db, due)?, ()))
         })
-            .await
+        .await
     }
 }
