@@ -2,7 +2,6 @@
 //! (a unit test greps `src/` for that), so the catalogue can be checked against SPEC.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 /// One SMTP reply: code, RFC 3463 enhanced status, text; `close` ends the session after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,17 +46,28 @@ impl Reply {
 
     /// Wire form. Multi-line text (`\n`-separated) uses `code-` continuation lines.
     pub fn to_wire(&self) -> String {
-        let mut out = String::new();
-        let lines: Vec<&str> = self.text.split('\n').collect();
-        for (i, line) in lines.iter().enumerate() {
-            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-            if self.status.is_empty() {
-                let _ = write!(out, "{}{sep}{line}\r\n", self.code);
-            } else {
-                let _ = write!(out, "{}{sep}{} {line}\r\n", self.code, self.status);
+        let mut out = Vec::new();
+        self.write_wire(&mut out);
+        // Only ASCII digits and separators are added to the UTF-8 text.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`Reply::to_wire`] appended to `out`: a session queues seven replies per message,
+    /// and formatting each into a new `String` cost four allocations (issue 13).
+    pub fn write_wire(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let mut lines = self.text.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            // Formatted straight into `out`: writing to a Vec cannot fail.
+            let _ = write!(out, "{}", self.code);
+            out.push(if lines.peek().is_none() { b' ' } else { b'-' });
+            if !self.status.is_empty() {
+                out.extend_from_slice(self.status.as_bytes());
+                out.push(b' ');
             }
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
-        out
     }
 }
 
@@ -338,6 +348,12 @@ mod tests {
     fn multiline_replies_use_continuation() {
         let r = OK.with_text("a\nb");
         assert_eq!(r.to_wire(), "250-2.0.0 a\r\n250 2.0.0 b\r\n");
+        let mut queued = b"220 x\r\n".to_vec();
+        r.write_wire(&mut queued);
+        assert_eq!(queued, b"220 x\r\n250-2.0.0 a\r\n250 2.0.0 b\r\n");
+        let mut bare = Vec::new();
+        Reply::new(354, "", "go").write_wire(&mut bare);
+        assert_eq!(bare, b"354 go\r\n");
         assert_eq!(
             START_DATA.to_wire(),
             "354 Start mail input; end with <CRLF>.<CRLF>\r\n"

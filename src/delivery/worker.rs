@@ -71,22 +71,30 @@ impl Worker {
         let mut tasks = JoinSet::new();
         let mut in_flight: HashMap<Id, RcptKey> = HashMap::new();
         let mut mass: HashSet<Id> = HashSet::new();
+        // What the last scan left: when it returned every due entry, an attempt finishing
+        // needs no new scan unless a write added an entry since (issue 13: a scan per
+        // finished attempt was half of all scans, and each builds a RocksDB iterator).
+        let (mut rescan, mut more, mut next_due_ms) = (true, false, None);
         loop {
             let free = self.concurrency.saturating_sub(tasks.len());
             // With no free slot, only a finishing attempt (or shutdown) matters: no timer.
             let mut wait = None;
             if free > 0 {
-                let mass_free = self.mass_slots().saturating_sub(mass.len());
-                let scan = self.scan(&in_flight, free, mass_free);
-                for due in scan.ready {
-                    let handle = tasks.spawn(self.attempt(due));
-                    in_flight.insert(handle.id(), (due.id, due.rcpt));
-                    if due.mass {
-                        mass.insert(handle.id());
+                if rescan {
+                    let mass_free = self.mass_slots().saturating_sub(mass.len());
+                    let scan = self.scan(&in_flight, free, mass_free);
+                    for due in scan.ready {
+                        let handle = tasks.spawn(self.attempt(due));
+                        in_flight.insert(handle.id(), (due.id, due.rcpt));
+                        if due.mass {
+                            mass.insert(handle.id());
+                        }
                     }
+                    (more, next_due_ms) = (scan.more, scan.next_due_ms);
                 }
-                wait = Some(self.until(scan.next_due_ms));
+                wait = Some(self.until(next_due_ms));
             }
+            rescan = true;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -100,6 +108,8 @@ impl Worker {
                     };
                     in_flight.remove(&id);
                     mass.remove(&id);
+                    // Passed-over mass mail (`more`) may take the freed slot now.
+                    rescan = more || self.queue.due_added_since_scan();
                 }
                 _ = self.queue.changed() => {}
                 _ = tokio::time::sleep(wait.unwrap_or(MAX_IDLE)), if wait.is_some() => {}

@@ -113,6 +113,19 @@ impl Queue {
         Ok(scan)
     }
 
+    /// Whether a write added a schedule entry since the last [`Queue::due_streams`] began
+    /// (an enqueue, a deferral, a retry): only then can a scan find something the last one
+    /// did not.
+    pub fn due_added_since_scan(&self) -> bool {
+        let floor = self
+            .inner
+            .shared
+            .due_floor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        floor.lowered != u64::MAX
+    }
+
     /// Resolves when a recipient may have become due now (enqueue, retry). A wake-up sent
     /// while nobody waits is kept for the next call, so none is lost.
     pub async fn changed(&self) {

@@ -109,6 +109,8 @@ pub struct DueScan {
     pub next_due_ms: Option<u64>,
     /// Due time of the first live entry seen (in flight or not): no entry lies before it.
     pub first_due_ms: Option<u64>,
+    /// Entries due now were left out: `max` was reached, or mass mail was over its share.
+    pub more: bool,
 }
 
 /// Reads the schedule index from `from_ms` on: a seek, then only due entries (plus the
@@ -133,11 +135,13 @@ pub fn due(
         out.first_due_ms.get_or_insert(due_ms);
         if due_ms > now_ms || out.ready.len() >= max {
             out.next_due_ms = Some(due_ms);
+            out.more |= due_ms <= now_ms;
             break;
         }
         let mass = v.as_ref() == MASS;
         if mass && mass_taken >= max_mass {
             // Mass mail over its share: passed over; an attempt finishing wakes the loop.
+            out.more = true;
             continue;
         }
         if !in_flight.contains(&(id, rcpt)) {

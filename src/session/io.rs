@@ -84,7 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     pub(crate) fn queue_reply(&mut self, reply: &Reply) {
-        self.wbuf.extend_from_slice(reply.to_wire().as_bytes());
+        reply.write_wire(&mut self.wbuf);
     }
 
     /// Writes every queued reply.
