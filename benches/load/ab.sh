@@ -31,26 +31,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "$AUTH" = on ]; then
-  DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
-  [ -x "$DNSMASQ" ] || { echo "dnsmasq not found: apt-get install dnsmasq-base" >&2; exit 1; }
-  "$DNSMASQ" --keep-in-foreground --no-resolv --no-hosts --port="$DNS_PORT" \
-    --listen-address=127.0.0.1 --bind-interfaces \
-    --txt-record=client.test,"v=spf1 ip4:127.0.0.0/8 -all" \
-    --txt-record=_dmarc.client.test,"v=DMARC1; p=reject" \
-    --address=/client.test/127.0.0.1 --ptr-record=1.0.0.127.in-addr.arpa,client.test \
-    --local=/test/ --local=/in-addr.arpa/ --local-ttl=300 2>"$WORK/dnsmasq.log" &
-  DNS_PID=$!
-  CHECKS="[dns]
-nameservers = [\"127.0.0.1:$DNS_PORT\"]"
-else
-  CHECKS="[auth]
-spf = false
-dkim = false
-dmarc = false
-arc = false
-iprev = false"
-fi
+# shellcheck source=benches/load/inbound-lib.sh
+. "$(dirname "$0")/inbound-lib.sh"
+if [ "$AUTH" = on ]; then start_checks_dns "$WORK" "$DNS_PORT"; fi
+CHECKS=$(checks_toml "$AUTH" "$DNS_PORT")
 
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { local f; f=$(cat "/proc/$1/stat"); f=${f##*) }; set -- $f; echo $((${12} + ${13})); }
@@ -59,30 +43,8 @@ wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev
 : >"$WORK/results"
 for _ in $(seq 1 "$ROUNDS"); do
   for bin in "${BINS[@]}"; do
-    rm -rf "$WORK/data"
-    cat >"$WORK/mxgate.toml" <<TOML
-[server]
-hostname = "mx.example.test"
-data_dir = "$WORK/data"
-[listeners.inbound]
-bind = "127.0.0.1:$MX_PORT"
-[admin]
-bind = "127.0.0.1:0"
-[tls]
-cert = "$WORK/mx.crt"
-key = "$WORK/mx.key"
-[smtp]
-max_connections = 1000
-max_connections_per_ip = 200
-[[domains]]
-name = "example.test"
-[[aliases]]
-address = "sales@example.test"
-route = "sink"
-[routes.sink]
-kind = "discard"
-$CHECKS
-TOML
+    rm -rf "$WORK/mx-data"
+    inbound_toml "$WORK" "$MX_PORT" 1000 200 "$CHECKS" >"$WORK/mxgate.toml"
     MXGATE_LOG=warn "$bin" serve --config "$WORK/mxgate.toml" 2>"$WORK/mxgate.log" &
     MX_PID=$!
     wait_port "$MX_PORT"

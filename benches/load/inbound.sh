@@ -69,56 +69,14 @@ cleanup() {
 trap cleanup EXIT
 
 # --- sender authentication: off, or on against a private DNS server ---
-if [ "$AUTH" = on ]; then
-  if ! command -v dnsmasq >/dev/null 2>&1 && ! [ -x /usr/sbin/dnsmasq ]; then
-    echo "installing dnsmasq (DNS for the checks-on run)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base >/dev/null
-  fi
-  DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
-  "$DNSMASQ" --keep-in-foreground --no-resolv --no-hosts --port="$DNS_PORT" \
-    --listen-address=127.0.0.1 --bind-interfaces --pid-file="$WORK/dnsmasq.pid" \
-    --txt-record=client.test,"v=spf1 ip4:127.0.0.0/8 -all" \
-    --txt-record=_dmarc.client.test,"v=DMARC1; p=reject" \
-    --address=/client.test/127.0.0.1 --ptr-record=1.0.0.127.in-addr.arpa,client.test \
-    --local=/test/ --local=/in-addr.arpa/ --local-ttl=300 \
-    2>"$WORK/dnsmasq.log" &
-  DNS_PID=$!
-  AUTH_TOML="[dns]
-nameservers = [\"127.0.0.1:$DNS_PORT\"]"
-else
-  AUTH_TOML="[auth]
-spf = false
-dkim = false
-dmarc = false
-arc = false
-iprev = false"
-fi
+# shellcheck source=benches/load/inbound-lib.sh
+. benches/load/inbound-lib.sh
+if [ "$AUTH" = on ]; then start_checks_dns "$WORK" "$DNS_PORT"; fi
 
 # --- mxgate ---
-cat > "$WORK/mxgate.toml" <<TOML
-[server]
-hostname = "mx.example.test"
-data_dir = "$WORK/mx-data"
-[listeners.inbound]
-bind = "127.0.0.1:$MX_PORT"
-[admin]
-bind = "127.0.0.1:0"
-[tls]
-cert = "$WORK/mx.crt"
-key = "$WORK/mx.key"
-[smtp]
-max_connections = $((IDLE + 1000))
-max_connections_per_ip = $((IDLE + 200))
-[[domains]]
-name = "example.test"
-[[aliases]]
-address = "sales@example.test"
-route = "sink"
-[routes.sink]
-kind = "discard"
-$AUTH_TOML
-$STORE_TOML
-TOML
+inbound_toml "$WORK" "$MX_PORT" $((IDLE + 1000)) $((IDLE + 200)) \
+  "$(checks_toml "$AUTH" "$DNS_PORT")
+$STORE_TOML" >"$WORK/mxgate.toml"
 MXGATE_LOG="warn,mxgate::server=info" "$BIN" serve --config "$WORK/mxgate.toml" 2>"$WORK/mxgate.log" &
 MX_PID=$!
 

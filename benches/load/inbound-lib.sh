@@ -1,0 +1,59 @@
+# Sourced by inbound.sh and ab.sh: the one inbound set-up both measure, so a figure from
+# either is for the same server config.
+
+# start_checks_dns WORK PORT: a private dnsmasq on 127.0.0.1:PORT serving client.test's SPF
+# and DMARC records and its PTR (installed when missing); sets DNS_PID.
+start_checks_dns() {
+  local work=$1 port=$2 dnsmasq
+  if ! command -v dnsmasq >/dev/null 2>&1 && ! [ -x /usr/sbin/dnsmasq ]; then
+    echo "installing dnsmasq (DNS for the checks-on run)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base >/dev/null
+  fi
+  dnsmasq=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
+  "$dnsmasq" --keep-in-foreground --no-resolv --no-hosts --port="$port" \
+    --listen-address=127.0.0.1 --bind-interfaces --pid-file="$work/dnsmasq.pid" \
+    --txt-record=client.test,"v=spf1 ip4:127.0.0.0/8 -all" \
+    --txt-record=_dmarc.client.test,"v=DMARC1; p=reject" \
+    --address=/client.test/127.0.0.1 --ptr-record=1.0.0.127.in-addr.arpa,client.test \
+    --local=/test/ --local=/in-addr.arpa/ --local-ttl=300 \
+    2>"$work/dnsmasq.log" &
+  DNS_PID=$!
+}
+
+# checks_toml on|off DNS_PORT: the config table for sender authentication on (against the
+# dnsmasq above) or off (like a default Postfix).
+checks_toml() {
+  if [ "$1" = on ]; then
+    printf '[dns]\nnameservers = ["127.0.0.1:%s"]\n' "$2"
+  else
+    printf '[auth]\nspf = false\ndkim = false\ndmarc = false\narc = false\niprev = false\n'
+  fi
+}
+
+# inbound_toml WORK PORT MAX_CONNECTIONS MAX_PER_IP EXTRA_TABLES: mxgate's config for the
+# inbound runs: sales@example.test routed to `discard`, data in WORK/mx-data.
+inbound_toml() {
+  cat <<TOML
+[server]
+hostname = "mx.example.test"
+data_dir = "$1/mx-data"
+[listeners.inbound]
+bind = "127.0.0.1:$2"
+[admin]
+bind = "127.0.0.1:0"
+[tls]
+cert = "$1/mx.crt"
+key = "$1/mx.key"
+[smtp]
+max_connections = $3
+max_connections_per_ip = $4
+[[domains]]
+name = "example.test"
+[[aliases]]
+address = "sales@example.test"
+route = "sink"
+[routes.sink]
+kind = "discard"
+$5
+TOML
+}
