@@ -151,34 +151,10 @@ fn relay_via(port: u16) -> String {
     )
 }
 
-/// An authenticated submission (mail-send: STARTTLS, AUTH) with exactly these MAIL and
-/// RCPT argument lines; `bdat` sends the content as one BDAT LAST chunk.
+/// [`common::submit::submit_with`] to the server's submission listener.
 async fn submit_with(srv: &TestServer, mail: &str, rcpts: &[&str], body: &str, bdat: bool) {
-    let port = srv.addr(Listener::Submission).port();
-    let mut c = mail_send::SmtpClientBuilder::new_with_tls_connector(
-        "127.0.0.1",
-        port,
-        common::smtp::tls_connector(),
-    )
-    .implicit_tls(false)
-    .helo_host("erp.example.test")
-    .credentials(("odoo", "s3cret"))
-    .connect()
-    .await
-    .expect("submission session");
-    let r = c.cmd(format!("MAIL FROM:{mail}\r\n")).await.expect("MAIL");
-    assert_eq!(r.code, 250, "MAIL FROM:{mail} -> {r:?}");
-    for rcpt in rcpts {
-        let r = c.cmd(format!("RCPT TO:{rcpt}\r\n")).await.expect("RCPT");
-        assert_eq!(r.code, 250, "RCPT TO:{rcpt} -> {r:?}");
-    }
-    let done = if bdat {
-        c.bdat(body.as_bytes()).await
-    } else {
-        c.data(body.as_bytes()).await
-    };
-    assert_eq!(done.expect("message accepted").code, 250);
-    let _ = c.quit().await;
+    let addr = srv.addr(Listener::Submission);
+    common::submit::submit_with(addr, mail, rcpts, body, bdat).await;
 }
 
 fn body(subject: &str, text: &str) -> String {

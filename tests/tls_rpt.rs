@@ -96,6 +96,32 @@ fn policy<'a>(report: &'a Value, policy_type: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {policy_type} entry in {report}"))
 }
 
+/// A temp dir, a test CA, a STARTTLS MX sink and an https rua (an Erp) with the CA's cert.
+async fn mx_and_https_rua() -> (tempfile::TempDir, TestCa, Sink, Erp) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(dir.path(), "rpt");
+    let mx = Sink::start(SinkOptions {
+        tls: SinkTls::StartTls,
+        auth: None,
+    })
+    .await;
+    let rua = Erp::start_tls(ca.acceptor()).await;
+    (dir, ca, mx, rua)
+}
+
+/// Waits for `rua`'s first report POST (`what` names it) and checks it counts the one
+/// successful session to the domain without a policy.
+async fn posted_one_plain_session(rua: &Erp, what: &str) {
+    let posts = eventually(20, what, || async {
+        let p = rua.pushes();
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    let report = gunzip(&posts[0].body);
+    let none = policy(&report, "no-policy-found");
+    assert_eq!(none["summary"]["total-successful-session-count"], 1);
+}
+
 /// Waits until the `T/` counters of `day` are gone: the domain-day was reported for good.
 async fn day_counters_dropped(srv: &TestServer, day: u64) {
     let store = srv.running().stats.store().clone();
@@ -309,14 +335,7 @@ async fn a_day_of_traffic_is_reported_to_an_https_and_a_mailto_rua() {
 
 #[tokio::test]
 async fn a_report_an_https_rua_missed_is_posted_again_and_mailed_only_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = TestCa::new(dir.path(), "rpt");
-    let mx = Sink::start(SinkOptions {
-        tls: SinkTls::StartTls,
-        auth: None,
-    })
-    .await;
-    let rua = Erp::start_tls(ca.acceptor()).await;
+    let (dir, ca, mx, rua) = mx_and_https_rua().await;
     rua.answer(503);
     let (dkim, _) = dkim_key(dir.path());
     let (srv, day) = one_day_to_plain_test(
@@ -336,14 +355,7 @@ async fn a_report_an_https_rua_missed_is_posted_again_and_mailed_only_once() {
     .await;
     assert!(rua.pushes().is_empty());
     rua.answer(200);
-    let posts = eventually(20, "the report posted on a later round", || async {
-        let p = rua.pushes();
-        (!p.is_empty()).then_some(p)
-    })
-    .await;
-    let report = gunzip(&posts[0].body);
-    let none = policy(&report, "no-policy-found");
-    assert_eq!(none["summary"]["total-successful-session-count"], 1);
+    posted_one_plain_session(&rua, "the report posted on a later round").await;
 
     day_counters_dropped(&srv, day).await;
     // Mailed once: one at the MX, none waiting in the queue.
@@ -366,14 +378,7 @@ async fn a_report_an_https_rua_missed_is_posted_again_and_mailed_only_once() {
 
 #[tokio::test]
 async fn without_a_dkim_key_the_mailto_rua_is_skipped_and_the_https_rua_still_served() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = TestCa::new(dir.path(), "rpt");
-    let mx = Sink::start(SinkOptions {
-        tls: SinkTls::StartTls,
-        auth: None,
-    })
-    .await;
-    let rua = Erp::start_tls(ca.acceptor()).await;
+    let (_dir, ca, mx, rua) = mx_and_https_rua().await;
     // No [[dkim.keys]]: nothing can sign for mx.example.test.
     // The mailto: rua listed first: it is passed over before the https: one is served.
     let (srv, day) = one_day_to_plain_test(
@@ -385,14 +390,7 @@ async fn without_a_dkim_key_the_mailto_rua_is_skipped_and_the_https_rua_still_se
     )
     .await;
 
-    let posts = eventually(20, "the report at the https rua", || async {
-        let p = rua.pushes();
-        (!p.is_empty()).then_some(p)
-    })
-    .await;
-    let report = gunzip(&posts[0].body);
-    let none = policy(&report, "no-policy-found");
-    assert_eq!(none["summary"]["total-successful-session-count"], 1);
+    posted_one_plain_session(&rua, "the report at the https rua").await;
 
     // The domain-day is done (counters dropped) without any mail to the mailto: rua.
     day_counters_dropped(&srv, day).await;

@@ -18,15 +18,17 @@ impl MessageInfo {
         let head = crate::message::header_section(&raw[..raw.len().min(64 * 1024)]);
         let mut message_id = String::new();
         let mut bulk = false;
-        // `is` compares in place: a lowercased copy of every field name was one of the
+        // Names compared in place: a lowercased copy of every field name was one of the
         // largest allocations left per delivery (issue 13).
         for field in crate::message::fields(head) {
-            if field.is("message-id") && message_id.is_empty() {
+            let name = field.name();
+            let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+            if is("message-id") && message_id.is_empty() {
                 let v = field.unfolded();
                 message_id = v.trim_start_matches('<').trim_end_matches('>').to_string();
-            } else if field.is("list-unsubscribe") || field.is("list-id") {
+            } else if is("list-unsubscribe") || is("list-id") {
                 bulk = true;
-            } else if field.is("precedence") {
+            } else if is("precedence") {
                 let v = field.unfolded().to_ascii_lowercase();
                 bulk |= matches!(v.as_str(), "bulk" | "list" | "junk");
             }

@@ -89,11 +89,11 @@ pub async fn python_send(
     }
 }
 
-/// STARTTLS + AUTH (odoo/s3cret) + one raw message with the given envelope, via mail-send.
-pub async fn submit(addr: SocketAddr, from: &str, to: &[&str], raw: &str) -> Result<(), String> {
-    use mail_send::SmtpClientBuilder;
-    use mail_send::smtp::message::Message;
-    let mut client = SmtpClientBuilder::new_with_tls_connector(
+/// A mail-send submission session: STARTTLS, then AUTH as `odoo` / `s3cret`.
+pub async fn session(
+    addr: SocketAddr,
+) -> Result<mail_send::SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>, String> {
+    mail_send::SmtpClientBuilder::new_with_tls_connector(
         "127.0.0.1",
         addr.port(),
         super::smtp::tls_connector(),
@@ -103,36 +103,50 @@ pub async fn submit(addr: SocketAddr, from: &str, to: &[&str], raw: &str) -> Res
     .credentials(("odoo", "s3cret"))
     .connect()
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+}
+
+/// STARTTLS + AUTH (odoo/s3cret) + one raw message with the given envelope, via mail-send.
+pub async fn submit(addr: SocketAddr, from: &str, to: &[&str], raw: &str) -> Result<(), String> {
+    use mail_send::smtp::message::Message;
+    let mut client = session(addr).await?;
     let msg = Message::new(from, to.to_vec(), raw.as_bytes());
     client.send(msg).await.map_err(|e| e.to_string())?;
     let _ = client.quit().await;
     Ok(())
 }
 
-/// A REQUIRETLS (RFC 8689) submission (STARTTLS, AUTH as `odoo`) from sales@example.test
-/// to `to`, every reply asserted 250: mail-send's `Message` has no REQUIRETLS flag.
+/// An authenticated submission with exactly these MAIL and RCPT argument lines (ESMTP
+/// parameters mail-send's `Message` cannot carry), every reply asserted 250; `bdat` sends
+/// the content as one BDAT LAST chunk.
+pub async fn submit_with(addr: SocketAddr, mail: &str, rcpts: &[&str], body: &str, bdat: bool) {
+    let mut c = session(addr).await.expect("submission session");
+    let r = c.cmd(format!("MAIL FROM:{mail}\r\n")).await.expect("MAIL");
+    assert_eq!(r.code, 250, "MAIL FROM:{mail} -> {r:?}");
+    for rcpt in rcpts {
+        let r = c.cmd(format!("RCPT TO:{rcpt}\r\n")).await.expect("RCPT");
+        assert_eq!(r.code, 250, "RCPT TO:{rcpt} -> {r:?}");
+    }
+    let done = if bdat {
+        c.bdat(body.as_bytes()).await
+    } else {
+        c.data(body.as_bytes()).await
+    };
+    assert_eq!(done.expect("message accepted").code, 250);
+    let _ = c.quit().await;
+}
+
+/// A REQUIRETLS (RFC 8689) submission from sales@example.test to `to` ([`submit_with`]).
 pub async fn submit_requiretls(addr: SocketAddr, to: &str) {
-    let mut c = mail_send::SmtpClientBuilder::new_with_tls_connector(
-        "127.0.0.1",
-        addr.port(),
-        super::smtp::tls_connector(),
-    )
-    .implicit_tls(false)
-    .helo_host("erp.example.test")
-    .credentials(("odoo", "s3cret"))
-    .connect()
-    .await
-    .expect("submission session");
-    let r = c
-        .cmd("MAIL FROM:<sales@example.test> REQUIRETLS\r\n")
-        .await
-        .expect("MAIL");
-    assert_eq!(r.code, 250, "{r:?}");
-    let r = c.cmd(format!("RCPT TO:<{to}>\r\n")).await.expect("RCPT");
-    assert_eq!(r.code, 250, "{r:?}");
     let body =
         format!("From: sales@example.test\r\nTo: {to}\r\nSubject: secret\r\n\r\nTLS only\r\n");
-    assert_eq!(c.data(body.as_bytes()).await.expect("DATA").code, 250);
-    let _ = c.quit().await;
+    let rcpt = format!("<{to}>");
+    submit_with(
+        addr,
+        "<sales@example.test> REQUIRETLS",
+        &[&rcpt],
+        &body,
+        false,
+    )
+    .await;
 }
