@@ -13,7 +13,7 @@ use std::time::Duration;
 use mxgate::bounce::Category;
 use mxgate::clock::Clock;
 use mxgate::config::{HumanDuration, QueueConfig};
-use mxgate::envelope::{Address, Destination, ListenerKind, QueueId, ReversePath};
+use mxgate::envelope::{Address, Destination, ListenerKind, QueueId, ReversePath, Stream};
 use mxgate::metrics::{Metrics, STORE_COMMITS};
 use mxgate::queue::{NewMessage, Outcome, Queue, QueueOptions, RcptState, StoreError};
 use tempfile::TempDir;
@@ -542,6 +542,61 @@ async fn the_schedule_finds_new_and_deferred_entries_behind_many_delivered_ones(
         due_now(&q, &clock),
         [(now, 0), (later, 0)],
         "earliest due first"
+    );
+    q.close();
+}
+
+/// The scheduler reads the `d/` index from memory, kept by the committer: after enqueues
+/// (one mass), outcomes, a cancel and a retry it holds exactly what a restart reads back from
+/// the store.
+#[tokio::test]
+async fn the_schedule_in_memory_is_the_one_the_store_holds() {
+    let dir = tempdir();
+    let (clock, metrics) = (Clock::system(), Metrics::new());
+    let q = open(dir.path(), &clock, &metrics);
+    let two = [
+        ("sales@example.test", route("sales@example.test")),
+        ("support@example.test", route("support@example.test")),
+    ];
+    let a = q.enqueue(message("a\r\n", &two)).await.expect("enqueue");
+    let b = q.enqueue(sales("b\r\n")).await.expect("enqueue");
+    let c = q.enqueue(sales("c\r\n")).await.expect("enqueue");
+    let d = q.enqueue(sales("d\r\n")).await.expect("enqueue");
+    let e = q
+        .enqueue_stream(sales("e\r\n"), Stream::Mass)
+        .await
+        .expect("enqueue");
+    let sent = Outcome::Sent { reply: "ok".into() };
+    let bounced = Outcome::Bounced {
+        category: None,
+        reply: "550 no".into(),
+    };
+    q.record(a, 0, &sent).await.expect("record");
+    q.record(a, 1, &Outcome::deferred("451 later"))
+        .await
+        .expect("record");
+    assert_eq!(q.cancel(b).await.expect("cancel"), 1);
+    q.record(c, 0, &bounced).await.expect("record");
+    assert_eq!(q.retry(c).await.expect("retry"), 1);
+    let all = |q: &Queue| {
+        let far = clock.now_ms() + 86_400_000;
+        q.due(far, &HashSet::new(), 100).expect("due").ready
+    };
+    let before = all(&q);
+    let mut keys: Vec<_> = before.iter().map(|x| (x.id, x.rcpt, x.mass)).collect();
+    keys.sort();
+    let mut want = vec![(a, 1, false), (c, 0, false), (d, 0, false), (e, 0, true)];
+    want.sort();
+    assert_eq!(
+        keys, want,
+        "deferred, retried, queued and mass; not sent or cancelled"
+    );
+    q.close();
+    let q = open(dir.path(), &clock, &metrics);
+    assert_eq!(
+        all(&q),
+        before,
+        "same entries, same times, same order after a restart"
     );
     q.close();
 }

@@ -2,7 +2,10 @@
 # either is for the same server config.
 
 # start_checks_dns WORK PORT: a private dnsmasq on 127.0.0.1:PORT serving client.test's SPF
-# and DMARC records and its PTR (installed when missing); sets DNS_PID.
+# and DMARC records and its PTR (installed when missing); sets DNS_PID. Authoritative for
+# `test` so that a name that does not exist (DMARC's tree walk asks `_dmarc.test`) is answered
+# NXDOMAIN with the zone's SOA, as any real resolver does: without the SOA no resolver may
+# cache the negative answer (RFC 2308), and every message would ask again.
 start_checks_dns() {
   local work=$1 port=$2 dnsmasq
   if ! command -v dnsmasq >/dev/null 2>&1 && ! [ -x /usr/sbin/dnsmasq ]; then
@@ -16,6 +19,8 @@ start_checks_dns() {
     --txt-record=_dmarc.client.test,"v=DMARC1; p=reject" \
     --address=/client.test/127.0.0.1 --ptr-record=1.0.0.127.in-addr.arpa,client.test \
     --local=/test/ --local=/in-addr.arpa/ --local-ttl=300 \
+    --auth-server=ns.test,127.0.0.1 --auth-zone=test --auth-ttl=300 \
+    --auth-soa=1,hostmaster.test,1200,120,604800 \
     2>"$work/dnsmasq.log" &
   DNS_PID=$!
 }

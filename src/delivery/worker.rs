@@ -73,7 +73,7 @@ impl Worker {
         let mut mass: HashSet<Id> = HashSet::new();
         // What the last scan left: when it returned every due entry, an attempt finishing
         // needs no new scan unless a write added an entry since (issue 13: a scan per
-        // finished attempt was half of all scans, and each builds a RocksDB iterator).
+        // finished attempt was half of all scans).
         let (mut rescan, mut more, mut next_due_ms) = (true, false, None);
         loop {
             let free = self.concurrency.saturating_sub(tasks.len());
@@ -123,9 +123,8 @@ impl Worker {
     fn scan(&self, in_flight: &HashMap<Id, RcptKey>, max: usize, max_mass: usize) -> DueScan {
         let skip: HashSet<RcptKey> = in_flight.values().copied().collect();
         let now = self.clock.now_ms();
-        // Inline, not `spawn_blocking`: the scan seeks to the due floor and reads at most
-        // `max` live entries, mostly from the memtable; handing it to the blocking pool cost
-        // two thread wake-ups per look, which under load was more than the scan (issue 13).
+        // Inline, not `spawn_blocking`: the schedule is in memory and the scan reads at most
+        // `max` entries past those in flight (issue 13).
         match self.queue.due_streams(now, &skip, max, max_mass) {
             Ok(scan) => scan,
             Err(StoreError::Closed) => DueScan::default(),

@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 use rocksdb::WriteBatch;
 use tokio::sync::{Notify, oneshot};
 
+use super::due::{DueIndex, Edit};
 use super::{RcptState, StoreError};
 use crate::db::{Cf, Column};
 use crate::metrics::Metrics;
@@ -45,8 +46,8 @@ pub type Move = (Option<RcptState>, RcptState);
 pub struct Change {
     pub batch: WriteBatch,
     pub moves: Vec<Move>,
-    /// Earliest `d/` entry the batch adds: lowers the schedule scan's floor.
-    pub min_due_ms: Option<u64>,
+    /// The batch's `d/` writes, mirrored into the in-memory schedule once it is written.
+    pub due: Vec<Edit>,
     /// Recipients deleted with their message (retention): they leave the state counts.
     pub removed: Vec<RcptState>,
     /// Messages not yet done, and their bytes, that the batch adds (or removes).
@@ -109,28 +110,12 @@ pub struct Shared {
     /// The `queue` family of the server's one database.
     pub col: Column,
     pub counts: Mutex<HashMap<RcptState, u64>>,
-    pub due_floor: Mutex<DueFloor>,
+    /// The `d/` index in memory: what the delivery scheduler reads.
+    pub due: Mutex<DueIndex>,
     pub live: Live,
     /// Notified when a durable change gave a message its retention entry.
     pub finalized: Notify,
 }
-
-/// Where the schedule scan may start: no `d/` entry is due before `ms`. Every delivered
-/// recipient leaves a tombstone at the front of the index, and iterating over thousands of
-/// them on every scan was the relay's main CPU cost; seeking to the floor skips them.
-///
-/// Kept exact by the writers: a batch adding an entry lowers the floor (and `lowered`,
-/// which a scan in progress takes into account) once it is written. A full scan at least
-/// every [`FULL_SCAN_EVERY`] is the safety net.
-#[derive(Default)]
-pub struct DueFloor {
-    pub ms: u64,
-    /// Lowest due time added since the running scan started (`u64::MAX`: none).
-    pub lowered: u64,
-    pub last_full: Option<std::time::Instant>,
-}
-
-pub const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Shared {
     /// Runs `f` on the queue's family, or fails with `Closed`.
@@ -277,13 +262,13 @@ fn write_group(shared: &Shared, q: Cf<'_>, group: Vec<Request>, metrics: &Metric
         }
         let result = job(q).and_then(|change| {
             q.write(change.batch, false)?;
-            if let Some(due) = change.min_due_ms {
-                let mut floor = shared
-                    .due_floor
+            if !change.due.is_empty() {
+                // Mirrored at write time, as the scheduler's RocksDB reads saw it before.
+                shared
+                    .due
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                floor.ms = floor.ms.min(due);
-                floor.lowered = floor.lowered.min(due);
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .apply(&change.due);
             }
             Ok(Written {
                 moves: change.moves,

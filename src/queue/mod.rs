@@ -9,7 +9,8 @@
 //!   go through one committer thread, which also serialises read-modify-write.
 //! - Pending recipients (`queued`, `deferred`) are in the `d/` schedule index at their next
 //!   attempt time. A `d/` key is only removed when an outcome is recorded, so a crash during a
-//!   delivery re-delivers after restart: at-least-once, never lost.
+//!   delivery re-delivers after restart: at-least-once, never lost. The scheduler reads a
+//!   copy of that index kept in memory by the committer ([`due`]), loaded at open.
 //!
 //! API for the rest of the server:
 //! - session: [`Queue::enqueue`];
@@ -25,8 +26,8 @@
 //!   `queue.retention` after their last transition, [`purger`]) and [`Queue::watch_disk`];
 //! - server shutdown: [`Queue::close`] (last; idempotent).
 //!
-//! Read methods (`get`, `body`, `list`, `due`, `pending_bounces`) are short blocking RocksDB
-//! reads; `counts` is in memory. Writes are `async` and never block the runtime.
+//! Read methods (`get`, `body`, `list`, `pending_bounces`) are short blocking RocksDB
+//! reads; `counts` and `due` are in memory. Writes are `async` and never block the runtime.
 //!
 //! Layout: this file holds the handle, opening, [`Queue::enqueue`], the commit plumbing every
 //! write goes through and [`Queue::close`]; the methods are grouped by who calls them and how
@@ -36,6 +37,7 @@
 
 mod admin;
 mod commit;
+mod due;
 mod keys;
 pub mod model;
 pub mod purger;
@@ -144,8 +146,6 @@ struct Inner {
     opts: QueueOptions,
     /// Wakes the delivery scheduler when something became due now.
     changed: Notify,
-    /// Serialises schedule scans (see [`Queue::due_streams`]).
-    scanning: Mutex<()>,
     /// The database's directory: its filesystem's free space is what `min_free_disk` checks.
     dir: PathBuf,
     metrics: Metrics,
@@ -206,17 +206,18 @@ impl Queue {
         metrics: Metrics,
         opts: QueueOptions,
     ) -> Result<Queue, StoreError> {
-        let (counts, (live_messages, live_bytes)) = col.with(|q| {
+        let (counts, due, (live_messages, live_bytes)) = col.with(|q| {
             let counts = store::load_counts(q)?;
+            let due = due::DueIndex::load(q)?;
             let live = quota::load_live(q)?;
             retention::mark_new_store(q)?;
-            Ok::<_, StoreError>((counts, live))
+            Ok::<_, StoreError>((counts, due, live))
         })?;
         let dir = col.db().path().to_path_buf();
         let shared = Arc::new(Shared {
             col,
             counts: Mutex::new(counts),
-            due_floor: Mutex::new(commit::DueFloor::default()),
+            due: Mutex::new(due),
             live: commit::Live {
                 messages: (live_messages as i64).into(),
                 bytes: (live_bytes as i64).into(),
@@ -231,7 +232,6 @@ impl Queue {
             clock,
             opts,
             changed: Notify::new(),
-            scanning: Mutex::new(()),
             dir,
             metrics,
             disk_free: AtomicU64::new(quota::DISK_FREE_UNKNOWN),

@@ -1,15 +1,15 @@
 //! Reads of the queue: a message, its body, listings, the in-memory counts, the DSNs the
-//! bounce stage still has to read, and the delivery scheduler's scan of the `d/` index.
+//! bounce stage still has to read, and the delivery scheduler's look at the schedule.
 //!
 //! Split from `mod.rs` because none of these go through the committer: they are short
-//! blocking RocksDB reads (or, for [`Queue::counts`], memory) that any caller may make, while
+//! blocking RocksDB reads (or, for [`Queue::counts`] and [`Queue::due`], memory) that any caller may make, while
 //! every write is a `WriteBatch` submitted to the committer thread ([`super::record`],
 //! [`super::admin`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::PoisonError;
 
-use super::{DueScan, Queue, QueuedMessage, RcptKey, RcptState, StoreError, commit, rows, store};
+use super::{DueScan, Queue, QueuedMessage, RcptKey, RcptState, StoreError, rows, store};
 use crate::db::Cf;
 use crate::envelope::QueueId;
 
@@ -76,54 +76,24 @@ impl Queue {
         max: usize,
         max_mass: usize,
     ) -> Result<DueScan, StoreError> {
-        let shared = &self.inner.shared;
-        let lock = || {
-            shared
-                .due_floor
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-        };
-        // One scan at a time (the scheduler is the only caller in production), so the
-        // floor bookkeeping below sees every write that raced it.
-        let _one = self
-            .inner
-            .scanning
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let from_ms = {
-            let mut floor = lock();
-            floor.lowered = u64::MAX;
-            match floor.last_full {
-                Some(at) if at.elapsed() < commit::FULL_SCAN_EVERY => floor.ms.min(now_ms),
-                _ => {
-                    floor.last_full = Some(std::time::Instant::now());
-                    0
-                }
-            }
-        };
-        let scan =
-            shared.with_db(|db| store::due(db, from_ms, now_ms, in_flight, max, max_mass))?;
-        let mut floor = lock();
-        // Entries written during the scan may be invisible to it: never above them.
-        floor.ms = scan
-            .first_due_ms
-            .unwrap_or(u64::MAX)
-            .min(now_ms)
-            .min(floor.lowered);
-        Ok(scan)
+        // The committer keeps the index; a closed queue answers as the store would.
+        self.inner.shared.with_db(|_| Ok(()))?;
+        Ok(self.due_index().scan(now_ms, in_flight, max, max_mass))
     }
 
-    /// Whether a write added a schedule entry since the last [`Queue::due_streams`] began
-    /// (an enqueue, a deferral, a retry): only then can a scan find something the last one
-    /// did not.
+    /// Whether a write added a schedule entry since the last [`Queue::due_streams`] (an
+    /// enqueue, a deferral, a retry): only then can a scan find something the last one did
+    /// not.
     pub fn due_added_since_scan(&self) -> bool {
-        let floor = self
-            .inner
+        self.due_index().added_since_scan()
+    }
+
+    fn due_index(&self) -> std::sync::MutexGuard<'_, super::due::DueIndex> {
+        self.inner
             .shared
-            .due_floor
+            .due
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        floor.lowered != u64::MAX
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Resolves when a recipient may have become due now (enqueue, retry). A wake-up sent

@@ -6,12 +6,11 @@
 //! a transition and moves its `d/` and `s/` keys accordingly, in the same batch as the meta
 //! (and the message's `r/` retention entry, through [`retention::follow`]).
 
-use std::collections::{HashMap, HashSet};
-
-use rocksdb::WriteBatch;
+use std::collections::HashMap;
 
 use super::commit::Change;
-use super::keys::{self, RcptKey};
+use super::due::Edit;
+use super::keys;
 use super::retention;
 use super::rows::{corrupt, read_meta, scan};
 use super::{QueuedMessage, RcptState, Recipient, StoreError};
@@ -100,65 +99,19 @@ pub struct Due {
     pub mass: bool,
 }
 
-/// What the scheduler gets from one look at the `d/` index.
+/// What the scheduler gets from one look at the schedule ([`super::due::DueIndex::scan`]).
 #[derive(Debug, Default)]
 pub struct DueScan {
     /// Due now, not in flight, at most the `max` asked for, earliest first.
     pub ready: Vec<Due>,
     /// Due time of the first entry not returned (None: index exhausted).
     pub next_due_ms: Option<u64>,
-    /// Due time of the first live entry seen (in flight or not): no entry lies before it.
-    pub first_due_ms: Option<u64>,
     /// Entries due now were left out: `max` was reached, or mass mail was over its share.
     pub more: bool,
 }
 
-/// Reads the schedule index from `from_ms` on: a seek, then only due entries (plus the
-/// in-flight ones to skip, at most the concurrency) are visited. Seeking past the front
-/// matters: every delivered recipient leaves a tombstone there, and iterating over
-/// thousands of them on every scan was the relay's main CPU cost.
-pub fn due(
-    db: Cf<'_>,
-    from_ms: u64,
-    now_ms: u64,
-    in_flight: &HashSet<RcptKey>,
-    max: usize,
-    max_mass: usize,
-) -> Result<DueScan, StoreError> {
-    let mut out = DueScan::default();
-    let mut mass_taken = 0;
-    let mut start = keys::DUE.to_vec();
-    start.extend_from_slice(&from_ms.to_be_bytes());
-    for item in scan(db, keys::DUE, &start) {
-        let (k, v) = item?;
-        let (due_ms, id, rcpt) = keys::parse_due(&k).ok_or_else(|| corrupt(&k, "bad due key"))?;
-        out.first_due_ms.get_or_insert(due_ms);
-        if due_ms > now_ms || out.ready.len() >= max {
-            out.next_due_ms = Some(due_ms);
-            out.more |= due_ms <= now_ms;
-            break;
-        }
-        let mass = v.as_ref() == MASS;
-        if mass && mass_taken >= max_mass {
-            // Mass mail over its share: passed over; an attempt finishing wakes the loop.
-            out.more = true;
-            continue;
-        }
-        if !in_flight.contains(&(id, rcpt)) {
-            mass_taken += usize::from(mass);
-            out.ready.push(Due {
-                due_ms,
-                id,
-                rcpt,
-                mass,
-            });
-        }
-    }
-    Ok(out)
-}
-
 /// Value of a `d/` entry of a mass message (transactional: empty).
-const MASS: &[u8] = b"m";
+pub const MASS: &[u8] = b"m";
 
 /// Index keys of a recipient in its current state.
 fn put_indexes(q: Cf<'_>, change: &mut Change, id: QueueId, i: u16, r: &Recipient, stream: Stream) {
@@ -166,19 +119,25 @@ fn put_indexes(q: Cf<'_>, change: &mut Change, id: QueueId, i: u16, r: &Recipien
     if r.state.is_pending() {
         let v: &[u8] = if stream == Stream::Mass { MASS } else { &[] };
         q.put_in(&mut change.batch, keys::due(r.next_attempt_ms, id, i), v);
-        change.min_due_ms = Some(
-            change
-                .min_due_ms
-                .map_or(r.next_attempt_ms, |m| m.min(r.next_attempt_ms)),
-        );
+        change.due.push(Edit::Add(Due {
+            due_ms: r.next_attempt_ms,
+            id,
+            rcpt: i,
+            mass: stream == Stream::Mass,
+        }));
     }
 }
 
-fn delete_indexes(q: Cf<'_>, batch: &mut WriteBatch, id: QueueId, i: u16, r: &Recipient) {
-    q.delete_in(batch, keys::state(r.state, id, i));
+fn delete_indexes(q: Cf<'_>, change: &mut Change, id: QueueId, i: u16, r: &Recipient) {
+    q.delete_in(&mut change.batch, keys::state(r.state, id, i));
     if r.state.is_pending() {
-        q.delete_in(batch, keys::due(r.next_attempt_ms, id, i));
+        delete_due(q, change, r.next_attempt_ms, id, i);
     }
+}
+
+fn delete_due(q: Cf<'_>, change: &mut Change, due_ms: u64, id: QueueId, rcpt: u16) {
+    q.delete_in(&mut change.batch, keys::due(due_ms, id, rcpt));
+    change.due.push(Edit::Remove { due_ms, id, rcpt });
 }
 
 fn rcpt_index(i: usize) -> u16 {
@@ -238,7 +197,7 @@ pub fn update<T>(
         if !moved && (!new.state.is_pending() || old.next_attempt_ms == new.next_attempt_ms) {
             continue;
         }
-        delete_indexes(db, &mut change.batch, id, rcpt_index(i), old);
+        delete_indexes(db, &mut change, id, rcpt_index(i), old);
         put_indexes(db, &mut change, id, rcpt_index(i), new, msg.stream);
         if moved {
             change.moves.push((Some(old.state), new.state));
@@ -257,7 +216,7 @@ pub fn forget_due(db: Cf<'_>, due: Due) -> Result<Change, StoreError> {
         .and_then(|m| m.recipients.get(usize::from(due.rcpt)).cloned())
         .filter(|r| r.state.is_pending() && r.next_attempt_ms == due.due_ms);
     if current.is_none() {
-        db.delete_in(&mut change.batch, keys::due(due.due_ms, due.id, due.rcpt));
+        delete_due(db, &mut change, due.due_ms, due.id, due.rcpt);
     }
     Ok(change)
 }
