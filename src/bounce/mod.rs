@@ -31,6 +31,7 @@ pub use category::{Category, DeliveryKind, Reason};
 pub use classify::{Classification, classify_reply, classify_reply_with};
 pub use codes::{find_reply_code, find_status};
 pub use parse::{parse, parse_traced};
+pub(crate) use rfc3834::may_be_auto_reply;
 pub use rules::{RuleId, Rules, Trace};
 
 /// Which phrase-table row decides `text` (for rule debugging and the corpus scorer).

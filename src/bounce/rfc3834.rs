@@ -267,6 +267,72 @@ const AUTOREPLY_SUBJECTS: &[&str] = &[
     "respuesta automática",
 ];
 
+/// Fields [`is_auto_reply`] reads, besides the Subject.
+const AUTOREPLY_FIELDS: &[&str] = &[
+    "auto-submitted",
+    "x-autoreply",
+    "x-autorespond",
+    "x-autoresponse",
+    "precedence",
+];
+
+/// Whether the raw header section `head` leaves [`is_auto_reply`] a chance to say yes.
+/// `false` only for a clean header (ASCII, CRLF or LF line ends, every field named) with
+/// none of the fields it reads and one Subject, without encoded words, that holds none of
+/// [`AUTOREPLY_SUBJECTS`] even with every blank removed: the MIME parser's decoding may
+/// unfold or squeeze blanks, but cannot add letters to such a subject. Lets the delivery
+/// skip a MIME parse of every ordinary message (issue 13); anything unusual says `true`
+/// and is parsed.
+pub(crate) fn may_be_auto_reply(head: &[u8]) -> bool {
+    let bare_cr = head
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && head.get(i + 1) != Some(&b'\n'));
+    if !head.is_ascii() || bare_cr {
+        return true;
+    }
+    let mut subjects = 0;
+    for f in crate::message::fields(head) {
+        let name = f.name();
+        if name.is_empty() || !name.iter().all(u8::is_ascii_graphic) {
+            return true;
+        }
+        if AUTOREPLY_FIELDS
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        {
+            return true;
+        }
+        if name.eq_ignore_ascii_case(b"subject") {
+            subjects += 1;
+            let value = f.value();
+            if subjects > 1 || value.windows(2).any(|w| w == b"=?") {
+                return true;
+            }
+            let squeezed = squeeze(value);
+            if AUTOREPLY_SUBJECTS
+                .iter()
+                .any(|s| contains(&squeezed, &squeeze(s.as_bytes())))
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `text` lower-cased (ASCII) without its blanks and line breaks.
+fn squeeze(text: &[u8]) -> Vec<u8> {
+    text.iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .map(u8::to_ascii_lowercase)
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// RFC 3834 §5: `Auto-Submitted: auto-replied`, plus the vendor headers (X-Autoreply,
 /// X-Autorespond, Precedence: auto_reply, X-Auto-Response-Suppress) and subjects.
 pub(crate) fn is_auto_reply(doc: &Document) -> bool {
@@ -282,4 +348,97 @@ pub(crate) fn is_auto_reply(doc: &Document) -> bool {
             .is_some_and(|v| v.eq_ignore_ascii_case("auto_reply"));
     let subject = doc.subject.to_lowercase();
     auto || vendor || AUTOREPLY_SUBJECTS.iter().any(|s| subject.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bounce::{ReportKind, parse};
+
+    /// The parser's verdict on `raw` is an auto-reply only where the header filter lets it
+    /// be asked: the filter may say "maybe" too often, never "no" wrongly.
+    fn check(raw: &[u8]) -> bool {
+        let maybe = may_be_auto_reply(crate::message::header_section(raw));
+        let parsed = parse(raw).kind == ReportKind::AutoReply;
+        assert!(
+            maybe || !parsed,
+            "filtered out an auto-reply:\n{}",
+            String::from_utf8_lossy(raw)
+        );
+        maybe
+    }
+
+    #[test]
+    fn the_header_filter_never_hides_an_auto_reply_of_the_test_mail() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+        let dirs = [
+            "fixtures/dsn",
+            "bounce_unseen_mail/emails",
+            "bounce_unseen_mail_b/emails",
+        ];
+        let (mut seen, mut skipped) = (0, 0);
+        for dir in dirs {
+            for entry in std::fs::read_dir(format!("{root}/{dir}")).expect(dir) {
+                let path = entry.expect("entry").path();
+                if path.extension().is_some_and(|e| e == "eml") {
+                    let raw = std::fs::read(&path).expect("read");
+                    seen += 1;
+                    skipped += usize::from(!check(&raw));
+                }
+            }
+        }
+        assert!(seen >= 149, "only {seen} messages read");
+        // Notices often carry Auto-Submitted or 8-bit fields and are parsed; the plain ones
+        // (and the ordinary mail among them) must skip it, or the filter saves nothing.
+        assert!(skipped > 0, "the filter never let a message skip the parse");
+    }
+
+    #[test]
+    fn every_auto_reply_subject_however_folded_or_cased_is_parsed() {
+        let mut forms = Vec::new();
+        for s in AUTOREPLY_SUBJECTS {
+            forms.push(s.to_string());
+            forms.push(s.to_uppercase());
+            forms.push(format!("Re: {} - back Monday", s.replace(' ', "  ")));
+            forms.push(s.replace(' ', "\r\n\t"));
+            forms.push(format!("Weekly\r\n {s}"));
+        }
+        for subject in forms {
+            let raw = format!(
+                "From: Bob Smith <bob@client.test>\r\nTo: sales@example.test\r\nSubject: {subject}\r\n\r\nI am away.\r\n"
+            );
+            check(raw.as_bytes());
+            if subject.is_ascii() {
+                assert!(
+                    may_be_auto_reply(crate::message::header_section(raw.as_bytes())),
+                    "{subject}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_mail_skips_the_parse_and_anything_unusual_does_not() {
+        let plain = "From: Bob <bob@client.test>\r\nTo: sales@example.test\r\nSubject: Quote for 20 chairs\r\nMessage-ID: <1@client.test>\r\n";
+        assert!(!may_be_auto_reply(plain.as_bytes()));
+        for extra in [
+            "Auto-Submitted: no\r\n",
+            "X-Autoresponse: 1\r\n",
+            "Precedence: list\r\n",
+            "Subject: second subject\r\n",
+            "Subject: =?utf-8?q?R=C3=A9ponse_automatique?=\r\n",
+            "X-Name: caf\u{e9}\r\n",
+            "Keywords: a\rb\r\n",
+            " leading blank line\r\n",
+            "no colon here\r\n",
+            "Bad Name: x\r\n",
+        ] {
+            let head = if extra.starts_with(' ') {
+                format!("{extra}{plain}")
+            } else {
+                format!("{plain}{extra}")
+            };
+            assert!(may_be_auto_reply(head.as_bytes()), "{extra:?}");
+        }
+    }
 }

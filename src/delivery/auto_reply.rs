@@ -46,7 +46,8 @@ pub fn is_auto_reply(raw: &[u8]) -> bool {
     auto_submitted
         || precedence
         || vendor
-        || crate::bounce::parse(raw).kind == ReportKind::AutoReply
+        || (crate::bounce::may_be_auto_reply(head)
+            && crate::bounce::parse(raw).kind == ReportKind::AutoReply)
 }
 
 /// What `mode` makes of `raw`; `auto` = [`is_auto_reply`] of it (asked by the caller, who
