@@ -207,3 +207,38 @@ fn decoder_never_panics_on_hostile_bytes() {
         }
     }
 }
+
+/// The line-end check jumps between CR and LF bytes; this is the byte-at-a-time rule it
+/// must agree with (RFC 5321 §2.3.8: CR only before LF, LF only after CR).
+fn bare_line_end_bytewise(pieces: &[&[u8]]) -> bool {
+    let mut prev_cr = false;
+    for &b in pieces.concat().iter() {
+        if (b == b'\n' && !prev_cr) || (prev_cr && b != b'\n') {
+            return true;
+        }
+        prev_cr = b == b'\r';
+    }
+    prev_cr
+}
+
+#[test]
+fn line_end_check_agrees_with_the_bytewise_rule_on_every_short_input_and_split() {
+    const ALPHABET: &[u8] = b"a\r\n";
+    for len in 0..=7u32 {
+        for mut n in 0..3usize.pow(len) {
+            let mut input = Vec::new();
+            for _ in 0..len {
+                input.push(ALPHABET[n % 3]);
+                n /= 3;
+            }
+            for split in 0..=input.len() {
+                let (a, b) = input.split_at(split);
+                let mut body = Body::new(1000, false);
+                body.push(a);
+                body.push(b);
+                let refused = body.finish() == Err(BodyError::BareNewline);
+                assert_eq!(refused, bare_line_end_bytewise(&[a, b]), "{a:?} | {b:?}");
+            }
+        }
+    }
+}
