@@ -14,7 +14,7 @@
 //!
 //! API for the rest of the server:
 //! - session: [`Queue::enqueue`];
-//! - delivery worker: [`Queue::due`] (blocking), [`Queue::get`], [`Queue::body`],
+//! - delivery worker: [`Queue::due`], [`Queue::get`], [`Queue::body`],
 //!   [`Queue::record`], [`Queue::hold_then`], [`Queue::changed`] (wakes on enqueue/retry),
 //!   [`Queue::forget_due`];
 //! - admin API / CLI: [`Queue::list`], [`Queue::get`], [`Queue::retry`],

@@ -2,9 +2,9 @@
 //! bounce stage still has to read, and the delivery scheduler's look at the schedule.
 //!
 //! Split from `mod.rs` because none of these go through the committer: they are short
-//! blocking RocksDB reads (or, for [`Queue::counts`] and [`Queue::due`], memory) that any caller may make, while
-//! every write is a `WriteBatch` submitted to the committer thread ([`super::record`],
-//! [`super::admin`]).
+//! blocking RocksDB reads (or, for [`Queue::counts`] and [`Queue::due`], memory) that any
+//! caller may make, while every write is a `WriteBatch` submitted to the committer thread
+//! ([`super::record`], [`super::admin`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::PoisonError;
@@ -57,7 +57,7 @@ impl Queue {
             .unwrap_or_default()
     }
 
-    /// Blocking: due recipients not in `in_flight`, earliest first, at most `max`.
+    /// Due recipients not in `in_flight`, earliest first, at most `max` (from memory).
     pub fn due(
         &self,
         now_ms: u64,
