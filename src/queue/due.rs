@@ -14,9 +14,32 @@ use std::collections::{BTreeMap, HashSet};
 use super::StoreError;
 use super::keys::{self, RcptKey};
 use super::rows::{corrupt, scan};
-use super::store::{Due, DueScan, MASS};
 use crate::db::Cf;
 use crate::envelope::QueueId;
+
+/// A recipient whose attempt is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub due_ms: u64,
+    pub id: QueueId,
+    pub rcpt: u16,
+    /// The message is `mass` mail (the `d/` entry's value says so).
+    pub mass: bool,
+}
+
+/// What the scheduler gets from one look at the schedule ([`DueIndex::scan`]).
+#[derive(Debug, Default)]
+pub struct DueScan {
+    /// Due now, not in flight, at most the `max` asked for, earliest first.
+    pub ready: Vec<Due>,
+    /// Due time of the first entry not returned (None: index exhausted).
+    pub next_due_ms: Option<u64>,
+    /// Entries due now were left out: `max` was reached, or mass mail was over its share.
+    pub more: bool,
+}
+
+/// Value of a `d/` entry of a mass message (transactional: empty).
+pub const MASS: &[u8] = b"m";
 
 /// One `d/` key written or deleted by a change, for the committer to mirror.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -50,10 +50,10 @@ pub mod schedule;
 mod store;
 pub mod transition;
 
+pub use due::{Due, DueScan};
 pub use keys::RcptKey;
 pub use model::{Hold, NewMessage, Outcome, QueuedMessage, RcptState, Recipient};
 pub use quota::{StorageFull, Usage};
-pub use store::{Due, DueScan};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::commit::Change;
-use super::due::Edit;
+use super::due::{Due, Edit, MASS};
 use super::keys;
 use super::retention;
 use super::rows::{corrupt, read_meta, scan};
@@ -88,30 +88,6 @@ pub fn pending_bounces(db: Cf<'_>) -> Result<Vec<QueueId>, StoreError> {
         })
         .collect()
 }
-
-/// A recipient whose attempt is due.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Due {
-    pub due_ms: u64,
-    pub id: QueueId,
-    pub rcpt: u16,
-    /// The message is `mass` mail (the `d/` entry's value says so).
-    pub mass: bool,
-}
-
-/// What the scheduler gets from one look at the schedule ([`super::due::DueIndex::scan`]).
-#[derive(Debug, Default)]
-pub struct DueScan {
-    /// Due now, not in flight, at most the `max` asked for, earliest first.
-    pub ready: Vec<Due>,
-    /// Due time of the first entry not returned (None: index exhausted).
-    pub next_due_ms: Option<u64>,
-    /// Entries due now were left out: `max` was reached, or mass mail was over its share.
-    pub more: bool,
-}
-
-/// Value of a `d/` entry of a mass message (transactional: empty).
-pub const MASS: &[u8] = b"m";
 
 /// Index keys of a recipient in its current state.
 fn put_indexes(q: Cf<'_>, change: &mut Change, id: QueueId, i: u16, r: &Recipient, stream: Stream) {
