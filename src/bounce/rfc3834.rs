@@ -284,10 +284,7 @@ const AUTOREPLY_FIELDS: &[&str] = &[
 /// skip a MIME parse of every ordinary message (issue 13); anything unusual says `true`
 /// and is parsed.
 pub(crate) fn may_be_auto_reply(head: &[u8]) -> bool {
-    let bare_cr = head
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\r' && head.get(i + 1) != Some(&b'\n'));
+    let bare_cr = memchr::memchr_iter(b'\r', head).any(|i| head.get(i + 1) != Some(&b'\n'));
     if !head.is_ascii() || bare_cr {
         return true;
     }
@@ -306,13 +303,13 @@ pub(crate) fn may_be_auto_reply(head: &[u8]) -> bool {
         if name.eq_ignore_ascii_case(b"subject") {
             subjects += 1;
             let value = f.value();
-            if subjects > 1 || value.windows(2).any(|w| w == b"=?") {
+            if subjects > 1 || memchr::memmem::find(value, b"=?").is_some() {
                 return true;
             }
             let squeezed = squeeze(value);
-            if AUTOREPLY_SUBJECTS
+            if squeezed_subjects()
                 .iter()
-                .any(|s| contains(&squeezed, &squeeze(s.as_bytes())))
+                .any(|s| memchr::memmem::find(&squeezed, s).is_some())
             {
                 return true;
             }
@@ -329,8 +326,15 @@ fn squeeze(text: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// [`AUTOREPLY_SUBJECTS`] squeezed, once: the filter runs for every ERP-bound message.
+fn squeezed_subjects() -> &'static [Vec<u8>] {
+    static SQUEEZED: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    SQUEEZED.get_or_init(|| {
+        AUTOREPLY_SUBJECTS
+            .iter()
+            .map(|s| squeeze(s.as_bytes()))
+            .collect()
+    })
 }
 
 /// RFC 3834 §5: `Auto-Submitted: auto-replied`, plus the vendor headers (X-Autoreply,

@@ -93,15 +93,26 @@ pub fn pending_bounces(db: Cf<'_>) -> Result<Vec<QueueId>, StoreError> {
 fn put_indexes(q: Cf<'_>, change: &mut Change, id: QueueId, i: u16, r: &Recipient, stream: Stream) {
     q.put_in(&mut change.batch, keys::state(r.state, id, i), []);
     if r.state.is_pending() {
-        let v: &[u8] = if stream == Stream::Mass { MASS } else { &[] };
-        q.put_in(&mut change.batch, keys::due(r.next_attempt_ms, id, i), v);
-        change.due.push(Edit::Add(Due {
+        let due = Due {
             due_ms: r.next_attempt_ms,
             id,
             rcpt: i,
             mass: stream == Stream::Mass,
-        }));
+        };
+        put_due(q, change, due);
     }
+}
+
+/// The only writers of `d/` keys, [`put_due`] and [`delete_due`], also record the edit the
+/// committer mirrors into the in-memory schedule ([`super::due`]): the two stay one.
+fn put_due(q: Cf<'_>, change: &mut Change, due: Due) {
+    let v: &[u8] = if due.mass { MASS } else { &[] };
+    q.put_in(
+        &mut change.batch,
+        keys::due(due.due_ms, due.id, due.rcpt),
+        v,
+    );
+    change.due.push(Edit::Add(due));
 }
 
 fn delete_indexes(q: Cf<'_>, change: &mut Change, id: QueueId, i: u16, r: &Recipient) {
