@@ -372,3 +372,57 @@ async fn a_server_started_without_a_config_file_refuses_to_reload() {
 async fn admin_post(srv: &TestServer, path: &str) -> (u16, String) {
     common::erp::http_request("POST", &format!("{}{path}", srv.admin_url()), "").await
 }
+
+/// `server.worker_threads` sizes the async runtime (read back from the runtime into the
+/// start line), 0 means every core but one, and a reload names it as needing a restart.
+#[tokio::test]
+async fn worker_threads_size_the_runtime_and_need_a_restart() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (setting, want) in [("", cores.saturating_sub(1).max(1)), ("3", 3)] {
+        let erp = Erp::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dns = common::dns::DnsServer::start().await;
+        let path = dir.path().join("mxgate.toml");
+        let config = |n: &str| {
+            let text = common::file_toml(dir.path(), &erp.url(), &dns, "");
+            if n.is_empty() {
+                return text;
+            }
+            text.replacen(
+                "shutdown_timeout = \"5s\"\n",
+                &format!("shutdown_timeout = \"5s\"\nworker_threads = {n}\n"),
+                1,
+            )
+        };
+        std::fs::write(&path, config(setting)).expect("write config");
+        let proc = spawn_server(&path);
+        let started = eventually(30, "the start line", || async {
+            proc.log()
+                .lines()
+                .find(|l| l.contains("mxgate started"))
+                .map(str::to_owned)
+        })
+        .await;
+        assert!(
+            started.contains(&format!("workers={want}")),
+            "worker_threads = {setting:?} on {cores} cores: {started}"
+        );
+        // The runtime so sized serves mail end to end.
+        send(
+            proc.inbound,
+            "sales@example.test",
+            &format!("workers-{want}"),
+        )
+        .await
+        .expect_code(250);
+        at_erp(&erp, &format!("workers-{want}")).await;
+
+        std::fs::write(&path, config("2")).expect("write config");
+        let (code, stdout, stderr) = cli_reload(&proc.admin_url(), &path);
+        assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+        assert!(
+            stdout.contains("restart needed for: server.worker_threads"),
+            "{stdout}"
+        );
+    }
+}

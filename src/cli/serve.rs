@@ -17,7 +17,9 @@ pub fn run(arg: &super::ConfigArg) -> anyhow::Result<ExitCode> {
     for (key, message) in config.warnings() {
         tracing::warn!(key, "{message}");
     }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.workers(cores))
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -28,7 +30,9 @@ pub fn run(arg: &super::ConfigArg) -> anyhow::Result<ExitCode> {
         // Likewise SIGHUP, whose default action would kill the server instead of reloading.
         let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let running = Server::start(config).await?;
-        tracing::info!("mxgate started");
+        // Read back from the runtime, so the log says what runs, not what was asked for.
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        tracing::info!(workers, "mxgate started");
         wait_for_signal(&running, &mut term, &mut hup).await?;
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)

@@ -64,6 +64,15 @@ impl Config {
         if Address::parse(&format!("postmaster@{}", self.server.hostname)).is_none() {
             p.add("server.hostname", "must be a fully qualified host name");
         }
+        if self.server.worker_threads > super::server::MAX_WORKER_THREADS {
+            p.add(
+                "server.worker_threads",
+                format!(
+                    "must be at most {} (0 = one per core but one)",
+                    super::server::MAX_WORKER_THREADS
+                ),
+            );
+        }
         let mut binds = HashSet::new();
         let listeners = [
             ("listeners.inbound.bind", &self.listeners.inbound),

@@ -177,6 +177,11 @@ pub fn keep_restart_keys(old: &Config, new: &mut Config) -> Vec<&'static str> {
         &old.server.shutdown_timeout,
         &mut new.server.shutdown_timeout,
     );
+    keep.key(
+        "server.worker_threads",
+        &old.server.worker_threads,
+        &mut new.server.worker_threads,
+    );
     keep.key("queue", &old.queue, &mut new.queue);
     keep.key("store", &old.store, &mut new.store);
     changed
