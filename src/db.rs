@@ -141,6 +141,13 @@ impl Db {
         opts.set_write_buffer_manager(&memtables);
         opts.set_max_total_wal_size(cfg.cache_bytes.0);
         opts.set_keep_log_file_num(10);
+        // Reuse retired WAL files: each group commit's fdatasync then flushes only the data
+        // (a recycled file keeps its size), instead of data plus a synchronous inode write
+        // for the grown size (ext4: `ext4_write_inode` in every fsync; perf: fsync 12% ->
+        // 9% of server samples, issue 13). Costs the disk of two retired WALs (each at most
+        // what the memtables hold, so 2 x cache_bytes at worst). Needs the default
+        // point-in-time WAL recovery, which tells a reused file's stale tail from new records.
+        opts.set_recycle_log_file_num(2);
         let families = std::iter::once(ColumnFamilyDescriptor::new(
             rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
             family_options(None, &cache, budget),

@@ -12,7 +12,12 @@ use common::process::spawn_server;
 use common::{Erp, SmtpClient, eventually};
 
 /// One SMTP transaction per message on a persistent connection; returns the ids that got 250.
-async fn sender(addr: SocketAddr, worker: usize, accepted: Arc<Mutex<HashSet<String>>>) {
+async fn sender(
+    addr: SocketAddr,
+    worker: usize,
+    body: Arc<String>,
+    accepted: Arc<Mutex<HashSet<String>>>,
+) {
     let mut c = SmtpClient::connect(addr).await;
     let Some(r) = c.try_read_reply().await else {
         return;
@@ -25,7 +30,7 @@ async fn sender(addr: SocketAddr, worker: usize, accepted: Arc<Mutex<HashSet<Str
     }
     for i in 0.. {
         let id = format!("w{worker}-m{i}");
-        let body = common::message(&id, "durable please");
+        let body = common::message(&id, &body);
         let steps = [
             format!("MAIL FROM:<load{worker}@client.test>"),
             "RCPT TO:<sales@example.test>".into(),
@@ -49,6 +54,30 @@ async fn sender(addr: SocketAddr, worker: usize, accepted: Arc<Mutex<HashSet<Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_that_got_250_survives_sigkill() {
+    sigkill_under_load("", "durable please", 200, |_| true).await;
+}
+
+/// The same with the WAL files recycled (`recycle_log_file_num`): the smallest store budget
+/// rolls the WAL every 16 MiB, so 64 KiB messages put the kill in a reused WAL file, whose
+/// stale tail from its previous use recovery must tell from the new records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_that_got_250_survives_sigkill_in_a_recycled_wal() {
+    let line = format!("{}\r\n", "w".repeat(998));
+    let body = line.repeat(64);
+    sigkill_under_load("[store]\ncache_bytes = \"16MiB\"\n", &body, 600, |data| {
+        std::fs::read_to_string(data.join("db/LOG")).is_ok_and(|log| log.contains("reusing log"))
+    })
+    .await;
+}
+
+/// Eight clients send `body` until at least `min` messages got 250 and `ready` holds for the
+/// data dir, then SIGKILL; the restarted server must deliver every one of them.
+async fn sigkill_under_load(
+    extra: &str,
+    body: &str,
+    min: usize,
+    ready: impl Fn(&std::path::Path) -> bool,
+) {
     let erp = Erp::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("mxgate.toml");
@@ -56,18 +85,24 @@ async fn every_message_that_got_250_survives_sigkill() {
     let dns = common::dns::DnsServer::start().await;
     std::fs::write(
         &config_path,
-        common::base_toml(dir.path(), &erp.url(), &dns.config_toml()),
+        common::base_toml(
+            dir.path(),
+            &erp.url(),
+            &format!("{}{extra}", dns.config_toml()),
+        ),
     )
     .expect("write config");
 
     let mut proc = spawn_server(&config_path);
     let accepted = Arc::new(Mutex::new(HashSet::new()));
+    let body = Arc::new(body.to_string());
     let senders: Vec<_> = (0..8)
-        .map(|w| tokio::spawn(sender(proc.inbound, w, accepted.clone())))
+        .map(|w| tokio::spawn(sender(proc.inbound, w, body.clone(), accepted.clone())))
         .collect();
     // Kill mid-load: once a good number of messages have been acknowledged.
-    eventually(60, "200 messages accepted", || async {
-        (accepted.lock().expect("lock").len() >= 200).then_some(())
+    let data = dir.path().join("data");
+    eventually(120, &format!("{min} messages accepted"), || async {
+        (accepted.lock().expect("lock").len() >= min && ready(&data)).then_some(())
     })
     .await;
     proc.child.kill().expect("SIGKILL mxgate");
@@ -76,10 +111,10 @@ async fn every_message_that_got_250_survives_sigkill() {
         let _ = s.await;
     }
     let acked = accepted.lock().expect("lock").clone();
-    assert!(acked.len() >= 200);
+    assert!(acked.len() >= min);
 
     let mut proc2 = spawn_server(&config_path);
-    let missing = eventually(60, "every 250'd message at the ERP", || async {
+    let missing = eventually(120, "every 250'd message at the ERP", || async {
         let got: HashSet<String> = erp
             .pushes()
             .iter()
