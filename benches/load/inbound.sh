@@ -11,6 +11,12 @@
 #        100 KiB messages: pass SIZE_BYTES=102400.
 #        IDLE=N: after the runs, open N idle SMTP sessions (greeted, EHLO'd) to mxgate and
 #        report its memory per session (PSS delta / N).
+#        ROUNDS=N (default 3): N rounds of mxgate → Postfix → smtp-sink, interleaved, each
+#        line printed; the summary is each server's median round (msg/s, CPU, PSS each the
+#        median of its own column) and the ratios of those medians. On the shared 2-core VM
+#        one run of a server differs from the next by up to ±20% (host steal), which a single
+#        round turns straight into the ratio; interleaving puts every server through the
+#        same spells. ROUNDS=1 is the old single run.
 # Also printed, for issue 13's goals: the smtp-sink ceiling (smtp-source → smtp-sink, no
 # storage at all) in the same run, server CPU per message (mxgate: its utime+stime; Postfix:
 # the master's own and reaped children's plus live children's), and peak PSS under load
@@ -28,6 +34,7 @@ SIZE=${3:-4096}
 AUTH=${AUTH:-off}
 REUSE=${REUSE:-off}
 IDLE=${IDLE:-0}
+ROUNDS=${ROUNDS:-3}
 # CACHE=32MiB: mxgate's [store] cache_bytes (block cache + memtables; default 128MiB).
 CACHE=${CACHE:-}
 STORE_TOML=""
@@ -169,10 +176,22 @@ for port in "$MX_PORT" "$PF_PORT" "$SINK_PORT"; do
   "$SMTP_SOURCE" -s 4 -m 200 -l "$SIZE" -f bench@client.test -t sales@example.test "127.0.0.1:$port" >/dev/null 2>&1
 done
 
-read -r MX_RATE MX_CPU MX_PSS <<<"$(run mxgate "$MX_PORT")"
-read -r PF_RATE PF_CPU PF_PSS <<<"$(run postfix "$PF_PORT")"
-read -r SINK_RATE _ _ <<<"$(run sink "$SINK_PORT")"
-echo "messages=$MSGS sessions=$SESSIONS size=$SIZE reuse=$REUSE mxgate_auth_checks=$AUTH"
+# median FORMAT < numbers: the middle one (mean of the two middle ones for an even count).
+median() { sort -n | awk -v f="$1" '{ v[NR] = $1 } END { printf f, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+: >"$WORK/rounds"
+echo "messages=$MSGS sessions=$SESSIONS size=$SIZE reuse=$REUSE mxgate_auth_checks=$AUTH rounds=$ROUNDS"
+for round in $(seq 1 "$ROUNDS"); do
+  read -r MX_RATE MX_CPU MX_PSS <<<"$(run mxgate "$MX_PORT")"
+  read -r PF_RATE PF_CPU PF_PSS <<<"$(run postfix "$PF_PORT")"
+  read -r SINK_RATE _ _ <<<"$(run sink "$SINK_PORT")"
+  echo "$MX_RATE $MX_CPU $MX_PSS $PF_RATE $PF_CPU $PF_PSS $SINK_RATE" >>"$WORK/rounds"
+  awk -v r="$round" -v a="$MX_RATE" -v b="$PF_RATE" -v c="$SINK_RATE" -v mc="$MX_CPU" -v pc="$PF_CPU" \
+    'BEGIN { printf "round %d: mxgate %d msg/s %s ms/msg, postfix %d msg/s %s ms/msg, sink %d msg/s; x postfix %.2f, x sink %.2f\n", r, a, mc, b, pc, c, a / b, a / c }'
+done
+col() { awk -v i="$1" '{ print $i }' "$WORK/rounds" | median "$2"; }
+MX_RATE=$(col 1 %.0f) MX_CPU=$(col 2 %.3f) MX_PSS=$(col 3 %.1f)
+PF_RATE=$(col 4 %.0f) PF_CPU=$(col 5 %.3f) PF_PSS=$(col 6 %.1f) SINK_RATE=$(col 7 %.0f)
+[ "$ROUNDS" -gt 1 ] && echo "median of $ROUNDS rounds:"
 echo "mxgate:    $MX_RATE msg/s  cpu $MX_CPU ms/msg  peak PSS $MX_PSS MiB"
 echo "postfix:   $PF_RATE msg/s  cpu $PF_CPU ms/msg  peak PSS $PF_PSS MiB"
 echo "smtp-sink: $SINK_RATE msg/s (no storage: the loopback + smtp-source ceiling)"
@@ -183,7 +202,7 @@ METRICS=$(curl -s "http://$ADMIN/metrics")
 ACCEPTED=$(awk '/^mxgate_inbound_messages_total\{.*result="accepted"/ { s += $2 } END { print s + 0 }' <<<"$METRICS")
 COMMITS=$(awk '/^mxgate_store_commits_total / { print $2 }' <<<"$METRICS")
 PF_SENT=$(grep -c "status=sent" "$PF/maillog" || true)
-echo "mxgate accepted $ACCEPTED messages in $COMMITS WAL fsyncs; postfix delivered $PF_SENT so far (both incl. 200 warm-up)"
+echo "mxgate accepted $ACCEPTED messages in $COMMITS WAL fsyncs; postfix delivered $PF_SENT so far (both incl. 200 warm-up, all rounds)"
 
 if [ "$IDLE" -gt 0 ]; then
   # N idle sessions: each greeted and EHLO'd, then silent (well inside the idle timeout).
