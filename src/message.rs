@@ -47,7 +47,7 @@ impl<'a> Field<'a> {
     /// removed (RFC 5322 §4.5.1 obsolete syntax allows `Subject :`). Empty without a colon.
     pub fn name(&self) -> &'a [u8] {
         let first = &self.raw[..line_end(self.raw, 0)];
-        match first.iter().position(|&b| b == b':') {
+        match memchr::memchr(b':', first) {
             Some(colon) => first[..colon].trim_ascii_end(),
             None => &[],
         }
@@ -61,7 +61,7 @@ impl<'a> Field<'a> {
     /// The raw value: everything after the colon, folded lines and final break included.
     pub fn value(&self) -> &'a [u8] {
         let first = &self.raw[..line_end(self.raw, 0)];
-        match first.iter().position(|&b| b == b':') {
+        match memchr::memchr(b':', first) {
             Some(colon) => &self.raw[colon + 1..],
             None => &[],
         }
@@ -131,10 +131,8 @@ pub fn received_count(raw: &[u8]) -> usize {
 
 /// Offset just past the line break of the line starting at `from` (or the end of input).
 fn line_end(raw: &[u8], from: usize) -> usize {
-    raw[from..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(raw.len(), |i| from + i + 1)
+    // memchr: every header scan (find, fields, header_end) walks lines through here.
+    memchr::memchr(b'\n', &raw[from..]).map_or(raw.len(), |i| from + i + 1)
 }
 
 #[cfg(test)]

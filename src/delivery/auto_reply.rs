@@ -35,14 +35,22 @@ pub enum Decision {
 /// Whether `raw` is an auto-reply.
 pub fn is_auto_reply(raw: &[u8]) -> bool {
     let head = message::header_section(raw);
-    let value = |name: &str| message::find(head, name).map(|f| f.unfolded().to_ascii_lowercase());
+    // One pass over the fields (the first of each name counts, as `message::find` would).
+    let (mut auto_submitted, mut precedence, mut vendor) = (None, None, false);
+    for field in message::fields(head) {
+        if auto_submitted.is_none() && field.is("auto-submitted") {
+            auto_submitted = Some(field);
+        } else if precedence.is_none() && field.is("precedence") {
+            precedence = Some(field);
+        } else if field.is("x-autoreply") || field.is("x-autorespond") {
+            vendor = true;
+        }
+    }
+    let value = |f: Option<message::Field<'_>>| f.map(|f| f.unfolded().to_ascii_lowercase());
     let auto_submitted =
-        value("auto-submitted").is_some_and(|v| !v.is_empty() && !v.starts_with("no"));
+        value(auto_submitted).is_some_and(|v| !v.is_empty() && !v.starts_with("no"));
     let precedence =
-        value("precedence").is_some_and(|v| matches!(v.as_str(), "auto_reply" | "bulk" | "junk"));
-    let vendor = ["x-autoreply", "x-autorespond"]
-        .iter()
-        .any(|n| message::find(head, n).is_some());
+        value(precedence).is_some_and(|v| matches!(v.as_str(), "auto_reply" | "bulk" | "junk"));
     auto_submitted
         || precedence
         || vendor
