@@ -15,6 +15,13 @@
 //! happens again — a duplicate, never a loss, as Postfix, which does not fsync a delivered
 //! recipient either. It halves the fsyncs of a message delivered at once (issue 13).
 //!
+//! Requests reach the thread in batches: those submitted by the tasks that run in one turn
+//! of the async runtime wait in [`Committer`]'s outbox and one deferred task sends them
+//! together, so the thread, mostly idle between groups, is woken once per turn instead of
+//! once per request (ctx switches of the thread 1.45 -> 1.26 per inbound message; server CPU
+//! 0.203 -> 0.193 ms/msg, ab.sh 6 rounds, issue 13). Order is kept: one outbox, sent in
+//! order. Outside a runtime a request is sent at once; [`Committer::stop`] sends what waits.
+//!
 //! A request whose waiter has gone (the enqueue deadline passed) before its turn is skipped,
 //! so a peer that got `451` does not also get the message stored. Past that point a late
 //! waiter can still lose the race: the message is then stored and delivered although the peer
@@ -163,8 +170,30 @@ enum Msg {
 
 /// Handle to the committer thread.
 pub struct Committer {
-    tx: mpsc::Sender<Msg>,
+    /// Requests on their way to the thread: the tasks that run in one turn of the runtime
+    /// submit into `pending`, and one deferred task sends them all, so the idle thread is
+    /// woken (a futex call and a context switch) once per turn, not once per request.
+    out: Arc<Mutex<Outbox>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Outbox {
+    tx: mpsc::Sender<Msg>,
+    pending: Vec<Msg>,
+}
+
+impl Outbox {
+    fn flush(&mut self) {
+        for msg in self.pending.drain(..) {
+            // A send error means the thread has stopped: the request's `done` is dropped
+            // with it and its receiver reports that as `Closed`.
+            let _ = self.tx.send(msg);
+        }
+    }
+}
+
+fn outbox(out: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
+    out.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Committer {
@@ -175,7 +204,10 @@ impl Committer {
             .spawn(move || run(&shared, &rx, &metrics))
             .map_err(StoreError::Thread)?;
         Ok(Committer {
-            tx,
+            out: Arc::new(Mutex::new(Outbox {
+                tx,
+                pending: Vec::new(),
+            })),
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -188,15 +220,33 @@ impl Committer {
         durability: Durability,
     ) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, rx) = oneshot::channel();
-        // A send error means the thread has stopped: `done` is dropped with the message and
-        // the receiver reports that as `Closed`.
-        let _ = self.tx.send(Msg::Commit(job, durability, done));
+        let mut out = outbox(&self.out);
+        out.pending.push(Msg::Commit(job, durability, done));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if out.pending.len() == 1 => {
+                let weak = Arc::downgrade(&self.out);
+                runtime.spawn(async move {
+                    // To the back of the runtime's queue: whatever else is ready this turn
+                    // submits first and goes with this send.
+                    tokio::task::yield_now().await;
+                    if let Some(out) = weak.upgrade() {
+                        outbox(&out).flush();
+                    }
+                });
+            }
+            Ok(_) => {} // a send is already on its way
+            Err(_) => out.flush(),
+        }
         rx
     }
 
     /// Commits everything already submitted, then stops the thread and waits for it.
     pub fn stop(&self) {
-        let _ = self.tx.send(Msg::Close);
+        {
+            let mut out = outbox(&self.out);
+            out.flush();
+            let _ = out.tx.send(Msg::Close);
+        }
         let handle = self
             .thread
             .lock()
@@ -319,5 +369,89 @@ fn write_group(shared: &Shared, q: Cf<'_>, group: Vec<Request>, metrics: &Metric
                 let _ = done.send(Err(StoreError::Rocks(e.clone())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Family;
+
+    fn committer(dir: &std::path::Path) -> Committer {
+        let col = Column::standalone(dir, Family::Queue).expect("open");
+        let shared = Arc::new(Shared {
+            col,
+            counts: Mutex::new(HashMap::new()),
+            due: Mutex::new(DueIndex::default()),
+            live: Live::default(),
+            finalized: Notify::new(),
+        });
+        Committer::spawn(shared, Metrics::new()).expect("spawn")
+    }
+
+    /// A job that notes `i` in `log` when the committer runs it.
+    fn noting(log: &Arc<Mutex<Vec<usize>>>, i: usize) -> Job {
+        let log = log.clone();
+        Box::new(move |_| {
+            log.lock().expect("lock").push(i);
+            Ok(Change::default())
+        })
+    }
+
+    fn durability(i: usize) -> Durability {
+        if i.is_multiple_of(3) {
+            Durability::Lazy
+        } else {
+            Durability::Synced
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_submitted_in_one_turn_run_in_submission_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = committer(dir.path());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let waits: Vec<_> = (0..60)
+            .map(|i| c.submit(noting(&log, i), durability(i)))
+            .collect();
+        for w in waits {
+            assert!(matches!(w.await, Ok(Ok(()))));
+        }
+        assert_eq!(*log.lock().expect("lock"), (0..60).collect::<Vec<_>>());
+        c.stop();
+    }
+
+    #[tokio::test]
+    async fn stop_commits_what_is_still_on_its_way() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = committer(dir.path());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let waits: Vec<_> = (0..10)
+            .map(|i| c.submit(noting(&log, i), durability(i)))
+            .collect();
+        // No await between the submits and the stop: the deferred send has not run.
+        c.stop();
+        assert_eq!(*log.lock().expect("lock"), (0..10).collect::<Vec<_>>());
+        for w in waits {
+            assert!(matches!(w.await, Ok(Ok(()))));
+        }
+    }
+
+    #[test]
+    fn outside_a_runtime_a_request_is_sent_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = committer(dir.path());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let wait = c.submit(noting(&log, 7), Durability::Synced);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(wait.blocking_recv());
+        });
+        let answer = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("answered without a runtime to send it");
+        assert!(matches!(answer, Ok(Ok(()))));
+        assert_eq!(*log.lock().expect("lock"), [7]);
+        c.stop();
     }
 }
