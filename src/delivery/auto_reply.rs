@@ -35,6 +35,11 @@ pub enum Decision {
 /// Whether `raw` is an auto-reply.
 pub fn is_auto_reply(raw: &[u8]) -> bool {
     let head = message::header_section(raw);
+    // Ordinary mail stops at the header filter: a header it passes has none of the fields
+    // read below and a subject the bounce parser cannot call an auto-reply.
+    if !crate::bounce::may_be_auto_reply(head) {
+        return false;
+    }
     // One pass over the fields (the first of each name counts, as `message::find` would).
     let (mut auto_submitted, mut precedence, mut vendor) = (None, None, false);
     for field in message::fields(head) {
@@ -54,8 +59,7 @@ pub fn is_auto_reply(raw: &[u8]) -> bool {
     auto_submitted
         || precedence
         || vendor
-        || (crate::bounce::may_be_auto_reply(head)
-            && crate::bounce::parse(raw).kind == ReportKind::AutoReply)
+        || crate::bounce::parse(raw).kind == ReportKind::AutoReply
 }
 
 /// What `mode` makes of `raw`; `auto` = [`is_auto_reply`] of it (asked by the caller, who

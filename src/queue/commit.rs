@@ -398,6 +398,17 @@ mod tests {
         })
     }
 
+    /// `n` noting jobs, mixed synced and lazy, submitted without an await between them.
+    fn submit_all(
+        c: &Committer,
+        log: &Arc<Mutex<Vec<usize>>>,
+        n: usize,
+    ) -> Vec<oneshot::Receiver<Result<(), StoreError>>> {
+        (0..n)
+            .map(|i| c.submit(noting(log, i), durability(i)))
+            .collect()
+    }
+
     fn durability(i: usize) -> Durability {
         if i.is_multiple_of(3) {
             Durability::Lazy
@@ -411,9 +422,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = committer(dir.path());
         let log = Arc::new(Mutex::new(Vec::new()));
-        let waits: Vec<_> = (0..60)
-            .map(|i| c.submit(noting(&log, i), durability(i)))
-            .collect();
+        let waits = submit_all(&c, &log, 60);
         for w in waits {
             assert!(matches!(w.await, Ok(Ok(()))));
         }
@@ -426,9 +435,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = committer(dir.path());
         let log = Arc::new(Mutex::new(Vec::new()));
-        let waits: Vec<_> = (0..10)
-            .map(|i| c.submit(noting(&log, i), durability(i)))
-            .collect();
+        let waits = submit_all(&c, &log, 10);
         // No await between the submits and the stop: the deferred send has not run.
         c.stop();
         assert_eq!(*log.lock().expect("lock"), (0..10).collect::<Vec<_>>());
