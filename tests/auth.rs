@@ -646,6 +646,73 @@ async fn verification_answers_from_cache_for_a_known_sender() {
     srv.shutdown().await;
 }
 
+/// mail-auth caches the DMARC records it parses, not the names that have none; the DMARC
+/// check records those (`_dmarc.test.` for every sender under `test`) for the negative
+/// answer's TTL in the same cache, so the tree walk stops asking hickory on every message.
+#[tokio::test]
+async fn dmarc_walk_names_without_a_record_are_cached_as_absent() {
+    use mail_auth::{DnsError, Error, ResolverCache, Txt};
+    let srv = start().await;
+    srv.dns.txt("client.test", SPF_PASS);
+    srv.dns.txt("_dmarc.client.test", "v=DMARC1; p=none");
+    srv.dns.txt("nodmarc.test", SPF_PASS);
+    let dns = mxgate::dns::Dns::from_config(&srv.config.dns).expect("resolver");
+    let verifier =
+        mxgate::auth::Verifier::new(&srv.config, dns.clone(), mxgate::metrics::Metrics::new());
+    let verify = |from: &'static str| {
+        let verifier = &verifier;
+        async move {
+            let sender = mxgate::envelope::ReversePath::Address(
+                mxgate::envelope::Address::parse(from).expect("address"),
+            );
+            let raw = message(from, "walk");
+            verifier
+                .verify(
+                    "127.0.0.1".parse().expect("ip"),
+                    "client.test",
+                    &sender,
+                    raw.as_bytes(),
+                )
+                .await
+                .dmarc
+                .expect("dmarc on")
+        }
+    };
+    let absent = |name: &str| {
+        matches!(
+            dns.caches().txt.get(name),
+            Some(Txt::Error(Error::Dns(DnsError::RecordNotFound(_))))
+        )
+    };
+
+    let first = verify("alice@nodmarc.test").await;
+    assert_eq!(first.result, mxgate::auth::AuthResult::None, "{first:?}");
+    eventually(10, "both walk names cached as absent", || async {
+        (absent("_dmarc.nodmarc.test.") && absent("_dmarc.test.")).then_some(())
+    })
+    .await;
+    // The author domain's record stays the record; only the level below it is absent.
+    let with_record = verify("alice@client.test").await;
+    assert_eq!(
+        with_record.result,
+        mxgate::auth::AuthResult::Pass,
+        "{with_record:?}"
+    );
+    assert!(matches!(
+        dns.caches().txt.get("_dmarc.client.test."),
+        Some(Txt::Dmarc(_))
+    ));
+    // Answered from the cache now, with the same verdict as from DNS.
+    let asked = srv.dns.queries();
+    let again = verify("bob@nodmarc.test").await;
+    assert_eq!(
+        (again.result, again.policy_known),
+        (first.result, first.policy_known)
+    );
+    assert_eq!(srv.dns.queries(), asked, "the second walk asked DNS");
+    srv.shutdown().await;
+}
+
 // ---------------------------------------------------------------- CLI: dkim keygen, dns-check
 
 /// Runs the real binary; returns (exit success, stdout, stderr).
