@@ -24,111 +24,140 @@ impl AuthVerdict {
     /// `quarantined` adds `dis=quarantine` to the DMARC comment (as Gmail writes it): the
     /// message was delivered although its DMARC check failed.
     pub fn header(&self, authserv_id: &str, quarantined: bool) -> String {
-        let mut results: Vec<String> = Vec::new();
+        // One buffer for the whole field: a String per result joined at the end was a
+        // tenth of a percent of the session's CPU in allocations alone (issue 13).
+        let mut out = String::with_capacity(256);
+        out.push_str(NAME);
+        out.push_str(": ");
+        push_sanitized(&mut out, authserv_id);
+        out.push(';');
+        let empty = out.len();
+        // Each result on its own folded line; `;` between them.
+        let next = |out: &mut String| {
+            if out.len() > empty {
+                out.push(';');
+            }
+            out.push_str("\r\n\t");
+        };
         for spf in [&self.spf_mail_from, &self.spf_helo].into_iter().flatten() {
             let ptype = match spf.identity {
                 SpfIdentity::MailFrom => "smtp.mailfrom",
                 SpfIdentity::Helo => "smtp.helo",
             };
-            results.push(format!(
-                "spf={} {ptype}={}",
-                spf.result,
-                pvalue(&spf.subject)
-            ));
+            next(&mut out);
+            let _ = write!(out, "spf={} {ptype}=", spf.result);
+            push_pvalue(&mut out, &spf.subject);
         }
         for d in &self.dkim {
-            let mut r = format!("dkim={}", d.result);
-            comment(&mut r, d.reason.as_deref());
+            next(&mut out);
+            let _ = write!(out, "dkim={}", d.result);
+            comment(&mut out, d.reason.as_deref());
             if !d.domain.is_empty() {
-                let _ = write!(
-                    r,
-                    " header.d={} header.s={}",
-                    pvalue(&d.domain),
-                    pvalue(&d.selector)
-                );
+                out.push_str(" header.d=");
+                push_pvalue(&mut out, &d.domain);
+                out.push_str(" header.s=");
+                push_pvalue(&mut out, &d.selector);
                 if !d.b_prefix.is_empty() {
-                    let _ = write!(r, " header.b={}", pvalue(&d.b_prefix));
+                    out.push_str(" header.b=");
+                    push_pvalue(&mut out, &d.b_prefix);
                 }
             }
-            results.push(r);
         }
         if let Some(d) = &self.dmarc {
-            let mut r = format!("dmarc={}", d.result);
+            next(&mut out);
+            let _ = write!(out, "dmarc={}", d.result);
             if quarantined {
-                let _ = write!(r, " (p={} dis=quarantine)", d.policy.as_str());
+                let _ = write!(out, " (p={} dis=quarantine)", d.policy.as_str());
             } else if d.policy_known
                 && (d.result != AuthResult::None || d.policy != DmarcPolicy::None)
             {
-                let _ = write!(r, " (p={})", d.policy.as_str());
+                let _ = write!(out, " (p={})", d.policy.as_str());
             }
             if !d.header_from.is_empty() {
-                let _ = write!(r, " header.from={}", pvalue(&d.header_from));
+                out.push_str(" header.from=");
+                push_pvalue(&mut out, &d.header_from);
             }
-            results.push(r);
         }
         if let Some(a) = &self.arc {
-            let mut r = format!("arc={}", a.result);
-            comment(&mut r, a.reason.as_deref());
-            results.push(r);
+            next(&mut out);
+            let _ = write!(out, "arc={}", a.result);
+            comment(&mut out, a.reason.as_deref());
         }
         if let Some(i) = &self.iprev {
-            let mut r = format!("iprev={}", i.result);
-            comment(&mut r, i.reason.as_deref());
-            let _ = write!(r, " policy.iprev={}", pvalue(&self.peer_ip.to_string()));
-            comment(&mut r, i.ptr.as_deref());
-            results.push(r);
+            next(&mut out);
+            let _ = write!(out, "iprev={}", i.result);
+            comment(&mut out, i.reason.as_deref());
+            out.push_str(" policy.iprev=");
+            push_pvalue(&mut out, &self.peer_ip.to_string());
+            comment(&mut out, i.ptr.as_deref());
         }
-        let id = sanitize(authserv_id);
-        if results.is_empty() {
-            return format!("{NAME}: {id}; none\r\n");
+        if out.len() == empty {
+            out.push_str(" none");
         }
-        format!("{NAME}: {id};\r\n\t{}\r\n", results.join(";\r\n\t"))
+        out.push_str("\r\n");
+        out
     }
 }
 
+/// ` (text)`, sanitized; nothing when the text is absent or sanitizes to nothing.
 fn comment(out: &mut String, text: Option<&str>) {
-    if let Some(t) = text.map(sanitize).filter(|t| !t.is_empty()) {
-        let _ = write!(out, " ({t})");
+    let Some(t) = text else { return };
+    let before = out.len();
+    out.push_str(" (");
+    if push_sanitized(out, t) {
+        out.push(')');
+    } else {
+        out.truncate(before);
     }
 }
 
-/// Printable ASCII without comment or quote delimiters: safe inside `( )` and as an id.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '(' | ')' | '\\' | '"' => ' ',
-            c if c.is_ascii_graphic() || c == ' ' => c,
-            _ => '?',
-        })
-        .collect::<String>()
-        .trim()
-        .to_string()
+/// Appends `s` as printable ASCII without comment or quote delimiters (safe inside `( )`
+/// and as an id), trimmed; false when nothing was left to append.
+fn push_sanitized(out: &mut String, s: &str) -> bool {
+    let start = out.len();
+    out.extend(s.chars().map(|c| match c {
+        '(' | ')' | '\\' | '"' => ' ',
+        c if c.is_ascii_graphic() || c == ' ' => c,
+        _ => '?',
+    }));
+    let end = start + out[start..].trim_end().len();
+    out.truncate(end);
+    let lead = out[start..].len() - out[start..].trim_start().len();
+    out.drain(start..start + lead);
+    out.len() > start
+}
+
+#[cfg(test)]
+fn pvalue(s: &str) -> String {
+    let mut out = String::new();
+    push_pvalue(&mut out, s);
+    out
 }
 
 /// RFC 8601 §2.2 pvalue: bare when it is a token or `local@domain` of atext, else a
 /// quoted-string.
-fn pvalue(s: &str) -> String {
+fn push_pvalue(out: &mut String, s: &str) {
     let bare = !s.is_empty()
         && s.matches('@').count() <= 1
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.@".contains(c));
     if bare {
-        return s.to_string();
+        out.push_str(s);
+        return;
     }
-    let mut q = String::with_capacity(s.len() + 2);
-    q.push('"');
+    out.reserve(s.len() + 2);
+    out.push('"');
     for c in s.chars() {
         match c {
             '"' | '\\' => {
-                q.push('\\');
-                q.push(c);
+                out.push('\\');
+                out.push(c);
             }
-            c if c.is_control() => q.push('?'),
-            c => q.push(c),
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
         }
     }
-    q.push('"');
-    q
+    out.push('"');
 }
 
 /// The header field that carries our verdict to the ERP, on top of every inbound message.
@@ -243,6 +272,87 @@ mod tests {
         assert_eq!(
             strip_forged_results(clean.to_vec(), "mx.example.test"),
             clean
+        );
+    }
+
+    fn every_method(quarantine: bool) -> AuthVerdict {
+        use super::super::verdict::*;
+        let spf = |identity, subject: &str| SpfCheck {
+            identity,
+            result: AuthResult::Pass,
+            subject: subject.into(),
+            domain: "client.test".into(),
+        };
+        AuthVerdict {
+            peer_ip: "2001:db8::1".parse().unwrap(),
+            spf_helo: Some(spf(SpfIdentity::Helo, "mx.client.test")),
+            spf_mail_from: Some(spf(SpfIdentity::MailFrom, "a b@client.test")),
+            dkim: vec![
+                DkimCheck {
+                    result: AuthResult::Fail,
+                    domain: "client.test".into(),
+                    selector: "s1".into(),
+                    b_prefix: "AbCd+/Ef".into(),
+                    reason: Some(" (body hash)\tdid not verify ".into()),
+                },
+                DkimCheck {
+                    result: AuthResult::None,
+                    domain: String::new(),
+                    selector: String::new(),
+                    b_prefix: String::new(),
+                    reason: Some("()".into()),
+                },
+            ],
+            dmarc: Some(DmarcCheck {
+                result: AuthResult::Fail,
+                header_from: "client.test".into(),
+                policy: if quarantine {
+                    DmarcPolicy::Quarantine
+                } else {
+                    DmarcPolicy::Reject
+                },
+                policy_known: true,
+                spf_aligned: false,
+                dkim_aligned: false,
+                reason: None,
+            }),
+            arc: Some(ArcCheck {
+                result: AuthResult::None,
+                sets: 0,
+                reason: None,
+            }),
+            iprev: Some(IprevCheck {
+                result: AuthResult::Pass,
+                ptr: Some("mx.client.test".into()),
+                reason: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_field_folds_one_result_per_line() {
+        assert_eq!(
+            every_method(false).header(" (mx.example.test) ", false),
+            "Authentication-Results: mx.example.test;\r\n\t\
+             spf=pass smtp.mailfrom=\"a b@client.test\";\r\n\t\
+             spf=pass smtp.helo=mx.client.test;\r\n\t\
+             dkim=fail (body hash ?did not verify) header.d=client.test header.s=s1 header.b=AbCd+/Ef;\r\n\t\
+             dkim=none;\r\n\t\
+             dmarc=fail (p=reject) header.from=client.test;\r\n\t\
+             arc=none;\r\n\t\
+             iprev=pass policy.iprev=\"2001:db8::1\" (mx.client.test)\r\n"
+        );
+        let quarantined = every_method(true).header("mx.example.test", true);
+        assert!(
+            quarantined.contains(
+                ";\r\n\tdmarc=fail (p=quarantine dis=quarantine) header.from=client.test;\r\n"
+            ),
+            "{quarantined}"
+        );
+        let none = AuthVerdict::unchecked("192.0.2.1".parse().unwrap());
+        assert_eq!(
+            none.header("mx.example.test", false),
+            "Authentication-Results: mx.example.test; none\r\n"
         );
     }
 

@@ -147,7 +147,8 @@ impl Worker {
         let ctx = self.contexts.get();
         let metrics = self.metrics.clone();
         let span = tracing::info_span!("delivery", queue_id = %due.id, rcpt = due.rcpt);
-        async move { attempt(queue, ctx, metrics, due).await }.instrument(span)
+        // Boxed for the reason the listener boxes a session: a small task moves cheaply.
+        Box::pin(async move { attempt(queue, ctx, metrics, due).await }.instrument(span))
     }
 
     async fn finish(self, mut tasks: JoinSet<()>) {

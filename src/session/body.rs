@@ -59,11 +59,17 @@ pub struct Body {
     binary: bool,
 }
 
+/// A message's first allocation; larger ones double from here.
+const INITIAL_CAPACITY: u64 = 16 * 1024;
+
 impl Body {
     /// `binary`: BODY=BINARYMIME, where bare CR and LF are content, not errors.
     pub fn new(max_bytes: u64, binary: bool) -> Body {
         Body {
-            bytes: Vec::new(),
+            // Room for a typical ERP message plus the header fields prepended to it
+            // before storing, so neither grows the buffer: doubling up from empty was
+            // ten reallocations per 4 KiB message, 1.9% of the session's CPU (issue 13).
+            bytes: Vec::with_capacity(INITIAL_CAPACITY.min(max_bytes) as usize),
             size: 0,
             max: max_bytes,
             prev_cr: false,

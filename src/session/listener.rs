@@ -87,7 +87,9 @@ pub async fn serve(
         let span = info_span!("session", session_id = %session_id(), peer = %addr, listener = %kind.as_str());
         let session = Session::new(ctx.clone(), shared.clone(), kind, peer(addr));
         let metrics = ctx.metrics.clone();
-        tracker.spawn(
+        // Boxed: the session's state machine is kilobytes, and tokio moves a task's
+        // future by value when it spawns it and again when it finishes it (issue 13).
+        tracker.spawn(Box::pin(
             async move {
                 metrics.session_opened(kind.as_str());
                 debug!("connected");
@@ -96,7 +98,7 @@ pub async fn serve(
                 drop(slot);
             }
             .instrument(span),
-        );
+        ));
     }
     info!(listener = %kind.as_str(), "stopped accepting");
 }
