@@ -14,9 +14,12 @@ impl Queue {
     /// Returns how many were requeued; `NotFound` for an unknown id.
     pub async fn retry(&self, id: QueueId) -> Result<usize, StoreError> {
         let now_ms = self.inner.clock.now_ms();
+        let shared = self.inner.shared.clone();
         let n = self
             .commit(move |db| {
-                store::update(db, id, |m| apply_all(m, |r| transition::retry(r, now_ms)))
+                store::update(db, &shared.hot, id, |m| {
+                    apply_all(m, |r| transition::retry(r, now_ms))
+                })
             })
             .await?;
         if n > 0 {
@@ -79,8 +82,11 @@ impl Queue {
         f: fn(&mut Recipient, u64) -> bool,
     ) -> Result<usize, StoreError> {
         let now_ms = self.inner.clock.now_ms();
+        let shared = self.inner.shared.clone();
         let n = self
-            .commit(move |db| store::update(db, id, |m| apply_all(m, |r| f(r, now_ms))))
+            .commit(move |db| {
+                store::update(db, &shared.hot, id, |m| apply_all(m, |r| f(r, now_ms)))
+            })
             .await?;
         if n > 0 {
             self.inner.changed.notify_one();

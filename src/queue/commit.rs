@@ -37,6 +37,7 @@ use rocksdb::WriteBatch;
 use tokio::sync::{Notify, oneshot};
 
 use super::due::{DueIndex, Edit};
+use super::hot::{HotMetas, MetaWrite};
 use super::{RcptState, StoreError};
 use crate::db::{Cf, Column};
 use crate::metrics::Metrics;
@@ -61,6 +62,8 @@ pub struct Change {
     pub live: LiveDelta,
     /// The batch gives a message its retention entry (wakes the purge when retention is 0).
     pub finalized: bool,
+    /// The batch's meta writes, mirrored into [`Shared::hot`] once it is written.
+    pub metas: Vec<MetaWrite>,
 }
 
 /// A change of [`Live`] usage.
@@ -122,6 +125,8 @@ pub struct Shared {
     pub live: Live,
     /// Notified when a durable change gave a message its retention entry.
     pub finalized: Notify,
+    /// The metas written last, decoded ([`super::hot`]).
+    pub hot: HotMetas,
 }
 
 impl Shared {
@@ -312,6 +317,8 @@ fn write_group(shared: &Shared, q: Cf<'_>, group: Vec<Request>, metrics: &Metric
         }
         let result = job(q).and_then(|change| {
             q.write(change.batch, false)?;
+            // Before the due entries: an attempt for one finds the meta it came with.
+            shared.hot.apply(change.metas);
             if !change.due.is_empty() {
                 // Mirrored at write time, as the scheduler's RocksDB reads saw it before.
                 shared
@@ -385,6 +392,7 @@ mod tests {
             due: Mutex::new(DueIndex::default()),
             live: Live::default(),
             finalized: Notify::new(),
+            hot: HotMetas::default(),
         });
         Committer::spawn(shared, Metrics::new()).expect("spawn")
     }

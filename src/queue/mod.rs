@@ -33,11 +33,13 @@
 //! write goes through and [`Queue::close`]; the methods are grouped by who calls them and how
 //! they touch the store — [`read`] (blocking reads, no committer), [`record`] (per-recipient
 //! transitions of the delivery and bounce path) and [`admin`] (operator actions on whole
-//! messages); [`retention`] keeps the index of finished messages that [`purger`] deletes.
+//! messages); [`retention`] keeps the index of finished messages that [`purger`] deletes;
+//! [`hot`] keeps the decoded metas the committer wrote last, for the reads that follow.
 
 mod admin;
 mod commit;
 mod due;
+mod hot;
 mod keys;
 pub mod model;
 pub mod purger;
@@ -223,6 +225,7 @@ impl Queue {
                 bytes: (live_bytes as i64).into(),
             },
             finalized: Notify::new(),
+            hot: hot::HotMetas::default(),
         });
         let committer = Committer::spawn(shared.clone(), metrics.clone())?;
         let inner = Inner {

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::PoisonError;
 
-use super::{DueScan, Queue, QueuedMessage, RcptKey, RcptState, StoreError, rows, store};
+use super::{DueScan, Queue, QueuedMessage, RcptKey, RcptState, StoreError, store};
 use crate::db::Cf;
 use crate::envelope::QueueId;
 
@@ -25,9 +25,11 @@ impl Queue {
         }
     }
 
-    /// A message's metadata and recipients.
+    /// A message's metadata and recipients (a clone of the decoded meta when it was
+    /// written lately, [`super::hot`]).
     pub fn get(&self, id: QueueId) -> Option<QueuedMessage> {
-        self.read("get", |db| rows::read_meta(db, id)).flatten()
+        let hot = &self.inner.shared.hot;
+        self.read("get", |db| store::current(db, hot, id)).flatten()
     }
 
     /// The raw message as it will be delivered.

@@ -111,10 +111,11 @@ impl Queue {
     ) -> Result<Option<(RcptState, Option<QueueId>)>, StoreError> {
         let cfg = self.inner.cfg.clone();
         let now_ms = self.inner.clock.now_ms();
+        let shared = self.inner.shared.clone();
         // Lazy: an outcome lost with the machine only repeats the attempt (see Durability).
         let done = self
             .commit_as(Durability::Lazy, move |db| {
-                let (mut change, state) = store::update(db, id, |m| {
+                let (mut change, state) = store::update(db, &shared.hot, id, |m| {
                     let at = transition::Attempt {
                         cfg: &cfg,
                         received_ms: m.received_ms,
@@ -170,9 +171,10 @@ impl Queue {
         follow: impl FnOnce(&QueuedMessage) -> Option<NewMessage> + Send + 'static,
     ) -> Result<Option<RcptState>, StoreError> {
         let now_ms = self.inner.clock.now_ms();
+        let shared = self.inner.shared.clone();
         let done = self
             .commit(move |db| {
-                let (mut change, state) = store::update(db, id, |m| {
+                let (mut change, state) = store::update(db, &shared.hot, id, |m| {
                     let r = m.recipients.get_mut(usize::from(rcpt))?;
                     let state = transition::bounce_reported(r, category, reply, now_ms)
                         .then_some(r.state)?;
@@ -207,8 +209,9 @@ impl Queue {
 
     /// Drops a `d/` entry that matches no pending recipient (see [`store::forget_due`]).
     pub async fn forget_due(&self, due: Due) -> Result<(), StoreError> {
+        let shared = self.inner.shared.clone();
         self.commit_as(Durability::Lazy, move |db| {
-            Ok((store::forget_due(db, due)?, ()))
+            Ok((store::forget_due(db, &shared.hot, due)?, ()))
         })
         .await
     }

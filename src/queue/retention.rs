@@ -152,6 +152,7 @@ pub fn purge(db: Cf<'_>, entries: &[Entry]) -> Result<(Change, usize), StoreErro
         db.delete_in(&mut change.batch, key);
         db.delete_in(&mut change.batch, keys::meta(e.id));
         db.delete_in(&mut change.batch, keys::body(e.id));
+        change.metas.push((e.id, None));
         n += 1;
     }
     Ok((change, n))

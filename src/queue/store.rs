@@ -7,9 +7,11 @@
 //! (and the message's `r/` retention entry, through [`retention::follow`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::commit::Change;
 use super::due::{Due, Edit, MASS};
+use super::hot::HotMetas;
 use super::keys;
 use super::retention;
 use super::rows::{corrupt, read_meta, scan};
@@ -165,17 +167,32 @@ pub fn enqueue_into(
         serde_json::to_vec(msg)?,
     );
     q.put_in(&mut change.batch, keys::body(msg.id), body);
+    change.metas.push((msg.id, Some(Arc::new(msg.clone()))));
     Ok(())
+}
+
+/// The message's meta as the committer last wrote it: from `hot` when it was written
+/// lately, else from RocksDB.
+pub fn current(
+    db: Cf<'_>,
+    hot: &HotMetas,
+    id: QueueId,
+) -> Result<Option<QueuedMessage>, StoreError> {
+    match hot.get(id) {
+        Some(m) => Ok(Some(m)),
+        None => read_meta(db, id),
+    }
 }
 
 /// Read-modify-write of one message (run on the committer thread, which serialises writes):
 /// `mutate` changes recipients in place; index keys follow each recipient's change.
 pub fn update<T>(
     db: Cf<'_>,
+    hot: &HotMetas,
     id: QueueId,
     mutate: impl FnOnce(&mut QueuedMessage) -> T,
 ) -> Result<(Change, T), StoreError> {
-    let mut msg = read_meta(db, id)?.ok_or(StoreError::NotFound(id))?;
+    let mut msg = current(db, hot, id)?.ok_or(StoreError::NotFound(id))?;
     let before = msg.recipients.clone();
     let result = mutate(&mut msg);
     let mut change = Change::default();
@@ -192,14 +209,15 @@ pub fn update<T>(
     }
     retention::follow(db, &mut change, &before, &msg)?;
     db.put_in(&mut change.batch, keys::meta(id), serde_json::to_vec(&msg)?);
+    change.metas.push((id, Some(Arc::new(msg))));
     Ok((change, result))
 }
 
 /// Removes a `d/` entry that no longer matches a pending recipient (a message deleted under
 /// it, or a stale time); without this the scheduler would pick it up forever.
-pub fn forget_due(db: Cf<'_>, due: Due) -> Result<Change, StoreError> {
+pub fn forget_due(db: Cf<'_>, hot: &HotMetas, due: Due) -> Result<Change, StoreError> {
     let mut change = Change::default();
-    let current = read_meta(db, due.id)?
+    let current = current(db, hot, due.id)?
         .and_then(|m| m.recipients.get(usize::from(due.rcpt)).cloned())
         .filter(|r| r.state.is_pending() && r.next_attempt_ms == due.due_ms);
     if current.is_none() {
