@@ -514,6 +514,10 @@ mod tests {
     use crate::db::Family;
 
     fn committer(dir: &std::path::Path) -> Committer {
+        committer_and_shared(dir).0
+    }
+
+    fn committer_and_shared(dir: &std::path::Path) -> (Committer, Arc<Shared>) {
         let col = Column::standalone(dir, Family::Queue).expect("open");
         let shared = Arc::new(Shared {
             col,
@@ -523,7 +527,8 @@ mod tests {
             finalized: Notify::new(),
             hot: HotMetas::default(),
         });
-        Committer::spawn(shared, Metrics::new()).expect("spawn")
+        let c = Committer::spawn(shared.clone(), Metrics::new()).expect("spawn");
+        (c, shared)
     }
 
     /// A job that notes `i` in `log` when the committer runs it.
@@ -564,6 +569,35 @@ mod tests {
             assert!(matches!(w.await, Ok(Ok(()))));
         }
         assert_eq!(*log.lock().expect("lock"), (0..60).collect::<Vec<_>>());
+        c.stop();
+    }
+
+    /// A recipient enqueued (synced) and its outcome (lazy) in one turn: the outcome is
+    /// written after the enqueue, but the enqueue waits for the syncer's fsync while a lazy
+    /// change is otherwise applied at once. Its count move must still come after the
+    /// enqueue's, or `queued` would go 0 -> 0 (saturating) -> 1 and stay wrong.
+    #[tokio::test]
+    async fn a_lazy_change_behind_a_synced_one_is_counted_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (c, shared) = committer_and_shared(dir.path());
+        let moving = |m: Move| -> Job {
+            Box::new(move |_| {
+                Ok(Change {
+                    moves: vec![m],
+                    ..Change::default()
+                })
+            })
+        };
+        let enqueued = c.submit(moving((None, RcptState::Queued)), Durability::Synced);
+        let sent = c.submit(
+            moving((Some(RcptState::Queued), RcptState::Sent)),
+            Durability::Lazy,
+        );
+        assert!(matches!(enqueued.await, Ok(Ok(()))));
+        assert!(matches!(sent.await, Ok(Ok(()))));
+        let counts = shared.counts.lock().expect("counts").clone();
+        let n = |st| counts.get(&st).copied().unwrap_or(0);
+        assert_eq!((n(RcptState::Queued), n(RcptState::Sent)), (0, 1));
         c.stop();
     }
 
