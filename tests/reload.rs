@@ -426,3 +426,91 @@ async fn worker_threads_size_the_runtime_and_need_a_restart() {
         );
     }
 }
+
+/// `server.sched_batch` (on by default) puts every thread of the server under Linux's
+/// SCHED_BATCH, the runtime's workers, the queue's committer and syncer and RocksDB's
+/// threads included (all spawned after it is set); off leaves them all SCHED_OTHER. Mail
+/// flows either way, and a reload names the key as needing a restart.
+#[tokio::test]
+async fn sched_batch_covers_every_thread_and_needs_a_restart() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    for (setting, want, word) in [
+        (None, SCHED_BATCH, "batch"),
+        (Some(false), SCHED_OTHER, "normal"),
+    ] {
+        let erp = Erp::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dns = common::dns::DnsServer::start().await;
+        let path = dir.path().join("mxgate.toml");
+        let config = |v: Option<bool>| {
+            let text = common::file_toml(dir.path(), &erp.url(), &dns, "");
+            match v {
+                None => text,
+                Some(v) => text.replacen(
+                    "shutdown_timeout = \"5s\"\n",
+                    &format!("shutdown_timeout = \"5s\"\nsched_batch = {v}\n"),
+                    1,
+                ),
+            }
+        };
+        std::fs::write(&path, config(setting)).expect("write config");
+        let proc = spawn_server(&path);
+        let started = eventually(30, "the start line", || async {
+            proc.log()
+                .lines()
+                .find(|l| l.contains("mxgate started"))
+                .map(str::to_owned)
+        })
+        .await;
+        assert!(
+            started.contains(&format!("sched=\"{word}\"")),
+            "sched_batch = {setting:?}: {started}"
+        );
+        // A message end to end first, so that every kind of thread has been started.
+        send(proc.inbound, "sales@example.test", &format!("sched-{word}"))
+            .await
+            .expect_code(250);
+        at_erp(&erp, &format!("sched-{word}")).await;
+
+        let pid = proc.child.id();
+        let policies = thread_policies(pid);
+        assert!(policies.len() >= 4, "threads of {pid}: {policies:?}");
+        for (name, policy) in &policies {
+            assert_eq!(
+                *policy, want,
+                "thread {name} of the server, sched_batch = {setting:?}: {policies:?}"
+            );
+        }
+
+        std::fs::write(&path, config(Some(setting.is_some()))).expect("write config");
+        let (code, stdout, stderr) = cli_reload(&proc.admin_url(), &path);
+        assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+        assert!(
+            stdout.contains("restart needed for: server.sched_batch"),
+            "{stdout}"
+        );
+    }
+}
+
+/// Each thread of process `pid`: its name and scheduling policy (field 41 of
+/// `/proc/PID/task/TID/stat`).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+    let mut out = Vec::new();
+    for task in tasks {
+        let stat = std::fs::read_to_string(task.expect("task").path().join("stat"))
+            .expect("stat of a thread");
+        // "TID (comm) state ..." where comm may hold spaces: fields after the last ')'.
+        let (head, rest) = stat.rsplit_once(')').expect("comm in parentheses");
+        let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+        // rest starts at field 3 (state); policy is field 41.
+        let policy = rest
+            .split_whitespace()
+            .nth(41 - 3)
+            .and_then(|f| f.parse().ok())
+            .expect("policy field");
+        out.push((name, policy));
+    }
+    out
+}

@@ -17,6 +17,19 @@ pub fn run(arg: &super::ConfigArg) -> anyhow::Result<ExitCode> {
     for (key, message) in config.warnings() {
         tracing::warn!(key, "{message}");
     }
+    // Before any thread exists: every thread inherits the policy of the one that spawns it
+    // (the runtime's workers, the queue's committer and syncer, RocksDB's background jobs).
+    let sched = if config.server.sched_batch {
+        match sched_batch() {
+            Ok(()) => "batch",
+            Err(e) => {
+                tracing::warn!(error = %e, "server.sched_batch: SCHED_BATCH refused, normal policy kept");
+                "normal"
+            }
+        }
+    } else {
+        "normal"
+    };
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.workers(cores))
@@ -32,7 +45,7 @@ pub fn run(arg: &super::ConfigArg) -> anyhow::Result<ExitCode> {
         let running = Server::start(config).await?;
         // Read back from the runtime, so the log says what runs, not what was asked for.
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        tracing::info!(workers, "mxgate started");
+        tracing::info!(workers, sched, "mxgate started");
         wait_for_signal(&running, &mut term, &mut hup).await?;
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
@@ -64,6 +77,13 @@ async fn wait_for_signal(
             }
         }
     }
+}
+
+/// Puts the calling thread under `SCHED_BATCH` (static priority 0, nice unchanged); see
+/// [`ServerConfig::sched_batch`](crate::config::ServerConfig::sched_batch) for why.
+fn sched_batch() -> std::io::Result<()> {
+    scheduler::set_self_policy(scheduler::Policy::Batch, 0)
+        .map_err(|()| std::io::Error::last_os_error())
 }
 
 fn init_tracing() {

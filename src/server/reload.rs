@@ -182,6 +182,11 @@ pub fn keep_restart_keys(old: &Config, new: &mut Config) -> Vec<&'static str> {
         &old.server.worker_threads,
         &mut new.server.worker_threads,
     );
+    keep.key(
+        "server.sched_batch",
+        &old.server.sched_batch,
+        &mut new.server.sched_batch,
+    );
     keep.key("queue", &old.queue, &mut new.queue);
     keep.key("store", &old.store, &mut new.store);
     changed
