@@ -22,8 +22,8 @@ pub struct ServerConfig {
     /// Run every thread of the server under Linux's `SCHED_BATCH` policy (nice unchanged):
     /// a thread woken by another (a session answering the committer, the fsync thread
     /// answering a session) waits for the running one's slice instead of preempting it.
-    /// Measured on the 2-core bench host (issue 13, benches/load/ab.sh 6 rounds): 4,082 ->
-    /// 5,426 inbound msg/s, 0.214 -> 0.164 ms CPU per message; before, waking the committer
+    /// Measured on the 2-core bench host (issue 13, benches/load/ab.sh 8 rounds): 5,246 ->
+    /// 6,545 inbound msg/s, 0.165 -> 0.137 ms CPU per message; before, waking the committer
     /// preempted the session thread at its futex wake (6% of its samples were that context
     /// switch). The latency it may add is a scheduler slice (milliseconds), nothing next to
     /// SMTP's timeouts. Unprivileged: lowering to SCHED_BATCH needs no capability.
