@@ -38,7 +38,6 @@ CHECKS=$(checks_toml "$AUTH" "$DNS_PORT")
 
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { local f; f=$(cat "/proc/$1/stat"); f=${f##*) }; set -- $f; echo $((${12} + ${13})); }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 : >"$WORK/results"
 for _ in $(seq 1 "$ROUNDS"); do

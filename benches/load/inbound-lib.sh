@@ -1,5 +1,8 @@
-# Sourced by inbound.sh and ab.sh: the one inbound set-up both measure, so a figure from
-# either is for the same server config.
+# Sourced by inbound.sh, ab.sh and latency.sh: the one inbound set-up they measure, so a figure from
+# any of them is for the same server config.
+
+# wait_port PORT: waits up to 10 s for a listener on 127.0.0.1:PORT, or exits the script.
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 # start_checks_dns WORK PORT: a private dnsmasq on 127.0.0.1:PORT serving client.test's SPF
 # and DMARC records and its PTR (installed when missing); sets DNS_PID. Authoritative for

@@ -116,7 +116,6 @@ postfix -c "$PF/etc" start >/dev/null 2>&1 || { echo "postfix failed to start:";
 "$SMTP_SINK" -u nobody -c "127.0.0.1:$SINK_PORT" 1000 >"$WORK/sink.out" 2>&1 &
 SINK_PID=$!
 
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 wait_port "$MX_PORT"; wait_port "$PF_PORT"; wait_port "$SINK_PORT"
 
 SOURCE_FLAGS=(-s "$SESSIONS" -l "$SIZE" -f bench@client.test -t sales@example.test)

@@ -35,7 +35,6 @@ trap cleanup EXIT
 start_checks_dns "$WORK" "$DNS_PORT"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/mx.key" -out "$WORK/mx.crt" \
   -days 1 -subj /CN=mx.example.test 2>/dev/null
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 echo "probes=$PROBES background_sessions=$BG rounds=$ROUNDS (ms, connect to QUIT)"
 for round in $(seq 1 "$ROUNDS"); do
