@@ -388,21 +388,11 @@ async fn worker_threads_size_the_runtime_and_need_a_restart() {
             if n.is_empty() {
                 return text;
             }
-            text.replacen(
-                "shutdown_timeout = \"5s\"\n",
-                &format!("shutdown_timeout = \"5s\"\nworker_threads = {n}\n"),
-                1,
-            )
+            with_server_key(&text, &format!("worker_threads = {n}"))
         };
         std::fs::write(&path, config(setting)).expect("write config");
         let proc = spawn_server(&path);
-        let started = eventually(30, "the start line", || async {
-            proc.log()
-                .lines()
-                .find(|l| l.contains("mxgate started"))
-                .map(str::to_owned)
-        })
-        .await;
+        let started = start_line(&proc).await;
         assert!(
             started.contains(&format!("workers={want}")),
             "worker_threads = {setting:?} on {cores} cores: {started}"
@@ -447,22 +437,12 @@ async fn sched_batch_covers_every_thread_and_needs_a_restart() {
             let text = common::file_toml(dir.path(), &erp.url(), &dns, "");
             match v {
                 None => text,
-                Some(v) => text.replacen(
-                    "shutdown_timeout = \"5s\"\n",
-                    &format!("shutdown_timeout = \"5s\"\nsched_batch = {v}\n"),
-                    1,
-                ),
+                Some(v) => with_server_key(&text, &format!("sched_batch = {v}")),
             }
         };
         std::fs::write(&path, config(setting)).expect("write config");
         let proc = spawn_server(&path);
-        let started = eventually(30, "the start line", || async {
-            proc.log()
-                .lines()
-                .find(|l| l.contains("mxgate started"))
-                .map(str::to_owned)
-        })
-        .await;
+        let started = start_line(&proc).await;
         assert!(
             started.contains(&format!("sched=\"{word}\"")),
             "sched_batch = {setting:?}: {started}"
@@ -491,6 +471,27 @@ async fn sched_batch_covers_every_thread_and_needs_a_restart() {
             "{stdout}"
         );
     }
+}
+
+/// `text` (a `common::file_toml` config) with `key` added to its `[server]` table.
+fn with_server_key(text: &str, key: &str) -> String {
+    let anchor = "shutdown_timeout = \"5s\"\n";
+    assert!(
+        text.contains(anchor),
+        "no [server] shutdown_timeout line in:\n{text}"
+    );
+    text.replacen(anchor, &format!("{anchor}{key}\n"), 1)
+}
+
+/// The server's `mxgate started` log line, once it is written.
+async fn start_line(proc: &common::process::Proc) -> String {
+    eventually(30, "the start line", || async {
+        proc.log()
+            .lines()
+            .find(|l| l.contains("mxgate started"))
+            .map(str::to_owned)
+    })
+    .await
 }
 
 /// Each thread of process `pid`: its name and scheduling policy (field 41 of
