@@ -25,8 +25,9 @@ pub struct ServerConfig {
     /// Measured on the 2-core bench host (issue 13, benches/load/ab.sh 8 rounds): 5,246 ->
     /// 6,545 inbound msg/s, 0.165 -> 0.137 ms CPU per message; before, waking the committer
     /// preempted the session thread at its futex wake (6% of its samples were that context
-    /// switch). The latency it may add is a scheduler slice (milliseconds), nothing next to
-    /// SMTP's timeouts. Unprivileged: lowering to SCHED_BATCH needs no capability.
+    /// switch). A woken thread may wait up to a scheduler slice; benches/load/latency.sh saw
+    /// the same p50 per message idle and a lower one under load. Unprivileged: lowering to
+    /// SCHED_BATCH needs no capability.
     pub sched_batch: bool,
 }
 
